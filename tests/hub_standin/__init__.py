@@ -1,0 +1,140 @@
+"""A Hub stand-in for tests: a real HTTP server on 127.0.0.1 that the real huggingface_hub client talks to.
+
+It speaks the Hub's wire format closely enough for `HfApi` to work unchanged:
+
+* `GET /api/whoami-v2` (several tokens map to several users),
+* jobs: create, list (`stage=` / `label=k=v` filters), inspect, logs as server-sent events
+  (full history replayed on every connection, `tail=`), cancel, `GET /api/jobs/hardware`,
+* repos: `POST /api/repos/create`, `GET /api/{models|datasets|spaces}/{id}[/revision/{rev}]`, preupload,
+  commit (regular, base64 uploads: a real `upload_folder` / `push_to_hub` completes), tree, paths-info,
+  and file downloads `/{id}/resolve/{rev}/{path}` (so `hf_hub_download` / `snapshot_download` work),
+* the dataset viewer under `/datasets-server`: `/is-valid`, `/splits`, `/first-rows`, `/rows`, `/size`, `/info`.
+
+Jobs move SCHEDULING -> RUNNING -> COMPLETED (or the plan's final stage) on the clock and print log lines.
+Every request is recorded; any path can be told to fail with a given status.
+
+Fixture API (`hub` in tests/conftest.py)::
+
+    hub.url, hub.viewer_url
+    token = hub.add_user("carol", orgs=[{"name": "acme", "roleInOrg": "write"}], can_pay=True, jobs_permission=True)
+    hub.alice, hub.bob                        # tokens of two users created for every test
+    hub.add_model("alice/tiny", files=path_or_dict, gated=False, private=False, safetensors={...})
+    hub.add_dataset("alice/data", {"train": rows}, config="default", gated=False, num_rows=None)
+    hub.files("alice/out")                    # {path: bytes} of a repo (model by default)
+    hub.plan_next_job(lines=[...], final_stage="ERROR", message="...", schedule_s=0.2, line_interval_s=0.1)
+    hub.fail_next(status, path_prefix="/api/jobs", method=None, message="...", times=1, headers=None)
+    hub.requests                              # list of RecordedRequest (method, path, query, headers, body, json())
+    hub.jobs                                  # {job_id: Job}; job.spec is the exact body the client sent
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from .state import FailRule, HubState, JobPlan, RecordedRequest
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class HubStandIn:
+    """Runs the stand-in in a background thread (uvicorn) and offers test helpers."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.viewer_url = f"{self.url}/datasets-server"
+        self.state = HubState()
+        self.state.endpoint = self.url
+        self._server = None
+        self._thread: threading.Thread | None = None
+        self.alice = self.bob = ""
+
+    # ---- lifecycle
+    def start(self) -> HubStandIn:
+        import uvicorn
+
+        from .app import build_app
+
+        config = uvicorn.Config(build_app(self.state), host="127.0.0.1", port=self.port, log_level="warning")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self._thread.start()
+        deadline = time.time() + 10
+        while not self._server.started:
+            if time.time() > deadline:
+                raise RuntimeError("Hub stand-in did not start")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def reset(self) -> None:
+        """Forget everything, then create the two default users alice and bob."""
+        self.state.reset()
+        self.alice = self.add_user(
+            "alice", token="hf_alice_standin_token_0001", orgs=[{"name": "alice-org", "roleInOrg": "admin"}]
+        )
+        self.bob = self.add_user("bob", token="hf_bob_standin_token_0002")
+
+    # ---- arranging
+    def add_user(self, name: str, token: str | None = None, **kwargs: Any) -> str:
+        return self.state.add_user(name, token, **kwargs)
+
+    def add_model(self, repo_id: str, files: dict[str, bytes | str] | Path | str | None = None, *,
+                  safetensors: dict[str, Any] | None = None, **kwargs: Any):  # fmt: skip
+        repo = self.state.add_repo(repo_id, "model", files, **kwargs)
+        if safetensors is not None:
+            repo.extra_info["safetensors"] = safetensors
+        return repo
+
+    def add_dataset(self, repo_id: str, splits: dict[str, list[dict[str, Any]]], *, config: str = "default",
+                    num_rows: dict[str, int] | None = None, viewer: bool = True, **kwargs: Any):  # fmt: skip
+        from .state import ViewerDataset
+
+        repo = self.state.repo(repo_id, "dataset") or self.state.add_repo(repo_id, "dataset", **kwargs)
+        data = self.state.viewer.setdefault(repo_id, ViewerDataset(rows={}, viewer=viewer))
+        data.viewer = viewer
+        for split, rows in splits.items():
+            data.rows[(config, split)] = rows
+            if num_rows and split in num_rows:
+                data.num_rows[(config, split)] = num_rows[split]
+        return repo
+
+    def plan_next_job(self, **kwargs: Any) -> JobPlan:
+        plan = JobPlan(**kwargs)
+        self.state.job_plans.append(plan)
+        return plan
+
+    def fail_next(self, status: int, path_prefix: str = "/api", method: str | None = None, message: str = "",
+                  times: int = 1, headers: dict[str, str] | None = None) -> None:  # fmt: skip
+        self.state.fail_rules.append(
+            FailRule(status, path_prefix, method, message or f"stand-in error {status}", times, headers or {})
+        )
+
+    # ---- asserting
+    def files(self, repo_id: str, repo_type: str = "model") -> dict[str, bytes]:
+        repo = self.state.repo(repo_id, repo_type)
+        return dict(repo.files) if repo else {}
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        return self.state.requests
+
+    @property
+    def jobs(self):
+        return self.state.jobs
+
+    def requests_to(self, path_prefix: str, method: str | None = None) -> list[RecordedRequest]:
+        return [r for r in self.requests if r.path.startswith(path_prefix) and (method is None or r.method == method)]

@@ -1,0 +1,169 @@
+"""One small hierarchy of errors, each with a message a person can act on.
+
+The service layer raises these; the UI turns them into `gr.Error` at one boundary.
+`from_hub_error` translates huggingface_hub's HTTP errors (and network failures).
+"""
+
+from __future__ import annotations
+
+import re
+
+
+class TrainerSpaceError(Exception):
+    """Base class: `str(err)` is the message shown to the visitor."""
+
+    title = "Something went wrong"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidInput(TrainerSpaceError, ValueError):
+    title = "Invalid input"
+
+
+class NotSignedIn(TrainerSpaceError):
+    title = "Sign in required"
+
+    def __init__(self, action: str = "continue") -> None:
+        super().__init__(f"Sign in with Hugging Face to {action}.")
+
+
+class InvalidToken(TrainerSpaceError):
+    title = "Sign-in expired"
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__(
+            "Your Hugging Face sign-in is no longer valid (401). Sign out and sign in again."
+            + (f" ({detail})" if detail else "")
+        )
+
+
+class MissingPermission(TrainerSpaceError):
+    title = "Missing permission"
+
+    def __init__(self, what: str = "", detail: str = "") -> None:
+        need = what or "this action"
+        super().__init__(
+            f"Your token is not allowed to do {need} (403). Sign in again and grant the requested permissions "
+            "(the 'jobs' and 'write-repos' scopes), or use a token with those rights."
+            + (f" Hub said: {detail}" if detail else "")
+        )
+
+
+class PaymentRequired(TrainerSpaceError):
+    title = "Credit needed"
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__(
+            "Hugging Face Jobs needs a payment method or pre-paid credit on your account (402). "
+            "Add one at https://huggingface.co/settings/billing, then try again."
+            + (f" Hub said: {detail}" if detail else "")
+        )
+
+
+class RepoNotFound(TrainerSpaceError):
+    title = "Not found"
+
+    def __init__(self, repo_id: str, repo_type: str = "model", detail: str = "") -> None:
+        self.repo_id = repo_id
+        kind = "dataset" if repo_type == "dataset" else "model" if repo_type == "model" else repo_type
+        super().__init__(
+            f"The {kind} '{repo_id}' was not found, or it is private and your account cannot read it. "
+            "Check the spelling (owner/name) and your access." + (f" Hub said: {detail}" if detail else "")
+        )
+
+
+class GatedRepo(TrainerSpaceError):
+    title = "Gated repository"
+
+    def __init__(self, repo_id: str, repo_type: str = "model") -> None:
+        self.repo_id = repo_id
+        prefix = "datasets/" if repo_type == "dataset" else ""
+        super().__init__(
+            f"'{repo_id}' is gated: request access at https://huggingface.co/{prefix}{repo_id} "
+            "with the account you signed in with, then try again."
+        )
+
+
+class JobNotFound(TrainerSpaceError):
+    title = "Job not found"
+
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        super().__init__(f"Job '{job_id}' was not found in your namespaces. It may belong to another account.")
+
+
+class RateLimited(TrainerSpaceError):
+    title = "Rate limited"
+
+    def __init__(self, retry_after: str | None = None) -> None:
+        wait = f" about {retry_after} seconds" if retry_after else " a minute"
+        super().__init__(f"The Hugging Face Hub is rate-limiting requests (429). Wait{wait} and try again.")
+
+
+class HubUnavailable(TrainerSpaceError):
+    title = "Hub unavailable"
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__(
+            "The Hugging Face Hub did not answer properly. Nothing was changed; try again in a few minutes "
+            "(status: https://status.huggingface.co)." + (f" ({detail})" if detail else "")
+        )
+
+
+def _hub_detail(err: Exception) -> str:
+    response = getattr(err, "response", None)
+    detail = ""
+    if response is not None:
+        detail = response.headers.get("X-Error-Message", "") or ""
+        if not detail:
+            try:
+                body = response.json()
+                detail = body.get("error", "") if isinstance(body, dict) else ""
+            except Exception:
+                detail = ""
+    detail = str(detail)
+    # never echo anything that looks like a token back to the visitor
+    return re.sub(r"hf_[A-Za-z0-9]{6,}", "hf_***", detail)[:300]
+
+
+def from_hub_error(
+    err: Exception, *, repo_id: str | None = None, repo_type: str = "model", job_id: str | None = None, action: str = ""
+) -> TrainerSpaceError:
+    """Translate an exception raised by huggingface_hub into a `TrainerSpaceError`."""
+    if isinstance(err, TrainerSpaceError):
+        return err
+    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, JobNotFoundError, RepositoryNotFoundError
+
+    if isinstance(err, JobNotFoundError) and job_id:
+        return JobNotFound(job_id)
+    if isinstance(err, GatedRepoError):
+        return GatedRepo(repo_id or "this repository", repo_type)
+    if isinstance(err, RepositoryNotFoundError) and repo_id:
+        return RepoNotFound(repo_id, repo_type)
+    if isinstance(err, HfHubHTTPError) and err.response is not None:
+        status = err.response.status_code
+        detail = _hub_detail(err)
+        if status == 401:
+            return InvalidToken()
+        if status == 402:
+            return PaymentRequired(detail)
+        if status == 403:
+            if repo_id and "gated" in detail.lower():
+                return GatedRepo(repo_id, repo_type)
+            return MissingPermission(action, detail)
+        if status == 404:
+            if job_id:
+                return JobNotFound(job_id)
+            if repo_id:
+                return RepoNotFound(repo_id, repo_type, detail)
+            return HubUnavailable(f"404 {detail}".strip())
+        if status == 429:
+            return RateLimited(err.response.headers.get("Retry-After"))
+        if status >= 500:
+            return HubUnavailable(f"HTTP {status}")
+        return InvalidInput(f"The Hub refused the request ({status}): {detail or 'no detail'}")
+    # network failures (httpx / httpx2 transport errors, timeouts): the Hub did not answer
+    return HubUnavailable(type(err).__name__)
