@@ -1,0 +1,181 @@
+"""The flavor catalogue: one source of truth for hardware names, GPUs, memory, speed and prices.
+
+Prices and VRAM come from the Hub (`HfApi.list_jobs_hardware()`) when it answers; the built-in
+table below is the fallback so that nothing goes blank when the Hub cannot be reached. Peak
+throughput (dense bf16/fp16 tensor TFLOP/s per GPU, from the vendors' data sheets) is ours: the
+Hub does not publish it.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, replace
+
+# dense (no sparsity) peak tensor throughput per GPU, TFLOP/s, in the best precision the GPU trains in
+# sources: NVIDIA data sheets (T4: 65 fp16; L4: 121 bf16; A10G: 70 bf16 (AWS/NVIDIA A10 125 is with
+# sparsity-less fp16 at boost, A10G clocks lower); L40S: 362 bf16; A100: 312 bf16; H100/H200: 989 bf16;
+# RTX PRO 6000 Blackwell: ~500 bf16)
+GPU_TFLOPS: dict[str, float] = {
+    "T4": 65.0,
+    "L4": 121.0,
+    "A10G": 70.0,
+    "L40S": 362.0,
+    "A100": 312.0,
+    "H100": 989.0,
+    "H200": 989.0,
+    "RTX PRO 6000": 500.0,
+}
+# GPUs without bf16 support train in fp16 (T4 is Turing)
+NO_BF16 = {"T4"}
+
+
+@dataclass(frozen=True)
+class Flavor:
+    name: str
+    pretty_name: str
+    gpus: int  # 0 for CPU flavors
+    gpu_model: str | None
+    vram_gb: float  # per GPU
+    cpu: int
+    ram_gb: float
+    disk_gb: float
+    usd_per_hour: float
+
+    @property
+    def is_gpu(self) -> bool:
+        return self.gpus > 0
+
+    @property
+    def total_vram_gb(self) -> float:
+        return self.vram_gb * self.gpus
+
+    @property
+    def tflops(self) -> float:
+        """Peak dense tensor TFLOP/s per GPU (0 for CPU flavors)."""
+        return GPU_TFLOPS.get(self.gpu_model or "", 0.0)
+
+    @property
+    def supports_bf16(self) -> bool:
+        return self.is_gpu and (self.gpu_model or "") not in NO_BF16
+
+    @property
+    def usd_per_minute(self) -> float:
+        return self.usd_per_hour / 60
+
+
+def _f(name, pretty, gpus, model, vram, cpu, ram, usd_h, disk=50.0) -> Flavor:
+    return Flavor(name, pretty, gpus, model, vram, cpu, ram, disk, usd_h)
+
+
+# Built-in fallback (public pricing page, November 2026). Used only when the Hub cannot be reached.
+FALLBACK_FLAVORS: tuple[Flavor, ...] = (
+    _f("cpu-basic", "CPU Basic", 0, None, 0, 2, 16, 0.01),
+    _f("cpu-upgrade", "CPU Upgrade", 0, None, 0, 8, 32, 0.03),
+    _f("cpu-performance", "CPU Performance", 0, None, 0, 32, 256, 0.30),
+    _f("cpu-xl", "CPU XL", 0, None, 0, 16, 124, 1.00),
+    _f("t4-small", "Nvidia T4 - small", 1, "T4", 16, 4, 15, 0.40),
+    _f("t4-medium", "Nvidia T4 - medium", 1, "T4", 16, 8, 30, 0.60),
+    _f("l4x1", "1x Nvidia L4", 1, "L4", 24, 8, 30, 0.80),
+    _f("l4x4", "4x Nvidia L4", 4, "L4", 24, 48, 186, 3.80),
+    _f("a10g-small", "Nvidia A10G - small", 1, "A10G", 24, 4, 15, 1.00),
+    _f("a10g-large", "Nvidia A10G - large", 1, "A10G", 24, 12, 46, 1.50),
+    _f("a10g-largex2", "2x Nvidia A10G - large", 2, "A10G", 24, 24, 92, 3.00),
+    _f("a10g-largex4", "4x Nvidia A10G - large", 4, "A10G", 24, 48, 184, 5.00),
+    _f("l40sx1", "1x Nvidia L40S", 1, "L40S", 48, 8, 62, 1.80),
+    _f("l40sx4", "4x Nvidia L40S", 4, "L40S", 48, 48, 382, 8.30),
+    _f("l40sx8", "8x Nvidia L40S", 8, "L40S", 48, 192, 1534, 23.50),
+    _f("a100-large", "Nvidia A100 - large", 1, "A100", 80, 12, 142, 2.50),
+    _f("a100x4", "4x Nvidia A100", 4, "A100", 80, 48, 568, 10.00),
+    _f("a100x8", "8x Nvidia A100", 8, "A100", 80, 96, 1136, 20.00),
+    _f("h200", "1x Nvidia H200", 1, "H200", 141, 23, 256, 5.00),
+    _f("h200x2", "2x Nvidia H200", 2, "H200", 141, 46, 512, 10.00),
+    _f("h200x4", "4x Nvidia H200", 4, "H200", 141, 92, 1024, 20.00),
+    _f("h200x8", "8x Nvidia H200", 8, "H200", 141, 184, 2048, 40.00),
+)
+
+FLAVOR_NAMES: frozenset[str] = frozenset(f.name for f in FALLBACK_FLAVORS) | frozenset(
+    {"rtx-pro-6000", "rtx-pro-6000x2", "rtx-pro-6000x4", "rtx-pro-6000x8"}
+)
+
+
+def _gb(text: str | None) -> float:
+    m = re.search(r"([\d.]+)\s*(GB|GiB|TB)?", str(text or ""))
+    if not m:
+        return 0.0
+    value = float(m.group(1))
+    return value * 1024 if (m.group(2) or "").startswith("T") else value
+
+
+def _gpu_model(model: str | None) -> str | None:
+    if not model:
+        return None
+    text = model.upper()
+    for known in sorted(GPU_TFLOPS, key=len, reverse=True):
+        if known in text:
+            return known
+    return model
+
+
+def flavor_from_hub(item) -> Flavor:
+    """Build a `Flavor` from huggingface_hub's `JobHardwareInfo`."""
+    acc = item.accelerator
+    gpus = int(getattr(acc, "quantity", 0) or 0) if acc else 0
+    fallback = next((f for f in FALLBACK_FLAVORS if f.name == item.name), None)
+    cpu = int(re.sub(r"\D", "", str(item.cpu)) or 0)
+    return Flavor(
+        name=item.name,
+        pretty_name=item.pretty_name,
+        gpus=gpus,
+        gpu_model=_gpu_model(getattr(acc, "model", None)) if acc else None,
+        vram_gb=_gb(getattr(acc, "vram", None)) if acc else 0.0,
+        cpu=cpu,
+        ram_gb=_gb(item.ram),
+        disk_gb=_gb(item.ephemeral_storage) or (fallback.disk_gb if fallback else 50.0),
+        usd_per_hour=float(item.unit_cost_usd) * (60 if item.unit_label == "minute" else 1),
+    )
+
+
+_CACHE: dict[str, tuple[float, tuple[Flavor, ...]]] = {}
+_TTL_S = 600.0
+
+
+def get_flavors(token: str | None = None, *, use_hub: bool = True) -> tuple[tuple[Flavor, ...], bool]:
+    """All flavors, sorted by price, and whether the figures came from the Hub.
+
+    The hardware list is public information (not per visitor), so it is cached process-wide for
+    10 minutes; the visitor's token is only sent along, never stored.
+    """
+    now = time.time()
+    cached = _CACHE.get("hub")
+    if cached and now - cached[0] < _TTL_S:
+        return cached[1], True
+    if use_hub:
+        try:
+            from huggingface_hub import HfApi
+
+            from .settings import get_settings
+
+            items = HfApi(endpoint=get_settings().endpoint).list_jobs_hardware(token=token or False)
+            flavors = tuple(sorted((flavor_from_hub(i) for i in items), key=lambda f: (f.usd_per_hour, f.name)))
+            if flavors:
+                _CACHE["hub"] = (now, flavors)
+                return flavors, True
+        except Exception:  # the Hub is unreachable or answered oddly: fall back, never go blank
+            pass
+    return tuple(sorted(FALLBACK_FLAVORS, key=lambda f: (f.usd_per_hour, f.name))), False
+
+
+def get_flavor(name: str, flavors: tuple[Flavor, ...] | None = None) -> Flavor | None:
+    for f in flavors or FALLBACK_FLAVORS:
+        if f.name == name:
+            return f
+    return None
+
+
+def clear_cache() -> None:
+    _CACHE.clear()
+
+
+def with_price(flavor: Flavor, usd_per_hour: float) -> Flavor:
+    return replace(flavor, usd_per_hour=usd_per_hour)
