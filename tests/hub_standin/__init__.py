@@ -63,7 +63,10 @@ class HubStandIn:
 
         from .app import build_app
 
-        config = uvicorn.Config(build_app(self.state), host="127.0.0.1", port=self.port, log_level="warning")
+        # uvicorn's own Date header is cached for a second; the app sets an exact one (the logs client uses it)
+        config = uvicorn.Config(
+            build_app(self.state), host="127.0.0.1", port=self.port, log_level="warning", date_header=False
+        )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)
         self._thread.start()

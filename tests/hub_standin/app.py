@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from email.utils import formatdate
 from typing import Any
 from urllib.parse import unquote
 
@@ -302,7 +303,9 @@ def build_app(state: HubState) -> Starlette:
             resp = error(rule.status, rule.message)
             for k, v in rule.headers.items():
                 resp.headers[k] = v
-            return resp
-        return await call_next(request)
+        else:
+            resp = await call_next(request)
+        resp.headers["Date"] = formatdate(time.time(), usegmt=True)
+        return resp
 
     return Starlette(routes=routes, middleware=[Middleware(BaseHTTPMiddleware, dispatch=record_and_fail)])
