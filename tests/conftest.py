@@ -41,3 +41,54 @@ def hub(hub_server: HubStandIn) -> HubStandIn:
     """A fresh Hub stand-in state per test, with users alice and bob."""
     hub_server.reset()
     return hub_server
+
+
+@pytest.fixture(scope="session")
+def app_url(hub_server: HubStandIn) -> str:
+    """The whole app, launched once on a free port, signed in locally as alice (mock OAuth)."""
+    hub_server.reset()
+    os.environ["TRAINER_SPACE_LOCAL_TOKEN"] = "hf_alice_standin_token_0001"
+    from trainer_space.ui import build_app
+
+    demo = build_app()
+    port = free_port()
+    demo.queue(default_concurrency_limit=8).launch(
+        server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, ssr_mode=False, quiet=True
+    )
+    yield f"http://127.0.0.1:{port}/"
+    demo.close()
+    os.environ.pop("TRAINER_SPACE_LOCAL_TOKEN", None)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Debian Chromium driven by Playwright (never a downloaded browser)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, app_url):
+    """A fresh browser page (own cookies), signed out."""
+    context = browser.new_context(viewport={"width": 1300, "height": 950})
+    pg = context.new_page()
+    pg.set_default_timeout(20_000)
+    yield pg
+    context.close()
+
+
+def sign_in(page, app_url: str) -> None:
+    """Click "Sign in with Hugging Face" (local mock OAuth signs in as alice)."""
+    page.goto(app_url)
+    page.get_by_role("button", name="Sign in with Hugging Face").click()
+    page.get_by_text("Signed in as").wait_for()
+
+
+SCREENSHOTS = os.path.join(os.path.dirname(__file__), "..", "test-output")

@@ -1,0 +1,75 @@
+"""The app as a whole: starts light and without any token, API endpoints, sign-in in a browser."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from gradio_client import Client
+
+from tests.conftest import SCREENSHOTS, sign_in
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_app_builds_without_any_token_and_without_heavy_imports(tmp_path):
+    code = textwrap.dedent(
+        """
+        import os, sys, time
+        t = time.time()
+        import app
+        from gradio.oauth import _get_mocked_oauth_info
+        info = _get_mocked_oauth_info()  # what "Sign in" gives off Spaces with no token: signed out, no crash
+        heavy = [m for m in ("torch", "trl", "transformers", "datasets", "trackio", "peft") if m in sys.modules]
+        print("HEAVY", heavy, "TOKEN", repr(info["access_token"]), "SECONDS", round(time.time() - t, 1))
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "TRAINER_SPACE_LOCAL_TOKEN")}
+    env["HF_HOME"] = str(tmp_path)  # no cached login either
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    line = next(x for x in out.stdout.splitlines() if x.startswith("HEAVY"))
+    assert "HEAVY [] TOKEN ''" in line
+
+
+def test_list_jobs_api_uses_the_callers_token_only(hub, app_url):
+    from trainer_space.hub import HubSession, JobRequest
+
+    req = JobRequest(image="python:3.12", command=["true"], flavor="t4-small", labels={"trainer-space": "train"})
+    alice_job = HubSession(hub.alice).submit_job(req)
+    bob_job = HubSession(hub.bob).submit_job(req)
+
+    alice = Client(app_url, oauth_token=hub.alice, verbose=False).predict("", False, api_name="/list_jobs")
+    assert alice["user"] == "alice"
+    assert [j["id"] for j in alice["jobs"]] == [alice_job.id]
+    assert alice["jobs"][0]["kind"] == "train"
+    bob = Client(app_url, oauth_token=hub.bob, verbose=False).predict("", False, api_name="/list_jobs")
+    assert [j["id"] for j in bob["jobs"]] == [bob_job.id]
+
+
+def test_list_jobs_api_without_sign_in_says_so_and_sends_nothing(hub, app_url):
+    n = len(hub.requests)
+    with pytest.raises(Exception, match="Sign in with Hugging Face to list your jobs"):
+        Client(app_url, verbose=False).predict("", False, api_name="/list_jobs")
+    assert len(hub.requests) == n
+
+
+@pytest.mark.browser
+def test_sign_in_and_see_my_jobs_in_a_browser(hub, app_url, page):
+    from trainer_space.hub import HubSession, JobRequest
+
+    job = HubSession(hub.alice).submit_job(
+        JobRequest(image="python:3.12", command=["true"], flavor="t4-small", labels={"trainer-space": "train"})
+    )
+    page.goto(app_url)
+    page.get_by_text("You are not signed in").wait_for()
+    sign_in(page, app_url)
+    page.get_by_role("tab", name="My jobs").click()
+    page.get_by_text(job.id).locator("visible=true").first.wait_for()
+    os.makedirs(SCREENSHOTS, exist_ok=True)
+    page.screenshot(path=os.path.join(SCREENSHOTS, "my-jobs.png"))
+    assert page.get_by_text("1 job(s) for alice").count() == 1
