@@ -39,6 +39,7 @@ class Visitor:
     writable_orgs: tuple[str, ...]
     can_pay: bool
     token_role: str | None
+    can_run_jobs: bool | None = None  # None: the token's permissions are not visible (OAuth, classic tokens)
 
     @property
     def namespaces(self) -> tuple[str, ...]:
@@ -52,7 +53,17 @@ class Visitor:
     def from_whoami(cls, data: dict[str, Any]) -> Visitor:
         orgs = data.get("orgs") or []
         writable = tuple(o["name"] for o in orgs if o.get("roleInOrg") in ("admin", "write", "contributor"))
-        access = ((data.get("auth") or {}).get("accessToken") or {}).get("role")
+        token_info = (data.get("auth") or {}).get("accessToken") or {}
+        access = token_info.get("role")
+        can_run_jobs = None
+        if access == "fineGrained" and isinstance(token_info.get("fineGrained"), dict):
+            grained = token_info["fineGrained"]
+            permissions = set(grained.get("global") or [])
+            for scope in grained.get("scoped") or []:
+                permissions.update(scope.get("permissions") or [])
+            can_run_jobs = "job.write" in permissions
+        elif access == "read":
+            can_run_jobs = False
         return cls(
             name=data["name"],
             fullname=data.get("fullname") or data["name"],
@@ -60,6 +71,7 @@ class Visitor:
             writable_orgs=writable,
             can_pay=bool(data.get("canPay", True)),
             token_role=access,
+            can_run_jobs=can_run_jobs,
         )
 
 
