@@ -99,6 +99,53 @@ def _boot_script(template: Template, num_processes: int) -> str:
     return "set -euo pipefail; " + decode + run
 
 
+def _decode_script(template: Template) -> str:
+    path = f"/tmp/{template.name}"
+    return (
+        f'printf %s "${SCRIPT_ENV}" | base64 -d > {path}; echo "${SCRIPT_SHA_ENV}  {path}" | sha256sum -c --quiet -; '
+    )
+
+
+def _script_env(template: Template, env: dict[str, str] | None) -> dict[str, str]:
+    return {
+        SCRIPT_ENV: base64.b64encode(template.text.encode()).decode(),
+        SCRIPT_SHA_ENV: template.sha256,
+        "PYTHONUNBUFFERED": "1",
+        **(env or {}),
+    }
+
+
+def pip_script_request(
+    template: Template,
+    args: list[str],
+    *,
+    image: str,
+    flavor: str,
+    timeout_s: int,
+    labels: dict[str, str],
+    namespace: str | None = None,
+    env: dict[str, str] | None = None,
+) -> JobRequest:
+    """Run `template` with the image's own `python3`, after `pip install` of its PEP 723 dependencies.
+
+    For images that ship tools the script needs (llama.cpp's official image for the GGUF export).
+    """
+    if not all(isinstance(a, str) for a in args):
+        raise TypeError("arguments must be strings")
+    deps = " ".join(shlex.quote(d) for d in template.dependencies)
+    install = f"python3 -m pip install --quiet --no-cache-dir --break-system-packages {deps}; " if deps else ""
+    boot = "set -euo pipefail; " + _decode_script(template) + install + f'exec python3 /tmp/{template.name} "$@"'
+    return JobRequest(
+        image=image,
+        command=["bash", "-c", boot, template.name, *args],
+        flavor=flavor,
+        timeout_s=timeout_s,
+        env=_script_env(template, env),
+        labels={**labels, "template_sha": template.short_sha},
+        namespace=namespace,
+    )
+
+
 def uv_script_request(
     template: Template,
     args: list[str],
@@ -113,13 +160,7 @@ def uv_script_request(
     """A `JobRequest` that runs `template` with `uv` (one process, or one per GPU via accelerate)."""
     if not all(isinstance(a, str) for a in args):
         raise TypeError("arguments must be strings")
-    job_env = {
-        SCRIPT_ENV: base64.b64encode(template.text.encode()).decode(),
-        SCRIPT_SHA_ENV: template.sha256,
-        "PYTHONUNBUFFERED": "1",
-        "UV_NO_PROGRESS": "1",
-        **(env or {}),
-    }
+    job_env = _script_env(template, {"UV_NO_PROGRESS": "1", **(env or {})})
     return JobRequest(
         image=UV_IMAGE,
         command=["bash", "-c", _boot_script(template, num_processes), template.name, *args],
@@ -200,6 +241,46 @@ def python_snippet(
         f"    timeout={format_timeout(timeout_s)!r},\n"
         '    secrets={"HF_TOKEN": os.environ["HF_TOKEN"]},  # $HF_TOKEN\n'
         f"    labels={labels!r},{ns}\n"
+        ")\n"
+        "print(job.url)\n"
+    )
+
+
+def hf_run_command(request: JobRequest, template: Template) -> str:
+    """The exact job as an `hf jobs run` command line, next to a copy of the template."""
+    parts = ["hf", "jobs", "run", "--flavor", request.flavor, "--timeout", format_timeout(request.timeout_s)]
+    parts += ["--secrets", "HF_TOKEN"]
+    if request.namespace:
+        parts += ["--namespace", request.namespace]
+    for key, value in request.labels.items():
+        parts += ["--label", f"{key}={value}"]
+    quoted = [shlex.quote(p) for p in parts]
+    for key, value in request.env.items():
+        if key == SCRIPT_ENV:
+            quoted += ["--env", f'{SCRIPT_ENV}="$(base64 -w0 {shlex.quote(template.name)})"']
+        else:
+            quoted += ["--env", shlex.quote(f"{key}={value}")]
+    quoted += [shlex.quote(request.image), *(shlex.quote(c) for c in request.command)]
+    return " \\\n    ".join(_chunks(quoted))
+
+
+def python_run_snippet(request: JobRequest, template: Template) -> str:
+    """The exact job as a `huggingface_hub.run_job` call, next to a copy of the template."""
+    env = {k: v for k, v in request.env.items() if k != SCRIPT_ENV}
+    ns = f"\n    namespace={request.namespace!r}," if request.namespace else ""
+    command = "".join(f"\n        {c!r}," for c in request.command)
+    return (
+        "import base64, os\n"
+        "from huggingface_hub import run_job\n\n"
+        f"script = open({template.name!r}, 'rb').read()  # the template shown by the app\n"
+        "job = run_job(\n"
+        f"    image={request.image!r},\n"
+        f"    command=[{command}\n    ],\n"
+        f"    env={{{SCRIPT_ENV!r}: base64.b64encode(script).decode(), **{env!r}}},\n"
+        '    secrets={"HF_TOKEN": os.environ["HF_TOKEN"]},  # $HF_TOKEN\n'
+        f"    flavor={request.flavor!r},\n"
+        f"    timeout={format_timeout(request.timeout_s)!r},\n"
+        f"    labels={request.labels!r},{ns}\n"
         ")\n"
         "print(job.url)\n"
     )
