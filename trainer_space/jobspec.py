@@ -206,11 +206,13 @@ def hf_cli_command(
 
 
 def _chunks(quoted: list[str]) -> list[str]:
-    """Group a long argv into readable lines: each `--flag value` pair on its own line."""
+    """Group a long argv into readable lines: the program first, then each `--flag value` on its own line."""
     lines: list[str] = []
     for token in quoted:
         if token.startswith("--") or not lines:
             lines.append(token)
+        elif not lines[-1].startswith("--") and len(lines) == 1 and not any(t.startswith("--") for t in lines):
+            lines[-1] += " " + token  # still the program name: "hf jobs uv run"
         elif lines[-1].startswith("--") and " " not in lines[-1]:
             lines[-1] += " " + token
         else:

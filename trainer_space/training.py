@@ -325,12 +325,12 @@ def plan_training(session: HubSession, cfg: TrainingConfig, *, checks: list[Chec
             args,
             flavor=cfg.flavor,
             timeout_s=cfg.timeout_s,
-            labels=labels,
+            labels=request.labels,
             num_processes=max(1, gpus),
             namespace=cfg.namespace,
         ),
         python=python_snippet(
-            template, args, flavor=cfg.flavor, timeout_s=cfg.timeout_s, labels=labels, namespace=cfg.namespace
+            template, args, flavor=cfg.flavor, timeout_s=cfg.timeout_s, labels=request.labels, namespace=cfg.namespace
         ),
         estimate=estimate,
     )
