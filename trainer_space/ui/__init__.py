@@ -25,7 +25,7 @@ def _whoami_banner(profile: gr.OAuthProfile | None, oauth_token: gr.OAuthToken |
 def build_app() -> gr.Blocks:
     """Build the Blocks (no network, no heavy imports)."""
     local_oauth.install()
-    from . import jobs_tab
+    from . import export_tab, jobs_tab
 
     with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
         with gr.Row(equal_height=True):
@@ -42,7 +42,7 @@ def build_app() -> gr.Blocks:
             with gr.Tab("My jobs", id="jobs"):
                 jobs = jobs_tab.build_tab()
             with gr.Tab("GGUF export", id="gguf"):
-                gr.Markdown("GGUF export is coming here.")
+                export_tab.build_tab()
         demo.load(_whoami_banner, None, banner, api_visibility="private")
         demo.load(jobs_tab.ui_errors(jobs_tab._table), [jobs.orgs, jobs.only_app], [jobs.table, jobs.note, jobs.timer],
                   api_visibility="private")  # fmt: skip
