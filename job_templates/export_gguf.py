@@ -272,9 +272,7 @@ def merge_adapter(adapter_dir: Path, base_dir: Path, out_dir: Path, dtype_name: 
     merged = merged.to(torch.bfloat16 if dtype_name == "bf16" else torch.float16)
     out_dir.mkdir(parents=True, exist_ok=True)
     merged.save_pretrained(out_dir)
-    _copy_tokenizer(base_dir, out_dir)
-    if tokenizer_dir == adapter_dir:
-        _copy_tokenizer(adapter_dir, out_dir)  # the fine-tune's tokenizer and chat template win
+    _copy_tokenizer(tokenizer_dir, out_dir)  # one source only: a base chat_template.jinja must not shadow the tune's
     return [f"tokenizer and chat template from {'the adapter' if tokenizer_dir == adapter_dir else 'the base'}"]
 
 
@@ -301,7 +299,8 @@ def resolve_input(cfg: ExportConfig, work: Path, token: str | None) -> ResolvedI
         raise ExportError("adapter_config.json has no base_model_name_or_path: cannot tell which base to merge", 2)
     print(f"{cfg.model} is a LoRA adapter: merging it onto {base}", flush=True)
     base_dir = fetch(base, work / "base", token)
-    need, free = int(model_bytes_16bit(base_dir) * 1.3), _available_ram()
+    weights = sum(p.stat().st_size for p in base_dir.glob("*.safetensors")) or model_bytes_16bit(base_dir)
+    need, free = int(weights * 1.3), _available_ram()
     if free is not None and free < need:
         raise ExportError(
             f"not enough RAM to merge the adapter: need ~{human_size(need)}, "
@@ -439,14 +438,19 @@ def convert(convert_script: Path, model_dir: Path, outfile: Path, outtype: str, 
     return outfile
 
 
+def missing_quantizer(quantize_bin: Path, qtype: str) -> ExportError:
+    """The error for a type that needs llama-quantize when the binary is not there."""
+    return ExportError(
+        f"{qtype} needs llama.cpp's llama-quantize, not found at {quantize_bin}. Run the job in "
+        f"{LLAMA_CPP_IMAGE}, pass --quantize_bin, or pick only {', '.join(CONVERTER_TYPES)}",
+        2,
+    )
+
+
 def quantize(quantize_bin: Path, src: Path, dst: Path, qtype: str) -> Path:
     """16-bit GGUF -> ``qtype`` with llama-quantize."""
     if not quantize_bin.is_file():
-        raise ExportError(
-            f"{qtype} needs llama.cpp's llama-quantize, not found at {quantize_bin}. Run the job in "
-            f"{LLAMA_CPP_IMAGE}, pass --quantize_bin, or pick only {', '.join(CONVERTER_TYPES)}",
-            2,
-        )
+        raise missing_quantizer(quantize_bin, qtype)
     code, log = run_logged(quantize_argv(quantize_bin, src, dst, qtype))
     if code != 0 or not dst.is_file():
         if "No space left on device" in log:
@@ -464,7 +468,7 @@ def produce_outputs(
     quantize_bin = Path(cfg.quantize_bin or llama_dir / "llama-quantize")
     needs_quantizer = [q for q in quants if q not in CONVERTER_TYPES]
     if needs_quantizer and not quantize_bin.is_file():
-        quantize(quantize_bin, Path(), Path(), needs_quantizer[0])  # raises the clear error before converting
+        raise missing_quantizer(quantize_bin, needs_quantizer[0])  # before any conversion time is spent
     inter_type = outtype.upper()
     intermediate = (out_dir if inter_type in quants else work) / f"{name}-{inter_type}.gguf"
     convert(script, model_dir, intermediate, outtype, cfg.pre_tokenizer)
@@ -542,6 +546,7 @@ def smoke_test(model: Path, cfg: ExportConfig) -> str:
         code, _ = run_logged(smoke_argv(runtime, model), timeout=600)
         if code != 0:
             raise ExportError(f"{runtime.name} could not generate from {model.name} (exit {code})")
+        print(f"generation smoke test: generated {SMOKE_TOKENS} tokens with {runtime.name}", flush=True)
         return f"generated {SMOKE_TOKENS} tokens with {runtime.name}"
     try:
         from llama_cpp import Llama  # optional: llama-cpp-python

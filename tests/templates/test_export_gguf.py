@@ -145,6 +145,30 @@ def test_header_is_the_single_source_of_job_requirements() -> None:
     assert "torch" not in names  # the image's CPU torch must stay; pip would pull a CUDA build
 
 
+def test_help_runs_without_heavy_imports() -> None:
+    done = subprocess.run([sys.executable, str(SCRIPT), "--help"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "--quantizations" in done.stdout and "--pre_tokenizer" in done.stdout
+    probe = (
+        "import importlib.util, sys; spec = importlib.util.spec_from_file_location('e', sys.argv[1]); "
+        "sys.modules['e'] = module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module); "
+        "print(sorted(m for m in ('torch', 'transformers', 'peft', 'huggingface_hub', 'gguf') if m in sys.modules))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", probe, str(SCRIPT)], capture_output=True, text=True, timeout=60)
+    assert loaded.stdout.strip() == "[]", loaded.stderr  # heavy imports stay inside the functions that need them
+
+
+def test_outtype_and_primary_file(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text(json.dumps({"dtype": "bfloat16"}))
+    assert export.pick_outtype("auto", tmp_path) == "bf16"
+    assert export.pick_outtype("f16", tmp_path) == "f16"
+    (tmp_path / "config.json").write_text(json.dumps({"torch_dtype": "float32"}))
+    assert export.pick_outtype("auto", tmp_path) == "f16"
+    files = {q: export.GGUFSummary(tmp_path / q, q, "qwen2", 1, 1, 1, None, 0, None) for q in ("F16", "Q8_0", "Q4_K_M")}
+    assert export.pick_primary([files["F16"], files["Q8_0"], files["Q4_K_M"]]).qtype == "Q4_K_M"
+    assert export.pick_primary([files["F16"], files["Q8_0"]]).qtype == "Q8_0"
+    assert export.pick_primary([files["F16"]]).qtype == "F16"
+
+
 def test_image_is_pinned_to_the_release_the_tests_convert_with() -> None:
     assert re.fullmatch(r"ghcr\.io/ggml-org/llama\.cpp:full-b\d+", export.LLAMA_CPP_IMAGE)
     assert export.LLAMA_CPP_IMAGE.endswith(f"-{LLAMA_CPP_TAG}")
