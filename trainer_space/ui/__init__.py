@@ -25,12 +25,12 @@ def _whoami_banner(profile: gr.OAuthProfile | None, oauth_token: gr.OAuthToken |
 def build_app() -> gr.Blocks:
     """Build the Blocks (no network, no heavy imports)."""
     local_oauth.install()
-    from . import export_tab, jobs_tab
+    from . import export_tab, jobs_tab, train_tab
 
     with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
         with gr.Row(equal_height=True):
             gr.Markdown(f"# {TITLE}\n{INTRO}", elem_id="intro")
-            gr.LoginButton(scale=0, min_width=220)
+            gr.LoginButton(scale=0, min_width=200, size="md")
         banner = gr.Markdown(elem_id="signed-in")
         with gr.Tabs():
             with gr.Tab("Dataset", id="dataset"):
@@ -38,7 +38,7 @@ def build_app() -> gr.Blocks:
             with gr.Tab("Estimate", id="estimate"):
                 gr.Markdown("Memory, time and cost estimates are coming here.")
             with gr.Tab("Train", id="train"):
-                gr.Markdown("Training submission is coming here.")
+                train_tab.build_tab()
             with gr.Tab("My jobs", id="jobs"):
                 jobs = jobs_tab.build_tab()
             with gr.Tab("GGUF export", id="gguf"):
