@@ -1,0 +1,951 @@
+# /// script
+# requires-python = ">=3.11"
+# dependencies = [
+#     "trl==1.16.0",
+#     "transformers==5.23.0",
+#     "peft==0.21.2",
+#     "accelerate==1.15.0",
+#     "datasets==5.2.0",
+#     "trackio==0.43.0",
+#     "huggingface_hub==2.4.0",
+#     "torch==2.13.0",
+#     "bitsandbytes==0.50.2",
+#     "sentencepiece==0.2.3",
+#     "protobuf==7.36.2",
+# ]
+# ///
+"""Fine-tune a causal LM with TRL inside a Hugging Face Job: SFT, DPO, GRPO, reward modelling or KTO.
+
+One self-contained script (no import of the Space). Arguments follow TRL's own scripts: `TrlParser` over
+`TrainScriptArguments`, the method's config class (`SFTConfig`, `DPOConfig`, ...) and `ModelConfig`, so every
+TRL / transformers option is reachable from the command line or a YAML `--config`. Ours on top:
+`--method`, `--dataset_mapping` (JSON), `--eval_split_fraction`, `--max_train_samples`, `--max_eval_samples`,
+`--reward_funcs` (GRPO, see REWARD_FUNCS), `--resume_from_hub`, `--num_sample_generations`, `--peft_mode`.
+
+Input problems (a missing column or split, conversational data for a model without a chat template, a tiny
+`max_length`, QLoRA on CPU, pushing without a repo or token) stop the job in seconds, before the model is
+downloaded, with one line starting with "ERROR:" and exit code 2.
+
+SFT with LoRA on a single GPU:
+
+    hf jobs uv run --flavor a10g-small --secrets HF_TOKEN train.py \
+        --method sft --peft_mode lora --model_name_or_path Qwen/Qwen2.5-0.5B \
+        --dataset_name trl-lib/Capybara --output_dir out --hub_model_id you/qwen-capybara-sft
+
+DPO, GRPO (rewards by name), a mapped dataset and an eval split:
+
+    hf jobs uv run --flavor a10g-large --secrets HF_TOKEN train.py --method dpo \
+        --model_name_or_path Qwen/Qwen2.5-0.5B-Instruct --dataset_name trl-lib/ultrafeedback_binarized \
+        --learning_rate 5e-7 --output_dir out --hub_model_id you/qwen-dpo
+    hf jobs uv run --flavor a10g-large --secrets HF_TOKEN train.py --method grpo \
+        --model_name_or_path Qwen/Qwen2.5-0.5B-Instruct --dataset_name openai/gsm8k --dataset_config main \
+        --dataset_mapping '{"columns": {"prompt": "question"}, "transforms": ["prompt_to_messages"]}' \
+        --reward_funcs accuracy,think_format --eval_split_fraction 0.05 --output_dir out --hub_model_id you/qwen-grpo
+
+Several GPUs (one process per GPU; add `--fsdp` when the model does not fit on one GPU):
+
+    hf jobs uv run --flavor a10g-largex4 --secrets HF_TOKEN --with accelerate -- \
+        accelerate launch --num_processes 4 train.py --method sft --fsdp ... (same arguments)
+
+Resume a killed job: run the same command with `--resume_from_hub true` (checkpoints are pushed to
+`<hub_model_id>/last-checkpoint` while training).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+METHODS = ("sft", "dpo", "grpo", "reward", "kto")
+CONFIG_CLASSES = {
+    "sft": "SFTConfig",
+    "dpo": "DPOConfig",
+    "grpo": "GRPOConfig",
+    "reward": "RewardConfig",
+    "kto": "KTOConfig",
+}
+TRAINER_CLASSES = {m: c.replace("Config", "Trainer") for m, c in CONFIG_CLASSES.items()}
+DATA_FORMATS = {  # what each method accepts after mapping (shown in errors)
+    "sft": "messages | prompt + completion | text",
+    "dpo": "chosen + rejected (+ prompt, else extracted from their common start)",
+    "reward": "chosen + rejected (+ prompt, else extracted from their common start)",
+    "grpo": "prompt (+ answer for the accuracy reward)",
+    "kto": "prompt + completion + label (bool), or paired prompt + chosen + rejected",
+}
+FIELDS = ("prompt", "completion", "chosen", "rejected", "text", "messages", "label", "answer", "system")
+CONVERSATIONAL_FIELDS = ("messages", "prompt", "completion", "chosen", "rejected")
+# Transforms run in this order, whatever order the mapping lists them in.
+TRANSFORMS = (
+    "sharegpt_to_messages",  # from/value turns -> role/content (human -> user, gpt -> assistant)
+    "alpaca",  # prompt = instruction + "\n\n" + input (when non-empty); completion = output
+    "extract_prompt",  # implicit prompt: common start of chosen/rejected becomes the prompt (as trl.extract_prompt)
+    "prompt_to_messages",  # plain string -> [{"role": "user", ...}]
+    "completion_to_messages",  # plain string -> [{"role": "assistant", ...}]
+    "chosen_to_messages",
+    "rejected_to_messages",
+    "system_to_messages",  # prepend the `system` column as a system message to prompt / messages
+    "label_to_bool",  # 0/1, good/bad, true/false, yes/no ... -> bool
+    "unpair_preference",  # prompt/chosen/rejected -> prompt/completion/label (KTO; trl.unpair_preference_dataset)
+)
+TRANSFORM_NEEDS = {  # columns (alternatives per group) a transform needs after renaming
+    "sharegpt_to_messages": [("messages", "conversations")],
+    "alpaca": [("prompt", "instruction"), ("completion", "output")],
+    "extract_prompt": [("chosen",), ("rejected",)],
+    "prompt_to_messages": [("prompt",)],
+    "completion_to_messages": [("completion",)],
+    "chosen_to_messages": [("chosen",)],
+    "rejected_to_messages": [("rejected",)],
+    "system_to_messages": [("system",), ("prompt", "messages")],
+    "label_to_bool": [("label",)],
+    "unpair_preference": [("chosen",), ("rejected",)],
+}
+SHAREGPT_ROLES = {"human": "user", "gpt": "assistant", "bot": "assistant", "model": "assistant", "function": "tool"}
+TRUE_LABELS = {"1", "true", "yes", "y", "good", "chosen", "positive", "pos", "desirable", "accept", "accepted"}
+FALSE_LABELS = {"0", "false", "no", "n", "bad", "rejected", "negative", "neg", "undesirable", "reject"}
+REWARD_FUNCS = {
+    "accuracy": "1.0 when the completion's final answer (\\boxed{...}, <answer>...</answer>, the text after '####', "
+    "else its last number) equals the `answer` field's (numbers compared as numbers; a text answer may end the "
+    "completion), else 0.0. Needs `answer`.",
+    "think_format": "TRL's think_format_reward: 1.0 when the completion is '<think>...</think>' then the answer.",
+    "length": "1.0 for a completion of max_completion_length // 2 tokens, falling linearly to 0 at 0 and at twice that.",
+    "overlong": "TRL's get_soft_overlong_punishment(max_completion_length, max_completion_length // 4): 0 when "
+    "short enough, down to -1 at the limit.",
+    "repetition": "TRL's get_repetition_penalty_reward(ngram_size=3, max_penalty=-1): 0 with no repeated 3-gram.",
+}
+MIN_MAX_LENGTH = 16
+SAMPLE_NEW_TOKENS = 64
+
+
+class JobError(SystemExit):
+    """A problem with the job's inputs: reported as one line starting with "ERROR:", exit code 2."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(2)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def log(message: str) -> None:
+    """Print on the main process only (RANK is set by `accelerate launch`)."""
+    if os.environ.get("RANK", "0") == "0":
+        print(message, flush=True)
+
+
+@dataclass
+class TrainScriptArguments:
+    """Our script arguments: TRL's `ScriptArguments` dataset fields plus the Space's options."""
+
+    method: Literal["sft", "dpo", "grpo", "reward", "kto"] = field(
+        default="sft", metadata={"help": "Training method: sft, dpo, grpo, reward or kto."}
+    )
+    dataset_name: str | None = field(
+        default=None, metadata={"help": "Hub dataset id, a folder saved with `save_to_disk`, or a .json/.jsonl file."}
+    )
+    dataset_config: str | None = field(default=None, metadata={"help": "Dataset configuration (subset) name."})
+    dataset_train_split: str = field(default="train", metadata={"help": "Split to train on."})
+    dataset_test_split: str = field(default="test", metadata={"help": "Split to evaluate on, when it exists."})
+    dataset_mapping: str | None = field(
+        default=None,
+        metadata={"help": 'JSON: {"columns": {"<field>": "<source column>"}, "transforms": [...]}; see TRANSFORMS.'},
+    )
+    eval_split_fraction: float = field(
+        default=0.0, metadata={"help": "Hold out this fraction of the train split for evaluation (0 = none)."}
+    )
+    max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training rows."})
+    max_eval_samples: int | None = field(default=1000, metadata={"help": "Evaluate on at most N rows."})
+    reward_funcs: str | None = field(
+        default=None, metadata={"help": f"GRPO rewards, comma separated, from: {', '.join(REWARD_FUNCS)}."}
+    )
+    resume_from_hub: bool = field(
+        default=False, metadata={"help": "Resume from <hub_model_id>/last-checkpoint when the repo has one."}
+    )
+    num_sample_generations: int = field(
+        default=3, metadata={"help": "Generations from held-out prompts printed at the end and put in the card."}
+    )
+    peft_mode: Literal["full", "lora", "qlora"] = field(
+        default="full", metadata={"help": "full fine-tuning, lora, or qlora (4-bit base, needs a CUDA GPU)."}
+    )
+
+
+# ----------------------------------------------------------------------------- dataset mapping (pure functions)
+@dataclass(frozen=True)
+class DatasetMapping:
+    """Column renames (`field <- source column`) and transforms, as produced by the Space's dataset inspection."""
+
+    columns: dict[str, str] = field(default_factory=dict)
+    transforms: tuple[str, ...] = ()
+
+
+def parse_mapping(raw: str | dict | None) -> DatasetMapping:
+    """Read the mapping JSON (or an already parsed dict); unknown fields or transforms are a JobError."""
+    if raw in (None, "", {}):
+        return DatasetMapping()
+    try:
+        data = json.loads(raw) if isinstance(raw, str) else dict(raw)
+    except json.JSONDecodeError as exc:
+        raise JobError(f"--dataset_mapping is not valid JSON ({exc}): {raw!r}") from None
+    unknown_keys = set(data) - {"columns", "transforms"}
+    columns, transforms = dict(data.get("columns") or {}), list(data.get("transforms") or [])
+    bad_fields = sorted(set(columns) - set(FIELDS))
+    bad_transforms = [t for t in transforms if t not in TRANSFORMS]
+    if unknown_keys or bad_fields or bad_transforms:
+        raise JobError(
+            f"bad --dataset_mapping: unknown keys {sorted(unknown_keys)}, fields {bad_fields}, transforms "
+            f"{bad_transforms}; fields are {list(FIELDS)}, transforms are {list(TRANSFORMS)}"
+        )
+    return DatasetMapping(columns=columns, transforms=tuple(t for t in TRANSFORMS if t in transforms))
+
+
+def check_mapping(mapping: DatasetMapping, column_names: Iterable[str]) -> None:
+    """Fail when a mapped source column, or a column a transform needs, is not in the dataset."""
+    column_names = list(column_names)
+    missing = [f"{fld} <- {src}" for fld, src in mapping.columns.items() if src not in column_names]
+    available = set(column_names) | set(mapping.columns)
+    for name in mapping.transforms:
+        missing += [f"{name} needs {' or '.join(g)}" for g in TRANSFORM_NEEDS[name] if not available & set(g)]
+    if missing:
+        raise JobError(f"dataset mapping does not fit the data: {'; '.join(missing)}. Dataset columns: {column_names}")
+
+
+def _chatml(message: dict[str, Any]) -> dict[str, Any]:
+    role = str(message.get("role") or message.get("from") or "user")
+    content = message.get("content") if message.get("content") is not None else message.get("value")
+    return {"role": SHAREGPT_ROLES.get(role.lower(), role.lower()), "content": content}
+
+
+def _sharegpt_to_messages(ex: dict[str, Any]) -> None:
+    if "messages" not in ex and "conversations" in ex:
+        ex["messages"] = ex["conversations"]
+    for key in CONVERSATIONAL_FIELDS:
+        if isinstance(ex.get(key), list):
+            ex[key] = [_chatml(m) for m in ex[key]]
+
+
+def _alpaca(ex: dict[str, Any]) -> None:
+    instruction = ex["prompt"] if "prompt" in ex else ex["instruction"]
+    extra = ex.get("input")
+    ex["prompt"] = f"{instruction}\n\n{extra}" if extra and str(extra).strip() else instruction
+    ex["completion"] = ex["completion"] if "completion" in ex else ex["output"]
+
+
+def _extract_prompt(ex: dict[str, Any]) -> None:
+    """Same rule as `trl.data_utils.extract_prompt`: the longest common start of chosen and rejected."""
+    if ex.get("prompt"):
+        return
+    chosen, rejected = ex["chosen"], ex["rejected"]
+    n = 0
+    while n < min(len(chosen), len(rejected)) and chosen[n] == rejected[n]:
+        n += 1
+    if isinstance(chosen, str) and n > 0 and chosen[n - 1] == " ":  # the space stays with the answers
+        n -= 1
+    ex["prompt"], ex["chosen"], ex["rejected"] = chosen[:n], chosen[n:], rejected[n:]
+
+
+def _to_messages(key: str, role: str) -> Callable[[dict[str, Any]], None]:
+    def wrap(ex: dict[str, Any]) -> None:
+        if isinstance(ex[key], str):
+            ex[key] = [{"role": role, "content": ex[key]}]
+
+    return wrap
+
+
+def _system_to_messages(ex: dict[str, Any]) -> None:
+    system = ex.get("system")
+    for key in ("messages", "prompt"):
+        if key not in ex:
+            continue
+        turns = [{"role": "user", "content": ex[key]}] if isinstance(ex[key], str) else list(ex[key])
+        if system and not (turns and turns[0].get("role") == "system"):
+            turns.insert(0, {"role": "system", "content": system})
+        ex[key] = turns
+
+
+def label_to_bool(value: Any) -> bool:
+    """Read 0/1, True/False, "good"/"bad", "yes"/"no" ... as a KTO label."""
+    if isinstance(value, bool):
+        return value
+    text = str(int(value) if isinstance(value, float) and value.is_integer() else value).strip().lower()
+    if text in TRUE_LABELS or text in FALSE_LABELS:
+        return text in TRUE_LABELS
+    raise JobError(f"label_to_bool: cannot read label {value!r} as true/false (known: {sorted(TRUE_LABELS)} / 0 ...)")
+
+
+def _label_to_bool(ex: dict[str, Any]) -> None:
+    ex["label"] = label_to_bool(ex["label"])
+
+
+ROW_TRANSFORMS: dict[str, Callable[[dict[str, Any]], None]] = {
+    "sharegpt_to_messages": _sharegpt_to_messages,
+    "alpaca": _alpaca,
+    "extract_prompt": _extract_prompt,
+    "prompt_to_messages": _to_messages("prompt", "user"),
+    "completion_to_messages": _to_messages("completion", "assistant"),
+    "chosen_to_messages": _to_messages("chosen", "assistant"),
+    "rejected_to_messages": _to_messages("rejected", "assistant"),
+    "system_to_messages": _system_to_messages,
+    "label_to_bool": _label_to_bool,
+}
+
+
+def map_example(example: dict[str, Any], mapping: DatasetMapping) -> dict[str, Any]:
+    """Rename columns to fields, then run the row transforms in TRANSFORMS order (a new dict)."""
+    out = dict(example)
+    out.update({fld: example[src] for fld, src in mapping.columns.items()})
+    for name in mapping.transforms:
+        if name in ROW_TRANSFORMS:
+            ROW_TRANSFORMS[name](out)
+    return out
+
+
+def select_columns(method: str, column_names: Iterable[str], reward_names: Iterable[str] = ()) -> list[str]:
+    """The columns the method trains on, or a JobError naming what is missing."""
+    cols = set(column_names)
+    candidates = {
+        "sft": [("messages",), ("prompt", "completion"), ("text",)],
+        "dpo": [("prompt", "chosen", "rejected"), ("chosen", "rejected")],
+        "reward": [("prompt", "chosen", "rejected"), ("chosen", "rejected")],
+        "grpo": [("prompt", "answer"), ("prompt",)],
+        "kto": [("prompt", "completion", "label"), ("prompt", "chosen", "rejected"), ("chosen", "rejected")],
+    }[method]
+    for group in candidates:
+        if cols.issuperset(group):
+            if method == "grpo" and "accuracy" in reward_names and "answer" not in group:
+                break
+            return list(group)
+    hint = "the 'accuracy' reward needs an `answer` field; " if method == "grpo" and "prompt" in cols else ""
+    raise JobError(
+        f"method '{method}' needs {DATA_FORMATS[method]}; {hint}after mapping the dataset has columns {sorted(cols)}. "
+        'Map yours with --dataset_mapping \'{"columns": {"<field>": "<your column>"}}\''
+    )
+
+
+def is_conversational(example: dict[str, Any]) -> bool:
+    """True when a prompt/completion/messages/chosen/rejected field holds a list of role/content messages."""
+    return any(
+        isinstance(v, list) and v and isinstance(v[0], dict) and "role" in v[0]
+        for k, v in example.items()
+        if k in CONVERSATIONAL_FIELDS
+    )
+
+
+def sample_prompt(example: dict[str, Any]) -> str | list[dict[str, Any]] | None:
+    """The prompt part of a row, to generate from: prompt, the messages before the last assistant turn, or text start."""
+    if example.get("prompt"):
+        return example["prompt"]
+    if example.get("messages"):
+        turns = list(example["messages"])
+        last = max((i for i, m in enumerate(turns) if m.get("role") == "assistant"), default=len(turns))
+        return turns[:last] or turns[:1]
+    if example.get("text"):
+        words = str(example["text"]).split(" ")
+        return " ".join(words[: max(1, len(words) // 2)])
+    return None
+
+
+def one_line(value: Any, limit: int = 200) -> str:
+    """A prompt or completion as one short line for the log."""
+    if isinstance(value, list):
+        value = " | ".join(f"{m.get('role')}: {m.get('content')}" for m in value)
+    text = " ".join(str(value).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# ----------------------------------------------------------------------------- GRPO rewards
+_BOXED = re.compile(r"\\boxed\{([^{}]*)\}")
+_ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
+_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+
+
+def extract_answer(text: str) -> str:
+    """The final answer of a completion (or a GSM8K-style solution): boxed, tagged, after '####', last number."""
+    for pattern in (_BOXED, _ANSWER_TAG):
+        if found := pattern.findall(text):
+            return found[-1].strip()
+    if "####" in text:
+        return text.rsplit("####", 1)[1].strip()
+    numbers = _NUMBER.findall(text)
+    return numbers[-1] if numbers else text.strip()
+
+
+def normalise_answer(text: str) -> str:
+    """Lower-case, drop $ and a final period; numbers in a canonical form ("1,000.0" -> "1000")."""
+    text = text.strip().lower().replace("$", "").rstrip(".").strip()
+    try:
+        number = float(text.replace(",", ""))
+    except ValueError:
+        return " ".join(text.split())
+    return str(int(number)) if number.is_integer() else repr(number)
+
+
+def _completion_texts(completions: list[Any]) -> list[str]:
+    return [c if isinstance(c, str) else "".join(str(m.get("content") or "") for m in c) for c in completions]
+
+
+def answers_match(completion: str, gold: str) -> bool:
+    """Numbers compare as numbers; a text answer matches when the completion's final answer is or ends with it."""
+    predicted, expected = normalise_answer(extract_answer(completion)), normalise_answer(extract_answer(gold))
+    return predicted == expected or (bool(expected) and predicted.endswith(" " + expected))
+
+
+def accuracy_reward(completions: list[Any], answer: list[Any], **kwargs: Any) -> list[float]:
+    """1.0 when the completion's final answer matches the `answer` field, else 0.0 (see REWARD_FUNCS)."""
+    texts = _completion_texts(completions)
+    return [float(answers_match(text, str(gold))) for text, gold in zip(texts, answer, strict=True)]
+
+
+def think_format_reward(completions: list[Any], **kwargs: Any) -> list[float]:
+    """TRL's think_format_reward, for text and conversational completions alike."""
+    from trl.rewards import think_format_reward as trl_think_format
+
+    return trl_think_format([[{"content": text}] for text in _completion_texts(completions)])
+
+
+class LengthReward:
+    """1.0 at `target` completion tokens, falling linearly to 0 at 0 and at 2 x target (dependency-free)."""
+
+    __name__ = "length_reward"
+
+    def __init__(self, target: int) -> None:
+        self.target = max(1, target)
+
+    def __call__(self, completion_ids: list[list[int]], **kwargs: Any) -> list[float]:
+        return [max(0.0, 1.0 - abs(len(ids) - self.target) / self.target) for ids in completion_ids]
+
+
+def parse_reward_names(raw: str | None) -> list[str]:
+    """Split `--reward_funcs` and check every name is in REWARD_FUNCS."""
+    names = [n.strip() for n in (raw or "").split(",") if n.strip()]
+    unknown = [n for n in names if n not in REWARD_FUNCS]
+    if unknown or not names:
+        listing = "; ".join(f"{k}: {v}" for k, v in REWARD_FUNCS.items())
+        raise JobError(f"GRPO needs --reward_funcs from the list (got {raw!r}, unknown {unknown}). {listing}")
+    return names
+
+
+def build_reward_funcs(names: list[str], max_completion_length: int) -> list[Callable]:
+    """The reward callables for GRPOTrainer, in the order given."""
+    from trl.rewards import get_repetition_penalty_reward, get_soft_overlong_punishment
+
+    factories: dict[str, Callable[[], Callable]] = {
+        "accuracy": lambda: accuracy_reward,
+        "think_format": lambda: think_format_reward,
+        "length": lambda: LengthReward(max_completion_length // 2),
+        "overlong": lambda: get_soft_overlong_punishment(max_completion_length, max(1, max_completion_length // 4)),
+        "repetition": lambda: get_repetition_penalty_reward(ngram_size=3, max_penalty=-1.0),
+    }
+    return [factories[name]() for name in names]
+
+
+# ----------------------------------------------------------------------------- data loading and checks
+def load_splits(args: TrainScriptArguments):
+    """(train, test or None) from a Hub id, a `save_to_disk` folder or a .json/.jsonl file; clear errors."""
+    from datasets import Dataset, get_dataset_split_names, load_dataset, load_from_disk
+
+    name, config = args.dataset_name, args.dataset_config
+    if not name:
+        raise JobError("no dataset: pass --dataset_name (a Hub dataset id, a saved folder or a .json/.jsonl file)")
+    path = Path(name)
+    if path.is_dir() and any((path / f).exists() for f in ("dataset_info.json", "state.json", "dataset_dict.json")):
+        saved = load_from_disk(name)
+        splits = {"train": saved} if isinstance(saved, Dataset) else dict(saved)
+        available, load = list(splits), splits.__getitem__
+    elif path.is_file() and path.suffix in (".json", ".jsonl"):
+        available, load = ["train"], lambda split: load_dataset("json", data_files=name, split=split)
+    else:
+        try:
+            available = get_dataset_split_names(name, config)
+        except Exception as exc:  # DatasetNotFoundError, a missing config, no access ... all stop the job here
+            raise JobError(f"cannot open dataset '{name}' (config {config!r}): {exc}") from None
+        load = lambda split: load_dataset(name, config, split=split)  # noqa: E731
+    if args.dataset_train_split not in available:
+        raise JobError(f"split '{args.dataset_train_split}' not in dataset '{name}'; available splits: {available}")
+    test_split = args.dataset_test_split
+    test = load(test_split) if test_split in available and test_split != args.dataset_train_split else None
+    return load(args.dataset_train_split), test
+
+
+def prepare_dataset(ds, mapping: DatasetMapping, method: str, reward_names: list[str], limit: int | None):
+    """Cut to `limit` rows, apply the mapping (rename, transforms, unpair) and keep the method's columns."""
+    if limit is not None:
+        ds = ds.select(range(min(limit, len(ds))))
+    if len(ds) == 0:
+        raise JobError("the dataset split is empty")
+    check_mapping(mapping, ds.column_names)
+    if mapping.columns or set(mapping.transforms) - {"unpair_preference"}:
+        map_example(ds[0], mapping)  # fail on the first row with a clear message before mapping them all
+        ds = ds.map(map_example, fn_kwargs={"mapping": mapping}, remove_columns=ds.column_names, desc="Mapping")
+    if "unpair_preference" in mapping.transforms:
+        from trl.data_utils import unpair_preference_dataset
+
+        keep = [c for c in ("prompt", "chosen", "rejected") if c in ds.column_names]
+        ds = unpair_preference_dataset(ds.select_columns(keep))
+    ds = ds.select_columns(select_columns(method, ds.column_names, reward_names))
+    if "label" in ds.column_names and not isinstance(ds[0]["label"], bool):
+        raise JobError(f'KTO labels must be true/false, got {ds[0]["label"]!r}: add "label_to_bool" to the transforms')
+    return ds
+
+
+def split_for_eval(train, test, args: TrainScriptArguments):
+    """Use the test split when it exists, else hold out `eval_split_fraction` of train; cap with max_eval_samples."""
+    if test is None and args.eval_split_fraction > 0:
+        n_eval = max(1, round(len(train) * args.eval_split_fraction))
+        if n_eval >= len(train):
+            raise JobError(f"eval_split_fraction={args.eval_split_fraction} leaves no training rows ({len(train)})")
+        parts = train.train_test_split(test_size=n_eval, seed=42)
+        train, test = parts["train"], parts["test"]
+    if test is not None and args.max_eval_samples is not None:
+        test = test.select(range(min(args.max_eval_samples, len(test))))
+    return train, test
+
+
+def render(value: str | list[dict[str, Any]], tokenizer, *, generation_prompt: bool = False) -> str:
+    """A text or a conversation as the model sees it (chat template for conversations)."""
+    if isinstance(value, str):
+        return value
+    return tokenizer.apply_chat_template(value, tokenize=False, add_generation_prompt=generation_prompt)
+
+
+def check_chat_template(tokenizer, example: dict[str, Any], model_name: str, training_args) -> None:
+    """Conversational data needs a tokenizer with a chat template (or SFT's --chat_template_path)."""
+    if is_conversational(example) and not tokenizer.chat_template:
+        if getattr(training_args, "chat_template_path", None):
+            return
+        raise JobError(
+            f"the data is conversational (role/content messages) but the tokenizer of '{model_name}' has no chat "
+            "template: use an instruct/chat model (e.g. Qwen/Qwen2.5-0.5B-Instruct), or map the data to plain text "
+            "(a `text` column or string prompt/completion), or for SFT pass --chat_template_path <model with one>"
+        )
+
+
+def check_max_length(method: str, training_args, tokenizer, ds) -> None:
+    """Error when max_length < 16 tokens; a warning with numbers when it truncates most prompts (95th pct)."""
+    max_length = getattr(training_args, "max_length", None) if method != "grpo" else None
+    if max_length is None:
+        return
+    if max_length < MIN_MAX_LENGTH:
+        raise JobError(f"max_length={max_length} is too small to train on anything (minimum {MIN_MAX_LENGTH} tokens)")
+    rows = ds.select(range(min(64, len(ds))))
+    key = "prompt" if "prompt" in ds.column_names else ds.column_names[0]
+    lengths = sorted(len(tokenizer(render(row[key], tokenizer), add_special_tokens=False)["input_ids"]) for row in rows)
+    p95 = lengths[min(len(lengths) - 1, math.ceil(0.95 * len(lengths)) - 1)]
+    if max_length < max(32, p95):
+        log(
+            f"WARNING: max_length={max_length} while the 95th percentile `{key}` length is {p95} tokens "
+            f"(max {lengths[-1]}, {len(lengths)} rows sampled): most examples will be truncated"
+        )
+
+
+def check_environment(args: TrainScriptArguments, training_args, model_args, on_cuda: bool) -> None:
+    """Hardware and method constraints that TRL would only report after the model has loaded."""
+    if model_args.load_in_4bit and not on_cuda:
+        raise JobError("QLoRA needs a CUDA GPU (bitsandbytes 4-bit): use --peft_mode lora on CPU, or a GPU flavor")
+    if model_args.load_in_4bit:
+        import importlib.util
+
+        if importlib.util.find_spec("bitsandbytes") is None:
+            raise JobError("QLoRA needs the bitsandbytes package, which is not installed")
+    if not model_args.model_name_or_path:
+        raise JobError("no model: pass --model_name_or_path")
+    if args.method == "kto" and training_args.per_device_train_batch_size < 2:
+        raise JobError("KTO needs --per_device_train_batch_size >= 2 (its KL term mixes examples of a batch)")
+
+
+def resolve_hub(args: TrainScriptArguments, training_args) -> str | None:
+    """When pushing (or resuming from the Hub): check the repo id and the token, and return the user name."""
+    if not (training_args.push_to_hub or args.resume_from_hub):
+        return None
+    from huggingface_hub import HfApi, get_token
+
+    if not training_args.hub_model_id:
+        raise JobError("pushing to the Hub needs --hub_model_id <user>/<repo> (or pass --push_to_hub false)")
+    token = training_args.hub_token or get_token()
+    if training_args.push_to_hub and not token:
+        raise JobError("pushing to the Hub needs a token: set HF_TOKEN (hf jobs run ... --secrets HF_TOKEN)")
+    if not token:
+        return None
+    try:
+        user = HfApi(token=token).whoami()["name"]
+    except Exception as exc:  # an invalid token (401) or an unreachable Hub: both stop the job now
+        raise JobError(f"the Hugging Face token was refused or the Hub is unreachable: {exc}") from None
+    if "/" not in training_args.hub_model_id:
+        training_args.hub_model_id = f"{user}/{training_args.hub_model_id}"
+    return user
+
+
+def download_last_checkpoint(repo_id: str, dest: Path, token: str | None) -> str | None:
+    """Fetch `<repo>/last-checkpoint/` into `dest`; None (start fresh) when the repo or the folder is missing."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
+
+    try:
+        folder = snapshot_download(repo_id, allow_patterns=["last-checkpoint/*"], local_dir=dest, token=token)
+    except (RepositoryNotFoundError, RevisionNotFoundError):
+        log(f"resume_from_hub: {repo_id} does not exist yet, starting fresh")
+        return None
+    checkpoint = Path(folder) / "last-checkpoint"
+    if not (checkpoint / "trainer_state.json").exists():
+        log(f"resume_from_hub: {repo_id} has no last-checkpoint/, starting fresh")
+        return None
+    log(f"resume_from_hub: resuming from {repo_id}/last-checkpoint")
+    return str(checkpoint)
+
+
+# ----------------------------------------------------------------------------- samples and model card
+def generate_samples(trainer, method: str, rows: list[dict[str, Any]], max_new_tokens: int) -> list[tuple[str, str]]:
+    """(prompt, output) pairs: greedy generations, or chosen/rejected scores for a reward model."""
+    import torch
+
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    tokenizer = trainer.processing_class
+    tokenizer = getattr(tokenizer, "tokenizer", tokenizer)
+    model.eval()
+    samples = []
+    for row in rows:
+        prompt = sample_prompt(row) or ([] if isinstance(row.get("chosen"), list) else "")
+        with torch.no_grad():
+            if method == "reward":
+                scores = []
+                for answer in (row["chosen"], row["rejected"]):
+                    full = prompt + answer if isinstance(answer, list) else render(prompt, tokenizer) + answer
+                    inputs = tokenizer(render(full, tokenizer), return_tensors="pt").to(model.device)
+                    scores.append(model(**inputs).logits[0, 0].item())
+                samples.append((one_line(prompt), f"score(chosen)={scores[0]:.3f} score(rejected)={scores[1]:.3f}"))
+                continue
+            text = render(prompt, tokenizer, generation_prompt=True)
+            inputs = tokenizer(text, return_tensors="pt", add_special_tokens=False).to(model.device)
+            output = model.generate(
+                **inputs,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id,
+            )
+        completion = tokenizer.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+        samples.append((one_line(prompt), one_line(completion, 400)))
+    return samples
+
+
+def hyperparameters(method: str, training_args, model_args) -> dict[str, Any]:
+    """The settings worth recording in the model card."""
+    keys = ["learning_rate", "num_train_epochs", "max_steps", "per_device_train_batch_size"]
+    keys += ["gradient_accumulation_steps", "lr_scheduler_type", "warmup_steps", "weight_decay", "max_length"]
+    keys += {"dpo": ["beta", "loss_type"], "kto": ["beta"], "grpo": ["num_generations", "max_completion_length"]}.get(
+        method, []
+    )
+    keys += ["bf16", "fp16", "seed", "world_size"]
+    values = {k: getattr(training_args, k) for k in keys if getattr(training_args, k, None) is not None}
+    if model_args.use_peft:
+        values |= {k: getattr(model_args, k) for k in ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules")}
+    return {k: (v.value if hasattr(v, "value") else v) for k, v in values.items()}
+
+
+def model_card(
+    *,
+    method: str,
+    base_model: str,
+    repo_id: str,
+    dataset: str,
+    mapping: DatasetMapping,
+    peft_mode: str,
+    params: dict[str, Any],
+    trackio_url: str | None,
+    samples: list[tuple[str, str]],
+    sample_source: str = "held-out prompts",
+) -> str:
+    """README.md for the trained model: what was trained on what, how, where the metrics are, and how to load it."""
+    adapter = peft_mode != "full"
+    on_hub = not Path(base_model).exists()  # a local folder is no Hub id: no link, no base_model metadata
+    auto = "AutoModelForSequenceClassification" if method == "reward" else "AutoModelForCausalLM"
+    load = f'model = {auto}.from_pretrained("{repo_id}")'
+    if adapter:
+        load = f'base = {auto}.from_pretrained("{base_model}")\nmodel = PeftModel.from_pretrained(base, "{repo_id}")'
+    imports = f"from transformers import AutoTokenizer, {auto}" + ("\nfrom peft import PeftModel" if adapter else "")
+    metadata = {
+        "base_model": base_model if on_hub else None,
+        "library_name": "peft" if adapter else "transformers",
+        "pipeline_tag": "text-classification" if method == "reward" else "text-generation",
+    }
+    front = "".join(f"{k}: {v}\n" for k, v in metadata.items() if v)
+    front += "tags:\n- trl\n- " + method + "\n- trainer-space\n"
+    front += f"datasets:\n- {dataset}\n" if not Path(dataset).exists() else ""
+    base_link = f"[{base_model}](https://huggingface.co/{base_model})" if on_hub else f"`{base_model}`"
+    table = "\n".join(f"| {k} | {v} |" for k, v in params.items())
+    mapping_text = json.dumps({"columns": mapping.columns, "transforms": list(mapping.transforms)})
+    if not (mapping.columns or mapping.transforms):
+        mapping_text = "none (columns used as they are)"
+    sample_lines = "\n".join(f"{i}. **{p}** → {c}" for i, (p, c) in enumerate(samples, 1)) or "(none)"
+    metrics = f"Training metrics (Trackio): {trackio_url}" if trackio_url else "Training metrics were kept locally."
+    return f"""---
+{front}---
+
+# {repo_id.split("/")[-1]}
+
+{"A LoRA adapter for" if adapter else "A fine-tune of"} {base_link}, trained with
+TRL's `{TRAINER_CLASSES[method]}` ({method.upper()}, {peft_mode}) on `{dataset}`.
+
+- Dataset mapping: `{mapping_text}`
+- {metrics}
+
+## Hyperparameters
+
+| setting | value |
+|---|---|
+{table}
+
+## Sample generations ({sample_source}, greedy)
+
+{sample_lines}
+
+## How to load
+
+```python
+{imports}
+
+tokenizer = AutoTokenizer.from_pretrained("{repo_id}")
+{load}
+```
+"""
+
+
+# ----------------------------------------------------------------------------- arguments
+def pre_parse(argv: list[str]) -> argparse.Namespace:
+    """Read --method, --peft_mode and --fsdp (from argv or the YAML --config) before the full parser is built."""
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.add_argument("--config")
+    parser.add_argument("--method", default=None)
+    parser.add_argument("--peft_mode", default=None)
+    parser.add_argument("--fsdp", nargs="?", const="true", default=None)
+    known, _ = parser.parse_known_args(argv)
+    if known.config:
+        import yaml
+
+        with open(known.config, encoding="utf-8") as fh:
+            config = yaml.safe_load(fh) or {}
+        for key in ("method", "peft_mode", "fsdp"):
+            if getattr(known, key) is None and config.get(key) is not None:
+                setattr(known, key, str(config[key]))
+    known.method = known.method or "sft"
+    if known.method not in METHODS:
+        raise JobError(f"--method must be one of {list(METHODS)}, got {known.method!r}")
+    known.fsdp = known.fsdp not in (None, "", "false", "False")
+    return known
+
+
+def explicit_keys(argv: list[str]) -> set[str]:
+    """Option names given on the command line or in the YAML config (so our defaults never override them)."""
+    keys = {a[2:].split("=", 1)[0] for a in argv if a.startswith("--")}
+    if "--config" in argv and argv.index("--config") + 1 < len(argv):
+        import yaml
+
+        with open(argv[argv.index("--config") + 1], encoding="utf-8") as fh:
+            keys |= set(yaml.safe_load(fh) or {})
+    return keys
+
+
+def job_defaults(pre: argparse.Namespace, on_cuda: bool, bf16_ok: bool) -> dict[str, Any]:
+    """Parser defaults for a job that loses nothing: precision for the hardware, checkpoints pushed, Trackio."""
+    defaults: dict[str, Any] = {
+        "bf16": on_cuda and bf16_ok,
+        "fp16": on_cuda and not bf16_ok,
+        "save_strategy": "steps",
+        "save_steps": 100,
+        "save_total_limit": 2,
+        "hub_strategy": "checkpoint",
+        "report_to": "trackio",
+        "logging_steps": 10,
+    }
+    if pre.method == "reward":
+        defaults["lora_task_type"] = "SEQ_CLS"
+    if pre.fsdp:  # FSDP's own activation checkpointing avoids the extra all-gather of the Trainer's one
+        defaults |= {"fsdp_config": {"activation_checkpointing": True}, "gradient_checkpointing": False}
+    return defaults
+
+
+def parse_args(argv: list[str] | None = None):
+    """(script_args, training_args, model_args, explicit keys) via TrlParser, method config chosen by --method."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    pre = pre_parse(argv)
+    import torch
+    import trl
+
+    on_cuda = torch.cuda.is_available()
+    bf16_ok = on_cuda and torch.cuda.get_device_capability()[0] >= 8  # T4 (sm75) only emulates bf16: fp16 there
+    parser = trl.TrlParser((TrainScriptArguments, getattr(trl, CONFIG_CLASSES[pre.method]), trl.ModelConfig))
+    parser.set_defaults(**job_defaults(pre, on_cuda, bf16_ok))
+    try:
+        script_args, training_args, model_args = parser.parse_args_and_config(argv)
+    except ValueError as exc:  # TRL / transformers config validation (e.g. GRPO batch vs num_generations)
+        raise JobError(f"invalid training arguments: {exc}") from None
+    explicit = explicit_keys(argv)
+    apply_peft_mode(script_args, model_args, explicit, on_cuda, bf16_ok)
+    return script_args, training_args, model_args, explicit
+
+
+def apply_peft_mode(args: TrainScriptArguments, model_args, explicit: set[str], on_cuda: bool, bf16_ok: bool) -> None:
+    """Map --peft_mode onto ModelConfig (TRL's --use_peft / --load_in_4bit also work) and fill LoRA defaults."""
+    if args.peft_mode in ("lora", "qlora"):
+        model_args.use_peft = True
+    if args.peft_mode == "qlora":
+        model_args.load_in_4bit = True
+    if args.peft_mode == "full" and model_args.use_peft:
+        args.peft_mode = "qlora" if model_args.load_in_4bit else "lora"
+    if not model_args.use_peft:
+        return
+    if model_args.lora_target_modules in (None, ["all-linear"]):
+        model_args.lora_target_modules = "all-linear"
+    if on_cuda and "dtype" not in explicit:  # a frozen base in half precision; adapters stay in float32
+        model_args.dtype = "bfloat16" if bf16_ok else "float16"
+    if model_args.load_in_4bit and "bnb_4bit_quant_storage" not in explicit:
+        model_args.bnb_4bit_quant_storage = model_args.dtype  # lets FSDP shard the 4-bit weights
+
+
+def configure_run(args: TrainScriptArguments, training_args, explicit: set[str], has_eval: bool, user: str | None):
+    """Evaluation only with an eval set; Trackio project / run / Space; returns the Trackio URL (or None)."""
+    from transformers.trainer_utils import IntervalStrategy
+
+    if has_eval and "eval_strategy" not in explicit:
+        training_args.eval_strategy = IntervalStrategy.STEPS
+        training_args.eval_steps = training_args.eval_steps or training_args.save_steps
+        training_args.do_eval = True
+    elif not has_eval and training_args.eval_strategy != IntervalStrategy.NO:
+        log("no eval split (no test split, eval_split_fraction=0): evaluation turned off")
+        training_args.eval_strategy = IntervalStrategy.NO
+    name = (training_args.hub_model_id or Path(training_args.output_dir).name or "train").split("/")[-1]
+    if "project" not in explicit:
+        training_args.project = name
+    if not training_args.run_name:
+        training_args.run_name = f"{args.method}-{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if "trackio" not in training_args.report_to:
+        return None
+    if not training_args.trackio_space_id and user and training_args.push_to_hub:
+        training_args.trackio_space_id = f"{user}/trackio"
+    if not training_args.trackio_space_id:
+        log("Trackio: no Space id (not pushing), metrics stay in the job's local storage")
+        return None
+    return f"https://huggingface.co/spaces/{training_args.trackio_space_id}"
+
+
+def model_init_kwargs(training_args, model_args) -> dict[str, Any]:
+    """What the trainer passes to from_pretrained (as in TRL's scripts)."""
+    kwargs = {
+        "revision": model_args.model_revision,
+        "trust_remote_code": getattr(training_args, "trust_remote_code", False),
+        "attn_implementation": model_args.attn_implementation,
+        "dtype": model_args.dtype,
+    }
+    return kwargs | (training_args.model_init_kwargs or {})
+
+
+# ----------------------------------------------------------------------------- main
+def load_data(args: TrainScriptArguments, reward_names: list[str]):
+    """(train, eval or None, mapping): loaded, mapped, checked and split; all before the model is touched."""
+    mapping = parse_mapping(args.dataset_mapping)
+    train_raw, test_raw = load_splits(args)
+    train = prepare_dataset(train_raw, mapping, args.method, reward_names, args.max_train_samples)
+    test = prepare_dataset(test_raw, mapping, args.method, reward_names, None) if test_raw is not None else None
+    train, test = split_for_eval(train, test, args)
+    log(f"data: {len(train)} training rows, {len(test) if test is not None else 0} eval rows, {train.column_names}")
+    return train, test, mapping
+
+
+def samples_and_card(trainer, args: TrainScriptArguments, model_args, mapping, test, train, trackio_url) -> None:
+    """Main process: print a few generations and write README.md (the model card) into output_dir."""
+    training_args = trainer.args
+    samples: list[tuple[str, str]] = []
+    pool = test if test is not None else train
+    rows = [pool[i] for i in range(max(0, len(pool) - args.num_sample_generations), len(pool))]
+    if training_args.fsdp:
+        log("sample generations skipped: the model is sharded (FSDP)")
+    elif rows:
+        try:
+            samples = generate_samples(trainer, args.method, rows, SAMPLE_NEW_TOKENS)
+        except Exception as exc:  # samples are a courtesy: never lose a finished training run over them
+            log(f"WARNING: sample generation failed ({type(exc).__name__}: {exc}); the model is saved anyway")
+    for i, (prompt, output) in enumerate(samples, 1):
+        log(f"SAMPLE {i}: {prompt} -> {output}")
+    card = model_card(
+        method=args.method,
+        base_model=model_args.model_name_or_path,
+        repo_id=training_args.hub_model_id or Path(training_args.output_dir).name,
+        dataset=args.dataset_name,
+        mapping=mapping,
+        peft_mode=args.peft_mode,
+        params=hyperparameters(args.method, training_args, model_args),
+        trackio_url=trackio_url,
+        samples=samples,
+        sample_source="held-out prompts" if test is not None else "last training prompts",
+    )
+    (Path(training_args.output_dir) / "README.md").write_text(card, encoding="utf-8")
+
+
+def main(args: TrainScriptArguments, training_args, model_args, explicit: set[str]) -> None:
+    """Check everything, load data, train, save, sample, write the card, push."""
+    import torch
+    import trl
+    from transformers import AutoTokenizer
+
+    check_environment(args, training_args, model_args, torch.cuda.is_available())
+    user = resolve_hub(args, training_args)
+    reward_names = parse_reward_names(args.reward_funcs) if args.method == "grpo" else []
+    train, test, mapping = load_data(args, reward_names)
+    tokenizer = AutoTokenizer.from_pretrained(model_args.model_name_or_path, revision=model_args.model_revision)
+    check_chat_template(tokenizer, train[0], model_args.model_name_or_path, training_args)
+    check_max_length(args.method, training_args, tokenizer, train)
+    trackio_url = configure_run(args, training_args, explicit, test is not None, user)
+    training_args.model_init_kwargs = model_init_kwargs(training_args, model_args)
+
+    resume = training_args.resume_from_checkpoint
+    if args.resume_from_hub and not resume:
+        from accelerate import PartialState
+
+        with PartialState().main_process_first():
+            dest = Path(training_args.output_dir) / "_resume"  # "_*" is never uploaded by push_to_hub
+            resume = download_last_checkpoint(training_args.hub_model_id, dest, training_args.hub_token)
+
+    extra: dict[str, Any] = {}
+    if args.method == "grpo":
+        extra["reward_funcs"] = build_reward_funcs(reward_names, training_args.max_completion_length)
+    trainer = getattr(trl, TRAINER_CLASSES[args.method])(
+        model=model_args.model_name_or_path,
+        args=training_args,
+        train_dataset=train,
+        eval_dataset=test,
+        quantization_config=trl.get_quantization_config(model_args),
+        peft_config=trl.get_peft_config(model_args),
+        **extra,
+    )
+    trainer.train(resume_from_checkpoint=resume)
+    if not training_args.push_to_hub:  # push_to_hub() saves the model itself (save_model() would push twice)
+        trainer.save_model(training_args.output_dir)
+    trainer.save_state()
+    if trainer.accelerator.is_main_process:
+        samples_and_card(trainer, args, model_args, mapping, test, train, trackio_url)
+    if training_args.push_to_hub:
+        trainer.create_model_card = lambda *a, **k: None  # keep our card: TRL's would overwrite README.md
+        trainer.push_to_hub(commit_message=f"{args.method.upper()} training done")
+        log(f"pushed to https://huggingface.co/{trainer.hub_model_id}")
+    log(f"model saved to {training_args.output_dir}")
+    trainer.end()
+
+
+def cli(argv: list[str] | None = None) -> None:
+    """Parse, run, and turn a JobError into one "ERROR:" line and exit code 2."""
+    try:
+        main(*parse_args(argv))
+    except JobError as exc:
+        print(f"ERROR: {exc.message}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    cli()

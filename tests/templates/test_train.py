@@ -1,0 +1,574 @@
+"""job_templates/train.py: pure helpers (fast), every method on CPU with a tiny model, errors, the push path.
+
+Training runs are subprocesses of the test venv's python (the job receives one file; `uv run` would fetch a
+CUDA torch). Error cases that stop before the model loads run in-process through `cli()` to save processes.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import json
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from tests.templates.conftest import REPO_ROOT, TRAIN_SCRIPT, job_env
+
+
+def _load_train() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("train_template", TRAIN_SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["train_template"] = module  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    return module
+
+
+train = _load_train()
+JobError = train.JobError
+
+
+def pep723_header(text: str) -> dict:
+    block = re.search(r"^# /// script\n(.*?)^# ///$", text, re.S | re.M)
+    assert block, "no PEP 723 block"
+    return tomllib.loads("".join(line[2:] + "\n" for line in block.group(1).splitlines()))
+
+
+# ----------------------------------------------------------------------------- the script as a file
+def test_pep723_header_pins_every_dependency_to_the_tested_versions() -> None:
+    header = pep723_header(TRAIN_SCRIPT.read_text())
+    assert header["requires-python"] == ">=3.11"
+    pins = {}
+    for dep in header["dependencies"]:
+        name, sep, version = dep.partition("==")
+        assert sep == "==" and version, f"not pinned exactly: {dep}"
+        pins[name.lower().replace("_", "-")] = version
+    assert {"trl", "transformers", "peft", "accelerate", "datasets", "trackio", "torch", "bitsandbytes"} <= set(pins)
+    assert pins["trl"] == importlib.metadata.version("trl")
+    for name, version in pins.items():  # everything installed here must be the pinned version
+        try:
+            installed = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue  # bitsandbytes (GPU only) and protobuf are not in the CPU test venv
+        assert installed.split("+")[0] == version, f"{name}: pinned {version}, tests ran with {installed}"
+
+
+def test_module_imports_with_the_standard_library_only() -> None:
+    code = (
+        "import importlib.util, sys\n"
+        f"spec = importlib.util.spec_from_file_location('t', {str(TRAIN_SCRIPT)!r})\n"
+        "m = importlib.util.module_from_spec(spec); sys.modules['t'] = m; spec.loader.exec_module(m)\n"
+        "heavy = {'torch', 'trl', 'transformers', 'datasets', 'peft'} & set(sys.modules)\n"
+        "assert not heavy, heavy\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+# ----------------------------------------------------------------------------- mapping (pure)
+def test_parse_mapping_orders_transforms_and_accepts_a_dict() -> None:
+    mapping = train.parse_mapping('{"columns": {"prompt": "q"}, "transforms": ["label_to_bool", "alpaca"]}')
+    assert mapping.columns == {"prompt": "q"}
+    assert mapping.transforms == ("alpaca", "label_to_bool")
+    assert train.parse_mapping({"columns": {"text": "body"}}).columns == {"text": "body"}
+    assert train.parse_mapping(None) == train.DatasetMapping()
+
+
+@pytest.mark.parametrize(
+    ("raw", "needle"),
+    [
+        ('{"columns": {"question": "q"}}', "fields ['question']"),
+        ('{"transforms": ["shout"]}', "transforms ['shout']"),
+        ('{"colums": {}}', "unknown keys ['colums']"),
+        ("{not json", "not valid JSON"),
+    ],
+)
+def test_parse_mapping_refuses_unknown_names(raw: str, needle: str) -> None:
+    with pytest.raises(JobError) as err:
+        train.parse_mapping(raw)
+    assert needle in err.value.message
+    assert err.value.code == 2
+
+
+def test_check_mapping_names_the_dataset_columns() -> None:
+    mapping = train.parse_mapping('{"columns": {"prompt": "question"}, "transforms": ["label_to_bool"]}')
+    with pytest.raises(JobError) as err:
+        train.check_mapping(mapping, ["instruction", "output"])
+    assert "prompt <- question" in err.value.message
+    assert "label_to_bool needs label" in err.value.message
+    assert "['instruction', 'output']" in err.value.message
+    train.check_mapping(mapping, ["question", "label"])  # fits: no error
+
+
+def _map(row: dict, columns: dict | None = None, transforms: list[str] | None = None) -> dict:
+    mapping = train.parse_mapping({"columns": columns or {}, "transforms": transforms or []})
+    return train.map_example(row, mapping)
+
+
+def test_rename_keeps_the_source_row_untouched() -> None:
+    row = {"question": "q?", "solution": "4"}
+    out = _map(row, {"prompt": "question", "answer": "solution"})
+    assert out["prompt"] == "q?" and out["answer"] == "4"
+    assert row == {"question": "q?", "solution": "4"}
+
+
+def test_sharegpt_to_messages() -> None:
+    row = {
+        "conversations": [
+            {"from": "system", "value": "s"},
+            {"from": "human", "value": "hi"},
+            {"from": "gpt", "value": "yo"},
+        ]
+    }
+    out = _map(row, {"messages": "conversations"}, ["sharegpt_to_messages"])
+    assert out["messages"] == [
+        {"role": "system", "content": "s"},
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "yo"},
+    ]
+    assert _map(row, transforms=["sharegpt_to_messages"])["messages"] == out["messages"]  # conversations found
+
+
+@pytest.mark.parametrize(
+    ("extra", "prompt"), [("", "Add 2 and 2."), ("  ", "Add 2 and 2."), ("Show work.", "Add 2 and 2.\n\nShow work.")]
+)
+def test_alpaca(extra: str, prompt: str) -> None:
+    out = _map({"instruction": "Add 2 and 2.", "input": extra, "output": "4"}, transforms=["alpaca"])
+    assert (out["prompt"], out["completion"]) == (prompt, "4")
+
+
+def test_extract_prompt_from_strings_and_conversations() -> None:
+    out = _map({"chosen": "Q: sky? A: blue", "rejected": "Q: sky? A: green"}, transforms=["extract_prompt"])
+    assert (out["prompt"], out["chosen"], out["rejected"]) == ("Q: sky? A:", " blue", " green")
+    user = {"role": "user", "content": "sky?"}
+    row = {
+        "chosen": [user, {"role": "assistant", "content": "blue"}],
+        "rejected": [user, {"role": "assistant", "content": "red"}],
+    }
+    out = _map(row, transforms=["extract_prompt"])
+    assert out["prompt"] == [user]
+    assert out["chosen"] == [{"role": "assistant", "content": "blue"}]
+
+
+def test_wrapping_strings_into_messages() -> None:
+    out = _map(
+        {"prompt": "hi", "chosen": "a", "rejected": "b"},
+        transforms=["prompt_to_messages", "chosen_to_messages", "rejected_to_messages"],
+    )
+    assert out["prompt"] == [{"role": "user", "content": "hi"}]
+    assert out["chosen"] == [{"role": "assistant", "content": "a"}]
+    assert out["rejected"] == [{"role": "assistant", "content": "b"}]
+    already = [{"role": "user", "content": "x"}]
+    assert _map({"prompt": already}, transforms=["prompt_to_messages"])["prompt"] == already
+
+
+@pytest.mark.parametrize("system", ["Be brief.", ""])
+def test_system_to_messages_always_gives_a_conversation(system: str) -> None:
+    out = _map({"prompt": "hi", "system": system}, transforms=["system_to_messages"])
+    expected = [{"role": "system", "content": system}] if system else []
+    assert out["prompt"] == [*expected, {"role": "user", "content": "hi"}]
+
+
+def test_transforms_run_in_the_documented_order() -> None:
+    row = {"instruction": "Add.", "input": "2+2", "output": "4", "sys": "Be brief."}
+    out = _map(row, {"system": "sys"}, ["system_to_messages", "completion_to_messages", "prompt_to_messages", "alpaca"])
+    assert out["prompt"] == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Add.\n\n2+2"}]
+    assert out["completion"] == [{"role": "assistant", "content": "4"}]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(1, True), (0, False), (1.0, True), (True, True), ("good", True), ("Bad", False), ("true", True), ("no", False)],
+)
+def test_label_to_bool(value: object, expected: bool) -> None:
+    assert _map({"label": value}, transforms=["label_to_bool"])["label"] is expected
+
+
+def test_label_to_bool_refuses_other_values() -> None:
+    with pytest.raises(JobError, match="maybe"):
+        train.label_to_bool("maybe")
+
+
+@pytest.mark.parametrize(
+    ("method", "columns", "expected"),
+    [
+        ("sft", ["text", "id"], ["text"]),
+        ("sft", ["prompt", "completion", "text"], ["prompt", "completion"]),
+        ("sft", ["messages", "prompt"], ["messages"]),
+        ("dpo", ["prompt", "chosen", "rejected", "score"], ["prompt", "chosen", "rejected"]),
+        ("reward", ["chosen", "rejected"], ["chosen", "rejected"]),
+        ("grpo", ["prompt", "answer", "id"], ["prompt", "answer"]),
+        ("grpo", ["prompt"], ["prompt"]),
+        ("kto", ["prompt", "completion", "label"], ["prompt", "completion", "label"]),
+        ("kto", ["prompt", "chosen", "rejected"], ["prompt", "chosen", "rejected"]),
+    ],
+)
+def test_select_columns(method: str, columns: list[str], expected: list[str]) -> None:
+    assert train.select_columns(method, columns) == expected
+
+
+@pytest.mark.parametrize(
+    ("method", "columns", "rewards", "needle"),
+    [
+        ("sft", ["question", "answer"], [], "messages | prompt + completion | text"),
+        ("dpo", ["prompt", "chosen"], [], "chosen + rejected"),
+        ("grpo", ["prompt"], ["accuracy"], "needs an `answer` field"),
+        ("kto", ["prompt", "completion"], [], "label"),
+    ],
+)
+def test_select_columns_errors_name_what_is_missing(method, columns, rewards, needle) -> None:
+    with pytest.raises(JobError) as err:
+        train.select_columns(method, columns, rewards)
+    assert needle in err.value.message
+    assert str(sorted(columns)) in err.value.message
+
+
+def test_conversational_detection_and_sample_prompts() -> None:
+    turns = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]
+    assert train.is_conversational({"messages": turns})
+    assert not train.is_conversational({"prompt": "hi", "completion": "yo"})
+    assert train.sample_prompt({"messages": turns}) == turns[:1]
+    assert train.sample_prompt({"prompt": "hi", "completion": "yo"}) == "hi"
+    assert train.sample_prompt({"text": "one two three four"}) == "one two"
+    assert train.one_line(turns) == "user: hi | assistant: yo"
+
+
+# ----------------------------------------------------------------------------- rewards (pure)
+@pytest.mark.parametrize(
+    ("text", "answer"),
+    [
+        ("so it is \\boxed{42}.", "42"),
+        ("<answer> Paris </answer>", "Paris"),
+        ("Natalia sold 48 clips... #### 72", "72"),
+        ("2 + 2 = 4", "4"),
+        ("bonjour", "bonjour"),
+    ],
+)
+def test_extract_answer(text: str, answer: str) -> None:
+    assert train.extract_answer(text) == answer
+
+
+def test_accuracy_reward_for_text_and_conversational_completions() -> None:
+    completions = ["The answer is 1,000.", "I think 999", [{"role": "assistant", "content": "#### 1000"}]]
+    assert train.accuracy_reward(completions, answer=["1000", "1000", "1000.0"]) == [1.0, 0.0, 1.0]
+    assert train.accuracy_reward(["It is Paris."], answer=["paris"]) == [1.0]
+
+
+def test_length_reward_prefers_the_target_length() -> None:
+    reward = train.LengthReward(4)
+    assert reward([[1] * 4, [1] * 2, [1] * 8, []]) == [1.0, 0.5, 0.0, 0.0]
+    assert reward.__name__ == "length_reward"
+
+
+def test_reward_names_are_checked() -> None:
+    assert train.parse_reward_names(" accuracy, length ") == ["accuracy", "length"]
+    for bad in ("", None, "accuracy,bogus"):
+        with pytest.raises(JobError, match="think_format"):  # the message lists what exists
+            train.parse_reward_names(bad)
+
+
+# ----------------------------------------------------------------------------- arguments and card (pure)
+def test_pre_parse_reads_argv_then_the_yaml_config(tmp_path: Path) -> None:
+    config = tmp_path / "job.yaml"
+    config.write_text("method: dpo\npeft_mode: lora\nlearning_rate: 1.0e-6\n")
+    pre = train.pre_parse(["--config", str(config)])
+    assert (pre.method, pre.peft_mode, pre.fsdp) == ("dpo", "lora", False)
+    assert train.pre_parse(["--method=kto", "--config", str(config), "--fsdp"]).method == "kto"
+    assert train.pre_parse(["--fsdp"]).fsdp is True
+    assert train.explicit_keys(["--config", str(config), "--bf16", "true", "--max_length=64"]) >= {
+        "bf16",
+        "max_length",
+        "learning_rate",
+        "method",
+    }
+    with pytest.raises(JobError, match="orpo"):
+        train.pre_parse(["--method", "orpo"])
+
+
+@pytest.mark.parametrize(
+    ("on_cuda", "bf16_ok", "bf16", "fp16"),
+    [(False, False, False, False), (True, True, True, False), (True, False, False, True)],
+)
+def test_job_defaults_pick_precision_for_the_hardware(on_cuda: bool, bf16_ok: bool, bf16: bool, fp16: bool) -> None:
+    defaults = train.job_defaults(train.pre_parse([]), on_cuda, bf16_ok)
+    assert (defaults["bf16"], defaults["fp16"]) == (bf16, fp16)
+    assert defaults["hub_strategy"] == "checkpoint" and defaults["save_total_limit"] == 2
+    assert defaults["report_to"] == "trackio"
+
+
+def test_job_defaults_for_reward_models_and_fsdp() -> None:
+    assert train.job_defaults(train.pre_parse(["--method", "reward"]), False, False)["lora_task_type"] == "SEQ_CLS"
+    fsdp = train.job_defaults(train.pre_parse(["--fsdp"]), True, True)
+    assert fsdp["fsdp_config"] == {"activation_checkpointing": True} and fsdp["gradient_checkpointing"] is False
+
+
+def test_model_card_for_an_adapter() -> None:
+    card = train.model_card(
+        method="dpo",
+        base_model="Qwen/Qwen2.5-0.5B-Instruct",
+        repo_id="alice/qwen-dpo",
+        dataset="trl-lib/ultrafeedback_binarized",
+        mapping=train.parse_mapping('{"transforms": ["extract_prompt"]}'),
+        peft_mode="lora",
+        params={"learning_rate": 5e-07, "lora_r": 16},
+        trackio_url="https://huggingface.co/spaces/alice/trackio",
+        samples=[("What is 2+2?", "4")],
+    )
+    assert card.startswith("---\nbase_model: Qwen/Qwen2.5-0.5B-Instruct\nlibrary_name: peft\n")
+    assert "- trl-lib/ultrafeedback_binarized" in card and "DPOTrainer" in card
+    assert "| learning_rate | 5e-07 |" in card and "| lora_r | 16 |" in card
+    assert "https://huggingface.co/spaces/alice/trackio" in card
+    assert "1. **What is 2+2?** → 4" in card
+    assert 'PeftModel.from_pretrained(base, "alice/qwen-dpo")' in card
+    assert '"transforms": ["extract_prompt"]' in card
+
+
+def test_model_card_for_a_local_base_and_dataset(tmp_path: Path) -> None:
+    card = train.model_card(
+        method="reward",
+        base_model=str(tmp_path),
+        repo_id="rm",
+        dataset=str(tmp_path),
+        mapping=train.DatasetMapping(),
+        peft_mode="full",
+        params={},
+        trackio_url=None,
+        samples=[],
+    )
+    assert "base_model:" not in card and "datasets:" not in card
+    assert "AutoModelForSequenceClassification" in card and "kept locally" in card
+
+
+# ----------------------------------------------------------------------------- CPU runs (slow)
+def logged(output_dir: Path, key: str = "loss") -> list[float]:
+    state = json.loads((output_dir / "trainer_state.json").read_text())
+    return [entry[key] for entry in state["log_history"] if key in entry]
+
+
+def assert_loads_back(output_dir: Path, *, adapter: bool, reward: bool = False) -> None:
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+
+    auto = AutoModelForSequenceClassification if reward else AutoModelForCausalLM
+    AutoTokenizer.from_pretrained(output_dir)
+    if adapter:
+        from peft import PeftModel
+
+        config = json.loads((output_dir / "adapter_config.json").read_text())
+        base = auto.from_pretrained(config["base_model_name_or_path"], **({"num_labels": 1} if reward else {}))
+        model = PeftModel.from_pretrained(base, output_dir)
+    else:
+        model = auto.from_pretrained(output_dir)
+    assert sum(p.numel() for p in model.parameters()) > 0
+
+
+def assert_trained(proc: subprocess.CompletedProcess, output_dir: Path, method: str) -> None:
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    losses = logged(output_dir)
+    assert losses and all(isinstance(x, float) for x in losses)
+    assert re.search(r"^SAMPLE 1: .+ -> ", proc.stdout, re.M), proc.stdout[-2000:]
+    card = (output_dir / "README.md").read_text()
+    assert f"`{train.TRAINER_CLASSES[method]}`" in card and "## Sample generations" in card
+
+
+RUNS = {
+    "sft-alpaca-lora-eval": (
+        "alpaca",
+        ["--peft_mode", "lora", "--dataset_mapping", '{"transforms": ["alpaca"]}', "--eval_split_fraction", "0.25",
+         "--eval_steps", "1"],
+    ),
+    "sft-sharegpt-full": (
+        "sharegpt",
+        ["--dataset_mapping", '{"columns": {"messages": "conversations"}, "transforms": ["sharegpt_to_messages"]}'],
+    ),
+    "dpo-full": ("preference", ["--method", "dpo"]),
+    "grpo-full": (
+        "question_answer",
+        ["--method", "grpo", "--dataset_mapping", '{"columns": {"prompt": "question"}, "transforms": ["prompt_to_messages"]}',
+         "--reward_funcs", "accuracy,length,think_format", "--num_generations", "2", "--max_completion_length", "8"],
+    ),
+    "reward-lora": (
+        "implicit_preference",
+        ["--method", "reward", "--peft_mode", "lora", "--dataset_mapping", '{"transforms": ["extract_prompt"]}'],
+    ),
+    "kto-full": ("unpaired", ["--method", "kto", "--dataset_mapping", '{"transforms": ["label_to_bool"]}']),
+}  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("run_id", list(RUNS))
+def test_method_trains_on_cpu(run_id: str, run_train, tiny_model: Path, datasets_dir: Path, tmp_path: Path) -> None:
+    dataset, args = RUNS[run_id]
+    method = args[args.index("--method") + 1] if "--method" in args else "sft"
+    out = tmp_path / "out"
+    proc = run_train(
+        "--model_name_or_path",
+        str(tiny_model),
+        "--dataset_name",
+        str(datasets_dir / dataset),
+        "--output_dir",
+        str(out),
+        *args,
+    )
+    assert_trained(proc, out, method)
+    adapter = "--peft_mode" in args
+    assert (out / ("adapter_config.json" if adapter else "model.safetensors")).exists()
+    assert_loads_back(out, adapter=adapter, reward=method == "reward")
+    if "--eval_split_fraction" in args:
+        assert "data: 12 training rows, 4 eval rows" in proc.stdout
+        assert logged(out, "eval_loss")
+    if method == "grpo":
+        assert logged(out, "rewards/accuracy_reward/mean") and logged(out, "rewards/length_reward/mean")
+
+
+@pytest.mark.slow
+def test_sft_text_then_resume_from_a_local_checkpoint(
+    run_train, tiny_model: Path, datasets_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    common = [
+        "--model_name_or_path",
+        str(tiny_model),
+        "--dataset_name",
+        str(datasets_dir / "text"),
+        "--output_dir",
+        str(out),
+    ]
+    proc = run_train(*common)
+    assert_trained(proc, out, "sft")
+    assert (out / "checkpoint-2" / "optimizer.pt").exists()
+    assert_loads_back(out, adapter=False)
+    assert "last training prompts" in (out / "README.md").read_text()  # no eval split: samples from train
+
+    proc = run_train(*common, "--max_steps", "3", "--resume_from_checkpoint", str(out / "checkpoint-2"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    state = json.loads((out / "trainer_state.json").read_text())
+    assert state["global_step"] == 3
+    assert [e["step"] for e in state["log_history"] if "loss" in e] == [1, 2, 3]  # steps 1-2 came from the checkpoint
+
+
+# ----------------------------------------------------------------------------- push path (Hub stand-in, slow)
+@pytest.mark.slow
+def test_push_to_hub_then_resume_from_hub(hub, tiny_model: Path, datasets_dir: Path, tmp_path: Path) -> None:
+    repo = "alice/tiny-sft"
+
+    def run(output_dir: Path, *extra: str) -> subprocess.CompletedProcess:
+        cmd = [
+            sys.executable, str(TRAIN_SCRIPT), "--model_name_or_path", str(tiny_model),
+            "--dataset_name", str(datasets_dir / "text"), "--output_dir", str(output_dir), "--peft_mode", "lora",
+            "--push_to_hub", "true", "--hub_model_id", repo, "--hub_always_push", "true", "--report_to", "none",
+            "--logging_steps", "1", "--save_steps", "1", "--per_device_train_batch_size", "2",
+            "--num_sample_generations", "1", "--dataloader_pin_memory", "false", *extra,
+        ]  # fmt: skip
+        env = job_env(tmp_path, offline=False, token=hub.alice)
+        return subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=240)
+
+    proc = run(tmp_path / "first", "--max_steps", "2")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    files = hub.files(repo)
+    for name in ("adapter_config.json", "adapter_model.safetensors", "README.md", "tokenizer.json"):
+        assert name in files, sorted(files)
+    assert json.loads(files["adapter_config.json"])["base_model_name_or_path"] == str(tiny_model)
+    card = files["README.md"].decode()
+    assert "SFTTrainer" in card and "## Sample generations" in card and "LoRA adapter" in card
+    checkpoint_state = json.loads(files["last-checkpoint/trainer_state.json"])
+    assert checkpoint_state["global_step"] == 2
+    assert "last-checkpoint/optimizer.pt" in files
+    assert not any(name.startswith(("checkpoint-", "_resume")) for name in files)
+
+    proc = run(tmp_path / "second", "--max_steps", "3", "--resume_from_hub", "true")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert f"resuming from {repo}/last-checkpoint" in proc.stdout
+    state = json.loads((tmp_path / "second" / "trainer_state.json").read_text())
+    assert state["global_step"] == 3
+    assert [e["step"] for e in state["log_history"] if "loss" in e] == [1, 2, 3]
+    assert json.loads(hub.files(repo)["last-checkpoint/trainer_state.json"])["global_step"] == 3
+
+
+# ----------------------------------------------------------------------------- early errors (slow: import trl)
+@pytest.mark.slow
+def test_a_missing_column_stops_the_process_before_the_model_loads(
+    run_train, tiny_model: Path, datasets_dir: Path, tmp_path: Path
+) -> None:
+    proc = run_train(
+        "--model_name_or_path", str(tiny_model), "--dataset_name", str(datasets_dir / "question_answer"),
+        "--output_dir", str(tmp_path / "out"),
+    )  # fmt: skip
+    assert proc.returncode == 2
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("ERROR:")]
+    assert len(errors) == 1 and "['answer', 'question']" in errors[0]
+    assert "Loading weights" not in proc.stdout + proc.stderr
+
+
+ERRORS = {
+    "missing-split": ("text", ["--dataset_train_split", "validation"], "available splits: ['train']"),
+    "no-chat-template": ("messages", ["--model_name_or_path", "{base}"], "has no chat template"),
+    "qlora-on-cpu": ("text", ["--peft_mode", "qlora"], "QLoRA needs a CUDA GPU"),
+    "push-without-repo": ("text", ["--push_to_hub", "true"], "needs --hub_model_id"),
+    "push-without-token": ("text", ["--push_to_hub", "true", "--hub_model_id", "alice/x"], "needs a token"),
+    "max-length-too-small": ("text", ["--max_length", "8"], "max_length=8 is too small"),
+    "grpo-without-rewards": ("question_answer", ["--method", "grpo", "--num_generations", "2"], "needs --reward_funcs"),
+    "grpo-accuracy-without-answer": (
+        "prompt_completion",
+        ["--method", "grpo", "--num_generations", "2", "--reward_funcs", "accuracy"],
+        "needs an `answer` field",
+    ),
+    "grpo-batch-vs-generations": (  # TRL's own config check, reported the same way
+        "question_answer", ["--method", "grpo", "--reward_funcs", "length"], "divisible by num_generations (8)"
+    ),
+    "kto-batch-of-one": ("unpaired", ["--method", "kto", "--per_device_train_batch_size", "1"], "KTO needs"),
+    "mapping-source-missing": ("text", ["--dataset_mapping", '{"columns": {"prompt": "q"}}'], "prompt <- q"),
+    "kto-label-not-bool": ("unpaired", ["--method", "kto"], 'add "label_to_bool"'),
+}  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", list(ERRORS))
+def test_input_problems_fail_early_with_one_error_line(
+    case: str, capsys, monkeypatch, tiny_model: Path, tiny_model_no_template: Path, datasets_dir: Path, tmp_path: Path
+) -> None:
+    dataset, extra, needle = ERRORS[case]
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    extra = [arg.replace("{base}", str(tiny_model_no_template)) for arg in extra]
+    argv = [
+        "--model_name_or_path", str(tiny_model), "--dataset_name", str(datasets_dir / dataset),
+        "--output_dir", str(tmp_path / "out"), "--report_to", "none", "--push_to_hub", "false",
+        "--per_device_train_batch_size", "2", *extra,
+    ]  # fmt: skip
+    with pytest.raises(SystemExit) as exit_info:
+        train.cli(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("ERROR:")]
+    assert len(lines) == 1 and needle in lines[0], err[-2000:]
+    assert not (tmp_path / "out" / "trainer_state.json").exists()
+
+
+@pytest.mark.slow
+def test_help_lists_trl_and_our_options(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        train.cli(["--method", "dpo", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for option in ("--beta", "--lora_r", "--dataset_mapping", "--reward_funcs", "--resume_from_hub", "--peft_mode"):
+        assert option in out
+
+
+@pytest.mark.slow
+def test_extract_prompt_matches_trl() -> None:
+    from trl.data_utils import extract_prompt
+
+    user = {"role": "user", "content": "sky?"}
+    examples = [
+        {"chosen": "Q: sky? A: blue", "rejected": "Q: sky? A: green"},
+        {
+            "chosen": [user, {"role": "assistant", "content": "b"}],
+            "rejected": [user, {"role": "assistant", "content": "r"}],
+        },
+    ]
+    for example in examples:
+        ours = _map(example, transforms=["extract_prompt"])
+        assert {k: ours[k] for k in ("prompt", "chosen", "rejected")} == extract_prompt(example)
