@@ -807,6 +807,11 @@ def run(cfg: ExportConfig, work: Path) -> Path:
     family = write_ollama_files(out_dir, primary)
     if not primary.chat_template:
         resolved.notes.append("the model has no chat template: use it for plain completion, not chat")
+    if cfg.private:
+        resolved.notes.append(
+            "this repo is private: `ollama run hf.co/...` needs your Ollama SSH key added to your Hub account "
+            "(https://huggingface.co/settings/keys); `llama-cli -hf` needs HF_TOKEN"
+        )
     card = CardInfo(
         repo_id or f"local/{name}-GGUF",
         resolved.source,

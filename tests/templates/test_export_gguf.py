@@ -563,6 +563,7 @@ def _assert_outputs(files: dict[str, bytes], tmp_path: Path, converter: Path, eo
         assert row, card
         assert float(row.group(1)) == pytest.approx(len(files[name]) / 1e6, abs=0.006)
     assert "ollama run hf.co/alice/tiny-GGUF:Q8_0" in card
+    assert "this repo is private" in card
 
 
 @pytest.mark.slow
