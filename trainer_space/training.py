@@ -65,6 +65,8 @@ class TrainingConfig:
     gradient_checkpointing: bool = True
     eval_split_fraction: float = 0.0
     reward_funcs: list[str] = field(default_factory=list)
+    num_generations: int = 8  # GRPO: completions sampled per prompt
+    max_completion_length: int = 256  # GRPO: tokens generated per completion (GRPO has no max_length)
     private: bool = True
     trackio_space: str = ""  # default <user>/trackio
     trackio_project: str = ""  # default: the output repo's name
@@ -139,6 +141,15 @@ class TrainingConfig:
             raise InvalidInput(f"Unknown reward function(s) {bad}. Available: {', '.join(GRPO_REWARDS)}.")
         if self.method == "grpo" and not self.reward_funcs:
             raise InvalidInput(f"GRPO needs at least one reward function ({', '.join(GRPO_REWARDS)}).")
+        self.num_generations = validate_int(self.num_generations, "Generations per prompt", 2, 256)
+        self.max_completion_length = validate_int(self.max_completion_length, "Completion length", 8, 65_536)
+        if self.method == "grpo" and (
+            (self.per_device_train_batch_size * self.gradient_accumulation_steps) % self.num_generations
+        ):
+            raise InvalidInput(
+                "GRPO needs batch size x gradient accumulation to be a multiple of the generations per prompt "
+                f"({self.num_generations}): e.g. batch {self.num_generations} x accumulation 1, or 4 x 2 for 8."
+            )
         if self.flavor not in FLAVOR_NAMES:
             raise InvalidInput(f"Unknown hardware flavor '{self.flavor}'.")
         try:
@@ -256,9 +267,17 @@ def template_args(cfg: TrainingConfig, output_repo: str, trackio_space: str, pro
     args += [
         "--per_device_train_batch_size", str(cfg.per_device_train_batch_size),
         "--gradient_accumulation_steps", str(cfg.gradient_accumulation_steps),
-        "--max_length", str(cfg.max_length),
         "--gradient_checkpointing", str(cfg.gradient_checkpointing).lower(),
     ]  # fmt: skip
+    if cfg.method == "grpo":
+        args += [
+            "--num_generations",
+            str(cfg.num_generations),
+            "--max_completion_length",
+            str(cfg.max_completion_length),
+        ]
+    else:
+        args += ["--max_length", str(cfg.max_length)]
     if cfg.eval_split_fraction:
         args += ["--eval_split_fraction", f"{cfg.eval_split_fraction:g}"]
     if cfg.method == "grpo":

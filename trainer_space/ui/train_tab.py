@@ -37,7 +37,7 @@ def _config(v: dict[str, Any]) -> dict[str, Any]:
     try:
         advanced = json.loads(v["advanced"]) if (v.get("advanced") or "").strip() else {}
     except json.JSONDecodeError:
-        raise InvalidInput('Advanced options must be a JSON object, e.g. {"warmup_ratio": 0.1}.') from None
+        raise InvalidInput('Advanced options must be a JSON object, e.g. {"weight_decay": 0.01}.') from None
     mapping = v.get("mapping")
     return {
         "method": v["method"],
@@ -147,7 +147,7 @@ def build_tab(
         fsdp = gr.Checkbox(label="FSDP (shard the model across GPUs)", value=False)
     with gr.Accordion("Advanced: any TRL option", open=False):
         advanced = gr.Code(
-            label='JSON object of extra TRL/transformers options, e.g. {"warmup_ratio": 0.05, "lr_scheduler_type": "cosine"}',
+            label='JSON object of extra TRL/transformers options, e.g. {"weight_decay": 0.01, "lr_scheduler_type": "cosine"}',
             language="json",
             value="{}",
         )
