@@ -176,7 +176,8 @@ def build_app(state: HubState) -> Starlette:
         url = f"{state.endpoint}/{prefix}{repo_id}"
         if state.repo(repo_id, repo_type) is not None:
             return JSONResponse({"error": "You already created this repo", "url": url}, status_code=409)
-        state.add_repo(repo_id, repo_type, private=bool(body.get("private")))
+        private = bool(body.get("private")) or body.get("visibility") == "private"
+        state.add_repo(repo_id, repo_type, private=private)
         return JSONResponse({"url": url, "name": repo_id})
 
     def parse_repo_path(rest: str) -> tuple[str, str, str]:
@@ -186,6 +187,17 @@ def build_app(state: HubState) -> Starlette:
                 repo_id, tail = rest.split(op, 1)
                 return repo_id, op.strip("/"), tail
         return rest, "info", ""
+
+    async def validate_yaml(request: Request) -> Response:
+        """Model-card metadata check that upload_folder runs for a README.md: accept what parses."""
+        body = await request.json()
+        try:
+            import yaml
+
+            yaml.safe_load(body.get("content", "").split("---")[1] if "---" in body.get("content", "") else "")
+        except Exception as err:  # noqa: BLE001 - report any parse error like the Hub does
+            return JSONResponse({"errors": [{"message": str(err)}], "warnings": []}, status_code=400)
+        return JSONResponse({"errors": [], "warnings": []})
 
     async def repo_api(request: Request) -> Response:
         repo_type = request.path_params["rtype"]
@@ -282,6 +294,7 @@ def build_app(state: HubState) -> Starlette:
         Route("/api/jobs/{ns}/{job_id}/logs", job_logs, methods=["GET"]),
         Route("/api/jobs/{ns}/{job_id}/cancel", cancel_job, methods=["POST"]),
         Route("/api/repos/create", create_repo, methods=["POST"]),
+        Route("/api/validate-yaml", validate_yaml, methods=["POST"]),
         Route("/api/{rtype:str}s/{rest:path}", repo_api, methods=["GET", "POST"]),
         *viewer_routes(state, current_user),
         Route("/{rest:path}", resolve, methods=["GET", "HEAD"]),

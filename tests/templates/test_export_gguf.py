@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.templates.llama_cpp_vendor import LLAMA_CPP_TAG, llama_cpp_bin_dir, llama_cpp_converter
+from tests.templates.llama_cpp_vendor import LLAMA_CPP_TAG, llama_cpp_converter
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = REPO_ROOT / "job_templates" / "export_gguf.py"
@@ -426,7 +426,7 @@ func main() {
 @pytest.fixture(scope="module")
 def go_render(tmp_path_factory: pytest.TempPathFactory):
     if shutil.which("go") is None:
-        pytest.skip("Go is not installed: cannot execute Ollama's Go templates here")
+        pytest.fail("Go is not installed: scripts/run-tests.sh installs Debian's golang-go")
     src = tmp_path_factory.mktemp("go") / "render.go"
     src.write_text(_GO_RENDER)
     binary = src.with_suffix("")
@@ -525,15 +525,6 @@ def test_unknown_pre_tokenizer_exits_2_with_a_clear_error(converter: Path, tiny2
     assert not list((tmp_path / "out").glob("*.gguf"))
 
 
-def _standin_validates_yaml(hub) -> bool:
-    """``upload_folder`` of a README.md first calls ``POST /api/validate-yaml`` (the real Hub has it)."""
-    import httpx
-
-    answer = httpx.post(f"{hub.url}/api/validate-yaml", json={"content": "", "repoType": "model"}, timeout=10)
-    hub.requests.pop()  # keep the recorded traffic to what the script sent
-    return answer.status_code == 200
-
-
 def _assert_outputs(files: dict[str, bytes], tmp_path: Path, converter: Path, eos_id: int) -> None:
     """The GGUF files read back right; Modelfile, template, params and card match them."""
     assert set(files) == {"tiny-F16.gguf", "tiny-Q8_0.gguf", "README.md", "Modelfile", "template", "params"}
@@ -580,10 +571,7 @@ def test_full_model_from_the_hub_to_gguf_repo(converter: Path, tiny256: Path, hu
 
     created = hub.requests_to("/api/repos/create", "POST")
     assert len(created) == 1
-    assert created[0].json().get("visibility") == "private" or created[0].json().get("private") is True
-    if not _standin_validates_yaml(hub):
-        assert done.returncode == 1 and "ERROR: upload to alice/tiny-GGUF failed" in done.stderr
-        pytest.xfail("the Hub stand-in has no POST /api/validate-yaml, which upload_folder calls for a README.md")
+    assert hub.state.repo("alice/tiny-GGUF", "model").private  # the private option reached the Hub
     _check(done)
     assert hub.files("alice/tiny-GGUF") == local  # everything arrived, byte for byte
     assert len(hub.state.repo("alice/tiny-GGUF", "model").commits) == 1  # in one commit
@@ -651,22 +639,3 @@ def test_lora_adapter_is_merged_then_converted(converter: Path, tiny256: Path, l
     card = (out / "README.md").read_text()
     assert "a LoRA adapter merged onto" in card and "tokenizer and chat template from the adapter" in card
     assert 'PARAMETER stop "<|im_end|>"' in (out / "Modelfile").read_text()
-
-
-@pytest.mark.slow
-def test_k_quant_and_generation_with_llama_cpp_binaries(converter: Path, tiny256: Path, tmp_path: Path) -> None:
-    bin_dir = llama_cpp_bin_dir()
-    if bin_dir is None or not (bin_dir / "llama-completion").is_file():
-        pytest.skip(
-            "llama-quantize/llama-completion not built here (python -m tests.templates.llama_cpp_vendor --build)"
-        )
-    out = tmp_path / "out"
-    done = run_export(converter, "--model", str(tiny256), "--quantizations", "Q4_K_M,Q8_0", "--pre_tokenizer",
-                      "qwen2", "--push", "false", "--output_dir", str(out), "--quantize_bin",
-                      str(bin_dir / "llama-quantize"), "--cli_bin", str(bin_dir / "llama-completion"))  # fmt: skip
-    _check(done)
-    reader = read_gguf(out / "tiny-Q4_K_M.gguf", converter)
-    assert _field(reader, "general.file_type") == 15  # MOSTLY_Q4_K_M
-    assert f"generated {export.SMOKE_TOKENS} tokens with llama-completion" in done.stdout
-    assert "FROM ./tiny-Q4_K_M.gguf" in (out / "Modelfile").read_text()
-    assert not list(out.glob("*-F16.gguf"))  # the 16-bit intermediate is not kept unless asked for
