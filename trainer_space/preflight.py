@@ -97,10 +97,11 @@ def run_preflight(session: HubSession, cfg: TrainingConfig, *, output_repo: str)
 
     checks = check_account(session)
     checks.append(check_model(session, cfg.model))
-    checks.append(check_dataset(session, cfg))
+    dataset_check, inspection = check_dataset(session, cfg)
+    checks.append(dataset_check)
     checks.append(check_output_repo(session, output_repo))
     try:
-        fit, estimate = check_estimate(session, cfg)
+        fit, estimate = check_estimate(session, cfg, inspection)
     except TrainerSpaceError as err:
         fit, estimate = _check("estimate", "warn", f"No estimate: {err.message}"), None
     checks.append(fit)

@@ -1,0 +1,197 @@
+"""Training submission end to end through the Hub stand-in: dry run, each pre-flight failure, submit."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from gradio_client import Client
+
+from trainer_space import errors
+from trainer_space.hub import WHOAMI_CACHE, HubSession
+from trainer_space.jobspec import SCRIPT_ENV, SCRIPT_SHA_ENV, load_template
+from trainer_space.training import PreflightFailed, TrainingConfig, submit_training
+
+# Qwen/Qwen2.5-0.5B's config.json and safetensors total (its Hub page: 494,032,768 parameters)
+QWEN_05B = {
+    "architectures": ["Qwen2ForCausalLM"],
+    "model_type": "qwen2",
+    "hidden_size": 896,
+    "intermediate_size": 4864,
+    "num_attention_heads": 14,
+    "num_hidden_layers": 24,
+    "num_key_value_heads": 2,
+    "vocab_size": 151936,
+    "tie_word_embeddings": True,
+    "max_position_embeddings": 32768,
+    "torch_dtype": "bfloat16",
+}
+CHAT = [
+    {"messages": [{"role": "user", "content": f"What is {i} + {i}?"}, {"role": "assistant", "content": str(2 * i)}]}
+    for i in range(20)
+]
+QA = [{"question": f"What is {i} + 1?", "answer": str(i + 1)} for i in range(20)]
+TEXT = [{"text": f"Document number {i}."} for i in range(20)]
+
+
+@pytest.fixture(autouse=True)
+def _world(hub):
+    WHOAMI_CACHE.clear()
+    safetensors = {"parameters": {"BF16": 494_032_768}, "total": 494_032_768}
+    hub.add_model("Qwen/Qwen2.5-0.5B", files={"config.json": json.dumps(QWEN_05B)}, safetensors=safetensors)
+    hub.add_model("meta/gated-model", files={"config.json": json.dumps(QWEN_05B)}, safetensors=safetensors, gated=True)
+    hub.add_dataset("alice/chat", {"train": CHAT}, num_rows={"train": 5000})
+    hub.add_dataset("alice/qa", {"train": QA})
+    hub.add_dataset("alice/text", {"train": TEXT})
+    return hub
+
+
+def _cfg(**kw) -> TrainingConfig:
+    base = {"method": "sft", "model": "Qwen/Qwen2.5-0.5B", "dataset": "alice/chat", "flavor": "a10g-small"}
+    base.update(kw)
+    return TrainingConfig.from_dict(base)
+
+
+def _checks(result) -> dict[str, dict]:
+    return {c["name"]: c for c in result["preflight"]}
+
+
+def test_dry_run_returns_spec_command_and_preflight_without_creating_a_job(hub):
+    result = submit_training(HubSession(hub.alice), _cfg(), dry_run=True)
+    assert result["submitted"] is False and result["job_id"] is None
+    checks = _checks(result)
+    assert all(c["status"] == "ok" for c in checks.values()), checks
+    assert "READY for sft" in checks["dataset"]["message"]
+    assert "Fits on a10g-small" in checks["estimate"]["message"]
+    assert result["output_repo"] == "alice/Qwen2.5-0.5B-sft"
+    assert result["trackio_url"] == "https://alice-trackio.hf.space/?project=Qwen2.5-0.5B-sft"
+    assert result["command"].startswith("hf jobs uv run")
+    assert result["spec"]["secrets"] == {"HF_TOKEN": "$HF_TOKEN"}
+    assert hub.alice not in json.dumps(result)
+    assert hub.requests_to("/api/jobs", "POST") == []
+
+
+def test_submit_sends_the_exact_job_field_by_field(hub):
+    result = submit_training(HubSession(hub.alice), _cfg(private=False, timeout="3h"), dry_run=False)
+    assert result["submitted"] and result["job_id"]
+    (post,) = hub.requests_to("/api/jobs/alice", "POST")
+    body = post.json()
+    template = load_template("train.py")
+    assert body["dockerImage"] == "ghcr.io/astral-sh/uv:python3.12-bookworm"
+    assert body["flavor"] == "a10g-small"
+    assert body["timeoutSeconds"] == 3 * 3600
+    assert body["secrets"] == {"HF_TOKEN": hub.alice}
+    assert body["environment"][SCRIPT_SHA_ENV] == template.sha256
+    assert set(body["environment"]) == {SCRIPT_ENV, SCRIPT_SHA_ENV, "PYTHONUNBUFFERED", "UV_NO_PROGRESS"}
+    assert body["labels"] == {
+        "trainer-space": "train",
+        "method": "sft",
+        "model": "Qwen/Qwen2.5-0.5B",
+        "output": "alice/Qwen2.5-0.5B-sft",
+        "trackio": "alice/trackio",
+        "project": "Qwen2.5-0.5B-sft",
+        "template_sha": template.short_sha,
+        "name": body["labels"]["name"],
+    }
+    cmd = body["command"]
+    assert cmd[:2] == ["bash", "-c"] and cmd[3] == "train.py"
+    args = cmd[4:]
+    pairs = dict(zip(args[::2], args[1::2], strict=False))
+    assert pairs["--method"] == "sft" and pairs["--model_name_or_path"] == "Qwen/Qwen2.5-0.5B"
+    assert pairs["--dataset_name"] == "alice/chat" and pairs["--peft_mode"] == "lora"
+    assert pairs["--hub_model_id"] == "alice/Qwen2.5-0.5B-sft" and pairs["--push_to_hub"] == "true"
+    assert pairs["--hub_private_repo"] == "false" and pairs["--report_to"] == "trackio"
+    # the token is only in the secrets field
+    without = {k: v for k, v in body.items() if k != "secrets"}
+    assert hub.alice not in json.dumps(without)
+    assert result["url"].endswith(f"/jobs/alice/{result['job_id']}")
+
+
+def test_not_signed_in_sends_nothing(hub):
+    with pytest.raises(errors.NotSignedIn, match="Sign in with Hugging Face"):
+        submit_training(HubSession(None, action="start a training job"), _cfg())
+    assert hub.requests == []
+
+
+def _failed(hub, token, cfg, name, match):
+    with pytest.raises(PreflightFailed) as info:
+        submit_training(HubSession(token), cfg, dry_run=False)
+    failed = {c.name: c.message for c in info.value.failed}
+    assert name in failed, failed
+    assert match in failed[name], failed[name]
+    assert "Nothing was submitted" in info.value.message
+    assert hub.requests_to("/api/jobs", "POST") == []
+
+
+def test_preflight_token_without_jobs_permission(hub):
+    token = hub.add_user("carol", jobs_permission=False)
+    _failed(hub, token, _cfg(), "jobs permission", "cannot run Jobs")
+
+
+def test_preflight_model_not_found(hub):
+    _failed(hub, hub.alice, _cfg(model="nobody/nothing"), "model", "was not found")
+
+
+def test_preflight_gated_model(hub):
+    _failed(hub, hub.alice, _cfg(model="meta/gated-model"), "model", "is gated")
+
+
+def test_preflight_dataset_not_found(hub):
+    _failed(hub, hub.alice, _cfg(dataset="alice/missing"), "dataset", "not found")
+
+
+def test_preflight_dataset_needs_mapping_then_mapping_fixes_it(hub):
+    _failed(hub, hub.alice, _cfg(dataset="alice/qa"), "dataset", "needs a column mapping")
+    proposal = _proposed_mapping(hub, "alice/qa", "sft")
+    result = submit_training(HubSession(hub.alice), _cfg(dataset="alice/qa", mapping=proposal), dry_run=True)
+    assert _checks(result)["dataset"]["status"] == "ok", _checks(result)["dataset"]
+    assert json.loads(result["spec"]["command"][result["spec"]["command"].index("--dataset_mapping") + 1]) == proposal
+
+
+def _proposed_mapping(hub, dataset, method):
+    from trainer_space.inspection import inspect_dataset
+
+    return inspect_dataset(dataset=dataset, token=hub.alice).methods[method].mapping
+
+
+def test_preflight_dataset_incompatible_with_method(hub):
+    _failed(hub, hub.alice, _cfg(dataset="alice/text", method="dpo"), "dataset", "cannot be used for dpo")
+
+
+def test_preflight_output_repo_in_foreign_namespace(hub):
+    _failed(hub, hub.alice, _cfg(output_repo="bob/stolen"), "output repo", "cannot write to 'bob'")
+
+
+def test_preflight_timeout_below_estimate(hub):
+    _failed(hub, hub.alice, _cfg(timeout="1m", num_train_epochs=3), "timeout", "below the estimate plus 30%")
+
+
+def test_preflight_does_not_fit_warns_with_fixes(hub):
+    result = submit_training(
+        HubSession(hub.alice),
+        _cfg(peft="full", flavor="t4-small", per_device_train_batch_size=32, max_length=4096, timeout="48h"),
+        dry_run=True,
+    )
+    fit = _checks(result)["estimate"]
+    assert fit["status"] == "warn" and "Probably does not fit on t4-small" in fit["message"]
+
+
+def test_quick_test_runs_few_steps_with_a_short_timeout(hub):
+    result = submit_training(HubSession(hub.alice), _cfg(quick_test=True, timeout="30m"), dry_run=False)
+    body = hub.requests_to("/api/jobs/alice", "POST")[0].json()
+    args = body["command"][4:]
+    assert args[args.index("--max_steps") + 1] == "20" and args[args.index("--max_train_samples") + 1] == "200"
+    assert result["submitted"]
+
+
+def test_submit_training_api(hub, app_url):
+    client = Client(app_url, oauth_token=hub.alice, verbose=False)
+    cfg = {"method": "sft", "model": "Qwen/Qwen2.5-0.5B", "dataset": "alice/chat", "flavor": "a10g-small"}
+    dry = client.predict(cfg, True, api_name="/submit_training")
+    assert dry["job_id"] is None and {c["status"] for c in dry["preflight"]} == {"ok"}
+    done = client.predict(cfg, False, api_name="/submit_training")
+    assert done["job_id"] and done["url"] and done["output_repo"] == "alice/Qwen2.5-0.5B-sft"
+    for key in ("job_id", "url", "flavor", "timeout", "command", "output_repo", "trackio_url", "preflight"):
+        assert key in done
+    with pytest.raises(Exception, match="Unknown method"):
+        client.predict({**cfg, "method": "ppo"}, True, api_name="/submit_training")

@@ -1,0 +1,89 @@
+"""Pre-flight checks that need the dataset inspection and the estimate (kept apart: they import more)."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from .errors import TrainerSpaceError
+
+if TYPE_CHECKING:
+    from .hub import HubSession
+    from .inspection import DatasetInspection
+    from .training import Check, TrainingConfig
+
+
+def check_dataset(session: HubSession, cfg: TrainingConfig) -> tuple[Check, DatasetInspection | None]:
+    """The dataset is readable and READY for the method (as is, or with the mapping the config carries)."""
+    from .inspection import inspect_dataset, revalidate
+    from .training import Check
+
+    try:
+        inspection = inspect_dataset(
+            dataset=cfg.dataset, split=cfg.split, config=cfg.dataset_config, token=session._token
+        )
+    except TrainerSpaceError as err:
+        return Check("dataset", "error", err.message), None
+    report = inspection.methods[cfg.method]
+    if cfg.mapping:
+        report = revalidate(inspection=inspection, method=cfg.method, mapping=cfg.mapping)
+    rows = f"{inspection.num_rows:,} rows" if inspection.num_rows else "row count unknown"
+    where = f"{cfg.dataset} [{inspection.config}/{inspection.split}, {rows}]"
+    verdict = report.verdict.value
+    if verdict == "READY":
+        mapped = " with your mapping" if cfg.mapping else ""
+        return Check("dataset", "ok", f"{where} is READY for {cfg.method}{mapped}: {report.reason}."), inspection
+    if verdict == "NEEDS_MAPPING":
+        proposal = json.dumps(report.mapping, separators=(",", ":")) if report.mapping else "{}"
+        return (
+            Check(
+                "dataset",
+                "error",
+                f"{where} needs a column mapping for {cfg.method}: {report.reason}. Use the mapping the Dataset tab "
+                f'proposes (the job applies it), e.g. "mapping": {proposal}.',
+            ),
+            inspection,
+        )
+    return Check("dataset", "error", f"{where} cannot be used for {cfg.method}: {report.reason}."), inspection
+
+
+def check_estimate(
+    session: HubSession, cfg: TrainingConfig, inspection: DatasetInspection | None = None
+) -> tuple[Check, dict[str, Any] | None]:
+    """Does the job fit on the chosen flavor, and what timeout does it need?"""
+    from .estimate import estimate, timeout_for
+    from .training import QUICK_TEST_ROWS, QUICK_TEST_STEPS, Check
+
+    num_rows = inspection.num_rows if inspection is not None else None
+    result = estimate(
+        model=cfg.model,
+        dataset=None if num_rows else cfg.dataset,
+        method=cfg.method,
+        peft=cfg.peft,
+        max_length=cfg.max_length,
+        epochs=cfg.num_train_epochs,
+        per_device_batch_size=cfg.per_device_train_batch_size,
+        gradient_accumulation=cfg.gradient_accumulation_steps,
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        num_rows=QUICK_TEST_ROWS if cfg.quick_test else num_rows,
+        split=cfg.split,
+        max_steps=QUICK_TEST_STEPS if cfg.quick_test else cfg.max_steps,
+        fsdp=cfg.fsdp,
+        lora_r=cfg.lora_r,
+        token=session._token,
+    )
+    chosen = next((f for f in result.flavors if f.flavor.name == cfg.flavor), None)
+    summary = {"recommended": result.recommended, "estimate": result.to_json()}
+    if chosen is None:
+        return Check("estimate", "warn", f"No estimate for {cfg.flavor} (not a GPU flavor?)."), summary
+    timeout_s, timeout = timeout_for(chosen.time.total)
+    summary |= {"timeout_s": timeout_s, "timeout": timeout, "hours": chosen.hours, "cost_usd": chosen.cost_usd}
+    peak = f"peak {chosen.peak_gib:.1f} of {chosen.flavor.vram_gb:g} GB per GPU"
+    if chosen.fits:
+        cost = f"about {chosen.hours * 60:.0f} min, ${chosen.cost_usd:,.2f}"
+        return Check("estimate", "ok", f"Fits on {cfg.flavor} ({peak}); {cost}."), summary
+    fixes = list(result.suggestions)
+    if result.recommended:
+        fixes.insert(0, f"pick {result.recommended}, the cheapest flavor where it fits")
+    hint = ("; ".join(fixes[:4]) + ".") if fixes else "use LoRA/QLoRA, a smaller batch or a shorter max_length."
+    return Check("estimate", "warn", f"Probably does not fit on {cfg.flavor} ({peak}): {hint}"), summary
