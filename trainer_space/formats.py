@@ -1005,8 +1005,13 @@ def _helper(name: str) -> str:
     return text
 
 
-def _body(m: Mapping, source_columns: Sequence[str]) -> tuple[list[str], list[str], list[str]]:
-    """(lines of to_trl, fields defined, helpers used): the job's map_example, statement by statement."""
+def _body(
+    m: Mapping, source_columns: Sequence[str], keep: set[str] | None = None
+) -> tuple[list[str], list[str], list[str]]:
+    """(lines of to_trl, fields defined, helpers used): the job's map_example, statement by statement.
+
+    `keep` limits the fields read from the row to those the result needs (the others change nothing).
+    """
     tf, lines, have, helpers = m["transforms"], [], [], []
 
     def assign(fld: str, expr: str) -> None:
@@ -1016,7 +1021,7 @@ def _body(m: Mapping, source_columns: Sequence[str]) -> tuple[list[str], list[st
 
     for fld in FIELDS:
         src = m["columns"].get(fld, fld if fld in source_columns else None)
-        if src is not None:
+        if src is not None and (keep is None or fld in keep):
             assign(fld, f"row[{src!r}]")
     if "sharegpt_to_messages" in tf:
         helpers.append("to_chatml")
@@ -1059,6 +1064,20 @@ def _body(m: Mapping, source_columns: Sequence[str]) -> tuple[list[str], list[st
     return lines, have, list(dict.fromkeys(helpers))
 
 
+def _returned(m: Mapping, have: list[str], method: str | None) -> list[str]:
+    """The fields `to_trl` returns: what the trainer reads (or what unpairing needs)."""
+    if "unpair_preference" in m["transforms"]:
+        return [f for f in ("prompt", "chosen", "rejected") if f in have]
+    return list((trainer_columns(method, have) if method else None) or [f for f in have if f != "system"])
+
+
+def _consumed(m: Mapping) -> set[str]:
+    """Fields that transforms read although they may not be returned."""
+    tf = set(m["transforms"])
+    needs = {"system_to_messages": {"system"}, "label_to_bool": {"label"}, "extract_prompt": {"chosen", "rejected"}}
+    return set().union(*(needs.get(t, set()) for t in tf))
+
+
 def mapping_code(
     mapping: Mapping | dict,
     *,
@@ -1073,12 +1092,8 @@ def mapping_code(
     Every column name goes through `repr()`, so any name is safe; field names are our own identifiers.
     """
     m = normalize_mapping(mapping)
-    lines, have, helpers = _body(m, list(source_columns))
-    unpairing = "unpair_preference" in m["transforms"]
-    if unpairing:
-        out = [f for f in ("prompt", "chosen", "rejected") if f in have]
-    else:
-        out = list((trainer_columns(method, have) if method else None) or [f for f in have if f != "system"])
+    out = _returned(m, _body(m, list(source_columns))[1], method)
+    lines, _, helpers = _body(m, list(source_columns), keep=set(out) | _consumed(m))
     args = [repr(dataset or "<dataset id>")] + ([repr(config)] if config else [])
     head = f"from datasets import load_dataset\n\nds = load_dataset({', '.join(args)}, split={split!r})"
     returned = [f'        "{f}": {f},' for f in out]
@@ -1092,7 +1107,24 @@ def mapping_code(
     ]
     sections = [head, *(_helper(h).strip("\n") for h in helpers), "\n".join(func)]
     sections.append("ds = ds.map(to_trl, remove_columns=ds.column_names)")
-    if unpairing:
+    if "unpair_preference" in m["transforms"]:
         sections += [_UNPAIR.strip("\n"), "ds = ds.map(unpair, batched=True, remove_columns=ds.column_names)"]
     code = "\n\n\n".join(sections) + "\n"
     return code
+
+
+# ============================================================================ mapping editor helpers
+def editor_mapping(report: MethodReport, column_names: Iterable[str]) -> Mapping:
+    """What the mapping editor starts from: the proposed mapping, else the columns the trainer would read."""
+    if report.mapping is not None:
+        return normalize_mapping(report.mapping)
+    group = trainer_columns(report.method, column_names) if report.verdict == Verdict.READY else None
+    return Mapping(columns={f: f for f in group or ()}, transforms=[])
+
+
+def effective_mapping(mapping: Mapping | dict | None) -> Mapping | None:
+    """None when the mapping changes nothing (only `field <- same-named column`, no transforms)."""
+    m = normalize_mapping(mapping)
+    if not m["transforms"] and all(src == fld for fld, src in m["columns"].items()):
+        return None
+    return m
