@@ -719,11 +719,10 @@ tokenizer = AutoTokenizer.from_pretrained("{repo_id}")
 
 # ----------------------------------------------------------------------------- arguments
 def pre_parse(argv: list[str]) -> argparse.Namespace:
-    """Read --method, --peft_mode and --fsdp (from argv or the YAML --config) before the full parser is built."""
+    """Read --method and --fsdp (from argv or the YAML --config) before the full parser is built."""
     parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     parser.add_argument("--config")
     parser.add_argument("--method", default=None)
-    parser.add_argument("--peft_mode", default=None)
     parser.add_argument("--fsdp", nargs="?", const="true", default=None)
     known, _ = parser.parse_known_args(argv)
     if known.config:
@@ -731,7 +730,7 @@ def pre_parse(argv: list[str]) -> argparse.Namespace:
 
         with open(known.config, encoding="utf-8") as fh:
             config = yaml.safe_load(fh) or {}
-        for key in ("method", "peft_mode", "fsdp"):
+        for key in ("method", "fsdp"):
             if getattr(known, key) is None and config.get(key) is not None:
                 setattr(known, key, str(config[key]))
     known.method = known.method or "sft"

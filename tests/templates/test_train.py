@@ -276,7 +276,7 @@ def test_pre_parse_reads_argv_then_the_yaml_config(tmp_path: Path) -> None:
     config = tmp_path / "job.yaml"
     config.write_text("method: dpo\npeft_mode: lora\nlearning_rate: 1.0e-6\n")
     pre = train.pre_parse(["--config", str(config)])
-    assert (pre.method, pre.peft_mode, pre.fsdp) == ("dpo", "lora", False)
+    assert (pre.method, pre.fsdp) == ("dpo", False)
     assert train.pre_parse(["--method=kto", "--config", str(config), "--fsdp"]).method == "kto"
     assert train.pre_parse(["--fsdp"]).fsdp is True
     assert train.explicit_keys(["--config", str(config), "--bf16", "true", "--max_length=64"]) >= {
@@ -380,9 +380,10 @@ RUNS = {
         ["--peft_mode", "lora", "--dataset_mapping", '{"transforms": ["alpaca"]}', "--eval_split_fraction", "0.25",
          "--eval_steps", "1"],
     ),
-    "sft-sharegpt-full": (
+    "sft-sharegpt-full-trackio": (
         "sharegpt",
-        ["--dataset_mapping", '{"columns": {"messages": "conversations"}, "transforms": ["sharegpt_to_messages"]}'],
+        ["--dataset_mapping", '{"columns": {"messages": "conversations"}, "transforms": ["sharegpt_to_messages"]}',
+         "--report_to", "trackio"],
     ),
     "dpo-full": ("preference", ["--method", "dpo"]),
     "grpo-full": (
@@ -422,6 +423,8 @@ def test_method_trains_on_cpu(run_id: str, run_train, tiny_model: Path, datasets
         assert logged(out, "eval_loss")
     if method == "grpo":
         assert logged(out, "rewards/accuracy_reward/mean") and logged(out, "rewards/length_reward/mean")
+    if "trackio" in args:  # offline Trackio (no Space when not pushing): metrics in TRACKIO_DIR, project = out dir
+        assert (tmp_path / "trackio" / "out.db").exists()
 
 
 @pytest.mark.slow
