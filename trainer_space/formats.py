@@ -1120,11 +1120,3 @@ def editor_mapping(report: MethodReport, column_names: Iterable[str]) -> Mapping
         return normalize_mapping(report.mapping)
     group = trainer_columns(report.method, column_names) if report.verdict == Verdict.READY else None
     return Mapping(columns={f: f for f in group or ()}, transforms=[])
-
-
-def effective_mapping(mapping: Mapping | dict | None) -> Mapping | None:
-    """None when the mapping changes nothing (only `field <- same-named column`, no transforms)."""
-    m = normalize_mapping(mapping)
-    if not m["transforms"] and all(src == fld for fld, src in m["columns"].items()):
-        return None
-    return m

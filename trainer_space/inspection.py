@@ -21,7 +21,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from itertools import islice
@@ -196,18 +196,21 @@ def inspect_dataset(
     f_size = _POOL.submit(viewer.get, "size", dataset=repo_id)
     f_rows = _POOL.submit(viewer.get, "first-rows", dataset=repo_id, config=guess.config, split=guess.split)
     try:
-        splits = _parse_splits(f_splits.result())
-    except ViewerError as err:
-        _raise_unless_no_data(err, repo_id, token)
-        return _streamed(repo_id, config, split, token, started, err)
-    chosen = _choose_split(splits, config, split)
-    try:
-        first = f_rows.result() if chosen == guess else viewer.get("first-rows", dataset=repo_id, **vars(chosen))
-    except ViewerError as err:
-        _raise_unless_no_data(err, repo_id, token)
-        return _streamed(repo_id, chosen.config, chosen.split, token, started, err, splits)
-    num_rows, notes = _row_count(f_size, viewer, repo_id, chosen)
-    return _build(repo_id, chosen, splits, first, num_rows, notes, started)
+        try:
+            splits = _parse_splits(f_splits.result())
+        except ViewerError as err:
+            _raise_unless_no_data(err, repo_id, token)
+            return _streamed(repo_id, config, split, token, started, err)
+        chosen = _choose_split(splits, config, split)
+        try:
+            first = f_rows.result() if chosen == guess else viewer.get("first-rows", dataset=repo_id, **vars(chosen))
+        except ViewerError as err:
+            _raise_unless_no_data(err, repo_id, token)
+            return _streamed(repo_id, chosen.config, chosen.split, token, started, err, splits)
+        num_rows, notes = _row_count(f_size, viewer, repo_id, chosen)
+        return _build(repo_id, chosen, splits, first, num_rows, notes, started)
+    finally:  # leave no request in flight behind an early answer (they end within the viewer timeout)
+        wait([f_splits, f_size, f_rows], timeout=viewer.timeout + 1)
 
 
 def _parse_splits(payload: dict[str, Any]) -> list[SplitRef]:
@@ -611,7 +614,7 @@ def fetch_sample(
         try:
             rows.extend(future.result())
         except (ViewerError, HubUnavailable):
-            break  # a partial sample is still a sample
+            continue  # a partial sample is still a sample (and no request is left in flight)
     return rows[:want]
 
 

@@ -142,7 +142,9 @@ def _mapping_edited(method: str, result: DatasetInspection | None, transforms: l
         raise InvalidInput("Inspect a dataset first.")
     method = _method(method)
     columns = {f: v for f, v in zip(FIELDS, values, strict=True) if v and v != NONE and f in METHOD_FIELDS[method]}
-    mapping = formats.effective_mapping({"columns": columns, "transforms": list(transforms or [])})
+    mapping = formats.normalize_mapping({"columns": columns, "transforms": list(transforms or [])})
+    if not (mapping["columns"] or mapping["transforms"]):
+        mapping = None  # kept even when it renames nothing: an explicit choice re-validates as READY
     report = revalidate(inspection=result, method=method, mapping=mapping)
     return [mapping, _report_md(report), report.mapping_code or ""]
 
