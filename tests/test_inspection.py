@@ -378,7 +378,7 @@ def test_dataset_tab_in_a_browser(hub, tab_url, browser, models) -> None:
         page.get_by_text("with this mapping: prompt-completion (conversational)").locator(
             "visible=true"
         ).first.wait_for()
-        page.get_by_text("SFT: ✅ READY").locator("visible=true").first.wait_for()
+        page.get_by_text("SFT: ✓ READY").locator("visible=true").first.wait_for()
         page.get_by_label("Model (tokenizer, chat template)").fill(models["chat"])
         page.get_by_role("button", name="Show example & count tokens").click()
         page.get_by_text("Measured on").locator("visible=true").first.wait_for()

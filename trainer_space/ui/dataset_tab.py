@@ -31,7 +31,7 @@ from ..validation import validate_repo_id
 from .common import optional_token, ui_errors
 
 NONE = "(none)"
-VERDICT_ICONS = {"READY": "✅ READY", "NEEDS_MAPPING": "🛠️ NEEDS_MAPPING", "INCOMPATIBLE": "❌ INCOMPATIBLE"}
+VERDICT_ICONS = {"READY": "✓ READY", "NEEDS_MAPPING": "⚠ NEEDS_MAPPING", "INCOMPATIBLE": "✗ INCOMPATIBLE"}
 TABLE_CELL_CHARS = 300
 DEFAULT_MAX_LENGTH = 1024
 
