@@ -13,7 +13,7 @@ from ..errors import InvalidInput
 from ..hardware import FALLBACK_FLAVORS
 from ..hub import HubSession
 from ..training import TrainingConfig, submit_training
-from .common import token_of, ui_errors
+from .common import optional_token, token_of, ui_errors
 
 ICON = {"ok": "✅", "warn": "⚠️", "error": "❌"}
 
@@ -128,7 +128,7 @@ def build_tab(
     with gr.Row():
         grad_ckpt = gr.Checkbox(label="Gradient checkpointing", value=True)
         quick_test = gr.Checkbox(label="Quick test (20 steps on 200 rows) — a cheap first run", value=False)
-        preset_btn = gr.Button("Apply preset for method / fine-tuning", size="sm")
+        preset_btn = gr.Button("Preset for this method and model size", size="sm")
     with gr.Accordion("LoRA, evaluation, rewards", open=False):
         with gr.Row():
             lora_r = gr.Number(label="LoRA rank", value=16, precision=0)
@@ -183,11 +183,23 @@ def build_tab(
     preview_btn.click(on_preview, set(fields_.values()), outputs, api_visibility="private")
     submit_btn.click(on_submit, set(fields_.values()), outputs, api_visibility="private")
 
-    def apply_preset(method_v: str, peft_v: str):
-        p = preset(method_v, peft=peft_v)
-        return p.learning_rate, p.per_device_train_batch_size, p.gradient_accumulation_steps, p.max_length
+    @ui_errors
+    def apply_preset(method_v: str, model_v: str, oauth_token: gr.OAuthToken | None = None):
+        """Starting hyperparameters for the method and the model's real size (from the Hub's metadata)."""
+        from ..model_facts import get_model_facts
 
-    preset_btn.click(apply_preset, [method, peft], [lr, batch, accum, max_length], api_visibility="private")
+        params_b = get_model_facts(model_v, token=optional_token(oauth_token)).params / 1e9
+        p = preset(method_v, params_b)
+        note = f"Preset for {method_v} on a {params_b:.2f}B model: {p.peft}, lr {p.learning_rate:g}."
+        return (p.peft, p.learning_rate, p.per_device_train_batch_size, p.gradient_accumulation_steps,
+                p.max_length, p.gradient_checkpointing, note)  # fmt: skip
+
+    preset_btn.click(
+        apply_preset,
+        [method, model],
+        [peft, lr, batch, accum, max_length, grad_ckpt, result_md],
+        api_visibility="private",
+    )
     gr.api(submit_training_api, api_name="submit_training")
     return SimpleNamespace(
         method=method, model=model, dataset=dataset, dataset_config=dataset_config, split=split, mapping=mapping,
