@@ -63,7 +63,12 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:  # heavy imports stay inside functions: the module itself needs the standard library only
+    from datasets import Dataset
+    from transformers import PreTrainedTokenizerBase, Trainer, TrainingArguments
+    from trl import ModelConfig
 
 METHODS = ("sft", "dpo", "grpo", "reward", "kto")
 CONFIG_CLASSES = {
@@ -448,7 +453,7 @@ def build_reward_funcs(names: list[str], max_completion_length: int) -> list[Cal
 
 
 # ----------------------------------------------------------------------------- data loading and checks
-def load_splits(args: TrainScriptArguments):
+def load_splits(args: TrainScriptArguments) -> tuple[Dataset, Dataset | None]:
     """(train, test or None) from a Hub id, a `save_to_disk` folder or a .json/.jsonl file; clear errors."""
     from datasets import Dataset, get_dataset_split_names, load_dataset, load_from_disk
 
@@ -475,7 +480,9 @@ def load_splits(args: TrainScriptArguments):
     return load(args.dataset_train_split), test
 
 
-def prepare_dataset(ds, mapping: DatasetMapping, method: str, reward_names: list[str], limit: int | None):
+def prepare_dataset(
+    ds: Dataset, mapping: DatasetMapping, method: str, reward_names: list[str], limit: int | None
+) -> Dataset:
     """Cut to `limit` rows, apply the mapping (rename, transforms, unpair) and keep the method's columns."""
     if limit is not None:
         ds = ds.select(range(min(limit, len(ds))))
@@ -496,7 +503,7 @@ def prepare_dataset(ds, mapping: DatasetMapping, method: str, reward_names: list
     return ds
 
 
-def split_for_eval(train, test, args: TrainScriptArguments):
+def split_for_eval(train: Dataset, test: Dataset | None, args: TrainScriptArguments) -> tuple[Dataset, Dataset | None]:
     """Use the test split when it exists, else hold out `eval_split_fraction` of train; cap with max_eval_samples."""
     if test is None and args.eval_split_fraction > 0:
         n_eval = max(1, round(len(train) * args.eval_split_fraction))
@@ -509,14 +516,18 @@ def split_for_eval(train, test, args: TrainScriptArguments):
     return train, test
 
 
-def render(value: str | list[dict[str, Any]], tokenizer, *, generation_prompt: bool = False) -> str:
+def render(
+    value: str | list[dict[str, Any]], tokenizer: PreTrainedTokenizerBase, *, generation_prompt: bool = False
+) -> str:
     """A text or a conversation as the model sees it (chat template for conversations)."""
     if isinstance(value, str):
         return value
     return tokenizer.apply_chat_template(value, tokenize=False, add_generation_prompt=generation_prompt)
 
 
-def check_chat_template(tokenizer, example: dict[str, Any], model_name: str, training_args) -> None:
+def check_chat_template(
+    tokenizer: PreTrainedTokenizerBase, example: dict[str, Any], model_name: str, training_args: TrainingArguments
+) -> None:
     """Conversational data needs a tokenizer with a chat template (or SFT's --chat_template_path)."""
     if is_conversational(example) and not tokenizer.chat_template:
         if getattr(training_args, "chat_template_path", None):
@@ -528,7 +539,9 @@ def check_chat_template(tokenizer, example: dict[str, Any], model_name: str, tra
         )
 
 
-def check_max_length(method: str, training_args, tokenizer, ds) -> None:
+def check_max_length(
+    method: str, training_args: TrainingArguments, tokenizer: PreTrainedTokenizerBase, ds: Dataset
+) -> None:
     """Error when max_length < 16 tokens; a warning with numbers when it truncates most prompts (95th pct)."""
     max_length = getattr(training_args, "max_length", None) if method != "grpo" else None
     if max_length is None:
@@ -546,7 +559,9 @@ def check_max_length(method: str, training_args, tokenizer, ds) -> None:
         )
 
 
-def check_environment(args: TrainScriptArguments, training_args, model_args, on_cuda: bool) -> None:
+def check_environment(
+    args: TrainScriptArguments, training_args: TrainingArguments, model_args: ModelConfig, on_cuda: bool
+) -> None:
     """Hardware and method constraints that TRL would only report after the model has loaded."""
     if model_args.load_in_4bit and not on_cuda:
         raise JobError("QLoRA needs a CUDA GPU (bitsandbytes 4-bit): use --peft_mode lora on CPU, or a GPU flavor")
@@ -561,7 +576,7 @@ def check_environment(args: TrainScriptArguments, training_args, model_args, on_
         raise JobError("KTO needs --per_device_train_batch_size >= 2 (its KL term mixes examples of a batch)")
 
 
-def resolve_hub(args: TrainScriptArguments, training_args) -> str | None:
+def resolve_hub(args: TrainScriptArguments, training_args: TrainingArguments) -> str | None:
     """When pushing (or resuming from the Hub): check the repo id and the token, and return the user name."""
     if not (training_args.push_to_hub or args.resume_from_hub):
         return None
@@ -602,7 +617,9 @@ def download_last_checkpoint(repo_id: str, dest: Path, token: str | None) -> str
 
 
 # ----------------------------------------------------------------------------- samples and model card
-def generate_samples(trainer, method: str, rows: list[dict[str, Any]], max_new_tokens: int) -> list[tuple[str, str]]:
+def generate_samples(
+    trainer: Trainer, method: str, rows: list[dict[str, Any]], max_new_tokens: int
+) -> list[tuple[str, str]]:
     """(prompt, output) pairs: greedy generations, or chosen/rejected scores for a reward model."""
     import torch
 
@@ -635,7 +652,7 @@ def generate_samples(trainer, method: str, rows: list[dict[str, Any]], max_new_t
     return samples
 
 
-def hyperparameters(method: str, training_args, model_args) -> dict[str, Any]:
+def hyperparameters(method: str, training_args: TrainingArguments, model_args: ModelConfig) -> dict[str, Any]:
     """The settings worth recording in the model card."""
     keys = ["learning_rate", "num_train_epochs", "max_steps", "per_device_train_batch_size"]
     keys += ["gradient_accumulation_steps", "lr_scheduler_type", "warmup_steps", "weight_decay", "max_length"]
@@ -770,7 +787,9 @@ def job_defaults(pre: argparse.Namespace, on_cuda: bool, bf16_ok: bool) -> dict[
     return defaults
 
 
-def parse_args(argv: list[str] | None = None):
+def parse_args(
+    argv: list[str] | None = None,
+) -> tuple[TrainScriptArguments, TrainingArguments, ModelConfig, set[str]]:
     """(script_args, training_args, model_args, explicit keys) via TrlParser, method config chosen by --method."""
     argv = list(sys.argv[1:] if argv is None else argv)
     pre = pre_parse(argv)
@@ -790,7 +809,9 @@ def parse_args(argv: list[str] | None = None):
     return script_args, training_args, model_args, explicit
 
 
-def apply_peft_mode(args: TrainScriptArguments, model_args, explicit: set[str], on_cuda: bool, bf16_ok: bool) -> None:
+def apply_peft_mode(
+    args: TrainScriptArguments, model_args: ModelConfig, explicit: set[str], on_cuda: bool, bf16_ok: bool
+) -> None:
     """Map --peft_mode onto ModelConfig (TRL's --use_peft / --load_in_4bit also work) and fill LoRA defaults."""
     if args.peft_mode in ("lora", "qlora"):
         model_args.use_peft = True
@@ -808,7 +829,9 @@ def apply_peft_mode(args: TrainScriptArguments, model_args, explicit: set[str], 
         model_args.bnb_4bit_quant_storage = model_args.dtype  # lets FSDP shard the 4-bit weights
 
 
-def configure_run(args: TrainScriptArguments, training_args, explicit: set[str], has_eval: bool, user: str | None):
+def configure_run(
+    args: TrainScriptArguments, training_args: TrainingArguments, explicit: set[str], has_eval: bool, user: str | None
+) -> str | None:
     """Evaluation only with an eval set; Trackio project / run / Space; returns the Trackio URL (or None)."""
     from transformers.trainer_utils import IntervalStrategy
 
@@ -834,7 +857,7 @@ def configure_run(args: TrainScriptArguments, training_args, explicit: set[str],
     return f"https://huggingface.co/spaces/{training_args.trackio_space_id}"
 
 
-def model_init_kwargs(training_args, model_args) -> dict[str, Any]:
+def model_init_kwargs(training_args: TrainingArguments, model_args: ModelConfig) -> dict[str, Any]:
     """What the trainer passes to from_pretrained (as in TRL's scripts)."""
     kwargs = {
         "revision": model_args.model_revision,
@@ -846,7 +869,7 @@ def model_init_kwargs(training_args, model_args) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- main
-def load_data(args: TrainScriptArguments, reward_names: list[str]):
+def load_data(args: TrainScriptArguments, reward_names: list[str]) -> tuple[Dataset, Dataset | None, DatasetMapping]:
     """(train, eval or None, mapping): loaded, mapped, checked and split; all before the model is touched."""
     mapping = parse_mapping(args.dataset_mapping)
     train_raw, test_raw = load_splits(args)
@@ -857,7 +880,15 @@ def load_data(args: TrainScriptArguments, reward_names: list[str]):
     return train, test, mapping
 
 
-def samples_and_card(trainer, args: TrainScriptArguments, model_args, mapping, test, train, trackio_url) -> None:
+def samples_and_card(
+    trainer: Trainer,
+    args: TrainScriptArguments,
+    model_args: ModelConfig,
+    mapping: DatasetMapping,
+    test: Dataset | None,
+    train: Dataset,
+    trackio_url: str | None,
+) -> None:
     """Main process: print a few generations and write README.md (the model card) into output_dir."""
     training_args = trainer.args
     samples: list[tuple[str, str]] = []
@@ -887,7 +918,9 @@ def samples_and_card(trainer, args: TrainScriptArguments, model_args, mapping, t
     (Path(training_args.output_dir) / "README.md").write_text(card, encoding="utf-8")
 
 
-def main(args: TrainScriptArguments, training_args, model_args, explicit: set[str]) -> None:
+def main(
+    args: TrainScriptArguments, training_args: TrainingArguments, model_args: ModelConfig, explicit: set[str]
+) -> None:
     """Check everything, load data, train, save, sample, write the card, push."""
     import torch
     import trl
