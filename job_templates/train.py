@@ -162,7 +162,10 @@ class TrainScriptArguments:
     dataset_test_split: str = field(default="test", metadata={"help": "Split to evaluate on, when it exists."})
     dataset_mapping: str | None = field(
         default=None,
-        metadata={"help": 'JSON: {"columns": {"<field>": "<source column>"}, "transforms": [...]}; see TRANSFORMS.'},
+        metadata={
+            "help": 'JSON: {"columns": {"<field>": "<source column>"}, "transforms": [...]}. '
+            f"Fields: {', '.join(FIELDS)}. Transforms (run in this order): {', '.join(TRANSFORMS)}."
+        },
     )
     eval_split_fraction: float = field(
         default=0.0, metadata={"help": "Hold out this fraction of the train split for evaluation (0 = none)."}
@@ -759,7 +762,7 @@ def pre_parse(argv: list[str]) -> argparse.Namespace:
 
 def explicit_keys(argv: list[str]) -> set[str]:
     """Option names given on the command line or in the YAML config (so our defaults never override them)."""
-    keys = {a[2:].split("=", 1)[0] for a in argv if a.startswith("--")}
+    keys = {a[2:].split("=", 1)[0].replace("-", "_") for a in argv if a.startswith("--")}
     if "--config" in argv and argv.index("--config") + 1 < len(argv):
         import yaml
 

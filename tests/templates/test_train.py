@@ -279,7 +279,8 @@ def test_pre_parse_reads_argv_then_the_yaml_config(tmp_path: Path) -> None:
     assert (pre.method, pre.fsdp) == ("dpo", False)
     assert train.pre_parse(["--method=kto", "--config", str(config), "--fsdp"]).method == "kto"
     assert train.pre_parse(["--fsdp"]).fsdp is True
-    assert train.explicit_keys(["--config", str(config), "--bf16", "true", "--max_length=64"]) >= {
+    assert train.explicit_keys(["--config", str(config), "--bf16", "true", "--max_length=64", "--eval-steps", "5"]) >= {
+        "eval_steps",
         "bf16",
         "max_length",
         "learning_rate",
