@@ -1,0 +1,251 @@
+"""My jobs, end to end through the Hub stand-in: list (filters), status with diagnosis, logs, cancel, browser."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from gradio_client import Client
+
+from tests.conftest import SCREENSHOTS, sign_in
+
+LABELS = {
+    "trainer-space": "train",
+    "method": "sft",
+    "model": "Qwen/Qwen2.5-0.5B",
+    "output": "alice/out",
+    "trackio": "alice/trackio",
+    "project": "out",
+}
+OOM_LINE = (
+    "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of "
+    "14.58 GiB of which 1.02 GiB is free."
+)
+TRAIN_ARGS = ["--method", "sft", "--peft_mode", "full", "--per_device_train_batch_size", "8",
+              "--gradient_accumulation_steps", "2", "--gradient_checkpointing", "false"]  # fmt: skip
+
+
+def submit(token: str, *, labels: dict[str, str] | None = LABELS, flavor: str = "t4-small", **kwargs: Any):
+    from trainer_space.hub import HubSession, JobRequest
+
+    request = JobRequest(image="python:3.12", command=["python", "train.py", *TRAIN_ARGS], flavor=flavor,
+                         labels=dict(labels or {}), **kwargs)  # fmt: skip
+    return HubSession(token).submit_job(request)
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 10.0) -> Any:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError("condition not reached in time")
+
+
+@pytest.fixture(scope="module")
+def alice_client(hub_server, app_url) -> Client:
+    return Client(app_url, oauth_token=hub_server.alice, verbose=False)  # alice's token is the same after resets
+
+
+@pytest.fixture
+def alice(hub, alice_client) -> Client:
+    return alice_client
+
+
+def test_list_jobs_filters(hub, alice):
+    hub.plan_next_job(lines=["boom"], final_stage="ERROR", message="Job failed with exit code: 1")
+    failed = submit(hub.alice)
+    other = submit(hub.alice, labels=None)  # not started from this app
+    org_job = submit(hub.alice, namespace="alice-org")
+    wait_for(lambda: all(j.stage()[0] in ("COMPLETED", "ERROR") for j in hub.jobs.values()))
+
+    everything = alice.predict("", False, "", api_name="/list_jobs")["jobs"]
+    assert {j["id"] for j in everything} == {failed.id, other.id}
+    assert {j["kind"] for j in everything} == {"train", "other"}
+    only_app = alice.predict("", True, "", api_name="/list_jobs")["jobs"]
+    assert [j["id"] for j in only_app] == [failed.id]
+    with_org = alice.predict("alice-org", False, "", api_name="/list_jobs")["jobs"]
+    assert {j["id"] for j in with_org} == {failed.id, other.id, org_job.id}
+    errors = alice.predict("alice-org", False, "error", api_name="/list_jobs")["jobs"]
+    assert [(j["id"], j["stage"]) for j in errors] == [(failed.id, "ERROR")]
+    row = errors[0]
+    assert row["flavor"] == "t4-small" and row["model"] == "Qwen/Qwen2.5-0.5B" and row["cost_usd"] >= 0
+
+
+def test_job_status_while_running_then_finished(hub, alice):
+    hub.plan_next_job(lines=[f"step {i}" for i in range(6)], line_interval_s=0.15)
+    job = submit(hub.alice)
+    wait_for(lambda: hub.jobs[job.id].stage()[0] == "RUNNING")
+    running = alice.predict(job.id, api_name="/job_status")
+    assert running["stage"] == "RUNNING" and running["diagnosis"] is None
+    assert running["started_at"].endswith("Z") and running["finished_at"] is None
+    assert running["url"] == f"{hub.url}/jobs/alice/{job.id}"
+    assert running["output_repo"] == "alice/out" and running["output_url"] == f"{hub.url}/alice/out"
+    assert running["trackio_url"] == "https://alice-trackio.hf.space/?project=out&sidebar=hidden&navbar=hidden"
+    assert running["labels"]["method"] == "sft"
+
+    wait_for(lambda: hub.jobs[job.id].stage()[0] == "COMPLETED")
+    done = alice.predict(job.id, api_name="/job_status")
+    assert done["stage"] == "COMPLETED" and done["diagnosis"] is None and done["finished_at"]
+    assert done["duration_min"] >= 0 and done["cost_usd"] >= 0
+
+    logs = alice.predict(job.id, 3, api_name="/job_logs")
+    assert logs == {"id": job.id, "stage": "COMPLETED", "lines": ["step 3", "step 4", "step 5"]}
+    assert len(alice.predict(job.id, api_name="/job_logs")["lines"]) == 6  # default tail 200
+
+
+def test_diagnosis_of_an_out_of_memory_log(hub, alice):
+    lines = ["Loading model", "{'loss': 2.31, 'epoch': 0.01}", "Traceback (most recent call last):",
+             '  File "/tmp/train.py", line 912, in main', "    trainer.train()", OOM_LINE]  # fmt: skip
+    hub.plan_next_job(lines=lines, final_stage="ERROR", message="Job failed with exit code: 1")
+    job = submit(hub.alice)
+    wait_for(lambda: hub.jobs[job.id].stage()[0] == "ERROR")
+    status = alice.predict(job.id, api_name="/job_status")
+    diag = status["diagnosis"]
+    assert diag["kind"] == "oom" and diag["evidence"] == OOM_LINE
+    assert diag["action_hint"] == {"peft": "lora", "per_device_train_batch_size": 4, "gradient_accumulation_steps": 4,
+                                   "gradient_checkpointing": True, "flavor": "l4x1"}  # fmt: skip
+    assert "switch to LoRA" in diag["action"] and "(8 → 4)" in diag["action"]
+    # the diagnosis read only the tail of the logs, with alice's token
+    log_reads = hub.requests_to(f"/api/jobs/alice/{job.id}/logs")
+    assert log_reads and all(r.token == hub.alice and "tail=200" in r.query for r in log_reads)
+
+
+def test_diagnosis_of_a_timeout(hub, alice):
+    from huggingface_hub import HfApi
+
+    hub.plan_next_job(lines=[f"{{'loss': {3 - i / 10}}}" for i in range(30)], line_interval_s=1.0, schedule_s=0.1)
+    job = HfApi(endpoint=hub.url).run_job(image="python:3.12", command=["python", "train.py"], flavor="t4-small",
+                                          timeout=1, labels=LABELS, token=hub.alice)  # fmt: skip
+    wait_for(lambda: hub.jobs[job.id].stage()[0] == "ERROR", timeout=6)
+    status = alice.predict(job.id, api_name="/job_status")
+    assert status["message"] == "Job timeout exceeded (1s)" and status["timeout_s"] == 1
+    diag = status["diagnosis"]
+    assert diag["kind"] == "timeout"
+    assert diag["action"].startswith("Resubmit with a longer timeout (the estimate plus 30%) and resume")
+    assert diag["action_hint"]["resume_from_hub"] is True and diag["action_hint"]["output_repo"] == "alice/out"
+
+
+def test_cancel_job_only_by_its_owner(hub, alice, app_url):
+    hub.plan_next_job(lines=[f"step {i}" for i in range(100)], line_interval_s=0.5)
+    job = submit(hub.alice)
+    bob = Client(app_url, oauth_token=hub.bob, verbose=False)
+    with pytest.raises(Exception, match=f"Job '{job.id}' was not found in your namespaces"):
+        bob.predict(job.id, api_name="/cancel_job")
+    assert hub.jobs[job.id].canceled_at is None
+    with pytest.raises(Exception, match="was not found"):
+        bob.predict(job.id, api_name="/job_status")
+
+    assert alice.predict(job.id, api_name="/cancel_job") == {"id": job.id, "stage": "CANCELED"}
+    assert hub.requests_to(f"/api/jobs/alice/{job.id}/cancel", "POST")[0].token == hub.alice
+    status = alice.predict(job.id, api_name="/job_status")
+    assert status["stage"] == "CANCELED" and status["diagnosis"]["kind"] == "canceled"
+    assert status["diagnosis"]["action"] == ""
+    assert alice.predict(job.id, api_name="/cancel_job")["stage"] == "CANCELED"  # again: a no-op
+
+
+def test_api_refuses_without_sign_in_and_bad_ids(hub, alice, app_url):
+    anonymous = Client(app_url, verbose=False)
+    n = len(hub.requests)
+    with pytest.raises(Exception, match="Sign in with Hugging Face"):
+        anonymous.predict("0123456789abcdef01234567", api_name="/job_status")
+    assert len(hub.requests) == n
+    with pytest.raises(Exception, match="not a job id"):
+        alice.predict("../../api/whoami", api_name="/job_logs")
+    with pytest.raises(Exception, match="tail must be between 1 and 5000"):
+        alice.predict("0123456789abcdef01234567", 0, api_name="/job_logs")
+
+
+def test_follow_logs_streams_until_the_job_ends(hub):
+    from trainer_space.ui.jobs_tab import _follow_logs
+
+    hub.plan_next_job(lines=[f"line {i}" for i in range(8)], line_interval_s=0.2)
+    job = submit(hub.alice)
+    wait_for(lambda: hub.jobs[job.id].stage()[0] == "RUNNING")
+    updates = list(_follow_logs(job.id, SimpleNamespace(token=hub.alice)))
+    assert updates[0][1].startswith("Following the logs")
+    assert len(updates) >= 3  # it streamed, it did not wait for the end
+    assert updates[-1][0].splitlines() == [f"line {i}" for i in range(8)]
+    assert "ended" in updates[-1][1]
+    # an ended job: one update with the tail
+    (text, note, stop_button), *_ = list(_follow_logs(job.id, SimpleNamespace(token=hub.alice)))
+    assert text.endswith("line 7") and "completed" in note and stop_button.visible is False
+
+
+def test_log_streams_have_their_own_concurrency_pool():
+    import gradio as gr
+
+    from trainer_space.ui import jobs_tab
+
+    with gr.Blocks() as demo:
+        tab = jobs_tab.build_tab()
+    streams = [f for f in demo.fns.values() if getattr(f.fn, "__wrapped__", None) is jobs_tab._follow_logs]
+    assert len(streams) == 3  # row click, job id + Enter, Open button
+    assert all(f.concurrency_limit == 20 and f.concurrency_id == "logs" for f in streams)
+    assert {tab.table, tab.note, tab.timer, tab.orgs, tab.only_app} <= set(demo.blocks.values())
+
+
+def test_links_and_embed_only_from_safe_label_values():
+    from trainer_space.jobs import job_args, space_subdomain, trackio_embed_url
+    from trainer_space.ui.jobs_tab import details_markdown, trackio_html
+
+    assert space_subdomain("Alice/My_Space.v2") == "alice-my-space-v2"
+    assert trackio_embed_url("alice/trackio", "my run") is None
+    assert trackio_embed_url('alice/x"><script>', "p") is None
+    assert trackio_embed_url("alice/trackio\n", "p") is None
+    assert (
+        trackio_embed_url("alice/trackio", "p.1")
+        == "https://alice-trackio.hf.space/?project=p.1&sidebar=hidden&navbar=hidden"
+    )
+    assert "&amp;sidebar=hidden" in trackio_html(trackio_embed_url("a/b", "c"))
+    job = SimpleNamespace(command=["bash", "-c", "set -e; uv run --quiet x", "train.py", "--peft_mode", "lora",
+                                   "--push_to_hub", "--max_length=512"], arguments=[])  # fmt: skip
+    assert job_args(job) == {"peft_mode": "lora", "push_to_hub": "true", "max_length": "512"}
+    details = {"id": "abc", "namespace": "alice", "kind": "train", "stage": "ERROR", "flavor": "t4-small",
+               "message": "<img src=x onerror=alert(1)> | [x](javascript:1)", "labels": {"model": "a*b*"},
+               "duration_min": 1.5, "cost_usd": 0.01, "url": "http://hub/jobs/alice/abc", "timeout_s": 5400}  # fmt: skip
+    text = details_markdown(details)
+    assert "<img" not in text and "\\[x\\]" in text and "a\\*b\\*" in text and "1 h 30 min" in text
+
+
+@pytest.mark.browser
+def test_my_jobs_in_a_browser_details_logs_and_cancel(hub, app_url, page):
+    hub.plan_next_job(lines=[f"{{'loss': {2.5 - i / 100:.2f}, 'step': {i}}}" for i in range(200)], line_interval_s=0.2)
+    job = submit(hub.alice)
+    sign_in(page, app_url)
+    page.get_by_role("tab", name="My jobs").click()
+    page.get_by_text(job.id).locator("visible=true").first.click()
+    page.locator("#job-details").get_by_text(f"Job {job.id}").wait_for()
+    page.get_by_text("'step': 3").first.wait_for()  # logs stream in
+    page.get_by_text("Following the logs").wait_for()
+    page.get_by_role("button", name="Cancel job").click()
+    page.get_by_text(f"Cancel job {job.id}?").wait_for()
+    os.makedirs(SCREENSHOTS, exist_ok=True)
+    page.screenshot(path=os.path.join(SCREENSHOTS, "my-jobs-confirm-cancel.png"), full_page=True)
+    page.get_by_role("button", name="Yes, cancel").click()
+    page.locator("#job-details").get_by_text("CANCELED", exact=False).first.wait_for()
+    page.locator("#job-diagnosis").get_by_role("heading", name="Canceled").wait_for()
+    assert hub.jobs[job.id].canceled_at is not None
+    page.get_by_role("button", name="Cancel job").wait_for(state="hidden")
+    page.screenshot(path=os.path.join(SCREENSHOTS, "my-jobs-canceled.png"), full_page=True)
+
+
+def test_the_proposed_fix_carries_the_diagnosis_settings():
+    from trainer_space.ui.jobs_tab import diagnosis_markdown, fix_of
+
+    diag = {"kind": "timeout", "title": "Timed out", "explanation": "x", "action": "Resubmit",
+            "action_hint": {"resume_from_hub": True, "output_repo": "alice/out"}, "evidence": "Job timeout"}  # fmt: skip
+    status = {"id": "abc", "flavor": "t4-small", "output_repo": "alice/out", "labels": LABELS, "diagnosis": diag}
+    assert fix_of(status) == {
+        "kind": "timeout",
+        "job_id": "abc",
+        "job": {"model": "Qwen/Qwen2.5-0.5B", "method": "sft", "flavor": "t4-small", "output_repo": "alice/out"},
+        "changes": {"resume_from_hub": True, "output_repo": "alice/out"},
+    }
+    assert fix_of({**status, "diagnosis": None}) is None
+    assert "resume\\_from\\_hub = True" in diagnosis_markdown(diag)
