@@ -73,3 +73,51 @@ def test_sign_in_and_see_my_jobs_in_a_browser(hub, app_url, page):
     os.makedirs(SCREENSHOTS, exist_ok=True)
     page.screenshot(path=os.path.join(SCREENSHOTS, "my-jobs.png"))
     assert page.get_by_text("1 job(s) for alice").count() == 1
+
+
+def _visible(locator):
+    return locator.locator("visible=true").first
+
+
+@pytest.mark.browser
+def test_dataset_to_train_to_my_jobs_in_a_browser(hub, app_url, page):
+    """The visitor's path: inspect a dataset that needs a mapping, carry it to Train, preview, submit, see the job."""
+    import json
+
+    from tests.test_train_submit import QWEN_05B
+
+    hub.add_model(
+        "Qwen/Qwen2.5-0.5B",
+        files={"config.json": json.dumps(QWEN_05B)},
+        safetensors={"parameters": {"BF16": 494_032_768}, "total": 494_032_768},
+    )
+    rows = [{"question": f"What is {i} + 1?", "answer": str(i + 1)} for i in range(30)]
+    hub.add_dataset("alice/qa", {"train": rows}, num_rows={"train": 3000})
+    sign_in(page, app_url)
+
+    _visible(page.get_by_label("Dataset", exact=True)).fill("alice/qa")
+    _visible(page.get_by_role("button", name="Inspect")).click()
+    _visible(page.get_by_text("map question -> prompt, answer -> completion")).wait_for()
+
+    page.get_by_role("tab", name="Train").click()
+    dataset_box = _visible(page.get_by_label("Dataset", exact=True))
+    assert dataset_box.input_value() == "alice/qa"  # carried over from the Dataset tab
+    _visible(page.get_by_role("button", name="Preview")).click()
+    _visible(page.get_by_text("Ready to submit")).wait_for()
+    _visible(page.get_by_text("READY for sft with your mapping")).wait_for()
+    os.makedirs(SCREENSHOTS, exist_ok=True)
+    page.screenshot(path=os.path.join(SCREENSHOTS, "train-preview.png"), full_page=True)
+    assert hub.requests_to("/api/jobs", "POST") == []
+
+    _visible(page.get_by_role("button", name="Submit training job")).click()
+    _visible(page.get_by_text("Submitted:")).wait_for()
+    (post,) = hub.requests_to("/api/jobs/alice", "POST")
+    args = post.json()["command"]
+    assert json.loads(args[args.index("--dataset_mapping") + 1])["columns"] == {
+        "prompt": "question",
+        "completion": "answer",
+    }
+
+    page.get_by_role("tab", name="My jobs").click()
+    job_id = next(iter(hub.jobs))
+    _visible(page.get_by_text(job_id)).wait_for()

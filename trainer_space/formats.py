@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, TypedDict
 
+from .catalog import METHODS
 from .errors import InvalidInput
 
-METHODS = ("sft", "dpo", "grpo", "reward", "kto")
 METHOD_NAMES = {"sft": "SFT", "dpo": "DPO", "grpo": "GRPO", "reward": "Reward modelling", "kto": "KTO"}
 FIELDS = ("prompt", "completion", "chosen", "rejected", "text", "messages", "label", "answer", "system")
 CONVERSATIONAL_FIELDS = ("messages", "prompt", "completion", "chosen", "rejected")

@@ -33,6 +33,19 @@ def check_dataset(session: HubSession, cfg: TrainingConfig) -> tuple[Check, Data
     if verdict == "READY":
         mapped = " with your mapping" if cfg.mapping else ""
         return Check("dataset", "ok", f"{where} is READY for {cfg.method}{mapped}: {report.reason}."), inspection
+    if verdict == "NEEDS_MAPPING" and not cfg.mapping:
+        from .formats import readiness
+
+        trains_as_is, _ = readiness(cfg.method, inspection.sample)
+        if trains_as_is:  # the proposal is an improvement (e.g. keep a system column), not a requirement
+            return (
+                Check(
+                    "dataset",
+                    "warn",
+                    f"{where} trains as it is for {cfg.method}; the Dataset tab suggests: {report.reason}.",
+                ),
+                inspection,
+            )
     if verdict == "NEEDS_MAPPING":
         proposal = json.dumps(report.mapping, separators=(",", ":")) if report.mapping else "{}"
         return (

@@ -1,4 +1,4 @@
-"""The Gradio UI: thin tabs on top of the service layer. `build_app()` composes them."""
+"""The Gradio UI: thin tabs on top of the service layer. `build_app()` composes them and carries choices across."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ INTRO = (
     "Everything runs **with your own account**: sign in, check your dataset, see what it will cost, train, "
     "and export to GGUF. Jobs are billed to you by the minute; checkpoints are pushed to your Hub repos."
 )
+CSS = "#intro p {margin: 0.2em 0}"
 
 
 def _whoami_banner(profile: gr.OAuthProfile | None, oauth_token: gr.OAuthToken | None) -> str:
@@ -22,10 +23,29 @@ def _whoami_banner(profile: gr.OAuthProfile | None, oauth_token: gr.OAuthToken |
     return f"Signed in as **{name}**. Jobs you start run in your namespace and are billed to your account."
 
 
+def _carry_dataset(dataset: str, config: str, split: str, method: str, mapping, model: str):
+    """Dataset tab -> Train tab: the dataset, its split, the method, the mapping and the model."""
+    return (
+        dataset or gr.skip(),
+        "" if config in (None, "default") else config,
+        split or "train",
+        method or gr.skip(),
+        mapping if isinstance(mapping, dict) else {},
+        model or gr.skip(),
+    )
+
+
+def _carry_estimate(flavor: str, timeout: str, model, method, peft, max_length, epochs, batch, accum, ckpt):
+    """Estimate tab -> Train tab: the recommended flavor, the timeout and the settings it was computed for."""
+    if not flavor:
+        return tuple(gr.skip() for _ in range(10))
+    return flavor, timeout or gr.skip(), model, method, peft, max_length, epochs, batch, accum, ckpt
+
+
 def build_app() -> gr.Blocks:
     """Build the Blocks (no network, no heavy imports)."""
     local_oauth.install()
-    from . import export_tab, jobs_tab, train_tab
+    from . import dataset_tab, estimate_tab, export_tab, jobs_tab, train_tab
 
     with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
         with gr.Row(equal_height=True):
@@ -34,16 +54,41 @@ def build_app() -> gr.Blocks:
         banner = gr.Markdown(elem_id="signed-in")
         with gr.Tabs():
             with gr.Tab("Dataset", id="dataset"):
-                gr.Markdown("Dataset inspection is coming here.")
+                data = dataset_tab.build_tab()
             with gr.Tab("Estimate", id="estimate"):
-                gr.Markdown("Memory, time and cost estimates are coming here.")
+                est = estimate_tab.build_tab(dataset_tab=data)
             with gr.Tab("Train", id="train"):
-                train_tab.build_tab()
-            with gr.Tab("My jobs", id="jobs"):
+                train = train_tab.build_tab(dataset_tab=data, estimate_tab=est)
+            with gr.Tab("My jobs", id="jobs") as jobs_ui:
                 jobs = jobs_tab.build_tab()
             with gr.Tab("GGUF export", id="gguf"):
                 export_tab.build_tab()
+        gr.on(
+            [data.inspection.change, data.mapping_json.change],
+            _carry_dataset,
+            [data.dataset, data.config, data.split, data.method, data.mapping_json, data.model],
+            [train.dataset, train.dataset_config, train.split, train.method, train.mapping, train.model],
+            api_visibility="private",
+            show_progress="hidden",
+        )
+        gr.on(
+            [est.recommended_flavor.change],
+            _carry_estimate,
+            [est.recommended_flavor, est.timeout, est.model, est.method, est.peft, est.max_length, est.epochs,
+             est.batch, est.grad_accum, est.grad_ckpt],
+            [train.flavor, train.timeout, train.model, train.method, train.peft, train.max_length, train.epochs,
+             train.batch, train.accum, train.grad_ckpt],
+            api_visibility="private",
+            show_progress="hidden",
+        )  # fmt: skip
         demo.load(_whoami_banner, None, banner, api_visibility="private")
-        demo.load(jobs_tab.ui_errors(jobs_tab._table), [jobs.orgs, jobs.only_app], [jobs.table, jobs.note, jobs.timer],
-                  api_visibility="private")  # fmt: skip
+        # the jobs table loads with the page, again whenever the tab is opened, and itself while jobs run
+        gr.on(
+            [demo.load, jobs_ui.select],
+            jobs_tab.ui_errors(jobs_tab._table),
+            [jobs.orgs, jobs.only_app],
+            [jobs.table, jobs.note, jobs.timer],
+            api_visibility="private",
+            show_progress="hidden",
+        )
     return demo

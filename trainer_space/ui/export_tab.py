@@ -55,7 +55,7 @@ def _summary(result: dict[str, Any]) -> str:
         f"Flavor **{result['flavor']}**, timeout **{result['timeout']}**, "
         f"model {result['model_gb_16bit']} GB in 16-bit, quantizations {', '.join(result['quantizations'])}."
     )
-    icon = {"ok": "✅", "warn": "⚠️", "error": "❌"}
+    icon = {"ok": "✓", "warn": "⚠", "error": "✗"}
     lines += [f"- {icon[c['status']]} **{c['name']}**: {c['message']}" for c in result["preflight"]]
     lines += [f"- {n}" for n in result.get("notes", [])]
     return "\n".join(lines)

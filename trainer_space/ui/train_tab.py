@@ -15,7 +15,7 @@ from ..hub import HubSession
 from ..training import TrainingConfig, submit_training
 from .common import optional_token, token_of, ui_errors
 
-ICON = {"ok": "✅", "warn": "⚠️", "error": "❌"}
+ICON = {"ok": "✓", "warn": "⚠", "error": "✗"}
 
 
 @ui_errors
@@ -75,14 +75,14 @@ def _render(result: dict[str, Any]) -> str:
     lines = []
     if result.get("submitted"):
         lines += [
-            f"### ✅ Submitted: [{result['job_id']}]({result['url']})",
+            f"### Submitted: [{result['job_id']}]({result['url']})",
             f"- Output repo (checkpoints and final model): [{result['output_repo']}]({result['output_url']})",
             f"- Metrics: [Trackio dashboard]({result['trackio_url']})",
             "- Follow the logs in **My jobs**.",
         ]
     else:
         blocked = any(c["status"] == "error" for c in result["preflight"])
-        lines.append("### ❌ Fix the errors below before submitting" if blocked else "### Ready to submit")
+        lines.append("### ✗ Fix the errors below before submitting" if blocked else "### Ready to submit")
     lines.append(f"Flavor **{result['flavor']}**, timeout **{result['timeout']}**, output **{result['output_repo']}**.")
     lines += [f"- {ICON[c['status']]} **{c['name']}**: {c['message']}" for c in result["preflight"]]
     return "\n".join(lines)
@@ -142,7 +142,12 @@ def build_tab(
         trackio_space = gr.Textbox(label="Trackio Space (default: <you>/trackio)")
         trackio_project = gr.Textbox(label="Trackio project (default: repo name)")
     with gr.Row():
-        flavor = gr.Dropdown([f.name for f in FALLBACK_FLAVORS if f.is_gpu], value="a10g-small", label="Hardware")
+        flavor = gr.Dropdown(
+            [f.name for f in FALLBACK_FLAVORS if f.is_gpu],
+            value="a10g-small",
+            label="Hardware",
+            allow_custom_value=True,
+        )
         timeout = gr.Textbox(label="Timeout (e.g. 90m, 2h)", value="2h")
         fsdp = gr.Checkbox(label="FSDP (shard the model across GPUs)", value=False)
     with gr.Accordion("Advanced: any TRL option", open=False):
