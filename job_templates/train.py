@@ -286,7 +286,10 @@ def label_to_bool(value: Any) -> bool:
     text = str(int(value) if isinstance(value, float) and value.is_integer() else value).strip().lower()
     if text in TRUE_LABELS or text in FALSE_LABELS:
         return text in TRUE_LABELS
-    raise JobError(f"label_to_bool: cannot read label {value!r} as true/false (known: {sorted(TRUE_LABELS)} / 0 ...)")
+    raise JobError(
+        f"label_to_bool: cannot read label {value!r} as true/false (true: {', '.join(sorted(TRUE_LABELS))}; "
+        f"false: {', '.join(sorted(FALSE_LABELS))})"
+    )
 
 
 def _label_to_bool(ex: dict[str, Any]) -> None:

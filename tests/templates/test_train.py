@@ -351,19 +351,25 @@ def logged(output_dir: Path, key: str = "loss") -> list[float]:
 
 
 def assert_loads_back(output_dir: Path, *, adapter: bool, reward: bool = False) -> None:
+    """The output loads with the usual classes (an adapter onto the base its config names) and runs."""
+    import torch
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
     auto = AutoModelForSequenceClassification if reward else AutoModelForCausalLM
-    AutoTokenizer.from_pretrained(output_dir)
+    tokenizer = AutoTokenizer.from_pretrained(output_dir)
     if adapter:
         from peft import PeftModel
 
         config = json.loads((output_dir / "adapter_config.json").read_text())
         base = auto.from_pretrained(config["base_model_name_or_path"], **({"num_labels": 1} if reward else {}))
         model = PeftModel.from_pretrained(base, output_dir)
+        trained = [p for name, p in model.named_parameters() if "lora_B" in name]  # zeros before training
+        assert trained and any(p.abs().sum() > 0 for p in trained)
     else:
         model = auto.from_pretrained(output_dir)
-    assert sum(p.numel() for p in model.parameters()) > 0
+    with torch.no_grad():
+        logits = model(**tokenizer("What is 3 + 5?", return_tensors="pt")).logits
+    assert logits.shape[-1] == (1 if reward else model.config.vocab_size) and torch.isfinite(logits).all()
 
 
 def assert_trained(proc: subprocess.CompletedProcess, output_dir: Path, method: str) -> None:
