@@ -116,6 +116,20 @@ def test_diagnosis_of_an_out_of_memory_log(hub, alice):
     assert log_reads and all(r.token == hub.alice and "tail=200" in r.query for r in log_reads)
 
 
+def test_gguf_export_job_gets_its_own_diagnosis(hub, alice):
+    lines = ["INFO:hf-to-gguf:Set model tokenizer", "WARNING:hf-to-gguf:** WARNING: The BPE pre-tokenizer was not "
+             "recognized!", "ERROR: llama.cpp does not recognise this tokenizer's pre-tokenizer (hash 1baddeb5)."]  # fmt: skip
+    hub.plan_next_job(lines=lines, final_stage="ERROR", message="Job failed with exit code: 2")
+    labels = {"trainer-space": "export_gguf", "model": "alice/out", "output": "alice/out-GGUF"}
+    job = submit(hub.alice, labels=labels, flavor="cpu-upgrade")
+    wait_for(lambda: hub.jobs[job.id].stage()[0] == "ERROR")
+    status = alice.predict(job.id, api_name="/job_status")
+    assert status["kind"] == "export_gguf" and status["trackio_url"] is None
+    assert status["output_repo"] == "alice/out-GGUF"
+    assert status["diagnosis"]["kind"] == "gguf_pre_tokenizer"
+    assert [j["kind"] for j in alice.predict("", True, "", api_name="/list_jobs")["jobs"]] == ["export_gguf"]
+
+
 def test_diagnosis_of_a_timeout(hub, alice):
     from huggingface_hub import HfApi
 

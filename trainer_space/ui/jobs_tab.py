@@ -392,7 +392,9 @@ def build_tab() -> SimpleNamespace:
     keep.click(lambda: gr.Row(visible=False), None, confirm_row, api_visibility="private")
     yes.click(ui_errors(_do_cancel), [opened], [confirm_row, cancel_btn], api_visibility="private").success(
         refresh_handler, [opened], panel_outputs, api_visibility="private"
-    ).then(table_handler, [orgs, only_app, stages], [table, note, timer], api_visibility="private")
+    ).then(
+        table_handler, [orgs, only_app, stages], [table, note, timer], api_visibility="private", show_progress="hidden"
+    )
     action_btn.click(None, [action_target], None, js=_OPEN_TAB_JS, api_visibility="private")
     logs.change(None, None, None, js=_SCROLL_LOGS_JS, api_visibility="private")  # follow the tail
 
