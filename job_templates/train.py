@@ -531,6 +531,20 @@ def render(
     return tokenizer.apply_chat_template(value, tokenize=False, add_generation_prompt=generation_prompt)
 
 
+def load_tokenizer(model_args: ModelConfig) -> PreTrainedTokenizerBase:
+    """The model's tokenizer: a small download that proves the model id exists and is accessible."""
+    from transformers import AutoTokenizer
+
+    name = model_args.model_name_or_path
+    try:
+        return AutoTokenizer.from_pretrained(name, revision=model_args.model_revision)
+    except (OSError, ValueError) as exc:  # not found, gated, no access, no tokenizer files, a malformed id
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise JobError(
+            f"cannot load the tokenizer of '{name}' (a typo, a gated model or no access?): {reason}"
+        ) from None
+
+
 def check_chat_template(
     tokenizer: PreTrainedTokenizerBase, example: dict[str, Any], model_name: str, training_args: TrainingArguments
 ) -> None:
@@ -930,13 +944,12 @@ def main(
     """Check everything, load data, train, save, sample, write the card, push."""
     import torch
     import trl
-    from transformers import AutoTokenizer
 
     check_environment(args, training_args, model_args, torch.cuda.is_available())
     user = resolve_hub(args, training_args)
     reward_names = parse_reward_names(args.reward_funcs) if args.method == "grpo" else []
     train, test, mapping = load_data(args, reward_names)
-    tokenizer = AutoTokenizer.from_pretrained(model_args.model_name_or_path, revision=model_args.model_revision)
+    tokenizer = load_tokenizer(model_args)
     check_chat_template(tokenizer, train[0], model_args.model_name_or_path, training_args)
     check_max_length(args.method, training_args, tokenizer, train)
     trackio_url = configure_run(args, training_args, explicit, test is not None, user)

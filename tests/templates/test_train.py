@@ -558,6 +558,18 @@ def test_input_problems_fail_early_with_one_error_line(
 
 
 @pytest.mark.slow
+def test_an_unknown_model_fails_before_training(hub, capsys, datasets_dir: Path, tmp_path: Path) -> None:
+    argv = [
+        "--model_name_or_path", "alice/no-such-model", "--dataset_name", str(datasets_dir / "text"),
+        "--output_dir", str(tmp_path / "out"), "--report_to", "none", "--push_to_hub", "false",
+    ]  # fmt: skip
+    with pytest.raises(SystemExit) as exit_info:
+        train.cli(argv)
+    assert exit_info.value.code == 2
+    assert "ERROR: cannot load the tokenizer of 'alice/no-such-model'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
 def test_help_lists_trl_and_our_options(capsys) -> None:
     with pytest.raises(SystemExit) as exit_info:
         train.cli(["--method", "dpo", "--help"])
