@@ -121,3 +121,24 @@ def test_dataset_to_train_to_my_jobs_in_a_browser(hub, app_url, page):
     page.get_by_role("tab", name="My jobs").click()
     job_id = next(iter(hub.jobs))
     _visible(page.get_by_text(job_id)).wait_for()
+
+
+def test_a_diagnosis_fix_prefills_the_train_tab():
+    from trainer_space.ui import FIX_FIELDS, _apply_fix
+
+    fix = {
+        "kind": "timeout",
+        "job": {"model": "Qwen/Qwen2.5-0.5B", "method": "dpo", "flavor": "l4x1", "output_repo": "alice/out"},
+        "changes": {"resume_from_hub": True, "timeout_s": 4 * 3600, "output_repo": "alice/out"},
+    }
+    values = dict(zip(FIX_FIELDS, _apply_fix(fix), strict=True))
+    assert values["model"] == "Qwen/Qwen2.5-0.5B" and values["method"] == "dpo"
+    assert values["resume_from_hub"] is True and values["timeout"] == "4h" and values["flavor"] == "l4x1"
+    oom = {
+        "kind": "oom",
+        "job": {"flavor": "t4-small"},
+        "changes": {"per_device_train_batch_size": 2, "flavor": "l4x1"},
+    }
+    values = dict(zip(FIX_FIELDS, _apply_fix(oom), strict=True))
+    assert values["per_device_train_batch_size"] == 2 and values["flavor"] == "l4x1"
+    assert all(isinstance(v, dict) for v in _apply_fix(None))  # nothing to apply: every field untouched

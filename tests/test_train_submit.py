@@ -90,6 +90,7 @@ def test_submit_sends_the_exact_job_field_by_field(hub):
         "output": "alice/Qwen2.5-0.5B-sft",
         "trackio": "alice/trackio",
         "project": "Qwen2.5-0.5B-sft",
+        "timeout": "10800",
         "template_sha": template.short_sha,
         "name": body["labels"]["name"],
     }

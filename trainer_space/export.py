@@ -191,7 +191,12 @@ def submit_export(session: HubSession, req: ExportRequest, *, dry_run: bool = Fa
     template = load_template(TEMPLATE)
     args = ["--model", req.model, "--output_repo", output_repo, "--quantizations", ",".join(req.quantizations)]
     args += ["--private", str(bool(req.private)).lower()]
-    labels = {APP_LABEL: "export_gguf", "model": req.model[:128], "output": output_repo[:128]}
+    labels = {
+        APP_LABEL: "export_gguf",
+        "model": req.model[:128],
+        "output": output_repo[:128],
+        "timeout": str(timeout_s),
+    }
     request = pip_script_request(
         template,
         args,

@@ -249,12 +249,15 @@ class HubSession:
         except Exception as err:
             raise from_hub_error(err, job_id=job_id, action="read this job's logs") from None
 
-    def follow_logs(self, job_id: str, *, namespace: str | None = None) -> Iterator[str]:
-        """Log lines as they come, until the job ends (huggingface_hub reconnects as needed)."""
+    def follow_logs(self, job_id: str, *, namespace: str | None = None, tail: int | None = None) -> Iterator[str]:
+        """Log lines as they come (starting with the last `tail` ones), until the job ends.
+
+        huggingface_hub reconnects as needed and skips the lines it already gave.
+        """
         validate_job_id(job_id)
         ns = self._namespace(namespace)
         try:
-            yield from self.api.fetch_job_logs(job_id=job_id, namespace=ns, follow=True, token=self._token)
+            yield from self.api.fetch_job_logs(job_id=job_id, namespace=ns, follow=True, tail=tail, token=self._token)
         except TrainerSpaceError:
             raise
         except Exception as err:

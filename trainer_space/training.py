@@ -321,6 +321,7 @@ def plan_training(session: HubSession, cfg: TrainingConfig, *, checks: list[Chec
         "output": _label(output_repo),
         "trackio": _label(trackio_space),
         "project": _label(project),
+        "timeout": str(cfg.timeout_s),  # JobInfo does not carry the timeout: My jobs reads it from here
     }
     args = template_args(cfg, output_repo, trackio_space, project)
     template = load_template(TEMPLATE)

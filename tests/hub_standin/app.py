@@ -195,7 +195,7 @@ def build_app(state: HubState) -> Starlette:
             import yaml
 
             yaml.safe_load(body.get("content", "").split("---")[1] if "---" in body.get("content", "") else "")
-        except Exception as err:  # noqa: BLE001 - report any parse error like the Hub does
+        except Exception as err:  # report any parse error like the Hub does
             return JSONResponse({"errors": [{"message": str(err)}], "warnings": []}, status_code=400)
         return JSONResponse({"errors": [], "warnings": []})
 

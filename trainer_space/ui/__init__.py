@@ -42,6 +42,29 @@ def _carry_estimate(flavor: str, timeout: str, model, method, peft, max_length, 
     return flavor, timeout or gr.skip(), model, method, peft, max_length, epochs, batch, accum, ckpt
 
 
+FIX_FIELDS = ("model", "method", "peft", "per_device_train_batch_size", "gradient_accumulation_steps",
+              "gradient_checkpointing", "max_length", "flavor", "timeout", "output_repo", "resume_from_hub")  # fmt: skip
+
+
+def _apply_fix(fix: dict | None):
+    """My jobs diagnosis -> Train tab: the failed job's settings with the proposed changes applied."""
+    if not fix:
+        return tuple(gr.skip() for _ in FIX_FIELDS)
+    from ..jobspec import format_timeout
+
+    job, changes = fix.get("job") or {}, fix.get("changes") or {}
+    values = {
+        "model": job.get("model"),
+        "method": job.get("method"),
+        "flavor": changes.get("flavor") or job.get("flavor"),
+        "output_repo": changes.get("output_repo") or job.get("output_repo"),
+        **{k: changes.get(k) for k in FIX_FIELDS if k in changes and k not in ("flavor", "output_repo")},
+    }
+    if changes.get("timeout_s"):
+        values["timeout"] = format_timeout(int(changes["timeout_s"]))
+    return tuple(gr.skip() if values.get(k) in (None, "") else values[k] for k in FIX_FIELDS)
+
+
 def build_app() -> gr.Blocks:
     """Build the Blocks (no network, no heavy imports)."""
     local_oauth.install()
@@ -80,6 +103,13 @@ def build_app() -> gr.Blocks:
              train.batch, train.accum, train.grad_ckpt],
             api_visibility="private",
             show_progress="hidden",
+        )  # fmt: skip
+        jobs.action.click(
+            _apply_fix,
+            [jobs.fix],
+            [train.model, train.method, train.peft, train.batch, train.accum, train.grad_ckpt, train.max_length,
+             train.flavor, train.timeout, train.output_repo, train.resume],
+            api_visibility="private",
         )  # fmt: skip
         demo.load(_whoami_banner, None, banner, api_visibility="private")
         # the jobs table loads with the page, again whenever the tab is opened, and itself while jobs run

@@ -285,7 +285,7 @@ def _follow_logs(job_id: str, oauth_token: gr.OAuthToken | None) -> Iterator[tup
     stop = threading.Event()
     # the blocking SSE read runs in its own thread so that this handler can pace updates (and stop)
     threading.Thread(
-        target=_pump, args=(session.follow_logs(job.id, namespace=namespace), out, stop), daemon=True
+        target=_pump, args=(session.follow_logs(job.id, namespace=namespace, tail=500), out, stop), daemon=True
     ).start()
     yield "", f"Following the logs of {job.id} live ({job.status.stage.lower()}) …", _stop_button(True)
     try:

@@ -67,6 +67,7 @@ def _config(v: dict[str, Any]) -> dict[str, Any]:
         "timeout": v.get("timeout") or "2h",
         "quick_test": v["quick_test"],
         "fsdp": v["fsdp"],
+        "resume_from_hub": bool(v.get("resume_from_hub")),
         "advanced": advanced,
     }
 
@@ -150,6 +151,7 @@ def build_tab(
         )
         timeout = gr.Textbox(label="Timeout (e.g. 90m, 2h)", value="2h")
         fsdp = gr.Checkbox(label="FSDP (shard the model across GPUs)", value=False)
+        resume = gr.Checkbox(label="Resume from the output repo's last checkpoint", value=False)
     with gr.Accordion("Advanced: any TRL option", open=False):
         advanced = gr.Code(
             label='JSON object of extra TRL/transformers options, e.g. {"weight_decay": 0.01, "lr_scheduler_type": "cosine"}',
@@ -172,7 +174,7 @@ def build_tab(
         "gradient_accumulation_steps": accum, "max_length": max_length, "gradient_checkpointing": grad_ckpt,
         "eval_split_fraction": eval_fraction, "reward_funcs": rewards, "output_repo": output_repo, "private": private,
         "trackio_space": trackio_space, "trackio_project": trackio_project, "flavor": flavor, "timeout": timeout,
-        "quick_test": quick_test, "fsdp": fsdp, "advanced": advanced,
+        "quick_test": quick_test, "fsdp": fsdp, "resume_from_hub": resume, "advanced": advanced,
     }  # fmt: skip
     by_component = {component: name for name, component in fields_.items()}
     outputs = [result_md, command, python, spec]
@@ -209,5 +211,5 @@ def build_tab(
     return SimpleNamespace(
         method=method, model=model, dataset=dataset, dataset_config=dataset_config, split=split, mapping=mapping,
         peft=peft, batch=batch, accum=accum, max_length=max_length, grad_ckpt=grad_ckpt, epochs=epochs,
-        flavor=flavor, timeout=timeout, result=result_md,
+        flavor=flavor, timeout=timeout, result=result_md, output_repo=output_repo, resume=resume, lr=lr,
     )  # fmt: skip
