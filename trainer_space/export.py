@@ -27,7 +27,7 @@ from .jobspec import (
     python_run_snippet,
 )
 from .training import Check, PreflightFailed
-from .validation import validate_repo_id
+from .validation import validate_repo_id, validate_timeout
 
 TEMPLATE = "export_gguf.py"
 GB = 1e9
@@ -81,12 +81,7 @@ class ExportRequest:
         if self.flavor and self.flavor not in FLAVOR_NAMES:
             raise InvalidInput(f"Unknown hardware flavor '{self.flavor}'.")
         if self.timeout:
-            try:
-                seconds = parse_timeout(self.timeout)
-            except ValueError as err:
-                raise InvalidInput(str(err)) from None
-            if not 60 <= seconds <= 7 * 86400:
-                raise InvalidInput("The timeout must be between 1 minute and 7 days.")
+            validate_timeout(self.timeout)
 
 
 @dataclass

@@ -106,6 +106,22 @@ def _decode_script(template: Template) -> str:
     )
 
 
+def _script_request(template: Template, image: str, boot: str, args: list[str], *, env: dict[str, str], flavor: str,
+                    timeout_s: int, labels: dict[str, str], namespace: str | None) -> JobRequest:  # fmt: skip
+    """The job: `bash -c BOOT NAME ARGS...`, the script in the environment, its short hash as a label."""
+    if not all(isinstance(a, str) for a in args):
+        raise TypeError("arguments must be strings")
+    return JobRequest(
+        image=image,
+        command=["bash", "-c", boot, template.name, *args],
+        flavor=flavor,
+        timeout_s=timeout_s,
+        env=_script_env(template, env),
+        labels={**labels, "template_sha": template.short_sha},
+        namespace=namespace,
+    )
+
+
 def _script_env(template: Template, env: dict[str, str] | None) -> dict[str, str]:
     return {
         SCRIPT_ENV: base64.b64encode(template.text.encode()).decode(),
@@ -130,20 +146,11 @@ def pip_script_request(
 
     For images that ship tools the script needs (llama.cpp's official image for the GGUF export).
     """
-    if not all(isinstance(a, str) for a in args):
-        raise TypeError("arguments must be strings")
     deps = " ".join(shlex.quote(d) for d in template.dependencies)
     install = f"python3 -m pip install --quiet --no-cache-dir --break-system-packages {deps}; " if deps else ""
     boot = "set -euo pipefail; " + _decode_script(template) + install + f'exec python3 /tmp/{template.name} "$@"'
-    return JobRequest(
-        image=image,
-        command=["bash", "-c", boot, template.name, *args],
-        flavor=flavor,
-        timeout_s=timeout_s,
-        env=_script_env(template, env),
-        labels={**labels, "template_sha": template.short_sha},
-        namespace=namespace,
-    )
+    return _script_request(template, image, boot, args, env=env or {}, flavor=flavor, timeout_s=timeout_s,
+                           labels=labels, namespace=namespace)  # fmt: skip
 
 
 def uv_script_request(
@@ -158,18 +165,9 @@ def uv_script_request(
     env: dict[str, str] | None = None,
 ) -> JobRequest:
     """A `JobRequest` that runs `template` with `uv` (one process, or one per GPU via accelerate)."""
-    if not all(isinstance(a, str) for a in args):
-        raise TypeError("arguments must be strings")
-    job_env = _script_env(template, {"UV_NO_PROGRESS": "1", **(env or {})})
-    return JobRequest(
-        image=UV_IMAGE,
-        command=["bash", "-c", _boot_script(template, num_processes), template.name, *args],
-        flavor=flavor,
-        timeout_s=timeout_s,
-        env=job_env,
-        labels={**labels, "template_sha": template.short_sha},
-        namespace=namespace,
-    )
+    return _script_request(template, UV_IMAGE, _boot_script(template, num_processes), args,
+                           env={"UV_NO_PROGRESS": "1", **(env or {})}, flavor=flavor, timeout_s=timeout_s,
+                           labels=labels, namespace=namespace)  # fmt: skip
 
 
 def hf_cli_command(

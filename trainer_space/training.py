@@ -26,7 +26,7 @@ from .jobspec import (
     python_snippet,
     uv_script_request,
 )
-from .validation import validate_float, validate_int, validate_repo_id
+from .validation import validate_float, validate_int, validate_repo_id, validate_timeout
 
 TEMPLATE = "train.py"
 QUICK_TEST_STEPS = 20
@@ -152,13 +152,7 @@ class TrainingConfig:
             )
         if self.flavor not in FLAVOR_NAMES:
             raise InvalidInput(f"Unknown hardware flavor '{self.flavor}'.")
-        try:
-            seconds = parse_timeout(self.timeout)
-        except ValueError as err:
-            raise InvalidInput(str(err)) from None
-        if not 60 <= seconds <= 7 * 86400:
-            raise InvalidInput("The timeout must be between 1 minute and 7 days.")
-        self.timeout = format_timeout(seconds)
+        self.timeout = format_timeout(validate_timeout(self.timeout))
         if self.mapping is not None:
             self.mapping = _validate_mapping(self.mapping)
         if not isinstance(self.advanced, dict):

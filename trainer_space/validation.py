@@ -73,3 +73,16 @@ def validate_float(value: object, name: str, low: float, high: float) -> float:
     if number != number or not low <= number <= high:
         raise InvalidInput(f"{name} must be between {low:g} and {high:g}.")
     return number
+
+
+def validate_timeout(value: str | int) -> int:
+    """A job timeout ("90m", "2h", seconds) between 1 minute and 7 days, in seconds."""
+    from .jobspec import parse_timeout
+
+    try:
+        seconds = parse_timeout(value)
+    except ValueError as err:
+        raise InvalidInput(str(err)) from None
+    if not 60 <= seconds <= 7 * 86400:
+        raise InvalidInput("The timeout must be between 1 minute and 7 days.")
+    return seconds
