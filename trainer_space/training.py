@@ -261,8 +261,9 @@ def template_args(cfg: TrainingConfig, output_repo: str, trackio_space: str, pro
     args += [
         "--per_device_train_batch_size", str(cfg.per_device_train_batch_size),
         "--gradient_accumulation_steps", str(cfg.gradient_accumulation_steps),
-        "--gradient_checkpointing", str(cfg.gradient_checkpointing).lower(),
     ]  # fmt: skip
+    if not cfg.fsdp:  # under FSDP the template uses FSDP's own activation checkpointing instead
+        args += ["--gradient_checkpointing", str(cfg.gradient_checkpointing).lower()]
     if cfg.method == "grpo":
         args += [
             "--num_generations",
