@@ -53,7 +53,7 @@ def app_url(hub_server: HubStandIn) -> str:
     demo = build_app()
     port = free_port()
     demo.queue(default_concurrency_limit=8).launch(
-        server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, ssr_mode=False, quiet=True
+        server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, ssr_mode=False, quiet=True, mcp_server=True
     )
     yield f"http://127.0.0.1:{port}/"
     demo.close()

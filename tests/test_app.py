@@ -142,3 +142,13 @@ def test_a_diagnosis_fix_prefills_the_train_tab():
     values = dict(zip(FIX_FIELDS, _apply_fix(oom), strict=True))
     assert values["per_device_train_batch_size"] == 2 and values["flavor"] == "l4x1"
     assert all(isinstance(v, dict) for v in _apply_fix(None))  # nothing to apply: every field untouched
+
+
+def test_api_endpoints_are_also_mcp_tools(app_url):
+    import httpx
+
+    schema = httpx.get(f"{app_url}gradio_api/mcp/schema", timeout=30).json()
+    names = {tool["name"] for tool in schema} if isinstance(schema, list) else set(schema)
+    for endpoint in ("inspect_dataset", "estimate", "submit_training", "list_jobs", "job_status", "job_logs",
+                     "cancel_job", "export_gguf"):  # fmt: skip
+        assert any(endpoint in name for name in names), (endpoint, sorted(names))
