@@ -26,6 +26,18 @@ GPU_TFLOPS: dict[str, float] = {
     "H200": 989.0,
     "RTX PRO 6000": 500.0,
 }
+# memory bandwidth per GPU, GB/s (NVIDIA data sheets: T4 320, L4 300, A10G 600, L40S 864, A100 80GB SXM 2039,
+# H100 SXM 3350, H200 4800, RTX PRO 6000 Blackwell 1792): decoding speed (GRPO generation) and optimizer steps
+GPU_BANDWIDTH_GBS: dict[str, float] = {
+    "T4": 320.0,
+    "L4": 300.0,
+    "A10G": 600.0,
+    "L40S": 864.0,
+    "A100": 2039.0,
+    "H100": 3350.0,
+    "H200": 4800.0,
+    "RTX PRO 6000": 1792.0,
+}
 # GPUs without bf16 support train in fp16 (T4 is Turing)
 NO_BF16 = {"T4"}
 
@@ -54,6 +66,11 @@ class Flavor:
     def tflops(self) -> float:
         """Peak dense tensor TFLOP/s per GPU (0 for CPU flavors)."""
         return GPU_TFLOPS.get(self.gpu_model or "", 0.0)
+
+    @property
+    def bandwidth_gbs(self) -> float:
+        """Memory bandwidth per GPU, GB/s (0 for CPU flavors)."""
+        return GPU_BANDWIDTH_GBS.get(self.gpu_model or "", 0.0)
 
     @property
     def supports_bf16(self) -> bool:
@@ -138,32 +155,44 @@ def flavor_from_hub(item) -> Flavor:
 
 _CACHE: dict[str, tuple[float, tuple[Flavor, ...]]] = {}
 _TTL_S = 600.0
+_FAILED_TTL_S = 60.0  # after a failure, use the fallback for a minute instead of waiting on the Hub each time
+
+
+def _fallback() -> tuple[Flavor, ...]:
+    return tuple(sorted(FALLBACK_FLAVORS, key=lambda f: (f.usd_per_hour, f.name)))
 
 
 def get_flavors(token: str | None = None, *, use_hub: bool = True) -> tuple[tuple[Flavor, ...], bool]:
     """All flavors, sorted by price, and whether the figures came from the Hub.
 
     The hardware list is public information (not per visitor), so it is cached process-wide for
-    10 minutes; the visitor's token is only sent along, never stored.
+    10 minutes; the visitor's token is only sent along, never stored. When the Hub cannot be read the
+    built-in table is returned (and the Hub is not asked again for a minute).
     """
+    if not use_hub:
+        return _fallback(), False
     now = time.time()
     cached = _CACHE.get("hub")
     if cached and now - cached[0] < _TTL_S:
         return cached[1], True
-    if use_hub:
-        try:
-            from huggingface_hub import HfApi
+    failed = _CACHE.get("failed")
+    if failed and now - failed[0] < _FAILED_TTL_S:
+        return _fallback(), False
+    try:
+        from huggingface_hub import HfApi
 
-            from .settings import get_settings
+        from .settings import get_settings
 
-            items = HfApi(endpoint=get_settings().endpoint).list_jobs_hardware(token=token or False)
-            flavors = tuple(sorted((flavor_from_hub(i) for i in items), key=lambda f: (f.usd_per_hour, f.name)))
-            if flavors:
-                _CACHE["hub"] = (now, flavors)
-                return flavors, True
-        except Exception:  # the Hub is unreachable or answered oddly: fall back, never go blank
-            pass
-    return tuple(sorted(FALLBACK_FLAVORS, key=lambda f: (f.usd_per_hour, f.name))), False
+        items = HfApi(endpoint=get_settings().endpoint).list_jobs_hardware(token=token or False)
+        flavors = tuple(sorted((flavor_from_hub(i) for i in items), key=lambda f: (f.usd_per_hour, f.name)))
+        if flavors:
+            _CACHE["hub"] = (now, flavors)
+            _CACHE.pop("failed", None)
+            return flavors, True
+    except Exception:  # the Hub is unreachable or answered oddly: fall back, never go blank
+        pass
+    _CACHE["failed"] = (now, ())
+    return _fallback(), False
 
 
 def get_flavor(name: str, flavors: tuple[Flavor, ...] | None = None) -> Flavor | None:
