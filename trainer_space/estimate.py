@@ -1,0 +1,932 @@
+"""Peak GPU memory, training time and cost of a TRL job on every Jobs flavor, and the one to pick.
+
+Pure arithmetic on `ModelFacts` (trainer_space/model_facts.py) and `Flavor`s (trainer_space/hardware.py);
+`estimate(...)` at the bottom is the service entry point that fetches those from the Hub first. No torch,
+no weights: an estimate is a few thousand float operations.
+
+Assumptions follow what job_templates/train.py runs (TRL 1.16 defaults unless it overrides them):
+
+* full fine-tuning loads the model in float32 (TRL `ModelConfig.dtype` default) and trains with bf16 autocast
+  (fp16 on T4): "mixed precision", AdamW (torch) with its two moments in the parameters' dtype;
+* LoRA / QLoRA load the frozen base in bf16 (fp16 on T4); LoRA adapters on "all-linear", r=16, dropout 0.05,
+  kept in float32 by PEFT (TRL casts QLoRA adapters to bf16); QLoRA = bitsandbytes NF4 with double quantisation;
+* gradient checkpointing on by default (TRL sets it for every trainer); no packing, padding to the longest
+  sequence of a batch; SDPA attention (no seq^2 attention matrix is kept);
+* several GPUs: one process per GPU (DDP, full replica per GPU); `--fsdp` shards (FULL_SHARD) when asked.
+
+Every constant below names its source. Those marked "measured" were read off transformers 5.23 / PEFT 0.21 on
+CPU, with torch's saved-tensor hooks and its profiler's allocation events (bench/memory_cpu.py reproduces them);
+those marked "assumption" are ours, and are what the GPU benchmark (bench/estimate_vs_gpu.py) is there to
+calibrate. docs/estimate.md explains the model in prose.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Any
+
+from .catalog import METHODS, PEFT_MODES
+from .errors import InvalidInput
+from .hardware import Flavor
+from .model_facts import ModelFacts
+
+GIB = 1024**3
+
+# ----------------------------------------------------------------------------- TRL / template defaults
+LORA_R = 16  # trl ModelConfig.lora_r default; TrainingConfig.lora_r
+LORA_DROPOUT = 0.05  # trl ModelConfig.lora_dropout default
+GRPO_NUM_GENERATIONS = 8  # trl GRPOConfig.num_generations default
+GRPO_MAX_COMPLETION = 512  # trl GRPOConfig.max_completion_length default
+DPO_BETA = 0.1  # trl DPOConfig.beta default (reference model needed)
+GRPO_BETA = 0.0  # trl GRPOConfig.beta default: 0.0 => "the reference model is not loaded"
+SAVE_STEPS = 100  # job_templates/train.py: save_steps=100, hub_strategy="checkpoint"
+DEFAULT_MEAN_TOKENS = 512  # used when the Dataset tab has not measured the rows
+DEFAULT_ROWS = 10_000  # used only when the dataset viewer cannot count the rows (a note says so)
+
+# ----------------------------------------------------------------------------- memory constants
+# Bytes of state per trainable parameter with AdamW: weights + gradients + 2 moments, each in the parameters'
+# dtype (torch.optim.AdamW keeps exp_avg / exp_avg_sq like the parameter). The ZeRO paper (Rajbhandari et al.
+# 2020, sec. 3.1) counts 16 bytes/param for mixed-precision Adam (2 fp16 weights + 2 fp16 grads + 12 for fp32
+# master, m, v); TRL's float32-loaded model gives the same 16 as 4 (weights) + 4 (grads) + 8 (m, v), with the
+# 16-bit weights appearing as autocast copies below. HF accelerate's memory calculator: "Adam ~ 4x model size".
+ADAM_MOMENTS = 2
+# bf16 copies of the weights made by autocast and cached for the whole forward (torch.autocast caches casts of
+# leaf tensors that require grad): 2 bytes per matmul weight. This is why LLaMA-Factory's table says 18x GB for
+# full AMP where the ZeRO count says 16x (anchors.md: "full AMP 18x GB ... for 7B: 120 GB").
+AUTOCAST_COPY_BYTES = 2
+# QLoRA, Dettmers et al. 2023 ("QLoRA", sec. 3): NF4 weights are 4 bits; double quantisation brings the
+# quantisation constants from 0.5 to 0.127 bits per parameter => (4 + 0.127) / 8 bytes per quantised weight.
+# Embeddings, the LM head and norms are not quantised (transformers keeps the output head in 16 bit).
+NF4_BYTES = (4 + 0.127) / 8
+
+# Activations saved for backward, bytes per token per decoder layer, by dtype of the residual stream.
+# Measured (bench/memory_cpu.py, transformers 5.23 Llama/Qwen2 modules, SDPA): with h = hidden, q = heads x
+# head_dim, kv = kv_heads x head_dim, I = MLP width, n = heads:
+#   fp32 residual (mixed precision, fp32 master weights):  26 h + 4 q + 4 kv + 8 I + 4 n
+#   16-bit residual (bf16/fp16 weights: LoRA, QLoRA):      16 h + 4 q + 4 kv + 8 I + 4 n
+# Same structure as Korthikanti et al. 2022 ("Reducing Activation Recomputation", eq. 2: sbh(34 + 5as/h) for
+# GPT with 4h MLP and dropout); the 5as/h term is gone with SDPA/FlashAttention (no s x s matrix is stored)
+# and the gated MLP keeps four I-wide tensors (gate, up, act(gate), product) = 8 I bytes.
+ACT_H = {"mixed": 26, "half": 16}
+ACT_Q, ACT_KV, ACT_MLP_GATED, ACT_MLP_PLAIN, ACT_HEAD = 4, 4, 8, 6, 4
+# Per token outside the layers (embedding output, final norm): measured 10 h (fp32 stream) / 8 h (16 bit).
+ACT_OUTSIDE_H = {"mixed": 10, "half": 8}
+# With gradient checkpointing each layer keeps only its input (the residual stream: 4 or 2 bytes x h), and one
+# layer is recomputed at a time during backward: its activations plus their gradients ~ 2 x one layer. That
+# happens after the loss's own backward has freed the logits, so the two transients do not add up.
+CKPT_RECOMPUTE_LAYERS = 2
+# LoRA adds, per adapted linear and per element of its input, the dropout mask and the 16-bit copy of the
+# dropped-out input that lora_A saves (PEFT lora.Linear.forward: x -> cast to fp32 -> dropout -> lora_A -> lora_B):
+# measured 4.5 bytes with lora_dropout=0.05 (TRL's default) and 0.5 bytes with lora_dropout=0.
+LORA_DROPOUT_BYTES, LORA_NODROPOUT_BYTES = 4.5, 0.5
+# The LM head. TRL 1.16's SFT, DPO, KTO and GRPO trainers patch the model with a fused, chunked LM head
+# (trl.trainer.utils.add_fused_lm_head -> trl/kernels/chunked_logprob.py): the [tokens, vocab] logits are never
+# materialised. What it allocates: one [min(tokens, 4096), 32768] 16-bit tile, a 16-bit copy of a 32768-row slice
+# of the head weight, and in backward an fp32 gradient for the hidden states ([tokens, h]) and, when the head is
+# trained (full fine-tuning), an fp32 gradient for the whole head ([vocab, h]).
+FUSED_TOKEN_CHUNK = 4096  # trl/kernels/chunked_logprob.py TOKEN_CHUNK_SIZE
+FUSED_VOCAB_CHUNK = 32768  # trl/trainer/utils.py _CHUNKED_LOGPROB_CHUNK_SIZE
+# Without that head (plain transformers, `fused_lm_head=False`, used by bench/memory_cpu.py), logits cost, per token
+# per vocabulary entry, measured (bench/memory_cpu.py, varying only the vocabulary): 14 bytes during the loss's
+# backward = the 16-bit logits the model returns (2), ForCausalLMLoss's fp32 upcast (4), the fp32 log-softmax
+# cross-entropy saves (4) and its fp32 gradient (4); 10 at the end of the forward. With a 152k vocabulary that is
+# 2 MB per token: the fused head is what makes long sequences on small Qwen models fit.
+LOGITS_BYTES = 14
+LOGITS_FORWARD_BYTES = 10
+# generation logits (GRPO sampling): fp32 logits + softmax probabilities for the next token
+GEN_LOGITS_BYTES = 8
+# Framework: the CUDA context, cuBLAS workspaces and kernels (~0.5-1 GB, not visible to torch's allocator)
+# plus the caching allocator's fragmentation on top of what tensors occupy (PyTorch CUDA memory notes; we use 8%).
+CUDA_CONTEXT_GIB = 0.75
+FRAGMENTATION = 0.08
+# "Fits" leaves this share of the card free (ECC-reserved memory, spikes the model does not see).
+SAFETY = 0.90
+
+# ----------------------------------------------------------------------------- time constants (assumptions)
+# Model FLOPs utilisation by model size: small models spend relatively more time in memory-bound kernels
+# (norms, fp32 residual adds, the chunked LM head). PaLM (Chowdhery et al. 2022) reports 46% MFU on a far more
+# tuned stack; HF Trainer + SDPA on one GPU is usually 0.3-0.4 for mid-size models. These figures are
+# assumptions until bench/estimate_vs_gpu.py has been run on a GPU.
+MFU_BY_SIZE = ((1e9, 0.22), (3e9, 0.30), (15e9, 0.35), (math.inf, 0.40))
+# data-parallel scaling efficiency per doubling of GPUs (gradient all-reduce over PCIe/NVLink)
+SCALING_PER_DOUBLING = 0.9
+# QLoRA dequantises every NF4 weight on each use (forward, recompute and backward): we assume it trains 1.4x
+# slower than LoRA in bf16. Assumption.
+QLORA_SLOWDOWN = 1.4
+# padding: without packing every batch is padded to its longest row (TRL default packing=False); assumption.
+PADDING_OVERHEAD = 1.15
+# GRPO generation with transformers' generate (TRL's default use_vllm=False): each decoding step reads all
+# weights once (memory-bound) and pays Python/kernel-launch time per layer in eager mode; we assume 0.8 ms per
+# layer per step (~40 tokens/s per sequence for a 32-layer model). Assumptions.
+GEN_BANDWIDTH_EFFICIENCY = 0.6
+GEN_SECONDS_PER_LAYER_STEP = 0.8e-3
+# AdamW step: reads and writes weights, grads and both moments once (memory-bound)
+OPTIMIZER_BANDWIDTH_EFFICIENCY = 0.7
+# start-up and shut-down, assumptions: scheduling + uv image pull + dependency install 3-5 min (we take 4);
+# Hub downloads ~200 MB/s, uploads ~100 MB/s; local disk ~1 GB/s for checkpoints; TRL tokenisation (chat
+# template + tokenizer, one process) ~2000 rows/s.
+STARTUP_S = 240
+DOWNLOAD_BPS = 200e6
+UPLOAD_BPS = 100e6
+DISK_BPS = 1e9
+TOKENIZE_ROWS_PER_S = 2000
+FINAL_PUSH_FIXED_S = 60
+# the timeout the job is submitted with
+TIMEOUT_MARGIN = 1.3
+MIN_TIMEOUT_S = 30 * 60
+
+PRECISIONS = ("auto", "mixed", "half")
+
+
+# ----------------------------------------------------------------------------- inputs
+@dataclass(frozen=True)
+class EstimateInputs:
+    """What the job will do. Defaults follow the Train tab and TRL."""
+
+    method: str = "sft"
+    peft: str = "lora"
+    max_length: int = 1024
+    epochs: float = 1.0
+    per_device_batch_size: int = 4
+    gradient_accumulation: int = 4
+    gradient_checkpointing: bool = True
+    num_rows: int = DEFAULT_ROWS
+    mean_tokens: float = DEFAULT_MEAN_TOKENS
+    max_steps: int | None = None
+    precision: str = "auto"  # auto: mixed for full, half (bf16/fp16 base) for LoRA/QLoRA, as the template does
+    lora_r: int = LORA_R
+    lora_dropout: float = LORA_DROPOUT
+    num_generations: int = GRPO_NUM_GENERATIONS
+    max_completion_length: int = GRPO_MAX_COMPLETION
+    beta: float | None = None  # None: TRL's default for the method
+    fsdp: bool = False
+
+    def validated(self) -> EstimateInputs:
+        """A copy with numbers checked and normalised, or InvalidInput naming the field."""
+        if self.method not in METHODS:
+            raise InvalidInput(f"Unknown method '{self.method}'. Use one of: {', '.join(METHODS)}.")
+        if self.peft not in PEFT_MODES:
+            raise InvalidInput(f"Unknown fine-tuning mode '{self.peft}'. Use one of: {', '.join(PEFT_MODES)}.")
+        if self.precision not in PRECISIONS:
+            raise InvalidInput(f"Unknown precision '{self.precision}'. Use one of: {', '.join(PRECISIONS)}.")
+        max_steps = None if self.max_steps in (None, 0) else _int(self.max_steps, "max_steps", 1, 10_000_000)
+        return replace(
+            self,
+            max_length=_int(self.max_length, "max_length", 16, 262_144),
+            epochs=_float(self.epochs, "Epochs", 0.0, 100.0, open_low=True),
+            per_device_batch_size=_int(self.per_device_batch_size, "Batch size per GPU", 1, 1024),
+            gradient_accumulation=_int(self.gradient_accumulation, "Gradient accumulation", 1, 1024),
+            gradient_checkpointing=bool(self.gradient_checkpointing),
+            num_rows=_int(self.num_rows, "Number of rows", 1, 10_000_000_000),
+            mean_tokens=_float(self.mean_tokens, "Mean tokens per row", 1.0, 262_144.0),
+            max_steps=max_steps,
+            lora_r=_int(self.lora_r, "LoRA rank", 1, 1024),
+            lora_dropout=_float(self.lora_dropout, "LoRA dropout", 0.0, 0.9),
+            num_generations=_int(self.num_generations, "num_generations", 2, 256),
+            max_completion_length=_int(self.max_completion_length, "max_completion_length", 1, 262_144),
+            beta=None if self.beta is None else _float(self.beta, "beta", 0.0, 100.0),
+        )
+
+    @property
+    def resolved_precision(self) -> str:
+        if self.precision != "auto":
+            return self.precision
+        return "mixed" if self.peft == "full" else "half"
+
+    @property
+    def resolved_beta(self) -> float:
+        if self.beta is not None:
+            return self.beta
+        return GRPO_BETA if self.method == "grpo" else DPO_BETA
+
+    @property
+    def needs_reference(self) -> bool:
+        """DPO/KTO always compare with a reference policy; GRPO only when beta > 0. Reward models never."""
+        return self.method in ("dpo", "kto") or (self.method == "grpo" and self.resolved_beta > 0)
+
+    @property
+    def grpo_lengths(self) -> tuple[int, int]:
+        """(prompt, completion) token budget for GRPO: max_length is prompt + completion."""
+        completion = min(self.max_completion_length, max(1, self.max_length // 2))
+        return max(self.max_length - completion, 1), completion
+
+
+def _int(value: Any, name: str, low: int, high: int) -> int:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InvalidInput(f"{name} must be a whole number.") from None
+    if not number.is_integer():
+        raise InvalidInput(f"{name} must be a whole number.")
+    if not low <= number <= high:
+        raise InvalidInput(f"{name} must be between {low:,} and {high:,}.")
+    return int(number)
+
+
+def _float(value: Any, name: str, low: float, high: float, *, open_low: bool = False) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InvalidInput(f"{name} must be a number.") from None
+    ok = (low < number if open_low else low <= number) and number <= high and number == number
+    if not ok:
+        bound = f"above {low:g}" if open_low else f"at least {low:g}"
+        raise InvalidInput(f"{name} must be {bound} and at most {high:g}.")
+    return number
+
+
+# ----------------------------------------------------------------------------- memory
+@dataclass(frozen=True)
+class MemoryBreakdown:
+    """Per-GPU peak memory by term, in bytes. `allocated` is what torch.cuda.max_memory_allocated sees."""
+
+    weights: float
+    gradients: float
+    optimizer: float
+    autocast_copies: float
+    adapter: float  # LoRA weights + gradients + optimizer states
+    activations: float  # kept for backward through the whole step (checkpointing: layer inputs only)
+    recompute: float  # checkpointing: one layer's activations and gradients while it is recomputed
+    logits: float  # the LM head's memory during the loss's backward (fused head: tiles and fp32 gradients)
+    logits_forward: float  # the same at the end of the forward
+    reference: float
+    generation: float  # GRPO: KV cache and sampling logits (not at the same time as training activations)
+    ddp_buckets: float
+    quant_scratch: float  # QLoRA: one dequantised weight matrix at a time
+    notes: tuple[str, ...] = ()
+
+    @property
+    def static(self) -> float:
+        return (
+            self.weights
+            + self.gradients
+            + self.optimizer
+            + self.adapter
+            + self.reference
+            + self.ddp_buckets
+            + self.quant_scratch
+        )
+
+    copies_in_backward: bool = True  # without checkpointing the linears keep the autocast copies for backward
+
+    @property
+    def dynamic(self) -> float:
+        """The largest of the step's moments: end of forward, loss backward, layer backward, generation."""
+        forward = self.autocast_copies + self.activations + self.logits_forward
+        copies = self.autocast_copies if self.copies_in_backward else 0.0
+        backward = copies + self.activations + max(self.logits, self.recompute)
+        return max(forward, backward, self.generation)
+
+    @property
+    def allocated(self) -> float:
+        return self.static + self.dynamic
+
+    @property
+    def overhead(self) -> float:
+        return CUDA_CONTEXT_GIB * GIB + FRAGMENTATION * self.allocated
+
+    @property
+    def peak(self) -> float:
+        return self.allocated + self.overhead
+
+    @property
+    def peak_gib(self) -> float:
+        return self.peak / GIB
+
+    def as_gib(self) -> dict[str, float]:
+        terms = ("weights", "gradients", "optimizer", "autocast_copies", "adapter", "activations", "recompute")
+        terms += ("logits", "logits_forward")
+        terms += ("reference", "generation", "ddp_buckets", "quant_scratch")
+        out = {t: round(getattr(self, t) / GIB, 3) for t in terms}
+        out |= {"overhead": round(self.overhead / GIB, 3), "peak": round(self.peak_gib, 3)}
+        return out
+
+
+def lora_params(facts: ModelFacts, r: int) -> int:
+    """LoRA parameters on "all-linear": r x (in + out) for every adapted Linear (PEFT, Hu et al. 2021)."""
+    return int(r * facts.breakdown.lora_targets)
+
+
+def activation_bytes_per_token_layer(facts: ModelFacts, stream: str) -> float:
+    """Saved activations of one decoder layer per token (see ACT_* above)."""
+    a = facts.arch
+    mlp = (ACT_MLP_GATED if a.gated_mlp else ACT_MLP_PLAIN) * a.mlp_width_per_token
+    return ACT_H[stream] * a.hidden_size + ACT_Q * a.q_dim + ACT_KV * a.kv_dim + mlp + ACT_HEAD * a.num_heads
+
+
+def lora_activation_bytes_per_token_layer(facts: ModelFacts, dropout: float) -> float:
+    """Extra saved tensors of LoRA adapters per token per layer (inputs of the adapted linears)."""
+    a = facts.arch
+    inputs = 3 * a.hidden_size + a.q_dim  # q, k, v take h; o takes q_dim
+    if a.is_moe:
+        if a.shared_expert_intermediate_size:
+            inputs += 2 * a.hidden_size + a.shared_expert_intermediate_size
+    else:
+        inputs += 2 * a.hidden_size + a.intermediate_size  # gate, up take h; down takes I
+    return inputs * (LORA_DROPOUT_BYTES if dropout > 0 else LORA_NODROPOUT_BYTES)
+
+
+def sequences_per_micro_batch(inp: EstimateInputs) -> int:
+    """Sequences in one forward: DPO concatenates chosen+rejected, reward models score pairs, KTO adds KL rows."""
+    return inp.per_device_batch_size * (2 if inp.method in ("dpo", "reward", "kto") else 1)
+
+
+def lm_head_bytes(
+    facts: ModelFacts, tokens: float, *, trained: bool, stream: str, fused: bool = True
+) -> tuple[float, float]:
+    """(backward, forward) bytes of the LM head over `tokens` scored positions (see FUSED_* / LOGITS_BYTES)."""
+    a = facts.arch
+    if tokens <= 0:
+        return 0.0, 0.0
+    if not fused:
+        return tokens * a.vocab_size * LOGITS_BYTES, tokens * a.vocab_size * LOGITS_FORWARD_BYTES
+    v_chunk = min(a.vocab_size, FUSED_VOCAB_CHUNK)
+    forward = min(tokens, FUSED_TOKEN_CHUNK) * v_chunk * 2 + v_chunk * a.hidden_size * 2
+    grad_hidden = tokens * a.hidden_size * (4 + (0 if stream == "mixed" else 2))  # fp32, then cast to the stream
+    grad_head = a.vocab_size * a.hidden_size * 4 if trained else 0.0
+    return forward + grad_hidden + grad_head, forward
+
+
+def memory_breakdown(
+    facts: ModelFacts, inp: EstimateInputs, *, gpus: int = 1, fused_lm_head: bool = True
+) -> MemoryBreakdown:
+    """Per-GPU peak memory of one training step of `inp` on `gpus` GPUs (DDP, or FSDP when `inp.fsdp`).
+
+    `fused_lm_head=False` models plain transformers (full logits), as bench/memory_cpu.py runs it.
+    """
+    a = facts.arch
+    precision = inp.resolved_precision
+    stream = "mixed" if precision == "mixed" else "half"
+    wbytes = 4 if precision == "mixed" else 2  # bytes per weight as loaded
+    notes: list[str] = []
+
+    params = facts.params
+    head = facts.head_params
+    if inp.method == "reward":  # AutoModelForSequenceClassification: the LM head is replaced by a 1-output score
+        params = params - head + a.hidden_size
+        head = 0
+    # weights autocast casts and caches: the decoder layers' matrices, plus the head when the plain (unfused)
+    # head multiplies through autocast; TRL's fused head casts 32k-row slices itself (in `lm_head_bytes`)
+    matmul_params = facts.linear_params - (head if inp.method == "reward" else 0)
+    if not fused_lm_head and inp.method != "reward":
+        matmul_params += facts.head_params or facts.embedding_params
+
+    # ---- weights, gradients, optimizer states, adapters
+    adapter = gradients = optimizer = copies = quant_scratch = 0.0
+    if inp.peft == "full":
+        weights = params * wbytes
+        gradients = params * wbytes
+        optimizer = params * wbytes * ADAM_MOMENTS
+        if precision == "mixed":
+            copies = matmul_params * AUTOCAST_COPY_BYTES
+    else:
+        n_lora = lora_params(facts, inp.lora_r)
+        if inp.peft == "lora":
+            weights = params * 2.0
+            adapter = n_lora * (4 + 4 + 4 * ADAM_MOMENTS)  # PEFT keeps adapters in fp32 (autocast_adapter_dtype)
+        else:
+            linear = max(facts.linear_params - (head if inp.method == "reward" else 0), 0)
+            weights = linear * NF4_BYTES + (params - linear) * 2.0
+            adapter = n_lora * (2 + 2 + 2 * ADAM_MOMENTS)  # TRL casts QLoRA adapters to bf16
+            quant_scratch = 2.0 * a.hidden_size * max(a.intermediate_size, a.moe_intermediate_size, a.q_dim)
+    # ---- reference model (weights only; run under no_grad, its activations are transient)
+    reference = 0.0
+    if inp.needs_reference and inp.peft == "full":
+        reference = params * wbytes  # TRL loads it with the policy's dtype
+    elif inp.needs_reference:
+        notes.append("The reference model is the base with the adapter switched off: no second copy in memory.")
+
+    # ---- activations and logits
+    seqs = sequences_per_micro_batch(inp)
+    if inp.method == "grpo":
+        prompt, completion = inp.grpo_lengths
+        seq_len, logit_tokens = prompt + completion, seqs * completion  # TRL keeps logits of completions only
+    else:
+        seq_len = inp.max_length
+        logit_tokens = 0 if inp.method == "reward" else seqs * seq_len
+    tokens = seqs * seq_len  # the worst batch: a row at max_length sets the padded width
+    per_layer = activation_bytes_per_token_layer(facts, stream)
+    if inp.peft != "full":
+        per_layer += lora_activation_bytes_per_token_layer(facts, inp.lora_dropout)
+    checkpointing = inp.gradient_checkpointing or inp.fsdp  # the template turns on FSDP's own checkpointing
+    if checkpointing:
+        kept = a.num_layers * (4 if stream == "mixed" else 2) * a.hidden_size
+        recompute = tokens * CKPT_RECOMPUTE_LAYERS * per_layer
+    else:
+        kept, recompute = a.num_layers * per_layer, 0.0
+    activations = tokens * (kept + ACT_OUTSIDE_H[stream] * a.hidden_size)
+    logits, logits_forward = lm_head_bytes(
+        facts, logit_tokens, trained=inp.peft == "full", stream=stream, fused=fused_lm_head
+    )
+
+    # ---- GRPO generation: KV cache of the whole generation batch plus sampling logits
+    generation = 0.0
+    if inp.method == "grpo":
+        prompt, completion = inp.grpo_lengths
+        gen_seqs = inp.per_device_batch_size * inp.gradient_accumulation  # steps_per_generation = grad. accum.
+        kv_bytes = wbytes
+        generation = gen_seqs * (prompt + completion) * a.num_layers * 2 * a.kv_dim * kv_bytes
+        generation += gen_seqs * a.vocab_size * GEN_LOGITS_BYTES
+
+    # ---- several GPUs
+    ddp_buckets = 0.0
+    if gpus > 1 and inp.fsdp:
+        shard = 1.0 / gpus
+        # FSDP FULL_SHARD: weights, grads and optimizer states split across GPUs; the layer being computed and the
+        # one prefetched are gathered in 16 bit (PyTorch FSDP docs), plus the embeddings/head when gathered.
+        layer_params = (params - facts.embedding_params - head) / max(a.num_layers, 1)
+        gathered = 2 * 2 * layer_params + 2 * max(facts.embedding_params, head)
+        weights, gradients, optimizer = weights * shard + gathered, gradients * shard, optimizer * shard
+        reference, adapter = reference * shard, adapter * shard
+        copies = 0.0  # FSDP mixed precision casts per unit, inside `gathered`
+    elif gpus > 1:
+        # DDP (torch default gradient_as_bucket_view=False): gradient buckets hold a second copy of the grads
+        # (PyTorch DistributedDataParallel docs, "gradient_as_bucket_view ... saves memory equal to the grads")
+        ddp_buckets = gradients + (n_lora_bytes(facts, inp) if inp.peft != "full" else 0.0)
+    return MemoryBreakdown(
+        weights=weights,
+        gradients=gradients,
+        optimizer=optimizer,
+        autocast_copies=copies,
+        adapter=adapter,
+        activations=activations,
+        recompute=recompute,
+        logits=logits,
+        logits_forward=logits_forward,
+        reference=reference,
+        generation=generation,
+        ddp_buckets=ddp_buckets,
+        quant_scratch=quant_scratch,
+        notes=tuple(notes),
+        copies_in_backward=not checkpointing,
+    )
+
+
+def n_lora_bytes(facts: ModelFacts, inp: EstimateInputs) -> float:
+    """Bytes of LoRA gradients (DDP buckets copy them)."""
+    return lora_params(facts, inp.lora_r) * (4 if inp.peft == "lora" else 2)
+
+
+# ----------------------------------------------------------------------------- time
+@dataclass(frozen=True)
+class TimeBreakdown:
+    """Seconds by phase, and what they were computed from."""
+
+    startup: float  # scheduling, image pull, dependency install
+    download: float  # model weights
+    tokenize: float
+    train: float  # forward + backward + optimizer steps
+    generation: float  # GRPO sampling
+    checkpoints: float  # local writes of checkpoints (save_steps=100)
+    push: float  # final upload
+    tokens: int  # training tokens (forward + backward)
+    steps: int  # optimizer steps
+    flops: float
+
+    @property
+    def total(self) -> float:
+        return (
+            self.startup + self.download + self.tokenize + self.train + self.generation + self.checkpoints + self.push
+        )
+
+    @property
+    def hours(self) -> float:
+        return self.total / 3600
+
+
+def mfu_for(params: float) -> float:
+    return next(m for limit, m in MFU_BY_SIZE if params < limit)
+
+
+def body_params(facts: ModelFacts) -> float:
+    """Active parameters of the decoder layers (what every token multiplies through)."""
+    return max(facts.active_params - facts.embedding_params - facts.head_params, 0)
+
+
+def flops_per_token(facts: ModelFacts, inp: EstimateInputs, seq_len: float) -> float:
+    """Training FLOPs per token: Kaplan et al. 2020 / Chinchilla (Hoffmann et al. 2022, app. F).
+
+    forward 2N + backward 4N = 6N for full training; LoRA skips weight gradients (backward 2N) = 4N; gradient
+    checkpointing recomputes the layers' forward (+2N). Attention scores add 2 x layers x q_dim x context per
+    forward (causal: half of s^2), x3 for forward+backward (+1 forward with checkpointing). TRL's fused LM head
+    recomputes its logits tile in backward: 2 (forward) + 2 (recompute) + 2 (hidden grad) + 2 (weight grad, full
+    only) x vocab x hidden.
+    """
+    a = facts.arch
+    n = body_params(facts)
+    passes = 3 if inp.peft == "full" else 2  # forward = 1, backward = 2 (full) or 1 (activation grads only)
+    recompute = inp.gradient_checkpointing or inp.fsdp
+    head = 0.0 if inp.method == "reward" else a.vocab_size * a.hidden_size
+    attn = 2 * a.num_layers * a.q_dim * seq_len  # per forward, causal
+    flops = (passes + recompute) * 2 * n + (8 if inp.peft == "full" else 6) * head + (3 + recompute) * attn
+    if inp.needs_reference:
+        flops += 2 * (n + head) + attn  # reference forward (separate model, or the base with the adapter off)
+    return flops
+
+
+def achieved_flops(facts: ModelFacts, inp: EstimateInputs, flavor: Flavor) -> float:
+    """FLOP/s the job achieves on `flavor`: peak x MFU x multi-GPU scaling (/ QLoRA dequantisation)."""
+    gpus = max(flavor.gpus, 1)
+    efficiency = mfu_for(facts.active_params) * SCALING_PER_DOUBLING ** math.log2(gpus)
+    if inp.peft == "qlora":
+        efficiency /= QLORA_SLOWDOWN
+    return max(flavor.tflops, 1.0) * 1e12 * gpus * efficiency
+
+
+def optimizer_step_seconds(facts: ModelFacts, inp: EstimateInputs, flavor: Flavor) -> float:
+    """One AdamW step: read weights, grads and both moments, write weights and moments (memory-bound)."""
+    wbytes = 4 if inp.resolved_precision == "mixed" else 2
+    trainable = facts.params if inp.peft == "full" else lora_params(facts, inp.lora_r)
+    if inp.peft != "full":
+        wbytes = 4 if inp.peft == "lora" else 2  # adapters: fp32 (LoRA), bf16 (QLoRA)
+    moved = trainable * wbytes * (2 + 2 * ADAM_MOMENTS + 1)
+    shards = max(flavor.gpus, 1) if inp.fsdp else 1
+    return moved / (max(flavor.bandwidth_gbs, 1.0) * 1e9 * OPTIMIZER_BANDWIDTH_EFFICIENCY) / shards
+
+
+def seconds_per_step(facts: ModelFacts, inp: EstimateInputs, flavor: Flavor, *, seq_len: float) -> float:
+    """One optimizer step with every sequence `seq_len` tokens long (what bench/estimate_vs_gpu.py times)."""
+    gpus = max(flavor.gpus, 1)
+    pairs = 2 if inp.method in ("dpo", "reward", "kto") else 1
+    sequences = inp.per_device_batch_size * inp.gradient_accumulation * gpus * pairs
+    flops = sequences * seq_len * flops_per_token(facts, inp, seq_len)
+    return flops / achieved_flops(facts, inp, flavor) + optimizer_step_seconds(facts, inp, flavor)
+
+
+def time_breakdown(facts: ModelFacts, inp: EstimateInputs, flavor: Flavor) -> TimeBreakdown:
+    """Wall-clock time of the whole job on `flavor`."""
+    a = facts.arch
+    gpus = max(flavor.gpus, 1)
+    precision = inp.resolved_precision
+    wbytes = 4 if precision == "mixed" else 2
+    mean = min(inp.mean_tokens, inp.max_length)
+    global_batch = inp.per_device_batch_size * inp.gradient_accumulation * gpus  # rows (GRPO: completions) per step
+    pairs = 2 if inp.method in ("dpo", "reward", "kto") else 1  # sequences per row in the forward pass
+    if inp.method == "grpo":
+        prompt_budget, completion = inp.grpo_lengths
+        seq = min(mean, prompt_budget) + completion  # completions assumed to run to max_completion_length
+        padded = seq
+        per_row = inp.num_generations  # every prompt yields num_generations completions
+    else:
+        seq = mean
+        padded = mean * (PADDING_OVERHEAD if inp.per_device_batch_size > 1 else 1.0)
+        per_row = 1
+    if inp.max_steps:
+        steps = inp.max_steps
+        units = steps * global_batch  # rows, or completions for GRPO
+        rows = max(math.ceil(units / per_row), 1)
+    else:
+        rows = inp.num_rows
+        units = rows * per_row * inp.epochs
+        steps = max(math.ceil(units / global_batch), 1)
+    sequences = units * pairs
+    tokens = sequences * seq
+    flops = sequences * padded * flops_per_token(facts, inp, padded)
+    train = flops / achieved_flops(facts, inp, flavor) + steps * optimizer_step_seconds(facts, inp, flavor)
+    bandwidth = max(flavor.bandwidth_gbs, 1.0) * 1e9
+
+    generation = 0.0
+    if inp.method == "grpo":
+        prompt_budget, completion = inp.grpo_lengths
+        gen_seqs = inp.per_device_batch_size * inp.gradient_accumulation
+        rounds = math.ceil(units / (gen_seqs * gpus))
+        weight_bytes = facts.params * (NF4_BYTES if inp.peft == "qlora" else wbytes)
+        kv_read = gen_seqs * (min(mean, prompt_budget) + completion / 2) * a.num_layers * 2 * a.kv_dim * wbytes
+        step = max(
+            (weight_bytes + kv_read) / (bandwidth * GEN_BANDWIDTH_EFFICIENCY),
+            a.num_layers * GEN_SECONDS_PER_LAYER_STEP,
+        )
+        generation = rounds * completion * step
+
+    saves = steps // SAVE_STEPS
+    if inp.peft == "full":  # weights + optimizer states go into each checkpoint; the final model in its dtype
+        ckpt_bytes = facts.params * wbytes * (1 + ADAM_MOMENTS)
+        final_bytes = facts.params * wbytes
+    else:
+        final_bytes = lora_params(facts, inp.lora_r) * 4  # the adapter only
+        ckpt_bytes = final_bytes * (1 + ADAM_MOMENTS)
+    return TimeBreakdown(
+        startup=STARTUP_S,
+        download=facts.checkpoint_bytes / DOWNLOAD_BPS,
+        tokenize=rows / TOKENIZE_ROWS_PER_S,
+        train=train,
+        generation=generation,
+        checkpoints=saves * ckpt_bytes / DISK_BPS,
+        push=FINAL_PUSH_FIXED_S + final_bytes / UPLOAD_BPS,
+        tokens=int(tokens),
+        steps=int(steps),
+        flops=flops,
+    )
+
+
+def timeout_for(seconds: float) -> tuple[int, str]:
+    """The timeout to submit with: the estimate + 30%, at least 30 minutes, rounded up to a round figure.
+
+    Returns (seconds, text) where text is what Jobs takes: "45m" (5-minute steps below 2 h), "2h" / "3.5h"
+    (half-hour steps above). huggingface_hub turns "3.5h" into 12600 seconds.
+    """
+    need = max(seconds * TIMEOUT_MARGIN, MIN_TIMEOUT_S)
+    minutes = math.ceil(need / 60 - 1e-9)
+    if minutes < 120:
+        minutes = 5 * math.ceil(minutes / 5)
+        return minutes * 60, f"{minutes}m"
+    half_hours = math.ceil(minutes / 30)
+    hours = half_hours / 2
+    return half_hours * 1800, (f"{int(hours)}h" if hours.is_integer() else f"{hours:g}h")
+
+
+# ----------------------------------------------------------------------------- per flavor, recommendation
+@dataclass(frozen=True)
+class FlavorEstimate:
+    flavor: Flavor
+    memory: MemoryBreakdown
+    time: TimeBreakdown
+
+    @property
+    def peak_gib(self) -> float:
+        return self.memory.peak_gib
+
+    @property
+    def fits(self) -> bool:
+        return self.flavor.is_gpu and self.memory.peak <= SAFETY * self.flavor.vram_gb * GIB
+
+    @property
+    def hours(self) -> float:
+        return self.time.hours
+
+    @property
+    def cost_usd(self) -> float:
+        return self.time.hours * self.flavor.usd_per_hour
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "flavor": self.flavor.name,
+            "gpus": self.flavor.gpus,
+            "vram_gb": round(self.flavor.vram_gb, 1),
+            "peak_vram_gb": round(self.peak_gib, 2),
+            "fits": self.fits,
+            "hours": round(self.hours, 3),
+            "cost_usd": round(self.cost_usd, 2),
+            "usd_per_hour": round(self.flavor.usd_per_hour, 4),
+        }
+
+
+@dataclass(frozen=True)
+class EstimateResult:
+    """Every GPU flavor with its fit, time and cost; the recommendation and the timeout to submit with."""
+
+    model: str
+    params: int
+    params_source: str
+    inputs: EstimateInputs
+    tokens: int
+    flavors: tuple[FlavorEstimate, ...]
+    recommended: str | None
+    timeout: str | None
+    timeout_s: int | None
+    notes: tuple[str, ...] = ()
+    suggestions: tuple[str, ...] = ()
+    prices_from_hub: bool = True
+
+    @property
+    def best(self) -> FlavorEstimate | None:
+        return next((f for f in self.flavors if f.flavor.name == self.recommended), None)
+
+    def to_json(self) -> dict[str, Any]:
+        """The `/estimate` API answer."""
+        return {
+            "model": self.model,
+            "params": self.params,
+            "tokens": self.tokens,
+            "flavors": [f.to_json() for f in self.flavors],
+            "recommended": self.recommended,
+            "timeout": self.timeout,
+            "notes": [*self.notes, *self.suggestions],
+        }
+
+    def verdict(self) -> str:
+        """One plain-language paragraph for the visitor."""
+        best = self.best
+        if best is None:
+            smallest = min(self.flavors, key=lambda f: f.peak_gib, default=None)
+            largest = max((f.flavor.vram_gb for f in self.flavors), default=0)
+            text = "**Does not fit on any flavor.**"
+            if smallest is not None:
+                text += (
+                    f" It needs about {smallest.peak_gib:.1f} GB per GPU; the largest GPU offered has {largest:g} GB "
+                    "(and 10% is kept free)."
+                )
+            if self.suggestions:
+                text += " What would make it fit:\n" + "\n".join(f"- {s}" for s in self.suggestions)
+            return text
+        return (
+            f"**Fits on {best.flavor.name}** (peak {best.peak_gib:.1f} of {best.flavor.vram_gb:g} GB per GPU), "
+            f"about {_hours(best.hours)}, about ${best.cost_usd:,.2f}. Submit with timeout **{self.timeout}**."
+        )
+
+
+def _hours(hours: float) -> str:
+    return f"{hours * 60:.0f} min" if hours < 1 else f"{hours:.1f} h"
+
+
+def estimate_flavor(facts: ModelFacts, inp: EstimateInputs, flavor: Flavor) -> FlavorEstimate:
+    gpus = max(flavor.gpus, 1)
+    return FlavorEstimate(flavor, memory_breakdown(facts, inp, gpus=gpus), time_breakdown(facts, inp, flavor))
+
+
+def recommend(estimates: tuple[FlavorEstimate, ...]) -> FlavorEstimate | None:
+    """The cheapest flavor that fits (then the fastest, then the fewest GPUs)."""
+    fitting = [e for e in estimates if e.fits]
+    return min(fitting, key=lambda e: (round(e.cost_usd, 2), e.hours, e.flavor.gpus), default=None)
+
+
+def suggestions_for(facts: ModelFacts, inp: EstimateInputs, flavors: tuple[Flavor, ...]) -> tuple[str, ...]:
+    """Settings that would make the job fit somewhere, cheapest variant first (only used when nothing fits)."""
+    tries: list[tuple[str, EstimateInputs]] = []
+    if not inp.gradient_checkpointing:
+        tries.append(("Turn on gradient checkpointing", replace(inp, gradient_checkpointing=True)))
+    if inp.per_device_batch_size > 1:
+        b, ga = 1, inp.per_device_batch_size * inp.gradient_accumulation
+        tries.append(
+            (f"Use batch size 1 with gradient accumulation {ga} (same effective batch)",
+             replace(inp, per_device_batch_size=b, gradient_accumulation=ga, gradient_checkpointing=True))
+        )  # fmt: skip
+    for length in (inp.max_length // 2, inp.max_length // 4):
+        if length >= 256:
+            tries.append((f"Shorten max_length to {length}", replace(inp, max_length=length)))
+    if inp.peft == "full":
+        tries.append(("Use LoRA instead of full fine-tuning", replace(inp, peft="lora", precision="auto")))
+    if inp.peft != "qlora":
+        tries.append(("Use QLoRA (4-bit base)", replace(inp, peft="qlora", precision="auto")))
+        tries.append(
+            ("Use QLoRA with batch size 1 and gradient checkpointing",
+             replace(inp, peft="qlora", precision="auto", per_device_batch_size=1,
+                     gradient_accumulation=inp.per_device_batch_size * inp.gradient_accumulation,
+                     gradient_checkpointing=True))
+        )  # fmt: skip
+    if not inp.fsdp and any(f.gpus > 1 for f in flavors):
+        tries.append(("Shard the model with FSDP over several GPUs (the Train tab's FSDP option)",
+                      replace(inp, fsdp=True)))  # fmt: skip
+    out: list[str] = []
+    for label, variant in tries:
+        ests = tuple(estimate_flavor(facts, variant, f) for f in flavors if f.is_gpu)
+        if variant.fsdp:
+            ests = tuple(e for e in ests if e.flavor.gpus > 1)
+        best = recommend(ests)
+        if best is not None:
+            out.append(
+                f"{label}: peak {best.peak_gib:.1f} GB per GPU, fits on {best.flavor.name} "
+                f"(about {_hours(best.hours)}, ${best.cost_usd:,.2f})."
+            )
+    if not out:
+        out.append("Nothing tried fits: pick a smaller model, or a shorter max_length with QLoRA.")
+    return tuple(out)
+
+
+def estimate_from_facts(
+    facts: ModelFacts,
+    inp: EstimateInputs,
+    flavors: tuple[Flavor, ...],
+    *,
+    prices_from_hub: bool = True,
+    notes: tuple[str, ...] = (),
+) -> EstimateResult:
+    """The whole estimate from known facts (pure: no Hub, no torch)."""
+    inp = inp.validated()
+    gpu_flavors = tuple(f for f in flavors if f.is_gpu)
+    if inp.fsdp:
+        gpu_flavors = tuple(f for f in gpu_flavors if f.gpus > 1) or gpu_flavors
+    estimates = tuple(estimate_flavor(facts, inp, f) for f in gpu_flavors)
+    estimates = tuple(sorted(estimates, key=lambda e: (e.flavor.usd_per_hour, e.flavor.name)))
+    best = recommend(estimates)
+    all_notes = [*notes, *facts.notes]
+    if estimates:
+        all_notes.extend(n for n in estimates[0].memory.notes if n not in all_notes)
+    if not prices_from_hub:
+        all_notes.append("The Hub's hardware list could not be read: flavors and prices come from the built-in table.")
+    all_notes.append("CPU flavors are not listed: TRL fine-tuning runs on a GPU.")
+    if inp.method == "grpo":
+        p, c = inp.grpo_lengths
+        all_notes.append(
+            f"GRPO: {inp.num_generations} completions per prompt, prompts up to {p} and completions up to {c} "
+            "tokens (assumed to run to full length), generated with transformers (no vLLM)."
+        )
+    timeout_s = timeout = None
+    if best is not None:
+        timeout_s, timeout = timeout_for(best.time.total)
+    suggestions = suggestions_for(facts, inp, gpu_flavors) if best is None else ()
+    tokens = (best or (estimates[0] if estimates else None)).time.tokens if estimates else 0
+    return EstimateResult(
+        model=facts.model_id,
+        params=facts.params,
+        params_source=facts.params_source,
+        inputs=inp,
+        tokens=tokens,
+        flavors=estimates,
+        recommended=best.flavor.name if best else None,
+        timeout=timeout,
+        timeout_s=timeout_s,
+        notes=tuple(dict.fromkeys(all_notes)),
+        suggestions=suggestions,
+        prices_from_hub=prices_from_hub,
+    )
+
+
+# ----------------------------------------------------------------------------- service
+def dataset_num_rows(
+    dataset: str, *, split: str | None = None, config: str | None = None, token: str | None = None
+) -> int | None:
+    """Rows of a dataset split from the dataset viewer's /size (None when the viewer cannot tell)."""
+    from huggingface_hub.utils import get_session
+
+    from .settings import get_settings
+
+    settings = get_settings()
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        response = get_session().get(
+            f"{settings.viewer_url}/size",
+            params={"dataset": dataset},
+            headers=headers,
+            timeout=settings.viewer_timeout_s,
+        )
+        if response.status_code != 200:
+            return None
+        size = response.json().get("size") or {}
+    except Exception:  # the viewer is optional: the caller notes the assumption
+        return None
+    splits = [s for s in size.get("splits") or [] if not config or s.get("config") == config]
+    wanted = split or "train"
+    rows = [s.get("num_rows") for s in splits if s.get("split") == wanted]
+    if rows and isinstance(rows[0], int):
+        return rows[0]
+    if split is None:
+        total = (size.get("dataset") or {}).get("num_rows")
+        return total if isinstance(total, int) and total > 0 else None
+    return None
+
+
+def estimate(
+    *,
+    model: str,
+    dataset: str | None = None,
+    method: str = "sft",
+    peft: str = "lora",
+    max_length: int = 1024,
+    epochs: float = 1.0,
+    per_device_batch_size: int = 4,
+    gradient_accumulation: int = 4,
+    gradient_checkpointing: bool = True,
+    num_rows: int | None = None,
+    mean_tokens: float | None = None,
+    split: str | None = None,
+    max_steps: int | None = None,
+    fsdp: bool = False,
+    lora_r: int = LORA_R,
+    token: str | None = None,
+) -> EstimateResult:
+    """Fetch the model's facts, the dataset's size and the flavors from the Hub, then estimate.
+
+    Raises:
+        InvalidInput: a bad id or number. RepoNotFound / GatedRepo / HubUnavailable: the model could not be read.
+    """
+    from .hardware import get_flavors
+    from .model_facts import get_model_facts
+    from .validation import validate_repo_id
+
+    notes: list[str] = []
+    inp = EstimateInputs(
+        method=method,
+        peft=peft,
+        max_length=max_length,
+        epochs=epochs,
+        per_device_batch_size=per_device_batch_size,
+        gradient_accumulation=gradient_accumulation,
+        gradient_checkpointing=gradient_checkpointing,
+        max_steps=max_steps,
+        fsdp=fsdp,
+        lora_r=lora_r,
+    ).validated()  # numbers first: a typo answers before any Hub call
+    if dataset:
+        dataset = validate_repo_id(dataset, "dataset")
+    facts = get_model_facts(model, token=token)
+    if num_rows in (None, "", 0):
+        rows = dataset_num_rows(dataset, split=split, token=token) if dataset else None
+        if rows is None:
+            rows = DEFAULT_ROWS
+            why = "the dataset viewer could not count its rows" if dataset else "no dataset or row count was given"
+            notes.append(f"Assumed {DEFAULT_ROWS:,} rows ({why}): enter the number of rows for a real estimate.")
+        else:
+            notes.append(f"{rows:,} rows in {dataset} ({split or 'train'}), from the dataset viewer.")
+    else:
+        rows = num_rows
+    if mean_tokens in (None, "", 0):
+        mean_tokens = min(DEFAULT_MEAN_TOKENS, inp.max_length)
+        notes.append(
+            f"Assumed {mean_tokens:.0f} tokens per row on average: inspect the dataset on the Dataset tab "
+            "for measured lengths."
+        )
+    inp = replace(inp, num_rows=rows, mean_tokens=mean_tokens).validated()
+    flavors, from_hub = get_flavors(token)
+    return estimate_from_facts(facts, inp, flavors, prices_from_hub=from_hub, notes=tuple(notes))

@@ -1,0 +1,222 @@
+"""The "Estimate" tab: peak GPU memory, time and cost on every flavor, and the one to pick.
+
+Also the `/estimate` API (`gr.api`, same service). Prefilled from the Dataset tab when one is given.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import gradio as gr
+
+from ..catalog import METHOD_LABELS, METHODS, PEFT_MODES
+from ..estimate import EstimateResult, estimate
+from .common import optional_token, ui_errors
+
+INTRO = (
+    "How much GPU memory the job needs at its peak, how long it runs and what it costs, on every Jobs flavor — "
+    "from the model's Hub metadata and `config.json` only (no weights are downloaded). The cheapest flavor that "
+    "fits with a 10% margin is recommended, with a timeout of the estimate plus 30%."
+)
+COLUMNS = ["Flavor", "GPUs", "VRAM per GPU (GB)", "Peak per GPU (GB)", "Fits", "Hours", "Cost ($)", "$ / hour"]
+
+
+def _num(value: Any) -> float | None:
+    """A number from a UI field, or None when blank/zero."""
+    if value in (None, ""):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number or None
+
+
+def _run(
+    model: str,
+    dataset: str | None,
+    method: str,
+    peft: str,
+    max_length: Any,
+    epochs: Any,
+    per_device_batch_size: Any,
+    gradient_accumulation: Any,
+    gradient_checkpointing: bool,
+    num_rows: Any,
+    *,
+    split: str | None = None,
+    mean_tokens: Any = None,
+    fsdp: bool = False,
+    token: str | None = None,
+) -> EstimateResult:
+    rows = _num(num_rows)
+    return estimate(
+        model=model or "",
+        dataset=(dataset or "").strip() or None,
+        method=method or "sft",
+        peft=peft or "lora",
+        max_length=max_length,
+        epochs=epochs,
+        per_device_batch_size=per_device_batch_size,
+        gradient_accumulation=gradient_accumulation,
+        gradient_checkpointing=bool(gradient_checkpointing),
+        num_rows=int(rows) if rows is not None and float(rows).is_integer() else rows,
+        mean_tokens=_num(mean_tokens),
+        split=(split or "").strip() or None,
+        fsdp=bool(fsdp),
+        token=token,
+    )
+
+
+@ui_errors
+def estimate_api(
+    model: str,
+    dataset: str | None = None,
+    method: str = "sft",
+    peft: str = "lora",
+    max_length: int = 1024,
+    epochs: float = 1.0,
+    per_device_batch_size: int = 4,
+    gradient_accumulation: int = 4,
+    gradient_checkpointing: bool = True,
+    num_rows: int | None = None,
+    oauth_token: gr.OAuthToken | None = None,
+) -> dict[str, Any]:
+    """API: peak memory, hours and dollars on every GPU flavor, the recommended flavor and the timeout.
+
+    num_rows None: counted by the dataset viewer. Returns {"model", "params", "tokens", "flavors": [...],
+    "recommended", "timeout", "notes"}.
+    """
+    result = _run(
+        model, dataset, method, peft, max_length, epochs, per_device_batch_size, gradient_accumulation,
+        gradient_checkpointing, num_rows, token=optional_token(oauth_token),
+    )  # fmt: skip
+    return result.to_json()
+
+
+def flavor_table(result: EstimateResult):
+    """The flavors as a DataFrame for gr.Dataframe (recommended one starred)."""
+    import pandas as pd
+
+    rows = []
+    for f in result.flavors:
+        name = f.flavor.name + (" ★" if f.flavor.name == result.recommended else "")
+        rows.append(
+            [name, f.flavor.gpus, round(f.flavor.vram_gb, 1), round(f.peak_gib, 1), "✓" if f.fits else "✗",
+             round(f.hours, 2), round(f.cost_usd, 2), round(f.flavor.usd_per_hour, 2)]
+        )  # fmt: skip
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def details(result: EstimateResult) -> dict[str, Any]:
+    """What the recommendation rests on: the memory terms and time phases of the recommended flavor."""
+    best = result.best or (min(result.flavors, key=lambda f: f.peak_gib) if result.flavors else None)
+    out: dict[str, Any] = {
+        "params": result.params,
+        "params_source": result.params_source,
+        "training_tokens": result.tokens,
+        "inputs": {k: v for k, v in vars(result.inputs).items()},
+    }
+    if best is not None:
+        t = best.time
+        out["flavor"] = best.flavor.name
+        out["memory_gb_per_gpu"] = best.memory.as_gib()
+        out["time_minutes"] = {
+            k: round(getattr(t, k) / 60, 1)
+            for k in ("startup", "download", "tokenize", "train", "generation", "checkpoints", "push")
+        } | {"total": round(t.total / 60, 1), "optimizer_steps": t.steps}
+    return out
+
+
+@ui_errors
+def _on_estimate(
+    model, dataset, split, method, peft, max_length, epochs, batch, accum, ckpt, num_rows, mean_tokens, fsdp,
+    oauth_token: gr.OAuthToken | None = None,
+):  # fmt: skip
+    result = _run(
+        model, dataset, method, peft, max_length, epochs, batch, accum, ckpt, num_rows,
+        split=split, mean_tokens=mean_tokens, fsdp=fsdp, token=optional_token(oauth_token),
+    )  # fmt: skip
+    verdict = result.verdict()
+    notes = [*result.notes]
+    if notes:
+        verdict += "\n\n" + "\n".join(f"- {n}" for n in notes)
+    return flavor_table(result), verdict, details(result), result.recommended or "", result.timeout or ""
+
+
+def _from_stats(stats: Any) -> tuple[Any, Any]:
+    """(num_rows, mean_tokens) out of the Dataset tab's statistics, whatever their shape (dict or object)."""
+
+    def pick(*names: str) -> Any:
+        for name in names:
+            value = stats.get(name) if isinstance(stats, dict) else getattr(stats, name, None)
+            if value not in (None, ""):
+                return value
+        return None
+
+    if not stats:
+        return gr.update(), gr.update()
+    rows = pick("num_rows", "rows", "total_rows", "num_rows_total")
+    mean = pick("mean_tokens", "tokens_mean", "mean")
+    if mean is None:
+        tokens = pick("tokens", "token_stats", "lengths")
+        if isinstance(tokens, dict):
+            mean = tokens.get("mean")
+    return (rows if rows is not None else gr.update()), (mean if mean is not None else gr.update())
+
+
+def _link(source: Any, target: gr.components.Component) -> None:
+    """Copy a Dataset-tab component's value into ours whenever it changes (when both exist)."""
+    if source is not None and hasattr(source, "change"):
+        source.change(lambda v: v, source, target, api_visibility="private", queue=False)
+
+
+def build_tab(dataset_tab: SimpleNamespace | None = None) -> SimpleNamespace:
+    """Build the tab's components inside the caller's `gr.Tab`; returns them for wiring (Train tab prefill)."""
+    gr.Markdown(INTRO)
+    with gr.Row():
+        model = gr.Textbox(label="Model", value="Qwen/Qwen2.5-0.5B", scale=2)
+        dataset = gr.Textbox(label="Dataset", value="trl-lib/Capybara", scale=2)
+        split = gr.Textbox(label="Split", value="train", scale=1)
+    with gr.Row():
+        method = gr.Dropdown([(METHOD_LABELS[m], m) for m in METHODS], value="sft", label="Method")
+        peft = gr.Radio(list(PEFT_MODES), value="lora", label="Fine-tuning")
+        fsdp = gr.Checkbox(label="Shard with FSDP (several GPUs)", value=False)
+    with gr.Row():
+        max_length = gr.Number(label="max_length (tokens)", value=1024, precision=0, minimum=16)
+        epochs = gr.Number(label="Epochs", value=1, minimum=0.01)
+        batch = gr.Number(label="Batch size per GPU", value=4, precision=0, minimum=1)
+        grad_accum = gr.Number(label="Gradient accumulation", value=4, precision=0, minimum=1)
+        grad_ckpt = gr.Checkbox(label="Gradient checkpointing", value=True)
+    with gr.Row():
+        num_rows = gr.Number(label="Rows (blank: count with the dataset viewer)", value=None, precision=0)
+        mean_tokens = gr.Number(label="Mean tokens per row (blank: from the Dataset tab, else 512)", value=None)
+    button = gr.Button("Estimate", variant="primary")
+    verdict = gr.Markdown()
+    table = gr.Dataframe(headers=COLUMNS, label="Every GPU flavor", interactive=False, wrap=True)
+    with gr.Row():
+        recommended_flavor = gr.Textbox(label="Recommended flavor", interactive=False)
+        timeout = gr.Textbox(label="Timeout to submit with", interactive=False)
+    with gr.Accordion("How this was computed", open=False):
+        info = gr.JSON(label="Memory terms (GB per GPU) and time phases (minutes) of the recommended flavor")
+
+    inputs = [model, dataset, split, method, peft, max_length, epochs, batch, grad_accum, grad_ckpt, num_rows,
+              mean_tokens, fsdp]  # fmt: skip
+    outputs = [table, verdict, info, recommended_flavor, timeout]
+    button.click(_on_estimate, inputs, outputs, api_visibility="private")
+    gr.api(estimate_api, api_name="estimate")
+
+    if dataset_tab is not None:
+        for name, target in (("dataset", dataset), ("split", split), ("method", method), ("model", model)):
+            _link(getattr(dataset_tab, name, None), target)
+        stats = getattr(dataset_tab, "stats", None)
+        if stats is not None and hasattr(stats, "change"):
+            stats.change(_from_stats, stats, [num_rows, mean_tokens], api_visibility="private", queue=False)
+
+    return SimpleNamespace(
+        model=model, dataset=dataset, split=split, method=method, peft=peft, max_length=max_length, epochs=epochs,
+        batch=batch, grad_accum=grad_accum, grad_ckpt=grad_ckpt, num_rows=num_rows, mean_tokens=mean_tokens,
+        fsdp=fsdp, button=button, table=table, verdict=verdict, info=info,
+        recommended_flavor=recommended_flavor, timeout=timeout,
+    )  # fmt: skip
