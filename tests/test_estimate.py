@@ -328,3 +328,30 @@ def test_the_estimate_path_never_imports_torch(qwen_hub):
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "TORCH False TRANSFORMERS False" in out.stdout
+
+
+def test_the_tab_prefills_from_the_dataset_tab_and_renders_table_and_verdict(qwen_hub):
+    from types import SimpleNamespace
+
+    import gradio as gr
+
+    from trainer_space.ui import estimate_tab
+
+    with gr.Blocks():
+        data = SimpleNamespace(
+            dataset=gr.Textbox(), split=gr.Textbox(), method=gr.Dropdown(["sft"]), model=gr.Textbox(),
+            max_length=gr.Number(), inspection=gr.State(),
+        )  # fmt: skip
+        tab = estimate_tab.build_tab(dataset_tab=data)
+    assert tab.table is not None and tab.verdict is not None
+    # the inspection's row count (not its preview rows) and a measured mean, when statistics carry one
+    assert estimate_tab._from_stats(SimpleNamespace(num_rows=1234, rows=[{"a": 1}]))[0] == 1234
+    assert estimate_tab._from_stats({"num_rows": None, "rows": [{}], "mean_tokens": 300.5})[1] == 300.5
+
+    table, verdict, info, flavor, timeout = estimate_tab._on_estimate(
+        "Qwen/Qwen2.5-0.5B", "trl-lib/Capybara", "train", "sft", "lora", 1024, 1, 4, 4, True, None, 300, False
+    )
+    assert list(table.columns) == estimate_tab.COLUMNS and len(table) > 3
+    assert table["Fits"].isin(["✓", "✗"]).all() and table["Flavor"].str.endswith("★").sum() == 1
+    assert verdict.startswith(f"**Fits on {flavor}**") and timeout in verdict
+    assert "15,806 rows" in verdict and info["memory_gb_per_gpu"]["peak"] > 0

@@ -146,24 +146,20 @@ def _on_estimate(
 
 
 def _from_stats(stats: Any) -> tuple[Any, Any]:
-    """(num_rows, mean_tokens) out of the Dataset tab's statistics, whatever their shape (dict or object)."""
+    """(num_rows, mean_tokens) out of the Dataset tab's inspection or token statistics (dict or object)."""
 
-    def pick(*names: str) -> Any:
+    def number(*names: str) -> float | None:
         for name in names:
             value = stats.get(name) if isinstance(stats, dict) else getattr(stats, name, None)
-            if value not in (None, ""):
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
                 return value
         return None
 
     if not stats:
         return gr.update(), gr.update()
-    rows = pick("num_rows", "rows", "total_rows", "num_rows_total")
-    mean = pick("mean_tokens", "tokens_mean", "mean")
-    if mean is None:
-        tokens = pick("tokens", "token_stats", "lengths")
-        if isinstance(tokens, dict):
-            mean = tokens.get("mean")
-    return (rows if rows is not None else gr.update()), (mean if mean is not None else gr.update())
+    rows = number("num_rows", "num_rows_total", "total_rows")
+    mean = number("mean_tokens", "tokens_mean", "mean")
+    return (int(rows) if rows is not None else gr.update()), (mean if mean is not None else gr.update())
 
 
 def _link(source: Any, target: gr.components.Component) -> None:
@@ -207,12 +203,20 @@ def build_tab(dataset_tab: SimpleNamespace | None = None) -> SimpleNamespace:
     button.click(_on_estimate, inputs, outputs, api_visibility="private")
     gr.api(estimate_api, api_name="estimate")
 
-    if dataset_tab is not None:
-        for name, target in (("dataset", dataset), ("split", split), ("method", method), ("model", model)):
+    if dataset_tab is not None:  # prefill from the Dataset tab (whatever of these it offers)
+        links = (
+            ("dataset", dataset),
+            ("split", split),
+            ("method", method),
+            ("model", model),
+            ("max_length", max_length),
+        )
+        for name, target in links:
             _link(getattr(dataset_tab, name, None), target)
-        stats = getattr(dataset_tab, "stats", None)
-        if stats is not None and hasattr(stats, "change"):
-            stats.change(_from_stats, stats, [num_rows, mean_tokens], api_visibility="private", queue=False)
+        for name in ("inspection", "stats"):  # DatasetInspection (num_rows) / token statistics (mean tokens)
+            source = getattr(dataset_tab, name, None)
+            if source is not None and hasattr(source, "change"):
+                source.change(_from_stats, source, [num_rows, mean_tokens], api_visibility="private", queue=False)
 
     return SimpleNamespace(
         model=model, dataset=dataset, split=split, method=method, peft=peft, max_length=max_length, epochs=epochs,
