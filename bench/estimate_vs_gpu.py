@@ -28,6 +28,7 @@ Use `--loop plain` to time a bare PyTorch loop (same tensors, no Trainer) instea
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import statistics
 import sys
@@ -262,12 +263,17 @@ def main() -> None:
             )  # fmt: skip
             memory = memory_breakdown(facts, inp)
             est_step = seconds_per_step(facts, inp, flavor, seq_len=args.max_length)
-            if device.startswith("cuda"):
+            on_cuda = device.startswith("cuda")
+            gc.collect()  # the previous run's trainer and model must be gone before this one is measured
+            baseline = 0
+            if on_cuda:
                 torch.cuda.empty_cache()
+                torch.cuda.reset_peak_memory_stats()
+                baseline = torch.cuda.memory_allocated()
             times = (run_trl if args.loop == "trl" else run_plain)(config, peft, args, device)
             measured_step = statistics.median(times[args.warmup :] or times)
-            on_cuda = device.startswith("cuda")
-            allocated = torch.cuda.max_memory_allocated() if on_cuda else None  # CPU (--smoke): nothing to compare
+            # CPU (--smoke): nothing to compare
+            allocated = torch.cuda.max_memory_allocated() - baseline if on_cuda else None
             reserved = torch.cuda.max_memory_reserved() if on_cuda else None
             row = {
                 "model": name, "peft": peft, "batch": args.batch, "accum": args.accum, "max_length": args.max_length,
@@ -288,9 +294,6 @@ def main() -> None:
                 flush=True,
             )
             del times
-            if device.startswith("cuda"):
-                torch.cuda.empty_cache()
-                torch.cuda.reset_peak_memory_stats()
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2), encoding="utf-8")
 
