@@ -567,6 +567,7 @@ class TokenStats:
     over_max_length: int
     measured: str
     note: str = ""
+    mean: float = 0.0  # mean tokens per row: the Estimate tab's training-token count uses it
 
     @property
     def share_over(self) -> float:
@@ -678,6 +679,7 @@ def token_stats(
         rows=len(lengths),
         min=lengths[0],
         median=float(statistics.median(lengths)),
+        mean=float(statistics.fmean(lengths)),
         p95=lengths[min(len(lengths) - 1, math.ceil(0.95 * len(lengths)) - 1)],
         max=lengths[-1],
         max_length=max_length,

@@ -164,7 +164,7 @@ def _render_and_count(
     rows = trainer_rows(result.sample[:1], method, mapping)
     rendered = render_example(row=rows[0], model=model or None, token=token)
     if not model:
-        return [rendered.text, rendered.note, "Name a model to count tokens with its tokenizer."]
+        return [rendered.text, rendered.note, "Name a model to count tokens with its tokenizer.", gr.skip()]
     limit = int(max_length or DEFAULT_MAX_LENGTH)
     sample = fetch_sample(inspection=result, token=token)
     stats = token_stats(rows=sample, method=method, mapping=mapping, model=model, max_length=limit, token=token)
@@ -180,7 +180,8 @@ def _render_and_count(
         )
     if stats.note:
         table += f"\n\n{stats.note}"
-    return [rendered.text, rendered.note, table]
+    summary = {"num_rows": result.num_rows, "mean_tokens": round(stats.mean, 1)}  # for the Estimate tab
+    return [rendered.text, rendered.note, table, summary]
 
 
 # ----------------------------------------------------------------------------- layout
@@ -220,6 +221,7 @@ def build_tab() -> SimpleNamespace:
     rendered = gr.Textbox(label="First example as the model sees it", lines=8, max_lines=30, interactive=False)
     rendered_note = gr.Markdown()
     stats = gr.Markdown()
+    stats_state = gr.State(None)  # {"num_rows", "mean_tokens"} once tokens were counted
 
     editor = [*fields, transforms, mapping_json, mapping_verdict, mapping_code]
     inspect_outputs = [state, config, split, summary, verdicts, preview, *editor]
@@ -235,7 +237,7 @@ def build_tab() -> SimpleNamespace:
     render_btn.click(
         ui_errors(_render_and_count),
         [state, method, mapping_json, model, max_length],
-        [rendered, rendered_note, stats],
+        [rendered, rendered_note, stats, stats_state],
         api_visibility="private",
     )
     gr.api(inspect_dataset_api, api_name="inspect_dataset")
@@ -248,6 +250,7 @@ def build_tab() -> SimpleNamespace:
         model=model,
         max_length=max_length,
         inspection=state,
+        stats=stats_state,
         verdicts=verdicts,
         summary=summary,
         inspect_button=inspect_btn,
