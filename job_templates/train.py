@@ -248,8 +248,13 @@ def _alpaca(ex: dict[str, Any]) -> None:
 
 
 def _extract_prompt(ex: dict[str, Any]) -> None:
-    """Same rule as `trl.data_utils.extract_prompt`: the longest common start of chosen and rejected."""
-    if ex.get("prompt"):
+    """Same rule as `trl.data_utils.extract_prompt`: the longest common start of chosen and rejected.
+
+    A text prompt next to whole conversations (HuggingFaceH4/ultrafeedback_binarized) repeats their first turn:
+    it is replaced by the conversations' common start, so prompt and answers are all messages.
+    """
+    prompt = ex.get("prompt")
+    if prompt and not (isinstance(prompt, str) and isinstance(ex["chosen"], list)):
         return
     chosen, rejected = ex["chosen"], ex["rejected"]
     n = 0

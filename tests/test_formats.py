@@ -146,8 +146,8 @@ def test_features_mark_media_even_without_values() -> None:
     assert cols["img"].kind == formats.Kind.MEDIA
 
 
-def test_h4_ultrafeedback_shape() -> None:
-    """prompt text + full conversations in chosen/rejected: SFT uses 'messages'; DPO cannot drop 'prompt'."""
+def test_h4_ultrafeedback_shape(monkeypatch: pytest.MonkeyPatch) -> None:
+    """prompt text + full conversations in chosen/rejected: SFT uses 'messages'; DPO takes the prompt from them."""
     rows = []
     for q, c, r in (("Hi?", "Hello!", "Go away."), ("2+2?", "4", "5")):
         convo = [{"role": "user", "content": q}]
@@ -156,7 +156,14 @@ def test_h4_ultrafeedback_shape() -> None:
                      "messages": [*convo, {"role": "assistant", "content": c}], "score_chosen": 8.0})  # fmt: skip
     assert detect_method("sft", rows).verdict == Verdict.READY
     dpo = detect_method("dpo", rows)
-    assert dpo.verdict == Verdict.INCOMPATIBLE and "'prompt'" in dpo.reason
+    assert dpo.verdict == Verdict.NEEDS_MAPPING, dpo.reason
+    assert dpo.mapping == {"columns": {"chosen": "chosen", "rejected": "rejected"}, "transforms": ["extract_prompt"]}
+    mapped = formats.map_rows(rows, dpo.mapping)
+    assert mapped[0]["prompt"] == [{"role": "user", "content": "Hi?"}]
+    assert mapped[0]["chosen"] == [{"role": "assistant", "content": "Hello!"}]
+    assert formats.check_mapping("dpo", rows, dpo.mapping).verdict == Verdict.READY
+    out = run_snippet(dpo.mapping_code, rows, monkeypatch)  # the snippet gives the same rows
+    assert out[0]["prompt"] == mapped[0]["prompt"] and out[0]["rejected"] == mapped[0]["rejected"]
 
 
 def test_redundant_prompt_column_under_another_name_becomes_implicit() -> None:

@@ -324,7 +324,9 @@ def extract_prompt(chosen: Any, rejected: Any) -> tuple[Any, Any, Any]:
 
 
 def _extract_prompt(ex: dict[str, Any]) -> None:
-    if ex.get("prompt"):
+    """As the job: a text prompt next to whole conversations is replaced by their common start."""
+    prompt = ex.get("prompt")
+    if prompt and not (isinstance(prompt, str) and isinstance(ex["chosen"], list)):
         return
     ex["prompt"], ex["chosen"], ex["rejected"] = extract_prompt(ex["chosen"], ex["rejected"])
 
@@ -648,9 +650,9 @@ def _plan_preference(c: _Candidates, rows: Sequence[dict[str, Any]], system: Col
     prompt = c.prompt(exclude=[chosen.name, rejected.name])
     redundant = prompt is not None and chosen.conversational and prompt.kind == Kind.TEXT
     if redundant and _prompt_in_conversation(rows, prompt.name, chosen.name):
-        if prompt.name == "prompt":  # the job keeps source columns: a 'prompt' column cannot be dropped
-            plan.note = "blocked: prompt column repeats the conversation"
-            return plan
+        if prompt.name == "prompt":  # the job keeps source columns: extract_prompt replaces the text prompt
+            plan.transforms.add("extract_prompt")
+            plan.note = "the conversations already hold the prompt: it is taken from them"
         prompt = None  # the conversations hold the prompt: use them as implicit-prompt pairs
     if prompt is not None:
         plan.columns["prompt"] = prompt.name
@@ -1040,7 +1042,12 @@ def _body(
             assign("completion", "row['output']")
     if "extract_prompt" in tf:
         helpers.append("extract_prompt")
-        guard = "    if not prompt:\n    " if "prompt" in have else ""
+        # as the job: a text prompt next to whole conversations is replaced by their common start
+        guard = (
+            "    if not prompt or (isinstance(prompt, str) and isinstance(chosen, list)):\n    "
+            if "prompt" in have
+            else ""
+        )
         lines.append(f"{guard}    prompt, chosen, rejected = extract_prompt(chosen, rejected)")
         if "prompt" not in have:
             have.append("prompt")

@@ -152,6 +152,12 @@ def test_extract_prompt_from_strings_and_conversations() -> None:
     out = _map(row, transforms=["extract_prompt"])
     assert out["prompt"] == [user]
     assert out["chosen"] == [{"role": "assistant", "content": "blue"}]
+    # HuggingFaceH4/ultrafeedback_binarized: a text prompt repeating the conversations' first turn is replaced
+    out = _map({"prompt": "sky?", **row}, transforms=["extract_prompt"])
+    assert out["prompt"] == [user] and out["rejected"] == [{"role": "assistant", "content": "red"}]
+    # an explicit text prompt next to text answers is kept
+    out = _map({"prompt": "Q", "chosen": "Q A", "rejected": "Q B"}, transforms=["extract_prompt"])
+    assert out["prompt"] == "Q" and out["chosen"] == "Q A"
 
 
 def test_wrapping_strings_into_messages() -> None:
