@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 METHODS: tuple[str, ...] = ("sft", "dpo", "grpo", "reward", "kto")
-TRAINABLE_METHODS: tuple[str, ...] = METHODS  # every detected method can be trained by the job template
 PEFT_MODES: tuple[str, ...] = ("full", "lora", "qlora")
 
 METHOD_LABELS: dict[str, str] = {

@@ -838,23 +838,12 @@ def dataset_num_rows(
     dataset: str, *, split: str | None = None, config: str | None = None, token: str | None = None
 ) -> int | None:
     """Rows of a dataset split from the dataset viewer's /size (None when the viewer cannot tell)."""
-    from huggingface_hub.utils import get_session
+    from .errors import TrainerSpaceError
+    from .inspection import ViewerError, _Viewer
 
-    from .settings import get_settings
-
-    settings = get_settings()
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        response = get_session().get(
-            f"{settings.viewer_url}/size",
-            params={"dataset": dataset},
-            headers=headers,
-            timeout=settings.viewer_timeout_s,
-        )
-        if response.status_code != 200:
-            return None
-        size = response.json().get("size") or {}
-    except Exception:  # the viewer is optional: the caller notes the assumption
+        size = _Viewer(token).get("size", dataset=dataset).get("size") or {}
+    except (ViewerError, TrainerSpaceError, AttributeError):  # the viewer is optional: the caller notes it
         return None
     splits = [s for s in size.get("splits") or [] if not config or s.get("config") == config]
     wanted = split or "train"

@@ -21,6 +21,7 @@ from .jobs import APP_LABEL
 from .jobspec import (
     format_timeout,
     hf_run_command,
+    job_spec,
     load_template,
     parse_timeout,
     pip_script_request,
@@ -154,26 +155,18 @@ def default_output_repo(username: str, model: str) -> str:
 def submit_export(session: HubSession, req: ExportRequest, *, dry_run: bool = False) -> dict[str, Any]:
     """Pre-flight (model readable, output writable, a flavor that fits), then create the job unless dry run."""
     req.validate()
-    visitor = session.visitor
-    checks = [Check("sign-in", "ok", f"Signed in as {visitor.name}.")]
-    if visitor.can_run_jobs is False:
-        checks.append(
-            Check("jobs permission", "error", "Your token cannot run Jobs: sign in again granting 'Run jobs'.")
-        )
+    from .preflight import check_account, check_output_repo
+
+    checks = check_account(session)
     size = model_size(session, req.model)
     what = f"LoRA adapter on {size.adapter_base}" if size.adapter_base else "full model"
     checks.append(Check("model", "ok", f"{req.model}: {what}, {size.gb:.1f} GB in 16-bit."))
-    output_repo = req.output_repo or default_output_repo(visitor.name, req.model)
-    if output_repo.split("/")[0] not in visitor.writable_namespaces:
-        checks.append(
-            Check("output repo", "error", f"You cannot write to '{output_repo.split('/')[0]}'. Use your own namespace.")
-        )
-    else:
-        checks.append(Check("output repo", "ok", f"GGUF files, card and Modelfile go to {output_repo}."))
+    output_repo = req.output_repo or default_output_repo(session.username, req.model)
+    checks.append(check_output_repo(session, output_repo, "GGUF files, card and Modelfile go to"))
     flavors, _ = session.hardware()
     recommended, notes = recommend_cpu_flavor(size.bytes_16bit, flavors)
     flavor_name = req.flavor or (recommended.name if recommended else "cpu-upgrade")
-    flavor = get_flavor(flavor_name, flavors) or get_flavor(flavor_name)
+    flavor = get_flavor(flavor_name, flavors)
     if flavor and flavor.is_gpu:
         notes.append(f"{flavor.name} has a GPU that conversion does not use: a CPU flavor costs less.")
     if flavor and recommended and (flavor.disk_gb < size.bytes_16bit * DISK_FACTOR / GB):
@@ -202,16 +195,6 @@ def submit_export(session: HubSession, req: ExportRequest, *, dry_run: bool = Fa
     )
     from .settings import get_settings
 
-    spec = {
-        "image": request.image,
-        "command": request.command,
-        "flavor": request.flavor,
-        "timeout": format_timeout(timeout_s),
-        "env": {k: (v if k != "TRAINER_SPACE_SCRIPT" else f"<{template.name}, sha256 {template.sha256}>")
-                for k, v in request.env.items()},
-        "secrets": {"HF_TOKEN": "$HF_TOKEN"},
-        "labels": request.labels,
-    }  # fmt: skip
     result: dict[str, Any] = {
         "job_id": None,
         "url": None,
@@ -219,7 +202,7 @@ def submit_export(session: HubSession, req: ExportRequest, *, dry_run: bool = Fa
         "timeout": format_timeout(timeout_s),
         "command": hf_run_command(request, template),
         "python": python_run_snippet(request, template),
-        "spec": spec,
+        "spec": job_spec(request, template),
         "output_repo": output_repo,
         "output_url": f"{get_settings().endpoint}/{output_repo}",
         "quantizations": req.quantizations,

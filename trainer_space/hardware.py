@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 # dense (no sparsity) peak tensor throughput per GPU, TFLOP/s, in the best precision the GPU trains in
 # sources: NVIDIA data sheets (T4: 65 fp16; L4: 121 bf16; A10G: 70 bf16 (AWS/NVIDIA A10 125 is with
@@ -75,10 +75,6 @@ class Flavor:
     @property
     def supports_bf16(self) -> bool:
         return self.is_gpu and (self.gpu_model or "") not in NO_BF16
-
-    @property
-    def usd_per_minute(self) -> float:
-        return self.usd_per_hour / 60
 
 
 def _f(name, pretty, gpus, model, vram, cpu, ram, usd_h, disk=50.0) -> Flavor:
@@ -196,7 +192,8 @@ def get_flavors(token: str | None = None, *, use_hub: bool = True) -> tuple[tupl
 
 
 def get_flavor(name: str, flavors: tuple[Flavor, ...] | None = None) -> Flavor | None:
-    for f in flavors or FALLBACK_FLAVORS:
+    """`name` in `flavors` (the Hub's list), else in the built-in table."""
+    for f in (*(flavors or ()), *FALLBACK_FLAVORS):
         if f.name == name:
             return f
     return None
@@ -204,7 +201,3 @@ def get_flavor(name: str, flavors: tuple[Flavor, ...] | None = None) -> Flavor |
 
 def clear_cache() -> None:
     _CACHE.clear()
-
-
-def with_price(flavor: Flavor, usd_per_hour: float) -> Flavor:
-    return replace(flavor, usd_per_hour=usd_per_hour)

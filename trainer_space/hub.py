@@ -19,14 +19,13 @@ from typing import Any
 
 from huggingface_hub import HfApi, JobInfo
 
-from .errors import InvalidInput, JobNotFound, NotSignedIn, TrainerSpaceError, from_hub_error
+from .errors import InvalidInput, JobNotFound, MissingPermission, NotSignedIn, TrainerSpaceError, from_hub_error
 from .hardware import FLAVOR_NAMES, Flavor, get_flavors
 from .settings import get_settings
-from .validation import validate_job_id, validate_namespace
+from .validation import validate_job_id, validate_namespace, validate_timeout
 
 TERMINAL_STAGES = frozenset({"COMPLETED", "CANCELED", "ERROR", "DELETED"})
 TOKEN_SECRET = "HF_TOKEN"
-MAX_TIMEOUT_S = 7 * 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -131,8 +130,9 @@ class JobRequest:
     def validate(self) -> None:
         if self.flavor not in FLAVOR_NAMES:
             raise InvalidInput(f"Unknown hardware flavor '{self.flavor}'. Pick one from the list.")
-        if not isinstance(self.timeout_s, int) or not 60 <= self.timeout_s <= MAX_TIMEOUT_S:
-            raise InvalidInput("The timeout must be between 1 minute and 7 days.")
+        if not isinstance(self.timeout_s, int):
+            raise InvalidInput("The timeout must be a whole number of seconds.")
+        validate_timeout(self.timeout_s)
         if not self.image or not self.command or not all(isinstance(c, str) for c in self.command):
             raise InvalidInput("A job needs an image and a command (a list of strings).")
         for key, value in {**self.env, **self.labels}.items():
@@ -280,7 +280,7 @@ class HubSession:
                 return self.api.inspect_job(job_id=job_id, namespace=ns, token=self._token)
             except Exception as err:
                 mapped = from_hub_error(err, job_id=job_id)
-                if not isinstance(mapped, (JobNotFound, InvalidInput)) and "403" not in mapped.message:
+                if not isinstance(mapped, (JobNotFound, InvalidInput, MissingPermission)):
                     raise mapped from None
         raise JobNotFound(job_id)
 

@@ -16,6 +16,7 @@ import tomllib
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from .hub import JobRequest
 
@@ -85,9 +86,7 @@ def parse_timeout(value: str | int | float) -> int:
 
 def _boot_script(template: Template, num_processes: int) -> str:
     path = f"/tmp/{template.name}"
-    decode = (
-        f'printf %s "${SCRIPT_ENV}" | base64 -d > {path}; echo "${SCRIPT_SHA_ENV}  {path}" | sha256sum -c --quiet -; '
-    )
+    decode = _decode_script(template)
     if num_processes <= 1:
         run = f'exec uv run --quiet {path} "$@"'
     else:
@@ -284,3 +283,19 @@ def python_run_snippet(request: JobRequest, template: Template) -> str:
         ")\n"
         "print(job.url)\n"
     )
+
+
+def job_spec(request: JobRequest, template: Template) -> dict[str, Any]:
+    """The job as it will be sent, for previews: the script by name and hash, the token as $HF_TOKEN."""
+    env = {k: (v if k != SCRIPT_ENV else f"<{template.name}: {len(template.text)} characters, sha256 {template.sha256}>")
+           for k, v in request.env.items()}  # fmt: skip
+    return {
+        "image": request.image,
+        "command": request.command,
+        "flavor": request.flavor,
+        "timeout": format_timeout(request.timeout_s),
+        "env": env,
+        "secrets": {"HF_TOKEN": "$HF_TOKEN"},
+        "labels": request.labels,
+        "namespace": request.namespace,
+    }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .errors import TrainerSpaceError, from_hub_error
+from .errors import TrainerSpaceError
 from .jobspec import format_timeout
 
 if TYPE_CHECKING:
@@ -45,25 +45,23 @@ def check_account(session: HubSession) -> list[Check]:
 
 
 def check_model(session: HubSession, model: str) -> Check:
-    """The model exists and its files are readable with the visitor's token (gated ones say so)."""
-    from huggingface_hub import get_hf_file_metadata, hf_hub_url
+    """The model exists and its config is readable with the visitor's token (gated ones say so).
 
-    from .settings import get_settings
+    Uses the same (cached) model facts as the estimate, so the Hub is asked once.
+    """
+    from .model_facts import get_model_facts
 
     try:
-        info = session.api.model_info(model, token=session._token)
-        url = hf_hub_url(model, "config.json", endpoint=get_settings().endpoint)
-        get_hf_file_metadata(url, token=session._token)
-    except Exception as err:
-        mapped = from_hub_error(err, repo_id=model, repo_type="model")
-        if "Entry Not Found" in str(err) or getattr(err, "__class__", type).__name__ == "RemoteEntryNotFoundError":
-            return _check("model", "error", f"'{model}' has no config.json: it is not a transformers model.")
-        return _check("model", "error", mapped.message)
-    arch = ", ".join((getattr(info, "config", None) or {}).get("architectures") or []) or "unknown architecture"
-    return _check("model", "ok", f"{model} is readable ({arch}).")
+        facts = get_model_facts(model, token=session._token)
+    except TrainerSpaceError as err:
+        return _check("model", "error", err.message)
+    size = f"{facts.params / 1e9:.2f}B parameters"
+    return _check("model", "ok", f"{model} is readable ({facts.arch.model_type or 'unknown architecture'}, {size}).")
 
 
-def check_output_repo(session: HubSession, output_repo: str) -> Check:
+def check_output_repo(
+    session: HubSession, output_repo: str, goes: str = "Checkpoints and the final model go to"
+) -> Check:
     namespace = output_repo.split("/")[0]
     writable = session.visitor.writable_namespaces
     if namespace not in writable:
@@ -72,7 +70,7 @@ def check_output_repo(session: HubSession, output_repo: str) -> Check:
             "error",
             f"You cannot write to '{namespace}'. Use one of: {', '.join(writable)}.",
         )
-    return _check("output repo", "ok", f"Checkpoints and the final model go to {output_repo}.")
+    return _check("output repo", "ok", f"{goes} {output_repo}.")
 
 
 def check_timeout(cfg: TrainingConfig, estimate: dict[str, Any] | None) -> Check:

@@ -70,7 +70,7 @@ def check_estimate(
     num_rows = inspection.num_rows if inspection is not None else None
     result = estimate(
         model=cfg.model,
-        dataset=None if num_rows else cfg.dataset,
+        dataset=None if inspection is not None else cfg.dataset,  # the inspection already asked the viewer
         method=cfg.method,
         peft=cfg.peft,
         max_length=cfg.max_length,

@@ -21,10 +21,6 @@ class Settings:
     viewer_timeout_s: float
     hub_timeout_s: float
 
-    @property
-    def is_space(self) -> bool:
-        return os.environ.get("SYSTEM") == "spaces"
-
 
 def _url(name: str, default: str) -> str:
     value = (os.environ.get(name) or default).strip().rstrip("/")

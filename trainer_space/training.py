@@ -16,11 +16,11 @@ from .catalog import GRPO_REWARDS, METHODS, PEFT_MODES, preset
 from .errors import InvalidInput, TrainerSpaceError
 from .hardware import FLAVOR_NAMES, get_flavor
 from .hub import HubSession, JobRequest
-from .jobs import APP_LABEL
+from .jobs import APP_LABEL, space_subdomain
 from .jobspec import (
-    SCRIPT_ENV,
     format_timeout,
     hf_cli_command,
+    job_spec,
     load_template,
     parse_timeout,
     python_snippet,
@@ -114,10 +114,8 @@ class TrainingConfig:
             self.trackio_space = validate_repo_id(self.trackio_space, "space")
         if self.trackio_project and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}", self.trackio_project):
             raise InvalidInput("The Trackio project name may use letters, digits, '.', '_' and '-'.")
-        for name in ("split",):
-            value = getattr(self, name)
-            if not re.fullmatch(r"[A-Za-z0-9_.\-\[\]:%+]{1,64}", value or ""):
-                raise InvalidInput(f"'{value}' is not a valid split name.")
+        if not re.fullmatch(r"[A-Za-z0-9_.\-\[\]:%+]{1,64}", self.split or ""):
+            raise InvalidInput(f"'{self.split}' is not a valid split name.")
         if self.dataset_config is not None and not re.fullmatch(r"[A-Za-z0-9_.\- ]{1,128}", self.dataset_config):
             raise InvalidInput(f"'{self.dataset_config}' is not a valid dataset config name.")
         self.lora_r = validate_int(self.lora_r, "LoRA rank", 1, 1024)
@@ -211,21 +209,7 @@ class TrainingPlan:
 
     def spec(self) -> dict[str, Any]:
         """The job as it will be sent, with the script shown by name and hash and the token as $HF_TOKEN."""
-        if self.request is None:
-            return {}
-        template = load_template(TEMPLATE)
-        env = dict(self.request.env)
-        env[SCRIPT_ENV] = f"<{template.name}: {len(template.text)} characters, sha256 {template.sha256}>"
-        return {
-            "image": self.request.image,
-            "command": self.request.command,
-            "flavor": self.request.flavor,
-            "timeout": format_timeout(self.request.timeout_s),
-            "env": env,
-            "secrets": {"HF_TOKEN": "$HF_TOKEN"},
-            "labels": self.request.labels,
-            "namespace": self.request.namespace,
-        }
+        return job_spec(self.request, load_template(TEMPLATE)) if self.request is not None else {}
 
 
 def default_output_repo(username: str, model: str, method: str) -> str:
@@ -304,7 +288,7 @@ def plan_training(session: HubSession, cfg: TrainingConfig, *, checks: list[Chec
     output_repo = cfg.output_repo or default_output_repo(visitor.name, cfg.model, cfg.method)
     trackio_space = cfg.trackio_space or f"{visitor.name}/trackio"
     project = cfg.trackio_project or output_repo.split("/")[-1]
-    flavor = get_flavor(cfg.flavor, session.hardware()[0]) or get_flavor(cfg.flavor)
+    flavor = get_flavor(cfg.flavor, session.hardware()[0])
     if cfg.quick_test:
         cfg.timeout = format_timeout(max(parse_timeout(cfg.timeout), MIN_TIMEOUT_S))
     results, estimate = run_preflight(session, cfg, output_repo=output_repo) if checks is None else (checks, None)
@@ -357,17 +341,24 @@ def _label(value: str) -> str:
 
 
 def trackio_url(space_id: str, project: str | None = None) -> str:
-    sub = re.sub(r"[^a-z0-9-]", "-", space_id.lower().replace("/", "-"))
+    """The Trackio dashboard's page (for links; My jobs embeds it with `jobs.trackio_embed_url`)."""
     query = f"?project={project}" if project else ""
-    return f"https://{sub}.hf.space/{query}"
+    return f"https://{space_subdomain(space_id)}.hf.space/{query}"
 
 
-def submit_training(session: HubSession, cfg: TrainingConfig, *, dry_run: bool = False) -> dict[str, Any]:
-    """Pre-flight, then (unless `dry_run` or a check failed) create the job. Returns the API's JSON."""
+def submit_training(
+    session: HubSession, cfg: TrainingConfig, *, dry_run: bool = False, raise_on_failed: bool = True
+) -> dict[str, Any]:
+    """Pre-flight, then (unless `dry_run` or a check failed) create the job. Returns the API's JSON.
+
+    A failed check raises `PreflightFailed` (nothing submitted); with `raise_on_failed=False` the
+    result comes back with `submitted: False` instead.
+    """
     plan = plan_training(session, cfg)
     from .settings import get_settings
 
     endpoint = get_settings().endpoint
+    spec = plan.spec()
     result: dict[str, Any] = {
         "job_id": None,
         "url": None,
@@ -375,10 +366,10 @@ def submit_training(session: HubSession, cfg: TrainingConfig, *, dry_run: bool =
         "timeout": cfg.timeout,
         "command": plan.command,
         "python": plan.python,
-        "spec": plan.spec(),
+        "spec": spec,
         "output_repo": plan.output_repo,
         "output_url": f"{endpoint}/{plan.output_repo}",
-        "trackio_url": trackio_url(plan.trackio_space, plan.spec()["labels"]["project"]),
+        "trackio_url": trackio_url(plan.trackio_space, spec["labels"]["project"]),
         "preflight": [asdict(c) for c in plan.checks],
         "estimate": plan.estimate,
         "submitted": False,
@@ -386,8 +377,10 @@ def submit_training(session: HubSession, cfg: TrainingConfig, *, dry_run: bool =
     if dry_run:
         return result
     errors_ = [c for c in plan.checks if c.status == "error"]
-    if errors_:
+    if errors_ and raise_on_failed:
         raise PreflightFailed(errors_)
+    if errors_:
+        return result
     job = session.submit_job(plan.request)
     result.update(job_id=job.id, url=job.url, submitted=True)
     return result

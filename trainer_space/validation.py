@@ -9,8 +9,8 @@ from .errors import InvalidInput
 _NAME = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?"
 _NAMESPACE_RE = re.compile(rf"^{_NAME}$")
 _JOB_ID_RE = re.compile(r"^[A-Za-z0-9]{8,64}$")
+MIN_JOB_TIMEOUT_S, MAX_JOB_TIMEOUT_S = 60, 7 * 86400
 _URL_PREFIX = re.compile(r"^https?://(?:www\.)?(?:huggingface\.co|hf\.co)/(?:(datasets|spaces)/)?", re.I)
-KINDS = {"model", "dataset", "space"}
 
 
 def validate_repo_id(value: str | None, kind: str = "model") -> str:
@@ -83,6 +83,6 @@ def validate_timeout(value: str | int) -> int:
         seconds = parse_timeout(value)
     except ValueError as err:
         raise InvalidInput(str(err)) from None
-    if not 60 <= seconds <= 7 * 86400:
+    if not MIN_JOB_TIMEOUT_S <= seconds <= MAX_JOB_TIMEOUT_S:
         raise InvalidInput("The timeout must be between 1 minute and 7 days.")
     return seconds

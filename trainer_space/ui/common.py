@@ -3,30 +3,44 @@
 from __future__ import annotations
 
 import functools
-import json
 import logging
 from collections.abc import Callable
 from typing import Any
 
 import gradio as gr
 
-from ..errors import NotSignedIn, TrainerSpaceError
+from ..errors import TrainerSpaceError
+from ..hub import HubSession
 
 log = logging.getLogger("trainer_space")
 
 
-def token_of(oauth_token: gr.OAuthToken | None, action: str) -> str:
-    """The visitor's token, or NotSignedIn. Never falls back to the Space's own token."""
-    token = getattr(oauth_token, "token", None) if oauth_token is not None else None
-    if not token:
-        raise NotSignedIn(action)
-    return token
+def session_for(oauth_token: gr.OAuthToken | None, action: str) -> HubSession:
+    """A Hub session with the visitor's token, or NotSignedIn ("Sign in with Hugging Face to <action>").
+
+    Never falls back to the Space's own token.
+    """
+    return HubSession(optional_token(oauth_token), action=action)
 
 
 def optional_token(oauth_token: gr.OAuthToken | None) -> str | None:
     """The visitor's token when signed in (for public reads that work better signed in), else None."""
     token = getattr(oauth_token, "token", None) if oauth_token is not None else None
     return token or None
+
+
+def _as_gr_error(err: Exception, fn: Callable[..., Any]) -> gr.Error:
+    if isinstance(err, gr.Error):
+        return err
+    if isinstance(err, TrainerSpaceError):
+        return gr.Error(err.message, title=err.title)
+    # last resort: log the type only (a message may hold user data), show a hint
+    log.exception("unexpected error in %s: %s", fn.__name__, type(err).__name__)
+    return gr.Error(
+        f"Unexpected error ({type(err).__name__}). Nothing was submitted. Try again; if it persists, "
+        "report it on the Space's Community tab.",
+        title="Unexpected error",
+    )
 
 
 def ui_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -36,17 +50,8 @@ def ui_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except TrainerSpaceError as err:
-            raise gr.Error(err.message, title=err.title) from None
-        except gr.Error:
-            raise
-        except Exception as err:  # last resort: log the type only (a message may hold user data), show a hint
-            log.exception("unexpected error in %s: %s", fn.__name__, type(err).__name__)
-            raise gr.Error(
-                f"Unexpected error ({type(err).__name__}). Nothing was submitted. Try again; if it persists, "
-                "report it on the Space's Community tab.",
-                title="Unexpected error",
-            ) from None
+        except Exception as err:
+            raise _as_gr_error(err, fn) from None
 
     return wrapper
 
@@ -58,16 +63,15 @@ def ui_errors_gen(fn: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             yield from fn(*args, **kwargs)
-        except TrainerSpaceError as err:
-            raise gr.Error(err.message, title=err.title) from None
-        except gr.Error:
-            raise
         except Exception as err:
-            log.exception("unexpected error in %s: %s", fn.__name__, type(err).__name__)
-            raise gr.Error(f"Unexpected error ({type(err).__name__}). Try again.", title="Unexpected error") from None
+            raise _as_gr_error(err, fn) from None
 
     return wrapper
 
 
-def to_json(data: Any) -> str:
-    return json.dumps(data, indent=2, default=str)
+CHECK_ICONS = {"ok": "✓", "warn": "⚠", "error": "✗"}
+
+
+def checks_markdown(checks: list[dict[str, str]]) -> list[str]:
+    """Pre-flight checks as Markdown list items."""
+    return [f"- {CHECK_ICONS[c['status']]} **{c['name']}**: {c['message']}" for c in checks]

@@ -8,8 +8,7 @@ from typing import Any
 import gradio as gr
 
 from ..export import ExportRequest, quant_types, submit_export, template_constants
-from ..hub import HubSession
-from .common import token_of, ui_errors
+from .common import checks_markdown, session_for, ui_errors
 
 INTRO = (
     "Convert a model, or a LoRA adapter (merged onto its base model), to GGUF for llama.cpp, Ollama and "
@@ -31,7 +30,7 @@ def export_gguf(
 ) -> dict[str, Any]:
     """API: plan (dry_run) or submit a GGUF export job. Returns the job id, links, command and pre-flight."""
     action = "preview the export" if dry_run else "export to GGUF"
-    session = HubSession(token_of(oauth_token, action), action=action)
+    session = session_for(oauth_token, action)
     request = ExportRequest(
         model=model or "",
         quantizations=quantizations or [],
@@ -55,8 +54,7 @@ def _summary(result: dict[str, Any]) -> str:
         f"Flavor **{result['flavor']}**, timeout **{result['timeout']}**, "
         f"model {result['model_gb_16bit']} GB in 16-bit, quantizations {', '.join(result['quantizations'])}."
     )
-    icon = {"ok": "✓", "warn": "⚠", "error": "✗"}
-    lines += [f"- {icon[c['status']]} **{c['name']}**: {c['message']}" for c in result["preflight"]]
+    lines += checks_markdown(result["preflight"])
     lines += [f"- {n}" for n in result.get("notes", [])]
     return "\n".join(lines)
 

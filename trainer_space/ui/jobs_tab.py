@@ -18,10 +18,10 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
-from ..hub import TERMINAL_STAGES, HubSession
+from ..hub import TERMINAL_STAGES
 from ..jobs import JobRow, any_running, cancel, job_log_tail, job_status, list_job_rows
 from ..validation import validate_job_id
-from .common import token_of, ui_errors, ui_errors_gen
+from .common import session_for, ui_errors, ui_errors_gen
 
 COLUMNS = ["id", "kind", "model", "stage", "flavor", "started", "duration_min", "cost_usd"]
 HEADERS = ["Job", "Kind", "Model / output", "Stage", "Flavor", "Started", "Minutes", "Cost so far ($)"]
@@ -60,10 +60,6 @@ def _split_namespaces(text: str | None) -> list[str] | None:
     return names or None
 
 
-def _session(oauth_token: gr.OAuthToken | None, action: str) -> HubSession:
-    return HubSession(token_of(oauth_token, action), action=action)
-
-
 @ui_errors
 def list_jobs_json(
     orgs: str = "", only_this_app: bool = False, stages: str = "", oauth_token: gr.OAuthToken | None = None
@@ -72,7 +68,7 @@ def list_jobs_json(
 
     `stages`: comma-separated stages to keep (e.g. "RUNNING,ERROR"); empty keeps all.
     """
-    session = _session(oauth_token, "list your jobs")
+    session = session_for(oauth_token, "list your jobs")
     namespaces = [session.username, *(_split_namespaces(orgs) or [])]
     rows = list_job_rows(session, namespaces=namespaces, only_this_app=bool(only_this_app))
     keep = {s.upper() for s in _split_namespaces(stages) or []}
@@ -82,19 +78,19 @@ def list_jobs_json(
 @ui_errors
 def job_status_json(job_id: str, oauth_token: gr.OAuthToken | None = None) -> dict:
     """API: one job's details (stage, times, cost so far, links) and, once it has ended, its diagnosis."""
-    return job_status(_session(oauth_token, "see your jobs"), job_id)
+    return job_status(session_for(oauth_token, "see your jobs"), job_id)
 
 
 @ui_errors
 def job_logs_json(job_id: str, tail: int = 200, oauth_token: gr.OAuthToken | None = None) -> dict:
     """API: the last `tail` log lines of a job (1 to 5000)."""
-    return job_log_tail(_session(oauth_token, "read job logs"), job_id, tail)
+    return job_log_tail(session_for(oauth_token, "read job logs"), job_id, tail)
 
 
 @ui_errors
 def cancel_job_json(job_id: str, oauth_token: gr.OAuthToken | None = None) -> dict:
     """API: cancel one of your jobs (billing stops; pushed checkpoints stay on the Hub). Returns its stage."""
-    return cancel(_session(oauth_token, "cancel jobs"), job_id)
+    return cancel(session_for(oauth_token, "cancel jobs"), job_id)
 
 
 # ---------------------------------------------------------------------------------------------- table
@@ -215,7 +211,7 @@ def fix_of(d: dict[str, Any]) -> dict[str, Any] | None:
 def _open_job(job_id: str, oauth_token: gr.OAuthToken | None, embed: bool = True):
     """Details, diagnosis, cancel button and (with `embed`) the Trackio dashboard of one job."""
     job_id = validate_job_id(job_id)
-    d = job_status(_session(oauth_token, "see your jobs"), job_id)
+    d = job_status(session_for(oauth_token, "see your jobs"), job_id)
     diag = d.get("diagnosis")
     running = d["stage"] not in TERMINAL_STAGES
     target = ACTION_TABS.get(diag["kind"]) if diag else None
@@ -273,7 +269,7 @@ def _follow_logs(job_id: str, oauth_token: gr.OAuthToken | None) -> Iterator[tup
     """
     if not job_id:
         return
-    session = _session(oauth_token, "read job logs")
+    session = session_for(oauth_token, "read job logs")
     job = session.find_job(validate_job_id(job_id))
     namespace = job.owner.name
     if job.status.stage in TERMINAL_STAGES:
@@ -285,7 +281,7 @@ def _follow_logs(job_id: str, oauth_token: gr.OAuthToken | None) -> Iterator[tup
     stop = threading.Event()
     # the blocking SSE read runs in its own thread so that this handler can pace updates (and stop)
     threading.Thread(
-        target=_pump, args=(session.follow_logs(job.id, namespace=namespace, tail=500), out, stop), daemon=True
+        target=_pump, args=(session.follow_logs(job.id, namespace=namespace, tail=LOG_LINES), out, stop), daemon=True
     ).start()
     yield "", f"Following the logs of {job.id} live ({job.status.stage.lower()}) …", _stop_button(True)
     try:
@@ -318,7 +314,7 @@ def _ask_cancel(job_id: str):
 
 
 def _do_cancel(job_id: str, oauth_token: gr.OAuthToken | None):
-    result = cancel(_session(oauth_token, "cancel jobs"), job_id)
+    result = cancel(session_for(oauth_token, "cancel jobs"), job_id)
     gr.Info(f"Job {result['id']}: {result['stage']}.")
     return gr.Row(visible=False), gr.Button(visible=result["stage"] not in TERMINAL_STAGES)
 

@@ -11,11 +11,8 @@ import gradio as gr
 from ..catalog import GRPO_REWARDS, METHOD_LABELS, METHODS, PEFT_MODES, preset
 from ..errors import InvalidInput
 from ..hardware import FALLBACK_FLAVORS
-from ..hub import HubSession
 from ..training import TrainingConfig, submit_training
-from .common import optional_token, token_of, ui_errors
-
-ICON = {"ok": "✓", "warn": "⚠", "error": "✗"}
+from .common import checks_markdown, optional_token, session_for, ui_errors
 
 
 @ui_errors
@@ -27,7 +24,7 @@ def submit_training_api(
     Returns {"job_id", "url", "flavor", "timeout", "command", "output_repo", "trackio_url", "preflight", ...}.
     """
     action = "preview a training job" if dry_run else "start a training job"
-    session = HubSession(token_of(oauth_token, action), action=action)
+    session = session_for(oauth_token, action)
     cfg = TrainingConfig.from_dict(config)
     return submit_training(session, cfg, dry_run=bool(dry_run))
 
@@ -85,20 +82,15 @@ def _render(result: dict[str, Any]) -> str:
         blocked = any(c["status"] == "error" for c in result["preflight"])
         lines.append("### ✗ Fix the errors below before submitting" if blocked else "### Ready to submit")
     lines.append(f"Flavor **{result['flavor']}**, timeout **{result['timeout']}**, output **{result['output_repo']}**.")
-    lines += [f"- {ICON[c['status']]} **{c['name']}**: {c['message']}" for c in result["preflight"]]
+    lines += checks_markdown(result["preflight"])
     return "\n".join(lines)
 
 
 def _run(dry_run: bool, values: dict[str, Any], oauth_token: gr.OAuthToken | None):
-    token = token_of(oauth_token, "preview a training job" if dry_run else "start a training job")
-    config = _config(values)
-    session = HubSession(token)
-    cfg = TrainingConfig.from_dict(config)
-    result = submit_training(session, cfg, dry_run=True)
-    if not dry_run:
-        if any(c["status"] == "error" for c in result["preflight"]):
-            return _render(result), result["command"], result["python"], result["spec"]
-        result = submit_training(session, cfg, dry_run=False)
+    session = session_for(oauth_token, "preview a training job" if dry_run else "start a training job")
+    cfg = TrainingConfig.from_dict(_config(values))
+    # a failed check is shown next to the form rather than raised: the visitor fixes it there
+    result = submit_training(session, cfg, dry_run=dry_run, raise_on_failed=False)
     return _render(result), result["command"], result["python"], result["spec"]
 
 
