@@ -785,12 +785,20 @@ def pre_parse(argv: list[str]) -> argparse.Namespace:
 def explicit_keys(argv: list[str]) -> set[str]:
     """Option names given on the command line or in the YAML config (so our defaults never override them)."""
     keys = {a[2:].split("=", 1)[0].replace("-", "_") for a in argv if a.startswith("--")}
-    if "--config" in argv and argv.index("--config") + 1 < len(argv):
+    config = pre_parse_config_path(argv)
+    if config:
         import yaml
 
-        with open(argv[argv.index("--config") + 1], encoding="utf-8") as fh:
+        with open(config, encoding="utf-8") as fh:
             keys |= set(yaml.safe_load(fh) or {})
     return keys
+
+
+def pre_parse_config_path(argv: list[str]) -> str | None:
+    """The YAML `--config` path, given as `--config PATH` or `--config=PATH`."""
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.add_argument("--config")
+    return parser.parse_known_args(argv)[0].config
 
 
 def job_defaults(pre: argparse.Namespace, on_cuda: bool, bf16_ok: bool) -> dict[str, Any]:

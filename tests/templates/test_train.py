@@ -292,6 +292,8 @@ def test_pre_parse_reads_argv_then_the_yaml_config(tmp_path: Path) -> None:
         "learning_rate",
         "method",
     }
+    # the `--config=PATH` spelling counts the YAML keys as explicit too
+    assert {"learning_rate", "peft_mode"} <= train.explicit_keys([f"--config={config}"])
     with pytest.raises(JobError, match="orpo"):
         train.pre_parse(["--method", "orpo"])
 
