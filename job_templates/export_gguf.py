@@ -462,7 +462,11 @@ def quantize(quantize_bin: Path, src: Path, dst: Path, qtype: str) -> Path:
 def produce_outputs(
     cfg: ExportConfig, model_dir: Path, quants: list[str], outtype: str, out_dir: Path, name: str, work: Path
 ) -> list[Path]:
-    """Write one GGUF per requested type into ``out_dir`` (converter for F16/BF16/Q8_0, else llama-quantize)."""
+    """Write one GGUF per requested type into ``out_dir``.
+
+    The converter writes the 16-bit intermediate; every other type is quantized from it with llama-quantize
+    (without that binary, F16/BF16/Q8_0 come from the converter itself).
+    """
     llama_dir = Path(cfg.llama_cpp_dir)
     script = Path(cfg.convert_script or llama_dir / "convert_hf_to_gguf.py")
     quantize_bin = Path(cfg.quantize_bin or llama_dir / "llama-quantize")
@@ -477,7 +481,7 @@ def produce_outputs(
         if quant in outputs:
             continue
         dst = out_dir / f"{name}-{quant}.gguf"
-        if quant in CONVERTER_TYPES:
+        if quant in CONVERTER_TYPES and not quantize_bin.is_file():  # else one pass over the HF weights is enough
             outputs[quant] = convert(script, model_dir, dst, CONVERTER_TYPES[quant], cfg.pre_tokenizer)
         else:
             outputs[quant] = quantize(quantize_bin, intermediate, dst, quant)
