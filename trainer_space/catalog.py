@@ -7,7 +7,8 @@ from dataclasses import dataclass
 METHODS: tuple[str, ...] = ("sft", "dpo", "grpo", "reward", "kto")
 PEFT_MODES: tuple[str, ...] = ("full", "lora", "qlora")
 
-METHOD_LABELS: dict[str, str] = {
+METHOD_NAMES: dict[str, str] = {"sft": "SFT", "dpo": "DPO", "grpo": "GRPO", "reward": "Reward modelling", "kto": "KTO"}
+METHOD_LABELS: dict[str, str] = {  # the same, with what each needs, for method pickers
     "sft": "SFT (supervised fine-tuning)",
     "dpo": "DPO (preference pairs)",
     "grpo": "GRPO (online RL with rewards)",

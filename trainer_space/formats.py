@@ -21,10 +21,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, TypedDict
 
-from .catalog import METHODS
+from .catalog import METHOD_NAMES, METHODS
 from .errors import InvalidInput
 
-METHOD_NAMES = {"sft": "SFT", "dpo": "DPO", "grpo": "GRPO", "reward": "Reward modelling", "kto": "KTO"}
 FIELDS = ("prompt", "completion", "chosen", "rejected", "text", "messages", "label", "answer", "system")
 CONVERSATIONAL_FIELDS = ("messages", "prompt", "completion", "chosen", "rejected")
 # Transforms always run in this order, whatever order a mapping lists them in (as in the job template).
