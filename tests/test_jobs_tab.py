@@ -171,7 +171,7 @@ def test_api_refuses_without_sign_in_and_bad_ids(hub, alice, app_url):
     assert len(hub.requests) == n
     with pytest.raises(Exception, match="not a job id"):
         alice.predict("../../api/whoami", api_name="/job_logs")
-    with pytest.raises(Exception, match="tail must be between 1 and 5000"):
+    with pytest.raises(Exception, match="tail must be between 1 and 5,000"):
         alice.predict("0123456789abcdef01234567", 0, api_name="/job_logs")
 
 

@@ -30,6 +30,7 @@ from .catalog import METHODS, PEFT_MODES
 from .errors import InvalidInput
 from .hardware import Flavor
 from .model_facts import ModelFacts
+from .validation import validate_float, validate_int, validate_repo_id
 
 GIB = 1024**3
 
@@ -170,22 +171,22 @@ class EstimateInputs:
             raise InvalidInput(f"Unknown fine-tuning mode '{self.peft}'. Use one of: {', '.join(PEFT_MODES)}.")
         if self.precision not in PRECISIONS:
             raise InvalidInput(f"Unknown precision '{self.precision}'. Use one of: {', '.join(PRECISIONS)}.")
-        max_steps = None if self.max_steps in (None, 0) else _int(self.max_steps, "max_steps", 1, 10_000_000)
+        max_steps = None if self.max_steps in (None, 0) else validate_int(self.max_steps, "max_steps", 1, 10_000_000)
         return replace(
             self,
-            max_length=_int(self.max_length, "max_length", 16, 262_144),
-            epochs=_float(self.epochs, "Epochs", 0.0, 100.0, open_low=True),
-            per_device_batch_size=_int(self.per_device_batch_size, "Batch size per GPU", 1, 1024),
-            gradient_accumulation=_int(self.gradient_accumulation, "Gradient accumulation", 1, 1024),
+            max_length=validate_int(self.max_length, "max_length", 16, 262_144),
+            epochs=validate_float(self.epochs, "Epochs", 0.0, 100.0, open_low=True),
+            per_device_batch_size=validate_int(self.per_device_batch_size, "Batch size per GPU", 1, 1024),
+            gradient_accumulation=validate_int(self.gradient_accumulation, "Gradient accumulation", 1, 1024),
             gradient_checkpointing=bool(self.gradient_checkpointing),
-            num_rows=_int(self.num_rows, "Number of rows", 1, 10_000_000_000),
-            mean_tokens=_float(self.mean_tokens, "Mean tokens per row", 1.0, 262_144.0),
+            num_rows=validate_int(self.num_rows, "Number of rows", 1, 10_000_000_000),
+            mean_tokens=validate_float(self.mean_tokens, "Mean tokens per row", 1.0, 262_144.0),
             max_steps=max_steps,
-            lora_r=_int(self.lora_r, "LoRA rank", 1, 1024),
-            lora_dropout=_float(self.lora_dropout, "LoRA dropout", 0.0, 0.9),
-            num_generations=_int(self.num_generations, "num_generations", 2, 256),
-            max_completion_length=_int(self.max_completion_length, "max_completion_length", 1, 262_144),
-            beta=None if self.beta is None else _float(self.beta, "beta", 0.0, 100.0),
+            lora_r=validate_int(self.lora_r, "LoRA rank", 1, 1024),
+            lora_dropout=validate_float(self.lora_dropout, "LoRA dropout", 0.0, 0.9),
+            num_generations=validate_int(self.num_generations, "num_generations", 2, 256),
+            max_completion_length=validate_int(self.max_completion_length, "max_completion_length", 1, 262_144),
+            beta=None if self.beta is None else validate_float(self.beta, "beta", 0.0, 100.0),
         )
 
     @property
@@ -210,30 +211,6 @@ class EstimateInputs:
         """(prompt, completion) token budget for GRPO: max_length is prompt + completion."""
         completion = min(self.max_completion_length, max(1, self.max_length // 2))
         return max(self.max_length - completion, 1), completion
-
-
-def _int(value: Any, name: str, low: int, high: int) -> int:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise InvalidInput(f"{name} must be a whole number.") from None
-    if not number.is_integer():
-        raise InvalidInput(f"{name} must be a whole number.")
-    if not low <= number <= high:
-        raise InvalidInput(f"{name} must be between {low:,} and {high:,}.")
-    return int(number)
-
-
-def _float(value: Any, name: str, low: float, high: float, *, open_low: bool = False) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise InvalidInput(f"{name} must be a number.") from None
-    ok = (low < number if open_low else low <= number) and number <= high and number == number
-    if not ok:
-        bound = f"above {low:g}" if open_low else f"at least {low:g}"
-        raise InvalidInput(f"{name} must be {bound} and at most {high:g}.")
-    return number
 
 
 # ----------------------------------------------------------------------------- memory
@@ -882,7 +859,6 @@ def estimate(
     """
     from .hardware import get_flavors
     from .model_facts import get_model_facts
-    from .validation import validate_repo_id
 
     notes: list[str] = []
     inp = EstimateInputs(

@@ -54,24 +54,28 @@ def validate_job_id(value: str | None) -> str:
 
 
 def validate_int(value: object, name: str, low: int, high: int) -> int:
+    """A whole number between `low` and `high` (3, 3.0 and "3" are all 3), or InvalidInput naming the field."""
     try:
-        number = int(value)  # type: ignore[arg-type]
+        number = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         raise InvalidInput(f"{name} must be a whole number.") from None
-    if isinstance(value, float) and not value.is_integer():
+    if isinstance(value, bool) or not number.is_integer():
         raise InvalidInput(f"{name} must be a whole number.")
     if not low <= number <= high:
-        raise InvalidInput(f"{name} must be between {low} and {high}.")
-    return number
+        raise InvalidInput(f"{name} must be between {low:,} and {high:,}.")
+    return int(number)
 
 
-def validate_float(value: object, name: str, low: float, high: float) -> float:
+def validate_float(value: object, name: str, low: float, high: float, *, open_low: bool = False) -> float:
+    """A number in [low, high] (or (low, high] with `open_low`), or InvalidInput naming the field."""
     try:
         number = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         raise InvalidInput(f"{name} must be a number.") from None
-    if number != number or not low <= number <= high:
-        raise InvalidInput(f"{name} must be between {low:g} and {high:g}.")
+    above_low = low < number if open_low else low <= number
+    if isinstance(value, bool) or number != number or not above_low or number > high:
+        bound = f"above {low:g} and at most {high:g}" if open_low else f"between {low:g} and {high:g}"
+        raise InvalidInput(f"{name} must be {bound}.")
     return number
 
 

@@ -22,17 +22,6 @@ INTRO = (
 COLUMNS = ["Flavor", "GPUs", "VRAM per GPU (GB)", "Peak per GPU (GB)", "Fits", "Hours", "Cost ($)", "$ / hour"]
 
 
-def _num(value: Any) -> float | None:
-    """A number from a UI field, or None when blank/zero."""
-    if value in (None, ""):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number or None
-
-
 def _run(
     model: str,
     dataset: str | None,
@@ -50,7 +39,7 @@ def _run(
     fsdp: bool = False,
     token: str | None = None,
 ) -> EstimateResult:
-    rows = _num(num_rows)
+    """The service call with the UI's blanks as None (estimate() validates every number itself)."""
     return estimate(
         model=model or "",
         dataset=(dataset or "").strip() or None,
@@ -61,8 +50,8 @@ def _run(
         per_device_batch_size=per_device_batch_size,
         gradient_accumulation=gradient_accumulation,
         gradient_checkpointing=bool(gradient_checkpointing),
-        num_rows=int(rows) if rows is not None and float(rows).is_integer() else rows,
-        mean_tokens=_num(mean_tokens),
+        num_rows=num_rows,
+        mean_tokens=mean_tokens,
         split=(split or "").strip() or None,
         fsdp=bool(fsdp),
         token=token,
