@@ -25,6 +25,7 @@ OOM_LINE = (
     "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of "
     "14.58 GiB of which 1.02 GiB is free."
 )
+SKIP = {"__type__": "update"}  # gr.skip(): leave the component as it is
 TRAIN_ARGS = ["--method", "sft", "--peft_mode", "full", "--per_device_train_batch_size", "8",
               "--gradient_accumulation_steps", "2", "--gradient_checkpointing", "false"]  # fmt: skip
 
@@ -181,14 +182,50 @@ def test_follow_logs_streams_until_the_job_ends(hub):
     hub.plan_next_job(lines=[f"line {i}" for i in range(8)], line_interval_s=0.2)
     job = submit(hub.alice)
     wait_for(lambda: hub.jobs[job.id].stage()[0] == "RUNNING")
-    updates = list(_follow_logs(job.id, SimpleNamespace(token=hub.alice)))
+    updates = list(_follow_logs(job.id, None, SimpleNamespace(token=hub.alice)))
     assert updates[0][1].startswith("Following the logs")
     assert len(updates) >= 3  # it streamed, it did not wait for the end
     assert updates[-1][0].splitlines() == [f"line {i}" for i in range(8)]
     assert "ended" in updates[-1][1]
     # an ended job: one update with the tail
-    (text, note, stop_button), *_ = list(_follow_logs(job.id, SimpleNamespace(token=hub.alice)))
+    (text, note, stop_button), *_ = list(_follow_logs(job.id, None, SimpleNamespace(token=hub.alice)))
     assert text.endswith("line 7") and "completed" in note and stop_button.visible is False
+
+
+def test_opening_an_ended_job_reads_it_once_and_never_refreshes_it(hub):
+    from trainer_space.ui.jobs_tab import PANEL_OUTPUTS, _follow_logs, _open_job, _refresh_open
+
+    hub.plan_next_job(lines=["Loading model", OOM_LINE], final_stage="ERROR", message="Job failed with exit code: 1")
+    job = submit(hub.alice)
+    wait_for(lambda: hub.jobs[job.id].stage()[0] == "ERROR")
+    token = SimpleNamespace(token=hub.alice)
+    before = len(hub.requests_to("/api/jobs/"))
+    panel = _open_job(job.id, token)  # what a click on the row runs, then the log view, then the refresh
+    assert len(panel) == PANEL_OUTPUTS
+    where = panel[-1]
+    assert where == {"namespace": "alice", "stage": "ERROR"}
+    (text, note, _), *_ = list(_follow_logs(job.id, where, token))
+    assert text.endswith(OOM_LINE) and "error" in note
+    assert all(update == SKIP for update in _refresh_open(job.id, where, token))  # stream ended, timer ticks
+    calls = [(r.method, r.path.rsplit("/", 1)[-1], r.query) for r in hub.requests_to("/api/jobs/")[before:]]
+    # one inspect, the diagnosis's 200-line tail, the view's 500-line tail: nothing looked up twice
+    assert calls == [("GET", job.id, ""), ("GET", "logs", "tail=200"), ("GET", "logs", "tail=500")]
+
+
+def test_a_running_jobs_panel_is_refreshed_until_it_ends(hub):
+    from trainer_space.ui.jobs_tab import _open_job, _refresh_open
+
+    hub.plan_next_job(lines=["step 1"], line_interval_s=0.5, final_stage="COMPLETED")
+    job = submit(hub.alice)
+    token = SimpleNamespace(token=hub.alice)
+    where = _open_job(job.id, token)[-1]
+    assert where["stage"] in ("SCHEDULING", "RUNNING")
+    wait_for(lambda: hub.jobs[job.id].stage()[0] == "COMPLETED")
+    refreshed = _refresh_open(job.id, where, token)  # the timer's tick while it was open
+    assert refreshed[-1] == {"namespace": "alice", "stage": "COMPLETED"} and "COMPLETED" in refreshed[2]
+    before = len(hub.requests)
+    assert all(update == SKIP for update in _refresh_open(job.id, refreshed[-1], token))
+    assert len(hub.requests) == before
 
 
 def test_log_streams_have_their_own_concurrency_pool():

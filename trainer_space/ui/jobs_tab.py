@@ -194,7 +194,7 @@ def trackio_html(url: str | None) -> str:
     )
 
 
-PANEL_OUTPUTS = 10
+PANEL_OUTPUTS = 11
 
 
 def fix_of(d: dict[str, Any]) -> dict[str, Any] | None:
@@ -209,7 +209,11 @@ def fix_of(d: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _open_job(job_id: str, oauth_token: gr.OAuthToken | None, embed: bool = True):
-    """Details, diagnosis, cancel button and (with `embed`) the Trackio dashboard of one job."""
+    """Details, diagnosis, cancel button and (with `embed`) the Trackio dashboard of one job.
+
+    Also returns where the job lives and its stage (a `gr.State`), so that the log view and later refreshes
+    need not look the job up again, and an ended job's panel is not refreshed at all.
+    """
     job_id = validate_job_id(job_id)
     d = job_status(session_for(oauth_token, "see your jobs"), job_id)
     diag = d.get("diagnosis")
@@ -228,12 +232,20 @@ def _open_job(job_id: str, oauth_token: gr.OAuthToken | None, embed: bool = True
         target or "",
         gr.HTML(trackio_html(d.get("trackio_url")), visible=bool(d.get("trackio_url"))) if embed else gr.skip(),
         fix_of(d),
+        {"namespace": d["namespace"], "stage": d["stage"]},
     )
 
 
-def _refresh_open(job_id: str, oauth_token: gr.OAuthToken | None):
-    """Refresh the open job's panel, leaving the Trackio iframe alone; nothing when no job is open."""
-    if not job_id:
+def _ended(where: dict[str, str] | None) -> bool:
+    return bool(where) and where.get("stage") in TERMINAL_STAGES
+
+
+def _refresh_open(job_id: str, where: dict[str, str] | None, oauth_token: gr.OAuthToken | None):
+    """Refresh the open job's panel, leaving the Trackio iframe alone.
+
+    Nothing (no Hub call) when no job is open or the open job had already ended: an ended job does not change.
+    """
+    if not job_id or _ended(where):
         return tuple(gr.skip() for _ in range(PANEL_OUTPUTS))
     return _open_job(job_id, oauth_token, embed=False)
 
@@ -262,28 +274,35 @@ def _pump(lines: Iterator[str], out: queue.Queue, stop: threading.Event) -> None
             close()
 
 
-def _follow_logs(job_id: str, oauth_token: gr.OAuthToken | None) -> Iterator[tuple[str, str, Any]]:
+def _follow_logs(
+    job_id: str, where: dict[str, str] | None, oauth_token: gr.OAuthToken | None
+) -> Iterator[tuple[str, str, Any]]:
     """Stream the job's logs (the last LOG_LINES lines) until it ends; the tail only for an ended job.
 
+    `where`: the job's namespace and stage as the panel just read them (else the job is looked up).
     Yields (log text, note, "Stop following" button update).
     """
     if not job_id:
         return
     session = session_for(oauth_token, "read job logs")
-    job = session.find_job(validate_job_id(job_id))
-    namespace = job.owner.name
-    if job.status.stage in TERMINAL_STAGES:
-        lines = session.job_logs(job.id, namespace=namespace, tail=LOG_LINES)
-        yield "\n".join(lines), f"Job {job.status.stage.lower()}: its last {len(lines)} log lines.", _stop_button(False)
+    job_id = validate_job_id(job_id)
+    if where and where.get("namespace") and where.get("stage"):
+        namespace, stage = where["namespace"], where["stage"]
+    else:
+        found = session.find_job(job_id)
+        namespace, stage = found.owner.name, found.status.stage
+    if stage in TERMINAL_STAGES:
+        lines = session.job_logs(job_id, namespace=namespace, tail=LOG_LINES)
+        yield "\n".join(lines), f"Job {stage.lower()}: its last {len(lines)} log lines.", _stop_button(False)
         return
     buffer: deque[str] = deque(maxlen=LOG_LINES)
     out: queue.Queue = queue.Queue()
     stop = threading.Event()
     # the blocking SSE read runs in its own thread so that this handler can pace updates (and stop)
     threading.Thread(
-        target=_pump, args=(session.follow_logs(job.id, namespace=namespace, tail=LOG_LINES), out, stop), daemon=True
+        target=_pump, args=(session.follow_logs(job_id, namespace=namespace, tail=LOG_LINES), out, stop), daemon=True
     ).start()
-    yield "", f"Following the logs of {job.id} live ({job.status.stage.lower()}) …", _stop_button(True)
+    yield "", f"Following the logs of {job_id} live ({stage.lower()}) …", _stop_button(True)
     try:
         last, dirty = 0.0, False
         while True:
@@ -301,7 +320,7 @@ def _follow_logs(job_id: str, oauth_token: gr.OAuthToken | None) -> Iterator[tup
                 break
             if dirty and time.monotonic() - last >= 0.4:
                 last, dirty = time.monotonic(), False
-                yield "\n".join(buffer), f"Following the logs of {job.id} live …", gr.skip()
+                yield "\n".join(buffer), f"Following the logs of {job_id} live …", gr.skip()
         yield "\n".join(buffer), "The job has ended; details and diagnosis are updated above.", _stop_button(False)
     finally:
         stop.set()
@@ -334,6 +353,7 @@ def build_tab() -> SimpleNamespace:
         job_id = gr.Textbox(label="Job id", placeholder="Click a row above, or paste a job id", scale=4)
         open_btn = gr.Button("Open", scale=0, min_width=100)
     opened = gr.State("")
+    where = gr.State(None)  # {"namespace", "stage"} of the open job, as last read
     with gr.Column(visible=False, elem_id="job-panel") as panel:
         details = gr.Markdown(elem_id="job-details")
         with gr.Row():
@@ -359,9 +379,11 @@ def build_tab() -> SimpleNamespace:
         trigger(table_handler, [orgs, only_app, stages], [table, note, timer], api_visibility="private",
                 show_progress="hidden")  # fmt: skip
     panel_outputs = [opened, panel, details, cancel_btn, confirm_row, diagnosis, action_btn, action_target, trackio,
-                     fix]  # fmt: skip
+                     fix, where]  # fmt: skip
     assert len(panel_outputs) == PANEL_OUTPUTS
-    timer.tick(ui_errors(_refresh_open), [opened], panel_outputs, api_visibility="private", show_progress="hidden")
+    timer.tick(
+        ui_errors(_refresh_open), [opened, where], panel_outputs, api_visibility="private", show_progress="hidden"
+    )
 
     open_handler, refresh_handler = ui_errors(_open_job), ui_errors(_refresh_open)
     follow = ui_errors_gen(_follow_logs)
@@ -374,10 +396,10 @@ def build_tab() -> SimpleNamespace:
         open_btn.click(open_handler, [job_id], panel_outputs, api_visibility="private"),
     ):
         stream = opening.success(
-            follow, [opened], [logs, log_note, stop_btn], api_visibility="private", concurrency_limit=LOG_CONCURRENCY,
+            follow, [opened, where], [logs, log_note, stop_btn], api_visibility="private", concurrency_limit=LOG_CONCURRENCY,
             concurrency_id="logs", show_progress="hidden",
         )  # fmt: skip
-        stream.then(refresh_handler, [opened], panel_outputs, api_visibility="private", show_progress="hidden")
+        stream.then(refresh_handler, [opened, where], panel_outputs, api_visibility="private", show_progress="hidden")
         follows.append(stream)
     for trigger in (table.select, job_id.submit, open_btn.click):  # a new job replaces the stream of the last one
         trigger(None, None, None, cancels=follows, api_visibility="private")
@@ -387,7 +409,7 @@ def build_tab() -> SimpleNamespace:
     cancel_btn.click(ui_errors(_ask_cancel), [opened], [confirm_row, confirm_text], api_visibility="private")
     keep.click(lambda: gr.Row(visible=False), None, confirm_row, api_visibility="private")
     yes.click(ui_errors(_do_cancel), [opened], [confirm_row, cancel_btn], api_visibility="private").success(
-        refresh_handler, [opened], panel_outputs, api_visibility="private"
+        refresh_handler, [opened, where], panel_outputs, api_visibility="private"
     ).then(
         table_handler, [orgs, only_app, stages], [table, note, timer], api_visibility="private", show_progress="hidden"
     )
