@@ -264,12 +264,14 @@ def merge_adapter(adapter_dir: Path, base_dir: Path, out_dir: Path, dtype_name: 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer_dir = adapter_dir if _has_tokenizer(adapter_dir) else base_dir
-    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype="auto", low_cpu_mem_usage=True)
+    # loaded straight in 16 bit (an fp32 checkpoint is cast tensor by tensor): RAM ~ the 16-bit size, as the
+    # Space's flavor choice assumes; PEFT computes each LoRA delta in fp32 on CPU before adding it
+    dtype = torch.bfloat16 if dtype_name == "bf16" else torch.float16
+    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=dtype, low_cpu_mem_usage=True)
     vocab = len(AutoTokenizer.from_pretrained(tokenizer_dir))
     if vocab > model.get_input_embeddings().weight.shape[0]:  # tokens added during fine-tuning
         model.resize_token_embeddings(vocab)
     merged = PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
-    merged = merged.to(torch.bfloat16 if dtype_name == "bf16" else torch.float16)
     out_dir.mkdir(parents=True, exist_ok=True)
     merged.save_pretrained(out_dir)
     _copy_tokenizer(tokenizer_dir, out_dir)  # one source only: a base chat_template.jinja must not shadow the tune's
@@ -299,8 +301,7 @@ def resolve_input(cfg: ExportConfig, work: Path, token: str | None) -> ResolvedI
         raise ExportError("adapter_config.json has no base_model_name_or_path: cannot tell which base to merge", 2)
     print(f"{cfg.model} is a LoRA adapter: merging it onto {base}", flush=True)
     base_dir = fetch(base, work / "base", token)
-    weights = sum(p.stat().st_size for p in base_dir.glob("*.safetensors")) or model_bytes_16bit(base_dir)
-    need, free = int(weights * 1.3), _available_ram()
+    need, free = int(model_bytes_16bit(base_dir) * 1.3), _available_ram()  # the merge holds it in 16 bit
     if free is not None and free < need:
         raise ExportError(
             f"not enough RAM to merge the adapter: need ~{human_size(need)}, "

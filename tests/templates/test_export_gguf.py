@@ -639,3 +639,27 @@ def test_lora_adapter_is_merged_then_converted(converter: Path, tiny256: Path, l
     card = (out / "README.md").read_text()
     assert "a LoRA adapter merged onto" in card and "tokenizer and chat template from the adapter" in card
     assert 'PARAMETER stop "<|im_end|>"' in (out / "Modelfile").read_text()
+
+
+def test_the_merge_holds_the_model_in_16_bit_and_checks_ram_first(
+    tiny256: Path, lora_adapter: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An fp32 base is loaded straight in 16 bit (RAM ~ its 16-bit size, as the Space's flavor choice assumes)."""
+    import numpy as np
+    from safetensors.numpy import load_file
+
+    assert "float32" in (tiny256 / "config.json").read_text()  # the tiny base is an fp32 checkpoint
+    export.merge_adapter(lora_adapter, tiny256, tmp_path / "merged", "f16")
+    assert json.loads((tmp_path / "merged" / "config.json").read_text())["dtype"] == "float16"
+    saved = load_file(tmp_path / "merged" / "model.safetensors")
+    assert {a.dtype for a in saved.values()} == {np.dtype("float16")}
+    _, merged_fp32 = _merged_v_proj(tiny256, lora_adapter)
+    np.testing.assert_allclose(saved["model.layers.0.self_attn.v_proj.weight"], merged_fp32, atol=2e-3)
+
+    need = int(export.model_bytes_16bit(tiny256) * 1.3)
+    monkeypatch.setattr(export, "_available_ram", lambda: need - 1)
+    with pytest.raises(export.ExportError, match="not enough RAM to merge the adapter"):
+        export.resolve_input(export.ExportConfig(model=str(lora_adapter)), tmp_path / "w", None)
+    monkeypatch.setattr(export, "_available_ram", lambda: need)
+    resolved = export.resolve_input(export.ExportConfig(model=str(lora_adapter)), tmp_path / "w", None)
+    assert resolved.adapter_base == str(tiny256)
