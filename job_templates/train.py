@@ -542,12 +542,15 @@ def load_tokenizer(model_args: ModelConfig) -> PreTrainedTokenizerBase:
 
     name = model_args.model_name_or_path
     try:
-        return AutoTokenizer.from_pretrained(name, revision=model_args.model_revision)
+        tokenizer = AutoTokenizer.from_pretrained(name, revision=model_args.model_revision)
     except (OSError, ValueError) as exc:  # not found, gated, no access, no tokenizer files, a malformed id
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise JobError(
             f"cannot load the tokenizer of '{name}' (a typo, a gated model or no access?): {reason}"
         ) from None
+    if len(tokenizer) <= 1:  # transformers builds an empty tokenizer from a repo with only config.json
+        raise JobError(f"'{name}' has no tokenizer files (tokenizer.json or tokenizer_config.json)")
+    return tokenizer
 
 
 def check_chat_template(

@@ -306,6 +306,12 @@ def test_token_stats_input_errors(models) -> None:
         token_stats(rows=MESSAGES, method="sft", mapping=None, model="alice/missing", max_length=10)
 
 
+def test_a_model_repo_without_tokenizer_files_is_named(hub) -> None:
+    hub.add_model("alice/weights-only", files={"config.json": '{"model_type": "qwen2", "vocab_size": 400}'})
+    with pytest.raises(InvalidInput, match="'alice/weights-only' has no tokenizer files"):
+        token_stats(rows=MESSAGES, method="sft", mapping=None, model="alice/weights-only", max_length=10)
+
+
 def test_gated_model_without_access(hub, models) -> None:
     with pytest.raises(GatedRepo, match="alice/tiny-gated"):
         render_example(row=MESSAGES[0], model=models["gated"], token=hub.bob)

@@ -34,15 +34,31 @@ QA = [{"question": f"What is {i} + 1?", "answer": str(i + 1)} for i in range(20)
 TEXT = [{"text": f"Document number {i}."} for i in range(20)]
 
 
+LONG = [{"text": "The quick brown fox jumps over the lazy dog. " * (10 + 30 * (i % 2))} for i in range(20)]
+
+
+@pytest.fixture(scope="module")
+def tokenizer_files(tmp_path_factory) -> dict[str, bytes]:
+    """The tiny test tokenizer (ChatML template), standing in for Qwen's own."""
+    from tests.tiny_model import build_tiny_tokenizer
+
+    path = tmp_path_factory.mktemp("tokenizer")
+    build_tiny_tokenizer(path)
+    return {p.name: p.read_bytes() for p in path.iterdir()}
+
+
 @pytest.fixture(autouse=True)
-def _world(hub):
+def _world(hub, tokenizer_files):
     WHOAMI_CACHE.clear()
     safetensors = {"parameters": {"BF16": 494_032_768}, "total": 494_032_768}
-    hub.add_model("Qwen/Qwen2.5-0.5B", files={"config.json": json.dumps(QWEN_05B)}, safetensors=safetensors)
+    files = {**tokenizer_files, "config.json": json.dumps(QWEN_05B)}
+    hub.add_model("Qwen/Qwen2.5-0.5B", files=files, safetensors=safetensors)
+    hub.add_model("org/no-tokenizer", files={"config.json": json.dumps(QWEN_05B)}, safetensors=safetensors)
     hub.add_model("meta/gated-model", files={"config.json": json.dumps(QWEN_05B)}, safetensors=safetensors, gated=True)
     hub.add_dataset("alice/chat", {"train": CHAT}, num_rows={"train": 5000})
     hub.add_dataset("alice/qa", {"train": QA})
     hub.add_dataset("alice/text", {"train": TEXT})
+    hub.add_dataset("alice/long", {"train": LONG})
     return hub
 
 
@@ -175,6 +191,26 @@ def test_preflight_does_not_fit_warns_with_fixes(hub):
     )
     fit = _checks(result)["estimate"]
     assert fit["status"] == "warn" and "Probably does not fit on t4-small" in fit["message"]
+
+
+def test_preflight_measures_token_lengths_for_the_estimate(hub):
+    result = submit_training(HubSession(hub.alice), _cfg(dataset="alice/long", max_length=256), dry_run=True)
+    lengths = _checks(result)["lengths"]
+    assert lengths["status"] == "warn", lengths
+    assert "The text averages" in lengths["message"] and "with the tokenizer of Qwen/Qwen2.5-0.5B" in lengths["message"]
+    assert "50% of them are longer than max_length=256 and will be truncated" in lengths["message"]
+    notes = result["estimate"]["estimate"]["notes"]
+    assert not any("Assumed 512 tokens" in n for n in notes), notes  # the measured mean was used
+    whole = submit_training(HubSession(hub.alice), _cfg(dataset="alice/long", max_length=2048), dry_run=True)
+    assert _checks(whole)["lengths"]["status"] == "ok", _checks(whole)["lengths"]
+
+
+def test_preflight_without_a_tokenizer_assumes_a_mean_and_says_so(hub):
+    result = submit_training(HubSession(hub.alice), _cfg(model="org/no-tokenizer"), dry_run=True)
+    lengths = _checks(result)["lengths"]
+    assert lengths["status"] == "warn" and lengths["message"].startswith("Could not count tokens")
+    assert "the estimate assumes 512 tokens per row" in lengths["message"]
+    assert any("Assumed 512 tokens" in n for n in result["estimate"]["estimate"]["notes"])
 
 
 def test_quick_test_runs_few_steps_with_a_short_timeout(hub):

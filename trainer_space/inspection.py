@@ -492,7 +492,7 @@ def _fetch_tokenizer(repo_id: str, revision: str | None, token: str | None) -> A
     try:
         from transformers import AutoTokenizer
 
-        return AutoTokenizer.from_pretrained(repo_id, revision=revision, token=token)
+        tokenizer = AutoTokenizer.from_pretrained(repo_id, revision=revision, token=token)
     except HfHubHTTPError as err:
         raise from_hub_error(err, repo_id=repo_id, repo_type="model", action="read this model") from None
     except Exception as err:
@@ -501,6 +501,12 @@ def _fetch_tokenizer(repo_id: str, revision: str | None, token: str | None) -> A
         raise InvalidInput(
             f"Could not load a tokenizer from '{repo_id}' ({type(err).__name__}: {_clean(str(err))})."
         ) from None
+    if len(tokenizer) <= 1:  # transformers builds an empty tokenizer from a repo with only config.json
+        raise InvalidInput(
+            f"'{repo_id}' has no tokenizer files (tokenizer.json or tokenizer_config.json): name the model the "
+            "tokenizer comes from, or a repo that includes it."
+        )
+    return tokenizer
 
 
 # ============================================================================ rendering one example

@@ -91,15 +91,18 @@ def check_timeout(cfg: TrainingConfig, estimate: dict[str, Any] | None) -> Check
 
 def run_preflight(session: HubSession, cfg: TrainingConfig, *, output_repo: str) -> tuple[list[Check], dict | None]:
     """All checks, in order; returns them with the estimate used (or None)."""
-    from .preflight_data import check_dataset, check_estimate
+    from .preflight_data import check_dataset, check_estimate, check_lengths
 
     checks = check_account(session)
     checks.append(check_model(session, cfg.model))
     dataset_check, inspection = check_dataset(session, cfg)
     checks.append(dataset_check)
     checks.append(check_output_repo(session, output_repo))
+    lengths, mean_tokens = check_lengths(session, cfg, inspection) if dataset_check.status != "error" else (None, None)
+    if lengths is not None:
+        checks.append(lengths)
     try:
-        fit, estimate = check_estimate(session, cfg, inspection)
+        fit, estimate = check_estimate(session, cfg, inspection, mean_tokens)
     except TrainerSpaceError as err:
         fit, estimate = _check("estimate", "warn", f"No estimate: {err.message}"), None
     checks.append(fit)

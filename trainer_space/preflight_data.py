@@ -60,8 +60,49 @@ def check_dataset(session: HubSession, cfg: TrainingConfig) -> tuple[Check, Data
     return Check("dataset", "error", f"{where} cannot be used for {cfg.method}: {report.reason}."), inspection
 
 
+def check_lengths(
+    session: HubSession, cfg: TrainingConfig, inspection: DatasetInspection | None
+) -> tuple[Check | None, float | None]:
+    """Token lengths of the inspected rows with the model's tokenizer: the estimate's mean, and truncation.
+
+    Measured on the rows the inspection already holds (no extra viewer call); the tokenizer is the one the job
+    loads. Returns (check, mean tokens per row), or (None, None) when there is nothing to measure.
+    """
+    from .estimate import DEFAULT_MEAN_TOKENS
+    from .inspection import token_stats
+    from .training import Check
+
+    if inspection is None or not inspection.sample:
+        return None, None
+    try:
+        stats = token_stats(
+            rows=inspection.sample, method=cfg.method, mapping=cfg.mapping, model=cfg.model,
+            max_length=cfg.max_length, token=session._token,
+        )  # fmt: skip
+    except TrainerSpaceError as err:
+        why = f"Could not count tokens ({err.message})"
+        return Check("lengths", "warn", f"{why}: the estimate assumes {DEFAULT_MEAN_TOKENS} tokens per row."), None
+    what = stats.measured[:1].upper() + stats.measured[1:]
+    measured = (
+        f"{what} averages {stats.mean:,.0f} tokens (p95 {stats.p95:,}, longest {stats.max:,}) "
+        f"over {stats.rows} rows, with the tokenizer of {cfg.model}"
+    )
+    if cfg.method != "grpo" and stats.over_max_length:  # GRPO has no max_length: the prompt is never cut
+        return Check(
+            "lengths",
+            "warn",
+            f"{measured}. {stats.share_over:.0%} of them are longer than max_length={cfg.max_length} and will be "
+            f"truncated: raise max_length to about {stats.p95:,} to keep 95% whole (it costs memory: see the "
+            "estimate), or accept the truncation.",
+        ), stats.mean
+    return Check("lengths", "ok", f"{measured}; the time estimate uses it."), stats.mean
+
+
 def check_estimate(
-    session: HubSession, cfg: TrainingConfig, inspection: DatasetInspection | None = None
+    session: HubSession,
+    cfg: TrainingConfig,
+    inspection: DatasetInspection | None = None,
+    mean_tokens: float | None = None,
 ) -> tuple[Check, dict[str, Any] | None]:
     """Does the job fit on the chosen flavor, and what timeout does it need?"""
     from .estimate import estimate, timeout_for
@@ -79,6 +120,7 @@ def check_estimate(
         gradient_accumulation=cfg.gradient_accumulation_steps,
         gradient_checkpointing=cfg.gradient_checkpointing,
         num_rows=QUICK_TEST_ROWS if cfg.quick_test else num_rows,
+        mean_tokens=mean_tokens,
         split=cfg.split,
         max_steps=QUICK_TEST_STEPS if cfg.quick_test else cfg.max_steps,
         fsdp=cfg.fsdp,

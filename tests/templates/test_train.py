@@ -10,6 +10,7 @@ import importlib.metadata
 import importlib.util
 import json
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -575,6 +576,24 @@ def test_an_unknown_model_fails_before_training(hub, capsys, datasets_dir: Path,
         train.cli(argv)
     assert exit_info.value.code == 2
     assert "ERROR: cannot load the tokenizer of 'alice/no-such-model'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_model_without_tokenizer_files_fails_before_training(
+    capsys, tiny_model: Path, datasets_dir: Path, tmp_path: Path
+) -> None:
+    bare = tmp_path / "bare"  # config and weights, no tokenizer: transformers would build an empty one
+    bare.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy2(tiny_model / name, bare / name)
+    argv = [
+        "--model_name_or_path", str(bare), "--dataset_name", str(datasets_dir / "text"),
+        "--output_dir", str(tmp_path / "out"), "--report_to", "none", "--push_to_hub", "false",
+    ]  # fmt: skip
+    with pytest.raises(SystemExit) as exit_info:
+        train.cli(argv)
+    assert exit_info.value.code == 2
+    assert f"ERROR: '{bare}' has no tokenizer files" in capsys.readouterr().err
 
 
 @pytest.mark.slow
