@@ -2,7 +2,7 @@
 
 import os
 
-from trainer_space.ui import build_app
+from trainer_space.ui import build_app, launch_options
 
 demo = build_app()
 
@@ -10,6 +10,5 @@ if __name__ == "__main__":
     demo.queue(default_concurrency_limit=8).launch(
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
-        mcp_server=True,
-        ssr_mode=False,
+        **launch_options(),
     )

@@ -48,12 +48,12 @@ def app_url(hub_server: HubStandIn) -> str:
     """The whole app, launched once on a free port, signed in locally as alice (mock OAuth)."""
     hub_server.reset()
     os.environ["TRAINER_SPACE_LOCAL_TOKEN"] = "hf_alice_standin_token_0001"
-    from trainer_space.ui import build_app
+    from trainer_space.ui import build_app, launch_options
 
     demo = build_app()
     port = free_port()
     demo.queue(default_concurrency_limit=8).launch(
-        server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, ssr_mode=False, quiet=True, mcp_server=True
+        server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch_options()
     )
     yield f"http://127.0.0.1:{port}/"
     demo.close()

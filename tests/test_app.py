@@ -152,3 +152,19 @@ def test_api_endpoints_are_also_mcp_tools(app_url):
     for endpoint in ("inspect_dataset", "estimate", "submit_training", "list_jobs", "job_status", "job_logs",
                      "cancel_job", "export_gguf"):  # fmt: skip
         assert any(endpoint in name for name in names), (endpoint, sorted(names))
+
+
+@pytest.mark.browser
+def test_the_app_fits_a_phone_screen(hub, app_url, page):
+    """On a 420 px screen the sign-in button sits above the title and no checkbox loses its label."""
+    page.set_viewport_size({"width": 420, "height": 900})
+    page.goto(app_url)
+    login = page.get_by_role("button", name="Sign in with Hugging Face")
+    title = page.get_by_role("heading", name="TRL Trainer")
+    assert login.bounding_box()["y"] + login.bounding_box()["height"] <= title.bounding_box()["y"]
+    page.get_by_role("tab", name="Estimate").click()
+    for label in ("Shard with FSDP (several GPUs)", "Gradient checkpointing"):
+        box = page.get_by_label(label).locator("visible=true").first.locator("xpath=..").bounding_box()
+        assert box["width"] >= 120, (label, box)  # the label is readable, not squeezed to the box alone
+    os.makedirs(SCREENSHOTS, exist_ok=True)
+    page.screenshot(path=os.path.join(SCREENSHOTS, "phone-estimate.png"), full_page=True)

@@ -209,7 +209,8 @@ def test_preflight_without_a_tokenizer_assumes_a_mean_and_says_so(hub):
     result = submit_training(HubSession(hub.alice), _cfg(model="org/no-tokenizer"), dry_run=True)
     lengths = _checks(result)["lengths"]
     assert lengths["status"] == "warn" and lengths["message"].startswith("Could not count tokens")
-    assert "the estimate assumes 512 tokens per row" in lengths["message"]
+    assert "has no tokenizer files" in lengths["message"]
+    assert lengths["message"].endswith(". The estimate assumes 512 tokens per row.")
     assert any("Assumed 512 tokens" in n for n in result["estimate"]["estimate"]["notes"])
 
 

@@ -31,8 +31,9 @@ def check_dataset(session: HubSession, cfg: TrainingConfig) -> tuple[Check, Data
     where = f"{cfg.dataset} [{inspection.config}/{inspection.split}, {rows}]"
     verdict = report.verdict.value
     if verdict == "READY":
+        reason = report.reason.removeprefix("with this mapping: ")
         mapped = " with your mapping" if cfg.mapping else ""
-        return Check("dataset", "ok", f"{where} is READY for {cfg.method}{mapped}: {report.reason}."), inspection
+        return Check("dataset", "ok", f"{where} is READY for {cfg.method}{mapped}: {reason}."), inspection
     if verdict == "NEEDS_MAPPING" and not cfg.mapping:
         from .formats import readiness
 
@@ -80,8 +81,8 @@ def check_lengths(
             max_length=cfg.max_length, token=session._token,
         )  # fmt: skip
     except TrainerSpaceError as err:
-        why = f"Could not count tokens ({err.message})"
-        return Check("lengths", "warn", f"{why}: the estimate assumes {DEFAULT_MEAN_TOKENS} tokens per row."), None
+        why = f"Could not count tokens: {err.message.rstrip('.')}."
+        return Check("lengths", "warn", f"{why} The estimate assumes {DEFAULT_MEAN_TOKENS} tokens per row."), None
     what = stats.measured[:1].upper() + stats.measured[1:]
     measured = (
         f"{what} averages {stats.mean:,.0f} tokens (p95 {stats.p95:,}, longest {stats.max:,}) "

@@ -13,7 +13,21 @@ INTRO = (
     "Everything runs **with your own account**: sign in, check your dataset, see what it will cost, train, "
     "and export to GGUF. Jobs are billed to you by the minute; checkpoints are pushed to your Hub repos."
 )
-CSS = "#intro p {margin: 0.2em 0}"
+CSS = """
+#intro p {margin: 0.2em 0}
+#header {align-items: flex-start}
+@media (max-width: 720px) {
+  #header {flex-direction: column-reverse}
+  #header > * {width: 100%}
+  .form {flex-wrap: wrap}
+  .form > div {min-width: 140px !important}
+}
+"""
+
+
+def launch_options() -> dict:
+    """What `launch()` needs besides host and port (the Space, `scripts/run-app.sh` and the tests share it)."""
+    return {"css": CSS, "mcp_server": True, "ssr_mode": False}
 
 
 def _whoami_banner(profile: gr.OAuthProfile | None, oauth_token: gr.OAuthToken | None) -> str:
@@ -71,7 +85,7 @@ def build_app() -> gr.Blocks:
     from . import dataset_tab, estimate_tab, export_tab, jobs_tab, train_tab
 
     with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
-        with gr.Row(equal_height=True):
+        with gr.Row(equal_height=False, elem_id="header"):
             gr.Markdown(f"# {TITLE}\n{INTRO}", elem_id="intro")
             gr.LoginButton(scale=0, min_width=200, size="md")
         banner = gr.Markdown(elem_id="signed-in")

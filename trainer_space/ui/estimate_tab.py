@@ -175,8 +175,10 @@ def build_tab(dataset_tab: SimpleNamespace | None = None) -> SimpleNamespace:
         grad_accum = gr.Number(label="Gradient accumulation", value=4, precision=0, minimum=1)
         grad_ckpt = gr.Checkbox(label="Gradient checkpointing", value=True)
     with gr.Row():
-        num_rows = gr.Number(label="Rows (blank: count with the dataset viewer)", value=None, precision=0)
-        mean_tokens = gr.Number(label="Mean tokens per row (blank: from the Dataset tab, else 512)", value=None)
+        num_rows = gr.Number(label="Rows (0: count them with the dataset viewer)", value=0, precision=0, minimum=0)
+        mean_tokens = gr.Number(
+            label="Mean tokens per row (0: measured on the Dataset tab, else 512)", value=0, minimum=0
+        )
     button = gr.Button("Estimate", variant="primary")
     verdict = gr.Markdown()
     table = gr.Dataframe(headers=COLUMNS, label="Every GPU flavor", interactive=False, wrap=True)
