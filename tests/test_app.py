@@ -80,15 +80,18 @@ def _visible(locator):
 
 
 @pytest.mark.browser
-def test_dataset_to_train_to_my_jobs_in_a_browser(hub, app_url, page):
+def test_dataset_to_train_to_my_jobs_in_a_browser(hub, app_url, page, tmp_path):
     """The visitor's path: inspect a dataset that needs a mapping, carry it to Train, preview, submit, see the job."""
     import json
 
     from tests.test_train_submit import QWEN_05B
+    from tests.tiny_model import build_tiny_tokenizer
 
+    build_tiny_tokenizer(tmp_path)  # standing in for Qwen's tokenizer: the pre-flight counts tokens with it
+    tokenizer = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     hub.add_model(
         "Qwen/Qwen2.5-0.5B",
-        files={"config.json": json.dumps(QWEN_05B)},
+        files={**tokenizer, "config.json": json.dumps(QWEN_05B)},
         safetensors={"parameters": {"BF16": 494_032_768}, "total": 494_032_768},
     )
     rows = [{"question": f"What is {i} + 1?", "answer": str(i + 1)} for i in range(30)]
@@ -109,9 +112,11 @@ def test_dataset_to_train_to_my_jobs_in_a_browser(hub, app_url, page):
     page.screenshot(path=os.path.join(SCREENSHOTS, "train-preview.png"), full_page=True)
     assert hub.requests_to("/api/jobs", "POST") == []
 
-    _visible(page.get_by_role("button", name="Submit training job")).click()
+    _visible(page.get_by_text("Prompt + completion averages")).wait_for()  # lengths counted for the estimate
+    _visible(page.get_by_role("button", name="Submit training job")).dblclick()  # an impatient double click
     _visible(page.get_by_text("Submitted:")).wait_for()
-    (post,) = hub.requests_to("/api/jobs/alice", "POST")
+    page.wait_for_timeout(1500)
+    (post,) = hub.requests_to("/api/jobs/alice", "POST")  # one job, not two
     args = post.json()["command"]
     assert json.loads(args[args.index("--dataset_mapping") + 1])["columns"] == {
         "prompt": "question",

@@ -92,6 +92,7 @@ def build_tab() -> SimpleNamespace:
     inputs = [model, quants, output_repo, private, flavor]
     outputs = [summary, command, details]
     preview.click(_preview, inputs, outputs, api_visibility="private")
-    submit.click(_submit, inputs, outputs, api_visibility="private")
+    # trigger_mode="once": clicks while a submission is pending are dropped, so a double click is one job
+    submit.click(_submit, inputs, outputs, api_visibility="private", trigger_mode="once")
     gr.api(export_gguf, api_name="export_gguf")
     return SimpleNamespace(model=model, quants=quants, output_repo=output_repo, summary=summary)

@@ -180,7 +180,8 @@ def build_tab(
         return _run(False, {by_component[c]: v for c, v in data.items()}, oauth_token)
 
     preview_btn.click(on_preview, set(fields_.values()), outputs, api_visibility="private")
-    submit_btn.click(on_submit, set(fields_.values()), outputs, api_visibility="private")
+    # trigger_mode="once": clicks while a submission is pending are dropped, so a double click is one job
+    submit_btn.click(on_submit, set(fields_.values()), outputs, api_visibility="private", trigger_mode="once")
 
     @ui_errors
     def apply_preset(method_v: str, model_v: str, oauth_token: gr.OAuthToken | None = None):
