@@ -39,7 +39,7 @@ def _run(
     fsdp: bool = False,
     token: str | None = None,
 ) -> EstimateResult:
-    """The service call with the UI's blanks as None (estimate() validates every number itself)."""
+    """The service call: estimate() validates every number, and a blank or 0 row count / mean means "measure"."""
     return estimate(
         model=model or "",
         dataset=(dataset or "").strip() or None,
