@@ -16,6 +16,10 @@ INTRO = (
 CSS = """
 #intro p {margin: 0.2em 0}
 #header {align-items: flex-start}
+#embedded-note {display: none !important}
+#embedded-note.shown {display: block !important}
+#embedded-note p {margin: 0}
+#embedded-note a {padding: 0}
 @media (max-width: 720px) {
   #header {flex-direction: column-reverse}
   #header > * {width: 100%}
@@ -23,6 +27,21 @@ CSS = """
   .form > div {min-width: 140px !important}
 }
 """
+
+
+# Embedded in a frame, sign-in is in the hands of the browser's third-party cookie rules (Safari and others block
+# the Space's session cookie there): the note appears only inside a frame and opens the app in its own tab.
+EMBEDDED_NOTE = (
+    "<p>You are using the app inside another page. If signing in does not stick there (your browser blocks "
+    'cookies in embedded frames), <a id="open-app" target="_blank" rel="noopener">open the app in its own tab</a>.'
+    "</p>"
+)
+_SHOW_EMBEDDED_NOTE_JS = """() => {
+  if (window.self === window.top) return;
+  const note = document.getElementById('embedded-note');
+  const link = document.getElementById('open-app');
+  if (note && link) { link.href = window.location.href; note.classList.add('shown'); }
+}"""
 
 
 def launch_options() -> dict:
@@ -87,8 +106,9 @@ def build_app() -> gr.Blocks:
     with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
         with gr.Row(equal_height=False, elem_id="header"):
             gr.Markdown(f"# {TITLE}\n{INTRO}", elem_id="intro")
-            gr.LoginButton(scale=0, min_width=200, size="md")
+            gr.LoginButton(scale=0, min_width=270, size="md")
         banner = gr.Markdown(elem_id="signed-in")
+        gr.HTML(EMBEDDED_NOTE, padding=False, elem_id="embedded-note")
         with gr.Tabs():
             with gr.Tab("Dataset", id="dataset"):
                 data = dataset_tab.build_tab()
@@ -126,6 +146,7 @@ def build_app() -> gr.Blocks:
             api_visibility="private",
         )  # fmt: skip
         demo.load(_whoami_banner, None, banner, api_visibility="private")
+        demo.load(None, None, None, js=_SHOW_EMBEDDED_NOTE_JS, api_visibility="private")
         # the jobs table loads with the page, again whenever the tab is opened, and itself while jobs run
         gr.on(
             [demo.load, jobs_ui.select],
