@@ -34,6 +34,7 @@ QA = [{"question": f"What is {i} + 1?", "answer": str(i + 1)} for i in range(20)
 TEXT = [{"text": f"Document number {i}."} for i in range(20)]
 
 
+MATH = [{"prompt": [{"role": "user", "content": f"What is {i} + 1?"}], "answer": str(i + 1)} for i in range(20)]
 LONG = [{"text": "The quick brown fox jumps over the lazy dog. " * (10 + 30 * (i % 2))} for i in range(20)]
 
 
@@ -59,6 +60,7 @@ def _world(hub, tokenizer_files):
     hub.add_dataset("alice/qa", {"train": QA})
     hub.add_dataset("alice/text", {"train": TEXT})
     hub.add_dataset("alice/long", {"train": LONG})
+    hub.add_dataset("alice/math", {"train": MATH}, num_rows={"train": 2000})
     return hub
 
 
@@ -212,6 +214,24 @@ def test_preflight_without_a_tokenizer_assumes_a_mean_and_says_so(hub):
     assert "has no tokenizer files" in lengths["message"]
     assert lengths["message"].endswith(". The estimate assumes 512 tokens per row.")
     assert any("Assumed 512 tokens" in n for n in result["estimate"]["estimate"]["notes"])
+
+
+def test_grpo_preflight_estimates_the_generations_the_job_will_sample(hub):
+    def grpo(**kw):
+        cfg = _cfg(method="grpo", dataset="alice/math", reward_funcs=["accuracy"], timeout="48h", **kw)
+        result = submit_training(HubSession(hub.alice), cfg, dry_run=True)
+        assert _checks(result)["dataset"]["status"] == "ok", _checks(result)["dataset"]
+        return result["estimate"]["estimate"]
+
+    short = grpo(num_generations=4, max_completion_length=128, per_device_train_batch_size=4,
+                 gradient_accumulation_steps=1)  # fmt: skip
+    assert any("GRPO: 4 completions per prompt" in n and "completions up to 128" in n for n in short["notes"])
+    long = grpo(num_generations=8, max_completion_length=512, per_device_train_batch_size=8,
+                gradient_accumulation_steps=1)  # fmt: skip
+    assert any("GRPO: 8 completions per prompt" in n and "completions up to 512" in n for n in long["notes"])
+    assert long["tokens"] > 3 * short["tokens"]  # twice the completions, each four times longer
+    hours = {e["flavor"]: e["hours"] for e in short["flavors"]}
+    assert all(e["hours"] > hours[e["flavor"]] for e in long["flavors"])
 
 
 def test_quick_test_runs_few_steps_with_a_short_timeout(hub):

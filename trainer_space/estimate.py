@@ -850,6 +850,8 @@ def estimate(
     max_steps: int | None = None,
     fsdp: bool = False,
     lora_r: int = LORA_R,
+    num_generations: int = GRPO_NUM_GENERATIONS,
+    max_completion_length: int = GRPO_MAX_COMPLETION,
     token: str | None = None,
 ) -> EstimateResult:
     """Fetch the model's facts, the dataset's size and the flavors from the Hub, then estimate.
@@ -872,6 +874,8 @@ def estimate(
         max_steps=max_steps,
         fsdp=fsdp,
         lora_r=lora_r,
+        num_generations=num_generations,
+        max_completion_length=max_completion_length,
     ).validated()  # numbers first: a typo answers before any Hub call
     if dataset:
         dataset = validate_repo_id(dataset, "dataset")

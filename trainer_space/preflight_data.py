@@ -126,6 +126,8 @@ def check_estimate(
         max_steps=QUICK_TEST_STEPS if cfg.quick_test else cfg.max_steps,
         fsdp=cfg.fsdp,
         lora_r=cfg.lora_r,
+        num_generations=cfg.num_generations,  # GRPO: what the job samples, not TRL's defaults
+        max_completion_length=cfg.max_completion_length,
         token=session._token,
     )
     chosen = next((f for f in result.flavors if f.flavor.name == cfg.flavor), None)
