@@ -234,6 +234,23 @@ def test_grpo_preflight_estimates_the_generations_the_job_will_sample(hub):
     assert all(e["hours"] > hours[e["flavor"]] for e in long["flavors"])
 
 
+def test_advanced_beta_is_estimated_and_unmodelled_options_are_named(hub):
+    def estimate_check(advanced, peft="full"):
+        cfg = _cfg(method="grpo", dataset="alice/math", reward_funcs=["accuracy"], timeout="48h", peft=peft,
+                   flavor="a100-large", per_device_train_batch_size=8, gradient_accumulation_steps=1,
+                   advanced=advanced)  # fmt: skip
+        result = submit_training(HubSession(hub.alice), cfg, dry_run=True)
+        return _checks(result)["estimate"]["message"], result["estimate"]["estimate"]
+
+    plain, without = estimate_check({})
+    _, with_reference = estimate_check({"beta": 0.04})  # TRL 1.16 GRPO: beta > 0 loads a reference model
+    peak = {e["flavor"]: e["peak_vram_gb"] for e in without["flavors"]}
+    assert all(e["peak_vram_gb"] > peak[e["flavor"]] for e in with_reference["flavors"])
+    assert "Not modelled" not in plain
+    message, _ = estimate_check({"beta": 0.04, "optim": "adamw_8bit", "weight_decay": 0.01})
+    assert message.endswith("Not modelled: optim (advanced).")
+
+
 def test_quick_test_runs_few_steps_with_a_short_timeout(hub):
     result = submit_training(HubSession(hub.alice), _cfg(quick_test=True, timeout="30m"), dry_run=False)
     body = hub.requests_to("/api/jobs/alice", "POST")[0].json()

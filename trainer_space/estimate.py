@@ -852,6 +852,8 @@ def estimate(
     lora_r: int = LORA_R,
     num_generations: int = GRPO_NUM_GENERATIONS,
     max_completion_length: int = GRPO_MAX_COMPLETION,
+    lora_dropout: float = LORA_DROPOUT,
+    beta: float | None = None,
     token: str | None = None,
 ) -> EstimateResult:
     """Fetch the model's facts, the dataset's size and the flavors from the Hub, then estimate.
@@ -876,6 +878,8 @@ def estimate(
         lora_r=lora_r,
         num_generations=num_generations,
         max_completion_length=max_completion_length,
+        lora_dropout=lora_dropout,
+        beta=beta,
     ).validated()  # numbers first: a typo answers before any Hub call
     if dataset:
         dataset = validate_repo_id(dataset, "dataset")

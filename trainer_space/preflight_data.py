@@ -99,6 +99,21 @@ def check_lengths(
     return Check("lengths", "ok", f"{measured}; the time estimate uses it."), stats.mean
 
 
+# advanced options that change neither memory nor time (the estimate models `beta` itself); any other is named
+# in the estimate's check as not modelled
+_NEUTRAL_ADVANCED = {
+    "learning_rate", "lr_scheduler_type", "warmup_ratio", "warmup_steps", "weight_decay", "max_grad_norm",
+    "adam_beta1", "adam_beta2", "adam_epsilon", "seed", "data_seed", "logging_steps", "save_total_limit", "beta",
+    "loss_type", "label_smoothing", "temperature", "top_p", "top_k", "chat_template_path", "completion_only_loss",
+    "assistant_only_loss", "run_name", "hub_private_repo",
+}  # fmt: skip
+
+
+def _advanced_number(cfg: TrainingConfig, key: str) -> float | None:
+    value = cfg.advanced.get(key)
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
 def check_estimate(
     session: HubSession,
     cfg: TrainingConfig,
@@ -128,6 +143,8 @@ def check_estimate(
         lora_r=cfg.lora_r,
         num_generations=cfg.num_generations,  # GRPO: what the job samples, not TRL's defaults
         max_completion_length=cfg.max_completion_length,
+        lora_dropout=cfg.lora_dropout,
+        beta=_advanced_number(cfg, "beta"),  # GRPO with beta > 0 loads a reference model
         token=session._token,
     )
     chosen = next((f for f in result.flavors if f.flavor.name == cfg.flavor), None)
@@ -137,11 +154,13 @@ def check_estimate(
     timeout_s, timeout = timeout_for(chosen.time.total)
     summary |= {"timeout_s": timeout_s, "timeout": timeout, "hours": chosen.hours, "cost_usd": chosen.cost_usd}
     peak = f"peak {chosen.peak_gib:.1f} of {chosen.flavor.vram_gb:g} GB per GPU"
+    unmodelled = sorted(set(cfg.advanced) - _NEUTRAL_ADVANCED)
+    caveat = f" Not modelled: {', '.join(unmodelled)} (advanced)." if unmodelled else ""
     if chosen.fits:
         cost = f"about {chosen.hours * 60:.0f} min, ${chosen.cost_usd:,.2f}"
-        return Check("estimate", "ok", f"Fits on {cfg.flavor} ({peak}); {cost}."), summary
+        return Check("estimate", "ok", f"Fits on {cfg.flavor} ({peak}); {cost}.{caveat}"), summary
     fixes = list(result.suggestions)
     if result.recommended:
         fixes.insert(0, f"pick {result.recommended}, the cheapest flavor where it fits")
     hint = ("; ".join(fixes[:4]) + ".") if fixes else "use LoRA/QLoRA, a smaller batch or a shorter max_length."
-    return Check("estimate", "warn", f"Probably does not fit on {cfg.flavor} ({peak}): {hint}"), summary
+    return Check("estimate", "warn", f"Probably does not fit on {cfg.flavor} ({peak}): {hint}{caveat}"), summary
