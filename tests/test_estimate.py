@@ -112,8 +112,9 @@ def test_grpo_counts_generations_and_loads_a_reference_only_when_beta_is_positiv
     assert grpo.generation > 0 and grpo.reference == 0  # TRL 1.16 GRPOConfig.beta defaults to 0.0
     full_kl = memory_breakdown(QWEN05, EstimateInputs(method="grpo", peft="full", beta=0.04))
     assert full_kl.reference > 0
-    # the head only scores completion tokens (512 of max_length 1024)
-    assert grpo.logits == pytest.approx(4096 * 32768 * 2 + 32768 * 896 * 2 + 8 * 512 * 896 * 6)
+    # the head only scores completion tokens (the app's 256 of max_length 1024): 8 x 256 = 2,048 tokens, one tile
+    # smaller than the 4,096-token chunk
+    assert grpo.logits == pytest.approx(2048 * 32768 * 2 + 32768 * 896 * 2 + 8 * 256 * 896 * 6)
 
 
 def test_reward_models_have_no_lm_head_logits():
@@ -167,7 +168,7 @@ def test_time_scales_with_rows_and_epochs_and_shrinks_on_faster_gpus():
 
 def test_grpo_adds_generation_time():
     t = time_breakdown(QWEN05, EstimateInputs(method="grpo", num_rows=1000), get_flavor("a10g-small"))
-    assert t.generation > 0 and t.tokens > 1000 * 8 * 512
+    assert t.generation > 0 and t.tokens > 1000 * 8 * 256
 
 
 def test_timeout_is_the_estimate_plus_30_percent_and_never_below_30_minutes():

@@ -19,6 +19,13 @@ METHOD_LABELS: dict[str, str] = {  # the same, with what each needs, for method 
 # GRPO reward functions the job template offers (names shared with job_templates/train.py REWARD_FUNCS)
 GRPO_REWARDS: tuple[str, ...] = ("accuracy", "think_format", "length")
 
+# defaults the Train tab submits and the Estimate tab assumes (one place, so both describe the same job)
+LORA_R = 16  # trl ModelConfig.lora_r default
+LORA_ALPHA = 32  # trl ModelConfig.lora_alpha default
+LORA_DROPOUT = 0.05  # trl ModelConfig.lora_dropout default
+GRPO_NUM_GENERATIONS = 8  # trl GRPOConfig.num_generations default
+GRPO_MAX_COMPLETION_LENGTH = 256  # shorter than TRL's 512: a cheaper first GRPO run; the Train tab can raise it
+
 # learning rates: TRL's documented defaults / the trl-jobs presets (2e-5 full, 2e-4 LoRA for SFT);
 # preference and RL methods use much smaller rates (TRL docs: DPO 5e-7 full, GRPO 1e-6)
 _LR: dict[tuple[str, bool], float] = {

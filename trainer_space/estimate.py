@@ -26,7 +26,14 @@ import math
 from dataclasses import dataclass, replace
 from typing import Any
 
-from .catalog import METHODS, PEFT_MODES
+from .catalog import (
+    GRPO_MAX_COMPLETION_LENGTH,
+    GRPO_NUM_GENERATIONS,
+    LORA_DROPOUT,
+    LORA_R,
+    METHODS,
+    PEFT_MODES,
+)
 from .errors import InvalidInput
 from .hardware import Flavor
 from .model_facts import ModelFacts
@@ -35,10 +42,6 @@ from .validation import validate_float, validate_int, validate_repo_id
 GIB = 1024**3
 
 # ----------------------------------------------------------------------------- TRL / template defaults
-LORA_R = 16  # trl ModelConfig.lora_r default; TrainingConfig.lora_r
-LORA_DROPOUT = 0.05  # trl ModelConfig.lora_dropout default
-GRPO_NUM_GENERATIONS = 8  # trl GRPOConfig.num_generations default
-GRPO_MAX_COMPLETION = 512  # trl GRPOConfig.max_completion_length default
 DPO_BETA = 0.1  # trl DPOConfig.beta default (reference model needed)
 GRPO_BETA = 0.0  # trl GRPOConfig.beta default: 0.0 => "the reference model is not loaded"
 SAVE_STEPS = 100  # job_templates/train.py: save_steps=100, hub_strategy="checkpoint"
@@ -159,7 +162,7 @@ class EstimateInputs:
     lora_r: int = LORA_R
     lora_dropout: float = LORA_DROPOUT
     num_generations: int = GRPO_NUM_GENERATIONS
-    max_completion_length: int = GRPO_MAX_COMPLETION
+    max_completion_length: int = GRPO_MAX_COMPLETION_LENGTH
     beta: float | None = None  # None: TRL's default for the method
     fsdp: bool = False
 
@@ -851,7 +854,7 @@ def estimate(
     fsdp: bool = False,
     lora_r: int = LORA_R,
     num_generations: int = GRPO_NUM_GENERATIONS,
-    max_completion_length: int = GRPO_MAX_COMPLETION,
+    max_completion_length: int = GRPO_MAX_COMPLETION_LENGTH,
     lora_dropout: float = LORA_DROPOUT,
     beta: float | None = None,
     token: str | None = None,

@@ -12,7 +12,17 @@ import re
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from .catalog import GRPO_REWARDS, METHODS, PEFT_MODES, preset
+from .catalog import (
+    GRPO_MAX_COMPLETION_LENGTH,
+    GRPO_NUM_GENERATIONS,
+    GRPO_REWARDS,
+    LORA_ALPHA,
+    LORA_DROPOUT,
+    LORA_R,
+    METHODS,
+    PEFT_MODES,
+    preset,
+)
 from .errors import InvalidInput, TrainerSpaceError
 from .hardware import FLAVOR_NAMES, get_flavor
 from .hub import HubSession, JobRequest
@@ -53,9 +63,9 @@ class TrainingConfig:
     split: str = "train"
     mapping: dict[str, Any] | None = None
     peft: str = "lora"
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
+    lora_r: int = LORA_R
+    lora_alpha: int = LORA_ALPHA
+    lora_dropout: float = LORA_DROPOUT
     learning_rate: float | None = None  # default from the method/PEFT preset
     num_train_epochs: float = 1.0
     max_steps: int | None = None
@@ -65,8 +75,8 @@ class TrainingConfig:
     gradient_checkpointing: bool = True
     eval_split_fraction: float = 0.0
     reward_funcs: list[str] = field(default_factory=list)
-    num_generations: int = 8  # GRPO: completions sampled per prompt
-    max_completion_length: int = 256  # GRPO: tokens generated per completion (GRPO has no max_length)
+    num_generations: int = GRPO_NUM_GENERATIONS  # GRPO: completions sampled per prompt
+    max_completion_length: int = GRPO_MAX_COMPLETION_LENGTH  # GRPO: tokens per completion (GRPO has no max_length)
     private: bool = True
     trackio_space: str = ""  # default <user>/trackio
     trackio_project: str = ""  # default: the output repo's name

@@ -8,7 +8,7 @@ from typing import Any
 
 import gradio as gr
 
-from ..catalog import GRPO_REWARDS, METHOD_LABELS, METHODS, PEFT_MODES, preset
+from ..catalog import GRPO_REWARDS, LORA_ALPHA, LORA_DROPOUT, LORA_R, METHOD_LABELS, METHODS, PEFT_MODES, preset
 from ..errors import InvalidInput
 from ..hardware import FALLBACK_FLAVORS
 from ..training import TrainingConfig, submit_training
@@ -124,9 +124,9 @@ def build_tab(
         preset_btn = gr.Button("Preset for this method and model size", size="sm")
     with gr.Accordion("LoRA, evaluation, rewards", open=False):
         with gr.Row():
-            lora_r = gr.Number(label="LoRA rank", value=16, precision=0)
-            lora_alpha = gr.Number(label="LoRA alpha", value=32, precision=0)
-            lora_dropout = gr.Number(label="LoRA dropout", value=0.05)
+            lora_r = gr.Number(label="LoRA rank", value=LORA_R, precision=0)
+            lora_alpha = gr.Number(label="LoRA alpha", value=LORA_ALPHA, precision=0)
+            lora_dropout = gr.Number(label="LoRA dropout", value=LORA_DROPOUT)
             eval_fraction = gr.Slider(0, 0.5, value=0.0, step=0.01, label="Held-out eval fraction")
         rewards = gr.CheckboxGroup(list(GRPO_REWARDS), value=["accuracy"], label="GRPO reward functions")
     with gr.Row():
