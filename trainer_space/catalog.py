@@ -20,6 +20,13 @@ METHOD_LABELS: dict[str, str] = {  # the same, with what each needs, for method 
 GRPO_REWARDS: tuple[str, ...] = ("accuracy", "think_format", "length")
 
 # defaults the Train tab submits and the Estimate tab assumes (one place, so both describe the same job)
+DEFAULT_MODEL = "Qwen/Qwen2.5-0.5B"
+DEFAULT_DATASET = "trl-lib/Capybara"
+DEFAULT_FLAVOR = "a10g-small"
+DEFAULT_MAX_LENGTH = 1024
+MAX_LENGTH_RANGE = (32, 262_144)  # tokens; the job template refuses anything under 16
+DEFAULT_BATCH_SIZE = 4  # per GPU
+DEFAULT_GRAD_ACCUM = 4
 LORA_R = 16  # trl ModelConfig.lora_r default
 LORA_ALPHA = 32  # trl ModelConfig.lora_alpha default
 LORA_DROPOUT = 0.05  # trl ModelConfig.lora_dropout default
@@ -67,7 +74,7 @@ def preset(method: str, params_b: float | None = None, peft: str | None = None) 
         learning_rate=_LR[(method, peft != "full")],
         per_device_train_batch_size=batch,
         gradient_accumulation_steps=max(1, effective // batch),
-        max_length=1024,
+        max_length=DEFAULT_MAX_LENGTH,
         gradient_checkpointing=size >= 1.0,
         peft=peft,
     )

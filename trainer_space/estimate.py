@@ -27,10 +27,14 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from .catalog import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_GRAD_ACCUM,
+    DEFAULT_MAX_LENGTH,
     GRPO_MAX_COMPLETION_LENGTH,
     GRPO_NUM_GENERATIONS,
     LORA_DROPOUT,
     LORA_R,
+    MAX_LENGTH_RANGE,
     METHODS,
     PEFT_MODES,
 )
@@ -150,10 +154,10 @@ class EstimateInputs:
 
     method: str = "sft"
     peft: str = "lora"
-    max_length: int = 1024
+    max_length: int = DEFAULT_MAX_LENGTH
     epochs: float = 1.0
-    per_device_batch_size: int = 4
-    gradient_accumulation: int = 4
+    per_device_batch_size: int = DEFAULT_BATCH_SIZE
+    gradient_accumulation: int = DEFAULT_GRAD_ACCUM
     gradient_checkpointing: bool = True
     num_rows: int = DEFAULT_ROWS
     mean_tokens: float = DEFAULT_MEAN_TOKENS
@@ -177,7 +181,7 @@ class EstimateInputs:
         max_steps = None if self.max_steps in (None, 0) else validate_int(self.max_steps, "max_steps", 1, 10_000_000)
         return replace(
             self,
-            max_length=validate_int(self.max_length, "max_length", 16, 262_144),
+            max_length=validate_int(self.max_length, "max_length", *MAX_LENGTH_RANGE),
             epochs=validate_float(self.epochs, "Epochs", 0.0, 100.0, open_low=True),
             per_device_batch_size=validate_int(self.per_device_batch_size, "Batch size per GPU", 1, 1024),
             gradient_accumulation=validate_int(self.gradient_accumulation, "Gradient accumulation", 1, 1024),
@@ -842,7 +846,7 @@ def estimate(
     dataset: str | None = None,
     method: str = "sft",
     peft: str = "lora",
-    max_length: int = 1024,
+    max_length: int = DEFAULT_MAX_LENGTH,
     epochs: float = 1.0,
     per_device_batch_size: int = 4,
     gradient_accumulation: int = 4,

@@ -13,12 +13,17 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from .catalog import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_FLAVOR,
+    DEFAULT_GRAD_ACCUM,
+    DEFAULT_MAX_LENGTH,
     GRPO_MAX_COMPLETION_LENGTH,
     GRPO_NUM_GENERATIONS,
     GRPO_REWARDS,
     LORA_ALPHA,
     LORA_DROPOUT,
     LORA_R,
+    MAX_LENGTH_RANGE,
     METHODS,
     PEFT_MODES,
     preset,
@@ -69,9 +74,9 @@ class TrainingConfig:
     learning_rate: float | None = None  # default from the method/PEFT preset
     num_train_epochs: float = 1.0
     max_steps: int | None = None
-    per_device_train_batch_size: int = 4
-    gradient_accumulation_steps: int = 4
-    max_length: int = 1024
+    per_device_train_batch_size: int = DEFAULT_BATCH_SIZE
+    gradient_accumulation_steps: int = DEFAULT_GRAD_ACCUM
+    max_length: int = DEFAULT_MAX_LENGTH
     gradient_checkpointing: bool = True
     eval_split_fraction: float = 0.0
     reward_funcs: list[str] = field(default_factory=list)
@@ -80,7 +85,7 @@ class TrainingConfig:
     private: bool = True
     trackio_space: str = ""  # default <user>/trackio
     trackio_project: str = ""  # default: the output repo's name
-    flavor: str = "a10g-small"
+    flavor: str = DEFAULT_FLAVOR
     timeout: str = "2h"
     quick_test: bool = False
     fsdp: bool = False
@@ -140,7 +145,7 @@ class TrainingConfig:
             self.max_steps = validate_int(self.max_steps, "Max steps", 1, 1_000_000)
         self.per_device_train_batch_size = validate_int(self.per_device_train_batch_size, "Batch size", 1, 1024)
         self.gradient_accumulation_steps = validate_int(self.gradient_accumulation_steps, "Accumulation", 1, 1024)
-        self.max_length = validate_int(self.max_length, "max_length", 32, 262_144)
+        self.max_length = validate_int(self.max_length, "max_length", *MAX_LENGTH_RANGE)
         self.eval_split_fraction = validate_float(self.eval_split_fraction, "Eval fraction", 0.0, 0.5)
         if isinstance(self.reward_funcs, str):
             self.reward_funcs = [r.strip() for r in self.reward_funcs.split(",") if r.strip()]

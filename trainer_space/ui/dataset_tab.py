@@ -15,6 +15,7 @@ import gradio as gr
 import pandas as pd
 
 from .. import formats
+from ..catalog import DEFAULT_MAX_LENGTH
 from ..errors import InvalidInput
 from ..formats import FIELDS, METHOD_FIELDS, METHOD_NAMES, METHODS, TRANSFORM_HELP, TRANSFORMS
 from ..inspection import (
@@ -33,7 +34,6 @@ from .common import optional_token, ui_errors
 NONE = "(none)"
 VERDICT_ICONS = {"READY": "✓ READY", "NEEDS_MAPPING": "⚠ NEEDS_MAPPING", "INCOMPATIBLE": "✗ INCOMPATIBLE"}
 TABLE_CELL_CHARS = 300
-DEFAULT_MAX_LENGTH = 1024
 
 
 # ----------------------------------------------------------------------------- API

@@ -10,7 +10,17 @@ from typing import Any
 
 import gradio as gr
 
-from ..catalog import METHOD_LABELS, METHODS, PEFT_MODES
+from ..catalog import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_DATASET,
+    DEFAULT_GRAD_ACCUM,
+    DEFAULT_MAX_LENGTH,
+    DEFAULT_MODEL,
+    MAX_LENGTH_RANGE,
+    METHOD_LABELS,
+    METHODS,
+    PEFT_MODES,
+)
 from ..estimate import EstimateResult, estimate
 from .common import optional_token, ui_errors
 
@@ -64,10 +74,10 @@ def estimate_api(
     dataset: str | None = None,
     method: str = "sft",
     peft: str = "lora",
-    max_length: int = 1024,
+    max_length: int = DEFAULT_MAX_LENGTH,
     epochs: float = 1.0,
-    per_device_batch_size: int = 4,
-    gradient_accumulation: int = 4,
+    per_device_batch_size: int = DEFAULT_BATCH_SIZE,
+    gradient_accumulation: int = DEFAULT_GRAD_ACCUM,
     gradient_checkpointing: bool = True,
     num_rows: int | None = None,
     oauth_token: gr.OAuthToken | None = None,
@@ -161,18 +171,20 @@ def build_tab(dataset_tab: SimpleNamespace | None = None) -> SimpleNamespace:
     """Build the tab's components inside the caller's `gr.Tab`; returns them for wiring (Train tab prefill)."""
     gr.Markdown(INTRO)
     with gr.Row():
-        model = gr.Textbox(label="Model", value="Qwen/Qwen2.5-0.5B", scale=2)
-        dataset = gr.Textbox(label="Dataset", value="trl-lib/Capybara", scale=2)
+        model = gr.Textbox(label="Model", value=DEFAULT_MODEL, scale=2)
+        dataset = gr.Textbox(label="Dataset", value=DEFAULT_DATASET, scale=2)
         split = gr.Textbox(label="Split", value="train", scale=1)
     with gr.Row():
         method = gr.Dropdown([(METHOD_LABELS[m], m) for m in METHODS], value="sft", label="Method")
         peft = gr.Radio(list(PEFT_MODES), value="lora", label="Fine-tuning")
         fsdp = gr.Checkbox(label="Shard with FSDP (several GPUs)", value=False)
     with gr.Row():
-        max_length = gr.Number(label="max_length (tokens)", value=1024, precision=0, minimum=16)
+        max_length = gr.Number(
+            label="max_length (tokens)", value=DEFAULT_MAX_LENGTH, precision=0, minimum=MAX_LENGTH_RANGE[0]
+        )
         epochs = gr.Number(label="Epochs", value=1, minimum=0.01)
-        batch = gr.Number(label="Batch size per GPU", value=4, precision=0, minimum=1)
-        grad_accum = gr.Number(label="Gradient accumulation", value=4, precision=0, minimum=1)
+        batch = gr.Number(label="Batch size per GPU", value=DEFAULT_BATCH_SIZE, precision=0, minimum=1)
+        grad_accum = gr.Number(label="Gradient accumulation", value=DEFAULT_GRAD_ACCUM, precision=0, minimum=1)
         grad_ckpt = gr.Checkbox(label="Gradient checkpointing", value=True)
     with gr.Row():
         num_rows = gr.Number(label="Rows (0: count them with the dataset viewer)", value=0, precision=0, minimum=0)

@@ -8,7 +8,23 @@ from typing import Any
 
 import gradio as gr
 
-from ..catalog import GRPO_REWARDS, LORA_ALPHA, LORA_DROPOUT, LORA_R, METHOD_LABELS, METHODS, PEFT_MODES, preset
+from ..catalog import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_DATASET,
+    DEFAULT_FLAVOR,
+    DEFAULT_GRAD_ACCUM,
+    DEFAULT_MAX_LENGTH,
+    DEFAULT_MODEL,
+    GRPO_REWARDS,
+    LORA_ALPHA,
+    LORA_DROPOUT,
+    LORA_R,
+    MAX_LENGTH_RANGE,
+    METHOD_LABELS,
+    METHODS,
+    PEFT_MODES,
+    preset,
+)
 from ..errors import InvalidInput
 from ..hardware import FALLBACK_FLAVORS
 from ..training import TrainingConfig, submit_training
@@ -104,10 +120,10 @@ def build_tab(
     )
     with gr.Row():
         method = gr.Dropdown([(METHOD_LABELS[m], m) for m in METHODS], value="sft", label="Method")
-        model = gr.Textbox(label="Model", value="Qwen/Qwen2.5-0.5B", scale=2)
+        model = gr.Textbox(label="Model", value=DEFAULT_MODEL, scale=2)
         peft = gr.Radio(list(PEFT_MODES), value="lora", label="Fine-tuning")
     with gr.Row():
-        dataset = gr.Textbox(label="Dataset", value="trl-lib/Capybara", scale=2)
+        dataset = gr.Textbox(label="Dataset", value=DEFAULT_DATASET, scale=2)
         dataset_config = gr.Textbox(label="Config", placeholder="default")
         split = gr.Textbox(label="Split", value="train")
     mapping = gr.JSON(label="Column mapping (from the Dataset tab; empty when the dataset is READY)", value={})
@@ -115,9 +131,11 @@ def build_tab(
         lr = gr.Number(label="Learning rate (0: preset for the method)", value=0)
         epochs = gr.Number(label="Epochs", value=1, minimum=0.01)
         max_steps = gr.Number(label="Max steps (0: use epochs)", value=0, precision=0, minimum=0)
-        batch = gr.Number(label="Batch size per GPU", value=4, precision=0, minimum=1)
-        accum = gr.Number(label="Gradient accumulation", value=4, precision=0, minimum=1)
-        max_length = gr.Number(label="max_length (tokens)", value=1024, precision=0, minimum=32)
+        batch = gr.Number(label="Batch size per GPU", value=DEFAULT_BATCH_SIZE, precision=0, minimum=1)
+        accum = gr.Number(label="Gradient accumulation", value=DEFAULT_GRAD_ACCUM, precision=0, minimum=1)
+        max_length = gr.Number(
+            label="max_length (tokens)", value=DEFAULT_MAX_LENGTH, precision=0, minimum=MAX_LENGTH_RANGE[0]
+        )
     with gr.Row():
         grad_ckpt = gr.Checkbox(label="Gradient checkpointing", value=True)
         quick_test = gr.Checkbox(label="Quick test (20 steps on 200 rows) — a cheap first run", value=False)
@@ -137,7 +155,7 @@ def build_tab(
     with gr.Row():
         flavor = gr.Dropdown(
             [f.name for f in FALLBACK_FLAVORS if f.is_gpu],
-            value="a10g-small",
+            value=DEFAULT_FLAVOR,
             label="Hardware",
             allow_custom_value=True,
         )
