@@ -16,6 +16,7 @@ INTRO = (
 CSS = """
 #intro p {margin: 0.2em 0}
 #header {align-items: flex-start}
+#job-details thead {display: none}
 #embedded-note {display: none !important}
 #embedded-note.shown {display: block !important}
 #embedded-note p {margin: 0}

@@ -152,8 +152,8 @@ def details_markdown(d: dict[str, Any]) -> str:
         ("Created", _when(d.get("created_at")), "Cost so far", f"${d['cost_usd']:.2f}"),
         ("Started", _when(d.get("started_at")), "Finished", _when(d.get("finished_at"))),
     ]
-    rows = [f"| {a} | {b} | {c} | {e} |" for a, b, c, e in pairs]
-    rows.insert(1, "|---|---|---|---|")
+    rows = ["| | | | |", "|---|---|---|---|"]  # a blank header: every row is a pair of key/value cells
+    rows += [f"| **{a}** | {b} | **{c}** | {e} |" for a, b, c, e in pairs]
     links = [f"[Job page]({d['url']})"]
     if d.get("output_url"):
         links.append(f"[Output repo {_md(d['output_repo'])}]({d['output_url']})")
