@@ -318,6 +318,18 @@ def test_gated_model_without_access(hub, models) -> None:
     assert render_example(row=MESSAGES[0], model=models["gated"], token=hub.alice).conversational
 
 
+def test_signed_out_reads_never_borrow_the_machines_token(hub, models, monkeypatch) -> None:
+    """A token saved on the Space's machine (HF_TOKEN) must not open a gated repo for a signed-out visitor."""
+    from trainer_space.model_facts import get_model_facts
+
+    monkeypatch.setenv("HF_TOKEN", hub.alice)  # alice has access to the gated tokenizer
+    with pytest.raises(GatedRepo):
+        render_example(row=MESSAGES[0], model=models["gated"], token=None)
+    with pytest.raises(GatedRepo):
+        get_model_facts(models["gated"], token=None)
+    assert not [r for r in hub.requests if r.token == hub.alice]
+
+
 def test_tokenizer_is_cached_per_revision(hub, models) -> None:
     render_example(row=MESSAGES[0], model=models["chat"])
     downloads = len(hub.requests_to("/alice/tiny/resolve"))

@@ -177,9 +177,9 @@ def get_flavors(token: str | None = None, *, use_hub: bool = True) -> tuple[tupl
     try:
         from huggingface_hub import HfApi
 
-        from .settings import get_settings
+        from .settings import get_settings, hub_auth
 
-        items = HfApi(endpoint=get_settings().endpoint).list_jobs_hardware(token=token or False)
+        items = HfApi(endpoint=get_settings().endpoint).list_jobs_hardware(token=hub_auth(token))
         flavors = tuple(sorted((flavor_from_hub(i) for i in items), key=lambda f: (f.usd_per_hour, f.name)))
         if flavors:
             _CACHE["hub"] = (now, flavors)

@@ -38,7 +38,7 @@ from .errors import (
     from_hub_error,
 )
 from .formats import Mapping, MethodReport
-from .settings import get_settings
+from .settings import get_settings, hub_auth
 from .validation import validate_repo_id
 
 log = logging.getLogger("trainer_space.inspection")
@@ -256,7 +256,9 @@ def _access_problem(repo_id: str, token: str | None, err: ViewerError) -> Traine
 
     settings = get_settings()
     try:
-        info = HfApi(endpoint=settings.endpoint).dataset_info(repo_id, token=token, timeout=settings.hub_timeout_s)
+        info = HfApi(endpoint=settings.endpoint).dataset_info(
+            repo_id, token=hub_auth(token), timeout=settings.hub_timeout_s
+        )
     except Exception as hub_err:
         return from_hub_error(hub_err, repo_id=repo_id, repo_type="dataset", action="read this dataset")
     if err.status in (401, 403) and info.gated:
@@ -384,7 +386,7 @@ def _stream_rows(
         import datasets
 
         stream = datasets.load_dataset(
-            repo_id, None if config == "default" else config, split=split, streaming=True, token=token or False
+            repo_id, None if config == "default" else config, split=split, streaming=True, token=hub_auth(token)
         )
         rows = [dict(r) for r in islice(stream, STREAM_ROWS)]
         features = stream.features.to_dict() if stream.features is not None else {}
@@ -468,7 +470,9 @@ def load_tokenizer(*, model: str, token: str | None = None) -> Any:
     repo_id = validate_repo_id(model, kind="model")
     settings = get_settings()
     try:
-        info = HfApi(endpoint=settings.endpoint).model_info(repo_id, token=token, timeout=settings.hub_timeout_s)
+        info = HfApi(endpoint=settings.endpoint).model_info(
+            repo_id, token=hub_auth(token), timeout=settings.hub_timeout_s
+        )
     except Exception as err:
         raise from_hub_error(err, repo_id=repo_id, repo_type="model", action="read this model") from None
     key: tuple[str, ...] = (repo_id, info.sha or "")
@@ -492,7 +496,7 @@ def _fetch_tokenizer(repo_id: str, revision: str | None, token: str | None) -> A
     try:
         from transformers import AutoTokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(repo_id, revision=revision, token=token)
+        tokenizer = AutoTokenizer.from_pretrained(repo_id, revision=revision, token=hub_auth(token))
     except HfHubHTTPError as err:
         raise from_hub_error(err, repo_id=repo_id, repo_type="model", action="read this model") from None
     except Exception as err:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .errors import GatedRepo, InvalidInput, from_hub_error
-from .settings import get_settings
+from .settings import get_settings, hub_auth
 from .validation import validate_repo_id
 
 # bytes per parameter of the dtypes the Hub reports in `safetensors.parameters`
@@ -472,7 +472,7 @@ def get_model_facts(model_id: str, *, token: str | None = None, revision: str | 
     from huggingface_hub import HfApi
 
     settings = get_settings()
-    auth: str | bool = token or False  # False: never fall back to a token saved on the machine
+    auth = hub_auth(token)
     try:
         info = HfApi(endpoint=settings.endpoint).model_info(
             model_id, revision=revision, token=auth, files_metadata=False, timeout=settings.hub_timeout_s
