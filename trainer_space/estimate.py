@@ -38,9 +38,9 @@ from .catalog import (
     METHODS,
     PEFT_MODES,
 )
-from .errors import InvalidInput
-from .hardware import Flavor
-from .model_facts import ModelFacts
+from .errors import InvalidInput, TrainerSpaceError
+from .hardware import Flavor, get_flavors
+from .model_facts import ModelFacts, get_model_facts
 from .validation import validate_float, validate_int, validate_repo_id
 
 GIB = 1024**3
@@ -822,8 +822,7 @@ def dataset_num_rows(
     dataset: str, *, split: str | None = None, config: str | None = None, token: str | None = None
 ) -> int | None:
     """Rows of a dataset split from the dataset viewer's /size (None when the viewer cannot tell)."""
-    from .errors import TrainerSpaceError
-    from .inspection import ViewerError, _Viewer
+    from .inspection import ViewerError, _Viewer  # the viewer client, only when a dataset is named
 
     try:
         size = _Viewer(token).get("size", dataset=dataset).get("size") or {}
@@ -868,9 +867,6 @@ def estimate(
     Raises:
         InvalidInput: a bad id or number. RepoNotFound / GatedRepo / HubUnavailable: the model could not be read.
     """
-    from .hardware import get_flavors
-    from .model_facts import get_model_facts
-
     notes: list[str] = []
     inp = EstimateInputs(
         method=method,

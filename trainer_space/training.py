@@ -319,33 +319,17 @@ def plan_training(session: HubSession, cfg: TrainingConfig, *, checks: list[Chec
     }
     args = template_args(cfg, output_repo, trackio_space, project)
     template = load_template(TEMPLATE)
-    request = uv_script_request(
-        template,
-        args,
-        flavor=cfg.flavor,
-        timeout_s=cfg.timeout_s,
-        labels=labels,
-        num_processes=max(1, gpus),
-        namespace=cfg.namespace,
-    )
+    where = {"flavor": cfg.flavor, "timeout_s": cfg.timeout_s, "namespace": cfg.namespace}
+    request = uv_script_request(template, args, labels=labels, num_processes=max(1, gpus), **where)
     return TrainingPlan(
         config=cfg,
         request=request,
         output_repo=output_repo,
         trackio_space=trackio_space,
         checks=results,
-        command=hf_cli_command(
-            template,
-            args,
-            flavor=cfg.flavor,
-            timeout_s=cfg.timeout_s,
-            labels=request.labels,
-            num_processes=max(1, gpus),
-            namespace=cfg.namespace,
-        ),
-        python=python_snippet(
-            template, args, flavor=cfg.flavor, timeout_s=cfg.timeout_s, labels=request.labels, namespace=cfg.namespace
-        ),
+        # the request's labels: they include the template's hash
+        command=hf_cli_command(template, args, labels=request.labels, num_processes=max(1, gpus), **where),
+        python=python_snippet(template, args, labels=request.labels, **where),
         estimate=estimate,
     )
 
