@@ -2,7 +2,7 @@
 # requires-python = ">=3.11"
 # dependencies = ["torch", "transformers>=5", "peft", "trl==1.16.0", "datasets", "accelerate"]
 # ///
-"""Measured peak GPU memory and step time beside trainer_space/estimate.py's figures.
+"""Measured peak GPU memory and step time beside trainer_space/estimate/model.py's figures.
 
 Builds random-initialised models from the real configs of Qwen2.5-0.5B and Qwen2.5-1.5B (written out below,
 nothing is downloaded), trains a few SFT steps with full fine-tuning and with LoRA the way
@@ -211,8 +211,8 @@ def run_plain(config: dict, peft: str, args, device: str) -> list[float]:
 
 
 def flavor_for_device(device: str):
-    """A one-GPU `Flavor` for the card we run on (name, VRAM, speed figures from trainer_space.hardware)."""
-    from trainer_space.hardware import Flavor, _gpu_model
+    """A one-GPU `Flavor` for the card we run on (name, VRAM, speed figures from trainer_space.hub.hardware)."""
+    from trainer_space.hub.hardware import Flavor, _gpu_model
 
     if not device.startswith("cuda"):
         return Flavor("cpu", "CPU", 1, "A10G", 24.0, 0, 0.0, 0.0, 0.0)  # smoke only: any figures do
@@ -244,8 +244,8 @@ def main() -> None:
 
     import torch
 
-    from trainer_space.estimate import GIB, EstimateInputs, memory_breakdown, seconds_per_step
-    from trainer_space.model_facts import facts_from_config
+    from trainer_space.estimate.model import GIB, EstimateInputs, memory_breakdown, seconds_per_step
+    from trainer_space.estimate.model_facts import facts_from_config
 
     device = "cuda" if torch.cuda.is_available() and not args.smoke else "cpu"
     models = SMOKE if args.smoke else {m: MODELS[m] for m in args.models}
@@ -258,8 +258,8 @@ def main() -> None:
         facts = facts_from_config(name, config, safetensors_total=published)
         for peft in args.peft:
             inp = EstimateInputs(
-                method="sft", peft=peft, max_length=args.max_length, per_device_batch_size=args.batch,
-                gradient_accumulation=args.accum, gradient_checkpointing=not args.no_ckpt,
+                method="sft", peft=peft, max_length=args.max_length, per_device_train_batch_size=args.batch,
+                gradient_accumulation_steps=args.accum, gradient_checkpointing=not args.no_ckpt,
             )  # fmt: skip
             memory = memory_breakdown(facts, inp)
             est_step = seconds_per_step(facts, inp, flavor, seq_len=args.max_length)

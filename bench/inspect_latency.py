@@ -45,7 +45,13 @@ def main() -> None:
 
 
 def run(hub, delay_s: float, runs: int) -> None:
-    from trainer_space.inspection import _Viewer, inspect_dataset
+    from trainer_space.data.inspection import inspect_dataset as inspect
+    from trainer_space.hub.session import HubSession
+
+    session = HubSession(None)
+
+    def inspect_dataset(**kwargs):
+        return inspect(session, **kwargs)
 
     rows = [{"instruction": f"Add {i} and {i}.", "input": "", "output": str(2 * i)} for i in range(100)]
     hub.add_dataset("alice/alpaca", {"train": rows, "test": rows[:10]}, num_rows={"train": 52002})
@@ -58,7 +64,7 @@ def run(hub, delay_s: float, runs: int) -> None:
         fn()
         return time.perf_counter() - start
 
-    viewer = _Viewer(None)
+    viewer = session.viewer
 
     def sequential() -> None:
         viewer.get("splits", dataset="alice/alpaca")

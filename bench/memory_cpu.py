@@ -9,7 +9,7 @@ optimizer states); only kernels' private workspaces and the CUDA context differ.
 bytes during a step on CPU is a stand-in for `torch.cuda.max_memory_allocated` that needs no GPU. This script
 builds small random-init Qwen2-shaped models, runs real training steps (bf16 autocast, AdamW, gradient
 accumulation 2, optional gradient checkpointing, optional LoRA via PEFT), and prints the measured peak beside
-`MemoryBreakdown.allocated` from trainer_space/estimate.py (no CUDA context, no fragmentation).
+`MemoryBreakdown.allocated` from trainer_space/estimate/model.py (no CUDA context, no fragmentation).
 
 The loss here is transformers' own (full logits), so the estimate is asked for `fused_lm_head=False`: TRL's fused
 head has no Triton kernel on CPU and its torch fallback allocates fp32 tiles the GPU kernel does not. What this
@@ -145,13 +145,13 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
 
-    from trainer_space.estimate import (
+    from trainer_space.estimate.model import (
         EstimateInputs,
         activation_bytes_per_token_layer,
         lora_activation_bytes_per_token_layer,
         memory_breakdown,
     )
-    from trainer_space.model_facts import facts_from_config
+    from trainer_space.estimate.model_facts import facts_from_config
 
     small = qwen2_config(256, 4, 4, 2, 1024, 8192)
     runs = [(small, "full", True, 2, 256), (small, "lora", True, 2, 256)]
@@ -162,7 +162,11 @@ def main() -> None:
     for cfg, peft, ckpt, batch, seq in runs:
         facts = facts_from_config("bench/random", cfg)
         inp = EstimateInputs(
-            peft=peft, max_length=seq, per_device_batch_size=batch, gradient_accumulation=2, gradient_checkpointing=ckpt
+            peft=peft,
+            max_length=seq,
+            per_device_train_batch_size=batch,
+            gradient_accumulation_steps=2,
+            gradient_checkpointing=ckpt,
         )
         est = memory_breakdown(facts, inp, fused_lm_head=False).allocated  # plain transformers CE here
         got = measure_step(cfg, peft, ckpt, batch, seq)

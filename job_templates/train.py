@@ -60,7 +60,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -79,43 +79,6 @@ CONFIG_CLASSES = {
     "kto": "KTOConfig",
 }
 TRAINER_CLASSES = {m: c.replace("Config", "Trainer") for m, c in CONFIG_CLASSES.items()}
-DATA_FORMATS = {  # what each method accepts after mapping (shown in errors)
-    "sft": "messages | prompt + completion | text",
-    "dpo": "chosen + rejected (+ prompt, else extracted from their common start)",
-    "reward": "chosen + rejected (+ prompt, else extracted from their common start)",
-    "grpo": "prompt (+ answer for the accuracy reward)",
-    "kto": "prompt + completion + label (bool), or paired prompt + chosen + rejected",
-}
-FIELDS = ("prompt", "completion", "chosen", "rejected", "text", "messages", "label", "answer", "system")
-CONVERSATIONAL_FIELDS = ("messages", "prompt", "completion", "chosen", "rejected")
-# Transforms run in this order, whatever order the mapping lists them in.
-TRANSFORMS = (
-    "sharegpt_to_messages",  # from/value turns -> role/content (human -> user, gpt -> assistant)
-    "alpaca",  # prompt = instruction + "\n\n" + input (when non-empty); completion = output
-    "extract_prompt",  # implicit prompt: common start of chosen/rejected becomes the prompt (as trl.extract_prompt)
-    "prompt_to_messages",  # plain string -> [{"role": "user", ...}]
-    "completion_to_messages",  # plain string -> [{"role": "assistant", ...}]
-    "chosen_to_messages",
-    "rejected_to_messages",
-    "system_to_messages",  # prepend the `system` column as a system message to prompt / messages
-    "label_to_bool",  # 0/1, good/bad, true/false, yes/no ... -> bool
-    "unpair_preference",  # prompt/chosen/rejected -> prompt/completion/label (KTO; trl.unpair_preference_dataset)
-)
-TRANSFORM_NEEDS = {  # columns (alternatives per group) a transform needs after renaming
-    "sharegpt_to_messages": [("messages", "conversations")],
-    "alpaca": [("prompt", "instruction"), ("completion", "output")],
-    "extract_prompt": [("chosen",), ("rejected",)],
-    "prompt_to_messages": [("prompt",)],
-    "completion_to_messages": [("completion",)],
-    "chosen_to_messages": [("chosen",)],
-    "rejected_to_messages": [("rejected",)],
-    "system_to_messages": [("system",), ("prompt", "messages")],
-    "label_to_bool": [("label",)],
-    "unpair_preference": [("chosen",), ("rejected",)],
-}
-SHAREGPT_ROLES = {"human": "user", "gpt": "assistant", "bot": "assistant", "model": "assistant", "function": "tool"}
-TRUE_LABELS = {"1", "true", "yes", "y", "good", "chosen", "positive", "pos", "desirable", "accept", "accepted"}
-FALSE_LABELS = {"0", "false", "no", "n", "bad", "rejected", "negative", "neg", "undesirable", "reject"}
 REWARD_FUNCS = {
     "accuracy": "1.0 when the completion's final answer (\\boxed{...}, <answer>...</answer>, the text after '####', "
     "else its last number) equals the `answer` field's (numbers compared as numbers; a text answer may end the "
@@ -128,6 +91,265 @@ REWARD_FUNCS = {
 }
 MIN_MAX_LENGTH = 16
 SAMPLE_NEW_TOKENS = 64
+
+
+# ----- BEGIN SPLICED from trainer_space/data/mapping.py (edit it there, then: python -m trainer_space.data.splice)
+FIELDS = ("prompt", "completion", "chosen", "rejected", "text", "messages", "label", "answer", "system")
+CONVERSATIONAL_FIELDS = ("messages", "prompt", "completion", "chosen", "rejected")
+TRANSFORMS = {  # name -> what it does; they always run in this order
+    "sharegpt_to_messages": "from/value turns -> role/content (human -> user, gpt -> assistant)",
+    "alpaca": 'prompt = instruction + "\\n\\n" + input (when non-empty); completion = output',
+    "extract_prompt": "implicit prompt: the common start of chosen and rejected becomes the prompt",
+    "prompt_to_messages": "plain-string prompt -> one user message",
+    "completion_to_messages": "plain-string completion -> one assistant message",
+    "chosen_to_messages": "plain-string chosen -> one assistant message",
+    "rejected_to_messages": "plain-string rejected -> one assistant message",
+    "system_to_messages": "prepend the system column as a system message (prompt / messages)",
+    "label_to_bool": "0/1, good/bad, yes/no, true/false -> bool",
+    "unpair_preference": "prompt/chosen/rejected -> prompt/completion/label (two rows per pair)",
+}
+TRANSFORM_NEEDS = {  # fields (alternatives per group) a transform needs, after the columns are copied
+    "sharegpt_to_messages": [("messages", "conversations")],
+    "alpaca": [("prompt", "instruction"), ("completion", "output")],
+    "extract_prompt": [("chosen",), ("rejected",)],
+    "prompt_to_messages": [("prompt",)],
+    "completion_to_messages": [("completion",)],
+    "chosen_to_messages": [("chosen",)],
+    "rejected_to_messages": [("rejected",)],
+    "system_to_messages": [("system",), ("prompt", "messages")],
+    "label_to_bool": [("label",)],
+    "unpair_preference": [("chosen",), ("rejected",)],
+}
+SHAREGPT_ROLES = {"human": "user", "gpt": "assistant", "bot": "assistant", "model": "assistant", "function": "tool"}
+TRUE_LABELS = frozenset({"1", "true", "yes", "y", "good", "chosen", "positive", "pos", "desirable", "accept",
+                         "accepted"})  # fmt: skip
+FALSE_LABELS = frozenset({"0", "false", "no", "n", "bad", "rejected", "negative", "neg", "undesirable", "reject"})
+# What each trainer reads, in order of preference (the first group the data has wins)
+TRAINER_COLUMNS: dict[str, list[tuple[str, ...]]] = {
+    "sft": [("messages",), ("prompt", "completion"), ("text",)],
+    "dpo": [("prompt", "chosen", "rejected"), ("chosen", "rejected")],
+    "reward": [("prompt", "chosen", "rejected"), ("chosen", "rejected")],
+    "grpo": [("prompt", "answer"), ("prompt",)],
+    "kto": [("prompt", "completion", "label"), ("prompt", "chosen", "rejected"), ("chosen", "rejected")],
+}
+DATA_FORMATS = {  # the same, in words (for messages)
+    "sft": "'messages', or 'prompt' + 'completion', or 'text'",
+    "dpo": "'chosen' + 'rejected' (+ 'prompt', else taken from their common start)",
+    "reward": "'chosen' + 'rejected' (+ 'prompt', else taken from their common start)",
+    "grpo": "'prompt' (+ 'answer' for the accuracy reward)",
+    "kto": "'prompt' + 'completion' + 'label', or preference pairs",
+}
+
+
+class MappingError(ValueError):
+    """A mapping that is malformed, or that does not fit the data."""
+
+
+@dataclass(frozen=True)
+class DatasetMapping:
+    """Column copies (`field <- source column`) and transforms (in TRANSFORMS order)."""
+
+    columns: dict[str, str] = field(default_factory=dict)
+    transforms: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.columns or self.transforms)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"columns": dict(self.columns), "transforms": list(self.transforms)}
+
+
+def parse_mapping(raw: Any) -> DatasetMapping:
+    """A DatasetMapping from its JSON text, a dict, another DatasetMapping or None; MappingError if malformed.
+
+    Empty column assignments are dropped; transforms are put in TRANSFORMS order.
+    """
+    if isinstance(raw, DatasetMapping):
+        return raw
+    if raw in (None, "", {}):
+        return DatasetMapping()
+    try:
+        data = json.loads(raw) if isinstance(raw, str) else raw
+    except json.JSONDecodeError as exc:
+        raise MappingError(f"the dataset mapping is not valid JSON ({exc.msg})") from None
+    shape = 'a dataset mapping is {"columns": {"<field>": "<source column>"}, "transforms": [...]}'
+    if not isinstance(data, dict):
+        raise MappingError(shape)
+    if set(data) - {"columns", "transforms"}:
+        raise MappingError(f"unknown keys {sorted(map(str, set(data) - {'columns', 'transforms'}))}; {shape}")
+    columns, transforms = data.get("columns") or {}, data.get("transforms") or []
+    if not isinstance(columns, dict) or not all(isinstance(c, (str, type(None))) for c in columns.values()):
+        raise MappingError("mapping columns must be field -> source column names (text)")
+    if not isinstance(transforms, list) or not all(isinstance(t, str) for t in transforms):
+        raise MappingError("mapping transforms must be a list of names")
+    columns = {str(f): c for f, c in columns.items() if c not in (None, "")}
+    bad_fields = sorted(set(columns) - set(FIELDS))
+    bad_transforms = [t for t in transforms if t not in TRANSFORMS]
+    if bad_fields or bad_transforms:
+        raise MappingError(
+            f"unknown mapping fields {bad_fields} or transforms {bad_transforms}; "
+            f"fields are {', '.join(FIELDS)}; transforms are {', '.join(TRANSFORMS)}"
+        )
+    return DatasetMapping(columns=columns, transforms=tuple(t for t in TRANSFORMS if t in transforms))
+
+
+def mapping_problems(mapping: DatasetMapping, column_names: Iterable[str]) -> list[str]:
+    """What does not fit: mapped source columns the data lacks, transforms missing the fields they need."""
+    names = list(column_names)
+    problems = [f"{fld} <- {src!r}: no such column" for fld, src in mapping.columns.items() if src not in names]
+    available = set(names) | set(mapping.columns)
+    for name in mapping.transforms:
+        problems += [f"{name} needs {' or '.join(g)}" for g in TRANSFORM_NEEDS[name] if not available & set(g)]
+    return problems
+
+
+def normalise_label(value: Any) -> str:
+    """A label as text: bools and integral floats as 1/0, then lower-cased text."""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    return str(int(value) if isinstance(value, float) and value.is_integer() else value).strip().lower()
+
+
+def label_to_bool(value: Any) -> bool:
+    """Read 0/1, True/False, "good"/"bad", "yes"/"no" ... as a KTO label; MappingError otherwise."""
+    if isinstance(value, bool):
+        return value
+    text = normalise_label(value)
+    if text in TRUE_LABELS or text in FALSE_LABELS:
+        return text in TRUE_LABELS
+    raise MappingError(
+        f"label_to_bool: cannot read label {value!r} as true/false (true: {', '.join(sorted(TRUE_LABELS))}; "
+        f"false: {', '.join(sorted(FALSE_LABELS))})"
+    )
+
+
+def extract_prompt(chosen: Any, rejected: Any) -> tuple[Any, Any, Any]:
+    """(prompt, chosen, rejected): the longest common start of chosen and rejected is the prompt.
+
+    The same rule as `trl.data_utils.extract_prompt`; a space before the answers stays with them.
+    """
+    n = 0
+    while n < min(len(chosen), len(rejected)) and chosen[n] == rejected[n]:
+        n += 1
+    if isinstance(chosen, str) and n > 0 and chosen[n - 1] == " ":
+        n -= 1
+    return chosen[:n], chosen[n:], rejected[n:]
+
+
+def _chatml(message: dict[str, Any]) -> dict[str, Any]:
+    role = str(message.get("role") or message.get("from") or "user")
+    content = message.get("content") if message.get("content") is not None else message.get("value")
+    return {"role": SHAREGPT_ROLES.get(role.lower(), role.lower()), "content": content}
+
+
+def _sharegpt_to_messages(ex: dict[str, Any]) -> None:
+    if "messages" not in ex and "conversations" in ex:
+        ex["messages"] = ex["conversations"]
+    for key in CONVERSATIONAL_FIELDS:
+        if isinstance(ex.get(key), list):
+            ex[key] = [_chatml(m) for m in ex[key]]
+
+
+def _alpaca(ex: dict[str, Any]) -> None:
+    instruction = ex["prompt"] if "prompt" in ex else ex["instruction"]
+    extra = ex.get("input")
+    ex["prompt"] = f"{instruction}\n\n{extra}" if extra and str(extra).strip() else instruction
+    ex["completion"] = ex["completion"] if "completion" in ex else ex["output"]
+
+
+def _extract_prompt(ex: dict[str, Any]) -> None:
+    """The implicit prompt of a pair. A text prompt beside whole conversations (ultrafeedback_binarized) repeats
+    their first turn: it is replaced by the conversations' common start, so prompt and answers are all messages."""
+    prompt = ex.get("prompt")
+    if prompt and not (isinstance(prompt, str) and isinstance(ex["chosen"], list)):
+        return
+    ex["prompt"], ex["chosen"], ex["rejected"] = extract_prompt(ex["chosen"], ex["rejected"])
+
+
+def _to_messages(key: str, role: str) -> Any:
+    def wrap(ex: dict[str, Any]) -> None:
+        if isinstance(ex[key], str):
+            ex[key] = [{"role": role, "content": ex[key]}]
+
+    return wrap
+
+
+def _system_to_messages(ex: dict[str, Any]) -> None:
+    system = ex.get("system")
+    for key in ("messages", "prompt"):
+        if key not in ex:
+            continue
+        turns = [{"role": "user", "content": ex[key]}] if isinstance(ex[key], str) else list(ex[key])
+        if system and not (turns and turns[0].get("role") == "system"):
+            turns.insert(0, {"role": "system", "content": system})
+        ex[key] = turns
+
+
+def _label_to_bool(ex: dict[str, Any]) -> None:
+    ex["label"] = label_to_bool(ex["label"])
+
+
+ROW_TRANSFORMS = {  # every transform but unpair_preference, which turns one row into two (see `unpair`)
+    "sharegpt_to_messages": _sharegpt_to_messages,
+    "alpaca": _alpaca,
+    "extract_prompt": _extract_prompt,
+    "prompt_to_messages": _to_messages("prompt", "user"),
+    "completion_to_messages": _to_messages("completion", "assistant"),
+    "chosen_to_messages": _to_messages("chosen", "assistant"),
+    "rejected_to_messages": _to_messages("rejected", "assistant"),
+    "system_to_messages": _system_to_messages,
+    "label_to_bool": _label_to_bool,
+}
+
+
+def map_example(example: dict[str, Any], mapping: DatasetMapping) -> dict[str, Any]:
+    """One row through the mapping (a new dict): columns copied to fields, then the row transforms in order.
+
+    Raises KeyError / TypeError / MappingError when the row does not fit the mapping.
+    """
+    out = dict(example)
+    out.update({fld: example[src] for fld, src in mapping.columns.items()})
+    for name in mapping.transforms:
+        if name in ROW_TRANSFORMS:
+            ROW_TRANSFORMS[name](out)
+    return out
+
+
+def unpair(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """prompt/chosen/rejected pairs -> prompt/completion/label rows (as `trl.unpair_preference_dataset`)."""
+    keep = [c for c in ("prompt", "chosen", "rejected") if rows and c in rows[0]]
+    out = []
+    for label, key in ((True, "chosen"), (False, "rejected")):
+        for r in rows:
+            row = {"completion": r[key], "label": label}
+            if "prompt" in keep:
+                row = {"prompt": r["prompt"], **row}
+            out.append(row)
+    return out
+
+
+def map_rows(rows: Sequence[dict[str, Any]], mapping: DatasetMapping) -> list[dict[str, Any]]:
+    """All rows through the mapping, `unpair_preference` included."""
+    mapped = [map_example(r, mapping) for r in rows]
+    return unpair(mapped) if "unpair_preference" in mapping.transforms else mapped
+
+
+def trainer_columns(method: str, column_names: Iterable[str]) -> tuple[str, ...] | None:
+    """The columns the trainer of `method` reads from data with these columns, or None when none fit."""
+    names = set(column_names)
+    return next((group for group in TRAINER_COLUMNS[method] if names.issuperset(group)), None)
+
+
+def is_conversational(example: dict[str, Any]) -> bool:
+    """True when a prompt/completion/messages/chosen/rejected field holds a list of role/content messages."""
+    return any(
+        isinstance(v, list) and v and isinstance(v[0], dict) and "role" in v[0]
+        for k, v in example.items()
+        if k in CONVERSATIONAL_FIELDS
+    )
+
+
+# ----- END SPLICED from trainer_space/data/mapping.py
 
 
 class JobError(SystemExit):
@@ -186,172 +408,18 @@ class TrainScriptArguments:
     )
 
 
-# ----------------------------------------------------------------------------- dataset mapping (pure functions)
-@dataclass(frozen=True)
-class DatasetMapping:
-    """Column renames (`field <- source column`) and transforms, as produced by the Space's dataset inspection."""
-
-    columns: dict[str, str] = field(default_factory=dict)
-    transforms: tuple[str, ...] = ()
-
-
-def parse_mapping(raw: str | dict | None) -> DatasetMapping:
-    """Read the mapping JSON (or an already parsed dict); unknown fields or transforms are a JobError."""
-    if raw in (None, "", {}):
-        return DatasetMapping()
-    try:
-        data = json.loads(raw) if isinstance(raw, str) else dict(raw)
-    except json.JSONDecodeError as exc:
-        raise JobError(f"--dataset_mapping is not valid JSON ({exc}): {raw!r}") from None
-    unknown_keys = set(data) - {"columns", "transforms"}
-    columns, transforms = dict(data.get("columns") or {}), list(data.get("transforms") or [])
-    bad_fields = sorted(set(columns) - set(FIELDS))
-    bad_transforms = [t for t in transforms if t not in TRANSFORMS]
-    if unknown_keys or bad_fields or bad_transforms:
-        raise JobError(
-            f"bad --dataset_mapping: unknown keys {sorted(unknown_keys)}, fields {bad_fields}, transforms "
-            f"{bad_transforms}; fields are {list(FIELDS)}, transforms are {list(TRANSFORMS)}"
-        )
-    return DatasetMapping(columns=columns, transforms=tuple(t for t in TRANSFORMS if t in transforms))
-
-
-def check_mapping(mapping: DatasetMapping, column_names: Iterable[str]) -> None:
-    """Fail when a mapped source column, or a column a transform needs, is not in the dataset."""
-    column_names = list(column_names)
-    missing = [f"{fld} <- {src}" for fld, src in mapping.columns.items() if src not in column_names]
-    available = set(column_names) | set(mapping.columns)
-    for name in mapping.transforms:
-        missing += [f"{name} needs {' or '.join(g)}" for g in TRANSFORM_NEEDS[name] if not available & set(g)]
-    if missing:
-        raise JobError(f"dataset mapping does not fit the data: {'; '.join(missing)}. Dataset columns: {column_names}")
-
-
-def _chatml(message: dict[str, Any]) -> dict[str, Any]:
-    role = str(message.get("role") or message.get("from") or "user")
-    content = message.get("content") if message.get("content") is not None else message.get("value")
-    return {"role": SHAREGPT_ROLES.get(role.lower(), role.lower()), "content": content}
-
-
-def _sharegpt_to_messages(ex: dict[str, Any]) -> None:
-    if "messages" not in ex and "conversations" in ex:
-        ex["messages"] = ex["conversations"]
-    for key in CONVERSATIONAL_FIELDS:
-        if isinstance(ex.get(key), list):
-            ex[key] = [_chatml(m) for m in ex[key]]
-
-
-def _alpaca(ex: dict[str, Any]) -> None:
-    instruction = ex["prompt"] if "prompt" in ex else ex["instruction"]
-    extra = ex.get("input")
-    ex["prompt"] = f"{instruction}\n\n{extra}" if extra and str(extra).strip() else instruction
-    ex["completion"] = ex["completion"] if "completion" in ex else ex["output"]
-
-
-def _extract_prompt(ex: dict[str, Any]) -> None:
-    """Same rule as `trl.data_utils.extract_prompt`: the longest common start of chosen and rejected.
-
-    A text prompt next to whole conversations (HuggingFaceH4/ultrafeedback_binarized) repeats their first turn:
-    it is replaced by the conversations' common start, so prompt and answers are all messages.
-    """
-    prompt = ex.get("prompt")
-    if prompt and not (isinstance(prompt, str) and isinstance(ex["chosen"], list)):
-        return
-    chosen, rejected = ex["chosen"], ex["rejected"]
-    n = 0
-    while n < min(len(chosen), len(rejected)) and chosen[n] == rejected[n]:
-        n += 1
-    if isinstance(chosen, str) and n > 0 and chosen[n - 1] == " ":  # the space stays with the answers
-        n -= 1
-    ex["prompt"], ex["chosen"], ex["rejected"] = chosen[:n], chosen[n:], rejected[n:]
-
-
-def _to_messages(key: str, role: str) -> Callable[[dict[str, Any]], None]:
-    def wrap(ex: dict[str, Any]) -> None:
-        if isinstance(ex[key], str):
-            ex[key] = [{"role": role, "content": ex[key]}]
-
-    return wrap
-
-
-def _system_to_messages(ex: dict[str, Any]) -> None:
-    system = ex.get("system")
-    for key in ("messages", "prompt"):
-        if key not in ex:
-            continue
-        turns = [{"role": "user", "content": ex[key]}] if isinstance(ex[key], str) else list(ex[key])
-        if system and not (turns and turns[0].get("role") == "system"):
-            turns.insert(0, {"role": "system", "content": system})
-        ex[key] = turns
-
-
-def label_to_bool(value: Any) -> bool:
-    """Read 0/1, True/False, "good"/"bad", "yes"/"no" ... as a KTO label."""
-    if isinstance(value, bool):
-        return value
-    text = str(int(value) if isinstance(value, float) and value.is_integer() else value).strip().lower()
-    if text in TRUE_LABELS or text in FALSE_LABELS:
-        return text in TRUE_LABELS
-    raise JobError(
-        f"label_to_bool: cannot read label {value!r} as true/false (true: {', '.join(sorted(TRUE_LABELS))}; "
-        f"false: {', '.join(sorted(FALSE_LABELS))})"
-    )
-
-
-def _label_to_bool(ex: dict[str, Any]) -> None:
-    ex["label"] = label_to_bool(ex["label"])
-
-
-ROW_TRANSFORMS: dict[str, Callable[[dict[str, Any]], None]] = {
-    "sharegpt_to_messages": _sharegpt_to_messages,
-    "alpaca": _alpaca,
-    "extract_prompt": _extract_prompt,
-    "prompt_to_messages": _to_messages("prompt", "user"),
-    "completion_to_messages": _to_messages("completion", "assistant"),
-    "chosen_to_messages": _to_messages("chosen", "assistant"),
-    "rejected_to_messages": _to_messages("rejected", "assistant"),
-    "system_to_messages": _system_to_messages,
-    "label_to_bool": _label_to_bool,
-}
-
-
-def map_example(example: dict[str, Any], mapping: DatasetMapping) -> dict[str, Any]:
-    """Rename columns to fields, then run the row transforms in TRANSFORMS order (a new dict)."""
-    out = dict(example)
-    out.update({fld: example[src] for fld, src in mapping.columns.items()})
-    for name in mapping.transforms:
-        if name in ROW_TRANSFORMS:
-            ROW_TRANSFORMS[name](out)
-    return out
-
-
+# ----------------------------------------------------------------------------- dataset columns
 def select_columns(method: str, column_names: Iterable[str], reward_names: Iterable[str] = ()) -> list[str]:
     """The columns the method trains on, or a JobError naming what is missing."""
-    cols = set(column_names)
-    candidates = {
-        "sft": [("messages",), ("prompt", "completion"), ("text",)],
-        "dpo": [("prompt", "chosen", "rejected"), ("chosen", "rejected")],
-        "reward": [("prompt", "chosen", "rejected"), ("chosen", "rejected")],
-        "grpo": [("prompt", "answer"), ("prompt",)],
-        "kto": [("prompt", "completion", "label"), ("prompt", "chosen", "rejected"), ("chosen", "rejected")],
-    }[method]
-    for group in candidates:
-        if cols.issuperset(group):
-            if method == "grpo" and "accuracy" in reward_names and "answer" not in group:
-                break
-            return list(group)
-    hint = "the 'accuracy' reward needs an `answer` field; " if method == "grpo" and "prompt" in cols else ""
+    names = set(column_names)
+    needs_answer = method == "grpo" and "accuracy" in reward_names
+    group = trainer_columns(method, names)
+    if group is not None and not (needs_answer and "answer" not in group):
+        return list(group)
+    hint = "the 'accuracy' reward needs an `answer` field; " if needs_answer and "prompt" in names else ""
     raise JobError(
-        f"method '{method}' needs {DATA_FORMATS[method]}; {hint}after mapping the dataset has columns {sorted(cols)}. "
-        'Map yours with --dataset_mapping \'{"columns": {"<field>": "<your column>"}}\''
-    )
-
-
-def is_conversational(example: dict[str, Any]) -> bool:
-    """True when a prompt/completion/messages/chosen/rejected field holds a list of role/content messages."""
-    return any(
-        isinstance(v, list) and v and isinstance(v[0], dict) and "role" in v[0]
-        for k, v in example.items()
-        if k in CONVERSATIONAL_FIELDS
+        f"method '{method}' needs {DATA_FORMATS[method]}; {hint}after mapping the dataset has columns "
+        f'{sorted(names)}. Map yours with --dataset_mapping \'{{"columns": {{"<field>": "<your column>"}}}}\''
     )
 
 
@@ -499,7 +567,9 @@ def prepare_dataset(
         ds = ds.select(range(min(limit, len(ds))))
     if len(ds) == 0:
         raise JobError("the dataset split is empty")
-    check_mapping(mapping, ds.column_names)
+    problems = mapping_problems(mapping, ds.column_names)
+    if problems:
+        raise JobError(f"dataset mapping does not fit the data: {'; '.join(problems)}. Columns: {ds.column_names}")
     if mapping.columns or set(mapping.transforms) - {"unpair_preference"}:
         map_example(ds[0], mapping)  # fail on the first row with a clear message before mapping them all
         ds = ds.map(map_example, fn_kwargs={"mapping": mapping}, remove_columns=ds.column_names, desc="Mapping")
@@ -907,7 +977,10 @@ def model_init_kwargs(training_args: TrainingArguments, model_args: ModelConfig)
 # ----------------------------------------------------------------------------- main
 def load_data(args: TrainScriptArguments, reward_names: list[str]) -> tuple[Dataset, Dataset | None, DatasetMapping]:
     """(train, eval or None, mapping): loaded, mapped, checked and split; all before the model is touched."""
-    mapping = parse_mapping(args.dataset_mapping)
+    try:
+        mapping = parse_mapping(args.dataset_mapping)
+    except MappingError as exc:
+        raise JobError(f"bad --dataset_mapping: {exc}") from None
     train_raw, test_raw = load_splits(args)
     train = prepare_dataset(train_raw, mapping, args.method, reward_names, args.max_train_samples)
     test = prepare_dataset(test_raw, mapping, args.method, reward_names, None) if test_raw is not None else None
@@ -1006,11 +1079,11 @@ def main(
 
 
 def cli(argv: list[str] | None = None) -> None:
-    """Parse, run, and turn a JobError into one "ERROR:" line and exit code 2."""
+    """Parse, run, and turn a JobError (or data that does not fit the mapping) into one "ERROR:" line, exit 2."""
     try:
         main(*parse_args(argv))
-    except JobError as exc:
-        print(f"ERROR: {exc.message}", file=sys.stderr, flush=True)
+    except (JobError, MappingError) as exc:
+        print(f"ERROR: {exc}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
 
 

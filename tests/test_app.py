@@ -37,7 +37,7 @@ def test_app_builds_without_any_token_and_without_heavy_imports(tmp_path):
 
 
 def test_list_jobs_api_uses_the_callers_token_only(hub, app_url):
-    from trainer_space.hub import HubSession, JobRequest
+    from trainer_space.hub.session import HubSession, JobRequest
 
     req = JobRequest(image="python:3.12", command=["true"], flavor="t4-small", labels={"trainer-space": "train"})
     alice_job = HubSession(hub.alice).submit_job(req)
@@ -60,7 +60,7 @@ def test_list_jobs_api_without_sign_in_says_so_and_sends_nothing(hub, app_url):
 
 @pytest.mark.browser
 def test_sign_in_and_see_my_jobs_in_a_browser(hub, app_url, page):
-    from trainer_space.hub import HubSession, JobRequest
+    from trainer_space.hub.session import HubSession, JobRequest
 
     job = HubSession(hub.alice).submit_job(
         JobRequest(image="python:3.12", command=["true"], flavor="t4-small", labels={"trainer-space": "train"})
@@ -128,25 +128,68 @@ def test_dataset_to_train_to_my_jobs_in_a_browser(hub, app_url, page, tmp_path):
     _visible(page.get_by_text(job_id)).wait_for()
 
 
-def test_a_diagnosis_fix_prefills_the_train_tab():
-    from trainer_space.ui import FIX_FIELDS, _apply_fix
+def test_a_config_fills_every_field_of_the_train_tab():
+    import gradio as gr
 
-    fix = {
-        "kind": "timeout",
-        "job": {"model": "Qwen/Qwen2.5-0.5B", "method": "dpo", "flavor": "l4x1", "output_repo": "alice/out"},
-        "changes": {"resume_from_hub": True, "timeout_s": 4 * 3600, "output_repo": "alice/out"},
-    }
-    values = dict(zip(FIX_FIELDS, _apply_fix(fix), strict=True))
-    assert values["model"] == "Qwen/Qwen2.5-0.5B" and values["method"] == "dpo"
-    assert values["resume_from_hub"] is True and values["timeout"] == "4h" and values["flavor"] == "l4x1"
-    oom = {
-        "kind": "oom",
-        "job": {"flavor": "t4-small"},
-        "changes": {"per_device_train_batch_size": 2, "flavor": "l4x1"},
-    }
-    values = dict(zip(FIX_FIELDS, _apply_fix(oom), strict=True))
-    assert values["per_device_train_batch_size"] == 2 and values["flavor"] == "l4x1"
-    assert all(isinstance(v, dict) for v in _apply_fix(None))  # nothing to apply: every field untouched
+    from trainer_space.jobs.config import TrainingConfig
+    from trainer_space.ui import _apply_fix, train_tab
+
+    with gr.Blocks():
+        tab = train_tab.build_tab()
+    cfg = TrainingConfig.from_dict({
+        "method": "dpo", "model": "Qwen/Qwen2.5-0.5B", "dataset": "yahma/alpaca-cleaned", "learning_rate": 3e-4,
+        "max_steps": 500, "mapping": {"columns": {}, "transforms": ["alpaca"]}, "timeout": "4h", "flavor": "l4x1",
+        "resume_from_hub": True, "advanced": {"weight_decay": 0.1},
+    })  # fmt: skip
+    values = _apply_fix(tab, cfg.to_json())
+    assert set(values) == set(tab.fields.values())  # every field: nothing of the previous form survives
+    by_name = {name: values[c] for name, c in tab.fields.items()}
+    assert by_name["dataset"] == "yahma/alpaca-cleaned" and by_name["learning_rate"] == 3e-4
+    assert by_name["max_steps"] == 500 and by_name["mapping"] == {"columns": {}, "transforms": ["alpaca"]}
+    assert by_name["timeout"] == "4h" and by_name["flavor"] == "l4x1" and by_name["resume_from_hub"] is True
+    assert tab.config(values) == cfg  # the form round-trips to the same config
+    assert _apply_fix(tab, None) == {}
+
+
+@pytest.mark.browser
+def test_a_failed_jobs_fix_restores_its_whole_config_in_the_train_tab(hub, app_url, page, tmp_path):
+    """My jobs -> "Open the Train tab": the job's dataset, mapping, learning rate and max_steps, with the fix."""
+    import json
+
+    from tests.test_train_submit import QWEN_05B
+    from tests.tiny_model import build_tiny_tokenizer
+    from trainer_space.hub.session import HubSession
+    from trainer_space.jobs.config import TrainingConfig
+    from trainer_space.jobs.training import submit_training
+
+    build_tiny_tokenizer(tmp_path)
+    tokenizer = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    hub.add_model("Qwen/Qwen2.5-0.5B", files={**tokenizer, "config.json": json.dumps(QWEN_05B)},
+                  safetensors={"parameters": {"BF16": 494_032_768}, "total": 494_032_768})  # fmt: skip
+    rows = [{"instruction": f"Add {i} and 1.", "input": "", "output": str(i + 1)} for i in range(30)]
+    hub.add_dataset("alice/alpaca-cleaned", {"train": rows}, num_rows={"train": 3000})
+    hub.plan_next_job(lines=["Loading model", "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2 GiB"],
+                      final_stage="ERROR", message="Job failed with exit code: 1")  # fmt: skip
+    cfg = TrainingConfig.from_dict({
+        "method": "sft", "model": "Qwen/Qwen2.5-0.5B", "dataset": "alice/alpaca-cleaned", "learning_rate": 3e-4,
+        "max_steps": 500, "per_device_train_batch_size": 8, "flavor": "t4-small", "timeout": "2h",
+        "mapping": {"columns": {"prompt": "instruction", "completion": "output"}, "transforms": ["alpaca"]},
+    })  # fmt: skip
+    job = submit_training(HubSession(hub.alice), cfg).job
+    sign_in(page, app_url)
+    page.get_by_role("tab", name="My jobs").click()
+    _visible(page.get_by_text(job.id)).click()
+    _visible(page.get_by_role("button", name="Open the Train tab")).click()
+    dataset = _visible(page.get_by_label("Dataset", exact=True))
+    page.wait_for_function("(el) => el.value === 'alice/alpaca-cleaned'", arg=dataset.element_handle())
+    assert _visible(page.get_by_label("Learning rate (0: preset for the method)")).input_value() == "0.0003"
+    assert _visible(page.get_by_label("Max steps (0: use epochs)")).input_value() == "500"
+    batch = int(_visible(page.get_by_label("Batch size per GPU")).input_value())
+    assert batch < 8  # the fix: a smaller batch
+    _visible(page.get_by_role("button", name="Preview")).click()
+    _visible(page.get_by_text("READY for sft with your mapping")).wait_for()
+    os.makedirs(SCREENSHOTS, exist_ok=True)
+    page.screenshot(path=os.path.join(SCREENSHOTS, "fix-restores-config.png"), full_page=True)
 
 
 def test_api_endpoints_are_also_mcp_tools(app_url):

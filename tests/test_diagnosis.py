@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from trainer_space.diagnosis import RULES, bigger_gpu_flavor, bigger_ram_flavor, diagnose, last_error_line
+from trainer_space.jobs.diagnosis import RULES, bigger_gpu_flavor, bigger_ram_flavor, diagnose, last_error_line
 
 TRAIN = {
     "trainer-space": "train",

@@ -15,28 +15,43 @@ from pathlib import Path
 import pytest
 
 from tests.test_model_facts import LLAMA2_7B, LLAMA31_8B, QWEN25_05B, QWEN25_7B
-from trainer_space import hardware, model_facts
+from trainer_space.catalog import MIN_TIMEOUT_S, submit_timeout_s
 from trainer_space.errors import InvalidInput
-from trainer_space.estimate import (
-    MIN_TIMEOUT_S,
+from trainer_space.estimate import model_facts
+from trainer_space.estimate.model import (
     EstimateInputs,
-    estimate,
     estimate_from_facts,
     flops_per_token,
     memory_breakdown,
     recommend,
     time_breakdown,
-    timeout_for,
 )
-from trainer_space.hardware import FALLBACK_FLAVORS, get_flavor
-from trainer_space.model_facts import facts_from_config
+from trainer_space.estimate.model_facts import facts_from_config
+from trainer_space.hub import hardware
+from trainer_space.hub.hardware import FALLBACK_FLAVORS, get_flavor
+from trainer_space.hub.session import HubSession
+from trainer_space.jobs.config import TrainingConfig
+from trainer_space.jobs.preflight import estimate_config
+from trainer_space.validation import format_timeout
+
+
+def timeout_for(seconds: float) -> tuple[int, str]:
+    s = submit_timeout_s(seconds)
+    return s, format_timeout(s)
+
+
+def estimate(*, model: str, num_rows: int | None = None, **fields) -> object:
+    """The service the Estimate tab and /estimate call: a config, estimated with an anonymous session."""
+    cfg = TrainingConfig.from_dict({"model": model, **fields}, required=("model",))
+    return estimate_config(HubSession(None), cfg, num_rows=num_rows)
+
 
 ROOT = Path(__file__).resolve().parents[1]
 LLAMA70 = {**LLAMA31_8B, "hidden_size": 8192, "intermediate_size": 28672, "num_hidden_layers": 80,
            "num_attention_heads": 64}  # meta-llama/Llama-3.1-70B  # fmt: skip
 QWEN05 = facts_from_config("Qwen/Qwen2.5-0.5B", QWEN25_05B, safetensors_total=494_032_768)
 LLAMA7 = facts_from_config("meta-llama/Llama-2-7b-hf", LLAMA2_7B, safetensors_total=6_738_415_616)
-SMALL = EstimateInputs(per_device_batch_size=1, gradient_accumulation=16, max_length=512)
+SMALL = EstimateInputs(per_device_train_batch_size=1, gradient_accumulation_steps=16, max_length=512)
 
 
 def static_bytes(m) -> float:
@@ -86,7 +101,7 @@ def test_qlora_is_about_half_a_byte_per_quantised_param():
 def test_trls_fused_lm_head_keeps_large_vocabularies_cheap():
     # Qwen2.5's 151,936-token vocabulary: 4 x 1024 tokens of plain logits would peak at 14 bytes per entry
     # (8.1 GiB, measured on CPU by bench/memory_cpu.py); TRL 1.16's chunked head holds a 4096 x 32768 tile instead
-    inp = EstimateInputs(peft="lora", per_device_batch_size=4, max_length=1024)
+    inp = EstimateInputs(peft="lora", per_device_train_batch_size=4, max_length=1024)
     plain = memory_breakdown(QWEN05, inp, fused_lm_head=False)
     fused = memory_breakdown(QWEN05, inp)
     assert plain.logits == pytest.approx(4 * 1024 * 151936 * 14)
@@ -108,7 +123,7 @@ def test_dpo_needs_more_than_sft_and_full_dpo_holds_a_reference_model():
 
 
 def test_grpo_counts_generations_and_loads_a_reference_only_when_beta_is_positive():
-    grpo = memory_breakdown(QWEN05, EstimateInputs(method="grpo", peft="lora", per_device_batch_size=8))
+    grpo = memory_breakdown(QWEN05, EstimateInputs(method="grpo", peft="lora", per_device_train_batch_size=8))
     assert grpo.generation > 0 and grpo.reference == 0  # TRL 1.16 GRPOConfig.beta defaults to 0.0
     full_kl = memory_breakdown(QWEN05, EstimateInputs(method="grpo", peft="full", beta=0.04))
     assert full_kl.reference > 0
@@ -158,7 +173,7 @@ def test_time_scales_with_rows_and_epochs_and_shrinks_on_faster_gpus():
     inp = EstimateInputs(num_rows=10_000, mean_tokens=400)
     a10g, h200 = get_flavor("a10g-small"), get_flavor("h200")
     t1 = time_breakdown(QWEN05, inp, a10g)
-    t2 = time_breakdown(QWEN05, replace(inp, epochs=2), a10g)
+    t2 = time_breakdown(QWEN05, replace(inp, num_train_epochs=2), a10g)
     t3 = time_breakdown(QWEN05, replace(inp, num_rows=20_000), a10g)
     assert t2.train == pytest.approx(2 * t1.train, rel=0.02) and t3.train == pytest.approx(2 * t1.train, rel=0.02)
     assert t1.tokens == 10_000 * 400
@@ -222,20 +237,19 @@ def test_the_verdict_is_plain_language():
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        ("per_device_batch_size", 0, "Batch size"),
-        ("per_device_batch_size", 2000, "Batch size"),
+        ("per_device_train_batch_size", 0, "Batch size"),
+        ("per_device_train_batch_size", 2000, "Batch size"),
         ("max_length", 8, "max_length"),
-        ("epochs", 0, "Epochs"),
-        ("epochs", 101, "Epochs"),
-        ("gradient_accumulation", 1.5, "whole number"),
-        ("num_rows", -1, "rows"),
-        ("method", "ppo", "Unknown method"),
-        ("peft", "dora", "fine-tuning mode"),
+        ("num_train_epochs", 0, "Epochs"),
+        ("num_train_epochs", 101, "Epochs"),
+        ("gradient_accumulation_steps", 1.5, "whole number"),
+        ("method", "ppo", r"\(method\) must be one of"),
+        ("peft", "dora", r"Fine-tuning \(peft\) must be one of: full, lora, qlora"),
     ],
 )
 def test_out_of_range_numbers_are_refused_with_a_clear_message(field, value, message):
     with pytest.raises(InvalidInput, match=message):
-        replace(EstimateInputs(), **{field: value}).validated()
+        TrainingConfig.from_dict({"model": "a/b", field: value}, required=("model",))
 
 
 def test_to_json_has_exactly_the_api_shape():
@@ -281,7 +295,7 @@ def test_estimate_falls_back_to_the_built_in_prices_and_says_so(qwen_hub):
 def test_bad_numbers_are_refused_before_any_hub_call(qwen_hub):
     n = len(qwen_hub.requests)
     with pytest.raises(InvalidInput, match="Batch size"):
-        estimate(model="Qwen/Qwen2.5-0.5B", per_device_batch_size=0)
+        estimate(model="Qwen/Qwen2.5-0.5B", per_device_train_batch_size=0)
     assert len(qwen_hub.requests) == n
 
 
@@ -290,10 +304,11 @@ def test_estimate_api_answers_fast_through_gradio_client(qwen_hub):
     from gradio_client import Client
 
     from tests.hub_standin import free_port
-    from trainer_space.ui import estimate_tab
+    from trainer_space.ui import api, estimate_tab
 
     with gr.Blocks() as demo, gr.Tab("Estimate"):
         tab = estimate_tab.build_tab()
+        gr.api(api.estimate, api_name="estimate")
     assert tab.recommended_flavor is not None and tab.timeout is not None
     port = free_port()
     demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
@@ -319,8 +334,13 @@ def test_the_estimate_path_never_imports_torch(qwen_hub):
     code = textwrap.dedent(
         """
         import sys
-        from trainer_space.estimate import estimate
-        result = estimate(model="Qwen/Qwen2.5-0.5B", dataset="trl-lib/Capybara", method="dpo", peft="qlora")
+        from trainer_space.hub.session import HubSession
+        from trainer_space.jobs.config import TrainingConfig
+        from trainer_space.jobs.preflight import estimate_config
+        cfg = TrainingConfig.from_dict(
+            {"model": "Qwen/Qwen2.5-0.5B", "dataset": "trl-lib/Capybara", "method": "dpo", "peft": "qlora"}
+        )
+        result = estimate_config(HubSession(None), cfg)
         assert result.params == 494032768, result.params
         print("TORCH", "torch" in sys.modules, "TRANSFORMERS", "transformers" in sys.modules)
         """
@@ -346,12 +366,16 @@ def test_the_tab_prefills_from_the_dataset_tab_and_renders_table_and_verdict(qwe
         tab = estimate_tab.build_tab(dataset_tab=data)
     assert tab.table is not None and tab.verdict is not None
     # the inspection's row count (not its preview rows) and a measured mean, when statistics carry one
-    assert estimate_tab._from_stats(SimpleNamespace(num_rows=1234, rows=[{"a": 1}]))[0] == 1234
-    assert estimate_tab._from_stats({"num_rows": None, "rows": [{}], "mean_tokens": 300.5})[1] == 300.5
+    assert estimate_tab.from_stats(SimpleNamespace(num_rows=1234, rows=[{"a": 1}]))[0] == 1234
+    assert estimate_tab.from_stats({"num_rows": None, "rows": [{}], "mean_tokens": 300.5})[1] == 300.5
 
-    table, verdict, info, flavor, timeout = estimate_tab._on_estimate(
-        "Qwen/Qwen2.5-0.5B", "trl-lib/Capybara", "train", "sft", "lora", 1024, 1, 4, 4, True, None, 300, False
-    )
+    form = {"model": "Qwen/Qwen2.5-0.5B", "dataset": "trl-lib/Capybara", "split": "train", "method": "sft",
+            "peft": "lora", "max_length": 1024, "num_train_epochs": 1, "per_device_train_batch_size": 4,
+            "gradient_accumulation_steps": 4, "gradient_checkpointing": True, "fsdp": False}  # fmt: skip
+    values = {tab.config_fields[k]: v for k, v in form.items()} | {tab.num_rows: None, tab.mean_tokens: 300}
+    out = tab.on_estimate(values)
+    table, verdict, info = out[tab.table], out[tab.verdict], out[tab.info]
+    flavor, timeout = out[tab.recommended_flavor], out[tab.timeout]
     assert list(table.columns) == estimate_tab.COLUMNS and len(table) > 3
     assert table["Fits"].isin(["✓", "✗"]).all() and table["Flavor"].str.endswith("★").sum() == 1
     assert verdict.startswith(f"**Fits on {flavor}**") and timeout in verdict

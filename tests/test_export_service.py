@@ -8,15 +8,26 @@ import pytest
 from gradio_client import Client
 
 from trainer_space import errors
-from trainer_space.export import (
-    ExportRequest,
-    export_timeout_s,
-    recommend_cpu_flavor,
-    submit_export,
-    template_constants,
-)
-from trainer_space.hardware import FALLBACK_FLAVORS
-from trainer_space.hub import WHOAMI_CACHE, HubSession
+from trainer_space.hub.hardware import FALLBACK_FLAVORS
+from trainer_space.hub.session import WHOAMI_CACHE, HubSession
+from trainer_space.jobs.config import ExportConfig
+from trainer_space.jobs.export import export_timeout_s, recommend_cpu_flavor
+from trainer_space.jobs.export import submit_export as _submit
+from trainer_space.jobs.spec import template_constants as _constants
+
+
+def template_constants() -> dict:
+    return _constants("export_gguf.py")
+
+
+def ExportRequest(model: str, quantizations: list[str], **kw) -> ExportConfig:
+    return ExportConfig.from_dict({"model": model, "quantizations": quantizations, **kw})
+
+
+def submit_export(session: HubSession, cfg: ExportConfig, **kwargs) -> dict:
+    """The service, as the `/export_gguf` API answers it (JSON)."""
+    return _submit(session, cfg, **kwargs).to_json()
+
 
 CONFIG = json.dumps({"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2"})
 
@@ -120,7 +131,7 @@ def test_preflight_errors_block_submission(hub):
         submit_export(HubSession(hub.alice), ExportRequest("alice/qwen-sft", [], output_repo="bob/x-GGUF"))
     with pytest.raises(errors.RepoNotFound):
         submit_export(HubSession(hub.alice), ExportRequest("alice/nope", []))
-    with pytest.raises(errors.InvalidInput, match="Unknown quantization"):
+    with pytest.raises(errors.InvalidInput, match=r"Quantizations \(quantizations\) has unknown types \[.Q9_X.\]"):
         submit_export(HubSession(hub.alice), ExportRequest("alice/qwen-sft", ["Q9_X"]))
     assert hub.requests_to("/api/jobs", "POST") == []
 

@@ -1,4 +1,4 @@
-"""Pure tests of trainer_space.formats: verdicts per shape, the mapping round trip through the generated
+"""Pure tests of trainer_space.data.detect: verdicts per shape, the mapping round trip through the generated
 `datasets.map` snippet, agreement with the job template's `map_example`, and agreement with `trl.data_utils`."""
 
 from __future__ import annotations
@@ -12,20 +12,21 @@ from typing import Any
 import pytest
 
 from tests.format_shapes import SHAPES, as_viewer_rows
-from trainer_space import formats
+from trainer_space.data import detect as formats
+from trainer_space.data.detect import METHODS, Verdict, check_mapping, detect, detect_method, readiness
+from trainer_space.data.mapping import map_example, parse_mapping, trainer_columns
+from trainer_space.data.mapping import map_rows as _map_rows
+from trainer_space.data.snippet import mapping_code
 from trainer_space.errors import InvalidInput
-from trainer_space.formats import (
-    METHODS,
-    Verdict,
-    apply_mapping,
-    check_mapping,
-    detect,
-    detect_method,
-    map_rows,
-    mapping_code,
-    readiness,
-    trainer_columns,
-)
+
+
+def map_rows(rows: list[dict[str, Any]], mapping: Any) -> list[dict[str, Any]]:
+    return _map_rows(rows, parse_mapping(mapping))
+
+
+def apply_mapping(row: dict[str, Any], mapping: Any) -> dict[str, Any]:
+    return map_example(row, parse_mapping(mapping))
+
 
 ROOT = Path(__file__).resolve().parent.parent
 CASES = [(shape, method) for shape in SHAPES for method in METHODS]
@@ -98,20 +99,20 @@ def test_detect_returns_all_methods_as_json() -> None:
 
 
 def test_expected_mappings_for_common_shapes() -> None:
-    assert detect_method("sft", rows_of("sharegpt")).mapping == {
+    assert detect_method("sft", rows_of("sharegpt")).mapping.to_json() == {
         "columns": {"messages": "conversations"},
         "transforms": ["sharegpt_to_messages"],
     }
-    assert detect_method("sft", rows_of("question_answer")).mapping == {
+    assert detect_method("sft", rows_of("question_answer")).mapping.to_json() == {
         "columns": {"prompt": "question", "completion": "answer"},
         "transforms": [],
     }
-    assert detect_method("grpo", rows_of("question_answer")).mapping["columns"] == {
+    assert detect_method("grpo", rows_of("question_answer")).mapping.to_json()["columns"] == {
         "prompt": "question",
         "answer": "answer",
     }
-    assert detect_method("kto", rows_of("kto_strings")).mapping["transforms"] == ["label_to_bool"]
-    dpo = detect_method("dpo", rows_of("preference_system")).mapping
+    assert detect_method("kto", rows_of("kto_strings")).mapping.to_json()["transforms"] == ["label_to_bool"]
+    dpo = detect_method("dpo", rows_of("preference_system")).mapping.to_json()
     assert dpo["columns"] == {"chosen": "chosen", "rejected": "rejected", "prompt": "question", "system": "system"}
     assert dpo["transforms"] == [
         "prompt_to_messages",
@@ -119,7 +120,7 @@ def test_expected_mappings_for_common_shapes() -> None:
         "rejected_to_messages",
         "system_to_messages",
     ]
-    assert detect_method("grpo", rows_of("hh_rlhf_strings")).mapping["transforms"] == ["extract_prompt"]
+    assert detect_method("grpo", rows_of("hh_rlhf_strings")).mapping.to_json()["transforms"] == ["extract_prompt"]
 
 
 def test_empty_split_is_incompatible_everywhere() -> None:
@@ -157,7 +158,10 @@ def test_h4_ultrafeedback_shape(monkeypatch: pytest.MonkeyPatch) -> None:
     assert detect_method("sft", rows).verdict == Verdict.READY
     dpo = detect_method("dpo", rows)
     assert dpo.verdict == Verdict.NEEDS_MAPPING, dpo.reason
-    assert dpo.mapping == {"columns": {"chosen": "chosen", "rejected": "rejected"}, "transforms": ["extract_prompt"]}
+    assert dpo.mapping.to_json() == {
+        "columns": {"chosen": "chosen", "rejected": "rejected"},
+        "transforms": ["extract_prompt"],
+    }
     mapped = formats.map_rows(rows, dpo.mapping)
     assert mapped[0]["prompt"] == [{"role": "user", "content": "Hi?"}]
     assert mapped[0]["chosen"] == [{"role": "assistant", "content": "Hello!"}]
@@ -180,7 +184,7 @@ def test_dolly_shape_uses_instruction_and_response() -> None:
     rows = [{"instruction": "Summarise.", "context": "A long text.", "response": "Short."}]
     report = detect_method("sft", rows)
     assert report.verdict == Verdict.NEEDS_MAPPING
-    assert report.mapping["columns"] == {"prompt": "instruction", "completion": "response"}
+    assert report.mapping.columns == {"prompt": "instruction", "completion": "response"}
 
 
 def test_rating_labels_are_not_guessed() -> None:
@@ -215,22 +219,14 @@ def test_snippet_round_trip_is_ready(shape: str, method: str, monkeypatch: pytes
 def test_mapping_agrees_with_job_template(shape: str, method: str, job_template) -> None:
     rows = rows_of(shape)
     mapping = detect_method(method, rows).mapping
-    job_mapping = job_template.parse_mapping(mapping)
+    job_mapping = job_template.parse_mapping(mapping.to_json())
+    assert job_template.mapping_problems(job_mapping, rows[0].keys()) == []  # the job would accept it
     for row in rows:
         ours = apply_mapping(row, mapping)
-        assert ours == job_template.map_example(row, job_template.parse_mapping(mapping))
+        assert ours == job_template.map_example(row, job_mapping)
         assert list(trainer_columns(method, ours)) == job_template.select_columns(
             method, ours, ["accuracy"] if "answer" in ours else []
         )
-    job_template.check_mapping(job_mapping, rows[0].keys())  # raises JobError if the job would refuse it
-
-
-def test_job_template_vocabulary_matches(job_template) -> None:
-    assert formats.FIELDS == job_template.FIELDS
-    assert formats.TRANSFORMS == job_template.TRANSFORMS
-    assert formats.TRANSFORM_NEEDS == job_template.TRANSFORM_NEEDS
-    assert formats.SHAREGPT_ROLES == job_template.SHAREGPT_ROLES
-    assert formats.TRUE_LABELS == job_template.TRUE_LABELS and formats.FALSE_LABELS == job_template.FALSE_LABELS
 
 
 def test_unpair_round_trip(monkeypatch: pytest.MonkeyPatch, job_template) -> None:
@@ -238,7 +234,7 @@ def test_unpair_round_trip(monkeypatch: pytest.MonkeyPatch, job_template) -> Non
     mapping = {"columns": {}, "transforms": ["unpair_preference"]}
     ours = map_rows(rows, mapping)
     assert readiness("kto", ours)[0]
-    code = mapping_code(mapping, source_columns=list(rows[0]), method="kto")
+    code = mapping_code(mapping, method="kto")
     assert run_snippet(code, rows, monkeypatch) == ours
     import datasets
 
@@ -283,7 +279,7 @@ def test_normalize_mapping_rejects_unknown_names() -> None:
     clean = formats.normalize_mapping(
         {"columns": {"prompt": "q", "completion": ""}, "transforms": ["label_to_bool", "alpaca"]}
     )
-    assert clean == {"columns": {"prompt": "q"}, "transforms": ["alpaca", "label_to_bool"]}
+    assert clean.to_json() == {"columns": {"prompt": "q"}, "transforms": ["alpaca", "label_to_bool"]}
 
 
 @pytest.mark.parametrize(
@@ -291,7 +287,9 @@ def test_normalize_mapping_rejects_unknown_names() -> None:
     [(True, True), (0, False), (1, True), (1.0, True), ("good", True), ("Bad", False), (" yes ", True), ("0", False)],
 )
 def test_label_to_bool(value: Any, expected: bool) -> None:
-    assert formats.label_to_bool(value) is expected
+    from trainer_space.data.mapping import label_to_bool
+
+    assert label_to_bool(value) is expected
 
 
 # ----------------------------------------------------------------------------- agreement with trl.data_utils
@@ -319,9 +317,9 @@ def test_sharegpt_agrees_with_trl(trl_data_utils) -> None:
         assert formats.analyze([row])["conversations"].kind == formats.Kind.SHAREGPT
         theirs = trl_data_utils.maybe_convert_to_chatml(copy.deepcopy(row))["messages"]
         ours = apply_mapping(row, {"columns": {}, "transforms": ["sharegpt_to_messages"]})["messages"]
-        assert ours == [
-            {"role": formats.SHAREGPT_ROLES.get(m["role"], m["role"]), "content": m["content"]} for m in theirs
-        ]
+        from trainer_space.data.mapping import SHAREGPT_ROLES
+
+        assert ours == [{"role": SHAREGPT_ROLES.get(m["role"], m["role"]), "content": m["content"]} for m in theirs]
     for row in rows_of("messages"):
         assert not trl_data_utils.is_conversational_from_value({"conversations": row["messages"]})
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from trainer_space import hardware
-from trainer_space.hardware import FALLBACK_FLAVORS, FLAVOR_NAMES, Flavor, get_flavor, get_flavors
+from trainer_space.hub import hardware
+from trainer_space.hub.hardware import FALLBACK_FLAVORS, FLAVOR_NAMES, Flavor, get_flavor, get_flavors
 
 
 @pytest.fixture(autouse=True)
@@ -35,13 +35,15 @@ def test_hub_prices_are_used_when_they_change(hub):
     assert get_flavor("l4x1", flavors).usd_per_hour == pytest.approx(1.2, abs=0.001)
 
 
-def test_the_visitors_token_is_sent_but_nothing_else(hub):
-    get_flavors(hub.alice)
+def test_the_public_list_is_read_without_any_token(hub, monkeypatch):
+    """Public information: no visitor's token (a bad one cannot poison the shared cache) and never the machine's."""
+    monkeypatch.setenv("HF_TOKEN", hub.alice)
+    from trainer_space.hub.session import HubSession
+
+    HubSession("hf_not_a_valid_token_0000").hardware()
     (req,) = hub.requests_to("/api/jobs/hardware")
-    assert req.token == hub.alice
-    hardware.clear_cache()
-    get_flavors()
-    assert hub.requests_to("/api/jobs/hardware")[-1].token is None  # never a token saved on the machine
+    assert req.token is None
+    assert get_flavors()[1] is True  # from the Hub, for everyone
 
 
 def test_a_hub_failure_falls_back_to_the_built_in_table(hub):

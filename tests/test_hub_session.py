@@ -7,7 +7,7 @@ import time
 import pytest
 
 from trainer_space import errors
-from trainer_space.hub import WHOAMI_CACHE, HubSession, JobRequest
+from trainer_space.hub.session import WHOAMI_CACHE, HubSession, JobRequest
 
 
 @pytest.fixture(autouse=True)
@@ -42,9 +42,9 @@ def _wait_stage(session: HubSession, job_id: str, stage: str, timeout: float = 5
 
 def test_no_token_is_not_signed_in_and_nothing_is_sent(hub):
     with pytest.raises(errors.NotSignedIn, match="Sign in with Hugging Face to list your jobs"):
-        HubSession(None, action="list your jobs")
+        HubSession.signed_in(None, "list your jobs")
     with pytest.raises(errors.NotSignedIn):
-        HubSession("", action="x")
+        HubSession.signed_in("", "x")
     assert hub.requests == []
 
 

@@ -31,7 +31,7 @@ TRAIN_ARGS = ["--method", "sft", "--peft_mode", "full", "--per_device_train_batc
 
 
 def submit(token: str, *, labels: dict[str, str] | None = LABELS, flavor: str = "t4-small", **kwargs: Any):
-    from trainer_space.hub import HubSession, JobRequest
+    from trainer_space.hub.session import HubSession, JobRequest
 
     request = JobRequest(image="python:3.12", command=["python", "train.py", *TRAIN_ARGS], flavor=flavor,
                          labels=dict(labels or {}), **kwargs)  # fmt: skip
@@ -176,55 +176,62 @@ def test_api_refuses_without_sign_in_and_bad_ids(hub, alice, app_url):
         alice.predict("0123456789abcdef01234567", 0, api_name="/job_logs")
 
 
-def test_follow_logs_streams_until_the_job_ends(hub):
-    from trainer_space.ui.jobs_tab import _follow_logs
+@pytest.fixture(scope="module")
+def tab():
+    """The My jobs tab's components and handlers (built in a Blocks, never launched)."""
+    import gradio as gr
 
+    from trainer_space.ui import jobs_tab
+
+    with gr.Blocks():
+        return jobs_tab.build_tab()
+
+
+def test_follow_logs_streams_until_the_job_ends(hub, tab):
     hub.plan_next_job(lines=[f"line {i}" for i in range(8)], line_interval_s=0.2)
     job = submit(hub.alice)
     wait_for(lambda: hub.jobs[job.id].stage()[0] == "RUNNING")
-    updates = list(_follow_logs(job.id, None, SimpleNamespace(token=hub.alice)))
-    assert updates[0][1].startswith("Following the logs")
+    updates = list(tab.on_follow(job.id, None, SimpleNamespace(token=hub.alice)))
+    assert updates[0][tab.log_note].startswith("Following the logs")
     assert len(updates) >= 3  # it streamed, it did not wait for the end
-    assert updates[-1][0].splitlines() == [f"line {i}" for i in range(8)]
-    assert "ended" in updates[-1][1]
+    assert updates[-1][tab.logs].splitlines() == [f"line {i}" for i in range(8)]
+    assert "ended" in updates[-1][tab.log_note]
     # an ended job: one update with the tail
-    (text, note, stop_button), *_ = list(_follow_logs(job.id, None, SimpleNamespace(token=hub.alice)))
-    assert text.endswith("line 7") and "completed" in note and stop_button.visible is False
+    (ended,) = list(tab.on_follow(job.id, None, SimpleNamespace(token=hub.alice)))
+    assert ended[tab.logs].endswith("line 7") and "completed" in ended[tab.log_note]
+    assert ended[tab.stop].visible is False
 
 
-def test_opening_an_ended_job_reads_it_once_and_never_refreshes_it(hub):
-    from trainer_space.ui.jobs_tab import PANEL_OUTPUTS, _follow_logs, _open_job, _refresh_open
-
+def test_opening_an_ended_job_reads_it_once_and_never_refreshes_it(hub, tab):
     hub.plan_next_job(lines=["Loading model", OOM_LINE], final_stage="ERROR", message="Job failed with exit code: 1")
     job = submit(hub.alice)
     wait_for(lambda: hub.jobs[job.id].stage()[0] == "ERROR")
     token = SimpleNamespace(token=hub.alice)
     before = len(hub.requests_to("/api/jobs/"))
-    panel = _open_job(job.id, token)  # what a click on the row runs, then the log view, then the refresh
-    assert len(panel) == PANEL_OUTPUTS
-    where = panel[-1]
+    panel = tab.on_open(job.id, token)  # what a click on the row runs, then the log view, then the refresh
+    assert set(panel) <= set(tab.panel_outputs)
+    where = panel[tab.where]
     assert where == {"namespace": "alice", "stage": "ERROR"}
-    (text, note, _), *_ = list(_follow_logs(job.id, where, token))
-    assert text.endswith(OOM_LINE) and "error" in note
-    assert all(update == SKIP for update in _refresh_open(job.id, where, token))  # stream ended, timer ticks
+    (view,) = list(tab.on_follow(job.id, where, token))
+    assert view[tab.logs].endswith(OOM_LINE) and "error" in view[tab.log_note]
+    assert tab.on_refresh(job.id, where, token) == {}  # stream ended, timer ticks: nothing to do
     calls = [(r.method, r.path.rsplit("/", 1)[-1], r.query) for r in hub.requests_to("/api/jobs/")[before:]]
     # one inspect, the diagnosis's 200-line tail, the view's 500-line tail: nothing looked up twice
     assert calls == [("GET", job.id, ""), ("GET", "logs", "tail=200"), ("GET", "logs", "tail=500")]
 
 
-def test_a_running_jobs_panel_is_refreshed_until_it_ends(hub):
-    from trainer_space.ui.jobs_tab import _open_job, _refresh_open
-
+def test_a_running_jobs_panel_is_refreshed_until_it_ends(hub, tab):
     hub.plan_next_job(lines=["step 1"], line_interval_s=0.5, final_stage="COMPLETED")
     job = submit(hub.alice)
     token = SimpleNamespace(token=hub.alice)
-    where = _open_job(job.id, token)[-1]
+    where = tab.on_open(job.id, token)[tab.where]
     assert where["stage"] in ("SCHEDULING", "RUNNING")
     wait_for(lambda: hub.jobs[job.id].stage()[0] == "COMPLETED")
-    refreshed = _refresh_open(job.id, where, token)  # the timer's tick while it was open
-    assert refreshed[-1] == {"namespace": "alice", "stage": "COMPLETED"} and "COMPLETED" in refreshed[2]
+    refreshed = tab.on_refresh(job.id, where, token)  # the timer's tick while it was open
+    assert refreshed[tab.where] == {"namespace": "alice", "stage": "COMPLETED"}
+    assert "COMPLETED" in refreshed[tab.details] and tab.trackio not in refreshed  # the iframe is left alone
     before = len(hub.requests)
-    assert all(update == SKIP for update in _refresh_open(job.id, refreshed[-1], token))
+    assert tab.on_refresh(job.id, refreshed[tab.where], token) == {}
     assert len(hub.requests) == before
 
 
@@ -235,14 +242,15 @@ def test_log_streams_have_their_own_concurrency_pool():
 
     with gr.Blocks() as demo:
         tab = jobs_tab.build_tab()
-    streams = [f for f in demo.fns.values() if getattr(f.fn, "__wrapped__", None) is jobs_tab._follow_logs]
+    streams = [f for f in demo.fns.values() if getattr(f.fn, "__name__", None) == "on_follow"]
     assert len(streams) == 3  # row click, job id + Enter, Open button
     assert all(f.concurrency_limit == 20 and f.concurrency_id == "logs" for f in streams)
     assert {tab.table, tab.note, tab.timer, tab.orgs, tab.only_app} <= set(demo.blocks.values())
 
 
 def test_links_and_embed_only_from_safe_label_values():
-    from trainer_space.jobs import job_args, space_subdomain, trackio_embed_url
+    from trainer_space.jobs.monitor import job_args, trackio_embed_url
+    from trainer_space.jobs.spec import space_subdomain
     from trainer_space.ui.jobs_tab import details_markdown, trackio_html
 
     assert space_subdomain("Alice/My_Space.v2") == "alice-my-space-v2"
@@ -257,9 +265,13 @@ def test_links_and_embed_only_from_safe_label_values():
     job = SimpleNamespace(command=["bash", "-c", "set -e; uv run --quiet x", "train.py", "--peft_mode", "lora",
                                    "--push_to_hub", "--max_length=512"], arguments=[])  # fmt: skip
     assert job_args(job) == {"peft_mode": "lora", "push_to_hub": "true", "max_length": "512"}
-    details = {"id": "abc", "namespace": "alice", "kind": "train", "stage": "ERROR", "flavor": "t4-small",
-               "message": "<img src=x onerror=alert(1)> | [x](javascript:1)", "labels": {"model": "a*b*"},
-               "duration_min": 1.5, "cost_usd": 0.01, "url": "http://hub/jobs/alice/abc", "timeout_s": 5400}  # fmt: skip
+    from trainer_space.jobs.monitor import JobDetails
+
+    details = JobDetails(id="abc", namespace="alice", kind="train", stage="ERROR", flavor="t4-small",
+                         message="<img src=x onerror=alert(1)> | [x](javascript:1)", labels={"model": "a*b*"},
+                         created_at=None, started_at=None, finished_at=None, duration_min=1.5, cost_usd=0.01,
+                         url="http://hub/jobs/alice/abc", timeout_s=5400, output_repo=None, output_url=None,
+                         trackio_space=None, trackio_url=None)  # fmt: skip
     text = details_markdown(details)
     assert "<img" not in text and "\\[x\\]" in text and "a\\*b\\*" in text and "1 h 30 min" in text
 
@@ -286,17 +298,20 @@ def test_my_jobs_in_a_browser_details_logs_and_cancel(hub, app_url, page):
     page.screenshot(path=os.path.join(SCREENSHOTS, "my-jobs-canceled.png"), full_page=True)
 
 
-def test_the_proposed_fix_carries_the_diagnosis_settings():
-    from trainer_space.ui.jobs_tab import diagnosis_markdown, fix_of
+def test_the_proposed_fix_is_the_jobs_whole_config_with_the_change():
+    from trainer_space.jobs.config import TrainingConfig
+    from trainer_space.jobs.diagnosis import Diagnosis
+    from trainer_space.jobs.monitor import fixed_config
+    from trainer_space.ui.jobs_tab import diagnosis_markdown
 
-    diag = {"kind": "timeout", "title": "Timed out", "explanation": "x", "action": "Resubmit",
-            "action_hint": {"resume_from_hub": True, "output_repo": "alice/out"}, "evidence": "Job timeout"}  # fmt: skip
-    status = {"id": "abc", "flavor": "t4-small", "output_repo": "alice/out", "labels": LABELS, "diagnosis": diag}
-    assert fix_of(status) == {
-        "kind": "timeout",
-        "job_id": "abc",
-        "job": {"model": "Qwen/Qwen2.5-0.5B", "method": "sft", "flavor": "t4-small", "output_repo": "alice/out"},
-        "changes": {"resume_from_hub": True, "output_repo": "alice/out"},
-    }
-    assert fix_of({**status, "diagnosis": None}) is None
-    assert "resume\\_from\\_hub = True" in diagnosis_markdown(diag)
+    diag = Diagnosis("oom", "Out of memory", "x", "Resubmit", {"per_device_train_batch_size": 2,
+                     "gradient_checkpointing": True, "timeout_s": 7200, "flavor": "l4x1"}, "CUDA out of memory")  # fmt: skip
+    job = TrainingConfig.from_dict({"method": "sft", "model": "Qwen/Qwen2.5-0.5B", "dataset": "yahma/alpaca-cleaned",
+                                    "learning_rate": 3e-4, "max_steps": 500, "per_device_train_batch_size": 8,
+                                    "mapping": {"columns": {}, "transforms": ["alpaca"]}, "flavor": "t4-small"})  # fmt: skip
+    fixed = fixed_config(job, diag)
+    assert fixed.per_device_train_batch_size == 2 and fixed.flavor == "l4x1" and fixed.timeout == "2h"
+    assert (fixed.dataset, fixed.learning_rate, fixed.max_steps) == ("yahma/alpaca-cleaned", 3e-4, 500)
+    assert fixed.mapping == job.mapping
+    assert fixed_config(job, None) is None and fixed_config(None, diag) is None
+    assert "per\\_device\\_train\\_batch\\_size = 2" in diagnosis_markdown(diag)

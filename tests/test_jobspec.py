@@ -11,20 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from trainer_space.jobspec import (
+from trainer_space.jobs.reproduce import hf_cli_command, hf_run_command, python_run_snippet, python_snippet
+from trainer_space.jobs.spec import (
     SCRIPT_ENV,
     Template,
-    format_timeout,
-    hf_cli_command,
-    hf_run_command,
     load_template,
     parse_pep723,
-    parse_timeout,
     pip_script_request,
-    python_run_snippet,
-    python_snippet,
     uv_script_request,
 )
+from trainer_space.validation import format_timeout, parse_timeout
 
 NASTY_ARGS = ["--x", "$(touch /tmp/pwned)", "a b; echo hi", '{"columns": {"prompt": "it\'s"}}', "`id`", "*"]
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from trainer_space.errors import GatedRepo, InvalidInput, RepoNotFound
-from trainer_space.model_facts import (
+from trainer_space.estimate.model_facts import (
     architecture_from_config,
     clear_cache,
     facts_from_config,
@@ -15,6 +15,7 @@ from trainer_space.model_facts import (
     param_breakdown,
     params_from_config,
 )
+from trainer_space.hub.session import HubSession
 
 # Real config.json values (only the keys that matter), each from the named Hub repo. The expected totals are the
 # "safetensors total" the Hub shows on each model page (GET /api/models/{id} -> safetensors.total).
@@ -147,7 +148,7 @@ def _add(hub, repo_id, config, *, safetensors=True, **kwargs):
 
 def test_facts_come_from_the_safetensors_metadata_and_config_json(hub):
     _add(hub, "Qwen/Qwen2.5-0.5B", QWEN25_05B)
-    facts = get_model_facts("Qwen/Qwen2.5-0.5B")
+    facts = get_model_facts(HubSession(None), "Qwen/Qwen2.5-0.5B")
     assert facts.params == 494_032_768 and facts.params_source == "safetensors"
     assert (facts.arch.hidden_size, facts.arch.num_layers, facts.arch.num_kv_heads) == (896, 24, 2)
     assert facts.arch.tied_embeddings and facts.arch.vocab_size == 151936
@@ -160,15 +161,15 @@ def test_facts_come_from_the_safetensors_metadata_and_config_json(hub):
 
 def test_a_pasted_url_works_and_facts_are_cached(hub):
     _add(hub, "Qwen/Qwen2.5-0.5B", QWEN25_05B)
-    get_model_facts("https://huggingface.co/Qwen/Qwen2.5-0.5B")
+    get_model_facts(HubSession(None), "https://huggingface.co/Qwen/Qwen2.5-0.5B")
     n = len(hub.requests)
-    assert get_model_facts("Qwen/Qwen2.5-0.5B").params == 494_032_768
+    assert get_model_facts(HubSession(None), "Qwen/Qwen2.5-0.5B").params == 494_032_768
     assert len(hub.requests) == n  # answered from the cache
 
 
 def test_without_safetensors_metadata_the_config_arithmetic_is_used_and_said(hub):
     _add(hub, "old/bin-model", QWEN25_05B, safetensors=False)
-    facts = get_model_facts("old/bin-model")
+    facts = get_model_facts(HubSession(None), "old/bin-model")
     assert facts.params_source == "config" and facts.params == 494_032_768
     assert any("no safetensors metadata" in n for n in facts.notes)
 
@@ -176,33 +177,33 @@ def test_without_safetensors_metadata_the_config_arithmetic_is_used_and_said(hub
 def test_a_gated_model_without_access_says_how_to_get_it(hub):
     _add(hub, "alice/gated-llm", QWEN25_05B, gated=True)
     with pytest.raises(GatedRepo, match="request access"):
-        get_model_facts("alice/gated-llm")
+        get_model_facts(HubSession(None), "alice/gated-llm")
     with pytest.raises(GatedRepo):
-        get_model_facts("alice/gated-llm", token=hub.bob)
+        get_model_facts(HubSession(hub.bob), "alice/gated-llm")
 
 
 def test_gated_facts_are_never_shared_with_another_token(hub):
     _add(hub, "alice/gated-llm", QWEN25_05B, gated=True)
-    assert get_model_facts("alice/gated-llm", token=hub.alice).gated  # alice owns it
+    assert get_model_facts(HubSession(hub.alice), "alice/gated-llm").gated  # alice owns it
     with pytest.raises(GatedRepo):
-        get_model_facts("alice/gated-llm", token=hub.bob)  # the cache does not hand alice's answer to bob
+        get_model_facts(HubSession(hub.bob), "alice/gated-llm")  # the cache does not hand alice's answer to bob
     with pytest.raises(GatedRepo):
-        get_model_facts("alice/gated-llm")
+        get_model_facts(HubSession(None), "alice/gated-llm")
 
 
 def test_a_missing_model_is_reported_by_name(hub):
     with pytest.raises(RepoNotFound, match="nobody/nothing"):
-        get_model_facts("nobody/nothing")
+        get_model_facts(HubSession(None), "nobody/nothing")
 
 
 def test_a_repo_without_config_json_is_not_a_transformers_model(hub):
     hub.add_model("someone/gguf-only", files={"model.gguf": b"GGUF"})
     with pytest.raises(InvalidInput, match=r"no config\.json"):
-        get_model_facts("someone/gguf-only")
+        get_model_facts(HubSession(None), "someone/gguf-only")
 
 
 def test_a_bad_id_is_refused_before_any_request(hub):
     n = len(hub.requests)
     with pytest.raises(InvalidInput):
-        get_model_facts("not a/valid//id")
+        get_model_facts(HubSession(None), "not a/valid//id")
     assert len(hub.requests) == n

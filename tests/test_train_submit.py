@@ -8,9 +8,17 @@ import pytest
 from gradio_client import Client
 
 from trainer_space import errors
-from trainer_space.hub import WHOAMI_CACHE, HubSession
-from trainer_space.jobspec import SCRIPT_ENV, SCRIPT_SHA_ENV, load_template
-from trainer_space.training import PreflightFailed, TrainingConfig, submit_training
+from trainer_space.hub.session import WHOAMI_CACHE, HubSession
+from trainer_space.jobs.config import CONFIG_ENV, TrainingConfig
+from trainer_space.jobs.preflight import PreflightFailed
+from trainer_space.jobs.spec import SCRIPT_ENV, SCRIPT_SHA_ENV, load_template
+from trainer_space.jobs.training import submit_training as _submit
+
+
+def submit_training(session: HubSession, cfg: TrainingConfig, **kwargs) -> dict:
+    """The service, as the `/submit_training` API answers it (JSON)."""
+    return _submit(session, cfg, **kwargs).to_json()
+
 
 # Qwen/Qwen2.5-0.5B's config.json and safetensors total (its Hub page: 494,032,768 parameters)
 QWEN_05B = {
@@ -100,7 +108,9 @@ def test_submit_sends_the_exact_job_field_by_field(hub):
     assert body["timeoutSeconds"] == 3 * 3600
     assert body["secrets"] == {"HF_TOKEN": hub.alice}
     assert body["environment"][SCRIPT_SHA_ENV] == template.sha256
-    assert set(body["environment"]) == {SCRIPT_ENV, SCRIPT_SHA_ENV, "PYTHONUNBUFFERED", "UV_NO_PROGRESS"}
+    assert set(body["environment"]) == {SCRIPT_ENV, SCRIPT_SHA_ENV, CONFIG_ENV, "PYTHONUNBUFFERED", "UV_NO_PROGRESS"}
+    carried = TrainingConfig.from_dict(body["environment"][CONFIG_ENV])  # the job carries its resolved config
+    assert carried.output_repo == "alice/Qwen2.5-0.5B-sft" and carried.timeout == "3h" and carried.private is False
     assert body["labels"] == {
         "trainer-space": "train",
         "method": "sft",
@@ -128,7 +138,7 @@ def test_submit_sends_the_exact_job_field_by_field(hub):
 
 def test_not_signed_in_sends_nothing(hub):
     with pytest.raises(errors.NotSignedIn, match="Sign in with Hugging Face"):
-        submit_training(HubSession(None, action="start a training job"), _cfg())
+        submit_training(HubSession.signed_in(None, "start a training job"), _cfg())
     assert hub.requests == []
 
 
@@ -168,9 +178,9 @@ def test_preflight_dataset_needs_mapping_then_mapping_fixes_it(hub):
 
 
 def _proposed_mapping(hub, dataset, method):
-    from trainer_space.inspection import inspect_dataset
+    from trainer_space.data.inspection import inspect_dataset
 
-    return inspect_dataset(dataset=dataset, token=hub.alice).methods[method].mapping
+    return inspect_dataset(HubSession(hub.alice), dataset=dataset).methods[method].mapping.to_json()
 
 
 def test_preflight_dataset_incompatible_with_method(hub):
@@ -268,5 +278,5 @@ def test_submit_training_api(hub, app_url):
     assert done["job_id"] and done["url"] and done["output_repo"] == "alice/Qwen2.5-0.5B-sft"
     for key in ("job_id", "url", "flavor", "timeout", "command", "output_repo", "trackio_url", "preflight"):
         assert key in done
-    with pytest.raises(Exception, match="Unknown method"):
+    with pytest.raises(Exception, match=r"Method \(method\) must be one of"):
         client.predict({**cfg, "method": "ppo"}, True, api_name="/submit_training")

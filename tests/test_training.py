@@ -11,7 +11,16 @@ import pytest
 
 from trainer_space.catalog import METHODS, PEFT_MODES, preset
 from trainer_space.errors import InvalidInput
-from trainer_space.training import TrainingConfig, default_output_repo, template_args, trackio_url
+from trainer_space.jobs.config import TrainingConfig
+from trainer_space.jobs.training import default_output_repo, trackio_url
+from trainer_space.jobs.training import template_args as _template_args
+
+
+def template_args(cfg: TrainingConfig, output_repo: str, trackio_space: str, project: str) -> list[str]:
+    """The arguments of `cfg` resolved for a visitor (output repo and Trackio filled in, as the plan does)."""
+    resolved = cfg.with_changes(output_repo=output_repo, trackio_space=trackio_space, trackio_project=project)
+    return _template_args(resolved)
+
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,31 +33,31 @@ def _cfg(**kw) -> TrainingConfig:
 
 def test_defaults_and_json_text_are_accepted():
     cfg = TrainingConfig.from_dict(json.dumps({"method": "dpo", "model": " Qwen/Qwen2.5-0.5B ", "dataset": "a/b"}))
-    assert cfg.model == "Qwen/Qwen2.5-0.5B" and cfg.peft == "lora" and cfg.timeout == "2h"
+    assert cfg.model == "Qwen/Qwen2.5-0.5B" and cfg.peft == "lora"
+    assert cfg.timeout is None and cfg.flavor is None  # from the estimate, unless given
 
 
 @pytest.mark.parametrize(
     "kw, match",
     [
-        ({"method": "ppo"}, "Unknown method"),
-        ({"peft": "dora"}, "Unknown PEFT mode"),
-        ({"model": "not a repo!"}, "not a valid model id"),
+        ({"method": "ppo"}, r"Method \(method\) must be one of: sft, dpo"),
+        ({"peft": "dora"}, r"Fine-tuning \(peft\) must be one of: full, lora, qlora"),
+        ({"model": "not a repo!"}, "must be a model id like 'owner/name'"),
         ({"dataset": ""}, "'dataset' is required"),
-        ({"output_repo": "bad//repo"}, "not a valid"),
+        ({"output_repo": "bad//repo"}, r"Output repo \(output_repo\) must be a model id"),
         ({"output_repo": "justaname"}, "needs a namespace"),
-        ({"flavor": "tpu-v5"}, "Unknown hardware flavor"),
+        ({"flavor": "tpu-v5"}, r"Hardware \(flavor\) must be one of"),
         ({"timeout": "forever"}, "not a duration"),
         ({"timeout": "10s"}, "between 1 minute and 7 days"),
-        ({"per_device_train_batch_size": 0}, "Batch size must be between"),
-        ({"learning_rate": 1}, "Learning rate must be between"),
-        ({"max_length": 8}, "max_length must be between"),
-        ({"split": "train; rm -rf /"}, "not a valid split"),
-        ({"method": "grpo"}, "at least one reward"),
-        ({"method": "grpo", "reward_funcs": ["magic"]}, "Unknown reward"),
-        ({"advanced": {"hub_token": "x"}}, "cannot be set"),
-        ({"advanced": {"output_dir": "/"}}, "cannot be set"),
+        ({"per_device_train_batch_size": 0}, r"Batch size \(per_device_train_batch_size\) must be from 1 to"),
+        ({"learning_rate": 1}, r"Learning rate \(learning_rate\) must be from"),
+        ({"max_length": 8}, "max_length must be from 32"),
+        ({"split": "train; rm -rf /"}, r"Split \(split\) must be a split name"),
+        ({"method": "grpo", "reward_funcs": ["magic"]}, "unknown names"),
+        ({"advanced": {"hub_token": "x"}}, "cannot set 'hub_token'"),
+        ({"advanced": {"output_dir": "/"}}, "cannot set 'output_dir'"),
         ({"advanced": {"warmup_ratio": [1]}}, "short string, a number"),
-        ({"mapping": {"columns": {"prompt": 3}}}, "field -> column"),
+        ({"mapping": {"columns": {"prompt": 3}}}, "field -> source column"),
         ({"mapping": "{not json"}, "not valid JSON"),
         ({"surprise": 1}, "Unknown config field"),
     ],
@@ -76,7 +85,7 @@ def test_template_args_cover_the_config():
         "--dataset_name",
         "trl-lib/Capybara",
     ]
-    assert json.loads(pairs["--dataset_mapping"]) == cfg.mapping
+    assert json.loads(pairs["--dataset_mapping"]) == cfg.mapping.to_json()
     assert pairs["--learning_rate"] == "1e-05"  # GRPO + LoRA preset
     assert pairs["--max_steps"] == "20" and pairs["--max_train_samples"] == "200"
     assert "--reward_funcs" in args and args[args.index("--reward_funcs") + 1] == "accuracy,length"

@@ -1,20 +1,74 @@
-"""One source of truth for training methods, PEFT modes and the defaults the app proposes."""
+"""One source of truth for training methods, PEFT modes, the defaults the app proposes and the timeout rule.
+
+Everything that differs between TRL methods (which trainer, whether a reference model is loaded, how many
+sequences one example becomes, whether it generates, which learning rate to start from) lives in `METHODS`:
+code asks the table (`method_spec("dpo").sequences_per_example`) instead of branching on method names.
+What each method reads from a dataset lives in `data/mapping.py` (the job template shares that module).
+"""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Literal
 
-METHODS: tuple[str, ...] = ("sft", "dpo", "grpo", "reward", "kto")
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """What the app needs to know about one TRL training method."""
+
+    name: str  # "sft": the value of `--method` and of the config's `method`
+    title: str  # "SFT"
+    label: str  # for method pickers
+    trl_trainer: str  # TRL's trainer class
+    reference: Literal["always", "beta", "never"]  # reference model: always (DPO, KTO), when beta > 0 (GRPO), never
+    default_beta: float | None  # TRL's default beta (None: the method has none)
+    sequences_per_example: int  # forward passes per example: DPO concatenates chosen+rejected, KTO adds KL rows
+    generates: bool  # samples completions while training (GRPO)
+    score_head: bool  # a one-output score head instead of the LM head (reward modelling)
+    min_batch_size: int  # KTO's KL term mixes the examples of a batch
+    lr_full: float  # learning rates to start from (TRL docs and trl-jobs presets)
+    lr_lora: float
+
+    @property
+    def truncates(self) -> bool:
+        """Whether `max_length` cuts examples (GRPO has no max_length: prompts are never cut)."""
+        return not self.generates
+
+    def needs_reference(self, beta: float | None = None) -> bool:
+        if self.reference == "beta":
+            return (self.default_beta if beta is None else beta) > 0
+        return self.reference == "always"
+
+    def learning_rate(self, peft: str) -> float:
+        return self.lr_full if peft == "full" else self.lr_lora
+
+
+# TRL 1.16 defaults: DPOConfig.beta 0.1, KTOConfig.beta 0.1, GRPOConfig.beta 0.0 ("the reference model is not
+# loaded"). Learning rates: 2e-5 full / 2e-4 LoRA for SFT (trl-jobs presets); DPO 5e-7, GRPO 1e-6 (TRL docs).
+METHODS: dict[str, MethodSpec] = {
+    m.name: m
+    for m in (
+        MethodSpec("sft", "SFT", "SFT (supervised fine-tuning)", "SFTTrainer", "never", None, 1, False, False, 1,
+                   2e-5, 2e-4),
+        MethodSpec("dpo", "DPO", "DPO (preference pairs)", "DPOTrainer", "always", 0.1, 2, False, False, 1,
+                   5e-7, 5e-6),
+        MethodSpec("grpo", "GRPO", "GRPO (online RL with rewards)", "GRPOTrainer", "beta", 0.0, 1, True, False, 1,
+                   1e-6, 1e-5),
+        MethodSpec("reward", "Reward modelling", "Reward modelling", "RewardTrainer", "never", None, 2, False, True,
+                   1, 1e-5, 1e-4),
+        MethodSpec("kto", "KTO", "KTO (unpaired preferences)", "KTOTrainer", "always", 0.1, 2, False, False, 2,
+                   5e-7, 5e-6),
+    )
+}  # fmt: skip
+METHOD_NAMES: tuple[str, ...] = tuple(METHODS)
 PEFT_MODES: tuple[str, ...] = ("full", "lora", "qlora")
 
-METHOD_NAMES: dict[str, str] = {"sft": "SFT", "dpo": "DPO", "grpo": "GRPO", "reward": "Reward modelling", "kto": "KTO"}
-METHOD_LABELS: dict[str, str] = {  # the same, with what each needs, for method pickers
-    "sft": "SFT (supervised fine-tuning)",
-    "dpo": "DPO (preference pairs)",
-    "grpo": "GRPO (online RL with rewards)",
-    "reward": "Reward modelling",
-    "kto": "KTO (unpaired preferences)",
-}
+
+def method_spec(name: str) -> MethodSpec:
+    """The table entry of a method (KeyError for an unknown name: validate input before asking)."""
+    return METHODS[name]
+
 
 # GRPO reward functions the job template offers (names shared with job_templates/train.py REWARD_FUNCS)
 GRPO_REWARDS: tuple[str, ...] = ("accuracy", "think_format", "length")
@@ -23,6 +77,8 @@ GRPO_REWARDS: tuple[str, ...] = ("accuracy", "think_format", "length")
 DEFAULT_MODEL = "Qwen/Qwen2.5-0.5B"
 DEFAULT_DATASET = "trl-lib/Capybara"
 DEFAULT_FLAVOR = "a10g-small"
+DEFAULT_METHOD = "sft"
+DEFAULT_PEFT = "lora"
 DEFAULT_MAX_LENGTH = 1024
 MAX_LENGTH_RANGE = (32, 262_144)  # tokens; the job template refuses anything under 16
 DEFAULT_BATCH_SIZE = 4  # per GPU
@@ -32,23 +88,32 @@ LORA_ALPHA = 32  # trl ModelConfig.lora_alpha default
 LORA_DROPOUT = 0.05  # trl ModelConfig.lora_dropout default
 GRPO_NUM_GENERATIONS = 8  # trl GRPOConfig.num_generations default
 GRPO_MAX_COMPLETION_LENGTH = 256  # shorter than TRL's 512: a cheaper first GRPO run; the Train tab can raise it
+QUICK_TEST_STEPS = 20  # the "quick test" switch: a few steps on a few rows, to see the job run end to end
+QUICK_TEST_ROWS = 200
 
-# learning rates: TRL's documented defaults / the trl-jobs presets (2e-5 full, 2e-4 LoRA for SFT);
-# preference and RL methods use much smaller rates (TRL docs: DPO 5e-7 full, GRPO 1e-6)
-_LR: dict[tuple[str, bool], float] = {
-    ("sft", False): 2e-5,
-    ("sft", True): 2e-4,
-    ("dpo", False): 5e-7,
-    ("dpo", True): 5e-6,
-    ("grpo", False): 1e-6,
-    ("grpo", True): 1e-5,
-    ("reward", False): 1e-5,
-    ("reward", True): 1e-4,
-    ("kto", False): 5e-7,
-    ("kto", True): 5e-6,
-}
+# ----------------------------------------------------------------------------- timeouts
+# A job is submitted with its estimated duration plus 30%, and never less than 30 minutes (Jobs' own default).
+TIMEOUT_MARGIN = 1.3
+MIN_TIMEOUT_S = 30 * 60
+MAX_TIMEOUT_S = 7 * 86400  # the longest timeout the app accepts
+DEFAULT_TIMEOUT_S = 2 * 3600  # when nothing is known about the job's duration
 
 
+def submit_timeout_s(estimated_s: float | None) -> int:
+    """The timeout to submit a job with: the estimate + 30%, at least 30 minutes, rounded up.
+
+    Rounded to 5 minutes below 2 hours and to half hours above, so the figure reads well ("45m", "3.5h").
+    No estimate: the 2-hour default.
+    """
+    if estimated_s is None:
+        return DEFAULT_TIMEOUT_S
+    minutes = math.ceil(max(estimated_s * TIMEOUT_MARGIN, MIN_TIMEOUT_S) / 60 - 1e-9)
+    if minutes < 120:
+        return 5 * math.ceil(minutes / 5) * 60
+    return math.ceil(minutes / 30) * 1800
+
+
+# ----------------------------------------------------------------------------- presets
 @dataclass(frozen=True)
 class Preset:
     learning_rate: float
@@ -61,17 +126,17 @@ class Preset:
 
 def preset(method: str, params_b: float | None = None, peft: str | None = None) -> Preset:
     """Sensible starting hyperparameters by method and model size (billions of parameters)."""
+    spec = method_spec(method)
     size = params_b or 1.0
     if peft is None:
         peft = "full" if size < 1.0 else "lora" if size < 14 else "qlora"
     batch = 8 if size < 1 else 4 if size < 4 else 2 if size < 14 else 1
-    if method in ("dpo", "kto", "reward"):
-        batch = max(1, batch // 2)  # pairs: twice the sequences
-    if method == "grpo":
+    batch = max(spec.min_batch_size, batch // spec.sequences_per_example)  # pairs: twice the sequences
+    if spec.generates:
         batch = max(2, batch)
     effective = 16
     return Preset(
-        learning_rate=_LR[(method, peft != "full")],
+        learning_rate=spec.learning_rate(peft),
         per_device_train_batch_size=batch,
         gradient_accumulation_steps=max(1, effective // batch),
         max_length=DEFAULT_MAX_LENGTH,

@@ -113,20 +113,18 @@ class HubUnavailable(TrainerSpaceError):
         )
 
 
+TOKEN_PATTERN = re.compile(r"hf_[A-Za-z0-9_]{6,}")
+
+
+def redact(text: str) -> str:
+    """`text` with anything shaped like a Hugging Face token replaced by `hf_***`."""
+    return TOKEN_PATTERN.sub("hf_***", text)
+
+
 def _hub_detail(err: Exception) -> str:
-    response = getattr(err, "response", None)
-    detail = ""
-    if response is not None:
-        detail = response.headers.get("X-Error-Message", "") or ""
-        if not detail:
-            try:
-                body = response.json()
-                detail = body.get("error", "") if isinstance(body, dict) else ""
-            except Exception:
-                detail = ""
-    detail = str(detail)
-    # never echo anything that looks like a token back to the visitor
-    return re.sub(r"hf_[A-Za-z0-9]{6,}", "hf_***", detail)[:300]
+    """What the Hub said about a failed request (`HfHubHTTPError.server_message`), one line, no token."""
+    detail = getattr(err, "server_message", None) or ""
+    return redact(" ".join(str(detail).split()))[:300]
 
 
 def from_hub_error(

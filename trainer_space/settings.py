@@ -29,14 +29,6 @@ def _url(name: str, default: str) -> str:
     return value
 
 
-def hub_auth(token: str | None) -> str | bool:
-    """huggingface_hub's `token=` for a visitor's read: their token, or False for anonymous.
-
-    Never None: None would make huggingface_hub fall back to a token saved on the machine (the Space's own).
-    """
-    return token or False
-
-
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The process-wide settings (environment only, no secrets)."""

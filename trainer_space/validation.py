@@ -1,19 +1,37 @@
-"""Input validation: everything a visitor types is checked here before it reaches the Hub."""
+"""Input validation: everything a visitor (or an API caller) sends is checked here before it reaches the Hub.
+
+Two kinds of tools:
+
+* plain functions (`validate_repo_id`, `validate_int`, `parse_timeout`, ...) for single values;
+* annotated types for pydantic models (`RepoIdField`, `BoolField`, `int_field(...)`, ...), used by the typed
+  configs in `jobs/config.py`. Each checks its value itself (no silent coercion: "false" is False, 1 is not a
+  boolean, a list is not a model id), publishes a JSON schema (the API and MCP tools describe themselves with
+  it), and fails with a message saying what is allowed. `config_error` turns pydantic's errors into one
+  `InvalidInput` naming every field at fault.
+"""
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Callable
+from typing import Annotated, Any
 
+from pydantic import PlainValidator, ValidationError, WithJsonSchema
+from pydantic_core import PydanticCustomError
+
+from .catalog import MAX_TIMEOUT_S
 from .errors import InvalidInput
 
 _NAME = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?"
 _NAMESPACE_RE = re.compile(rf"^{_NAME}$")
 _JOB_ID_RE = re.compile(r"^[A-Za-z0-9]{8,64}$")
-MIN_JOB_TIMEOUT_S, MAX_JOB_TIMEOUT_S = 60, 7 * 86400
+MIN_JOB_TIMEOUT_S = 60
 _URL_PREFIX = re.compile(r"^https?://(?:www\.)?(?:huggingface\.co|hf\.co)/(?:(datasets|spaces)/)?", re.I)
+_LABELS = {"model": "model", "dataset": "dataset", "space": "Space"}
 
 
-def validate_repo_id(value: str | None, kind: str = "model") -> str:
+def validate_repo_id(value: Any, kind: str = "model") -> str:
     """A clean `owner/name` (or canonical `name`) repo id, or InvalidInput.
 
     Accepts a pasted Hub URL (`https://huggingface.co/datasets/owner/name/tree/main` -> `owner/name`).
@@ -21,10 +39,13 @@ def validate_repo_id(value: str | None, kind: str = "model") -> str:
     from huggingface_hub.utils import HFValidationError
     from huggingface_hub.utils import validate_repo_id as hf_validate
 
-    label = {"model": "model", "dataset": "dataset", "space": "Space"}.get(kind, "repository")
+    label = _LABELS.get(kind, "repository")
+    if value is not None and not isinstance(value, str):
+        raise InvalidInput(f"The {label} id must be text, like 'owner/name'.")
     text = (value or "").strip()
     if not text:
         raise InvalidInput(f"Enter a {label} id, like 'owner/name'.")
+    shown = text if len(text) <= 100 else text[:100] + "…"
     match = _URL_PREFIX.match(text)
     if match:
         text = text[match.end() :]
@@ -32,34 +53,45 @@ def validate_repo_id(value: str | None, kind: str = "model") -> str:
     text = text.strip("/")
     parts = text.split("/")
     if len(parts) > 2 or not all(_NAMESPACE_RE.match(p) for p in parts) or ".." in text or "--" in text:
-        raise InvalidInput(f"'{value}' is not a valid {label} id. Use 'owner/name' (letters, digits, '-', '_', '.').")
+        raise InvalidInput(f"'{shown}' is not a valid {label} id. Use 'owner/name' (letters, digits, '-', '_', '.').")
     try:
         hf_validate(text)
     except HFValidationError:
-        raise InvalidInput(f"'{value}' is not a valid {label} id. Use 'owner/name'.") from None
+        raise InvalidInput(f"'{shown}' is not a valid {label} id. Use 'owner/name'.") from None
     return text
 
 
-def validate_namespace(value: str) -> str:
+def validate_namespace(value: Any) -> str:
     if not isinstance(value, str) or not _NAMESPACE_RE.match(value):
-        raise InvalidInput(f"'{value}' is not a valid user or organization name.")
+        shown = str(value)[:100] if isinstance(value, str) else type(value).__name__
+        raise InvalidInput(f"'{shown}' is not a valid user or organization name.")
     return value
 
 
-def validate_job_id(value: str | None) -> str:
-    text = (value or "").strip()
+def validate_job_id(value: Any) -> str:
+    text = value.strip() if isinstance(value, str) else ""
     if not _JOB_ID_RE.match(text):
         raise InvalidInput("That is not a job id. Pick a job from the list (ids are letters and digits).")
     return text
 
 
+def _number(value: Any) -> float | None:
+    """A finite number from an int, float or numeric string; None for anything else (booleans included)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
+    if isinstance(value, str) and len(value) > 40:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
 def validate_int(value: object, name: str, low: int, high: int) -> int:
     """A whole number between `low` and `high` (3, 3.0 and "3" are all 3), or InvalidInput naming the field."""
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise InvalidInput(f"{name} must be a whole number.") from None
-    if isinstance(value, bool) or not number.is_integer():
+    number = _number(value)
+    if number is None or not number.is_integer():
         raise InvalidInput(f"{name} must be a whole number.")
     if not low <= number <= high:
         raise InvalidInput(f"{name} must be between {low:,} and {high:,}.")
@@ -68,25 +100,218 @@ def validate_int(value: object, name: str, low: int, high: int) -> int:
 
 def validate_float(value: object, name: str, low: float, high: float, *, open_low: bool = False) -> float:
     """A number in [low, high] (or (low, high] with `open_low`), or InvalidInput naming the field."""
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise InvalidInput(f"{name} must be a number.") from None
+    number = _number(value)
+    if number is None:
+        raise InvalidInput(f"{name} must be a number.")
     above_low = low < number if open_low else low <= number
-    if isinstance(value, bool) or number != number or not above_low or number > high:
+    if not above_low or number > high:
         bound = f"above {low:g} and at most {high:g}" if open_low else f"between {low:g} and {high:g}"
         raise InvalidInput(f"{name} must be {bound}.")
     return number
 
 
-def validate_timeout(value: str | int) -> int:
-    """A job timeout ("90m", "2h", seconds) between 1 minute and 7 days, in seconds."""
-    from .jobspec import parse_timeout
+# ----------------------------------------------------------------------------- timeouts
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd]?)")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
+
+def parse_timeout(value: Any) -> int:
+    """ "2h" / "90m" / "3.5h" / "3600" / 3600 -> seconds (ValueError for anything else)."""
+    if isinstance(value, bool):
+        raise ValueError("not a duration: use e.g. 90m or 2h")
+    if isinstance(value, (int, float)):
+        if not math.isfinite(value):
+            raise ValueError("not a duration: use e.g. 90m or 2h")
+        return int(value)
+    text = str(value).strip().lower()
+    match = _DURATION.fullmatch(text) if len(text) <= 20 else None
+    if not match:
+        raise ValueError(f"not a duration: {str(value)[:40]!r} (use e.g. 90m or 2h)")
+    return int(float(match[1]) * _UNITS[match[2] or "s"])
+
+
+def format_timeout(seconds: int) -> str:
+    """Seconds in the short form Jobs and `hf jobs` take: "45m", "2h", "3.5h" (whole minutes, rounded up)."""
+    minutes = max(1, -(-int(seconds) // 60))
+    if minutes % 60 == 0:
+        return f"{minutes // 60}h"
+    if minutes % 30 == 0 and minutes > 120:
+        return f"{minutes / 60:g}h"
+    return f"{minutes}m"
+
+
+def validate_timeout(value: Any) -> int:
+    """A job timeout ("90m", "2h", seconds) between 1 minute and 7 days, in seconds."""
     try:
         seconds = parse_timeout(value)
     except ValueError as err:
-        raise InvalidInput(str(err)) from None
-    if not MIN_JOB_TIMEOUT_S <= seconds <= MAX_JOB_TIMEOUT_S:
+        raise InvalidInput(f"The timeout is {err}.") from None
+    if not MIN_JOB_TIMEOUT_S <= seconds <= MAX_TIMEOUT_S:
         raise InvalidInput("The timeout must be between 1 minute and 7 days.")
     return seconds
+
+
+# ----------------------------------------------------------------------------- pydantic field types
+def _fail(message: str) -> PydanticCustomError:
+    return PydanticCustomError("invalid", message)
+
+
+def _field(python_type: Any, check: Callable[[Any], Any], schema: dict[str, Any]) -> Any:
+    return Annotated[python_type, PlainValidator(check), WithJsonSchema(schema)]
+
+
+def _as_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise _fail("must be true or false")
+
+
+BoolField = _field(bool, _as_bool, {"type": "boolean"})
+
+
+def int_field(low: int, high: int, *, optional: bool = False) -> Any:
+    """A whole number in [low, high]; with `optional`, None / "" / 0 mean "not set" (None)."""
+
+    def check(value: Any) -> int | None:
+        if optional and value in (None, "", 0, -1):
+            return None
+        number = _number(value)
+        if number is None or not number.is_integer():
+            raise _fail(f"must be a whole number from {low:,} to {high:,}")
+        if not low <= number <= high:
+            raise _fail(f"must be from {low:,} to {high:,}")
+        return int(number)
+
+    schema: dict[str, Any] = {"type": "integer", "minimum": low, "maximum": high}
+    return _field(int | None if optional else int, check, {"anyOf": [schema, {"type": "null"}]} if optional else schema)
+
+
+def float_field(low: float, high: float, *, open_low: bool = False, optional: bool = False) -> Any:
+    """A number in [low, high] ((low, high] with `open_low`); with `optional`, None / "" / 0 mean "not set"."""
+
+    def check(value: Any) -> float | None:
+        if optional and value in (None, "", 0):
+            return None
+        number = _number(value)
+        bound = f"above {low:g} and at most {high:g}" if open_low else f"from {low:g} to {high:g}"
+        if number is None:
+            raise _fail(f"must be a number {bound}")
+        if not (low < number if open_low else low <= number) or number > high:
+            raise _fail(f"must be {bound}")
+        return number
+
+    key = "exclusiveMinimum" if open_low else "minimum"
+    schema: dict[str, Any] = {"type": "number", key: low, "maximum": high}
+    return _field(
+        float | None if optional else float, check, {"anyOf": [schema, {"type": "null"}]} if optional else schema
+    )
+
+
+def choice_field(choices: tuple[str, ...], *, optional: bool = False, what: str = "value") -> Any:
+    """One of `choices` (case-insensitive text)."""
+
+    def check(value: Any) -> str | None:
+        if optional and value in (None, ""):
+            return None
+        text = value.strip().lower() if isinstance(value, str) else None
+        lowered = {c.lower(): c for c in choices}
+        if text not in lowered:
+            raise _fail(f"must be one of: {', '.join(choices)}")
+        return lowered[text]
+
+    schema: dict[str, Any] = {"type": "string", "enum": list(choices)}
+    return _field(str | None if optional else str, check, {"anyOf": [schema, {"type": "null"}]} if optional else schema)
+
+
+def _repo_checker(kind: str, *, optional: bool, namespaced: bool) -> Callable[[Any], str | None]:
+    label = _LABELS.get(kind, "repository")
+
+    def check(value: Any) -> str | None:
+        if optional and value in (None, ""):
+            return None
+        try:
+            repo_id = validate_repo_id(value, kind)
+        except InvalidInput:
+            shown = f"; got {str(value)[:60]!r}" if isinstance(value, str) else f"; got {type(value).__name__}"
+            raise _fail(f"must be a {label} id like 'owner/name' (letters, digits, '-', '_', '.'){shown}") from None
+        if namespaced and "/" not in repo_id:
+            raise _fail("needs a namespace: 'you/name'")
+        return repo_id
+
+    return check
+
+
+def repo_field(kind: str = "model", *, optional: bool = False, namespaced: bool = False) -> Any:
+    """A Hub repo id of `kind` (a pasted Hub URL works); `namespaced` requires `owner/name`."""
+    schema: dict[str, Any] = {
+        "type": "string",
+        "pattern": r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$",
+        "maxLength": 200,
+    }
+    checker = _repo_checker(kind, optional=optional, namespaced=namespaced)
+    return _field(
+        str | None if optional else str, checker, {"anyOf": [schema, {"type": "null"}]} if optional else schema
+    )
+
+
+def text_field(pattern: str, *, description: str, optional: bool = True, max_length: int = 128) -> Any:
+    """Free text matching `pattern` (split names, config names, project names)."""
+    regex = re.compile(pattern)
+
+    def check(value: Any) -> str | None:
+        if optional and value in (None, ""):
+            return None
+        if not isinstance(value, str) or len(value) > max_length or not regex.fullmatch(value.strip()):
+            raise _fail(f"must be {description}")
+        return value.strip()
+
+    schema = {"type": "string", "pattern": pattern, "maxLength": max_length}
+    return _field(str | None if optional else str, check, {"anyOf": [schema, {"type": "null"}]} if optional else schema)
+
+
+def _timeout_check(value: Any) -> str | None:
+    if value in (None, ""):
+        return None
+    try:
+        return format_timeout(validate_timeout(value))
+    except InvalidInput as err:
+        raise _fail(err.message.removeprefix("The timeout ").rstrip(".")) from None
+
+
+TimeoutField = _field(
+    str | None,
+    _timeout_check,
+    {"anyOf": [{"type": "string", "pattern": r"^\d+(\.\d+)?\s*[smhd]?$"}, {"type": "integer"}, {"type": "null"}]},
+)
+
+
+def config_error(err: ValidationError, *, labels: dict[str, str] | None = None, known: list[str] | None = None) -> (
+    InvalidInput
+):  # fmt: skip
+    """One InvalidInput for pydantic's errors: unknown fields listed with the valid ones, each error by field."""
+    labels = labels or {}
+    unknown: list[str] = []
+    problems: list[str] = []
+    for e in err.errors(include_url=False):
+        loc = ".".join(str(p) for p in e["loc"]) or "config"
+        field = str(e["loc"][0]) if e["loc"] else "config"
+        if e["type"] == "extra_forbidden":
+            unknown.append(loc)
+            continue
+        name = f"{labels[field]} ({loc})" if field in labels and labels[field] != loc else loc
+        if not e["loc"]:  # a rule across fields
+            problems.append(e["msg"][:1].upper() + e["msg"][1:])
+        elif e["type"] == "missing":
+            problems.append(f"'{loc}' is required")
+        elif e["type"] in ("model_type", "dict_type"):
+            problems.append("The config must be a JSON object")
+        else:
+            problems.append(f"{name} {e['msg']}")
+    parts = []
+    if unknown:
+        valid = f" Valid fields: {', '.join(known)}." if known else ""
+        parts.append(f"Unknown config field(s): {', '.join(sorted(unknown))}.{valid}")
+    parts += [p.rstrip(".") + "." for p in problems]
+    return InvalidInput(" ".join(parts) or "The config is not valid.")

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+
 import gradio as gr
 
-from . import local_oauth
+from ..jobs.config import TrainingConfig
+from . import api, local_oauth
+from .common import ui_errors
+from .estimate_tab import EstimateTab
+from .train_tab import TrainTab
 
 TITLE = "TRL Trainer"
 INTRO = (
@@ -57,46 +63,38 @@ def _whoami_banner(profile: gr.OAuthProfile | None, oauth_token: gr.OAuthToken |
     return f"Signed in as **{name}**. Jobs you start run in your namespace and are billed to your account."
 
 
-def _carry_dataset(dataset: str, config: str, split: str, method: str, mapping, model: str):
+def _carry_dataset(train: TrainTab, dataset: str, config: str, split: str, method: str, mapping, model: str):
     """Dataset tab -> Train tab: the dataset, its split, the method, the mapping and the model."""
-    return (
-        dataset or gr.skip(),
-        "" if config in (None, "default") else config,
-        split or "train",
-        method or gr.skip(),
-        mapping if isinstance(mapping, dict) else {},
-        model or gr.skip(),
-    )
-
-
-def _carry_estimate(flavor: str, timeout: str, model, method, peft, max_length, epochs, batch, accum, ckpt):
-    """Estimate tab -> Train tab: the recommended flavor, the timeout and the settings it was computed for."""
-    if not flavor:
-        return tuple(gr.skip() for _ in range(10))
-    return flavor, timeout or gr.skip(), model, method, peft, max_length, epochs, batch, accum, ckpt
-
-
-FIX_FIELDS = ("model", "method", "peft", "per_device_train_batch_size", "gradient_accumulation_steps",
-              "gradient_checkpointing", "max_length", "flavor", "timeout", "output_repo", "resume_from_hub")  # fmt: skip
-
-
-def _apply_fix(fix: dict | None):
-    """My jobs diagnosis -> Train tab: the failed job's settings with the proposed changes applied."""
-    if not fix:
-        return tuple(gr.skip() for _ in FIX_FIELDS)
-    from ..jobspec import format_timeout
-
-    job, changes = fix.get("job") or {}, fix.get("changes") or {}
-    values = {
-        "model": job.get("model"),
-        "method": job.get("method"),
-        "flavor": changes.get("flavor") or job.get("flavor"),
-        "output_repo": changes.get("output_repo") or job.get("output_repo"),
-        **{k: changes.get(k) for k in FIX_FIELDS if k in changes and k not in ("flavor", "output_repo")},
+    f = train.fields
+    return {
+        f["dataset"]: dataset or gr.skip(),
+        f["dataset_config"]: "" if config in (None, "default") else config,
+        f["split"]: split or "train",
+        f["method"]: method or gr.skip(),
+        f["mapping"]: mapping if isinstance(mapping, dict) else {},
+        f["model"]: model or gr.skip(),
     }
-    if changes.get("timeout_s"):
-        values["timeout"] = format_timeout(int(changes["timeout_s"]))
-    return tuple(gr.skip() if values.get(k) in (None, "") else values[k] for k in FIX_FIELDS)
+
+
+# Estimate tab component -> the Train tab field it sets (the recommended flavor and timeout, and the settings the
+# estimate was computed for)
+_CARRIED_ESTIMATE = ("model", "method", "peft", "max_length", "num_train_epochs", "per_device_train_batch_size",
+                     "gradient_accumulation_steps", "gradient_checkpointing")  # fmt: skip
+
+
+def _carry_estimate(train: TrainTab, est: EstimateTab, values: dict):
+    """Estimate tab -> Train tab: the recommended flavor, the timeout and the settings it was computed for."""
+    if not values[est.recommended_flavor]:
+        return {}
+    out = {train.fields[name]: values[est.config_fields[name]] for name in _CARRIED_ESTIMATE}
+    return out | {train.fields["flavor"]: values[est.recommended_flavor], train.fields["timeout"]: values[est.timeout]}
+
+
+def _apply_fix(train: TrainTab, fix: dict | None):
+    """My jobs diagnosis -> Train tab: the failed job's whole config with the proposed changes applied."""
+    if not fix:
+        return {}
+    return train.form_values(TrainingConfig.from_dict(fix))
 
 
 def build_app() -> gr.Blocks:
@@ -116,42 +114,41 @@ def build_app() -> gr.Blocks:
             with gr.Tab("Estimate", id="estimate"):
                 est = estimate_tab.build_tab(dataset_tab=data)
             with gr.Tab("Train", id="train"):
-                train = train_tab.build_tab(dataset_tab=data, estimate_tab=est)
+                train = train_tab.build_tab()
             with gr.Tab("My jobs", id="jobs") as jobs_ui:
                 jobs = jobs_tab.build_tab()
             with gr.Tab("GGUF export", id="gguf"):
                 export_tab.build_tab()
+        carried = [data.dataset, data.config, data.split, data.method, data.mapping_json, data.model]
         gr.on(
             [data.inspection.change, data.mapping_json.change],
-            _carry_dataset,
-            [data.dataset, data.config, data.split, data.method, data.mapping_json, data.model],
-            [train.dataset, train.dataset_config, train.split, train.method, train.mapping, train.model],
+            functools.partial(_carry_dataset, train),
+            carried,
+            [train.fields[k] for k in ("dataset", "dataset_config", "split", "method", "mapping", "model")],
             api_visibility="private",
             show_progress="hidden",
         )
         gr.on(
             [est.recommended_flavor.change],
-            _carry_estimate,
-            [est.recommended_flavor, est.timeout, est.model, est.method, est.peft, est.max_length, est.epochs,
-             est.batch, est.grad_accum, est.grad_ckpt],
-            [train.flavor, train.timeout, train.model, train.method, train.peft, train.max_length, train.epochs,
-             train.batch, train.accum, train.grad_ckpt],
+            functools.partial(_carry_estimate, train, est),
+            {est.recommended_flavor, est.timeout, *est.config_fields.values()},
+            [train.fields[k] for k in (*_CARRIED_ESTIMATE, "flavor", "timeout")],
             api_visibility="private",
             show_progress="hidden",
-        )  # fmt: skip
+        )
         jobs.action.click(
-            _apply_fix,
+            ui_errors(functools.partial(_apply_fix, train)),
             [jobs.fix],
-            [train.model, train.method, train.peft, train.batch, train.accum, train.grad_ckpt, train.max_length,
-             train.flavor, train.timeout, train.output_repo, train.resume],
+            list(train.fields.values()),
             api_visibility="private",
-        )  # fmt: skip
+        )
+        api.register()
         demo.load(_whoami_banner, None, banner, api_visibility="private")
         demo.load(None, None, None, js=_SHOW_EMBEDDED_NOTE_JS, api_visibility="private")
         # the jobs table loads with the page, again whenever the tab is opened, and itself while jobs run
         gr.on(
             [demo.load, jobs_ui.select],
-            jobs_tab.ui_errors(jobs_tab._table),
+            ui_errors(jobs.on_table_load),
             [jobs.orgs, jobs.only_app],
             [jobs.table, jobs.note, jobs.timer],
             api_visibility="private",

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import gradio as gr
 
 from ..errors import TrainerSpaceError
-from ..hub import HubSession
+from ..hub.session import HubSession
+from ..jobs.preflight import Check
 
 log = logging.getLogger("trainer_space")
 
@@ -20,13 +21,21 @@ def session_for(oauth_token: gr.OAuthToken | None, action: str) -> HubSession:
 
     Never falls back to the Space's own token.
     """
-    return HubSession(optional_token(oauth_token), action=action)
+    return HubSession.signed_in(_token(oauth_token), action)
 
 
-def optional_token(oauth_token: gr.OAuthToken | None) -> str | None:
-    """The visitor's token when signed in (for public reads that work better signed in), else None."""
+def reader_for(oauth_token: gr.OAuthToken | None) -> HubSession:
+    """A Hub session for reads: the visitor's token when signed in (gated and private data), anonymous otherwise."""
+    return HubSession(_token(oauth_token))
+
+
+def is_signed_in(oauth_token: gr.OAuthToken | None) -> bool:
+    return _token(oauth_token) is not None
+
+
+def _token(oauth_token: gr.OAuthToken | None) -> str | None:
     token = getattr(oauth_token, "token", None) if oauth_token is not None else None
-    return token or None
+    return token if isinstance(token, str) and token else None
 
 
 def _as_gr_error(err: Exception, fn: Callable[..., Any]) -> gr.Error:
@@ -72,6 +81,6 @@ def ui_errors_gen(fn: Callable[..., Any]) -> Callable[..., Any]:
 CHECK_ICONS = {"ok": "✓", "warn": "⚠", "error": "✗"}
 
 
-def checks_markdown(checks: list[dict[str, str]]) -> list[str]:
+def checks_markdown(checks: Iterable[Check]) -> list[str]:
     """Pre-flight checks as Markdown list items."""
-    return [f"- {CHECK_ICONS[c['status']]} **{c['name']}**: {c['message']}" for c in checks]
+    return [f"- {CHECK_ICONS[c.status.value]} **{c.name}**: {c.message}" for c in checks]

@@ -1,84 +1,51 @@
 """The "Dataset" tab: inspect a dataset for free before paying for a GPU.
 
 Verdicts for every method, a mapping editor (one dropdown per field, re-validated on every edit), the first
-rows, the first example as the model sees it, and token statistics. The API endpoint `/inspect_dataset`
-takes (dataset, split, config, method) and returns the inspection as JSON.
+rows, the first example as the model sees it, and token statistics.
 """
 
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
+from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
 import pandas as pd
 
-from .. import formats
-from ..catalog import DEFAULT_MAX_LENGTH
+from ..catalog import DEFAULT_MAX_LENGTH, METHODS
+from ..data import detect
+from ..data.inspection import DatasetInspection, fetch_sample, inspect_dataset, preview_row, revalidate, trainer_rows
+from ..data.mapping import FIELDS, TRANSFORMS, DatasetMapping
+from ..data.tokens import render_example, token_stats
 from ..errors import InvalidInput
-from ..formats import FIELDS, METHOD_FIELDS, METHOD_NAMES, METHODS, TRANSFORM_HELP, TRANSFORMS
-from ..inspection import (
-    DatasetInspection,
-    fetch_sample,
-    inspect_dataset,
-    preview_row,
-    render_example,
-    revalidate,
-    token_stats,
-    trainer_rows,
-)
 from ..validation import validate_repo_id
-from .common import optional_token, ui_errors
+from .api import method_name
+from .common import reader_for, ui_errors
 
 NONE = "(none)"
 VERDICT_ICONS = {"READY": "✓ READY", "NEEDS_MAPPING": "⚠ NEEDS_MAPPING", "INCOMPATIBLE": "✗ INCOMPATIBLE"}
 TABLE_CELL_CHARS = 300
 
 
-# ----------------------------------------------------------------------------- API
-@ui_errors
-def inspect_dataset_api(
-    dataset: str, split: str = "train", config: str = "", method: str = "sft", oauth_token: gr.OAuthToken | None = None
-) -> dict:
-    """Inspect a Hub dataset: row count, columns, first rows, and READY / NEEDS_MAPPING / INCOMPATIBLE per method.
-
-    Each method comes with a one-line reason and, when the data needs mapping, the mapping the training job
-    applies plus an equivalent `datasets.map` snippet. Empty split / config pick the defaults.
-    """
-    method = _method(method)
-    result = inspect_dataset(
-        dataset=dataset, split=split or None, config=config or None, token=optional_token(oauth_token)
-    )
-    return {**result.to_json(), "method": method}
-
-
-def _method(value: str | None) -> str:
-    method = (value or "sft").strip().lower()
-    if method not in METHODS:
-        raise InvalidInput(f"Unknown method '{value}'. Choose one of {', '.join(METHODS)}.")
-    return method
-
-
-# ----------------------------------------------------------------------------- rendering helpers
 def _cell_text(value: Any) -> str:
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
     return text if len(text) <= TABLE_CELL_CHARS else text[:TABLE_CELL_CHARS] + "…"
 
 
-def _preview_frame(result: DatasetInspection) -> pd.DataFrame:
+def preview_frame(result: DatasetInspection) -> pd.DataFrame:
     rows = [{k: _cell_text(v) for k, v in preview_row(r).items()} for r in result.rows[:20]]
     return pd.DataFrame(rows, columns=result.columns)
 
 
-def _verdict_frame(result: DatasetInspection) -> pd.DataFrame:
+def verdict_frame(result: DatasetInspection) -> pd.DataFrame:
     return pd.DataFrame(
-        [[METHOD_NAMES[m], VERDICT_ICONS[r.verdict.value], r.reason] for m, r in result.methods.items()],
+        [[METHODS[m].title, VERDICT_ICONS[r.verdict.value], r.reason] for m, r in result.methods.items()],
         columns=["Method", "Verdict", "Reason"],
     )
 
 
-def _summary(result: DatasetInspection) -> str:
+def summary_markdown(result: DatasetInspection) -> str:
     rows = f"{result.num_rows:,} rows" if result.num_rows is not None else "row count unknown"
     head = (
         f"**{result.dataset}** · config `{result.config}` · split `{result.split}` · {rows} · "
@@ -87,87 +54,11 @@ def _summary(result: DatasetInspection) -> str:
     return "\n".join([head, *(f"- {n}" for n in result.notes)])
 
 
-def _editor_updates(result: DatasetInspection | None, method: str) -> list[Any]:
-    """Dropdown per field (visible for the method, prefilled), transforms, mapping JSON, verdict, code."""
-    if result is None:
-        hidden = [gr.update(choices=[NONE], value=NONE, visible=f in METHOD_FIELDS[method]) for f in FIELDS]
-        return [*hidden, gr.update(value=[]), None, "", gr.update(value="")]
-    report = result.methods[method]
-    start = formats.editor_mapping(report, result.columns)
-    choices = [NONE, *result.columns]
-    drops = [
-        gr.update(choices=choices, value=start["columns"].get(f, NONE), visible=f in METHOD_FIELDS[method])
-        for f in FIELDS
-    ]
-    return [*drops, gr.update(value=start["transforms"]), report.mapping, _report_md(report), report.mapping_code or ""]
+def report_markdown(report: detect.MethodReport) -> str:
+    return f"**{METHODS[report.method].title}: {VERDICT_ICONS[report.verdict.value]}** — {report.reason}"
 
 
-def _report_md(report: formats.MethodReport) -> str:
-    return f"**{METHOD_NAMES[report.method]}: {VERDICT_ICONS[report.verdict.value]}** — {report.reason}"
-
-
-# ----------------------------------------------------------------------------- handlers
-def _inspect(
-    dataset: str,
-    config: str | None,
-    split: str | None,
-    method: str,
-    previous: DatasetInspection | None,
-    oauth_token: gr.OAuthToken | None,
-) -> list[Any]:
-    repo_id = validate_repo_id(dataset, kind="dataset")
-    if previous is None or previous.dataset != repo_id:
-        config = split = None  # a new dataset: discover its config and split
-    elif config != previous.config:
-        split = None
-    result = inspect_dataset(dataset=repo_id, config=config, split=split, token=optional_token(oauth_token))
-    method = _method(method)
-    return [
-        result,
-        gr.update(choices=result.configs, value=result.config),
-        gr.update(choices=result.split_names(), value=result.split),
-        _summary(result),
-        _verdict_frame(result),
-        _preview_frame(result),
-        *_editor_updates(result, method),
-    ]
-
-
-def _method_changed(method: str, result: DatasetInspection | None) -> list[Any]:
-    return _editor_updates(result, _method(method))
-
-
-def _mapping_edited(method: str, result: DatasetInspection | None, transforms: list[str], *values: str) -> list[Any]:
-    if result is None:
-        raise InvalidInput("Inspect a dataset first.")
-    method = _method(method)
-    columns = {f: v for f, v in zip(FIELDS, values, strict=True) if v and v != NONE and f in METHOD_FIELDS[method]}
-    mapping = formats.normalize_mapping({"columns": columns, "transforms": list(transforms or [])})
-    if not (mapping["columns"] or mapping["transforms"]):
-        mapping = None  # kept even when it renames nothing: an explicit choice re-validates as READY
-    report = revalidate(inspection=result, method=method, mapping=mapping)
-    return [mapping, _report_md(report), report.mapping_code or ""]
-
-
-def _render_and_count(
-    result: DatasetInspection | None,
-    method: str,
-    mapping: dict | None,
-    model: str,
-    max_length: float | None,
-    oauth_token: gr.OAuthToken | None,
-) -> list[Any]:
-    if result is None:
-        raise InvalidInput("Inspect a dataset first.")
-    method, token = _method(method), optional_token(oauth_token)
-    model = (model or "").strip()
-    rows = trainer_rows(result.sample[:1], method, mapping)
-    rendered = render_example(row=rows[0], model=model or None, token=token)
-    if not model:
-        return [rendered.text, rendered.note, "Name a model to count tokens with its tokenizer.", gr.skip()]
-    limit = int(max_length or DEFAULT_MAX_LENGTH)
-    sample = fetch_sample(inspection=result, token=token)
-    stats = token_stats(rows=sample, method=method, mapping=mapping, model=model, max_length=limit, token=token)
+def stats_markdown(stats: Any) -> str:
     table = (
         f"Measured on **{stats.rows}** rows ({stats.measured}) with the tokenizer of `{stats.model}`:\n\n"
         "| min | median | p95 | max | over max_length |\n|---|---|---|---|---|\n"
@@ -178,14 +69,129 @@ def _render_and_count(
         table += (
             f"\n\n{stats.share_over:.1%} of rows are longer than max_length={stats.max_length}: they will be truncated."
         )
-    if stats.note:
-        table += f"\n\n{stats.note}"
-    summary = {"num_rows": result.num_rows, "mean_tokens": round(stats.mean, 1)}  # for the Estimate tab
-    return [rendered.text, rendered.note, table, summary]
+    return table + (f"\n\n{stats.note}" if stats.note else "")
 
 
-# ----------------------------------------------------------------------------- layout
-def build_tab() -> SimpleNamespace:
+@dataclass
+class DatasetTab:
+    """The tab's components, and its handlers (each returns updates keyed by component)."""
+
+    dataset: gr.Textbox
+    config: gr.Dropdown
+    split: gr.Dropdown
+    method: gr.Dropdown
+    inspect_button: gr.Button
+    inspection: gr.State  # the DatasetInspection
+    summary: gr.Markdown
+    verdicts: gr.Dataframe
+    fields: dict[str, gr.Dropdown]  # one per mapping field
+    transforms: gr.CheckboxGroup
+    mapping_verdict: gr.Markdown
+    mapping_json: gr.JSON  # the mapping passed to the training job
+    mapping_code: gr.Code
+    preview: gr.Dataframe
+    model: gr.Textbox
+    max_length: gr.Number
+    render_button: gr.Button
+    rendered: gr.Textbox
+    rendered_note: gr.Markdown
+    stats_text: gr.Markdown
+    stats: gr.State  # {"num_rows", "mean_tokens"} once tokens were counted
+
+    @property
+    def editor(self) -> list[gr.components.Component]:
+        return [*self.fields.values(), self.transforms, self.mapping_json, self.mapping_verdict, self.mapping_code]
+
+    def editor_updates(self, result: DatasetInspection | None, method: str) -> dict[Any, Any]:
+        """A dropdown per field (visible for the method, prefilled), the transforms, the mapping, verdict, code."""
+        shown = detect.METHOD_FIELDS[method]
+        if result is None:
+            out = {d: gr.update(choices=[NONE], value=NONE, visible=f in shown) for f, d in self.fields.items()}
+            return out | {self.transforms: [], self.mapping_json: None, self.mapping_verdict: "", self.mapping_code: ""}
+        report = result.methods[method]
+        start = detect.editor_mapping(report, result.columns)
+        choices = [NONE, *result.columns]
+        out = {
+            d: gr.update(choices=choices, value=start.columns.get(f, NONE), visible=f in shown)
+            for f, d in self.fields.items()
+        }
+        return out | {
+            self.transforms: list(start.transforms),
+            self.mapping_json: report.mapping.to_json() if report.mapping else None,
+            self.mapping_verdict: report_markdown(report),
+            self.mapping_code: report.mapping_code or "",
+        }
+
+    def on_inspect(
+        self,
+        dataset: str,
+        config: str | None,
+        split: str | None,
+        method: str,
+        previous: DatasetInspection | None,
+        oauth_token: gr.OAuthToken | None = None,
+    ) -> dict[Any, Any]:
+        repo_id = validate_repo_id(dataset, kind="dataset")
+        if previous is None or previous.dataset != repo_id:
+            config = split = None  # a new dataset: discover its config and split
+        elif config != previous.config:
+            split = None
+        result = inspect_dataset(reader_for(oauth_token), dataset=repo_id, config=config, split=split)
+        return {
+            self.inspection: result,
+            self.config: gr.update(choices=result.configs, value=result.config),
+            self.split: gr.update(choices=result.split_names(), value=result.split),
+            self.summary: summary_markdown(result),
+            self.verdicts: verdict_frame(result),
+            self.preview: preview_frame(result),
+        } | self.editor_updates(result, method_name(method))
+
+    def on_method(self, method: str, result: DatasetInspection | None) -> dict[Any, Any]:
+        return self.editor_updates(result, method_name(method))
+
+    def on_mapping_edit(self, method: str, result: DatasetInspection | None, transforms: list[str],
+                        *values: str) -> dict[Any, Any]:  # fmt: skip
+        if result is None:
+            raise InvalidInput("Inspect a dataset first.")
+        method = method_name(method)
+        shown = detect.METHOD_FIELDS[method]
+        columns = {f: v for f, v in zip(self.fields, values, strict=True) if v and v != NONE and f in shown}
+        mapping = detect.normalize_mapping({"columns": columns, "transforms": list(transforms or [])})
+        # kept even when it renames nothing: an explicit choice re-validates as READY
+        report = revalidate(inspection=result, method=method, mapping=mapping or None)
+        return {
+            self.mapping_json: mapping.to_json() if mapping else None,
+            self.mapping_verdict: report_markdown(report),
+            self.mapping_code: report.mapping_code or "",
+        }
+
+    def on_render(
+        self,
+        result: DatasetInspection | None,
+        method: str,
+        mapping: dict | None,
+        model: str,
+        max_length: float | None,
+        oauth_token: gr.OAuthToken | None = None,
+    ) -> dict[Any, Any]:
+        if result is None:
+            raise InvalidInput("Inspect a dataset first.")
+        method, session = method_name(method), reader_for(oauth_token)
+        model = (model or "").strip()
+        mapped: DatasetMapping = detect.normalize_mapping(mapping)
+        rows = trainer_rows(result.sample[:1], method, mapped)
+        rendered = render_example(session, row=rows[0], model=model or None)
+        out: dict[Any, Any] = {self.rendered: rendered.text, self.rendered_note: rendered.note}
+        if not model:
+            return out | {self.stats_text: "Name a model to count tokens with its tokenizer."}
+        limit = int(max_length or DEFAULT_MAX_LENGTH)
+        sample = fetch_sample(session, inspection=result)
+        stats = token_stats(session, rows=sample, method=method, mapping=mapped, model=model, max_length=limit)
+        summary = {"num_rows": result.num_rows, "mean_tokens": round(stats.mean, 1)}  # for the Estimate tab
+        return out | {self.stats_text: stats_markdown(stats), self.stats: summary}
+
+
+def build_tab() -> DatasetTab:
     """Build the tab inside the caller's `gr.Tab("Dataset")`; returns its components for wiring."""
     gr.Markdown(
         "Check a dataset **before paying for a GPU**: each training method gets READY, NEEDS_MAPPING or "
@@ -195,7 +201,7 @@ def build_tab() -> SimpleNamespace:
         dataset = gr.Textbox(label="Dataset", placeholder="owner/name or https://huggingface.co/datasets/…", scale=3)
         config = gr.Dropdown(label="Config", choices=[], allow_custom_value=True, scale=1)
         split = gr.Dropdown(label="Split", choices=[], allow_custom_value=True, scale=1)
-        method = gr.Dropdown(label="Method", choices=[(METHOD_NAMES[m], m) for m in METHODS], value="sft", scale=1)
+        method = gr.Dropdown(label="Method", choices=[(s.title, m) for m, s in METHODS.items()], value="sft", scale=1)
         inspect_btn = gr.Button("Inspect", variant="primary", scale=0, min_width=120)
     state = gr.State(None)
     summary = gr.Markdown()
@@ -203,12 +209,14 @@ def build_tab() -> SimpleNamespace:
     with gr.Accordion("Column mapping for the selected method", open=True):
         gr.Markdown("Pick the source column for each field; the verdict below is re-checked on every change.")
         with gr.Row():
-            fields = [
-                gr.Dropdown(label=f, choices=[NONE], value=NONE, visible=f in METHOD_FIELDS["sft"], min_width=140)
+            fields = {
+                f: gr.Dropdown(
+                    label=f, choices=[NONE], value=NONE, visible=f in detect.METHOD_FIELDS["sft"], min_width=140
+                )
                 for f in FIELDS
-            ]
+            }
         transforms = gr.CheckboxGroup(
-            label="Transforms", choices=[(f"{t} — {TRANSFORM_HELP[t]}", t) for t in TRANSFORMS], value=[]
+            label="Transforms", choices=[(f"{t} — {help_}", t) for t, help_ in TRANSFORMS.items()], value=[]
         )
         mapping_verdict = gr.Markdown()
         mapping_json = gr.JSON(label="Mapping passed to the training job (null: none needed)", value=None)
@@ -220,38 +228,28 @@ def build_tab() -> SimpleNamespace:
         render_btn = gr.Button("Show example & count tokens", scale=0, min_width=200)
     rendered = gr.Textbox(label="First example as the model sees it", lines=8, max_lines=30, interactive=False)
     rendered_note = gr.Markdown()
-    stats = gr.Markdown()
-    stats_state = gr.State(None)  # {"num_rows", "mean_tokens"} once tokens were counted
+    stats_text = gr.Markdown()
+    stats = gr.State(None)
+    tab = DatasetTab(
+        dataset=dataset, config=config, split=split, method=method, inspect_button=inspect_btn, inspection=state,
+        summary=summary, verdicts=verdicts, fields=fields, transforms=transforms, mapping_verdict=mapping_verdict,
+        mapping_json=mapping_json, mapping_code=mapping_code, preview=preview, model=model, max_length=max_length,
+        render_button=render_btn, rendered=rendered, rendered_note=rendered_note, stats_text=stats_text, stats=stats,
+    )  # fmt: skip
 
-    editor = [*fields, transforms, mapping_json, mapping_verdict, mapping_code]
-    inspect_outputs = [state, config, split, summary, verdicts, preview, *editor]
-    inspect_inputs = [dataset, config, split, method, state]
-    handler = ui_errors(_inspect)
+    inspect_outputs = [state, config, split, summary, verdicts, preview, *tab.editor]
+    handler = ui_errors(tab.on_inspect)
     for trigger in (inspect_btn.click, dataset.submit, config.input, split.input):
-        trigger(handler, inspect_inputs, inspect_outputs, api_visibility="private")
-    method.change(ui_errors(_method_changed), [method, state], editor, api_visibility="private")
-    edit = ui_errors(_mapping_edited)
-    for component in (*fields, transforms):
-        component.input(edit, [method, state, transforms, *fields], [mapping_json, mapping_verdict, mapping_code],
-                        api_visibility="private")  # fmt: skip
+        trigger(handler, [dataset, config, split, method, state], inspect_outputs, api_visibility="private")
+    method.change(ui_errors(tab.on_method), [method, state], tab.editor, api_visibility="private")
+    edit = ui_errors(tab.on_mapping_edit)
+    for component in (*fields.values(), transforms):
+        component.input(edit, [method, state, transforms, *fields.values()],
+                        [mapping_json, mapping_verdict, mapping_code], api_visibility="private")  # fmt: skip
     render_btn.click(
-        ui_errors(_render_and_count),
+        ui_errors(tab.on_render),
         [state, method, mapping_json, model, max_length],
-        [rendered, rendered_note, stats, stats_state],
+        [rendered, rendered_note, stats_text, stats],
         api_visibility="private",
     )
-    gr.api(inspect_dataset_api, api_name="inspect_dataset")
-    return SimpleNamespace(
-        dataset=dataset,
-        config=config,
-        split=split,
-        method=method,
-        mapping_json=mapping_json,
-        model=model,
-        max_length=max_length,
-        inspection=state,
-        stats=stats_state,
-        verdicts=verdicts,
-        summary=summary,
-        inspect_button=inspect_btn,
-    )
+    return tab

@@ -1,14 +1,16 @@
 """The "Estimate" tab: peak GPU memory, time and cost on every flavor, and the one to pick.
 
-Also the `/estimate` API (`gr.api`, same service). Prefilled from the Dataset tab when one is given.
+Prefilled from the Dataset tab when one is given. The form's values become one `TrainingConfig` (validated like
+the Train tab's), so the estimate describes the job the Train tab will submit.
 """
 
 from __future__ import annotations
 
-from types import SimpleNamespace
+from dataclasses import dataclass, fields
 from typing import Any
 
 import gradio as gr
+import pandas as pd
 
 from ..catalog import (
     DEFAULT_BATCH_SIZE,
@@ -17,12 +19,14 @@ from ..catalog import (
     DEFAULT_MAX_LENGTH,
     DEFAULT_MODEL,
     MAX_LENGTH_RANGE,
-    METHOD_LABELS,
     METHODS,
     PEFT_MODES,
 )
-from ..estimate import EstimateResult, estimate
-from .common import optional_token, ui_errors
+from ..estimate.model import EstimateResult
+from ..jobs.config import TrainingConfig
+from ..jobs.preflight import estimate_config
+from ..validation import validate_float, validate_int
+from .common import reader_for, ui_errors
 
 INTRO = (
     "How much GPU memory the job needs at its peak, how long it runs and what it costs, on every Jobs flavor — "
@@ -32,72 +36,8 @@ INTRO = (
 COLUMNS = ["Flavor", "GPUs", "VRAM per GPU (GB)", "Peak per GPU (GB)", "Fits", "Hours", "Cost ($)", "$ / hour"]
 
 
-def _run(
-    model: str,
-    dataset: str | None,
-    method: str,
-    peft: str,
-    max_length: Any,
-    epochs: Any,
-    per_device_batch_size: Any,
-    gradient_accumulation: Any,
-    gradient_checkpointing: bool,
-    num_rows: Any,
-    *,
-    split: str | None = None,
-    mean_tokens: Any = None,
-    fsdp: bool = False,
-    token: str | None = None,
-) -> EstimateResult:
-    """The service call: estimate() validates every number, and a blank or 0 row count / mean means "measure"."""
-    return estimate(
-        model=model or "",
-        dataset=(dataset or "").strip() or None,
-        method=method or "sft",
-        peft=peft or "lora",
-        max_length=max_length,
-        epochs=epochs,
-        per_device_batch_size=per_device_batch_size,
-        gradient_accumulation=gradient_accumulation,
-        gradient_checkpointing=bool(gradient_checkpointing),
-        num_rows=num_rows,
-        mean_tokens=mean_tokens,
-        split=(split or "").strip() or None,
-        fsdp=bool(fsdp),
-        token=token,
-    )
-
-
-@ui_errors
-def estimate_api(
-    model: str,
-    dataset: str | None = None,
-    method: str = "sft",
-    peft: str = "lora",
-    max_length: int = DEFAULT_MAX_LENGTH,
-    epochs: float = 1.0,
-    per_device_batch_size: int = DEFAULT_BATCH_SIZE,
-    gradient_accumulation: int = DEFAULT_GRAD_ACCUM,
-    gradient_checkpointing: bool = True,
-    num_rows: int | None = None,
-    oauth_token: gr.OAuthToken | None = None,
-) -> dict[str, Any]:
-    """API: peak memory, hours and dollars on every GPU flavor, the recommended flavor and the timeout.
-
-    num_rows None: counted by the dataset viewer. Returns {"model", "params", "tokens", "flavors": [...],
-    "recommended", "timeout", "notes"}.
-    """
-    result = _run(
-        model, dataset, method, peft, max_length, epochs, per_device_batch_size, gradient_accumulation,
-        gradient_checkpointing, num_rows, token=optional_token(oauth_token),
-    )  # fmt: skip
-    return result.to_json()
-
-
-def flavor_table(result: EstimateResult):
+def flavor_table(result: EstimateResult) -> pd.DataFrame:
     """The flavors as a DataFrame for gr.Dataframe (recommended one starred)."""
-    import pandas as pd
-
     rows = []
     for f in result.flavors:
         name = f.flavor.name + (" ★" if f.flavor.name == result.recommended else "")
@@ -115,7 +55,7 @@ def details(result: EstimateResult) -> dict[str, Any]:
         "params": result.params,
         "params_source": result.params_source,
         "training_tokens": result.tokens,
-        "inputs": {k: v for k, v in vars(result.inputs).items()},
+        "inputs": {f.name: getattr(result.inputs, f.name) for f in fields(result.inputs)},
     }
     if best is not None:
         t = best.time
@@ -128,23 +68,7 @@ def details(result: EstimateResult) -> dict[str, Any]:
     return out
 
 
-@ui_errors
-def _on_estimate(
-    model, dataset, split, method, peft, max_length, epochs, batch, accum, ckpt, num_rows, mean_tokens, fsdp,
-    oauth_token: gr.OAuthToken | None = None,
-):  # fmt: skip
-    result = _run(
-        model, dataset, method, peft, max_length, epochs, batch, accum, ckpt, num_rows,
-        split=split, mean_tokens=mean_tokens, fsdp=fsdp, token=optional_token(oauth_token),
-    )  # fmt: skip
-    verdict = result.verdict()
-    notes = [*result.notes]
-    if notes:
-        verdict += "\n\n" + "\n".join(f"- {n}" for n in notes)
-    return flavor_table(result), verdict, details(result), result.recommended or "", result.timeout or ""
-
-
-def _from_stats(stats: Any) -> tuple[Any, Any]:
+def from_stats(stats: Any) -> tuple[Any, Any]:
     """(num_rows, mean_tokens) out of the Dataset tab's inspection or token statistics (dict or object)."""
 
     def number(*names: str) -> float | None:
@@ -161,13 +85,73 @@ def _from_stats(stats: Any) -> tuple[Any, Any]:
     return (int(rows) if rows is not None else gr.update()), (mean if mean is not None else gr.update())
 
 
+@dataclass
+class EstimateTab:
+    model: gr.Textbox
+    dataset: gr.Textbox
+    split: gr.Textbox
+    method: gr.Dropdown
+    peft: gr.Radio
+    fsdp: gr.Checkbox
+    max_length: gr.Number
+    epochs: gr.Number
+    batch: gr.Number
+    grad_accum: gr.Number
+    grad_ckpt: gr.Checkbox
+    num_rows: gr.Number
+    mean_tokens: gr.Number
+    button: gr.Button
+    verdict: gr.Markdown
+    table: gr.Dataframe
+    recommended_flavor: gr.Textbox
+    timeout: gr.Textbox
+    info: gr.JSON
+
+    @property
+    def config_fields(self) -> dict[str, gr.components.Component]:
+        """The form's components by `TrainingConfig` field name."""
+        return {
+            "model": self.model, "dataset": self.dataset, "split": self.split, "method": self.method,
+            "peft": self.peft, "fsdp": self.fsdp, "max_length": self.max_length, "num_train_epochs": self.epochs,
+            "per_device_train_batch_size": self.batch, "gradient_accumulation_steps": self.grad_accum,
+            "gradient_checkpointing": self.grad_ckpt,
+        }  # fmt: skip
+
+    def config(self, values: dict[Any, Any]) -> TrainingConfig:
+        """The form's values as a config (the dataset is optional here: it only counts rows)."""
+        data = {name: values[c] for name, c in self.config_fields.items()}
+        data["dataset"] = (data["dataset"] or "").strip() or None
+        data["split"] = (data["split"] or "").strip() or "train"
+        return TrainingConfig.from_dict(data, required=("model",))
+
+    def on_estimate(self, values: dict[Any, Any], oauth_token: gr.OAuthToken | None = None) -> dict[Any, Any]:
+        cfg = self.config(values)
+        rows, mean = values[self.num_rows], values[self.mean_tokens]  # blank or 0: measure / assume
+        result = estimate_config(
+            reader_for(oauth_token),
+            cfg,
+            num_rows=validate_int(rows, "Rows", 1, 10_000_000_000) if rows else None,
+            mean_tokens=validate_float(mean, "Mean tokens per row", 1.0, 262_144.0) if mean else None,
+        )
+        verdict = result.verdict()
+        if result.notes:
+            verdict += "\n\n" + "\n".join(f"- {n}" for n in result.notes)
+        return {
+            self.table: flavor_table(result),
+            self.verdict: verdict,
+            self.info: details(result),
+            self.recommended_flavor: result.recommended or "",
+            self.timeout: result.timeout or "",
+        }
+
+
 def _link(source: Any, target: gr.components.Component) -> None:
     """Copy a Dataset-tab component's value into ours whenever it changes (when both exist)."""
     if source is not None and hasattr(source, "change"):
         source.change(lambda v: v, source, target, api_visibility="private", queue=False)
 
 
-def build_tab(dataset_tab: SimpleNamespace | None = None) -> SimpleNamespace:
+def build_tab(dataset_tab: Any | None = None) -> EstimateTab:
     """Build the tab's components inside the caller's `gr.Tab`; returns them for wiring (Train tab prefill)."""
     gr.Markdown(INTRO)
     with gr.Row():
@@ -175,7 +159,7 @@ def build_tab(dataset_tab: SimpleNamespace | None = None) -> SimpleNamespace:
         dataset = gr.Textbox(label="Dataset", value=DEFAULT_DATASET, scale=2)
         split = gr.Textbox(label="Split", value="train", scale=1)
     with gr.Row():
-        method = gr.Dropdown([(METHOD_LABELS[m], m) for m in METHODS], value="sft", label="Method")
+        method = gr.Dropdown([(s.label, m) for m, s in METHODS.items()], value="sft", label="Method")
         peft = gr.Radio(list(PEFT_MODES), value="lora", label="Fine-tuning")
         fsdp = gr.Checkbox(label="Shard with FSDP (several GPUs)", value=False)
     with gr.Row():
@@ -199,31 +183,25 @@ def build_tab(dataset_tab: SimpleNamespace | None = None) -> SimpleNamespace:
         timeout = gr.Textbox(label="Timeout to submit with", interactive=False)
     with gr.Accordion("How this was computed", open=False):
         info = gr.JSON(label="Memory terms (GB per GPU) and time phases (minutes) of the recommended flavor")
-
-    inputs = [model, dataset, split, method, peft, max_length, epochs, batch, grad_accum, grad_ckpt, num_rows,
-              mean_tokens, fsdp]  # fmt: skip
-    outputs = [table, verdict, info, recommended_flavor, timeout]
-    button.click(_on_estimate, inputs, outputs, api_visibility="private")
-    gr.api(estimate_api, api_name="estimate")
-
+    tab = EstimateTab(
+        model=model, dataset=dataset, split=split, method=method, peft=peft, fsdp=fsdp, max_length=max_length,
+        epochs=epochs, batch=batch, grad_accum=grad_accum, grad_ckpt=grad_ckpt, num_rows=num_rows,
+        mean_tokens=mean_tokens, button=button, verdict=verdict, table=table,
+        recommended_flavor=recommended_flavor, timeout=timeout, info=info,
+    )  # fmt: skip
+    inputs = {*tab.config_fields.values(), num_rows, mean_tokens}
+    button.click(
+        ui_errors(tab.on_estimate),
+        inputs,
+        [table, verdict, info, recommended_flavor, timeout],
+        api_visibility="private",
+    )
     if dataset_tab is not None:  # prefill from the Dataset tab (whatever of these it offers)
-        links = (
-            ("dataset", dataset),
-            ("split", split),
-            ("method", method),
-            ("model", model),
-            ("max_length", max_length),
-        )
-        for name, target in links:
+        for name, target in (("dataset", dataset), ("split", split), ("method", method), ("model", model),
+                             ("max_length", max_length)):  # fmt: skip
             _link(getattr(dataset_tab, name, None), target)
         for name in ("inspection", "stats"):  # DatasetInspection (num_rows) / token statistics (mean tokens)
             source = getattr(dataset_tab, name, None)
             if source is not None and hasattr(source, "change"):
-                source.change(_from_stats, source, [num_rows, mean_tokens], api_visibility="private", queue=False)
-
-    return SimpleNamespace(
-        model=model, dataset=dataset, split=split, method=method, peft=peft, max_length=max_length, epochs=epochs,
-        batch=batch, grad_accum=grad_accum, grad_ckpt=grad_ckpt, num_rows=num_rows, mean_tokens=mean_tokens,
-        fsdp=fsdp, button=button, table=table, verdict=verdict, info=info,
-        recommended_flavor=recommended_flavor, timeout=timeout,
-    )  # fmt: skip
+                source.change(from_stats, source, [num_rows, mean_tokens], api_visibility="private", queue=False)
+    return tab

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
+from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
 
-from ..export import ExportRequest, quant_types, submit_export, template_constants
+from ..jobs.config import ExportConfig
+from ..jobs.export import ExportSubmission, default_quant, quant_types, submit_export
 from .common import checks_markdown, session_for, ui_errors
 
 INTRO = (
@@ -18,70 +19,60 @@ INTRO = (
 )
 
 
-@ui_errors
-def export_gguf(
-    model: str,
-    quantizations: list[str] | str | None = None,
-    output_repo: str = "",
-    private: bool = False,
-    flavor: str = "",
-    dry_run: bool = True,
-    oauth_token: gr.OAuthToken | None = None,
-) -> dict[str, Any]:
-    """API: plan (dry_run) or submit a GGUF export job. Returns the job id, links, command and pre-flight."""
-    action = "preview the export" if dry_run else "export to GGUF"
-    session = session_for(oauth_token, action)
-    request = ExportRequest(
-        model=model or "",
-        quantizations=quantizations or [],
-        output_repo=output_repo or "",
-        private=bool(private),
-        flavor=flavor or "",
-    )
-    return submit_export(session, request, dry_run=bool(dry_run))
-
-
-def _summary(result: dict[str, Any]) -> str:
+def summary_markdown(sub: ExportSubmission) -> str:
+    plan, cfg = sub.plan, sub.plan.config
     lines = []
-    if result.get("submitted"):
-        lines.append(f"### Submitted: [{result['job_id']}]({result['url']})")
-        lines.append(
-            f"Follow it in **My jobs**. Files will appear in [{result['output_repo']}]({result['output_url']})."
-        )
+    if sub.job is not None:
+        lines.append(f"### Submitted: [{sub.job.id}]({sub.job.url})")
+        lines.append(f"Follow it in **My jobs**. Files will appear in {cfg.output_repo}.")
     else:
         lines.append("### Preview (nothing submitted yet)")
     lines.append(
-        f"Flavor **{result['flavor']}**, timeout **{result['timeout']}**, "
-        f"model {result['model_gb_16bit']} GB in 16-bit, quantizations {', '.join(result['quantizations'])}."
+        f"Flavor **{cfg.flavor}**, timeout **{cfg.timeout}**, "
+        f"model {plan.size.gb:.2f} GB in 16-bit, quantizations {', '.join(cfg.quantizations)}."
     )
-    lines += checks_markdown(result["preflight"])
-    lines += [f"- {n}" for n in result.get("notes", [])]
+    lines += checks_markdown(plan.checks)
+    lines += [f"- {n}" for n in plan.notes]
     return "\n".join(lines)
 
 
-def _run(model, quants, output_repo, private, flavor, dry_run, oauth_token):
-    result = export_gguf(model, quants, output_repo, private, flavor, dry_run, oauth_token)
-    return _summary(result), result["command"], result
+@dataclass
+class ExportTab:
+    model: gr.Textbox
+    output_repo: gr.Textbox
+    quants: gr.CheckboxGroup
+    private: gr.Checkbox
+    flavor: gr.Textbox
+    summary: gr.Markdown
+    command: gr.Code
+    details: gr.JSON
+
+    def _run(self, dry_run: bool, model: str, quants: list[str], output_repo: str, private: bool, flavor: str,
+             oauth_token: gr.OAuthToken | None) -> dict[Any, Any]:  # fmt: skip
+        session = session_for(oauth_token, "preview the export" if dry_run else "export to GGUF")
+        cfg = ExportConfig.from_dict(
+            {"model": model, "quantizations": quants, "output_repo": output_repo, "private": private, "flavor": flavor}
+        )
+        sub = submit_export(session, cfg, dry_run=dry_run)
+        data = sub.to_json()
+        return {self.summary: summary_markdown(sub), self.command: data["command"], self.details: data}
+
+    def on_preview(self, model, quants, output_repo, private, flavor, oauth_token: gr.OAuthToken | None = None):
+        return self._run(True, model, quants, output_repo, private, flavor, oauth_token)
+
+    def on_submit(self, model, quants, output_repo, private, flavor, oauth_token: gr.OAuthToken | None = None):
+        return self._run(False, model, quants, output_repo, private, flavor, oauth_token)
 
 
-def _preview(model, quants, output_repo, private, flavor, oauth_token: gr.OAuthToken | None = None):
-    return _run(model, quants, output_repo, private, flavor, True, oauth_token)
-
-
-def _submit(model, quants, output_repo, private, flavor, oauth_token: gr.OAuthToken | None = None):
-    return _run(model, quants, output_repo, private, flavor, False, oauth_token)
-
-
-def build_tab() -> SimpleNamespace:
+def build_tab() -> ExportTab:
     gr.Markdown(INTRO)
-    constants = template_constants()
     choices = [(f"{name} — {info['description']}", name) for name, info in quant_types().items()]
     with gr.Row():
         model = gr.Textbox(label="Model or LoRA adapter repo", placeholder="you/qwen-capybara-sft", scale=3)
         output_repo = gr.Textbox(label="Output repo (default: <you>/<model>-GGUF)", scale=2)
-    quants = gr.CheckboxGroup(choices=choices, value=[constants["DEFAULT_QUANT"]], label="Quantizations")
+    quants = gr.CheckboxGroup(choices=choices, value=[default_quant()], label="Quantizations")
     with gr.Row():
-        private = gr.Checkbox(label="Private output repo", value=False)
+        private = gr.Checkbox(label="Private output repo", value=True)
         flavor = gr.Textbox(label="Flavor (default: the cheapest CPU flavor that fits)", placeholder="cpu-upgrade")
     with gr.Row():
         preview = gr.Button("Preview", variant="secondary")
@@ -89,10 +80,10 @@ def build_tab() -> SimpleNamespace:
     summary = gr.Markdown()
     command = gr.Code(label="Equivalent command (reproduce it without the app)", language="shell")
     details = gr.JSON(label="Job details", visible=True)
+    tab = ExportTab(model, output_repo, quants, private, flavor, summary, command, details)
     inputs = [model, quants, output_repo, private, flavor]
     outputs = [summary, command, details]
-    preview.click(_preview, inputs, outputs, api_visibility="private")
+    preview.click(ui_errors(tab.on_preview), inputs, outputs, api_visibility="private")
     # trigger_mode="once": clicks while a submission is pending are dropped, so a double click is one job
-    submit.click(_submit, inputs, outputs, api_visibility="private", trigger_mode="once")
-    gr.api(export_gguf, api_name="export_gguf")
-    return SimpleNamespace(model=model, quants=quants, output_repo=output_repo, summary=summary)
+    submit.click(ui_errors(tab.on_submit), inputs, outputs, api_visibility="private", trigger_mode="once")
+    return tab

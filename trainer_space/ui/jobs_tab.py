@@ -1,27 +1,25 @@
 """The "My jobs" tab: the visitor's jobs (refreshed while any runs), one job's details, live logs,
-cancel with confirmation, the diagnosis of a failed job, and the Trackio dashboard of a training job.
-
-API: `/list_jobs`, `/job_status`, `/job_logs`, `/cancel_job` (JSON, the caller's own token).
+cancel with confirmation, the diagnosis of a failed job (its fix carried to the Train tab as a whole config),
+and the Trackio dashboard of a training job.
 """
 
 from __future__ import annotations
 
 import html
-import queue
-import threading
-import time
-from collections import deque
 from collections.abc import Iterator
-from types import SimpleNamespace
+from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
 import pandas as pd
 
-from ..hub import TERMINAL_STAGES
-from ..jobs import JobRow, any_running, cancel, job_log_tail, job_status, list_job_rows
+from ..hub.session import TERMINAL_STAGES
+from ..jobs import monitor
+from ..jobs.diagnosis import Diagnosis
+from ..jobs.monitor import JobDetails
 from ..validation import validate_job_id
-from .common import session_for, ui_errors, ui_errors_gen
+from .api import split_names
+from .common import is_signed_in, session_for, ui_errors, ui_errors_gen
 
 COLUMNS = ["id", "kind", "model", "stage", "flavor", "started", "duration_min", "cost_usd"]
 HEADERS = ["Job", "Kind", "Model / output", "Stage", "Flavor", "Started", "Minutes", "Cost so far ($)"]
@@ -40,7 +38,7 @@ ACTION_TABS = {
     "ram_oom": "Train",
     "gguf_pre_tokenizer": "GGUF export",
 }
-_SCROLL_LOGS_JS = """() => {
+SCROLL_LOGS_JS = """() => {
   const bottom = () => {
     const view = document.querySelector('#job-logs .cm-scroller');
     if (view) view.scrollTop = view.scrollHeight;
@@ -48,79 +46,18 @@ _SCROLL_LOGS_JS = """() => {
   setTimeout(bottom, 50);
   setTimeout(bottom, 300);
 }"""
-_OPEN_TAB_JS = """(target) => {
+OPEN_TAB_JS = """(target) => {
   const tab = [...document.querySelectorAll('button[role="tab"]')].find((b) => b.textContent.trim() === target);
   if (tab) { tab.click(); window.scrollTo({top: 0, behavior: "smooth"}); }
 }"""
 
 
-# ---------------------------------------------------------------------------------------------- API
-def _split_namespaces(text: str | None) -> list[str] | None:
-    names = [n.strip() for n in (text or "").replace(",", " ").split() if n.strip()]
-    return names or None
-
-
-@ui_errors
-def list_jobs_json(
-    orgs: str = "", only_this_app: bool = False, stages: str = "", oauth_token: gr.OAuthToken | None = None
-) -> dict:
-    """API: the visitor's jobs (own namespace plus the orgs named, comma-separated), newest first.
-
-    `stages`: comma-separated stages to keep (e.g. "RUNNING,ERROR"); empty keeps all.
-    """
-    session = session_for(oauth_token, "list your jobs")
-    namespaces = [session.username, *(_split_namespaces(orgs) or [])]
-    rows = list_job_rows(session, namespaces=namespaces, only_this_app=bool(only_this_app))
-    keep = {s.upper() for s in _split_namespaces(stages) or []}
-    return {"user": session.username, "jobs": [r.to_json() for r in rows if not keep or r.stage in keep]}
-
-
-@ui_errors
-def job_status_json(job_id: str, oauth_token: gr.OAuthToken | None = None) -> dict:
-    """API: one job's details (stage, times, cost so far, links) and, once it has ended, its diagnosis."""
-    return job_status(session_for(oauth_token, "see your jobs"), job_id)
-
-
-@ui_errors
-def job_logs_json(job_id: str, tail: int = 200, oauth_token: gr.OAuthToken | None = None) -> dict:
-    """API: the last `tail` log lines of a job (1 to 5000)."""
-    return job_log_tail(session_for(oauth_token, "read job logs"), job_id, tail)
-
-
-@ui_errors
-def cancel_job_json(job_id: str, oauth_token: gr.OAuthToken | None = None) -> dict:
-    """API: cancel one of your jobs (billing stops; pushed checkpoints stay on the Hub). Returns its stage."""
-    return cancel(session_for(oauth_token, "cancel jobs"), job_id)
-
-
-# ---------------------------------------------------------------------------------------------- table
-def _table_view(orgs: str, only_this_app: bool, stages: list[str] | None, oauth_token: gr.OAuthToken | None):
-    if oauth_token is None or not getattr(oauth_token, "token", None):
-        empty = pd.DataFrame(columns=HEADERS)
-        return empty, "Sign in with Hugging Face to see your jobs.", gr.Timer(active=False)
-    data = list_jobs_json(orgs, only_this_app, "", oauth_token)
-    running = any_running([JobRow(**r) for r in data["jobs"]])  # all jobs: a filtered-out one may still finish
-    rows = [r for r in data["jobs"] if not stages or r["stage"] in stages]
-    frame = pd.DataFrame([{k: r[k] for k in COLUMNS} for r in rows], columns=COLUMNS)
+def jobs_frame(rows: list[monitor.JobRow]) -> pd.DataFrame:
+    frame = pd.DataFrame([{k: getattr(r, k) for k in COLUMNS} for r in rows], columns=COLUMNS)
     frame.columns = HEADERS
-    shown = f"{len(rows)} of {len(data['jobs'])}" if stages else f"{len(rows)}"
-    note = f"{shown} job(s) for {data['user']}" + (" — refreshing while jobs run" if running else "")
-    if rows:
-        note += ". Click a row for details and logs."
-    return frame, note, gr.Timer(active=running)
+    return frame
 
 
-def _table(orgs: str, only_this_app: bool, oauth_token: gr.OAuthToken | None):
-    """The table with no stage filter (the app's `demo.load` calls this one)."""
-    return _table_view(orgs, only_this_app, None, oauth_token)
-
-
-def _pick_row(evt: gr.SelectData) -> str:
-    row = evt.row_value or []
-    return str(row[0]) if row else gr.skip()
-
-
-# ---------------------------------------------------------------------------------------------- one job
 def _md(text: Any) -> str:
     """Text safe inside a Markdown table cell (no HTML, no links, no formatting)."""
     out = html.escape(str(text if text is not None else ""), quote=False)
@@ -140,18 +77,23 @@ def _when(iso: str | None) -> str:
     return iso.replace("T", " ").replace("Z", " UTC") if iso else "—"
 
 
-def details_markdown(d: dict[str, Any]) -> str:
-    """The details panel for one `/job_status` answer (values escaped: labels and messages are free text)."""
+def details_markdown(details: JobDetails) -> str:
+    """The details panel of one job (values escaped: labels and messages are free text)."""
+    d = details.to_json()
     labels = d.get("labels") or {}
-    kind = d["kind"] + (f" ({labels['method']})" if labels.get("method") else "")
+    cfg = d.get("config") or {}
+    method = cfg.get("method") or labels.get("method")
+    kind = d["kind"] + (f" ({method})" if method else "")
     stage = f"**{_md(d['stage'])}**" + (f" — {_md(d['message'])}" if d.get("message") else "")
     pairs = [
         ("Stage", stage, "Flavor", _md(d["flavor"])),
         ("Kind", _md(kind), "Timeout", _duration(d.get("timeout_s"))),
-        ("Model", _md(labels.get("model") or "—"), "Duration", f"{d['duration_min']:g} min"),
+        ("Model", _md(cfg.get("model") or labels.get("model") or "—"), "Duration", f"{d['duration_min']:g} min"),
         ("Created", _when(d.get("created_at")), "Cost so far", f"${d['cost_usd']:.2f}"),
         ("Started", _when(d.get("started_at")), "Finished", _when(d.get("finished_at"))),
     ]
+    if cfg.get("dataset"):
+        pairs.append(("Dataset", _md(cfg["dataset"]), "Learning rate", _md(cfg.get("learning_rate") or "preset")))
     rows = ["| | | | |", "|---|---|---|---|"]  # a blank header: every row is a pair of key/value cells
     rows += [f"| **{a}** | {b} | **{c}** | {e} |" for a, b, c, e in pairs]
     links = [f"[Job page]({d['url']})"]
@@ -167,9 +109,10 @@ def details_markdown(d: dict[str, Any]) -> str:
     )  # fmt: skip
 
 
-def diagnosis_markdown(diag: dict[str, Any] | None) -> str:
-    if not diag:
+def diagnosis_markdown(diagnosis: Diagnosis | None) -> str:
+    if diagnosis is None:
         return ""
+    diag = diagnosis.to_json()
     text = f"### {_md(diag['title'])}\n{_md(diag['explanation'])}\n\n"
     if diag.get("action"):
         text += f"**What to do:** {_md(diag['action'])}\n\n"
@@ -194,152 +137,150 @@ def trackio_html(url: str | None) -> str:
     )
 
 
-PANEL_OUTPUTS = 11
+@dataclass
+class JobsTab:
+    orgs: gr.Textbox
+    stages: gr.Dropdown
+    only_app: gr.Checkbox
+    refresh: gr.Button
+    note: gr.Markdown
+    table: gr.Dataframe
+    timer: gr.Timer
+    job_id: gr.Textbox
+    open_button: gr.Button
+    opened: gr.State  # the id of the job the panel shows
+    where: gr.State  # {"namespace", "stage"} of the open job, as last read
+    panel: gr.Column
+    details: gr.Markdown
+    cancel: gr.Button
+    confirm_row: gr.Row
+    confirm_text: gr.Markdown
+    yes: gr.Button
+    keep: gr.Button
+    diagnosis: gr.Markdown
+    action: gr.Button
+    action_target: gr.Textbox
+    fix: gr.State  # the failed job's whole config with the fix applied (JSON), for the Train tab
+    log_note: gr.Markdown
+    stop: gr.Button
+    logs: gr.Code
+    trackio: gr.HTML
+
+    @property
+    def panel_outputs(self) -> list[Any]:
+        return [self.opened, self.panel, self.details, self.cancel, self.confirm_row, self.diagnosis, self.action,
+                self.action_target, self.trackio, self.fix, self.where]  # fmt: skip
+
+    # ------------------------------------------------------------------ table
+    def on_table(self, orgs: str, only_this_app: bool, stages: list[str] | None,
+                 oauth_token: gr.OAuthToken | None = None) -> dict[Any, Any]:  # fmt: skip
+        if not is_signed_in(oauth_token):
+            return {
+                self.table: pd.DataFrame(columns=HEADERS),
+                self.note: "Sign in with Hugging Face to see your jobs.",
+                self.timer: gr.Timer(active=False),
+            }
+        session = session_for(oauth_token, "list your jobs")
+        user = session.username
+        all_rows = monitor.list_job_rows(session, namespaces=[user, *split_names(orgs)], only_this_app=only_this_app)
+        running = monitor.any_running(all_rows)  # all jobs: a filtered-out one may still finish
+        rows = [r for r in all_rows if not stages or r.stage in stages]
+        shown = f"{len(rows)} of {len(all_rows)}" if stages else f"{len(rows)}"
+        note = f"{shown} job(s) for {user}" + (" — refreshing while jobs run" if running else "")
+        if rows:
+            note += ". Click a row for details and logs."
+        return {self.table: jobs_frame(rows), self.note: note, self.timer: gr.Timer(active=running)}
+
+    def on_table_load(self, orgs: str, only_this_app: bool, oauth_token: gr.OAuthToken | None = None):
+        """The table with no stage filter (the app's `demo.load` calls this one)."""
+        return self.on_table(orgs, only_this_app, None, oauth_token)
+
+    # ------------------------------------------------------------------ one job
+    def on_open(self, job_id: str, oauth_token: gr.OAuthToken | None = None, *, embed: bool = True) -> dict[Any, Any]:
+        """Details, diagnosis, cancel button and (with `embed`) the Trackio dashboard of one job.
+
+        Also keeps where the job lives and its stage (`where`), so that the log view and later refreshes need not
+        look the job up again, and an ended job's panel is not refreshed at all.
+        """
+        status = monitor.job_status(session_for(oauth_token, "see your jobs"), validate_job_id(job_id))
+        d, diag = status.details, status.diagnosis
+        running = d.stage not in TERMINAL_STAGES
+        target = ACTION_TABS.get(diag.kind) if diag else None
+        if target == "GGUF export" and d.kind != "export_gguf":
+            target = None
+        if target == "Train" and status.fix is None:
+            target = None  # nothing to carry: the job was not submitted by this app with a config
+        out = {
+            self.opened: d.id,
+            self.panel: gr.Column(visible=True),
+            self.details: details_markdown(d),
+            self.cancel: gr.Button(visible=running),
+            self.diagnosis: gr.Markdown(diagnosis_markdown(diag), visible=diag is not None),
+            self.action: gr.Button(f"Open the {target} tab", visible=True) if target else gr.Button(visible=False),
+            self.action_target: target or "",
+            self.fix: status.fix.to_json() if status.fix else None,
+            self.where: {"namespace": d.namespace, "stage": d.stage},
+        }
+        if not running:
+            out[self.confirm_row] = gr.Row(visible=False)
+        if embed:
+            out[self.trackio] = gr.HTML(trackio_html(d.trackio_url), visible=bool(d.trackio_url))
+        return out
+
+    def on_refresh(self, job_id: str, where: dict[str, str] | None,
+                   oauth_token: gr.OAuthToken | None = None) -> dict[Any, Any]:  # fmt: skip
+        """Refresh the open job's panel, leaving the Trackio iframe alone.
+
+        Nothing (no Hub call) when no job is open or the open job had already ended: an ended job does not change.
+        """
+        if not job_id or (where and where.get("stage") in TERMINAL_STAGES):
+            return {}
+        return self.on_open(job_id, oauth_token, embed=False)
+
+    def on_follow(self, job_id: str, where: dict[str, str] | None,
+                  oauth_token: gr.OAuthToken | None = None) -> Iterator[dict[Any, Any]]:  # fmt: skip
+        """Stream the job's logs (the last LOG_LINES lines) until it ends; the tail only for an ended job."""
+        if not job_id:
+            return
+        session = session_for(oauth_token, "read job logs")
+        job_id = validate_job_id(job_id)
+        if where and where.get("namespace") and where.get("stage"):
+            namespace, stage = where["namespace"], where["stage"]
+        else:
+            found = session.find_job(job_id)
+            namespace, stage = found.owner.name, found.status.stage
+        if stage not in TERMINAL_STAGES:
+            yield {self.log_note: f"Following the logs of {job_id} live ({stage.lower()}) …",
+                   self.stop: gr.Button(visible=True)}  # fmt: skip
+        for view in monitor.follow_logs(session, job_id, namespace=namespace, stage=stage, keep=LOG_LINES):
+            text = "\n".join(view.lines)
+            if not view.ended:
+                yield {self.logs: text, self.log_note: f"Following the logs of {job_id} live …"}
+            elif stage in TERMINAL_STAGES:
+                yield {self.logs: text, self.log_note: f"Job {stage.lower()}: its last {len(view.lines)} log lines.",
+                       self.stop: gr.Button(visible=False)}  # fmt: skip
+            else:
+                yield {self.logs: text, self.log_note: "The job has ended; details and diagnosis are updated above.",
+                       self.stop: gr.Button(visible=False)}  # fmt: skip
+
+    def on_stop(self) -> dict[Any, Any]:
+        return {self.log_note: "Stopped following. Open the job again to resume.", self.stop: gr.Button(visible=False)}
+
+    def on_ask_cancel(self, job_id: str) -> dict[Any, Any]:
+        job_id = validate_job_id(job_id)
+        text = f"**Cancel job `{job_id}`?** It stops billing; the last pushed checkpoint stays on the Hub."
+        return {self.confirm_row: gr.Row(visible=True), self.confirm_text: text}
+
+    def on_cancel(self, job_id: str, oauth_token: gr.OAuthToken | None = None) -> dict[Any, Any]:
+        result = monitor.cancel(session_for(oauth_token, "cancel jobs"), job_id)
+        gr.Info(f"Job {result.id}: {result.stage}.")
+        return {
+            self.confirm_row: gr.Row(visible=False),
+            self.cancel: gr.Button(visible=result.stage not in TERMINAL_STAGES),
+        }
 
 
-def fix_of(d: dict[str, Any]) -> dict[str, Any] | None:
-    """The proposed fix of a failed job: the diagnosis kind, its settings, and the job's own settings."""
-    diag = d.get("diagnosis")
-    if not diag or not diag.get("action_hint"):
-        return None
-    labels = d.get("labels") or {}
-    job = {"model": labels.get("model"), "method": labels.get("method"), "flavor": d.get("flavor"),
-           "output_repo": d.get("output_repo")}  # fmt: skip
-    return {"kind": diag["kind"], "job_id": d["id"], "job": job, "changes": diag["action_hint"]}
-
-
-def _open_job(job_id: str, oauth_token: gr.OAuthToken | None, embed: bool = True):
-    """Details, diagnosis, cancel button and (with `embed`) the Trackio dashboard of one job.
-
-    Also returns where the job lives and its stage (a `gr.State`), so that the log view and later refreshes
-    need not look the job up again, and an ended job's panel is not refreshed at all.
-    """
-    job_id = validate_job_id(job_id)
-    d = job_status(session_for(oauth_token, "see your jobs"), job_id)
-    diag = d.get("diagnosis")
-    running = d["stage"] not in TERMINAL_STAGES
-    target = ACTION_TABS.get(diag["kind"]) if diag else None
-    if target == "GGUF export" and d["kind"] != "export_gguf":
-        target = None
-    return (
-        d["id"],
-        gr.Column(visible=True),
-        details_markdown(d),
-        gr.Button(visible=running),
-        gr.Row(visible=False) if not running else gr.skip(),
-        gr.Markdown(diagnosis_markdown(diag), visible=bool(diag)),
-        gr.Button(f"Open the {target} tab", visible=True) if target else gr.Button(visible=False),
-        target or "",
-        gr.HTML(trackio_html(d.get("trackio_url")), visible=bool(d.get("trackio_url"))) if embed else gr.skip(),
-        fix_of(d),
-        {"namespace": d["namespace"], "stage": d["stage"]},
-    )
-
-
-def _ended(where: dict[str, str] | None) -> bool:
-    return bool(where) and where.get("stage") in TERMINAL_STAGES
-
-
-def _refresh_open(job_id: str, where: dict[str, str] | None, oauth_token: gr.OAuthToken | None):
-    """Refresh the open job's panel, leaving the Trackio iframe alone.
-
-    Nothing (no Hub call) when no job is open or the open job had already ended: an ended job does not change.
-    """
-    if not job_id or _ended(where):
-        return tuple(gr.skip() for _ in range(PANEL_OUTPUTS))
-    return _open_job(job_id, oauth_token, embed=False)
-
-
-_END = object()
-
-
-def _stop_button(visible: bool) -> gr.Button:
-    """An update of the "Stop following" button (made per call: a component made at import could render)."""
-    return gr.Button(visible=visible)
-
-
-def _pump(lines: Iterator[str], out: queue.Queue, stop: threading.Event) -> None:
-    """Copy log lines into `out` until the job ends, an error, or `stop` (then the stream is closed)."""
-    try:
-        for line in lines:
-            if stop.is_set():
-                return
-            out.put(line)
-        out.put(_END)
-    except Exception as err:  # handed to the handler, which raises it at the UI boundary
-        out.put(err)
-    finally:
-        close = getattr(lines, "close", None)
-        if close is not None:
-            close()
-
-
-def _follow_logs(
-    job_id: str, where: dict[str, str] | None, oauth_token: gr.OAuthToken | None
-) -> Iterator[tuple[str, str, Any]]:
-    """Stream the job's logs (the last LOG_LINES lines) until it ends; the tail only for an ended job.
-
-    `where`: the job's namespace and stage as the panel just read them (else the job is looked up).
-    Yields (log text, note, "Stop following" button update).
-    """
-    if not job_id:
-        return
-    session = session_for(oauth_token, "read job logs")
-    job_id = validate_job_id(job_id)
-    if where and where.get("namespace") and where.get("stage"):
-        namespace, stage = where["namespace"], where["stage"]
-    else:
-        found = session.find_job(job_id)
-        namespace, stage = found.owner.name, found.status.stage
-    if stage in TERMINAL_STAGES:
-        lines = session.job_logs(job_id, namespace=namespace, tail=LOG_LINES)
-        yield "\n".join(lines), f"Job {stage.lower()}: its last {len(lines)} log lines.", _stop_button(False)
-        return
-    buffer: deque[str] = deque(maxlen=LOG_LINES)
-    out: queue.Queue = queue.Queue()
-    stop = threading.Event()
-    # the blocking SSE read runs in its own thread so that this handler can pace updates (and stop)
-    threading.Thread(
-        target=_pump, args=(session.follow_logs(job_id, namespace=namespace, tail=LOG_LINES), out, stop), daemon=True
-    ).start()
-    yield "", f"Following the logs of {job_id} live ({stage.lower()}) …", _stop_button(True)
-    try:
-        last, dirty = 0.0, False
-        while True:
-            try:
-                item = out.get(timeout=0.5)
-            except queue.Empty:
-                item = None
-            while item is not None and item is not _END and not isinstance(item, Exception):
-                buffer.append(str(item))
-                dirty = True
-                item = out.get_nowait() if not out.empty() else None
-            if isinstance(item, Exception):
-                raise item
-            if item is _END:
-                break
-            if dirty and time.monotonic() - last >= 0.4:
-                last, dirty = time.monotonic(), False
-                yield "\n".join(buffer), f"Following the logs of {job_id} live …", gr.skip()
-        yield "\n".join(buffer), "The job has ended; details and diagnosis are updated above.", _stop_button(False)
-    finally:
-        stop.set()
-
-
-def _ask_cancel(job_id: str):
-    job_id = validate_job_id(job_id)
-    text = f"**Cancel job `{job_id}`?** It stops billing; the last pushed checkpoint stays on the Hub."
-    return gr.Row(visible=True), text
-
-
-def _do_cancel(job_id: str, oauth_token: gr.OAuthToken | None):
-    result = cancel(session_for(oauth_token, "cancel jobs"), job_id)
-    gr.Info(f"Job {result['id']}: {result['stage']}.")
-    return gr.Row(visible=False), gr.Button(visible=result["stage"] not in TERMINAL_STAGES)
-
-
-# ---------------------------------------------------------------------------------------------- layout
-def build_tab() -> SimpleNamespace:
+def build_tab() -> JobsTab:
     """Build the tab inside the caller's `gr.Tab`; returns the components the app wires (`demo.load`)."""
     with gr.Row(equal_height=True):
         orgs = gr.Textbox(label="Also show jobs of these orgs (comma-separated)", scale=3)
@@ -353,7 +294,7 @@ def build_tab() -> SimpleNamespace:
         job_id = gr.Textbox(label="Job id", placeholder="Click a row above, or paste a job id", scale=4)
         open_btn = gr.Button("Open", scale=0, min_width=100)
     opened = gr.State("")
-    where = gr.State(None)  # {"namespace", "stage"} of the open job, as last read
+    where = gr.State(None)
     with gr.Column(visible=False, elem_id="job-panel") as panel:
         details = gr.Markdown(elem_id="job-details")
         with gr.Row():
@@ -366,62 +307,60 @@ def build_tab() -> SimpleNamespace:
         with gr.Row():
             action_btn = gr.Button(visible=False, variant="primary", scale=0, min_width=220)
         action_target = gr.Textbox(visible=False)
-        fix = gr.State(None)  # what the diagnosis proposes, for a tab that wants to prefill the fix
+        fix = gr.State(None)
         with gr.Row(equal_height=True):
             log_note = gr.Markdown()
             stop_btn = gr.Button("Stop following", scale=0, size="sm", min_width=140, visible=False)
         logs = gr.Code(label=f"Logs (last {LOG_LINES} lines)", lines=16, max_lines=16, interactive=False,
                        elem_id="job-logs", wrap_lines=True)  # fmt: skip
         trackio = gr.HTML(visible=False, label="Training metrics (Trackio)")
+    tab = JobsTab(
+        orgs=orgs, stages=stages, only_app=only_app, refresh=refresh, note=note, table=table, timer=timer,
+        job_id=job_id, open_button=open_btn, opened=opened, where=where, panel=panel, details=details,
+        cancel=cancel_btn, confirm_row=confirm_row, confirm_text=confirm_text, yes=yes, keep=keep,
+        diagnosis=diagnosis, action=action_btn, action_target=action_target, fix=fix, log_note=log_note,
+        stop=stop_btn, logs=logs, trackio=trackio,
+    )  # fmt: skip
 
-    table_handler = ui_errors(_table_view)
+    table_handler = ui_errors(tab.on_table)
+    table_outputs = [table, note, timer]
     for trigger in (refresh.click, orgs.submit, only_app.change, stages.change, timer.tick):
-        trigger(table_handler, [orgs, only_app, stages], [table, note, timer], api_visibility="private",
+        trigger(table_handler, [orgs, only_app, stages], table_outputs, api_visibility="private",
                 show_progress="hidden")  # fmt: skip
-    panel_outputs = [opened, panel, details, cancel_btn, confirm_row, diagnosis, action_btn, action_target, trackio,
-                     fix, where]  # fmt: skip
-    assert len(panel_outputs) == PANEL_OUTPUTS
-    timer.tick(
-        ui_errors(_refresh_open), [opened, where], panel_outputs, api_visibility="private", show_progress="hidden"
-    )
+    refresh_handler = ui_errors(tab.on_refresh)
+    timer.tick(refresh_handler, [opened, where], tab.panel_outputs, api_visibility="private", show_progress="hidden")
 
-    open_handler, refresh_handler = ui_errors(_open_job), ui_errors(_refresh_open)
-    follow = ui_errors_gen(_follow_logs)
+    open_handler = ui_errors(tab.on_open)
+    follow = ui_errors_gen(tab.on_follow)
     follows = []
     for opening in (
         table.select(_pick_row, None, job_id, api_visibility="private").success(
-            open_handler, [job_id], panel_outputs, api_visibility="private"
+            open_handler, [job_id], tab.panel_outputs, api_visibility="private"
         ),
-        job_id.submit(open_handler, [job_id], panel_outputs, api_visibility="private"),
-        open_btn.click(open_handler, [job_id], panel_outputs, api_visibility="private"),
+        job_id.submit(open_handler, [job_id], tab.panel_outputs, api_visibility="private"),
+        open_btn.click(open_handler, [job_id], tab.panel_outputs, api_visibility="private"),
     ):
         stream = opening.success(
-            follow, [opened, where], [logs, log_note, stop_btn], api_visibility="private", concurrency_limit=LOG_CONCURRENCY,
-            concurrency_id="logs", show_progress="hidden",
+            follow, [opened, where], [logs, log_note, stop_btn], api_visibility="private",
+            concurrency_limit=LOG_CONCURRENCY, concurrency_id="logs", show_progress="hidden",
         )  # fmt: skip
-        stream.then(refresh_handler, [opened, where], panel_outputs, api_visibility="private", show_progress="hidden")
+        stream.then(refresh_handler, [opened, where], tab.panel_outputs, api_visibility="private",
+                    show_progress="hidden")  # fmt: skip
         follows.append(stream)
     for trigger in (table.select, job_id.submit, open_btn.click):  # a new job replaces the stream of the last one
         trigger(None, None, None, cancels=follows, api_visibility="private")
-    stop_btn.click(lambda: ("Stopped following. Open the job again to resume.", _stop_button(False)), None,
-                   [log_note, stop_btn], cancels=follows, api_visibility="private")  # fmt: skip
+    stop_btn.click(tab.on_stop, None, [log_note, stop_btn], cancels=follows, api_visibility="private")
 
-    cancel_btn.click(ui_errors(_ask_cancel), [opened], [confirm_row, confirm_text], api_visibility="private")
+    cancel_btn.click(ui_errors(tab.on_ask_cancel), [opened], [confirm_row, confirm_text], api_visibility="private")
     keep.click(lambda: gr.Row(visible=False), None, confirm_row, api_visibility="private")
-    yes.click(ui_errors(_do_cancel), [opened], [confirm_row, cancel_btn], api_visibility="private").success(
-        refresh_handler, [opened, where], panel_outputs, api_visibility="private"
-    ).then(
-        table_handler, [orgs, only_app, stages], [table, note, timer], api_visibility="private", show_progress="hidden"
-    )
-    action_btn.click(None, [action_target], None, js=_OPEN_TAB_JS, api_visibility="private")
-    logs.change(None, None, None, js=_SCROLL_LOGS_JS, api_visibility="private")  # follow the tail
+    yes.click(ui_errors(tab.on_cancel), [opened], [confirm_row, cancel_btn], api_visibility="private").success(
+        refresh_handler, [opened, where], tab.panel_outputs, api_visibility="private"
+    ).then(table_handler, [orgs, only_app, stages], table_outputs, api_visibility="private", show_progress="hidden")
+    action_btn.click(None, [action_target], None, js=OPEN_TAB_JS, api_visibility="private")
+    logs.change(None, None, None, js=SCROLL_LOGS_JS, api_visibility="private")  # follow the tail
+    return tab
 
-    gr.api(list_jobs_json, api_name="list_jobs")
-    gr.api(job_status_json, api_name="job_status")
-    gr.api(job_logs_json, api_name="job_logs")
-    gr.api(cancel_job_json, api_name="cancel_job")
-    return SimpleNamespace(
-        orgs=orgs, only_app=only_app, stages=stages, table=table, note=note, timer=timer, refresh=refresh,
-        job_id=job_id, opened=opened, details=details, diagnosis=diagnosis, logs=logs, cancel=cancel_btn,
-        action=action_btn, action_target=action_target, fix=fix,
-    )  # fmt: skip
+
+def _pick_row(evt: gr.SelectData) -> str:
+    row = evt.row_value or []
+    return str(row[0]) if row else gr.skip()

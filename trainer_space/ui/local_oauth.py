@@ -20,14 +20,13 @@ def _mocked_oauth_info() -> dict[str, Any]:
     token = os.environ.get(LOCAL_TOKEN_ENV, "").strip()
     name, fullname, picture = "local-visitor", "Local visitor (not signed in)", ""
     if token:
-        from huggingface_hub import HfApi
-
-        from ..settings import get_settings
+        from ..errors import TrainerSpaceError
+        from ..hub.session import HubSession
 
         try:
-            me = HfApi(endpoint=get_settings().endpoint).whoami(token=token)
-            name, fullname, picture = me["name"], me.get("fullname") or me["name"], me.get("avatarUrl", "")
-        except Exception:  # bad token or Hub unreachable: stay signed out rather than fail to start
+            me = HubSession(token).visitor
+            name, fullname, picture = me.name, me.fullname, me.avatar_url
+        except TrainerSpaceError:  # bad token or Hub unreachable: stay signed out rather than fail to start
             token = ""
     now = int(time.time())
     return {

@@ -1,7 +1,7 @@
 """Peak GPU memory, training time and cost of a TRL job on every Jobs flavor, and the one to pick.
 
-Pure arithmetic on `ModelFacts` (trainer_space/model_facts.py) and `Flavor`s (trainer_space/hardware.py);
-`estimate(...)` at the bottom is the service entry point that fetches those from the Hub first. No torch,
+Pure arithmetic on `ModelFacts` (estimate/model_facts.py) and `Flavor`s (hub/hardware.py);
+`estimate/service.py` is the service entry point that fetches those from the Hub first. No torch,
 no weights: an estimate is a few thousand float operations.
 
 Assumptions follow what job_templates/train.py runs (TRL 1.16 defaults unless it overrides them):
@@ -26,7 +26,7 @@ import math
 from dataclasses import dataclass, replace
 from typing import Any
 
-from .catalog import (
+from ..catalog import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_GRAD_ACCUM,
     DEFAULT_MAX_LENGTH,
@@ -34,20 +34,17 @@ from .catalog import (
     GRPO_NUM_GENERATIONS,
     LORA_DROPOUT,
     LORA_R,
-    MAX_LENGTH_RANGE,
-    METHODS,
-    PEFT_MODES,
+    MethodSpec,
+    method_spec,
+    submit_timeout_s,
 )
-from .errors import InvalidInput, TrainerSpaceError
-from .hardware import Flavor, get_flavors
-from .model_facts import ModelFacts, get_model_facts
-from .validation import validate_float, validate_int, validate_repo_id
+from ..hub.hardware import Flavor
+from ..validation import format_timeout
+from .model_facts import ModelFacts
 
 GIB = 1024**3
 
 # ----------------------------------------------------------------------------- TRL / template defaults
-DPO_BETA = 0.1  # trl DPOConfig.beta default (reference model needed)
-GRPO_BETA = 0.0  # trl GRPOConfig.beta default: 0.0 => "the reference model is not loaded"
 SAVE_STEPS = 100  # job_templates/train.py: save_steps=100, hub_strategy="checkpoint"
 DEFAULT_MEAN_TOKENS = 512  # used when the Dataset tab has not measured the rows
 DEFAULT_ROWS = 10_000  # used only when the dataset viewer cannot count the rows (a note says so)
@@ -140,9 +137,6 @@ UPLOAD_BPS = 100e6
 DISK_BPS = 1e9
 TOKENIZE_ROWS_PER_S = 2000
 FINAL_PUSH_FIXED_S = 60
-# the timeout the job is submitted with
-TIMEOUT_MARGIN = 1.3
-MIN_TIMEOUT_S = 30 * 60
 
 PRECISIONS = ("auto", "mixed", "half")
 
@@ -150,14 +144,17 @@ PRECISIONS = ("auto", "mixed", "half")
 # ----------------------------------------------------------------------------- inputs
 @dataclass(frozen=True)
 class EstimateInputs:
-    """What the job will do. Defaults follow the Train tab and TRL."""
+    """What the job will do, under TRL's own names (a `TrainingConfig` converts with `estimate_inputs()`).
+
+    Values are trusted: validate them first (the typed config does, at the edge). Defaults follow the Train tab.
+    """
 
     method: str = "sft"
     peft: str = "lora"
     max_length: int = DEFAULT_MAX_LENGTH
-    epochs: float = 1.0
-    per_device_batch_size: int = DEFAULT_BATCH_SIZE
-    gradient_accumulation: int = DEFAULT_GRAD_ACCUM
+    num_train_epochs: float = 1.0
+    per_device_train_batch_size: int = DEFAULT_BATCH_SIZE
+    gradient_accumulation_steps: int = DEFAULT_GRAD_ACCUM
     gradient_checkpointing: bool = True
     num_rows: int = DEFAULT_ROWS
     mean_tokens: float = DEFAULT_MEAN_TOKENS
@@ -170,31 +167,9 @@ class EstimateInputs:
     beta: float | None = None  # None: TRL's default for the method
     fsdp: bool = False
 
-    def validated(self) -> EstimateInputs:
-        """A copy with numbers checked and normalised, or InvalidInput naming the field."""
-        if self.method not in METHODS:
-            raise InvalidInput(f"Unknown method '{self.method}'. Use one of: {', '.join(METHODS)}.")
-        if self.peft not in PEFT_MODES:
-            raise InvalidInput(f"Unknown fine-tuning mode '{self.peft}'. Use one of: {', '.join(PEFT_MODES)}.")
-        if self.precision not in PRECISIONS:
-            raise InvalidInput(f"Unknown precision '{self.precision}'. Use one of: {', '.join(PRECISIONS)}.")
-        max_steps = None if self.max_steps in (None, 0) else validate_int(self.max_steps, "max_steps", 1, 10_000_000)
-        return replace(
-            self,
-            max_length=validate_int(self.max_length, "max_length", *MAX_LENGTH_RANGE),
-            epochs=validate_float(self.epochs, "Epochs", 0.0, 100.0, open_low=True),
-            per_device_batch_size=validate_int(self.per_device_batch_size, "Batch size per GPU", 1, 1024),
-            gradient_accumulation=validate_int(self.gradient_accumulation, "Gradient accumulation", 1, 1024),
-            gradient_checkpointing=bool(self.gradient_checkpointing),
-            num_rows=validate_int(self.num_rows, "Number of rows", 1, 10_000_000_000),
-            mean_tokens=validate_float(self.mean_tokens, "Mean tokens per row", 1.0, 262_144.0),
-            max_steps=max_steps,
-            lora_r=validate_int(self.lora_r, "LoRA rank", 1, 1024),
-            lora_dropout=validate_float(self.lora_dropout, "LoRA dropout", 0.0, 0.9),
-            num_generations=validate_int(self.num_generations, "num_generations", 2, 256),
-            max_completion_length=validate_int(self.max_completion_length, "max_completion_length", 1, 262_144),
-            beta=None if self.beta is None else validate_float(self.beta, "beta", 0.0, 100.0),
-        )
+    @property
+    def spec(self) -> MethodSpec:
+        return method_spec(self.method)
 
     @property
     def resolved_precision(self) -> str:
@@ -203,15 +178,13 @@ class EstimateInputs:
         return "mixed" if self.peft == "full" else "half"
 
     @property
-    def resolved_beta(self) -> float:
-        if self.beta is not None:
-            return self.beta
-        return GRPO_BETA if self.method == "grpo" else DPO_BETA
-
-    @property
     def needs_reference(self) -> bool:
         """DPO/KTO always compare with a reference policy; GRPO only when beta > 0. Reward models never."""
-        return self.method in ("dpo", "kto") or (self.method == "grpo" and self.resolved_beta > 0)
+        return self.spec.needs_reference(self.beta)
+
+    @property
+    def sequences_per_example(self) -> int:
+        return self.spec.sequences_per_example
 
     @property
     def grpo_lengths(self) -> tuple[int, int]:
@@ -313,7 +286,7 @@ def lora_activation_bytes_per_token_layer(facts: ModelFacts, dropout: float) -> 
 
 def sequences_per_micro_batch(inp: EstimateInputs) -> int:
     """Sequences in one forward: DPO concatenates chosen+rejected, reward models score pairs, KTO adds KL rows."""
-    return inp.per_device_batch_size * (2 if inp.method in ("dpo", "reward", "kto") else 1)
+    return inp.per_device_train_batch_size * inp.sequences_per_example
 
 
 def lm_head_bytes(
@@ -347,13 +320,14 @@ def memory_breakdown(
 
     params = facts.params
     head = facts.head_params
-    if inp.method == "reward":  # AutoModelForSequenceClassification: the LM head is replaced by a 1-output score
+    score_head = inp.spec.score_head
+    if score_head:  # AutoModelForSequenceClassification: the LM head is replaced by a 1-output score
         params = params - head + a.hidden_size
         head = 0
     # weights autocast casts and caches: the decoder layers' matrices, plus the head when the plain (unfused)
     # head multiplies through autocast; TRL's fused head casts 32k-row slices itself (in `lm_head_bytes`)
-    matmul_params = facts.linear_params - (head if inp.method == "reward" else 0)
-    if not fused_lm_head and inp.method != "reward":
+    matmul_params = facts.linear_params - (head if score_head else 0)
+    if not fused_lm_head and not score_head:
         matmul_params += facts.head_params or facts.embedding_params
 
     # ---- weights, gradients, optimizer states, adapters
@@ -370,7 +344,7 @@ def memory_breakdown(
             weights = params * 2.0
             adapter = n_lora * (4 + 4 + 4 * ADAM_MOMENTS)  # PEFT keeps adapters in fp32 (autocast_adapter_dtype)
         else:
-            linear = max(facts.linear_params - (head if inp.method == "reward" else 0), 0)
+            linear = max(facts.linear_params - (head if score_head else 0), 0)
             weights = linear * NF4_BYTES + (params - linear) * 2.0
             adapter = n_lora * (2 + 2 + 2 * ADAM_MOMENTS)  # TRL casts QLoRA adapters to bf16
             quant_scratch = 2.0 * a.hidden_size * max(a.intermediate_size, a.moe_intermediate_size, a.q_dim)
@@ -383,12 +357,12 @@ def memory_breakdown(
 
     # ---- activations and logits
     seqs = sequences_per_micro_batch(inp)
-    if inp.method == "grpo":
+    if inp.spec.generates:
         prompt, completion = inp.grpo_lengths
         seq_len, logit_tokens = prompt + completion, seqs * completion  # TRL keeps logits of completions only
     else:
         seq_len = inp.max_length
-        logit_tokens = 0 if inp.method == "reward" else seqs * seq_len
+        logit_tokens = 0 if score_head else seqs * seq_len
     tokens = seqs * seq_len  # the worst batch: a row at max_length sets the padded width
     per_layer = activation_bytes_per_token_layer(facts, stream)
     if inp.peft != "full":
@@ -406,9 +380,9 @@ def memory_breakdown(
 
     # ---- GRPO generation: KV cache of the whole generation batch plus sampling logits
     generation = 0.0
-    if inp.method == "grpo":
+    if inp.spec.generates:
         prompt, completion = inp.grpo_lengths
-        gen_seqs = inp.per_device_batch_size * inp.gradient_accumulation  # steps_per_generation = grad. accum.
+        gen_seqs = inp.per_device_train_batch_size * inp.gradient_accumulation_steps  # steps_per_generation
         kv_bytes = wbytes
         generation = gen_seqs * (prompt + completion) * a.num_layers * 2 * a.kv_dim * kv_bytes
         generation += gen_seqs * a.vocab_size * GEN_LOGITS_BYTES
@@ -501,7 +475,7 @@ def flops_per_token(facts: ModelFacts, inp: EstimateInputs, seq_len: float) -> f
     n = body_params(facts)
     passes = 3 if inp.peft == "full" else 2  # forward = 1, backward = 2 (full) or 1 (activation grads only)
     recompute = inp.gradient_checkpointing or inp.fsdp
-    head = 0.0 if inp.method == "reward" else a.vocab_size * a.hidden_size
+    head = 0.0 if inp.spec.score_head else a.vocab_size * a.hidden_size
     attn = 2 * a.num_layers * a.q_dim * seq_len  # per forward, causal
     flops = (passes + recompute) * 2 * n + (8 if inp.peft == "full" else 6) * head + (3 + recompute) * attn
     if inp.needs_reference:
@@ -532,8 +506,7 @@ def optimizer_step_seconds(facts: ModelFacts, inp: EstimateInputs, flavor: Flavo
 def seconds_per_step(facts: ModelFacts, inp: EstimateInputs, flavor: Flavor, *, seq_len: float) -> float:
     """One optimizer step with every sequence `seq_len` tokens long (what bench/estimate_vs_gpu.py times)."""
     gpus = max(flavor.gpus, 1)
-    pairs = 2 if inp.method in ("dpo", "reward", "kto") else 1
-    sequences = inp.per_device_batch_size * inp.gradient_accumulation * gpus * pairs
+    sequences = inp.per_device_train_batch_size * inp.gradient_accumulation_steps * gpus * inp.sequences_per_example
     flops = sequences * seq_len * flops_per_token(facts, inp, seq_len)
     return flops / achieved_flops(facts, inp, flavor) + optimizer_step_seconds(facts, inp, flavor)
 
@@ -545,16 +518,16 @@ def time_breakdown(facts: ModelFacts, inp: EstimateInputs, flavor: Flavor) -> Ti
     precision = inp.resolved_precision
     wbytes = 4 if precision == "mixed" else 2
     mean = min(inp.mean_tokens, inp.max_length)
-    global_batch = inp.per_device_batch_size * inp.gradient_accumulation * gpus  # rows (GRPO: completions) per step
-    pairs = 2 if inp.method in ("dpo", "reward", "kto") else 1  # sequences per row in the forward pass
-    if inp.method == "grpo":
+    global_batch = inp.per_device_train_batch_size * inp.gradient_accumulation_steps * gpus  # rows (GRPO: completions)
+    pairs = inp.sequences_per_example  # sequences per row in the forward pass
+    if inp.spec.generates:
         prompt_budget, completion = inp.grpo_lengths
         seq = min(mean, prompt_budget) + completion  # completions assumed to run to max_completion_length
         padded = seq
         per_row = inp.num_generations  # every prompt yields num_generations completions
     else:
         seq = mean
-        padded = mean * (PADDING_OVERHEAD if inp.per_device_batch_size > 1 else 1.0)
+        padded = mean * (PADDING_OVERHEAD if inp.per_device_train_batch_size > 1 else 1.0)
         per_row = 1
     if inp.max_steps:
         steps = inp.max_steps
@@ -562,7 +535,7 @@ def time_breakdown(facts: ModelFacts, inp: EstimateInputs, flavor: Flavor) -> Ti
         rows = max(math.ceil(units / per_row), 1)
     else:
         rows = inp.num_rows
-        units = rows * per_row * inp.epochs
+        units = rows * per_row * inp.num_train_epochs
         steps = max(math.ceil(units / global_batch), 1)
     sequences = units * pairs
     tokens = sequences * seq
@@ -571,9 +544,9 @@ def time_breakdown(facts: ModelFacts, inp: EstimateInputs, flavor: Flavor) -> Ti
     bandwidth = max(flavor.bandwidth_gbs, 1.0) * 1e9
 
     generation = 0.0
-    if inp.method == "grpo":
+    if inp.spec.generates:
         prompt_budget, completion = inp.grpo_lengths
-        gen_seqs = inp.per_device_batch_size * inp.gradient_accumulation
+        gen_seqs = inp.per_device_train_batch_size * inp.gradient_accumulation_steps
         rounds = math.ceil(units / (gen_seqs * gpus))
         weight_bytes = facts.params * (NF4_BYTES if inp.peft == "qlora" else wbytes)
         kv_read = gen_seqs * (min(mean, prompt_budget) + completion / 2) * a.num_layers * 2 * a.kv_dim * wbytes
@@ -602,22 +575,6 @@ def time_breakdown(facts: ModelFacts, inp: EstimateInputs, flavor: Flavor) -> Ti
         steps=int(steps),
         flops=flops,
     )
-
-
-def timeout_for(seconds: float) -> tuple[int, str]:
-    """The timeout to submit with: the estimate + 30%, at least 30 minutes, rounded up to a round figure.
-
-    Returns (seconds, text) where text is what Jobs takes: "45m" (5-minute steps below 2 h), "2h" / "3.5h"
-    (half-hour steps above). huggingface_hub turns "3.5h" into 12600 seconds.
-    """
-    need = max(seconds * TIMEOUT_MARGIN, MIN_TIMEOUT_S)
-    minutes = math.ceil(need / 60 - 1e-9)
-    if minutes < 120:
-        minutes = 5 * math.ceil(minutes / 5)
-        return minutes * 60, f"{minutes}m"
-    half_hours = math.ceil(minutes / 30)
-    hours = half_hours / 2
-    return half_hours * 1800, (f"{int(hours)}h" if hours.is_integer() else f"{hours:g}h")
 
 
 # ----------------------------------------------------------------------------- per flavor, recommendation
@@ -730,11 +687,11 @@ def suggestions_for(facts: ModelFacts, inp: EstimateInputs, flavors: tuple[Flavo
     tries: list[tuple[str, EstimateInputs]] = []
     if not inp.gradient_checkpointing:
         tries.append(("Turn on gradient checkpointing", replace(inp, gradient_checkpointing=True)))
-    if inp.per_device_batch_size > 1:
-        b, ga = 1, inp.per_device_batch_size * inp.gradient_accumulation
+    if inp.per_device_train_batch_size > 1:
+        b, ga = 1, inp.per_device_train_batch_size * inp.gradient_accumulation_steps
         tries.append(
             (f"Use batch size 1 with gradient accumulation {ga} (same effective batch)",
-             replace(inp, per_device_batch_size=b, gradient_accumulation=ga, gradient_checkpointing=True))
+             replace(inp, per_device_train_batch_size=b, gradient_accumulation_steps=ga, gradient_checkpointing=True))
         )  # fmt: skip
     for length in (inp.max_length // 2, inp.max_length // 4):
         if length >= 256:
@@ -745,8 +702,8 @@ def suggestions_for(facts: ModelFacts, inp: EstimateInputs, flavors: tuple[Flavo
         tries.append(("Use QLoRA (4-bit base)", replace(inp, peft="qlora", precision="auto")))
         tries.append(
             ("Use QLoRA with batch size 1 and gradient checkpointing",
-             replace(inp, peft="qlora", precision="auto", per_device_batch_size=1,
-                     gradient_accumulation=inp.per_device_batch_size * inp.gradient_accumulation,
+             replace(inp, peft="qlora", precision="auto", per_device_train_batch_size=1,
+                     gradient_accumulation_steps=inp.per_device_train_batch_size * inp.gradient_accumulation_steps,
                      gradient_checkpointing=True))
         )  # fmt: skip
     if not inp.fsdp and any(f.gpus > 1 for f in flavors):
@@ -777,7 +734,6 @@ def estimate_from_facts(
     notes: tuple[str, ...] = (),
 ) -> EstimateResult:
     """The whole estimate from known facts (pure: no Hub, no torch)."""
-    inp = inp.validated()
     gpu_flavors = tuple(f for f in flavors if f.is_gpu)
     if inp.fsdp:
         gpu_flavors = tuple(f for f in gpu_flavors if f.gpus > 1) or gpu_flavors
@@ -790,7 +746,7 @@ def estimate_from_facts(
     if not prices_from_hub:
         all_notes.append("The Hub's hardware list could not be read: flavors and prices come from the built-in table.")
     all_notes.append("CPU flavors are not listed: TRL fine-tuning runs on a GPU.")
-    if inp.method == "grpo":
+    if inp.spec.generates:
         p, c = inp.grpo_lengths
         all_notes.append(
             f"GRPO: {inp.num_generations} completions per prompt, prompts up to {p} and completions up to {c} "
@@ -798,7 +754,8 @@ def estimate_from_facts(
         )
     timeout_s = timeout = None
     if best is not None:
-        timeout_s, timeout = timeout_for(best.time.total)
+        timeout_s = submit_timeout_s(best.time.total)
+        timeout = format_timeout(timeout_s)
     suggestions = suggestions_for(facts, inp, gpu_flavors) if best is None else ()
     tokens = (best or (estimates[0] if estimates else None)).time.tokens if estimates else 0
     return EstimateResult(
@@ -815,94 +772,3 @@ def estimate_from_facts(
         suggestions=suggestions,
         prices_from_hub=prices_from_hub,
     )
-
-
-# ----------------------------------------------------------------------------- service
-def dataset_num_rows(
-    dataset: str, *, split: str | None = None, config: str | None = None, token: str | None = None
-) -> int | None:
-    """Rows of a dataset split from the dataset viewer's /size (None when the viewer cannot tell)."""
-    from .inspection import ViewerError, _Viewer  # the viewer client, only when a dataset is named
-
-    try:
-        size = _Viewer(token).get("size", dataset=dataset).get("size") or {}
-    except (ViewerError, TrainerSpaceError, AttributeError):  # the viewer is optional: the caller notes it
-        return None
-    splits = [s for s in size.get("splits") or [] if not config or s.get("config") == config]
-    wanted = split or "train"
-    rows = [s.get("num_rows") for s in splits if s.get("split") == wanted]
-    if rows and isinstance(rows[0], int):
-        return rows[0]
-    if split is None:
-        total = (size.get("dataset") or {}).get("num_rows")
-        return total if isinstance(total, int) and total > 0 else None
-    return None
-
-
-def estimate(
-    *,
-    model: str,
-    dataset: str | None = None,
-    method: str = "sft",
-    peft: str = "lora",
-    max_length: int = DEFAULT_MAX_LENGTH,
-    epochs: float = 1.0,
-    per_device_batch_size: int = 4,
-    gradient_accumulation: int = 4,
-    gradient_checkpointing: bool = True,
-    num_rows: int | None = None,
-    mean_tokens: float | None = None,
-    split: str | None = None,
-    max_steps: int | None = None,
-    fsdp: bool = False,
-    lora_r: int = LORA_R,
-    num_generations: int = GRPO_NUM_GENERATIONS,
-    max_completion_length: int = GRPO_MAX_COMPLETION_LENGTH,
-    lora_dropout: float = LORA_DROPOUT,
-    beta: float | None = None,
-    token: str | None = None,
-) -> EstimateResult:
-    """Fetch the model's facts, the dataset's size and the flavors from the Hub, then estimate.
-
-    Raises:
-        InvalidInput: a bad id or number. RepoNotFound / GatedRepo / HubUnavailable: the model could not be read.
-    """
-    notes: list[str] = []
-    inp = EstimateInputs(
-        method=method,
-        peft=peft,
-        max_length=max_length,
-        epochs=epochs,
-        per_device_batch_size=per_device_batch_size,
-        gradient_accumulation=gradient_accumulation,
-        gradient_checkpointing=gradient_checkpointing,
-        max_steps=max_steps,
-        fsdp=fsdp,
-        lora_r=lora_r,
-        num_generations=num_generations,
-        max_completion_length=max_completion_length,
-        lora_dropout=lora_dropout,
-        beta=beta,
-    ).validated()  # numbers first: a typo answers before any Hub call
-    if dataset:
-        dataset = validate_repo_id(dataset, "dataset")
-    facts = get_model_facts(model, token=token)
-    if num_rows in (None, "", 0):
-        rows = dataset_num_rows(dataset, split=split, token=token) if dataset else None
-        if rows is None:
-            rows = DEFAULT_ROWS
-            why = "the dataset viewer could not count its rows" if dataset else "no dataset or row count was given"
-            notes.append(f"Assumed {DEFAULT_ROWS:,} rows ({why}): enter the number of rows for a real estimate.")
-        else:
-            notes.append(f"{rows:,} rows in {dataset} ({split or 'train'}), from the dataset viewer.")
-    else:
-        rows = num_rows
-    if mean_tokens in (None, "", 0):
-        mean_tokens = min(DEFAULT_MEAN_TOKENS, inp.max_length)
-        notes.append(
-            f"Assumed {mean_tokens:.0f} tokens per row on average: inspect the dataset on the Dataset tab "
-            "for measured lengths."
-        )
-    inp = replace(inp, num_rows=rows, mean_tokens=mean_tokens).validated()
-    flavors, from_hub = get_flavors(token)
-    return estimate_from_facts(facts, inp, flavors, prices_from_hub=from_hub, notes=tuple(notes))

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any, NamedTuple
 
-from .hardware import FALLBACK_FLAVORS, Flavor
+from ..hub.hardware import FALLBACK_FLAVORS, Flavor
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")

@@ -9,8 +9,10 @@ Hub does not publish it.
 from __future__ import annotations
 
 import re
-import time
 from dataclasses import dataclass
+
+from ..settings import get_settings
+from .cache import TTLCache
 
 # dense (no sparsity) peak tensor throughput per GPU, TFLOP/s, in the best precision the GPU trains in
 # sources: NVIDIA data sheets (T4: 65 fp16; L4: 121 bf16; A10G: 70 bf16 (AWS/NVIDIA A10 125 is with
@@ -149,46 +151,38 @@ def flavor_from_hub(item) -> Flavor:
     )
 
 
-_CACHE: dict[str, tuple[float, tuple[Flavor, ...]]] = {}
 _TTL_S = 600.0
 _FAILED_TTL_S = 60.0  # after a failure, use the fallback for a minute instead of waiting on the Hub each time
+_CACHE: TTLCache[tuple[tuple[Flavor, ...], bool]] = TTLCache(ttl_s=_TTL_S, max_items=1)
 
 
 def _fallback() -> tuple[Flavor, ...]:
     return tuple(sorted(FALLBACK_FLAVORS, key=lambda f: (f.usd_per_hour, f.name)))
 
 
-def get_flavors(token: str | None = None, *, use_hub: bool = True) -> tuple[tuple[Flavor, ...], bool]:
+def get_flavors(*, use_hub: bool = True) -> tuple[tuple[Flavor, ...], bool]:
     """All flavors, sorted by price, and whether the figures came from the Hub.
 
-    The hardware list is public information (not per visitor), so it is cached process-wide for
-    10 minutes; the visitor's token is only sent along, never stored. When the Hub cannot be read the
-    built-in table is returned (and the Hub is not asked again for a minute).
+    The hardware list is public: it is read without any token (so one visitor's bad token can never make
+    everyone get the built-in table) and cached process-wide for 10 minutes. When the Hub cannot be read the
+    built-in table is returned, and the Hub is not asked again for a minute.
     """
     if not use_hub:
         return _fallback(), False
-    now = time.time()
-    cached = _CACHE.get("hub")
-    if cached and now - cached[0] < _TTL_S:
-        return cached[1], True
-    failed = _CACHE.get("failed")
-    if failed and now - failed[0] < _FAILED_TTL_S:
-        return _fallback(), False
+    cached = _CACHE.get("flavors")
+    if cached is not None:
+        return cached
     try:
         from huggingface_hub import HfApi
 
-        from .settings import get_settings, hub_auth
-
-        items = HfApi(endpoint=get_settings().endpoint).list_jobs_hardware(token=hub_auth(token))
+        settings = get_settings()
+        items = HfApi(endpoint=settings.endpoint).list_jobs_hardware(token=False)
         flavors = tuple(sorted((flavor_from_hub(i) for i in items), key=lambda f: (f.usd_per_hour, f.name)))
-        if flavors:
-            _CACHE["hub"] = (now, flavors)
-            _CACHE.pop("failed", None)
-            return flavors, True
     except Exception:  # the Hub is unreachable or answered oddly: fall back, never go blank
-        pass
-    _CACHE["failed"] = (now, ())
-    return _fallback(), False
+        flavors = ()
+    if flavors:
+        return _CACHE.put("flavors", (flavors, True))
+    return _CACHE.put("flavors", (_fallback(), False), ttl_s=_FAILED_TTL_S)
 
 
 def get_flavor(name: str, flavors: tuple[Flavor, ...] | None = None) -> Flavor | None:

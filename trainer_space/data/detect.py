@@ -1,4 +1,5 @@
-"""Dataset formats TRL trainers accept: detection per method, the column mapping, and its `datasets.map` snippet.
+"""Which TRL methods a dataset can train, and the mapping that would make it fit: READY / NEEDS_MAPPING /
+INCOMPATIBLE per method, with a one-line reason.
 
 Pure Python (no torch, no trl: the Space installs neither; importing `trl.data_utils` pulls torch). The rules
 follow TRL's documented dataset formats (standard and conversational; language modelling, prompt-completion,
@@ -6,12 +7,8 @@ preference with explicit or implicit prompt, unpaired preference, prompt-only) a
 with them (DPO / reward / KTO extract an implicit prompt, KTO unpairs preference pairs).
 `tests/test_formats.py` checks that this module agrees with `trl.data_utils` (`is_conversational`,
 `is_conversational_from_value`, `maybe_convert_to_chatml`, `extract_prompt`, `unpair_preference_dataset`) on
-every fixture shape.
-
-The mapping (`{"columns": {"<field>": "<source column>"}, "transforms": [...]}`) is the one
-`job_templates/train.py` applies inside the job: `apply_mapping` here is the reference implementation of its
-`map_example` (same fields, same transforms in the same fixed order, same edge cases), and `trainer_columns`
-mirrors its `select_columns`. Tests run both on every shape.
+every fixture shape. A proposed mapping is verified by running it (`data/mapping.py`, the code the job runs)
+on the sample rows and judging the result again.
 """
 
 from __future__ import annotations
@@ -19,71 +16,27 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, TypedDict
+from typing import Any
 
-from .catalog import METHOD_NAMES, METHODS
-from .errors import InvalidInput
-
-FIELDS = ("prompt", "completion", "chosen", "rejected", "text", "messages", "label", "answer", "system")
-CONVERSATIONAL_FIELDS = ("messages", "prompt", "completion", "chosen", "rejected")
-# Transforms always run in this order, whatever order a mapping lists them in (as in the job template).
-TRANSFORMS = (
-    "sharegpt_to_messages",
-    "alpaca",
-    "extract_prompt",
-    "prompt_to_messages",
-    "completion_to_messages",
-    "chosen_to_messages",
-    "rejected_to_messages",
-    "system_to_messages",
-    "label_to_bool",
-    "unpair_preference",
+from ..catalog import METHODS
+from ..errors import InvalidInput
+from .mapping import (
+    DATA_FORMATS,
+    FALSE_LABELS,
+    TRANSFORMS,
+    TRUE_LABELS,
+    DatasetMapping,
+    MappingError,
+    extract_prompt,
+    map_rows,
+    mapping_problems,
+    normalise_label,
+    parse_mapping,
+    trainer_columns,
 )
-TRANSFORM_HELP = {
-    "sharegpt_to_messages": "from/value turns -> role/content (human -> user, gpt -> assistant)",
-    "alpaca": 'prompt = instruction + "\\n\\n" + input (when non-empty); completion = output',
-    "extract_prompt": "implicit prompt: the common start of chosen and rejected becomes the prompt",
-    "prompt_to_messages": "plain-string prompt -> one user message",
-    "completion_to_messages": "plain-string completion -> one assistant message",
-    "chosen_to_messages": "plain-string chosen -> one assistant message",
-    "rejected_to_messages": "plain-string rejected -> one assistant message",
-    "system_to_messages": "prepend the system column as a system message (prompt / messages)",
-    "label_to_bool": "0/1, good/bad, yes/no, true/false -> bool",
-    "unpair_preference": "prompt/chosen/rejected -> prompt/completion/label (two rows per pair)",
-}
-TRANSFORM_NEEDS = {  # fields (alternatives per group) a transform needs, as in the job template
-    "sharegpt_to_messages": [("messages", "conversations")],
-    "alpaca": [("prompt", "instruction"), ("completion", "output")],
-    "extract_prompt": [("chosen",), ("rejected",)],
-    "prompt_to_messages": [("prompt",)],
-    "completion_to_messages": [("completion",)],
-    "chosen_to_messages": [("chosen",)],
-    "rejected_to_messages": [("rejected",)],
-    "system_to_messages": [("system",), ("prompt", "messages")],
-    "label_to_bool": [("label",)],
-    "unpair_preference": [("chosen",), ("rejected",)],
-}
-SHAREGPT_ROLES = {"human": "user", "gpt": "assistant", "bot": "assistant", "model": "assistant", "function": "tool"}
+from .snippet import mapping_code
+
 STANDARD_ROLES = frozenset({"system", "user", "assistant", "tool", "developer"})
-TRUE_LABELS = frozenset(
-    {"1", "true", "yes", "y", "good", "chosen", "positive", "pos", "desirable", "accept", "accepted"}
-)
-FALSE_LABELS = frozenset({"0", "false", "no", "n", "bad", "rejected", "negative", "neg", "undesirable", "reject"})
-# What each trainer reads, in the job template's order of preference (its `select_columns`).
-TRAINER_COLUMNS: dict[str, list[tuple[str, ...]]] = {
-    "sft": [("messages",), ("prompt", "completion"), ("text",)],
-    "dpo": [("prompt", "chosen", "rejected"), ("chosen", "rejected")],
-    "reward": [("prompt", "chosen", "rejected"), ("chosen", "rejected")],
-    "grpo": [("prompt", "answer"), ("prompt",)],
-    "kto": [("prompt", "completion", "label"), ("prompt", "chosen", "rejected"), ("chosen", "rejected")],
-}
-DATA_FORMATS = {
-    "sft": "'messages', or 'prompt' + 'completion', or 'text'",
-    "dpo": "'chosen' + 'rejected' (+ 'prompt')",
-    "reward": "'chosen' + 'rejected' (+ 'prompt')",
-    "grpo": "'prompt' (+ 'answer' for the accuracy reward)",
-    "kto": "'prompt' + 'completion' + 'label', or preference pairs",
-}
 METHOD_FIELDS = {  # the fields the mapping editor offers per method
     "sft": ("messages", "prompt", "completion", "text", "system"),
     "dpo": ("prompt", "chosen", "rejected", "system"),
@@ -113,13 +66,6 @@ class Verdict(StrEnum):
     INCOMPATIBLE = "INCOMPATIBLE"
 
 
-class Mapping(TypedDict):
-    """`columns`: TRL field -> source column; `transforms`: names from TRANSFORMS (run in that order)."""
-
-    columns: dict[str, str]
-    transforms: list[str]
-
-
 @dataclass(frozen=True)
 class MethodReport:
     """The verdict for one training method."""
@@ -127,14 +73,14 @@ class MethodReport:
     method: str
     verdict: Verdict
     reason: str
-    mapping: Mapping | None = None
+    mapping: DatasetMapping | None = None
     mapping_code: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
             "verdict": self.verdict.value,
             "reason": self.reason,
-            "mapping": self.mapping,
+            "mapping": self.mapping.to_json() if self.mapping is not None else None,
             "mapping_code": self.mapping_code,
         }
 
@@ -179,7 +125,7 @@ class Column:
         return bool(self.labels) and self.labels <= (TRUE_LABELS | FALSE_LABELS)
 
 
-def _value_kind(value: Any) -> Kind | None:
+def value_kind(value: Any) -> Kind | None:
     if value is None:
         return None
     if isinstance(value, bool):
@@ -218,15 +164,8 @@ def _feature_is_media(feature: Any) -> bool:
     return False
 
 
-def normalise_label(value: Any) -> str:
-    """A label as the job reads it: bools and integral floats as 1/0, then lower-cased text."""
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    return str(int(value) if isinstance(value, float) and value.is_integer() else value).strip().lower()
-
-
 def _column(name: str, values: list[Any], feature: Any = None) -> Column:
-    kinds = {k for k in map(_value_kind, values) if k is not None}
+    kinds = {k for k in map(value_kind, values) if k is not None}
     if _feature_is_media(feature) or Kind.MEDIA in kinds:
         kind = Kind.MEDIA
     elif not kinds:
@@ -262,160 +201,13 @@ def _norm(name: str) -> str:
     return name.strip().lower().replace("-", "_").replace(" ", "_")
 
 
-# ============================================================================ mapping (= the job's map_example)
-def normalize_mapping(raw: Any) -> Mapping:
-    """A clean Mapping from a dict (or None): drops empty assignments, orders transforms; InvalidInput if unknown."""
-    if not raw:
-        return Mapping(columns={}, transforms=[])
-    if not isinstance(raw, dict) or set(raw) - {"columns", "transforms"}:
-        raise InvalidInput('A mapping is {"columns": {"<field>": "<column>"}, "transforms": [...]}.')
-    columns = {str(f): str(c) for f, c in (raw.get("columns") or {}).items() if c not in (None, "")}
-    transforms = list(raw.get("transforms") or [])
-    bad_fields = sorted(set(columns) - set(FIELDS))
-    bad_transforms = [t for t in transforms if t not in TRANSFORMS]
-    if bad_fields or bad_transforms:
-        raise InvalidInput(
-            f"Unknown mapping fields {bad_fields} or transforms {bad_transforms}. "
-            f"Fields: {', '.join(FIELDS)}. Transforms: {', '.join(TRANSFORMS)}."
-        )
-    return Mapping(columns=columns, transforms=[t for t in TRANSFORMS if t in transforms])
-
-
-def mapping_problems(mapping: Mapping, column_names: Iterable[str]) -> list[str]:
-    """What the job's `check_mapping` would refuse: unknown source columns, transforms missing their fields."""
-    names = list(column_names)
-    problems = [f"{fld} <- {src!r}: no such column" for fld, src in mapping["columns"].items() if src not in names]
-    available = set(names) | set(mapping["columns"])
-    for name in mapping["transforms"]:
-        problems += [f"{name} needs {' or '.join(g)}" for g in TRANSFORM_NEEDS[name] if not available & set(g)]
-    return problems
-
-
-def _chatml(message: dict[str, Any]) -> dict[str, Any]:
-    role = str(message.get("role") or message.get("from") or "user")
-    content = message.get("content") if message.get("content") is not None else message.get("value")
-    return {"role": SHAREGPT_ROLES.get(role.lower(), role.lower()), "content": content}
-
-
-def _sharegpt_to_messages(ex: dict[str, Any]) -> None:
-    if "messages" not in ex and "conversations" in ex:
-        ex["messages"] = ex["conversations"]
-    for key in CONVERSATIONAL_FIELDS:
-        if isinstance(ex.get(key), list):
-            ex[key] = [_chatml(m) for m in ex[key]]
-
-
-def _alpaca(ex: dict[str, Any]) -> None:
-    instruction = ex["prompt"] if "prompt" in ex else ex["instruction"]
-    extra = ex.get("input")
-    ex["prompt"] = f"{instruction}\n\n{extra}" if extra and str(extra).strip() else instruction
-    ex["completion"] = ex["completion"] if "completion" in ex else ex["output"]
-
-
-def extract_prompt(chosen: Any, rejected: Any) -> tuple[Any, Any, Any]:
-    """(prompt, chosen, rejected): the longest common start of chosen and rejected is the prompt."""
-    n = 0
-    while n < min(len(chosen), len(rejected)) and chosen[n] == rejected[n]:
-        n += 1
-    if isinstance(chosen, str) and n > 0 and chosen[n - 1] == " ":  # the space stays with the answers
-        n -= 1
-    return chosen[:n], chosen[n:], rejected[n:]
-
-
-def _extract_prompt(ex: dict[str, Any]) -> None:
-    """As the job: a text prompt next to whole conversations is replaced by their common start."""
-    prompt = ex.get("prompt")
-    if prompt and not (isinstance(prompt, str) and isinstance(ex["chosen"], list)):
-        return
-    ex["prompt"], ex["chosen"], ex["rejected"] = extract_prompt(ex["chosen"], ex["rejected"])
-
-
-def _wrap(key: str, role: str):
-    def wrap(ex: dict[str, Any]) -> None:
-        if isinstance(ex[key], str):
-            ex[key] = [{"role": role, "content": ex[key]}]
-
-    return wrap
-
-
-def _system_to_messages(ex: dict[str, Any]) -> None:
-    system = ex.get("system")
-    for key in ("messages", "prompt"):
-        if key not in ex:
-            continue
-        turns = [{"role": "user", "content": ex[key]}] if isinstance(ex[key], str) else list(ex[key])
-        if system and not (turns and turns[0].get("role") == "system"):
-            turns.insert(0, {"role": "system", "content": system})
-        ex[key] = turns
-
-
-def label_to_bool(value: Any) -> bool:
-    """Read 0/1, True/False, "good"/"bad", "yes"/"no" ... as a KTO label; ValueError otherwise."""
-    if isinstance(value, bool):
-        return value
-    text = normalise_label(value)
-    if text in TRUE_LABELS or text in FALSE_LABELS:
-        return text in TRUE_LABELS
-    raise ValueError(f"cannot read label {value!r} as true/false")
-
-
-def _label_to_bool(ex: dict[str, Any]) -> None:
-    ex["label"] = label_to_bool(ex["label"])
-
-
-_ROW_TRANSFORMS = {
-    "sharegpt_to_messages": _sharegpt_to_messages,
-    "alpaca": _alpaca,
-    "extract_prompt": _extract_prompt,
-    "prompt_to_messages": _wrap("prompt", "user"),
-    "completion_to_messages": _wrap("completion", "assistant"),
-    "chosen_to_messages": _wrap("chosen", "assistant"),
-    "rejected_to_messages": _wrap("rejected", "assistant"),
-    "system_to_messages": _system_to_messages,
-    "label_to_bool": _label_to_bool,
-}
-
-
-def apply_mapping(row: dict[str, Any], mapping: Mapping | dict | None) -> dict[str, Any]:
-    """One row through the mapping, as the job does it: source columns kept, fields added, row transforms run.
-
-    `unpair_preference` turns one row into two: it is applied by `map_rows`, not here.
-    Raises KeyError / ValueError / TypeError when the row does not fit the mapping.
-    """
-    m = normalize_mapping(mapping)
-    out = dict(row)
-    out.update({fld: row[src] for fld, src in m["columns"].items()})
-    for name in m["transforms"]:
-        if name in _ROW_TRANSFORMS:
-            _ROW_TRANSFORMS[name](out)
-    return out
-
-
-def unpair(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """prompt/chosen/rejected pairs -> prompt/completion/label rows (as `trl.unpair_preference_dataset`)."""
-    keep = [c for c in ("prompt", "chosen", "rejected") if rows and c in rows[0]]
-    base = [{k: r[k] for k in keep} for r in rows]
-    out = []
-    for label, key in ((True, "chosen"), (False, "rejected")):
-        for r in base:
-            row = {"completion": r[key], "label": label}
-            if "prompt" in r:
-                row = {"prompt": r["prompt"], **row}
-            out.append(row)
-    return out
-
-
-def map_rows(rows: Sequence[dict[str, Any]], mapping: Mapping | dict | None) -> list[dict[str, Any]]:
-    """All rows through the mapping, `unpair_preference` included."""
-    m = normalize_mapping(mapping)
-    mapped = [apply_mapping(r, m) for r in rows] if (m["columns"] or m["transforms"]) else [dict(r) for r in rows]
-    return unpair(mapped) if "unpair_preference" in m["transforms"] else mapped
-
-
-def trainer_columns(method: str, column_names: Iterable[str]) -> tuple[str, ...] | None:
-    """The columns the job keeps for `method` (its `select_columns`), or None when none fit."""
-    names = set(column_names)
-    return next((group for group in TRAINER_COLUMNS[method] if names.issuperset(group)), None)
+# ============================================================================ mapping
+def normalize_mapping(raw: Any) -> DatasetMapping:
+    """A DatasetMapping from a dict, JSON text or None (InvalidInput when malformed or unknown names)."""
+    try:
+        return parse_mapping(raw)
+    except MappingError as err:
+        raise InvalidInput(f"The dataset mapping is not valid: {err}.") from None
 
 
 # ============================================================================ readiness on TRL field names
@@ -474,7 +266,7 @@ def readiness(method: str, rows: Sequence[dict[str, Any]]) -> tuple[bool, str]:
     names = {k for r in rows for k in r}
     group = trainer_columns(method, names)
     if group is None:
-        return False, f"{METHOD_NAMES[method]} needs {DATA_FORMATS[method]}"
+        return False, f"{METHODS[method].title} needs {DATA_FORMATS[method]}"
     cols = analyze([{k: r.get(k) for k in group} for r in rows])
     text_fields = [cols[f] for f in group if f not in ("label", "answer")]
     problem = next(filter(None, map(_bad_column, text_fields)), None) or _same_family(text_fields)
@@ -580,8 +372,10 @@ class _Plan:
     transforms: set[str]
     note: str = ""
 
-    def mapping(self) -> Mapping:
-        return Mapping(columns=dict(self.columns), transforms=[t for t in TRANSFORMS if t in self.transforms])
+    def mapping(self) -> DatasetMapping:
+        return DatasetMapping(
+            columns=dict(self.columns), transforms=tuple(t for t in TRANSFORMS if t in self.transforms)
+        )
 
 
 def _conversational_plan(plan: _Plan, cols: dict[str, Column], fields: Sequence[str]) -> None:
@@ -777,7 +571,7 @@ def _unused_note(cols: dict[str, Column], used: Iterable[str]) -> str:
     return f"; not used: {', '.join(repr(m) for m in media)} (image/audio)" if media else ""
 
 
-def _verify(method: str, rows: list[dict[str, Any]], mapping: Mapping) -> tuple[bool, str]:
+def _verify(method: str, rows: list[dict[str, Any]], mapping: DatasetMapping) -> tuple[bool, str]:
     """Run the mapping on the rows and re-check readiness."""
     problems = mapping_problems(mapping, {k for r in rows for k in r})
     if problems:
@@ -825,7 +619,7 @@ def detect_method(
         return MethodReport(method, Verdict.INCOMPATIBLE, "the split has no rows")
     cols = analyze(rows, features)
     c = _Candidates(cols)
-    code = _code_maker(method, list(cols), dataset, config, split)
+    code = _code_maker(method, dataset, config, split)
     ready, reason = readiness(method, rows)
     if ready:
         group = trainer_columns(method, cols) or ()
@@ -861,16 +655,16 @@ def _blocked_reason(note: str) -> str:
     return note
 
 
-def _mapping_reason(mapping: Mapping, after: str, note: str) -> str:
+def _mapping_reason(mapping: DatasetMapping, after: str, note: str) -> str:
     """One line: what the mapping does, then what the data is afterwards."""
-    steps = [f"{src} -> {fld}" for fld, src in mapping["columns"].items() if src != fld] + mapping["transforms"]
+    steps = [f"{src} -> {fld}" for fld, src in mapping.columns.items() if src != fld] + list(mapping.transforms)
     head = f"map {', '.join(steps)}" if steps else "select the columns"
     return f"{head} ({note}): {after}" if note else f"{head}: {after}"
 
 
-def _code_maker(method: str, columns: list[str], dataset: str | None, config: str | None, split: str):
-    def make(mapping: Mapping) -> str:
-        return mapping_code(mapping, source_columns=columns, method=method, dataset=dataset, config=config, split=split)
+def _code_maker(method: str, dataset: str | None, config: str | None, split: str):
+    def make(mapping: DatasetMapping) -> str:
+        return mapping_code(mapping, method=method, dataset=dataset, config=config, split=split)
 
     return make
 
@@ -891,7 +685,7 @@ def detect(
 def check_mapping(
     method: str,
     rows: Sequence[dict[str, Any]],
-    mapping: Mapping | dict | None,
+    mapping: DatasetMapping | dict | None,
     *,
     dataset: str | None = None,
     config: str | None = None,
@@ -900,14 +694,12 @@ def check_mapping(
     """Re-validate a mapping the visitor edited: apply it to the rows and run the detector again."""
     m = normalize_mapping(mapping)
     rows = _sample(rows)
-    if not (m["columns"] or m["transforms"]):
+    if not m:
         return detect_method(method, rows, dataset=dataset, config=config, split=split)
     if not rows:
         return MethodReport(method, Verdict.INCOMPATIBLE, "the split has no rows", m)
     ok, reason = _verify(method, rows, m)
-    code = mapping_code(
-        m, source_columns=list(analyze(rows)), method=method, dataset=dataset, config=config, split=split
-    )
+    code = mapping_code(m, method=method, dataset=dataset, config=config, split=split)
     if ok:
         return MethodReport(method, Verdict.READY, f"with this mapping: {reason}", m, code)
     return MethodReport(method, Verdict.INCOMPATIBLE, f"with this mapping: {reason}", m, code)
@@ -929,200 +721,10 @@ def example_for_display(row: dict[str, Any]) -> dict[str, Any]:
     return {"text": "".join(parts)} if parts else {}
 
 
-# ============================================================================ the `datasets.map` snippet
-_HELPERS = {
-    "to_chatml": '''
-ROLES = {roles}
-
-
-def to_chatml(turns):
-    """ShareGPT turns (from/value) -> chat messages (role/content); human -> user, gpt -> assistant."""
-    if not isinstance(turns, list):
-        return turns
-    messages = []
-    for turn in turns:
-        role = str(turn.get("role") or turn.get("from") or "user").lower()
-        content = turn.get("content") if turn.get("content") is not None else turn.get("value")
-        messages.append({{"role": ROLES.get(role, role), "content": content}})
-    return messages
-''',
-    "extract_prompt": '''
-def extract_prompt(chosen, rejected):
-    """The common start of chosen and rejected becomes the prompt (as trl.extract_prompt)."""
-    n = 0
-    while n < min(len(chosen), len(rejected)) and chosen[n] == rejected[n]:
-        n += 1
-    if isinstance(chosen, str) and n > 0 and chosen[n - 1] == " ":
-        n -= 1
-    return chosen[:n], chosen[n:], rejected[n:]
-''',
-    "as_messages": '''
-def as_messages(value, role):
-    """A plain string -> a one-message conversation."""
-    return [{"role": role, "content": value}] if isinstance(value, str) else value
-''',
-    "with_system": '''
-def with_system(turns, system):
-    """Prepend the system prompt as a system message (a plain string becomes a user message first)."""
-    turns = [{"role": "user", "content": turns}] if isinstance(turns, str) else list(turns)
-    if system and not (turns and turns[0].get("role") == "system"):
-        turns.insert(0, {"role": "system", "content": system})
-    return turns
-''',
-    "to_bool": '''
-TRUE_LABELS = {true}
-FALSE_LABELS = {false}
-
-
-def to_bool(value):
-    """0/1, good/bad, yes/no, true/false -> bool (KTO labels)."""
-    if isinstance(value, bool):
-        return value
-    text = str(int(value) if isinstance(value, float) and value.is_integer() else value).strip().lower()
-    if text in TRUE_LABELS or text in FALSE_LABELS:
-        return text in TRUE_LABELS
-    raise ValueError(f"cannot read label {{value!r}} as true/false")
-''',
-}
-_UNPAIR = '''
-
-def unpair(batch):
-    """Each prompt/chosen/rejected row -> a desirable and an undesirable prompt/completion/label row."""
-    n = len(batch["chosen"])
-    out = {"completion": batch["chosen"] + batch["rejected"], "label": [True] * n + [False] * n}
-    if "prompt" in batch:
-        out["prompt"] = batch["prompt"] + batch["prompt"]
-    return out
-'''
-
-
-def _helper(name: str) -> str:
-    text = _HELPERS[name]
-    if name == "to_chatml":
-        return text.format(roles=repr(SHAREGPT_ROLES))
-    if name == "to_bool":
-        return text.format(true=repr(sorted(TRUE_LABELS)).replace("[", "{").replace("]", "}"),
-                           false=repr(sorted(FALSE_LABELS)).replace("[", "{").replace("]", "}"))  # fmt: skip
-    return text
-
-
-def _body(
-    m: Mapping, source_columns: Sequence[str], keep: set[str] | None = None
-) -> tuple[list[str], list[str], list[str]]:
-    """(lines of to_trl, fields defined, helpers used): the job's map_example, statement by statement.
-
-    `keep` limits the fields read from the row to those the result needs (the others change nothing).
-    """
-    tf, lines, have, helpers = m["transforms"], [], [], []
-
-    def assign(fld: str, expr: str) -> None:
-        lines.append(f"    {fld} = {expr}")
-        if fld not in have:
-            have.append(fld)
-
-    for fld in FIELDS:
-        src = m["columns"].get(fld, fld if fld in source_columns else None)
-        if src is not None and (keep is None or fld in keep):
-            assign(fld, f"row[{src!r}]")
-    if "sharegpt_to_messages" in tf:
-        helpers.append("to_chatml")
-        if "messages" not in have and "conversations" in source_columns:
-            assign("messages", "row['conversations']")
-        for fld in CONVERSATIONAL_FIELDS:
-            if fld in have:
-                assign(fld, f"to_chatml({fld})")
-    if "alpaca" in tf:
-        if "prompt" not in have:
-            assign("prompt", "row['instruction']")
-        if "input" in source_columns:
-            lines += ["    extra = row['input']", "    if extra and str(extra).strip():",
-                      '        prompt = f"{prompt}\\n\\n{extra}"']  # fmt: skip
-        if "completion" not in have:
-            assign("completion", "row['output']")
-    if "extract_prompt" in tf:
-        helpers.append("extract_prompt")
-        # as the job: a text prompt next to whole conversations is replaced by their common start
-        guard = (
-            "    if not prompt or (isinstance(prompt, str) and isinstance(chosen, list)):\n    "
-            if "prompt" in have
-            else ""
-        )
-        lines.append(f"{guard}    prompt, chosen, rejected = extract_prompt(chosen, rejected)")
-        if "prompt" not in have:
-            have.append("prompt")
-    for fld, role in (
-        ("prompt", "user"),
-        ("completion", "assistant"),
-        ("chosen", "assistant"),
-        ("rejected", "assistant"),
-    ):
-        if f"{fld}_to_messages" in tf:
-            helpers.append("as_messages")
-            assign(fld, f'as_messages({fld}, "{role}")')
-    if "system_to_messages" in tf:
-        helpers.append("with_system")
-        for fld in ("messages", "prompt"):
-            if fld in have:
-                assign(fld, f"with_system({fld}, {'system' if 'system' in have else 'None'})")
-    if "label_to_bool" in tf:
-        helpers.append("to_bool")
-        assign("label", "to_bool(label)")
-    return lines, have, list(dict.fromkeys(helpers))
-
-
-def _returned(m: Mapping, have: list[str], method: str | None) -> list[str]:
-    """The fields `to_trl` returns: what the trainer reads (or what unpairing needs)."""
-    if "unpair_preference" in m["transforms"]:
-        return [f for f in ("prompt", "chosen", "rejected") if f in have]
-    return list((trainer_columns(method, have) if method else None) or [f for f in have if f != "system"])
-
-
-def _consumed(m: Mapping) -> set[str]:
-    """Fields that transforms read although they may not be returned."""
-    tf = set(m["transforms"])
-    needs = {"system_to_messages": {"system"}, "label_to_bool": {"label"}, "extract_prompt": {"chosen", "rejected"}}
-    return set().union(*(needs.get(t, set()) for t in tf))
-
-
-def mapping_code(
-    mapping: Mapping | dict,
-    *,
-    source_columns: Sequence[str],
-    method: str | None = None,
-    dataset: str | None = None,
-    config: str | None = None,
-    split: str = "train",
-) -> str:
-    """A standalone script (only `datasets`) doing what the job does with this mapping.
-
-    Every column name goes through `repr()`, so any name is safe; field names are our own identifiers.
-    """
-    m = normalize_mapping(mapping)
-    out = _returned(m, _body(m, list(source_columns))[1], method)
-    lines, _, helpers = _body(m, list(source_columns), keep=set(out) | _consumed(m))
-    args = [repr(dataset or "<dataset id>")] + ([repr(config)] if config else [])
-    head = f"from datasets import load_dataset\n\nds = load_dataset({', '.join(args)}, split={split!r})"
-    returned = [f'        "{f}": {f},' for f in out]
-    func = [
-        "def to_trl(row):",
-        '    """One source row -> the fields TRL reads."""',
-        *lines,
-        "    return {",
-        *returned,
-        "    }",
-    ]
-    sections = [head, *(_helper(h).strip("\n") for h in helpers), "\n".join(func)]
-    sections.append("ds = ds.map(to_trl, remove_columns=ds.column_names)")
-    if "unpair_preference" in m["transforms"]:
-        sections += [_UNPAIR.strip("\n"), "ds = ds.map(unpair, batched=True, remove_columns=ds.column_names)"]
-    code = "\n\n\n".join(sections) + "\n"
-    return code
-
-
 # ============================================================================ mapping editor helpers
-def editor_mapping(report: MethodReport, column_names: Iterable[str]) -> Mapping:
+def editor_mapping(report: MethodReport, column_names: Iterable[str]) -> DatasetMapping:
     """What the mapping editor starts from: the proposed mapping, else the columns the trainer would read."""
     if report.mapping is not None:
-        return normalize_mapping(report.mapping)
+        return report.mapping
     group = trainer_columns(report.method, column_names) if report.verdict == Verdict.READY else None
-    return Mapping(columns={f: f for f in group or ()}, transforms=[])
+    return DatasetMapping(columns={f: f for f in group or ()})

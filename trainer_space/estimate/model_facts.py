@@ -13,19 +13,13 @@ arithmetic in `param_breakdown` instead, and a note says so.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import tempfile
-import threading
-import time
-from collections import OrderedDict
-from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .errors import GatedRepo, InvalidInput, from_hub_error
-from .settings import get_settings, hub_auth
-from .validation import validate_repo_id
+from ..errors import GatedRepo, InvalidInput, InvalidToken, MissingPermission, RepoNotFound
+from ..hub.cache import TTLCache
+from ..hub.session import HubSession
+from ..validation import validate_repo_id
 
 # bytes per parameter of the dtypes the Hub reports in `safetensors.parameters`
 DTYPE_BYTES: dict[str, float] = {
@@ -370,87 +364,36 @@ def facts_from_config(
 
 
 # ----------------------------------------------------------------------------- the Hub (service)
-class _FactsCache:
-    """A small LRU with a TTL. Public, non-gated repos are shared; anything else is keyed by the token."""
-
-    def __init__(self, max_items: int = 128, ttl_s: float = 600.0) -> None:
-        self._items: OrderedDict[tuple[str, str, str], tuple[float, ModelFacts]] = OrderedDict()
-        self._lock = threading.Lock()
-        self.max_items, self.ttl_s = max_items, ttl_s
-
-    @staticmethod
-    def scope(token: str | None) -> str:
-        return "anon" if not token else hashlib.sha256(token.encode()).hexdigest()[:16]
-
-    def get(self, key: tuple[str, str, str]) -> ModelFacts | None:
-        with self._lock:
-            hit = self._items.get(key)
-            if hit is None or time.monotonic() - hit[0] > self.ttl_s:
-                self._items.pop(key, None)
-                return None
-            self._items.move_to_end(key)
-            return hit[1]
-
-    def put(self, key: tuple[str, str, str], facts: ModelFacts) -> None:
-        with self._lock:
-            self._items[key] = (time.monotonic(), facts)
-            self._items.move_to_end(key)
-            while len(self._items) > self.max_items:
-                self._items.popitem(last=False)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
-
-
-_CACHE = _FactsCache()
+# Public, non-gated repos' facts are shared by everyone; gated/private ones are keyed by the visitor's token hash.
+FACTS_CACHE: TTLCache[ModelFacts] = TTLCache(ttl_s=600.0, max_items=128)
 
 
 def clear_cache() -> None:
-    _CACHE.clear()
+    FACTS_CACHE.clear()
 
 
-def _download_config(model_id: str, revision: str | None, auth: str | bool, *, fresh_cache: bool, gated: bool) -> Any:
-    """config.json as parsed JSON. Gated/private repos go through a throw-away cache: a file cached for one
-    visitor's token would otherwise be served to the next visitor without asking the Hub (commit-hash revisions
-    are answered from the disk cache)."""
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError
-
-    settings = get_settings()
-    with tempfile.TemporaryDirectory(prefix="trainer-space-config-") if fresh_cache else nullcontext() as tmp:
-        try:
-            path = hf_hub_download(
-                model_id,
-                "config.json",
-                revision=revision,
-                token=auth,
-                endpoint=settings.endpoint,
-                etag_timeout=settings.hub_timeout_s,
-                cache_dir=tmp,
-            )
-        except EntryNotFoundError:
-            raise InvalidInput(
-                f"'{model_id}' has no config.json: it is not a transformers model (GGUF-only or adapter-only "
-                "repos cannot be fine-tuned here; use the base model's id)."
-            ) from None
-        except Exception as err:
-            mapped = from_hub_error(err, repo_id=model_id, repo_type="model")
-            status = getattr(getattr(err, "response", None), "status_code", 0)
-            raise (GatedRepo(model_id) if gated and status in (401, 403) else mapped) from None
-        try:
-            with open(path, encoding="utf-8") as fh:
-                return json.load(fh)
-        except (OSError, ValueError):
-            raise InvalidInput(f"'{model_id}' has a config.json that is not valid JSON.") from None
+def _config_json(session: HubSession, model_id: str, revision: str | None, *, isolated: bool, gated: bool) -> Any:
+    """config.json, parsed. Gated/private repos go through a throw-away cache (see `HubSession.download`)."""
+    try:
+        config = session.download_json(model_id, "config.json", revision=revision, isolated=isolated)
+    except FileNotFoundError:
+        raise InvalidInput(
+            f"'{model_id}' has no config.json: it is not a transformers model (GGUF-only or adapter-only "
+            "repos cannot be fine-tuned here; use the base model's id)."
+        ) from None
+    except (RepoNotFound, MissingPermission, InvalidToken) as err:  # refused although model_info answered
+        raise (GatedRepo(model_id) if gated else err) from None
+    if not isinstance(config, dict):
+        raise InvalidInput(f"'{model_id}' has a config.json that is not a JSON object.")
+    return config
 
 
-def get_model_facts(model_id: str, *, token: str | None = None, revision: str | None = None) -> ModelFacts:
+def get_model_facts(session: HubSession, model_id: str, *, revision: str | None = None) -> ModelFacts:
     """Parameter count and architecture of a Hub model, from its metadata and config.json (no weights).
 
     Args:
+        session: the visitor's session (their token for gated or private models; anonymous otherwise).
         model_id: `owner/name` (a pasted Hub URL works too).
-        token: the visitor's token, or None for anonymous reads. Never the Space's own token.
         revision: branch, tag or commit (default: the main branch).
 
     Raises:
@@ -458,32 +401,19 @@ def get_model_facts(model_id: str, *, token: str | None = None, revision: str | 
         RepoNotFound / GatedRepo / HubUnavailable: from the Hub.
 
     Example:
-        >>> get_model_facts("Qwen/Qwen2.5-0.5B").params
+        >>> get_model_facts(HubSession(None), "Qwen/Qwen2.5-0.5B").params
         494032768
     """
     model_id = validate_repo_id(model_id, "model")
     rev = revision or "main"
-    # a public, non-gated repo's facts are the same for everyone; gated/private ones stay with their token
-    for scope in ("public", _CACHE.scope(token)):
-        cached = _CACHE.get((model_id, rev, scope))
+    for scope in ("public", session.cache_scope):
+        cached = FACTS_CACHE.get((model_id, rev, scope))
         if cached is not None:
             return cached
-
-    from huggingface_hub import HfApi
-
-    settings = get_settings()
-    auth = hub_auth(token)
-    try:
-        info = HfApi(endpoint=settings.endpoint).model_info(
-            model_id, revision=revision, token=auth, files_metadata=False, timeout=settings.hub_timeout_s
-        )
-    except Exception as err:
-        raise from_hub_error(err, repo_id=model_id, repo_type="model") from None
+    info = session.model_info(model_id, revision=revision)
     gated = bool(info.gated)
     private = bool(getattr(info, "private", False))
-    config = _download_config(model_id, info.sha or revision, auth, fresh_cache=gated or private, gated=gated)
-    if not isinstance(config, dict):
-        raise InvalidInput(f"'{model_id}' has a config.json that is not a JSON object.")
+    config = _config_json(session, model_id, info.sha or revision, isolated=gated or private, gated=gated)
     st = getattr(info, "safetensors", None)
     facts = facts_from_config(
         model_id,
@@ -496,5 +426,4 @@ def get_model_facts(model_id: str, *, token: str | None = None, revision: str | 
     if gated:
         facts = replace(facts, notes=(*facts.notes, "Gated model: your account has access."))
     public = not gated and not private
-    _CACHE.put((model_id, rev, "public" if public else _CACHE.scope(token)), facts)
-    return facts
+    return FACTS_CACHE.put((model_id, rev, "public" if public else session.cache_scope), facts)

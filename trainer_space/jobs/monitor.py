@@ -1,25 +1,32 @@
-"""The visitor's jobs: rows for the "My jobs" table and `/list_jobs`, one job's details, logs, diagnosis, cancel.
+"""The visitor's jobs: rows for the "My jobs" table and `/list_jobs`, one job's details (with the config it
+carries), logs, diagnosis, the fix as a whole config, cancel.
 
 No Gradio here: the UI (`ui/jobs_tab.py`) and the API endpoints call these.
 """
 
 from __future__ import annotations
 
+import queue
 import re
-from dataclasses import asdict, dataclass
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
 from huggingface_hub import JobInfo
 
+from ..errors import InvalidInput
+from ..hub.hardware import Flavor, get_flavor
+from ..hub.session import TERMINAL_STAGES, HubSession
+from ..settings import get_settings
+from ..validation import format_timeout, validate_int, validate_job_id
+from .config import ExportConfig, TrainingConfig
 from .diagnosis import Diagnosis, diagnose
-from .hardware import Flavor, get_flavor
-from .hub import TERMINAL_STAGES, HubSession
-from .settings import get_settings
-from .validation import validate_int, validate_job_id
-
-APP_LABEL = "trainer-space"  # label key set on every job this app submits; its value is the job kind
+from .spec import APP_LABEL, space_subdomain
 
 
 @dataclass(frozen=True)
@@ -100,11 +107,6 @@ def safe_repo_id(value: str | None) -> str | None:
     return value if value and _REPO_ID.fullmatch(value) and ".." not in value else None
 
 
-def space_subdomain(space_id: str) -> str:
-    """`Owner/My_Space.v2` -> `owner-my-space-v2` (the Space's *.hf.space host name)."""
-    return re.sub(r"[/_.]", "-", space_id.lower())
-
-
 def trackio_embed_url(space_id: str | None, project: str | None) -> str | None:
     """The Trackio dashboard of `project` on `space_id`, embeddable (no sidebar/navbar); None if a value is unsafe."""
     space = safe_repo_id(space_id)
@@ -169,22 +171,36 @@ class JobDetails:
     output_url: str | None
     trackio_space: str | None
     trackio_url: str | None
+    config: TrainingConfig | ExportConfig | None = None  # what the app submitted (None for other jobs)
 
     @property
     def terminal(self) -> bool:
         return self.stage in TERMINAL_STAGES
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["config"] = self.config.to_json() if self.config is not None else None
+        return out
+
+
+def job_config(job: JobInfo) -> TrainingConfig | ExportConfig | None:
+    """The validated config a job of this app carries in its environment (None for other jobs)."""
+    kind = (job.labels or {}).get(APP_LABEL)
+    config_class = {"train": TrainingConfig, "export_gguf": ExportConfig}.get(kind or "")
+    return config_class.from_job_env(job.environment) if config_class else None
 
 
 def job_details(job: JobInfo, flavors: tuple[Flavor, ...] | None = None) -> JobDetails:
-    """Details of one job: times, cost so far, and links (output repo, Trackio dashboard) from its labels."""
+    """Details of one job: times, cost so far, its config, and links (output repo, Trackio dashboard)."""
     row = job_row(job, flavors)
     labels = dict(job.labels or {})
+    config = job_config(job)
     endpoint = get_settings().endpoint
-    output = safe_repo_id(labels.get("output") or job_args(job).get("hub_model_id"))
-    trackio = safe_repo_id(labels.get("trackio"))
+    output = safe_repo_id(
+        getattr(config, "output_repo", None) or labels.get("output") or job_args(job).get("hub_model_id")
+    )
+    trackio = safe_repo_id(getattr(config, "trackio_space", None) or labels.get("trackio"))
+    project = getattr(config, "trackio_project", None) or labels.get("project")
     return JobDetails(
         id=job.id,
         namespace=row.namespace,
@@ -203,7 +219,8 @@ def job_details(job: JobInfo, flavors: tuple[Flavor, ...] | None = None) -> JobD
         output_repo=output,
         output_url=f"{endpoint}/{output}" if output else None,
         trackio_space=trackio,
-        trackio_url=trackio_embed_url(trackio, labels.get("project")) if row.kind == "train" else None,
+        trackio_url=trackio_embed_url(trackio, project) if row.kind == "train" else None,
+        config=config,
     )
 
 
@@ -227,29 +244,152 @@ def diagnose_job(
     )
 
 
-def job_status(session: HubSession, job_id: str) -> dict[str, Any]:
-    """`/job_status`: a job of any of the visitor's namespaces, with its diagnosis once it has ended."""
+# diagnosis hints that name a TrainingConfig field, and how they map onto it
+_FIX_FIELDS = ("per_device_train_batch_size", "gradient_accumulation_steps", "gradient_checkpointing", "max_length",
+               "peft", "flavor", "output_repo", "resume_from_hub")  # fmt: skip
+
+
+def fixed_config(config: TrainingConfig | ExportConfig | None, diagnosis: Diagnosis | None) -> TrainingConfig | None:
+    """The failed training job's whole config with the diagnosis' fix applied (None when there is nothing to carry).
+
+    Dataset, mapping, learning rate, max_steps and everything else stay as the job had them.
+    """
+    if not isinstance(config, TrainingConfig) or diagnosis is None or not diagnosis.action_hint:
+        return None
+    hint = diagnosis.action_hint
+    changes: dict[str, Any] = {k: hint[k] for k in _FIX_FIELDS if hint.get(k) not in (None, "")}
+    if hint.get("timeout_s"):
+        changes["timeout"] = format_timeout(int(hint["timeout_s"]))
+    if hint.get("attn_implementation"):
+        changes["advanced"] = {**config.advanced, "attn_implementation": hint["attn_implementation"]}
+    try:
+        return config.with_changes(**changes)
+    except InvalidInput:  # a hint the config cannot take (e.g. a flavor it no longer knows): keep the job's own
+        return config
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """`/job_status`: one job's details and, once it has ended, its diagnosis and the fixed config."""
+
+    details: JobDetails
+    diagnosis: Diagnosis | None
+    fix: TrainingConfig | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **self.details.to_json(),
+            "diagnosis": self.diagnosis.to_json() if self.diagnosis else None,
+            "fix": self.fix.to_json() if self.fix else None,
+        }
+
+
+def job_status(session: HubSession, job_id: str) -> JobStatus:
+    """A job of any of the visitor's namespaces, with its diagnosis once it has ended."""
     flavors, _ = session.hardware()
     job = session.find_job(validate_job_id(job_id))
+    details = job_details(job, flavors)
     diagnosis = diagnose_job(session, job, flavors)
-    return {**job_details(job, flavors).to_json(), "diagnosis": diagnosis.to_json() if diagnosis else None}
+    return JobStatus(details, diagnosis, fixed_config(details.config, diagnosis))
 
 
-def job_log_tail(session: HubSession, job_id: str, tail: int = DIAGNOSIS_TAIL) -> dict[str, Any]:
-    """`/job_logs`: the last `tail` log lines of a job (1 to 5000)."""
+@dataclass(frozen=True)
+class LogTail:
+    id: str
+    stage: str
+    lines: list[str]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def job_log_tail(session: HubSession, job_id: str, tail: int = DIAGNOSIS_TAIL) -> LogTail:
+    """The last `tail` log lines of a job (1 to 5000)."""
     tail = validate_int(tail, "tail", 1, 5000)
     job = session.find_job(validate_job_id(job_id))
-    return {
-        "id": job.id,
-        "stage": job.status.stage,
-        "lines": session.job_logs(job.id, namespace=job.owner.name, tail=tail),
-    }
+    return LogTail(job.id, job.status.stage, session.job_logs(job.id, namespace=job.owner.name, tail=tail))
 
 
-def cancel(session: HubSession, job_id: str) -> dict[str, Any]:
-    """`/cancel_job`: cancel a job of the visitor's (found in their namespaces; others' jobs are not found)."""
+@dataclass(frozen=True)
+class JobStage:
+    id: str
+    stage: str
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def cancel(session: HubSession, job_id: str) -> JobStage:
+    """Cancel a job of the visitor's (found in their namespaces; others' jobs are not found)."""
     job = session.find_job(validate_job_id(job_id))
     if job.status.stage in TERMINAL_STAGES:
-        return {"id": job.id, "stage": job.status.stage}
+        return JobStage(job.id, job.status.stage)
     after = session.cancel_job(job.id, namespace=job.owner.name)
-    return {"id": after.id, "stage": after.status.stage}
+    return JobStage(after.id, after.status.stage)
+
+
+# ---------------------------------------------------------------------------------------------- following logs
+@dataclass(frozen=True)
+class LogView:
+    """What the log view shows at one moment: the last lines, and whether the job has ended."""
+
+    lines: tuple[str, ...]
+    ended: bool
+
+
+_END = object()
+
+
+def _pump(lines: Iterator[str], out: queue.Queue, stop: threading.Event) -> None:
+    """Copy log lines into `out` until the job ends, an error, or `stop` (then the stream is closed)."""
+    try:
+        for line in lines:
+            if stop.is_set():
+                return
+            out.put(line)
+        out.put(_END)
+    except Exception as err:  # handed to the reader, which raises it
+        out.put(err)
+    finally:
+        close = getattr(lines, "close", None)
+        if close is not None:
+            close()
+
+
+def follow_logs(
+    session: HubSession, job_id: str, *, namespace: str, stage: str, keep: int = 500, every_s: float = 0.4
+) -> Iterator[LogView]:
+    """The job's last `keep` log lines, again every `every_s` seconds while new lines come, until the job ends.
+
+    An ended job gives its tail once. The blocking server-sent-event read runs in its own thread so that the
+    reader is paced (and stops the stream when the caller stops iterating).
+    """
+    if stage in TERMINAL_STAGES:
+        yield LogView(tuple(session.job_logs(job_id, namespace=namespace, tail=keep)), True)
+        return
+    buffer: deque[str] = deque(maxlen=keep)
+    out: queue.Queue = queue.Queue()
+    stop = threading.Event()
+    stream = session.follow_logs(job_id, namespace=namespace, tail=keep)
+    threading.Thread(target=_pump, args=(stream, out, stop), daemon=True, name=f"logs-{job_id[:8]}").start()
+    try:
+        last, dirty = 0.0, False
+        while True:
+            try:
+                item = out.get(timeout=0.5)
+            except queue.Empty:
+                item = None
+            while item is not None and item is not _END and not isinstance(item, Exception):
+                buffer.append(str(item))
+                dirty = True
+                item = out.get_nowait() if not out.empty() else None
+            if isinstance(item, Exception):
+                raise item
+            if item is _END:
+                break
+            if dirty and time.monotonic() - last >= every_s:
+                last, dirty = time.monotonic(), False
+                yield LogView(tuple(buffer), False)
+        yield LogView(tuple(buffer), True)
+    finally:
+        stop.set()

@@ -1,0 +1,363 @@
+"""The one door to the Hub: a per-request session built from the visitor's own token.
+
+Every Hub call of the app goes through `HubSession`: one `HfApi` per session, the token passed explicitly with
+every call (`token=False` when signed out, so huggingface_hub never falls back to a token saved on the
+machine), explicit `namespace=` for jobs (`list_jobs()` without one would resolve it with the Space's own
+token). The token is never read outside this class. Errors are translated in one place (`_hub_call`) into
+`TrainerSpaceError`s a person can act on. `whoami` answers are cached per token (keyed by a hash of it, never
+the token itself) for a few minutes because whoami is rate limited.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from huggingface_hub import HfApi, JobInfo
+
+from ..errors import InvalidInput, JobNotFound, MissingPermission, NotSignedIn, TrainerSpaceError, from_hub_error
+from ..settings import get_settings
+from ..validation import validate_job_id, validate_namespace, validate_timeout
+from .cache import TTLCache, visitor_key
+from .hardware import FLAVOR_NAMES, Flavor, get_flavors
+from .viewer import Viewer
+
+TERMINAL_STAGES = frozenset({"COMPLETED", "CANCELED", "ERROR", "DELETED"})
+TOKEN_SECRET = "HF_TOKEN"
+WHOAMI_CACHE: TTLCache[Visitor] = TTLCache(ttl_s=300.0, max_items=512)
+
+
+@dataclass(frozen=True)
+class Visitor:
+    """Who the token belongs to, as whoami says."""
+
+    name: str
+    fullname: str
+    orgs: tuple[str, ...]
+    writable_orgs: tuple[str, ...]
+    can_pay: bool
+    token_role: str | None
+    can_run_jobs: bool | None = None  # None: the token's permissions are not visible (OAuth, classic tokens)
+    avatar_url: str = ""
+
+    @property
+    def namespaces(self) -> tuple[str, ...]:
+        return (self.name, *self.orgs)
+
+    @property
+    def writable_namespaces(self) -> tuple[str, ...]:
+        return (self.name, *self.writable_orgs)
+
+    @classmethod
+    def from_whoami(cls, data: dict[str, Any]) -> Visitor:
+        orgs = data.get("orgs") or []
+        writable = tuple(o["name"] for o in orgs if o.get("roleInOrg") in ("admin", "write", "contributor"))
+        token_info = (data.get("auth") or {}).get("accessToken") or {}
+        access = token_info.get("role")
+        can_run_jobs = None
+        if access == "fineGrained" and isinstance(token_info.get("fineGrained"), dict):
+            grained = token_info["fineGrained"]
+            permissions = set(grained.get("global") or [])
+            for scope in grained.get("scoped") or []:
+                permissions.update(scope.get("permissions") or [])
+            can_run_jobs = "job.write" in permissions
+        elif access == "read":
+            can_run_jobs = False
+        return cls(
+            name=data["name"],
+            fullname=data.get("fullname") or data["name"],
+            orgs=tuple(o["name"] for o in orgs),
+            writable_orgs=writable,
+            can_pay=bool(data.get("canPay", True)),
+            token_role=access,
+            can_run_jobs=can_run_jobs,
+            avatar_url=str(data.get("avatarUrl") or ""),
+        )
+
+
+@dataclass
+class JobRequest:
+    """What to run: a Docker image and command, on a flavor, with a timeout.
+
+    The visitor's token is never part of it: `HubSession.submit_job` adds it as the `HF_TOKEN`
+    secret, and refuses a request whose env, labels or command contain it.
+    """
+
+    image: str
+    command: list[str]
+    flavor: str = "cpu-basic"
+    timeout_s: int = 1800
+    env: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    namespace: str | None = None  # default: the visitor's own namespace
+    with_token_secret: bool = True
+    name: str | None = None  # a readable job name (the Hub names unnamed jobs after their image)
+
+    def validate(self) -> None:
+        if self.flavor not in FLAVOR_NAMES:
+            raise InvalidInput(f"Unknown hardware flavor '{self.flavor}'. Pick one from the list.")
+        if not isinstance(self.timeout_s, int):
+            raise InvalidInput("The timeout must be a whole number of seconds.")
+        validate_timeout(self.timeout_s)
+        if not self.image or not self.command or not all(isinstance(c, str) for c in self.command):
+            raise InvalidInput("A job needs an image and a command (a list of strings).")
+        for key, value in {**self.env, **self.labels}.items():
+            if not isinstance(key, str) or not isinstance(value, str):
+                raise InvalidInput("Job environment and labels must be strings.")
+        for key in self.labels:
+            if not key or len(key) > 63 or not all(c.isalnum() or c in "-_." for c in key):
+                raise InvalidInput(f"Invalid label name '{key}'.")
+        if self.namespace is not None:
+            validate_namespace(self.namespace)
+
+
+class HubSession:
+    """The Hub, as one visitor sees it, for the duration of one request.
+
+    Args:
+        token: the visitor's OAuth token (or a user token given to the API); None for a signed-out visitor,
+            who can still read public repos and the dataset viewer.
+
+    Example:
+        >>> session = HubSession(oauth_token.token).require("list your jobs")
+        >>> session.list_jobs()
+    """
+
+    def __init__(self, token: str | None = None) -> None:
+        self._token = token or None
+        self.api = HfApi(endpoint=get_settings().endpoint)
+
+    def __repr__(self) -> str:  # never print the token
+        return f"HubSession({'signed in' if self._token else 'signed out'})"
+
+    @classmethod
+    def signed_in(cls, token: str | None, action: str = "continue") -> HubSession:
+        """A session that must act for someone: NotSignedIn ("Sign in with Hugging Face to <action>") without one."""
+        return cls(token).require(action)
+
+    def require(self, action: str = "continue") -> HubSession:
+        """This session, or NotSignedIn when nobody is signed in."""
+        if not self._token:
+            raise NotSignedIn(action)
+        return self
+
+    @property
+    def is_signed_in(self) -> bool:
+        return self._token is not None
+
+    @property
+    def _auth(self) -> str | bool:
+        """huggingface_hub's `token=`: the visitor's token, or False (anonymous, never the machine's token)."""
+        return self._token or False
+
+    @property
+    def cache_scope(self) -> str:
+        """A key for caches of what this visitor may read (a hash of the token; "anon" when signed out)."""
+        return visitor_key(self._token)
+
+    @contextmanager
+    def _hub_call(self, *, repo_id: str | None = None, repo_type: str = "model", job_id: str | None = None,
+                  action: str = "") -> Iterator[None]:  # fmt: skip
+        """Translate whatever huggingface_hub raises into a TrainerSpaceError (the message a person reads)."""
+        try:
+            yield
+        except (TrainerSpaceError, FileNotFoundError):
+            raise
+        except Exception as err:
+            raise from_hub_error(err, repo_id=repo_id, repo_type=repo_type, job_id=job_id, action=action) from None
+
+    # ------------------------------------------------------------------ identity
+    @property
+    def visitor(self) -> Visitor:
+        """Who is signed in (whoami, cached per token). NotSignedIn when nobody is."""
+        self.require()
+        cached = WHOAMI_CACHE.get(self.cache_scope)
+        if cached is not None:
+            return cached
+        with self._hub_call(action="read your account"):
+            visitor = Visitor.from_whoami(self.api.whoami(token=self._auth))
+        return WHOAMI_CACHE.put(self.cache_scope, visitor)
+
+    @property
+    def username(self) -> str:
+        return self.visitor.name
+
+    def _namespace(self, namespace: str | None) -> str:
+        if namespace is None:
+            return self.username
+        validate_namespace(namespace)
+        if namespace not in self.visitor.namespaces:
+            raise InvalidInput(f"You are not a member of '{namespace}'. Use your own namespace or one of your orgs.")
+        return namespace
+
+    # ------------------------------------------------------------------ jobs
+    def submit_job(self, request: JobRequest) -> JobInfo:
+        """Create a job in the visitor's namespace. The token goes only into the `HF_TOKEN` secret."""
+        self.require("run jobs")
+        request.validate()
+        namespace = self._namespace(request.namespace)
+        exposed = [*request.command, *request.env.values(), *request.labels.values(), *request.labels]
+        if any(self._token in part for part in exposed):
+            raise InvalidInput(
+                "Refusing to submit: the access token must never appear in a job's command, env or labels."
+            )
+        with self._hub_call(action="run jobs"):
+            return self.api.run_job(
+                image=request.image,
+                command=request.command,
+                env=request.env or None,
+                secrets={TOKEN_SECRET: self._token} if request.with_token_secret else None,
+                flavor=request.flavor,
+                timeout=request.timeout_s,
+                labels=request.labels or None,
+                name=request.name,
+                namespace=namespace,
+                token=self._auth,
+            )
+
+    def list_jobs(
+        self,
+        *,
+        namespaces: list[str] | None = None,
+        stages: list[str] | None = None,
+        labels: dict[str, str] | None = None,
+    ) -> list[JobInfo]:
+        """Jobs in the visitor's namespace (and the orgs named), newest first."""
+        names = [self._namespace(n) for n in (namespaces or [None])]
+        jobs: list[JobInfo] = []
+        for ns in dict.fromkeys(names):
+            with self._hub_call(action=f"list the jobs of '{ns}'"):
+                jobs.extend(
+                    self.api.list_jobs(status=stages or None, labels=labels or None, namespace=ns, token=self._auth)
+                )
+        jobs.sort(key=lambda j: j.created_at.timestamp() if j.created_at else 0.0, reverse=True)
+        return jobs
+
+    def inspect_job(self, job_id: str, *, namespace: str | None = None) -> JobInfo:
+        validate_job_id(job_id)
+        ns = self._namespace(namespace)
+        with self._hub_call(job_id=job_id, action="read this job"):
+            return self.api.inspect_job(job_id=job_id, namespace=ns, token=self._auth)
+
+    def job_logs(self, job_id: str, *, namespace: str | None = None, tail: int | None = 200) -> list[str]:
+        """The job's log lines so far (the last `tail` ones)."""
+        validate_job_id(job_id)
+        ns = self._namespace(namespace)
+        with self._hub_call(job_id=job_id, action="read this job's logs"):
+            return list(self.api.fetch_job_logs(job_id=job_id, namespace=ns, tail=tail, token=self._auth))
+
+    def follow_logs(self, job_id: str, *, namespace: str | None = None, tail: int | None = None) -> Iterator[str]:
+        """Log lines as they come (starting with the last `tail` ones), until the job ends.
+
+        huggingface_hub reconnects as needed and skips the lines it already gave.
+        """
+        validate_job_id(job_id)
+        ns = self._namespace(namespace)
+        with self._hub_call(job_id=job_id, action="read this job's logs"):
+            yield from self.api.fetch_job_logs(job_id=job_id, namespace=ns, follow=True, tail=tail, token=self._auth)
+
+    def cancel_job(self, job_id: str, *, namespace: str | None = None) -> JobInfo:
+        validate_job_id(job_id)
+        ns = self._namespace(namespace)
+        with self._hub_call(job_id=job_id, action="cancel this job"):
+            self.api.cancel_job(job_id=job_id, namespace=ns, token=self._auth)
+            return self.api.inspect_job(job_id=job_id, namespace=ns, token=self._auth)
+
+    def find_job(self, job_id: str) -> JobInfo:
+        """Inspect a job by id in any of the visitor's namespaces."""
+        validate_job_id(job_id)
+        for ns in self.visitor.namespaces:
+            try:
+                return self.api.inspect_job(job_id=job_id, namespace=ns, token=self._auth)
+            except Exception as err:
+                mapped = from_hub_error(err, job_id=job_id)
+                if not isinstance(mapped, (JobNotFound, InvalidInput, MissingPermission)):
+                    raise mapped from None
+        raise JobNotFound(job_id)
+
+    # ------------------------------------------------------------------ repos
+    def model_info(self, repo_id: str, *, revision: str | None = None, files_metadata: bool = False) -> Any:
+        """`HfApi.model_info` with the visitor's token (RepoNotFound / GatedRepo / ... on failure)."""
+        with self._hub_call(repo_id=repo_id, action="read this model"):
+            return self.api.model_info(
+                repo_id, revision=revision, files_metadata=files_metadata, token=self._auth,
+                timeout=get_settings().hub_timeout_s,
+            )  # fmt: skip
+
+    def dataset_info(self, repo_id: str) -> Any:
+        with self._hub_call(repo_id=repo_id, repo_type="dataset", action="read this dataset"):
+            return self.api.dataset_info(repo_id, token=self._auth, timeout=get_settings().hub_timeout_s)
+
+    def download(self, repo_id: str, filename: str, *, revision: str | None = None, isolated: bool = False) -> bytes:
+        """One (small) file of a model repo, as bytes (FileNotFoundError when the repo has no such file).
+
+        `isolated`: through a throw-away cache, for gated or private repos. A file cached for one visitor would
+        otherwise be served to the next from the disk cache (commit-hash revisions are answered from disk).
+        """
+        from huggingface_hub.errors import EntryNotFoundError
+
+        tmp = tempfile.mkdtemp(prefix="trainer-space-") if isolated else None
+        try:
+            with self._hub_call(repo_id=repo_id, action="read this model"):
+                try:
+                    path = self.api.hf_hub_download(
+                        repo_id, filename, revision=revision, token=self._auth, cache_dir=tmp,
+                        etag_timeout=get_settings().hub_timeout_s,
+                    )  # fmt: skip
+                except EntryNotFoundError:
+                    raise FileNotFoundError(f"{repo_id} has no {filename}") from None
+            return Path(path).read_bytes()
+        finally:
+            if tmp is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
+
+    def download_json(self, repo_id: str, filename: str, **kwargs: Any) -> Any:
+        """A JSON file of a model repo, parsed (InvalidInput when it is not JSON)."""
+        try:
+            return json.loads(self.download(repo_id, filename, **kwargs))
+        except (ValueError, UnicodeDecodeError):
+            raise InvalidInput(f"'{repo_id}' has a {filename} that is not valid JSON.") from None
+
+    @contextmanager
+    def snapshot(self, repo_id: str, allow_patterns: list[str], *, revision: str | None = None,
+                 isolated: bool = False) -> Iterator[Path]:  # fmt: skip
+        """A local folder with the files of a model repo matching `allow_patterns` (libraries then load it
+        from disk, making no Hub call of their own). `isolated`: a throw-away folder, deleted afterwards."""
+        tmp = Path(tempfile.mkdtemp(prefix="trainer-space-")) if isolated else None
+        try:
+            with self._hub_call(repo_id=repo_id, action="read this model"):
+                folder = self.api.snapshot_download(
+                    repo_id, revision=revision, allow_patterns=allow_patterns, token=self._auth,
+                    cache_dir=tmp, etag_timeout=get_settings().hub_timeout_s,
+                )  # fmt: skip
+            yield Path(folder)
+        finally:
+            if tmp is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
+
+    def stream_rows(self, repo_id: str, config: str | None, split: str, limit: int) -> tuple[list[dict], dict]:
+        """The first `limit` rows of a dataset split and its features, read with `datasets` streaming."""
+        from itertools import islice
+
+        import datasets
+
+        stream = datasets.load_dataset(repo_id, config, split=split, streaming=True, token=self._auth)
+        rows = [dict(r) for r in islice(stream, limit)]
+        features = stream.features.to_dict() if stream.features is not None else {}
+        return rows, features
+
+    # ------------------------------------------------------------------ viewer, hardware
+    @property
+    def viewer(self) -> Viewer:
+        """The dataset viewer client, with this visitor's token."""
+        return Viewer(self._token)
+
+    def hardware(self) -> tuple[tuple[Flavor, ...], bool]:
+        """Flavors with prices (from the Hub when it answers, else the built-in table). Public: no token sent."""
+        return get_flavors()

@@ -1,0 +1,390 @@
+"""The typed, immutable configs of the app's jobs: `TrainingConfig` and `ExportConfig`.
+
+One object, validated once at the edge (the Train and Estimate tabs, `/submit_training`, `/estimate`, MCP),
+flows through pre-flight, the estimate and the template's arguments into the job, which carries it as JSON in
+its environment (`CONFIG_ENV`): My jobs, the diagnosis and "Open the Train tab" read it back from `JobInfo`.
+Field names are TRL's (`per_device_train_batch_size`, `gradient_accumulation_steps`, `learning_rate`,
+`max_length`, `num_train_epochs`, ...). Unknown keys are refused with the list of valid ones; every error names
+the field and what is allowed; booleans are true/false (or "true"/"false") and nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, ClassVar
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    ValidationError,
+    WithJsonSchema,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from ..catalog import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_GRAD_ACCUM,
+    DEFAULT_MAX_LENGTH,
+    DEFAULT_METHOD,
+    DEFAULT_PEFT,
+    GRPO_MAX_COMPLETION_LENGTH,
+    GRPO_NUM_GENERATIONS,
+    GRPO_REWARDS,
+    LORA_ALPHA,
+    LORA_DROPOUT,
+    LORA_R,
+    MAX_LENGTH_RANGE,
+    METHODS,
+    PEFT_MODES,
+    QUICK_TEST_ROWS,
+    QUICK_TEST_STEPS,
+    method_spec,
+)
+from ..data.mapping import DatasetMapping, MappingError, parse_mapping
+from ..errors import InvalidInput
+from ..estimate.model import EstimateInputs
+from ..hub.hardware import FLAVOR_NAMES
+from ..validation import (
+    BoolField,
+    TimeoutField,
+    choice_field,
+    config_error,
+    float_field,
+    int_field,
+    parse_timeout,
+    repo_field,
+    text_field,
+)
+
+CONFIG_ENV = "TRAINER_SPACE_CONFIG"  # the job's environment variable holding its config as JSON
+_ADVANCED_KEY = r"^[a-z][a-z0-9_]{1,63}$"
+# options the app sets itself: an "advanced" override of these would contradict the checks
+RESERVED_OPTIONS = frozenset({
+    "method", "model_name_or_path", "dataset_name", "dataset_config", "dataset_train_split", "dataset_mapping",
+    "output_dir", "push_to_hub", "hub_model_id", "hub_token", "hub_strategy", "peft_mode", "report_to",
+    "trackio_space_id", "resume_from_hub", "config",
+})  # fmt: skip
+
+
+def _mapping(value: Any) -> DatasetMapping | None:
+    if value in (None, "", {}):
+        return None
+    try:
+        mapping = parse_mapping(value)
+    except MappingError as err:
+        raise PydanticCustomError("invalid", f"is not a valid mapping: {err}") from None
+    return mapping or None
+
+
+MappingField = Annotated[
+    DatasetMapping | None,
+    PlainValidator(_mapping),
+    PlainSerializer(lambda m: m.to_json() if m is not None else None),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {
+                    "type": "object",
+                    "properties": {
+                        "columns": {"type": "object", "additionalProperties": {"type": "string"}},
+                        "transforms": {"type": "array", "items": {"type": "string"}},
+                    },
+                    "additionalProperties": False,
+                },
+                {"type": "null"},
+            ]
+        }
+    ),
+]
+
+
+def _rewards(value: Any) -> list[str]:
+    if value in (None, ""):
+        return []
+    names = [v.strip() for v in value.split(",")] if isinstance(value, str) else value
+    if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
+        raise PydanticCustomError("invalid", f"must be a list of names from: {', '.join(GRPO_REWARDS)}")
+    bad = [n for n in names if n and n not in GRPO_REWARDS]
+    if bad:
+        raise PydanticCustomError("invalid", f"has unknown names {bad[:5]}; available: {', '.join(GRPO_REWARDS)}")
+    return list(dict.fromkeys(n for n in names if n))
+
+
+RewardsField = Annotated[
+    list[str],
+    PlainValidator(_rewards),
+    WithJsonSchema({"type": "array", "items": {"type": "string", "enum": list(GRPO_REWARDS)}}),
+]
+
+
+def _advanced(value: Any) -> dict[str, str | int | float | bool]:
+    import re
+
+    if value in (None, ""):
+        return {}
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            raise PydanticCustomError("invalid", "must be a JSON object of TRL option names to values") from None
+    if not isinstance(value, dict) or len(value) > 64:
+        raise PydanticCustomError("invalid", "must be an object of TRL option names to values (at most 64)")
+    for key, item in value.items():
+        if not isinstance(key, str) or not re.match(_ADVANCED_KEY, key) or key in RESERVED_OPTIONS:
+            raise PydanticCustomError("invalid", f"cannot set '{str(key)[:64]}' (the app sets it, or no such name)")
+        if not isinstance(item, (str, int, float, bool)) or (isinstance(item, str) and len(item) > 500):
+            raise PydanticCustomError("invalid", f"'{key}' must be a short string, a number or true/false")
+    return dict(value)
+
+
+AdvancedField = Annotated[
+    dict[str, Any],
+    PlainValidator(_advanced),
+    WithJsonSchema({"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}}),
+]
+MethodField = choice_field(tuple(METHODS))
+PeftField = choice_field(PEFT_MODES)
+FlavorField = choice_field(tuple(sorted(FLAVOR_NAMES)), optional=True)
+ModelId = repo_field("model")
+DatasetId = repo_field("dataset", optional=True)
+OutputRepo = repo_field("model", optional=True, namespaced=True)
+SpaceId = repo_field("space", optional=True, namespaced=True)
+SplitName = text_field(
+    r"[A-Za-z0-9_.\-\[\]:%+]{1,64}", description="a split name like train", optional=False, max_length=64
+)
+ConfigName = text_field(r"[A-Za-z0-9_.\- ]{1,128}", description="a dataset config name")
+ProjectName = text_field(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}", description="letters, digits, '.', '_' or '-'")
+Namespace = text_field(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?", description="a user or org name")
+
+
+class _Config(BaseModel):
+    """Shared behaviour of the app's configs: frozen, strict about keys, errors that name the field."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+    LABELS: ClassVar[dict[str, str]] = {}
+    REQUIRED: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def from_dict(cls, data: Any, *, ignore: tuple[str, ...] = ("dry_run",), required: tuple[str, ...] | None = None):
+        """Validate a JSON object (or its text) sent by a visitor or an API caller; InvalidInput naming each field.
+
+        `required`: the fields that must be given (default: the class's REQUIRED).
+        """
+        if isinstance(data, str):
+            if len(data) > 100_000:
+                raise InvalidInput("The config is too long.")
+            try:
+                data = json.loads(data or "{}")
+            except json.JSONDecodeError as err:
+                raise InvalidInput(f"The config is not valid JSON: {err.msg} (line {err.lineno}).") from None
+        if not isinstance(data, dict):
+            raise InvalidInput("The config must be a JSON object.")
+        data = {k: v for k, v in data.items() if k not in ignore}
+        missing = [f for f in (cls.REQUIRED if required is None else required) if data.get(f) in (None, "")]
+        if missing:
+            raise InvalidInput(f"'{missing[0]}' is required.")
+        try:
+            return cls.model_validate(data)
+        except ValidationError as err:
+            raise config_error(err, labels=cls.LABELS, known=sorted(cls.model_fields)) from None
+
+    def with_changes(self, **changes: Any):
+        """A validated copy with `changes` applied (the same checks as `from_dict`)."""
+        return type(self).from_dict({**self.to_json(), **changes}, ignore=())
+
+    def to_json(self) -> dict[str, Any]:
+        """The config as the API takes it (and as the job carries it)."""
+        return self.model_dump(mode="json")
+
+
+class TrainingConfig(_Config):
+    """Everything the Train tab (or `/submit_training`) sends: what to train, how, where, on what hardware."""
+
+    LABELS: ClassVar[dict[str, str]] = {  # what the Train tab calls each field (errors name both)
+        "method": "Method", "model": "Model", "dataset": "Dataset", "output_repo": "Output repo",
+        "dataset_config": "Dataset config", "split": "Split", "mapping": "Column mapping", "peft": "Fine-tuning",
+        "lora_r": "LoRA rank", "lora_alpha": "LoRA alpha", "lora_dropout": "LoRA dropout",
+        "learning_rate": "Learning rate", "num_train_epochs": "Epochs", "max_steps": "Max steps",
+        "per_device_train_batch_size": "Batch size", "gradient_accumulation_steps": "Gradient accumulation",
+        "max_length": "max_length", "gradient_checkpointing": "Gradient checkpointing",
+        "eval_split_fraction": "Eval fraction", "reward_funcs": "GRPO rewards",
+        "num_generations": "Generations per prompt", "max_completion_length": "Completion length",
+        "private": "Private", "trackio_space": "Trackio Space", "trackio_project": "Trackio project",
+        "flavor": "Hardware", "timeout": "Timeout", "quick_test": "Quick test", "fsdp": "FSDP",
+        "resume_from_hub": "Resume from the Hub", "advanced": "Advanced options", "namespace": "Namespace",
+    }  # fmt: skip
+    REQUIRED: ClassVar[tuple[str, ...]] = ("method", "model", "dataset")
+
+    method: MethodField = Field(DEFAULT_METHOD, description="TRL method: sft, dpo, grpo, reward or kto.")
+    model: ModelId = Field(description="Model to fine-tune: a Hub id like Qwen/Qwen2.5-0.5B.")
+    dataset: DatasetId = Field(None, description="Hub dataset id, e.g. trl-lib/Capybara.")
+    output_repo: OutputRepo = Field(
+        None, description="Where checkpoints and the model go (default <you>/<model>-<method>)."
+    )
+    dataset_config: ConfigName = Field(
+        None, description="Dataset configuration (subset); default: the dataset's default."
+    )
+    split: SplitName = Field("train", description="Split to train on.")
+    mapping: MappingField = Field(
+        None,
+        description='Column mapping from the Dataset tab: {"columns": {"<field>": "<column>"}, "transforms": [...]}.',
+    )
+    peft: PeftField = Field(DEFAULT_PEFT, description="full, lora or qlora (4-bit base, GPU only).")
+    lora_r: int_field(1, 1024) = Field(LORA_R, description="LoRA rank.")
+    lora_alpha: int_field(1, 4096) = Field(LORA_ALPHA, description="LoRA alpha.")
+    lora_dropout: float_field(0.0, 0.9) = Field(LORA_DROPOUT, description="LoRA dropout.")
+    learning_rate: float_field(1e-9, 1e-2, optional=True) = Field(
+        None, description="Learning rate; null or 0 picks the preset for the method and PEFT mode."
+    )
+    num_train_epochs: float_field(0.01, 100) = Field(1.0, description="Epochs over the dataset.")
+    max_steps: int_field(1, 1_000_000, optional=True) = Field(
+        None, description="Stop after this many optimizer steps (null or 0: use epochs)."
+    )
+    per_device_train_batch_size: int_field(1, 1024) = Field(DEFAULT_BATCH_SIZE, description="Batch size per GPU.")
+    gradient_accumulation_steps: int_field(1, 1024) = Field(DEFAULT_GRAD_ACCUM, description="Gradient accumulation.")
+    max_length: int_field(*MAX_LENGTH_RANGE) = Field(
+        DEFAULT_MAX_LENGTH, description="Tokens per example (longer are cut)."
+    )
+    gradient_checkpointing: BoolField = Field(True, description="Recompute activations to save memory.")
+    eval_split_fraction: float_field(0.0, 0.5) = Field(0.0, description="Hold out this share of rows for evaluation.")
+    reward_funcs: RewardsField = Field(
+        default_factory=list, description=f"GRPO reward functions from: {', '.join(GRPO_REWARDS)}."
+    )
+    num_generations: int_field(2, 256) = Field(GRPO_NUM_GENERATIONS, description="GRPO: completions per prompt.")
+    max_completion_length: int_field(8, 65_536) = Field(
+        GRPO_MAX_COMPLETION_LENGTH, description="GRPO: tokens per completion."
+    )
+    private: BoolField = Field(True, description="Make the output repo private.")
+    trackio_space: SpaceId = Field(None, description="Trackio Space for the metrics (default <you>/trackio).")
+    trackio_project: ProjectName = Field(None, description="Trackio project (default: the output repo's name).")
+    flavor: FlavorField = Field(
+        None, description="Hardware flavor (default: the cheapest that fits, from the estimate)."
+    )
+    timeout: TimeoutField = Field(None, description='Job timeout like "90m" or "2h" (default: estimate + 30%).')
+    quick_test: BoolField = Field(False, description=f"Run {QUICK_TEST_STEPS} steps on {QUICK_TEST_ROWS} rows.")
+    fsdp: BoolField = Field(False, description="Shard the model across GPUs with FSDP.")
+    resume_from_hub: BoolField = Field(False, description="Resume from the output repo's last checkpoint.")
+    advanced: AdvancedField = Field(default_factory=dict, description="Any other TRL option: name -> value.")
+    namespace: Namespace = Field(None, description="Where the job runs (default: you).")
+
+    @model_validator(mode="after")
+    def _method_rules(self) -> TrainingConfig:
+        spec = method_spec(self.method)
+        if (
+            spec.generates
+            and (self.per_device_train_batch_size * self.gradient_accumulation_steps) % self.num_generations
+        ):
+            raise PydanticCustomError(
+                "invalid",
+                "GRPO needs batch size x gradient accumulation to be a multiple of the generations per prompt "
+                f"({self.num_generations}): e.g. batch {self.num_generations} x accumulation 1, or 4 x 2 for 8",
+            )
+        if self.per_device_train_batch_size < spec.min_batch_size:
+            raise PydanticCustomError(
+                "invalid", f"{spec.title} needs a batch size of at least {spec.min_batch_size} per GPU"
+            )
+        return self
+
+    # ------------------------------------------------------------------ derived values
+    @property
+    def spec(self):
+        return method_spec(self.method)
+
+    @property
+    def resolved_learning_rate(self) -> float:
+        return self.learning_rate if self.learning_rate is not None else self.spec.learning_rate(self.peft)
+
+    @property
+    def timeout_s(self) -> int | None:
+        return parse_timeout(self.timeout) if self.timeout else None
+
+    @property
+    def steps_limit(self) -> int | None:
+        """The optimizer steps the job stops after (the quick test's, else max_steps)."""
+        return QUICK_TEST_STEPS if self.quick_test else self.max_steps
+
+    def estimate_inputs(self) -> EstimateInputs:
+        """The estimate's view of this job (the same TRL names; GRPO's beta from the advanced options)."""
+        beta = self.advanced.get("beta")
+        return EstimateInputs(
+            method=self.method,
+            peft=self.peft,
+            max_length=self.max_length,
+            num_train_epochs=self.num_train_epochs,
+            per_device_train_batch_size=self.per_device_train_batch_size,
+            gradient_accumulation_steps=self.gradient_accumulation_steps,
+            gradient_checkpointing=self.gradient_checkpointing,
+            max_steps=self.steps_limit,
+            lora_r=self.lora_r,
+            lora_dropout=self.lora_dropout,
+            num_generations=self.num_generations,
+            max_completion_length=self.max_completion_length,
+            beta=float(beta) if isinstance(beta, (int, float)) and not isinstance(beta, bool) else None,
+            fsdp=self.fsdp,
+        )
+
+    @classmethod
+    def from_job_env(cls, env: dict[str, Any] | None) -> TrainingConfig | None:
+        """The config a job carries (None for jobs submitted without one, or with one that no longer validates)."""
+        raw = (env or {}).get(CONFIG_ENV)
+        if not raw:
+            return None
+        try:
+            return cls.from_dict(raw)
+        except InvalidInput:
+            return None
+
+
+def _quants(value: Any) -> list[str]:
+    """Quantization names, upper-cased and de-duplicated; the template's list decides which exist."""
+    import re
+
+    from .spec import template_constants
+
+    if value in (None, ""):
+        return []
+    names = re.split(r"[,\s]+", value) if isinstance(value, str) else value
+    if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
+        raise PydanticCustomError("invalid", "must be a list of quantization names")
+    names = list(dict.fromkeys(n.strip().upper() for n in names if n.strip()))
+    known = template_constants("export_gguf.py")["QUANT_TYPES"]
+    bad = [n for n in names if n not in known]
+    if bad:
+        raise PydanticCustomError("invalid", f"has unknown types {bad[:5]}; choose from: {', '.join(known)}")
+    return names
+
+
+QuantsField = Annotated[
+    list[str], PlainValidator(_quants), WithJsonSchema({"type": "array", "items": {"type": "string"}})
+]
+
+
+class ExportConfig(_Config):
+    """What the GGUF export tab (or `/export_gguf`) sends."""
+
+    LABELS: ClassVar[dict[str, str]] = {
+        "model": "Model", "quantizations": "Quantizations", "output_repo": "Output repo", "private": "Private",
+        "flavor": "Flavor", "timeout": "Timeout",
+    }  # fmt: skip
+    REQUIRED: ClassVar[tuple[str, ...]] = ("model",)
+
+    model: ModelId = Field(description="A model or LoRA adapter repo to convert.")
+    quantizations: QuantsField = Field((), description="Quantization types (default Q4_K_M).")
+    output_repo: OutputRepo = Field(None, description="Where the GGUF files go (default <you>/<model>-GGUF).")
+    private: BoolField = Field(True, description="Make the output repo private.")
+    flavor: FlavorField = Field(
+        None, description="Hardware flavor (default: the cheapest CPU flavor with enough RAM and disk)."
+    )
+    timeout: TimeoutField = Field(None, description="Job timeout (default: from the model's size).")
+
+    @classmethod
+    def from_job_env(cls, env: dict[str, Any] | None) -> ExportConfig | None:
+        raw = (env or {}).get(CONFIG_ENV)
+        try:
+            return cls.from_dict(raw) if raw else None
+        except InvalidInput:
+            return None

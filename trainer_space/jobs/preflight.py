@@ -1,0 +1,322 @@
+"""Pre-flight checks before a job is created: each failure a message a person can act on.
+
+`run_preflight` runs them in order for a training config and returns them with the estimate they used; the
+GGUF export reuses the account and output-repo checks. A check is `ok`, `warn` (submission allowed) or `error`
+(blocks submission).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from ..catalog import DEFAULT_FLAVOR, GRPO_REWARDS, MIN_TIMEOUT_S, QUICK_TEST_ROWS, submit_timeout_s
+from ..data import detect
+from ..data.inspection import DatasetInspection, inspect_dataset, revalidate
+from ..data.tokens import token_stats
+from ..errors import TrainerSpaceError
+from ..estimate.model import DEFAULT_MEAN_TOKENS, EstimateResult, FlavorEstimate
+from ..estimate.service import estimate
+from ..hub.session import HubSession
+from ..validation import format_timeout
+from .config import TrainingConfig
+
+
+class Status(StrEnum):
+    OK = "ok"
+    WARN = "warn"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class Check:
+    """One pre-flight check."""
+
+    name: str
+    status: Status
+    message: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"name": self.name, "status": self.status.value, "message": self.message}
+
+
+def check_account(session: HubSession) -> list[Check]:
+    """Signed in (NotSignedIn / InvalidToken propagate: nothing else can be checked), allowed to run jobs, able to pay."""
+    visitor = session.visitor
+    out = [Check("sign-in", Status.OK, f"Signed in as {visitor.name}.")]
+    if visitor.can_run_jobs is False:
+        out.append(
+            Check(
+                "jobs permission",
+                Status.ERROR,
+                "Your token cannot run Jobs. Sign out and sign in again granting 'Run jobs', "
+                "or use a token with the job.write permission.",
+            )
+        )
+    else:
+        out.append(Check("jobs permission", Status.OK, "Your sign-in allows running Jobs."))
+    if not visitor.can_pay:
+        out.append(
+            Check(
+                "billing",
+                Status.WARN,
+                "No payment method on your account: Jobs need pre-paid credit or a payment method "
+                "(https://huggingface.co/settings/billing).",
+            )
+        )
+    return out
+
+
+def check_model(session: HubSession, model: str) -> Check:
+    """The model exists and its config is readable with the visitor's token (gated ones say so).
+
+    Uses the same (cached) model facts as the estimate, so the Hub is asked once.
+    """
+    from ..estimate.model_facts import get_model_facts
+
+    try:
+        facts = get_model_facts(session, model)
+    except TrainerSpaceError as err:
+        return Check("model", Status.ERROR, err.message)
+    size = f"{facts.params / 1e9:.2f}B parameters"
+    return Check(
+        "model", Status.OK, f"{model} is readable ({facts.arch.model_type or 'unknown architecture'}, {size})."
+    )
+
+
+def check_output_repo(
+    session: HubSession, output_repo: str, purpose: str = "Checkpoints and the final model go to"
+) -> Check:
+    namespace = output_repo.split("/")[0]
+    writable = session.visitor.writable_namespaces
+    if namespace not in writable:
+        return Check(
+            "output repo", Status.ERROR, f"You cannot write to '{namespace}'. Use one of: {', '.join(writable)}."
+        )
+    return Check("output repo", Status.OK, f"{purpose} {output_repo}.")
+
+
+def check_rewards(cfg: TrainingConfig) -> Check | None:
+    """GRPO needs at least one reward function (None for the other methods)."""
+    if not cfg.spec.generates:
+        return None
+    if not cfg.reward_funcs:
+        return Check("rewards", Status.ERROR, f"GRPO needs at least one reward function ({', '.join(GRPO_REWARDS)}).")
+    return Check("rewards", Status.OK, f"Rewards: {', '.join(cfg.reward_funcs)}.")
+
+
+def check_dataset(session: HubSession, cfg: TrainingConfig) -> tuple[Check, DatasetInspection | None]:
+    """The dataset is readable and READY for the method (as is, or with the mapping the config carries)."""
+    try:
+        inspection = inspect_dataset(session, dataset=cfg.dataset, split=cfg.split, config=cfg.dataset_config)
+    except TrainerSpaceError as err:
+        return Check("dataset", Status.ERROR, err.message), None
+    report = inspection.methods[cfg.method]
+    if cfg.mapping:
+        report = revalidate(inspection=inspection, method=cfg.method, mapping=cfg.mapping)
+    rows = f"{inspection.num_rows:,} rows" if inspection.num_rows else "row count unknown"
+    where = f"{cfg.dataset} [{inspection.config}/{inspection.split}, {rows}]"
+    verdict = report.verdict
+    if verdict == detect.Verdict.READY:
+        reason = report.reason.removeprefix("with this mapping: ")
+        mapped = " with your mapping" if cfg.mapping else ""
+        return Check("dataset", Status.OK, f"{where} is READY for {cfg.method}{mapped}: {reason}."), inspection
+    if verdict == detect.Verdict.NEEDS_MAPPING and not cfg.mapping:
+        trains_as_is, _ = detect.readiness(cfg.method, inspection.sample)
+        if trains_as_is:  # the proposal is an improvement (e.g. keep a system column), not a requirement
+            message = f"{where} trains as it is for {cfg.method}; the Dataset tab suggests: {report.reason}."
+            return Check("dataset", Status.WARN, message), inspection
+    if verdict == detect.Verdict.NEEDS_MAPPING:
+        import json
+
+        proposal = json.dumps(report.mapping.to_json(), separators=(",", ":")) if report.mapping else "{}"
+        message = (
+            f"{where} needs a column mapping for {cfg.method}: {report.reason}. Use the mapping the Dataset tab "
+            f'proposes (the job applies it), e.g. "mapping": {proposal}.'
+        )
+        return Check("dataset", Status.ERROR, message), inspection
+    return Check("dataset", Status.ERROR, f"{where} cannot be used for {cfg.method}: {report.reason}."), inspection
+
+
+def check_lengths(
+    session: HubSession, cfg: TrainingConfig, inspection: DatasetInspection | None
+) -> tuple[Check | None, float | None]:
+    """Token lengths of the inspected rows with the model's tokenizer: the estimate's mean, and truncation.
+
+    Measured on the rows the inspection already holds (no extra viewer call); the tokenizer is the one the job
+    loads. Returns (check, mean tokens per row), or (None, None) when there is nothing to measure.
+    """
+    if inspection is None or not inspection.sample:
+        return None, None
+    try:
+        stats = token_stats(
+            session, rows=inspection.sample, method=cfg.method, mapping=cfg.mapping, model=cfg.model,
+            max_length=cfg.max_length,
+        )  # fmt: skip
+    except TrainerSpaceError as err:
+        why = f"Could not count tokens: {err.message.rstrip('.')}."
+        return Check("lengths", Status.WARN, f"{why} The estimate assumes {DEFAULT_MEAN_TOKENS} tokens per row."), None
+    what = stats.measured[:1].upper() + stats.measured[1:]
+    measured = (
+        f"{what} averages {stats.mean:,.0f} tokens (p95 {stats.p95:,}, longest {stats.max:,}) "
+        f"over {stats.rows} rows, with the tokenizer of {cfg.model}"
+    )
+    if cfg.spec.truncates and stats.over_max_length:
+        return Check(
+            "lengths",
+            Status.WARN,
+            f"{measured}. {stats.share_over:.0%} of them are longer than max_length={cfg.max_length} and will be "
+            f"truncated: raise max_length to about {stats.p95:,} to keep 95% whole (it costs memory: see the "
+            "estimate), or accept the truncation.",
+        ), stats.mean
+    return Check("lengths", Status.OK, f"{measured}; the time estimate uses it."), stats.mean
+
+
+# advanced options that change neither memory nor time (the estimate models `beta` itself); any other is named
+# in the estimate's check as not modelled
+NEUTRAL_ADVANCED = frozenset({
+    "learning_rate", "lr_scheduler_type", "warmup_ratio", "warmup_steps", "weight_decay", "max_grad_norm",
+    "adam_beta1", "adam_beta2", "adam_epsilon", "seed", "data_seed", "logging_steps", "save_total_limit", "beta",
+    "loss_type", "label_smoothing", "temperature", "top_p", "top_k", "chat_template_path", "completion_only_loss",
+    "assistant_only_loss", "run_name", "hub_private_repo",
+})  # fmt: skip
+
+
+@dataclass(frozen=True)
+class EstimateCheck:
+    """The estimate of the job, and what it says about the chosen flavor."""
+
+    check: Check
+    result: EstimateResult | None
+    chosen: FlavorEstimate | None
+    flavor: str  # the config's flavor, else the recommended one, else the default
+    needed_timeout_s: int | None  # the estimate + 30% on that flavor (None without an estimate)
+
+    def summary(self) -> dict[str, Any] | None:
+        """The API's `estimate` object."""
+        if self.result is None:
+            return None
+        out: dict[str, Any] = {"recommended": self.result.recommended, "estimate": self.result.to_json()}
+        if self.chosen is not None and self.needed_timeout_s is not None:
+            out |= {
+                "timeout_s": self.needed_timeout_s,
+                "timeout": format_timeout(self.needed_timeout_s),
+                "hours": self.chosen.hours,
+                "cost_usd": self.chosen.cost_usd,
+            }
+        return out
+
+
+def estimate_config(
+    session: HubSession, cfg: TrainingConfig, *, num_rows: int | None = None, mean_tokens: float | None = None
+) -> EstimateResult:
+    """The estimate of a training config on every GPU flavor (rows counted by the viewer when not given)."""
+    return estimate(
+        session,
+        cfg.estimate_inputs(),
+        model=cfg.model,
+        dataset=cfg.dataset if num_rows is None else None,
+        split=cfg.split,
+        num_rows=QUICK_TEST_ROWS if cfg.quick_test else num_rows,
+        mean_tokens=mean_tokens,
+    )
+
+
+def check_estimate(
+    session: HubSession,
+    cfg: TrainingConfig,
+    inspection: DatasetInspection | None = None,
+    mean_tokens: float | None = None,
+) -> EstimateCheck:
+    """Does the job fit on its flavor (the config's, else the cheapest that fits), and what timeout does it need?"""
+    try:  # the inspection already asked the viewer for the row count
+        rows = inspection.num_rows if inspection is not None else None
+        result = estimate_config(session, cfg, num_rows=rows, mean_tokens=mean_tokens)
+    except TrainerSpaceError as err:
+        flavor = cfg.flavor or DEFAULT_FLAVOR
+        return EstimateCheck(Check("estimate", Status.WARN, f"No estimate: {err.message}"), None, None, flavor, None)
+    flavor = cfg.flavor or result.recommended or DEFAULT_FLAVOR
+    chosen = next((f for f in result.flavors if f.flavor.name == flavor), None)
+    if chosen is None:
+        check = Check("estimate", Status.WARN, f"No estimate for {flavor} (not a GPU flavor?).")
+        return EstimateCheck(check, result, None, flavor, None)
+    needed = submit_timeout_s(chosen.time.total)
+    peak = f"peak {chosen.peak_gib:.1f} of {chosen.flavor.vram_gb:g} GB per GPU"
+    unmodelled = sorted(set(cfg.advanced) - NEUTRAL_ADVANCED)
+    caveat = f" Not modelled: {', '.join(unmodelled)} (advanced)." if unmodelled else ""
+    picked = "" if cfg.flavor else " (the cheapest flavor where it fits)"
+    if chosen.fits:
+        cost = f"about {chosen.hours * 60:.0f} min, ${chosen.cost_usd:,.2f}"
+        check = Check("estimate", Status.OK, f"Fits on {flavor}{picked} ({peak}); {cost}.{caveat}")
+        return EstimateCheck(check, result, chosen, flavor, needed)
+    fixes = list(result.suggestions)
+    if result.recommended:
+        fixes.insert(0, f"pick {result.recommended}, the cheapest flavor where it fits")
+    hint = ("; ".join(fixes[:4]) + ".") if fixes else "use LoRA/QLoRA, a smaller batch or a shorter max_length."
+    check = Check("estimate", Status.WARN, f"Probably does not fit on {flavor} ({peak}): {hint}{caveat}")
+    return EstimateCheck(check, result, chosen, flavor, needed)
+
+
+def check_timeout(cfg: TrainingConfig, timeout_s: int, needed_s: int | None) -> Check:
+    """The job's timeout covers the estimate plus 30% (a quick test needs only a few minutes)."""
+    timeout = format_timeout(timeout_s)
+    if cfg.quick_test:
+        return Check("timeout", Status.OK, f"Quick test: {timeout} is plenty for a few steps.")
+    if needed_s is None:
+        return Check("timeout", Status.WARN, f"No time estimate available: make sure {timeout} is enough.")
+    if timeout_s < needed_s:
+        return Check(
+            "timeout",
+            Status.ERROR,
+            f"The timeout {timeout} is below the estimate plus 30% ({format_timeout(needed_s)}): "
+            f"the job would be cut off. Use at least {format_timeout(needed_s)}.",
+        )
+    return Check("timeout", Status.OK, f"{timeout} covers the estimate plus 30% ({format_timeout(needed_s)}).")
+
+
+@dataclass(frozen=True)
+class Preflight:
+    """Every check in order, and the flavor and timeout the job will use."""
+
+    checks: tuple[Check, ...]
+    estimate: EstimateCheck
+    flavor: str
+    timeout_s: int
+
+    @property
+    def failed(self) -> tuple[Check, ...]:
+        return tuple(c for c in self.checks if c.status == Status.ERROR)
+
+
+def run_preflight(session: HubSession, cfg: TrainingConfig, *, output_repo: str) -> Preflight:
+    """All checks, in order; the flavor and timeout come from the config, else from the estimate."""
+    checks = check_account(session)
+    checks.append(check_model(session, cfg.model))
+    dataset_check, inspection = check_dataset(session, cfg)
+    checks.append(dataset_check)
+    checks.append(check_output_repo(session, output_repo))
+    rewards = check_rewards(cfg)
+    if rewards is not None:
+        checks.append(rewards)
+    lengths, mean_tokens = (
+        check_lengths(session, cfg, inspection) if dataset_check.status != Status.ERROR else (None, None)
+    )
+    if lengths is not None:
+        checks.append(lengths)
+    fit = check_estimate(session, cfg, inspection, mean_tokens)
+    checks.append(fit.check)
+    timeout_s = cfg.timeout_s or submit_timeout_s(fit.chosen.time.total if fit.chosen is not None else None)
+    if cfg.quick_test:
+        timeout_s = max(timeout_s, MIN_TIMEOUT_S)
+    checks.append(check_timeout(cfg, timeout_s, fit.needed_timeout_s))
+    return Preflight(tuple(checks), fit, fit.flavor, timeout_s)
+
+
+class PreflightFailed(TrainerSpaceError):
+    title = "Pre-flight check failed"
+
+    def __init__(self, failed: list[Check]) -> None:
+        self.failed = failed
+        lines = "; ".join(f"{c.name}: {c.message}" for c in failed)
+        super().__init__(f"Nothing was submitted. {lines}")

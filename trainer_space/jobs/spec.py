@@ -1,0 +1,177 @@
+"""Turn a job template plus its arguments into a Jobs request, and into copyable equivalents.
+
+The job receives the template's exact text (base64 in an environment variable, checked against its
+sha256 before it runs) so it runs exactly the version the app shows, with no upload step and no
+dependency on the Space being public. Arguments travel as positional parameters of `bash -c`
+(`"$@"`), so no visitor text is ever parsed by a shell.
+"""
+
+from __future__ import annotations
+
+import ast
+import base64
+import hashlib
+import re
+import shlex
+import tomllib
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from ..hub.session import JobRequest
+
+TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "job_templates"
+APP_LABEL = "trainer-space"  # label key set on every job this app submits; its value is the job kind
+UV_IMAGE = "ghcr.io/astral-sh/uv:python3.12-bookworm"
+SCRIPT_ENV = "TRAINER_SPACE_SCRIPT"
+SCRIPT_SHA_ENV = "TRAINER_SPACE_SCRIPT_SHA256"
+_PEP723 = re.compile(r"(?m)^# /// script\s*$\n(?P<body>(?:^#(?: .*)?$\n)+?)^# ///\s*$")
+
+
+@dataclass(frozen=True)
+class Template:
+    """A job template as shipped with the app."""
+
+    name: str  # file name, e.g. "train.py"
+    text: str
+    sha256: str
+    dependencies: tuple[str, ...]
+    requires_python: str | None
+
+    @property
+    def short_sha(self) -> str:
+        return self.sha256[:12]
+
+
+def label_value(value: str) -> str:
+    """A label value: repo ids are safe already; keep them short."""
+    return value[:128]
+
+
+def space_subdomain(space_id: str) -> str:
+    """`Owner/My_Space.v2` -> `owner-my-space-v2` (the Space's *.hf.space host name)."""
+    return re.sub(r"[/_.]", "-", space_id.lower())
+
+
+def parse_pep723(text: str) -> dict:
+    """The inline script metadata (PEP 723) of a script, as a dict."""
+    match = _PEP723.search(text)
+    if not match:
+        return {}
+    body = "\n".join(line[2:] if line.startswith("# ") else line[1:] for line in match["body"].splitlines())
+    return tomllib.loads(body)
+
+
+@lru_cache(maxsize=8)
+def template_constants(name: str) -> dict[str, Any]:
+    """The literal constants (UPPER_CASE = literal) a template defines: the template is their single source."""
+    found: dict[str, Any] = {}
+    for node in ast.parse(load_template(name).text).body:
+        target = node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else None
+        if isinstance(target, ast.Name) and target.id.isupper():
+            try:
+                found[target.id] = ast.literal_eval(node.value)
+            except ValueError:
+                continue  # not a literal (a computed constant)
+    return found
+
+
+@lru_cache(maxsize=8)
+def load_template(name: str) -> Template:
+    if "/" in name or not name.endswith(".py"):
+        raise ValueError(f"not a template name: {name!r}")
+    text = (TEMPLATES_DIR / name).read_text(encoding="utf-8")
+    meta = parse_pep723(text)
+    return Template(
+        name=name,
+        text=text,
+        sha256=hashlib.sha256(text.encode()).hexdigest(),
+        dependencies=tuple(meta.get("dependencies", ())),
+        requires_python=meta.get("requires-python"),
+    )
+
+
+def _boot_script(template: Template, num_processes: int) -> str:
+    path = f"/tmp/{template.name}"
+    decode = _decode_script(template)
+    if num_processes <= 1:
+        run = f'exec uv run --quiet {path} "$@"'
+    else:
+        withs = " ".join(f"--with {shlex.quote(dep)}" for dep in template.dependencies)
+        run = (
+            f"exec uv run --quiet --no-project --python 3.12 {withs} "
+            f'accelerate launch --num_processes {int(num_processes)} --num_machines 1 {path} "$@"'
+        )
+    return "set -euo pipefail; " + decode + run
+
+
+def _decode_script(template: Template) -> str:
+    path = f"/tmp/{template.name}"
+    return (
+        f'printf %s "${SCRIPT_ENV}" | base64 -d > {path}; echo "${SCRIPT_SHA_ENV}  {path}" | sha256sum -c --quiet -; '
+    )
+
+
+def _script_request(template: Template, image: str, boot: str, args: list[str], *, env: dict[str, str], flavor: str,
+                    timeout_s: int, labels: dict[str, str], namespace: str | None) -> JobRequest:  # fmt: skip
+    """The job: `bash -c BOOT NAME ARGS...`, the script in the environment, its short hash as a label."""
+    if not all(isinstance(a, str) for a in args):
+        raise TypeError("arguments must be strings")
+    return JobRequest(
+        image=image,
+        command=["bash", "-c", boot, template.name, *args],
+        flavor=flavor,
+        timeout_s=timeout_s,
+        env=_script_env(template, env),
+        labels={**labels, "template_sha": template.short_sha},
+        namespace=namespace,
+    )
+
+
+def _script_env(template: Template, env: dict[str, str] | None) -> dict[str, str]:
+    return {
+        SCRIPT_ENV: base64.b64encode(template.text.encode()).decode(),
+        SCRIPT_SHA_ENV: template.sha256,
+        "PYTHONUNBUFFERED": "1",
+        **(env or {}),
+    }
+
+
+def pip_script_request(
+    template: Template,
+    args: list[str],
+    *,
+    image: str,
+    flavor: str,
+    timeout_s: int,
+    labels: dict[str, str],
+    namespace: str | None = None,
+    env: dict[str, str] | None = None,
+) -> JobRequest:
+    """Run `template` with the image's own `python3`, after `pip install` of its PEP 723 dependencies.
+
+    For images that ship tools the script needs (llama.cpp's official image for the GGUF export).
+    """
+    deps = " ".join(shlex.quote(d) for d in template.dependencies)
+    install = f"python3 -m pip install --quiet --no-cache-dir --break-system-packages {deps}; " if deps else ""
+    boot = "set -euo pipefail; " + _decode_script(template) + install + f'exec python3 /tmp/{template.name} "$@"'
+    return _script_request(template, image, boot, args, env=env or {}, flavor=flavor, timeout_s=timeout_s,
+                           labels=labels, namespace=namespace)  # fmt: skip
+
+
+def uv_script_request(
+    template: Template,
+    args: list[str],
+    *,
+    flavor: str,
+    timeout_s: int,
+    labels: dict[str, str],
+    num_processes: int = 1,
+    namespace: str | None = None,
+    env: dict[str, str] | None = None,
+) -> JobRequest:
+    """A `JobRequest` that runs `template` with `uv` (one process, or one per GPU via accelerate)."""
+    return _script_request(template, UV_IMAGE, _boot_script(template, num_processes), args,
+                           env={"UV_NO_PROGRESS": "1", **(env or {})}, flavor=flavor, timeout_s=timeout_s,
+                           labels=labels, namespace=namespace)  # fmt: skip

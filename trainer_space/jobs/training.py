@@ -1,0 +1,230 @@
+"""Training submissions: one config -> pre-flight checks -> the exact job -> submitted (or a dry run).
+
+`plan_training` runs the pre-flight checks and builds the job request and its copyable equivalents without
+creating anything; `submit_training` creates the job only when no check failed. The config the job carries
+(in its environment) is the resolved one: output repo, Trackio Space, flavor and timeout filled in.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from huggingface_hub import JobInfo
+
+from ..hub.hardware import get_flavor
+from ..hub.session import HubSession, JobRequest
+from ..settings import get_settings
+from ..validation import format_timeout
+from .config import CONFIG_ENV, TrainingConfig
+from .preflight import Check, EstimateCheck, PreflightFailed, Status, run_preflight
+from .reproduce import hf_cli_command, job_spec, python_snippet
+from .spec import APP_LABEL, Template, label_value, load_template, space_subdomain, uv_script_request
+
+TEMPLATE = "train.py"
+OUTPUT_DIR = "/tmp/output"
+
+
+def default_output_repo(username: str, model: str, method: str) -> str:
+    name = model.split("/")[-1]
+    return f"{username}/{name}-{method}"[:96]
+
+
+def resolve(cfg: TrainingConfig, username: str) -> TrainingConfig:
+    """The config with its defaults that depend on the visitor filled in (output repo, Trackio Space and project)."""
+    output_repo = cfg.output_repo or default_output_repo(username, cfg.model, cfg.method)
+    return cfg.with_changes(
+        output_repo=output_repo,
+        trackio_space=cfg.trackio_space or f"{username}/trackio",
+        trackio_project=cfg.trackio_project or output_repo.split("/")[-1],
+    )
+
+
+def template_args(cfg: TrainingConfig) -> list[str]:
+    """The job template's command-line arguments for a resolved config (strings only; no shell involved)."""
+    spec = cfg.spec
+    args = ["--method", cfg.method, "--model_name_or_path", cfg.model, "--dataset_name", cfg.dataset or ""]
+    if cfg.dataset_config:
+        args += ["--dataset_config", cfg.dataset_config]
+    args += ["--dataset_train_split", cfg.split]
+    if cfg.mapping:
+        args += ["--dataset_mapping", json.dumps(cfg.mapping.to_json(), separators=(",", ":"))]
+    args += ["--peft_mode", cfg.peft]
+    if cfg.peft != "full":
+        args += [
+            "--lora_r",
+            str(cfg.lora_r),
+            "--lora_alpha",
+            str(cfg.lora_alpha),
+            "--lora_dropout",
+            f"{cfg.lora_dropout:g}",
+        ]
+    args += ["--learning_rate", f"{cfg.resolved_learning_rate:g}", "--num_train_epochs", f"{cfg.num_train_epochs:g}"]
+    if cfg.steps_limit:
+        args += ["--max_steps", str(cfg.steps_limit)]
+    if cfg.quick_test:
+        from ..catalog import QUICK_TEST_ROWS
+
+        args += ["--max_train_samples", str(QUICK_TEST_ROWS)]
+    args += [
+        "--per_device_train_batch_size", str(cfg.per_device_train_batch_size),
+        "--gradient_accumulation_steps", str(cfg.gradient_accumulation_steps),
+    ]  # fmt: skip
+    if not cfg.fsdp:  # under FSDP the template uses FSDP's own activation checkpointing instead
+        args += ["--gradient_checkpointing", str(cfg.gradient_checkpointing).lower()]
+    if spec.generates:
+        args += [
+            "--num_generations",
+            str(cfg.num_generations),
+            "--max_completion_length",
+            str(cfg.max_completion_length),
+        ]
+    else:
+        args += ["--max_length", str(cfg.max_length)]
+    if cfg.eval_split_fraction:
+        args += ["--eval_split_fraction", f"{cfg.eval_split_fraction:g}"]
+    if cfg.reward_funcs:
+        args += ["--reward_funcs", ",".join(cfg.reward_funcs)]
+    if cfg.fsdp:
+        args += ["--fsdp"]
+    if cfg.resume_from_hub:
+        args += ["--resume_from_hub", "true"]
+    args += [
+        "--output_dir", OUTPUT_DIR,
+        "--push_to_hub", "true",
+        "--hub_model_id", cfg.output_repo or "",
+        "--hub_private_repo", str(cfg.private).lower(),
+        "--report_to", "trackio",
+        "--trackio_space_id", cfg.trackio_space or "",
+        "--project", cfg.trackio_project or "",
+        "--run_name", f"{cfg.method}-{cfg.peft}" + ("-quick-test" if cfg.quick_test else ""),
+    ]  # fmt: skip
+    for key, value in sorted(cfg.advanced.items()):
+        args += [f"--{key}", str(value).lower() if isinstance(value, bool) else str(value)]
+    return args
+
+
+def job_labels(cfg: TrainingConfig, timeout_s: int) -> dict[str, str]:
+    """The labels My jobs lists and filters by (the whole config travels in the job's environment)."""
+    return {
+        APP_LABEL: "train",
+        "method": cfg.method,
+        "model": label_value(cfg.model),
+        "output": label_value(cfg.output_repo or ""),
+        "trackio": label_value(cfg.trackio_space or ""),
+        "project": label_value(cfg.trackio_project or ""),
+        "timeout": str(timeout_s),  # JobInfo does not carry the timeout: My jobs reads it from here
+    }
+
+
+def trackio_url(space_id: str, project: str | None = None) -> str:
+    """The Trackio dashboard's page (for links; My jobs embeds it with `monitor.trackio_embed_url`)."""
+    query = f"?project={project}" if project else ""
+    return f"https://{space_subdomain(space_id)}.hf.space/{query}"
+
+
+@dataclass(frozen=True)
+class TrainingPlan:
+    """The checks, the resolved config and the exact job, before anything is created."""
+
+    config: TrainingConfig  # resolved: output repo, Trackio, flavor and timeout filled in
+    request: JobRequest
+    template: Template
+    checks: tuple[Check, ...]
+    estimate: EstimateCheck
+    command: str  # the equivalent `hf jobs uv run ...`
+    python: str  # the equivalent `huggingface_hub.run_uv_job(...)`
+
+    @property
+    def failed(self) -> tuple[Check, ...]:
+        return tuple(c for c in self.checks if c.status == Status.ERROR)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def spec(self) -> dict[str, Any]:
+        """The job as it will be sent, with the script shown by name and hash and the token as $HF_TOKEN."""
+        return job_spec(self.request, self.template)
+
+
+def plan_training(session: HubSession, cfg: TrainingConfig) -> TrainingPlan:
+    """Pre-flight checks and the exact job, without creating anything.
+
+    Raises:
+        NotSignedIn / InvalidToken: nobody (valid) is signed in. Every other problem is a failed check.
+    """
+    cfg = resolve(cfg, session.visitor.name)
+    preflight = run_preflight(session, cfg, output_repo=cfg.output_repo or "")
+    cfg = cfg.with_changes(flavor=preflight.flavor, timeout=format_timeout(preflight.timeout_s))
+    flavor = get_flavor(preflight.flavor, session.hardware()[0])
+    args = template_args(cfg)
+    template = load_template(TEMPLATE)
+    where = {"flavor": preflight.flavor, "timeout_s": preflight.timeout_s, "namespace": cfg.namespace}
+    gpus = max(1, flavor.gpus if flavor else 1)
+    env = {CONFIG_ENV: json.dumps(cfg.to_json(), separators=(",", ":"))}
+    labels = job_labels(cfg, preflight.timeout_s)
+    request = uv_script_request(template, args, labels=labels, num_processes=gpus, env=env, **where)
+    return TrainingPlan(
+        config=cfg,
+        request=request,
+        template=template,
+        checks=preflight.checks,
+        estimate=preflight.estimate,
+        # the request's labels: they include the template's hash
+        command=hf_cli_command(template, args, labels=request.labels, num_processes=gpus, **where),
+        python=python_snippet(template, args, labels=request.labels, **where),
+    )
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A plan, and the job created from it (None for a dry run or when a check failed)."""
+
+    plan: TrainingPlan
+    job: JobInfo | None = None
+
+    @property
+    def submitted(self) -> bool:
+        return self.job is not None
+
+    def to_json(self) -> dict[str, Any]:
+        """The `/submit_training` answer."""
+        cfg, endpoint = self.plan.config, get_settings().endpoint
+        return {
+            "job_id": self.job.id if self.job else None,
+            "url": self.job.url if self.job else None,
+            "flavor": cfg.flavor,
+            "timeout": cfg.timeout,
+            "command": self.plan.command,
+            "python": self.plan.python,
+            "spec": self.plan.spec(),
+            "output_repo": cfg.output_repo,
+            "output_url": f"{endpoint}/{cfg.output_repo}",
+            "trackio_url": trackio_url(cfg.trackio_space or "", cfg.trackio_project),
+            "preflight": [c.to_json() for c in self.plan.checks],
+            "estimate": self.plan.estimate.summary(),
+            "config": cfg.to_json(),
+            "submitted": self.submitted,
+        }
+
+
+def submit_training(
+    session: HubSession, cfg: TrainingConfig, *, dry_run: bool = False, raise_on_failed: bool = True
+) -> Submission:
+    """Pre-flight, then (unless `dry_run` or a check failed) create the job.
+
+    Raises:
+        PreflightFailed: a check failed (nothing submitted), unless `raise_on_failed=False`, which returns the
+            plan unsubmitted instead.
+        NotSignedIn / InvalidToken / MissingPermission / PaymentRequired / HubUnavailable: from the Hub.
+    """
+    plan = plan_training(session, cfg)
+    if dry_run:
+        return Submission(plan)
+    if plan.failed:
+        if raise_on_failed:
+            raise PreflightFailed(list(plan.failed))
+        return Submission(plan)
+    return Submission(plan, session.submit_job(plan.request))

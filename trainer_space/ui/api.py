@@ -1,0 +1,171 @@
+"""The app's API (also its MCP tools): JSON in, JSON out, the caller's own token.
+
+The only place where service results become JSON. Each function is registered with `gr.api` under its own name
+(`/inspect_dataset`, `/estimate`, `/submit_training`, `/list_jobs`, `/job_status`, `/job_logs`, `/cancel_job`,
+`/export_gguf`); the tabs call the service layer directly, never these.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from ..catalog import DEFAULT_BATCH_SIZE, DEFAULT_GRAD_ACCUM, DEFAULT_MAX_LENGTH
+from ..data.inspection import inspect_dataset as inspect
+from ..errors import InvalidInput
+from ..jobs import monitor
+from ..jobs.config import ExportConfig, TrainingConfig
+from ..jobs.export import submit_export
+from ..jobs.preflight import estimate_config
+from ..jobs.training import submit_training as submit
+from ..validation import validate_int
+from .common import reader_for, session_for, ui_errors
+
+
+def method_name(value: Any) -> str:
+    """A method name from the API ("SFT", " dpo ") or InvalidInput."""
+    from ..catalog import METHODS
+
+    method = value.strip().lower() if isinstance(value, str) else ""
+    if method not in METHODS:
+        raise InvalidInput(f"Unknown method '{str(value)[:40]}'. Choose one of {', '.join(METHODS)}.")
+    return method
+
+
+@ui_errors
+def inspect_dataset(
+    dataset: str, split: str = "train", config: str = "", method: str = "sft", oauth_token: gr.OAuthToken | None = None
+) -> dict:
+    """Inspect a Hub dataset: row count, columns, first rows, and READY / NEEDS_MAPPING / INCOMPATIBLE per method.
+
+    Each method comes with a one-line reason and, when the data needs mapping, the mapping the training job
+    applies plus an equivalent `datasets.map` snippet. Empty split / config pick the defaults.
+    """
+    method = method_name(method or "sft")
+    result = inspect(reader_for(oauth_token), dataset=dataset, split=split or None, config=config or None)
+    return {**result.to_json(), "method": method}
+
+
+@ui_errors
+def estimate(
+    model: str,
+    dataset: str | None = None,
+    method: str = "sft",
+    peft: str = "lora",
+    max_length: int = DEFAULT_MAX_LENGTH,
+    epochs: float = 1.0,
+    per_device_batch_size: int = DEFAULT_BATCH_SIZE,
+    gradient_accumulation: int = DEFAULT_GRAD_ACCUM,
+    gradient_checkpointing: bool = True,
+    num_rows: int | None = None,
+    oauth_token: gr.OAuthToken | None = None,
+) -> dict[str, Any]:
+    """Peak memory, hours and dollars on every GPU flavor, the recommended flavor and the timeout.
+
+    num_rows None: counted by the dataset viewer. Returns {"model", "params", "tokens", "flavors": [...],
+    "recommended", "timeout", "notes"}.
+    """
+    cfg = TrainingConfig.from_dict(
+        {
+            "method": method or "sft", "model": model, "dataset": dataset or None, "peft": peft or "lora",
+            "max_length": max_length, "num_train_epochs": epochs, "per_device_train_batch_size": per_device_batch_size,
+            "gradient_accumulation_steps": gradient_accumulation, "gradient_checkpointing": gradient_checkpointing,
+        },
+        required=("model",),
+    )  # fmt: skip
+    rows = None if num_rows in (None, "", 0) else validate_int(num_rows, "num_rows", 1, 10_000_000_000)
+    return estimate_config(reader_for(oauth_token), cfg, num_rows=rows).to_json()
+
+
+@ui_errors
+def submit_training(
+    config: dict[str, Any] | str, dry_run: bool = True, oauth_token: gr.OAuthToken | None = None
+) -> dict[str, Any]:
+    """Validate one training config, run the pre-flight checks and (unless dry_run) submit the job.
+
+    Returns {"job_id", "url", "flavor", "timeout", "command", "output_repo", "trackio_url", "preflight", ...}.
+    """
+    dry = _flag(dry_run, "dry_run")
+    session = session_for(oauth_token, "preview a training job" if dry else "start a training job")
+    return submit(session, TrainingConfig.from_dict(config), dry_run=dry).to_json()
+
+
+@ui_errors
+def list_jobs(
+    orgs: str = "", only_this_app: bool = False, stages: str = "", oauth_token: gr.OAuthToken | None = None
+) -> dict:
+    """The visitor's jobs (own namespace plus the orgs named, comma-separated), newest first.
+
+    `stages`: comma-separated stages to keep (e.g. "RUNNING,ERROR"); empty keeps all.
+    """
+    session = session_for(oauth_token, "list your jobs")
+    namespaces = [session.username, *split_names(orgs)]
+    rows = monitor.list_job_rows(session, namespaces=namespaces, only_this_app=_flag(only_this_app, "only_this_app"))
+    keep = {s.upper() for s in split_names(stages)}
+    return {"user": session.username, "jobs": [r.to_json() for r in rows if not keep or r.stage in keep]}
+
+
+@ui_errors
+def job_status(job_id: str, oauth_token: gr.OAuthToken | None = None) -> dict:
+    """One job's details (stage, times, cost so far, links, its config) and, once it has ended, its diagnosis."""
+    return monitor.job_status(session_for(oauth_token, "see your jobs"), job_id).to_json()
+
+
+@ui_errors
+def job_logs(job_id: str, tail: int = 200, oauth_token: gr.OAuthToken | None = None) -> dict:
+    """The last `tail` log lines of a job (1 to 5000)."""
+    return monitor.job_log_tail(session_for(oauth_token, "read job logs"), job_id, tail).to_json()
+
+
+@ui_errors
+def cancel_job(job_id: str, oauth_token: gr.OAuthToken | None = None) -> dict:
+    """Cancel one of your jobs (billing stops; pushed checkpoints stay on the Hub). Returns its stage."""
+    return monitor.cancel(session_for(oauth_token, "cancel jobs"), job_id).to_json()
+
+
+@ui_errors
+def export_gguf(
+    model: str,
+    quantizations: list[str] | str | None = None,
+    output_repo: str = "",
+    private: bool = True,
+    flavor: str = "",
+    dry_run: bool = True,
+    oauth_token: gr.OAuthToken | None = None,
+) -> dict[str, Any]:
+    """Plan (dry_run) or submit a GGUF export job. Returns the job id, links, command and pre-flight."""
+    dry = _flag(dry_run, "dry_run")
+    session = session_for(oauth_token, "preview the export" if dry else "export to GGUF")
+    cfg = ExportConfig.from_dict(
+        {"model": model, "quantizations": quantizations, "output_repo": output_repo, "private": private,
+         "flavor": flavor}
+    )  # fmt: skip
+    return submit_export(session, cfg, dry_run=dry).to_json()
+
+
+def split_names(text: Any) -> list[str]:
+    """Comma- or space-separated names ("acme, beta") as a list."""
+    if text in (None, ""):
+        return []
+    if not isinstance(text, str) or len(text) > 2000:
+        raise InvalidInput("Give names as text, separated by commas.")
+    return [n.strip() for n in text.replace(",", " ").split() if n.strip()]
+
+
+def _flag(value: Any, name: str) -> bool:
+    """A boolean argument: true/false (or "true"/"false"), nothing else."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise InvalidInput(f"{name} must be true or false.")
+
+
+ENDPOINTS = (inspect_dataset, estimate, submit_training, list_jobs, job_status, job_logs, cancel_job, export_gguf)
+
+
+def register() -> None:
+    """Register every endpoint under its own name (inside the Blocks)."""
+    for fn in ENDPOINTS:
+        gr.api(fn, api_name=fn.__name__)
