@@ -53,7 +53,6 @@ Resume a killed job: run the same command with `--resume_from_hub true` (checkpo
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -833,48 +832,38 @@ tokenizer = AutoTokenizer.from_pretrained("{repo_id}")
 
 
 # ----------------------------------------------------------------------------- arguments
-def pre_parse(argv: list[str]) -> argparse.Namespace:
-    """Read --method and --fsdp (from argv or the YAML --config) before the full parser is built."""
-    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
-    parser.add_argument("--config")
-    parser.add_argument("--method", default=None)
-    parser.add_argument("--fsdp", nargs="?", const="true", default=None)
-    known, _ = parser.parse_known_args(argv)
-    if known.config:
+def given_options(argv: list[str]) -> dict[str, Any]:
+    """The options set on the command line and in the YAML `--config` it names (the command line wins), by name.
+
+    One pass before TRL's parser is built: it says which method's config class to parse with, and which of our
+    defaults the caller overrode (those are never changed afterwards).
+    """
+    given: dict[str, Any] = {}
+    i = 0
+    while i < len(argv):
+        if argv[i].startswith("--"):
+            key, eq, value = argv[i][2:].partition("=")
+            if not eq:
+                has_value = i + 1 < len(argv) and not argv[i + 1].startswith("--")
+                value, i = (argv[i + 1], i + 1) if has_value else ("true", i)
+            given[key.replace("-", "_")] = value
+        i += 1
+    if given.get("config"):
         import yaml
 
-        with open(known.config, encoding="utf-8") as fh:
-            config = yaml.safe_load(fh) or {}
-        for key in ("method", "fsdp"):
-            if getattr(known, key) is None and config.get(key) is not None:
-                setattr(known, key, str(config[key]))
-    known.method = known.method or "sft"
-    if known.method not in METHODS:
-        raise JobError(f"--method must be one of {list(METHODS)}, got {known.method!r}")
-    known.fsdp = known.fsdp not in (None, "", "false", "False")
-    return known
+        with open(given["config"], encoding="utf-8") as fh:
+            given = {**(yaml.safe_load(fh) or {}), **given}
+    method = str(given.setdefault("method", "sft"))
+    if method not in METHODS:
+        raise JobError(f"--method must be one of {list(METHODS)}, got {method!r}")
+    return given
 
 
-def explicit_keys(argv: list[str]) -> set[str]:
-    """Option names given on the command line or in the YAML config (so our defaults never override them)."""
-    keys = {a[2:].split("=", 1)[0].replace("-", "_") for a in argv if a.startswith("--")}
-    config = pre_parse_config_path(argv)
-    if config:
-        import yaml
-
-        with open(config, encoding="utf-8") as fh:
-            keys |= set(yaml.safe_load(fh) or {})
-    return keys
+def _true(value: Any) -> bool:
+    return str(value).strip().lower() not in ("", "false", "0", "none")
 
 
-def pre_parse_config_path(argv: list[str]) -> str | None:
-    """The YAML `--config` path, given as `--config PATH` or `--config=PATH`."""
-    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
-    parser.add_argument("--config")
-    return parser.parse_known_args(argv)[0].config
-
-
-def job_defaults(pre: argparse.Namespace, on_cuda: bool, bf16_ok: bool) -> dict[str, Any]:
+def job_defaults(method: str, fsdp: bool, on_cuda: bool, bf16_ok: bool) -> dict[str, Any]:
     """Parser defaults for a job that loses nothing: precision for the hardware, checkpoints pushed, Trackio."""
     defaults: dict[str, Any] = {
         "bf16": on_cuda and bf16_ok,
@@ -886,9 +875,9 @@ def job_defaults(pre: argparse.Namespace, on_cuda: bool, bf16_ok: bool) -> dict[
         "report_to": "trackio",
         "logging_steps": 10,
     }
-    if pre.method == "reward":
+    if method == "reward":
         defaults["lora_task_type"] = "SEQ_CLS"
-    if pre.fsdp:  # FSDP's own activation checkpointing avoids the extra all-gather of the Trainer's one
+    if fsdp:  # FSDP's own activation checkpointing avoids the extra all-gather of the Trainer's one
         defaults |= {"fsdp_config": {"activation_checkpointing": True}, "gradient_checkpointing": False}
     return defaults
 
@@ -898,19 +887,20 @@ def parse_args(
 ) -> tuple[TrainScriptArguments, TrainingArguments, ModelConfig, set[str]]:
     """(script_args, training_args, model_args, explicit keys) via TrlParser, method config chosen by --method."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    pre = pre_parse(argv)
+    given = given_options(argv)
     import torch
     import trl
 
     on_cuda = torch.cuda.is_available()
     bf16_ok = on_cuda and torch.cuda.get_device_capability()[0] >= 8  # T4 (sm75) only emulates bf16: fp16 there
-    parser = trl.TrlParser((TrainScriptArguments, getattr(trl, CONFIG_CLASSES[pre.method]), trl.ModelConfig))
-    parser.set_defaults(**job_defaults(pre, on_cuda, bf16_ok))
+    method = given["method"]
+    parser = trl.TrlParser((TrainScriptArguments, getattr(trl, CONFIG_CLASSES[method]), trl.ModelConfig))
+    parser.set_defaults(**job_defaults(method, _true(given.get("fsdp", False)), on_cuda, bf16_ok))
     try:
         script_args, training_args, model_args = parser.parse_args_and_config(argv)
     except ValueError as exc:  # TRL / transformers config validation (e.g. GRPO batch vs num_generations)
         raise JobError(f"invalid training arguments: {exc}") from None
-    explicit = explicit_keys(argv)
+    explicit = set(given)
     apply_peft_mode(script_args, model_args, explicit, on_cuda, bf16_ok)
     return script_args, training_args, model_args, explicit
 

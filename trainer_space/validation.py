@@ -88,26 +88,41 @@ def _number(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def validate_int(value: object, name: str, low: int, high: int) -> int:
-    """A whole number between `low` and `high` (3, 3.0 and "3" are all 3), or InvalidInput naming the field."""
+def whole_number(value: Any, low: int, high: int) -> int:
+    """A whole number in [low, high] (3, 3.0 and "3" are all 3); ValueError saying what is allowed otherwise."""
     number = _number(value)
     if number is None or not number.is_integer():
-        raise InvalidInput(f"{name} must be a whole number.")
+        raise ValueError(f"must be a whole number between {low:,} and {high:,}")
     if not low <= number <= high:
-        raise InvalidInput(f"{name} must be between {low:,} and {high:,}.")
+        raise ValueError(f"must be between {low:,} and {high:,}")
     return int(number)
+
+
+def bounded_number(value: Any, low: float, high: float, *, open_low: bool = False) -> float:
+    """A finite number in [low, high] ((low, high] with `open_low`); ValueError saying what is allowed otherwise."""
+    number = _number(value)
+    bound = f"above {low:g} and at most {high:g}" if open_low else f"between {low:g} and {high:g}"
+    if number is None:
+        raise ValueError(f"must be a number {bound}")
+    if not (low < number if open_low else low <= number) or number > high:
+        raise ValueError(f"must be {bound}")
+    return number
+
+
+def validate_int(value: object, name: str, low: int, high: int) -> int:
+    """A whole number between `low` and `high`, or InvalidInput naming the field."""
+    try:
+        return whole_number(value, low, high)
+    except ValueError as err:
+        raise InvalidInput(f"{name} {err}.") from None
 
 
 def validate_float(value: object, name: str, low: float, high: float, *, open_low: bool = False) -> float:
     """A number in [low, high] (or (low, high] with `open_low`), or InvalidInput naming the field."""
-    number = _number(value)
-    if number is None:
-        raise InvalidInput(f"{name} must be a number.")
-    above_low = low < number if open_low else low <= number
-    if not above_low or number > high:
-        bound = f"above {low:g} and at most {high:g}" if open_low else f"between {low:g} and {high:g}"
-        raise InvalidInput(f"{name} must be {bound}.")
-    return number
+    try:
+        return bounded_number(value, low, high, open_low=open_low)
+    except ValueError as err:
+        raise InvalidInput(f"{name} {err}.") from None
 
 
 # ----------------------------------------------------------------------------- timeouts
@@ -177,12 +192,10 @@ def int_field(low: int, high: int, *, optional: bool = False) -> Any:
     def check(value: Any) -> int | None:
         if optional and value in (None, "", 0, -1):
             return None
-        number = _number(value)
-        if number is None or not number.is_integer():
-            raise _fail(f"must be a whole number from {low:,} to {high:,}")
-        if not low <= number <= high:
-            raise _fail(f"must be from {low:,} to {high:,}")
-        return int(number)
+        try:
+            return whole_number(value, low, high)
+        except ValueError as err:
+            raise _fail(str(err)) from None
 
     schema: dict[str, Any] = {"type": "integer", "minimum": low, "maximum": high}
     return _field(int | None if optional else int, check, {"anyOf": [schema, {"type": "null"}]} if optional else schema)
@@ -194,13 +207,10 @@ def float_field(low: float, high: float, *, open_low: bool = False, optional: bo
     def check(value: Any) -> float | None:
         if optional and value in (None, "", 0):
             return None
-        number = _number(value)
-        bound = f"above {low:g} and at most {high:g}" if open_low else f"from {low:g} to {high:g}"
-        if number is None:
-            raise _fail(f"must be a number {bound}")
-        if not (low < number if open_low else low <= number) or number > high:
-            raise _fail(f"must be {bound}")
-        return number
+        try:
+            return bounded_number(value, low, high, open_low=open_low)
+        except ValueError as err:
+            raise _fail(str(err)) from None
 
     key = "exclusiveMinimum" if open_low else "minimum"
     schema: dict[str, Any] = {"type": "number", key: low, "maximum": high}

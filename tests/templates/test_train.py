@@ -275,24 +275,19 @@ def test_reward_names_are_checked() -> None:
 
 
 # ----------------------------------------------------------------------------- arguments and card (pure)
-def test_pre_parse_reads_argv_then_the_yaml_config(tmp_path: Path) -> None:
+def test_given_options_read_argv_then_the_yaml_config(tmp_path: Path) -> None:
     config = tmp_path / "job.yaml"
     config.write_text("method: dpo\npeft_mode: lora\nlearning_rate: 1.0e-6\n")
-    pre = train.pre_parse(["--config", str(config)])
-    assert (pre.method, pre.fsdp) == ("dpo", False)
-    assert train.pre_parse(["--method=kto", "--config", str(config), "--fsdp"]).method == "kto"
-    assert train.pre_parse(["--fsdp"]).fsdp is True
-    assert train.explicit_keys(["--config", str(config), "--bf16", "true", "--max_length=64", "--eval-steps", "5"]) >= {
-        "eval_steps",
-        "bf16",
-        "max_length",
-        "learning_rate",
-        "method",
-    }
+    given = train.given_options(["--config", str(config)])
+    assert given["method"] == "dpo" and "fsdp" not in given
+    assert train.given_options(["--method=kto", "--config", str(config), "--fsdp"])["method"] == "kto"
+    assert train.given_options(["--fsdp"])["fsdp"] == "true"
+    keys = set(train.given_options(["--config", str(config), "--bf16", "true", "--max_length=64", "--eval-steps", "5"]))
+    assert keys >= {"eval_steps", "bf16", "max_length", "learning_rate", "method"}
     # the `--config=PATH` spelling counts the YAML keys as explicit too
-    assert {"learning_rate", "peft_mode"} <= train.explicit_keys([f"--config={config}"])
+    assert {"learning_rate", "peft_mode"} <= set(train.given_options([f"--config={config}"]))
     with pytest.raises(JobError, match="orpo"):
-        train.pre_parse(["--method", "orpo"])
+        train.given_options(["--method", "orpo"])
 
 
 @pytest.mark.parametrize(
@@ -300,15 +295,15 @@ def test_pre_parse_reads_argv_then_the_yaml_config(tmp_path: Path) -> None:
     [(False, False, False, False), (True, True, True, False), (True, False, False, True)],
 )
 def test_job_defaults_pick_precision_for_the_hardware(on_cuda: bool, bf16_ok: bool, bf16: bool, fp16: bool) -> None:
-    defaults = train.job_defaults(train.pre_parse([]), on_cuda, bf16_ok)
+    defaults = train.job_defaults("sft", False, on_cuda, bf16_ok)
     assert (defaults["bf16"], defaults["fp16"]) == (bf16, fp16)
     assert defaults["hub_strategy"] == "checkpoint" and defaults["save_total_limit"] == 2
     assert defaults["report_to"] == "trackio"
 
 
 def test_job_defaults_for_reward_models_and_fsdp() -> None:
-    assert train.job_defaults(train.pre_parse(["--method", "reward"]), False, False)["lora_task_type"] == "SEQ_CLS"
-    fsdp = train.job_defaults(train.pre_parse(["--fsdp"]), True, True)
+    assert train.job_defaults("reward", False, False, False)["lora_task_type"] == "SEQ_CLS"
+    fsdp = train.job_defaults("sft", True, True, True)
     assert fsdp["fsdp_config"] == {"activation_checkpointing": True} and fsdp["gradient_checkpointing"] is False
 
 

@@ -11,6 +11,7 @@ the field and what is allowed; booleans are true/false (or "true"/"false") and n
 from __future__ import annotations
 
 import json
+from dataclasses import fields
 from typing import Annotated, Any, ClassVar
 
 from pydantic import (
@@ -310,21 +311,13 @@ class TrainingConfig(_Config):
     def estimate_inputs(self) -> EstimateInputs:
         """The estimate's view of this job (the same TRL names; GRPO's beta from the advanced options)."""
         beta = self.advanced.get("beta")
+        shared = {f.name: getattr(self, f.name) for f in fields(EstimateInputs) if f.name in type(self).model_fields}
         return EstimateInputs(
-            method=self.method,
-            peft=self.peft,
-            max_length=self.max_length,
-            num_train_epochs=self.num_train_epochs,
-            per_device_train_batch_size=self.per_device_train_batch_size,
-            gradient_accumulation_steps=self.gradient_accumulation_steps,
-            gradient_checkpointing=self.gradient_checkpointing,
-            max_steps=self.steps_limit,
-            lora_r=self.lora_r,
-            lora_dropout=self.lora_dropout,
-            num_generations=self.num_generations,
-            max_completion_length=self.max_completion_length,
-            beta=float(beta) if isinstance(beta, (int, float)) and not isinstance(beta, bool) else None,
-            fsdp=self.fsdp,
+            **shared
+            | {
+                "max_steps": self.steps_limit,
+                "beta": float(beta) if isinstance(beta, (int, float)) and not isinstance(beta, bool) else None,
+            }
         )
 
     @classmethod

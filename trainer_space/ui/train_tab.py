@@ -171,7 +171,7 @@ def build_tab() -> TrainTab:
             [f.name for f in FALLBACK_FLAVORS if f.is_gpu], value=DEFAULT_FLAVOR, label="Hardware",
             allow_custom_value=True,
         )  # fmt: skip
-        timeout = gr.Textbox(label="Timeout (e.g. 90m, 2h; empty: the estimate + 30%)", value="2h")
+        timeout = gr.Textbox(label="Timeout (e.g. 90m, 2h)", value="", placeholder="empty: the estimate + 30%")
         fsdp = gr.Checkbox(label="FSDP (shard the model across GPUs)", value=False)
         resume = gr.Checkbox(label="Resume from the output repo's last checkpoint", value=False)
     with gr.Accordion("Advanced: any TRL option", open=False):
