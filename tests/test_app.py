@@ -141,14 +141,14 @@ def test_a_config_fills_every_field_of_the_train_tab():
         "max_steps": 500, "mapping": {"columns": {}, "transforms": ["alpaca"]}, "timeout": "4h", "flavor": "l4x1",
         "resume_from_hub": True, "advanced": {"weight_decay": 0.1},
     })  # fmt: skip
-    values = _apply_fix(tab, cfg.to_json())
+    values = _apply_fix(tab, None, {"kind": "train", "config": cfg.to_json()})
     assert set(values) == set(tab.fields.values())  # every field: nothing of the previous form survives
     by_name = {name: values[c] for name, c in tab.fields.items()}
     assert by_name["dataset"] == "yahma/alpaca-cleaned" and by_name["learning_rate"] == 3e-4
     assert by_name["max_steps"] == 500 and by_name["mapping"] == {"columns": {}, "transforms": ["alpaca"]}
     assert by_name["timeout"] == "4h" and by_name["flavor"] == "l4x1" and by_name["resume_from_hub"] is True
     assert tab.config(values) == cfg  # the form round-trips to the same config
-    assert _apply_fix(tab, None) == {}
+    assert _apply_fix(tab, None, None) == {}
 
 
 @pytest.mark.browser

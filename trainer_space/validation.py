@@ -20,7 +20,7 @@ from typing import Annotated, Any
 from pydantic import PlainValidator, ValidationError, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
-from .catalog import MAX_TIMEOUT_S
+from .catalog import MAX_TIMEOUT_S, METHODS
 from .errors import InvalidInput
 
 _NAME = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?"
@@ -59,6 +59,14 @@ def validate_repo_id(value: Any, kind: str = "model") -> str:
     except HFValidationError:
         raise InvalidInput(f"'{shown}' is not a valid {label} id. Use 'owner/name'.") from None
     return text
+
+
+def validate_method(value: Any) -> str:
+    """A method name ("SFT", " dpo ") or InvalidInput listing the methods."""
+    method = value.strip().lower() if isinstance(value, str) else ""
+    if method not in METHODS:
+        raise InvalidInput(f"Unknown method '{str(value)[:40]}'. Choose one of {', '.join(METHODS)}.")
+    return method
 
 
 def validate_namespace(value: Any) -> str:

@@ -24,7 +24,7 @@ from ..catalog import METHODS
 from ..errors import GatedRepo, HubUnavailable, InvalidInput, RateLimited, RepoNotFound, TrainerSpaceError
 from ..hub.session import HubSession
 from ..hub.viewer import Viewer, ViewerError, clean
-from ..validation import validate_repo_id
+from ..validation import validate_method, validate_repo_id
 from . import detect
 from .detect import MethodReport
 from .mapping import DatasetMapping, map_rows, trainer_columns
@@ -347,16 +347,10 @@ def preview_row(row: dict[str, Any]) -> dict[str, Any]:
     return {str(k): preview_cell(v) for k, v in row.items()}
 
 
-def _method(method: Any) -> str:
-    if method not in METHODS:
-        raise InvalidInput(f"Unknown method '{str(method)[:40]}'. Choose one of {', '.join(METHODS)}.")
-    return method
-
-
 def revalidate(*, inspection: DatasetInspection, method: str, mapping: DatasetMapping | dict | None) -> MethodReport:
     """Apply an edited mapping to the preview rows and run the detector again."""
     return detect.check_mapping(
-        _method(method),
+        validate_method(method),
         inspection.sample,
         mapping,
         dataset=inspection.dataset,
@@ -369,7 +363,7 @@ def trainer_rows(
     rows: Sequence[dict[str, Any]], method: str, mapping: DatasetMapping | dict | None
 ) -> list[dict[str, Any]]:
     """The rows as the trainer sees them: mapping applied, only the method's columns kept."""
-    method = _method(method)
+    method = validate_method(method)
     try:
         mapped = map_rows(rows, detect.normalize_mapping(mapping))
     except (KeyError, ValueError, TypeError, AttributeError) as err:

@@ -249,12 +249,19 @@ _FIX_FIELDS = ("per_device_train_batch_size", "gradient_accumulation_steps", "gr
                "peft", "flavor", "output_repo", "resume_from_hub")  # fmt: skip
 
 
-def fixed_config(config: TrainingConfig | ExportConfig | None, diagnosis: Diagnosis | None) -> TrainingConfig | None:
-    """The failed training job's whole config with the diagnosis' fix applied (None when there is nothing to carry).
+def fixed_config(
+    config: TrainingConfig | ExportConfig | None, diagnosis: Diagnosis | None
+) -> TrainingConfig | ExportConfig | None:
+    """The failed job's whole config with the diagnosis' fix applied (None when there is nothing to carry).
 
-    Dataset, mapping, learning rate, max_steps and everything else stay as the job had them.
+    Dataset, mapping, learning rate, max_steps and everything else stay as the job had them. An export's config
+    comes back as it was (its fixes are outside the config: a newer converter, another model).
     """
-    if not isinstance(config, TrainingConfig) or diagnosis is None or not diagnosis.action_hint:
+    if config is None or diagnosis is None:
+        return None
+    if isinstance(config, ExportConfig):
+        return config
+    if not diagnosis.action_hint:
         return None
     hint = diagnosis.action_hint
     changes: dict[str, Any] = {k: hint[k] for k in _FIX_FIELDS if hint.get(k) not in (None, "")}
@@ -274,7 +281,7 @@ class JobStatus:
 
     details: JobDetails
     diagnosis: Diagnosis | None
-    fix: TrainingConfig | None
+    fix: TrainingConfig | ExportConfig | None
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -6,10 +6,11 @@ import functools
 
 import gradio as gr
 
-from ..jobs.config import TrainingConfig
+from ..jobs.config import ExportConfig, TrainingConfig
 from . import api, local_oauth
 from .common import ui_errors
 from .estimate_tab import EstimateTab
+from .export_tab import ExportTab
 from .train_tab import TrainTab
 
 TITLE = "TRL Trainer"
@@ -90,11 +91,13 @@ def _carry_estimate(train: TrainTab, est: EstimateTab, values: dict):
     return out | {train.fields["flavor"]: values[est.recommended_flavor], train.fields["timeout"]: values[est.timeout]}
 
 
-def _apply_fix(train: TrainTab, fix: dict | None):
-    """My jobs diagnosis -> Train tab: the failed job's whole config with the proposed changes applied."""
+def _apply_fix(train: TrainTab, export: ExportTab, fix: dict | None):
+    """My jobs diagnosis -> the job's tab: its whole config, with the proposed changes applied."""
     if not fix:
         return {}
-    return train.form_values(TrainingConfig.from_dict(fix))
+    if fix.get("kind") == "export_gguf":
+        return export.form_values(ExportConfig.from_dict(fix["config"]))
+    return train.form_values(TrainingConfig.from_dict(fix["config"]))
 
 
 def build_app() -> gr.Blocks:
@@ -118,7 +121,7 @@ def build_app() -> gr.Blocks:
             with gr.Tab("My jobs", id="jobs") as jobs_ui:
                 jobs = jobs_tab.build_tab()
             with gr.Tab("GGUF export", id="gguf"):
-                export_tab.build_tab()
+                export = export_tab.build_tab()
         carried = [data.dataset, data.config, data.split, data.method, data.mapping_json, data.model]
         gr.on(
             [data.inspection.change, data.mapping_json.change],
@@ -137,9 +140,9 @@ def build_app() -> gr.Blocks:
             show_progress="hidden",
         )
         jobs.action.click(
-            ui_errors(functools.partial(_apply_fix, train)),
+            ui_errors(functools.partial(_apply_fix, train, export)),
             [jobs.fix],
-            list(train.fields.values()),
+            [*train.fields.values(), *export.fields.values()],
             api_visibility="private",
         )
         api.register()

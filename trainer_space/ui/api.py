@@ -19,18 +19,8 @@ from ..jobs.config import ExportConfig, TrainingConfig
 from ..jobs.export import submit_export
 from ..jobs.preflight import estimate_config
 from ..jobs.training import submit_training as submit
-from ..validation import validate_int
+from ..validation import validate_int, validate_method
 from .common import reader_for, session_for, ui_errors
-
-
-def method_name(value: Any) -> str:
-    """A method name from the API ("SFT", " dpo ") or InvalidInput."""
-    from ..catalog import METHODS
-
-    method = value.strip().lower() if isinstance(value, str) else ""
-    if method not in METHODS:
-        raise InvalidInput(f"Unknown method '{str(value)[:40]}'. Choose one of {', '.join(METHODS)}.")
-    return method
 
 
 @ui_errors
@@ -42,7 +32,7 @@ def inspect_dataset(
     Each method comes with a one-line reason and, when the data needs mapping, the mapping the training job
     applies plus an equivalent `datasets.map` snippet. Empty split / config pick the defaults.
     """
-    method = method_name(method or "sft")
+    method = validate_method(method or "sft")
     result = inspect(reader_for(oauth_token), dataset=dataset, split=split or None, config=config or None)
     return {**result.to_json(), "method": method}
 

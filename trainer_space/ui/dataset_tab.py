@@ -19,8 +19,7 @@ from ..data.inspection import DatasetInspection, fetch_sample, inspect_dataset, 
 from ..data.mapping import FIELDS, TRANSFORMS, DatasetMapping
 from ..data.tokens import render_example, token_stats
 from ..errors import InvalidInput
-from ..validation import validate_repo_id
-from .api import method_name
+from ..validation import validate_method, validate_repo_id
 from .common import reader_for, ui_errors
 
 NONE = "(none)"
@@ -144,16 +143,16 @@ class DatasetTab:
             self.summary: summary_markdown(result),
             self.verdicts: verdict_frame(result),
             self.preview: preview_frame(result),
-        } | self.editor_updates(result, method_name(method))
+        } | self.editor_updates(result, validate_method(method))
 
     def on_method(self, method: str, result: DatasetInspection | None) -> dict[Any, Any]:
-        return self.editor_updates(result, method_name(method))
+        return self.editor_updates(result, validate_method(method))
 
     def on_mapping_edit(self, method: str, result: DatasetInspection | None, transforms: list[str],
                         *values: str) -> dict[Any, Any]:  # fmt: skip
         if result is None:
             raise InvalidInput("Inspect a dataset first.")
-        method = method_name(method)
+        method = validate_method(method)
         shown = detect.METHOD_FIELDS[method]
         columns = {f: v for f, v in zip(self.fields, values, strict=True) if v and v != NONE and f in shown}
         mapping = detect.normalize_mapping({"columns": columns, "transforms": list(transforms or [])})
@@ -176,7 +175,7 @@ class DatasetTab:
     ) -> dict[Any, Any]:
         if result is None:
             raise InvalidInput("Inspect a dataset first.")
-        method, session = method_name(method), reader_for(oauth_token)
+        method, session = validate_method(method), reader_for(oauth_token)
         model = (model or "").strip()
         mapped: DatasetMapping = detect.normalize_mapping(mapping)
         rows = trainer_rows(result.sample[:1], method, mapped)

@@ -47,6 +47,17 @@ class ExportTab:
     command: gr.Code
     details: gr.JSON
 
+    @property
+    def fields(self) -> dict[str, gr.components.Component]:
+        """The form's components by `ExportConfig` field name."""
+        return {"model": self.model, "quantizations": self.quants, "output_repo": self.output_repo,
+                "private": self.private, "flavor": self.flavor}  # fmt: skip
+
+    def form_values(self, cfg: ExportConfig) -> dict[Any, Any]:
+        """The form filled with a config (an export job's, to run it again)."""
+        data = cfg.to_json()
+        return {c: "" if data[name] is None else data[name] for name, c in self.fields.items()}
+
     def _run(self, dry_run: bool, model: str, quants: list[str], output_repo: str, private: bool, flavor: str,
              oauth_token: gr.OAuthToken | None) -> dict[Any, Any]:  # fmt: skip
         session = session_for(oauth_token, "preview the export" if dry_run else "export to GGUF")

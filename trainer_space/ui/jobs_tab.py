@@ -160,7 +160,7 @@ class JobsTab:
     diagnosis: gr.Markdown
     action: gr.Button
     action_target: gr.Textbox
-    fix: gr.State  # the failed job's whole config with the fix applied (JSON), for the Train tab
+    fix: gr.State  # {"kind", "config"}: the failed job's whole config with the fix applied, for its tab
     log_note: gr.Markdown
     stop: gr.Button
     logs: gr.Code
@@ -208,7 +208,7 @@ class JobsTab:
         target = ACTION_TABS.get(diag.kind) if diag else None
         if target == "GGUF export" and d.kind != "export_gguf":
             target = None
-        if target == "Train" and status.fix is None:
+        if target in ("Train", "GGUF export") and status.fix is None:
             target = None  # nothing to carry: the job was not submitted by this app with a config
         out = {
             self.opened: d.id,
@@ -218,7 +218,7 @@ class JobsTab:
             self.diagnosis: gr.Markdown(diagnosis_markdown(diag), visible=diag is not None),
             self.action: gr.Button(f"Open the {target} tab", visible=True) if target else gr.Button(visible=False),
             self.action_target: target or "",
-            self.fix: status.fix.to_json() if status.fix else None,
+            self.fix: {"kind": d.kind, "config": status.fix.to_json()} if status.fix else None,
             self.where: {"namespace": d.namespace, "stage": d.stage},
         }
         if not running:
