@@ -3,7 +3,7 @@
 No registry package ships `llama-quantize`; building it from the llama-cpp-python sdist takes 10-25
 minutes on 2 cores, too long for CI. Build once, then run this:
 
-    .venv/bin/python -m tests.templates.llama_cpp_vendor --build
+    .venv/bin/python -m trainer_space.jobs.backends.llama_cpp --build
     .venv/bin/python bench/gguf_kquant.py
 
 It exports the tiny test model (hidden 256) to Q4_K_M and Q8_0, reads the files back, generates a few
@@ -20,14 +20,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.templates import test_export_gguf as t
-from tests.templates.llama_cpp_vendor import llama_cpp_bin_dir, llama_cpp_converter
 from tests.tiny_model import build_tiny_model
+from trainer_space.jobs.backends.llama_cpp import llama_cpp_bin_dir, llama_cpp_converter
 
 
 def main() -> int:
     bin_dir = llama_cpp_bin_dir()
     if bin_dir is None or not (bin_dir / "llama-quantize").is_file():
-        print("llama.cpp binaries not built: run `python -m tests.templates.llama_cpp_vendor --build` first")
+        print("llama.cpp binaries not built: run `python -m trainer_space.jobs.backends.llama_cpp --build` first")
         return 2
     converter = llama_cpp_converter()
     with tempfile.TemporaryDirectory() as tmp:

@@ -7,6 +7,7 @@ set here at collection time, before any test module imports the app.
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 
 from tests.hub_standin import HubStandIn, free_port
@@ -20,6 +21,12 @@ os.environ["TRACKIO_DIR"] = os.path.join(_ISOLATED_HOME, "trackio")
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
+# Local backend: jobs, logs and outputs under a throw-away folder, run with this very Python (which has the
+# templates' dependencies: no environment is prepared). The suite's default backend is Hugging Face Jobs; the
+# Local tests ask for "local" explicitly.
+os.environ["TRAINER_SPACE_HOME"] = os.path.join(_ISOLATED_HOME, "trainer-space")
+os.environ["TRAINER_SPACE_LOCAL_PYTHON"] = sys.executable
+os.environ["TRAINER_SPACE_DEFAULT_BACKEND"] = "hf-jobs"
 # the Space's own token must never be used for a visitor's action: make sure none leaks in from the machine
 os.environ.pop("HF_TOKEN", None)
 os.environ.pop("HUGGING_FACE_HUB_TOKEN", None)

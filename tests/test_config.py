@@ -80,7 +80,7 @@ REFUSED = [
     ("method", None, "'method' is required"),
     ("model", ["Qwen/Qwen2.5-0.5B"], r"Model \(model\) must be a model id like 'owner/name'"),
     ("model", "a" * 500, r"Model \(model\) must be a model id"),
-    ("model", "../../etc/passwd", r"Model \(model\) must be a model id"),
+    ("model", "../../etc/passwd", r"Model \(model\) /etc/passwd is not a model folder"),
     ("dataset", {"name": "x"}, r"Dataset \(dataset\) must be a dataset id"),
     ("split", 7, r"Split \(split\) must be a split name"),
     ("split", "train; rm -rf /", r"Split \(split\) must be a split name"),
@@ -112,7 +112,7 @@ def test_unknown_keys_are_refused_with_the_list_of_valid_ones() -> None:
         parse(per_device_batch_size=4, batch=2)
     assert "Unknown config field(s): batch, per_device_batch_size." in err.value.message
     assert (
-        "Valid fields: advanced, dataset," in err.value.message and "per_device_train_batch_size" in err.value.message
+        "Valid fields: advanced, backend, dataset," in err.value.message and "per_device_train_batch_size" in err.value.message
     )
 
 

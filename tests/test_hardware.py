@@ -67,8 +67,8 @@ def test_every_gpu_flavor_has_speed_figures_and_t4_trains_in_fp16():
     for f in FALLBACK_FLAVORS:
         if f.is_gpu:
             assert f.tflops > 0 and f.bandwidth_gbs > 0 and f.vram_gb > 0, f.name
-        else:
-            assert f.tflops == 0 and not f.supports_bf16
+        else:  # a CPU: a rough fp32 figure from its cores (used for this machine's estimate)
+            assert 0 < f.tflops < 5 and not f.supports_bf16 and not f.trains
     assert not get_flavor("t4-small").supports_bf16
     assert get_flavor("a100-large").supports_bf16
 

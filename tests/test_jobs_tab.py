@@ -211,7 +211,7 @@ def test_opening_an_ended_job_reads_it_once_and_never_refreshes_it(hub, tab):
     panel = tab.on_open(job.id, token)  # what a click on the row runs, then the log view, then the refresh
     assert set(panel) <= set(tab.panel_outputs)
     where = panel[tab.where]
-    assert where == {"namespace": "alice", "stage": "ERROR"}
+    assert where == {"backend": "hf-jobs", "namespace": "alice", "stage": "ERROR"}
     (view,) = list(tab.on_follow(job.id, where, token))
     assert view[tab.logs].endswith(OOM_LINE) and "error" in view[tab.log_note]
     assert tab.on_refresh(job.id, where, token) == {}  # stream ended, timer ticks: nothing to do
@@ -228,7 +228,7 @@ def test_a_running_jobs_panel_is_refreshed_until_it_ends(hub, tab):
     assert where["stage"] in ("SCHEDULING", "RUNNING")
     wait_for(lambda: hub.jobs[job.id].stage()[0] == "COMPLETED")
     refreshed = tab.on_refresh(job.id, where, token)  # the timer's tick while it was open
-    assert refreshed[tab.where] == {"namespace": "alice", "stage": "COMPLETED"}
+    assert refreshed[tab.where] == {"backend": "hf-jobs", "namespace": "alice", "stage": "COMPLETED"}
     assert "COMPLETED" in refreshed[tab.details] and tab.trackio not in refreshed  # the iframe is left alone
     before = len(hub.requests)
     assert tab.on_refresh(job.id, refreshed[tab.where], token) == {}

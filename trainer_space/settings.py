@@ -9,9 +9,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 DEFAULT_VIEWER_URL = "https://datasets-server.huggingface.co"
+BACKENDS = ("local", "hf-jobs")  # "local": this machine; "hf-jobs": Hugging Face Jobs
 
 
 @dataclass(frozen=True)
@@ -20,6 +22,13 @@ class Settings:
     viewer_url: str
     viewer_timeout_s: float
     hub_timeout_s: float
+    on_space: bool  # running as a Hugging Face Space: only HF Jobs, never strangers' jobs on the Space's machine
+    local_enabled: bool  # the Local backend (this machine) is offered
+    default_backend: str
+    home: Path  # the Local backend's jobs database, logs, outputs and prepared environments
+    local_python: str | None  # a Python with the templates' dependencies (else one is prepared with uv)
+    local_max_jobs: int  # Local jobs running at once (the others wait in the queue)
+    llama_cpp_dir: str | None  # llama.cpp tools for local GGUF exports (convert_hf_to_gguf.py, llama-quantize)
 
 
 def _url(name: str, default: str) -> str:
@@ -29,12 +38,29 @@ def _url(name: str, default: str) -> str:
     return value
 
 
+def on_a_space() -> bool:
+    return os.environ.get("SYSTEM") == "spaces" or bool(os.environ.get("SPACE_ID"))
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The process-wide settings (environment only, no secrets)."""
+    space = on_a_space()
+    local = not space and os.environ.get("TRAINER_SPACE_LOCAL", "1").strip().lower() not in ("0", "false", "no")
+    default = os.environ.get("TRAINER_SPACE_DEFAULT_BACKEND", "local" if local else "hf-jobs").strip().lower()
+    if default not in BACKENDS or (default == "local" and not local):
+        default = "hf-jobs"
+    home = Path(os.environ.get("TRAINER_SPACE_HOME") or Path.home() / ".cache" / "trainer-space").expanduser()
     return Settings(
         endpoint=_url("HF_ENDPOINT", DEFAULT_ENDPOINT),
         viewer_url=_url("TRAINER_SPACE_VIEWER_URL", DEFAULT_VIEWER_URL),
         viewer_timeout_s=float(os.environ.get("TRAINER_SPACE_VIEWER_TIMEOUT", "10")),
         hub_timeout_s=float(os.environ.get("TRAINER_SPACE_HUB_TIMEOUT", "15")),
+        on_space=space,
+        local_enabled=local,
+        default_backend=default,
+        home=home.resolve(),
+        local_python=os.environ.get("TRAINER_SPACE_LOCAL_PYTHON") or None,
+        local_max_jobs=max(1, int(os.environ.get("TRAINER_SPACE_LOCAL_MAX_JOBS", "1") or 1)),
+        llama_cpp_dir=os.environ.get("TRAINER_SPACE_LLAMA_CPP_DIR") or None,
     )

@@ -13,8 +13,10 @@ Two kinds of tools:
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import PlainValidator, ValidationError, WithJsonSchema
@@ -59,6 +61,59 @@ def validate_repo_id(value: Any, kind: str = "model") -> str:
     except HFValidationError:
         raise InvalidInput(f"'{shown}' is not a valid {label} id. Use 'owner/name'.") from None
     return text
+
+
+LOCAL_DATA_SUFFIXES = (".json", ".jsonl", ".csv", ".parquet")
+_SAVED_DATASET_FILES = ("dataset_info.json", "state.json", "dataset_dict.json")
+
+
+def looks_like_path(value: Any) -> bool:
+    """Whether a model or dataset reference names a local path rather than a Hub id."""
+    if not isinstance(value, str):
+        return False
+    from .settings import get_settings
+
+    text = value.strip()
+    explicit = text.startswith(("/", "./", "../", "~")) or text.lower().endswith(LOCAL_DATA_SUFFIXES)
+    if explicit or not get_settings().local_enabled or len(text) > 1024:
+        return explicit
+    try:
+        return Path(text).exists()
+    except OSError:  # a name the file system cannot hold: not a path
+        return False
+
+
+def is_local_ref(value: str | None) -> bool:
+    """A validated model or dataset reference that is a local path (validated ones are absolute)."""
+    return bool(value) and value.startswith("/")
+
+
+def validate_local_path(value: Any, kind: str) -> str:
+    """An existing, readable local model folder (`kind="model"`) or dataset file / saved folder (`"dataset"`),
+    as an absolute path with links resolved; InvalidInput saying what is wrong. Only when the app runs on the
+    visitor's own machine (never on a Space: it would read the Space's disk)."""
+    from .settings import get_settings
+
+    if not get_settings().local_enabled:
+        raise InvalidInput(f"Local {kind} paths work only when the app runs on your own machine: use a Hub id.")
+    if not isinstance(value, str) or not value.strip() or len(value) > 4096 or "\0" in value:
+        raise InvalidInput(f"Enter the {kind}'s path.")
+    path = Path(value.strip()).expanduser().resolve()
+    if not path.exists():
+        raise InvalidInput(f"No such {kind} on this machine: {path}.")
+    if not os.access(path, os.R_OK):
+        raise InvalidInput(f"The {kind} {path} is not readable.")
+    if kind == "model":
+        if not (path.is_dir() and (path / "config.json").is_file()):
+            raise InvalidInput(f"{path} is not a model folder (it needs a config.json, as save_pretrained writes).")
+    elif path.is_dir():
+        if not any((path / f).is_file() for f in _SAVED_DATASET_FILES):
+            raise InvalidInput(f"{path} is not a dataset folder saved with `datasets` (save_to_disk).")
+    elif path.suffix.lower() not in LOCAL_DATA_SUFFIXES:
+        raise InvalidInput(
+            f"{path.name}: a local dataset is a {', '.join(LOCAL_DATA_SUFFIXES)} file or a saved folder."
+        )
+    return str(path)
 
 
 def validate_method(value: Any) -> str:
@@ -259,6 +314,22 @@ def _repo_checker(kind: str, *, optional: bool, namespaced: bool) -> Callable[[A
         return repo_id
 
     return check
+
+
+def source_field(kind: str, *, optional: bool = False) -> Any:
+    """A model or dataset to train on: a Hub id, or (on the visitor's own machine) a local path."""
+    hub = _repo_checker(kind, optional=optional, namespaced=False)
+
+    def check(value: Any) -> str | None:
+        if looks_like_path(value):
+            try:
+                return validate_local_path(value, kind)
+            except InvalidInput as err:
+                raise _fail(err.message.rstrip(".")) from None
+        return hub(value)
+
+    schema: dict[str, Any] = {"type": "string", "maxLength": 4096, "description": f"Hub {kind} id or local path"}
+    return _field(str | None if optional else str, check, {"anyOf": [schema, {"type": "null"}]} if optional else schema)
 
 
 def repo_field(kind: str = "model", *, optional: bool = False, namespaced: bool = False) -> Any:

@@ -2,10 +2,10 @@
 
 Pure helpers are unit-tested here. The end-to-end tests (marked slow) run the script as a subprocess with
 this venv's python on the tiny test model, with llama.cpp's real converter (fetched once from the
-llama-cpp-python sdist, see llama_cpp_vendor.py) and the Hub stand-in for download and upload.
+llama-cpp-python sdist, see trainer_space/jobs/backends/llama_cpp.py) and the Hub stand-in for download and upload.
 
 What cannot run here: ``llama-quantize`` (K-quants, Q4_0...) and the llama.cpp generation check, because no
-registry package ships those binaries. Their tests run only when ``python -m tests.templates.llama_cpp_vendor
+registry package ships those binaries. Their tests run only when ``python -m trainer_space.jobs.backends.llama_cpp
 --build`` has compiled them (or ``$LLAMA_CPP_BIN_DIR`` points at them); otherwise they skip and the argv and
 the missing-binary error are unit-tested instead.
 """
@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.templates.llama_cpp_vendor import LLAMA_CPP_TAG, llama_cpp_converter
+from trainer_space.jobs.backends.llama_cpp import LLAMA_CPP_TAG, llama_cpp_converter
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = REPO_ROOT / "job_templates" / "export_gguf.py"

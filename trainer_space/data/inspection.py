@@ -24,8 +24,8 @@ from ..catalog import METHODS
 from ..errors import GatedRepo, HubUnavailable, InvalidInput, RateLimited, RepoNotFound, TrainerSpaceError
 from ..hub.session import HubSession
 from ..hub.viewer import Viewer, ViewerError, clean
-from ..validation import validate_method, validate_repo_id
-from . import detect
+from ..validation import looks_like_path, validate_local_path, validate_method, validate_repo_id
+from . import detect, local_files
 from .detect import MethodReport
 from .mapping import DatasetMapping, map_rows, trainer_columns
 
@@ -105,11 +105,12 @@ class DatasetInspection:
 def inspect_dataset(
     session: HubSession, *, dataset: str, split: str | None = "train", config: str | None = None
 ) -> DatasetInspection:
-    """Inspect a Hub dataset: splits, row count, first rows, and a verdict per training method.
+    """Inspect a dataset: splits, row count, first rows, and a verdict per training method.
 
     Args:
         session: the visitor's session (their token reads gated or private datasets; anonymous otherwise).
-        dataset: a dataset id (`owner/name`) or its Hub URL.
+        dataset: a dataset id (`owner/name`) or its Hub URL; on the visitor's own machine also a local file
+            (.json, .jsonl, .csv, .parquet) or a folder saved with `datasets`.
         split: the split to inspect; empty or None picks "train" when present, else the first split.
         config: the configuration (subset); None picks "default" when present, else the first one.
 
@@ -119,6 +120,8 @@ def inspect_dataset(
         HubUnavailable: the viewer failed or timed out, and streaming a few rows failed too.
     """
     started = time.perf_counter()
+    if looks_like_path(dataset):
+        return inspect_local(validate_local_path(dataset, "dataset"), split=split, started=started)
     repo_id = validate_repo_id(dataset, kind="dataset")
     config, split = (config or "").strip() or None, (split or "").strip() or None
     viewer = session.viewer
@@ -142,6 +145,15 @@ def inspect_dataset(
         return _build(repo_id, chosen, splits, first, num_rows, notes, started)
     finally:  # leave no request in flight behind an early answer (they end within the viewer timeout)
         wait([f_splits, f_size, f_rows], timeout=viewer.timeout + 1)
+
+
+def inspect_local(path: str, *, split: str | None = None, started: float | None = None) -> DatasetInspection:
+    """Inspect a dataset on this machine (a validated path) exactly as a Hub dataset."""
+    started = time.perf_counter() if started is None else started
+    rows, total, split_names, chosen = local_files.read_rows(path, (split or "").strip() or None)
+    splits = [SplitRef("default", s) for s in split_names]
+    notes = [] if rows else ["The split is empty."]
+    return _result(path, SplitRef("default", chosen), splits, rows, {}, total, notes, started, "local")
 
 
 def _parse_splits(payload: dict[str, Any]) -> list[SplitRef]:

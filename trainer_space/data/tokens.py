@@ -17,7 +17,7 @@ from ..errors import InvalidInput
 from ..hub.cache import TTLCache
 from ..hub.session import HubSession
 from ..hub.viewer import clean
-from ..validation import validate_repo_id
+from ..validation import looks_like_path, validate_local_path, validate_repo_id
 from .detect import example_for_display
 from .inspection import trainer_rows
 from .mapping import DatasetMapping
@@ -37,6 +37,10 @@ def load_tokenizer(session: HubSession, model: str) -> Any:
     Its files are read with the visitor's session (for gated or private models through a throw-away folder)
     and loaded from disk, so transformers never calls the Hub with a token of its own choosing.
     """
+    if looks_like_path(model):
+        path = validate_local_path(model, "model")
+        key = (path, str(Path(path).stat().st_mtime_ns), "local")
+        return TOKENIZER_CACHE.get(key) or TOKENIZER_CACHE.put(key, _tokenizer_from(Path(path), path))
     repo_id = validate_repo_id(model, kind="model")
     info = session.model_info(repo_id)
     restricted = bool(info.private or info.gated)

@@ -132,6 +132,7 @@ OPTIMIZER_BANDWIDTH_EFFICIENCY = 0.7
 # Hub downloads ~200 MB/s, uploads ~100 MB/s; local disk ~1 GB/s for checkpoints; TRL tokenisation (chat
 # template + tokenizer, one process) ~2000 rows/s.
 STARTUP_S = 240
+LOCAL_STARTUP_S = 30  # this machine: no scheduling, no image, the environment already there (imports, loading)
 DOWNLOAD_BPS = 200e6
 UPLOAD_BPS = 100e6
 DISK_BPS = 1e9
@@ -564,8 +565,8 @@ def time_breakdown(facts: ModelFacts, inp: EstimateInputs, flavor: Flavor) -> Ti
         final_bytes = lora_params(facts, inp.lora_r) * 4  # the adapter only
         ckpt_bytes = final_bytes * (1 + ADAM_MOMENTS)
     return TimeBreakdown(
-        startup=STARTUP_S,
-        download=facts.checkpoint_bytes / DOWNLOAD_BPS,
+        startup=LOCAL_STARTUP_S if flavor.is_local else STARTUP_S,
+        download=0.0 if facts.model_id.startswith("/") else facts.checkpoint_bytes / DOWNLOAD_BPS,
         tokenize=rows / TOKENIZE_ROWS_PER_S,
         train=train,
         generation=generation,
@@ -590,7 +591,7 @@ class FlavorEstimate:
 
     @property
     def fits(self) -> bool:
-        return self.flavor.is_gpu and self.memory.peak <= SAFETY * self.flavor.vram_gb * GIB
+        return self.flavor.trains and self.memory.peak <= SAFETY * self.flavor.memory_gb * GIB
 
     @property
     def hours(self) -> float:
@@ -672,6 +673,8 @@ def _hours(hours: float) -> str:
 
 
 def estimate_flavor(facts: ModelFacts, inp: EstimateInputs, flavor: Flavor) -> FlavorEstimate:
+    if not flavor.is_gpu and inp.precision == "auto":  # on a CPU the template loads and trains in float32
+        inp = replace(inp, precision="mixed")
     gpus = max(flavor.gpus, 1)
     return FlavorEstimate(flavor, memory_breakdown(facts, inp, gpus=gpus), time_breakdown(facts, inp, flavor))
 
@@ -711,7 +714,7 @@ def suggestions_for(facts: ModelFacts, inp: EstimateInputs, flavors: tuple[Flavo
                       replace(inp, fsdp=True)))  # fmt: skip
     out: list[str] = []
     for label, variant in tries:
-        ests = tuple(estimate_flavor(facts, variant, f) for f in flavors if f.is_gpu)
+        ests = tuple(estimate_flavor(facts, variant, f) for f in flavors if f.trains)
         if variant.fsdp:
             ests = tuple(e for e in ests if e.flavor.gpus > 1)
         best = recommend(ests)
@@ -732,20 +735,29 @@ def estimate_from_facts(
     *,
     prices_from_hub: bool = True,
     notes: tuple[str, ...] = (),
+    local: bool = False,
 ) -> EstimateResult:
-    """The whole estimate from known facts (pure: no Hub, no torch)."""
-    gpu_flavors = tuple(f for f in flavors if f.is_gpu)
+    """The whole estimate from known facts (pure: no Hub, no torch).
+
+    `local`: recommend this machine (the flavor named "local", when listed) rather than a Jobs flavor.
+    """
+    gpu_flavors = tuple(f for f in flavors if f.trains)
     if inp.fsdp:
         gpu_flavors = tuple(f for f in gpu_flavors if f.gpus > 1) or gpu_flavors
     estimates = tuple(estimate_flavor(facts, inp, f) for f in gpu_flavors)
     estimates = tuple(sorted(estimates, key=lambda e: (e.flavor.usd_per_hour, e.flavor.name)))
-    best = recommend(estimates)
+    best = recommend(tuple(e for e in estimates if e.flavor.is_local == local))
     all_notes = [*notes, *facts.notes]
     if estimates:
         all_notes.extend(n for n in estimates[0].memory.notes if n not in all_notes)
     if not prices_from_hub:
         all_notes.append("The Hub's hardware list could not be read: flavors and prices come from the built-in table.")
-    all_notes.append("CPU flavors are not listed: TRL fine-tuning runs on a GPU.")
+    all_notes.append("CPU flavors of Jobs are not listed: TRL fine-tuning runs on a GPU.")
+    if any(f.is_local and not f.is_gpu for f in gpu_flavors):
+        all_notes.append(
+            "This machine has no GPU: a local job trains on its CPU, typically 50-100x slower than on a small GPU "
+            "(the CPU figures are rough). Fine for a tiny model or a quick test."
+        )
     if inp.spec.generates:
         p, c = inp.grpo_lengths
         all_notes.append(
@@ -756,7 +768,8 @@ def estimate_from_facts(
     if best is not None:
         timeout_s = submit_timeout_s(best.time.total)
         timeout = format_timeout(timeout_s)
-    suggestions = suggestions_for(facts, inp, gpu_flavors) if best is None else ()
+    where = tuple(f for f in gpu_flavors if f.is_local == local)
+    suggestions = suggestions_for(facts, inp, where) if best is None else ()
     tokens = (best or (estimates[0] if estimates else None)).time.tokens if estimates else 0
     return EstimateResult(
         model=facts.model_id,

@@ -13,13 +13,15 @@ arithmetic in `param_breakdown` instead, and a note says so.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from ..errors import GatedRepo, InvalidInput, InvalidToken, MissingPermission, RepoNotFound
 from ..hub.cache import TTLCache
 from ..hub.session import HubSession
-from ..validation import validate_repo_id
+from ..validation import looks_like_path, validate_local_path, validate_repo_id
 
 # bytes per parameter of the dtypes the Hub reports in `safetensors.parameters`
 DTYPE_BYTES: dict[str, float] = {
@@ -388,6 +390,37 @@ def _config_json(session: HubSession, model_id: str, revision: str | None, *, is
     return config
 
 
+def safetensors_total(folder: Path) -> tuple[int | None, dict[str, int]]:
+    """Parameters in a local model folder's safetensors files, from their headers (no weights read)."""
+    counts: dict[str, int] = {}
+    for path in sorted(folder.glob("*.safetensors")):
+        with open(path, "rb") as fh:
+            size = int.from_bytes(fh.read(8), "little")
+            if not 0 < size < 100_000_000:
+                continue
+            header = json.loads(fh.read(size))
+        for name, entry in header.items():
+            if name != "__metadata__" and isinstance(entry, dict) and "shape" in entry:
+                numel = 1
+                for dim in entry["shape"]:
+                    numel *= int(dim)
+                counts[str(entry.get("dtype", "F32"))] = counts.get(str(entry.get("dtype", "F32")), 0) + numel
+    return (sum(counts.values()) or None), counts
+
+
+def local_model_facts(path: str) -> ModelFacts:
+    """Facts of a model folder on this machine (a validated path): config.json and the safetensors headers."""
+    folder = Path(path)
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise InvalidInput(f"{folder / 'config.json'} is not valid JSON.") from None
+    if not isinstance(config, dict):
+        raise InvalidInput(f"{folder / 'config.json'} is not a JSON object.")
+    total, counts = safetensors_total(folder)
+    return facts_from_config(path, config, safetensors_total=total, safetensors_params=counts or None)
+
+
 def get_model_facts(session: HubSession, model_id: str, *, revision: str | None = None) -> ModelFacts:
     """Parameter count and architecture of a Hub model, from its metadata and config.json (no weights).
 
@@ -404,6 +437,8 @@ def get_model_facts(session: HubSession, model_id: str, *, revision: str | None 
         >>> get_model_facts(HubSession(None), "Qwen/Qwen2.5-0.5B").params
         494032768
     """
+    if looks_like_path(model_id):
+        return local_model_facts(validate_local_path(model_id, "model"))
     model_id = validate_repo_id(model_id, "model")
     rev = revision or "main"
     for scope in ("public", session.cache_scope):

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ..errors import TrainerSpaceError
+from ..hub.hardware import Flavor
 from ..hub.session import HubSession
 from ..hub.viewer import ViewerError
 from .model import DEFAULT_MEAN_TOKENS, DEFAULT_ROWS, EstimateInputs, EstimateResult, estimate_from_facts
@@ -40,6 +41,8 @@ def estimate(
     split: str | None = None,
     num_rows: int | None = None,
     mean_tokens: float | None = None,
+    this_machine: Flavor | None = None,
+    local: bool = False,
 ) -> EstimateResult:
     """Peak memory, time and cost of `inputs` for `model` on every GPU flavor, and the flavor to pick.
 
@@ -49,6 +52,8 @@ def estimate(
         model: a validated model id.
         dataset, split: counted by the dataset viewer when `num_rows` is None.
         num_rows, mean_tokens: what is known of the data; None means "count it" / "assume 512 tokens", with a note.
+        this_machine: the machine running the app, listed beside the Jobs flavors (Local backend).
+        local: recommend this machine rather than a Jobs flavor (a local job).
 
     Raises:
         RepoNotFound / GatedRepo / HubUnavailable / InvalidInput: the model could not be read.
@@ -71,5 +76,7 @@ def estimate(
             "for measured lengths."
         )
     flavors, from_hub = session.hardware()
+    if this_machine is not None:
+        flavors = (this_machine, *flavors)
     inputs = replace(inputs, num_rows=int(num_rows), mean_tokens=float(mean_tokens))
-    return estimate_from_facts(facts, inputs, flavors, prices_from_hub=from_hub, notes=tuple(notes))
+    return estimate_from_facts(facts, inputs, flavors, prices_from_hub=from_hub, notes=tuple(notes), local=local)

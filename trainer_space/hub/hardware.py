@@ -42,6 +42,11 @@ GPU_BANDWIDTH_GBS: dict[str, float] = {
 }
 # GPUs without bf16 support train in fp16 (T4 is Turing)
 NO_BF16 = {"T4"}
+# Training on a CPU (this machine, Local backend): fp32 matrix throughput per core and memory bandwidth. Assumptions
+# for a recent x86 core with AVX2/AVX-512 in PyTorch (oneDNN); a CPU estimate is a rough one, and says so.
+CPU_TFLOPS_PER_CORE = 0.05
+CPU_BANDWIDTH_GBS = 20.0
+LOCAL_FLAVOR = "local"  # this machine (Local backend): free, its GPUs or its CPU
 
 
 @dataclass(frozen=True)
@@ -65,14 +70,29 @@ class Flavor:
         return self.vram_gb * self.gpus
 
     @property
+    def is_local(self) -> bool:
+        """This machine (the Local backend), rather than a Jobs flavor."""
+        return self.name == LOCAL_FLAVOR
+
+    @property
+    def trains(self) -> bool:
+        """Whether the estimate lists it: Jobs GPU flavors, and this machine (GPU or CPU)."""
+        return self.is_gpu or self.is_local
+
+    @property
+    def memory_gb(self) -> float:
+        """Memory a training process may use per device: a GPU's VRAM, or the machine's RAM when it has none."""
+        return self.vram_gb if self.is_gpu else self.ram_gb
+
+    @property
     def tflops(self) -> float:
-        """Peak dense tensor TFLOP/s per GPU (0 for CPU flavors)."""
-        return GPU_TFLOPS.get(self.gpu_model or "", 0.0)
+        """Peak dense tensor TFLOP/s per GPU; for a CPU, the whole processor's fp32 figure (assumption)."""
+        return GPU_TFLOPS.get(self.gpu_model or "", 0.0) if self.is_gpu else self.cpu * CPU_TFLOPS_PER_CORE
 
     @property
     def bandwidth_gbs(self) -> float:
-        """Memory bandwidth per GPU, GB/s (0 for CPU flavors)."""
-        return GPU_BANDWIDTH_GBS.get(self.gpu_model or "", 0.0)
+        """Memory bandwidth per GPU (or of the CPU's memory), GB/s."""
+        return GPU_BANDWIDTH_GBS.get(self.gpu_model or "", 0.0) if self.is_gpu else CPU_BANDWIDTH_GBS
 
     @property
     def supports_bf16(self) -> bool:

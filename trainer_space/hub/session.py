@@ -197,6 +197,11 @@ class HubSession:
         return namespace
 
     # ------------------------------------------------------------------ jobs
+    def job_secrets(self) -> dict[str, str]:
+        """The visitor's token as a job's `HF_TOKEN` secret (for a job the visitor runs: Jobs or this machine)."""
+        self.require("run jobs")
+        return {TOKEN_SECRET: self._token}
+
     def submit_job(self, request: JobRequest) -> JobInfo:
         """Create a job in the visitor's namespace. The token goes only into the `HF_TOKEN` secret."""
         self.require("run jobs")
@@ -212,7 +217,7 @@ class HubSession:
                 image=request.image,
                 command=request.command,
                 env=request.env or None,
-                secrets={TOKEN_SECRET: self._token} if request.with_token_secret else None,
+                secrets=self.job_secrets() if request.with_token_secret else None,
                 flavor=request.flavor,
                 timeout=request.timeout_s,
                 labels=request.labels or None,

@@ -48,7 +48,8 @@ from ..catalog import (
 from ..data.mapping import DatasetMapping, MappingError, parse_mapping
 from ..errors import InvalidInput
 from ..estimate.model import EstimateInputs
-from ..hub.hardware import FLAVOR_NAMES
+from ..hub.hardware import FLAVOR_NAMES, LOCAL_FLAVOR
+from ..settings import BACKENDS, get_settings
 from ..validation import (
     BoolField,
     TimeoutField,
@@ -56,8 +57,10 @@ from ..validation import (
     config_error,
     float_field,
     int_field,
+    is_local_ref,
     parse_timeout,
     repo_field,
+    source_field,
     text_field,
 )
 
@@ -149,9 +152,10 @@ AdvancedField = Annotated[
 ]
 MethodField = choice_field(tuple(METHODS))
 PeftField = choice_field(PEFT_MODES)
-FlavorField = choice_field(tuple(sorted(FLAVOR_NAMES)), optional=True)
-ModelId = repo_field("model")
-DatasetId = repo_field("dataset", optional=True)
+FlavorField = choice_field((*sorted(FLAVOR_NAMES), LOCAL_FLAVOR), optional=True)
+ModelId = source_field("model")
+DatasetId = source_field("dataset", optional=True)
+BackendField = choice_field(BACKENDS, optional=True)
 OutputRepo = repo_field("model", optional=True, namespaced=True)
 SpaceId = repo_field("space", optional=True, namespaced=True)
 SplitName = text_field(
@@ -217,12 +221,29 @@ class TrainingConfig(_Config):
         "private": "Private", "trackio_space": "Trackio Space", "trackio_project": "Trackio project",
         "flavor": "Hardware", "timeout": "Timeout", "quick_test": "Quick test", "fsdp": "FSDP",
         "resume_from_hub": "Resume from the Hub", "advanced": "Advanced options", "namespace": "Namespace",
+        "backend": "Run on", "push_to_hub": "Push to the Hub",
     }  # fmt: skip
     REQUIRED: ClassVar[tuple[str, ...]] = ("method", "model", "dataset")
 
     method: MethodField = Field(DEFAULT_METHOD, description="TRL method: sft, dpo, grpo, reward or kto.")
-    model: ModelId = Field(description="Model to fine-tune: a Hub id like Qwen/Qwen2.5-0.5B.")
-    dataset: DatasetId = Field(None, description="Hub dataset id, e.g. trl-lib/Capybara.")
+    backend: BackendField = Field(
+        None,
+        description="Where the job runs: 'hf-jobs' (Hugging Face Jobs) or 'local' (the machine running the "
+        "app; not on a Space). Default: local off Spaces, hf-jobs on a Space.",
+    )
+    model: ModelId = Field(
+        description="Model to fine-tune: a Hub id like Qwen/Qwen2.5-0.5B (or, for local jobs, a model folder)."
+    )
+    dataset: DatasetId = Field(
+        None,
+        description="Hub dataset id, e.g. trl-lib/Capybara (or, for local jobs, a .json/.jsonl/.csv/.parquet "
+        "file or a saved dataset folder).",
+    )
+    push_to_hub: BoolField = Field(
+        True,
+        description="Push checkpoints and the model to output_repo (always for Jobs; local jobs may keep "
+        "them on this machine only).",
+    )
     output_repo: OutputRepo = Field(
         None, description="Where checkpoints and the model go (default <you>/<model>-<method>)."
     )
@@ -274,6 +295,23 @@ class TrainingConfig(_Config):
 
     @model_validator(mode="after")
     def _method_rules(self) -> TrainingConfig:
+        if self.backend == "local" and not get_settings().local_enabled:
+            raise PydanticCustomError(
+                "invalid", "Local jobs run only when the app runs on your own machine: use hf-jobs"
+            )
+        if self.resolved_backend == "hf-jobs":
+            local = [name for name in ("model", "dataset") if is_local_ref(getattr(self, name))]
+            if local:
+                raise PydanticCustomError(
+                    "invalid",
+                    f"A Hugging Face Job cannot read this machine's {' and '.join(local)}: upload it to the Hub, or "
+                    "run the job here (backend 'local')",
+                )
+            if not self.push_to_hub:
+                raise PydanticCustomError(
+                    "invalid",
+                    "A Hugging Face Job must push to the Hub (its disk is gone when it ends): push_to_hub true",
+                )
         spec = method_spec(self.method)
         if (
             spec.generates
@@ -291,6 +329,14 @@ class TrainingConfig(_Config):
         return self
 
     # ------------------------------------------------------------------ derived values
+    @property
+    def resolved_backend(self) -> str:
+        return self.backend or get_settings().default_backend
+
+    @property
+    def is_local(self) -> bool:
+        return self.resolved_backend == "local"
+
     @property
     def spec(self):
         return method_spec(self.method)
@@ -361,11 +407,12 @@ class ExportConfig(_Config):
 
     LABELS: ClassVar[dict[str, str]] = {
         "model": "Model", "quantizations": "Quantizations", "output_repo": "Output repo", "private": "Private",
-        "flavor": "Flavor", "timeout": "Timeout",
+        "flavor": "Flavor", "timeout": "Timeout", "backend": "Run on", "push_to_hub": "Push to the Hub",
     }  # fmt: skip
     REQUIRED: ClassVar[tuple[str, ...]] = ("model",)
 
-    model: ModelId = Field(description="A model or LoRA adapter repo to convert.")
+    backend: BackendField = Field(None, description="Where the export runs: 'hf-jobs' or 'local'.")
+    model: ModelId = Field(description="A model or LoRA adapter repo to convert (or, locally, a model folder).")
     quantizations: QuantsField = Field((), description="Quantization types (default Q4_K_M).")
     output_repo: OutputRepo = Field(None, description="Where the GGUF files go (default <you>/<model>-GGUF).")
     private: BoolField = Field(True, description="Make the output repo private.")
@@ -373,6 +420,26 @@ class ExportConfig(_Config):
         None, description="Hardware flavor (default: the cheapest CPU flavor with enough RAM and disk)."
     )
     timeout: TimeoutField = Field(None, description="Job timeout (default: from the model's size).")
+    push_to_hub: BoolField = Field(True, description="Upload the GGUF files (local exports may keep them here).")
+
+    @property
+    def resolved_backend(self) -> str:
+        return self.backend or get_settings().default_backend
+
+    @property
+    def is_local(self) -> bool:
+        return self.resolved_backend == "local"
+
+    @model_validator(mode="after")
+    def _where(self) -> ExportConfig:
+        if self.backend == "local" and not get_settings().local_enabled:
+            raise PydanticCustomError("invalid", "Local exports run only when the app runs on your own machine")
+        if self.resolved_backend == "hf-jobs" and (is_local_ref(self.model) or not self.push_to_hub):
+            raise PydanticCustomError(
+                "invalid",
+                "A Hugging Face Job exports a Hub model and uploads the result: use a Hub id, push_to_hub true",
+            )
+        return self
 
     @classmethod
     def from_job_env(cls, env: dict[str, Any] | None) -> ExportConfig | None:

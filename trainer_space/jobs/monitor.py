@@ -14,6 +14,7 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -24,6 +25,7 @@ from ..hub.hardware import Flavor, get_flavor
 from ..hub.session import TERMINAL_STAGES, HubSession
 from ..settings import get_settings
 from ..validation import format_timeout, validate_int, validate_job_id
+from .backends import HF_JOBS, JobBackend, backend_of, find_job, job_backend, job_backends, list_all
 from .config import ExportConfig, TrainingConfig
 from .diagnosis import Diagnosis, diagnose
 from .spec import APP_LABEL, space_subdomain
@@ -41,6 +43,7 @@ class JobRow:
     duration_min: float
     cost_usd: float
     url: str
+    backend: str = HF_JOBS  # "hf-jobs" or "local"
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -72,6 +75,7 @@ def job_row(job: JobInfo, flavors: tuple[Flavor, ...] | None = None) -> JobRow:
         duration_min=round(seconds / 60, 1),
         cost_usd=round(seconds / 3600 * info.usd_per_hour, 2) if info else 0.0,
         url=job.url,
+        backend=backend_of(job),
     )
 
 
@@ -82,9 +86,10 @@ def list_job_rows(
     only_this_app: bool = False,
     stages: list[str] | None = None,
 ) -> list[JobRow]:
-    """The visitor's jobs, newest first, with the cost so far (duration x price)."""
+    """The visitor's jobs on every backend (Hugging Face Jobs and this machine), newest first, with the cost so far
+    (duration x price; free on this machine)."""
     flavors, _ = session.hardware()
-    jobs = session.list_jobs(namespaces=namespaces, stages=stages)
+    jobs = list_all(job_backends(session, action="list your jobs"), namespaces=namespaces, stages=stages)
     rows = [job_row(j, flavors) for j in jobs]
     if only_this_app:
         rows = [r for r in rows if r.kind != "other"]
@@ -172,6 +177,8 @@ class JobDetails:
     trackio_space: str | None
     trackio_url: str | None
     config: TrainingConfig | ExportConfig | None = None  # what the app submitted (None for other jobs)
+    backend: str = HF_JOBS
+    output_dir: str | None = None  # a local job's outputs on this machine
 
     @property
     def terminal(self) -> bool:
@@ -221,17 +228,19 @@ def job_details(job: JobInfo, flavors: tuple[Flavor, ...] | None = None) -> JobD
         trackio_space=trackio,
         trackio_url=trackio_embed_url(trackio, project) if row.kind == "train" else None,
         config=config,
+        backend=row.backend,
+        output_dir=str(Path(job.job_dir) / "output") if getattr(job, "job_dir", None) else None,
     )
 
 
 def diagnose_job(
-    session: HubSession, job: JobInfo, flavors: tuple[Flavor, ...] | None = None, *, tail: int = DIAGNOSIS_TAIL
+    backend: JobBackend, job: JobInfo, flavors: tuple[Flavor, ...] | None = None, *, tail: int = DIAGNOSIS_TAIL
 ) -> Diagnosis | None:
     """The diagnosis of a finished job from its status, the last `tail` log lines and its labels (None if running)."""
     stage = job.status.stage
     if stage not in TERMINAL_STAGES or stage in ("COMPLETED", "DELETED"):
         return None
-    lines = session.job_logs(job.id, namespace=job.owner.name, tail=tail) if stage == "ERROR" else []
+    lines = backend.job_logs(job.id, namespace=job.owner.name, tail=tail) if stage == "ERROR" else []
     return diagnose(
         stage,
         job.status.message,
@@ -294,9 +303,9 @@ class JobStatus:
 def job_status(session: HubSession, job_id: str) -> JobStatus:
     """A job of any of the visitor's namespaces, with its diagnosis once it has ended."""
     flavors, _ = session.hardware()
-    job = session.find_job(validate_job_id(job_id))
+    backend, job = find_job(job_backends(session), validate_job_id(job_id))
     details = job_details(job, flavors)
-    diagnosis = diagnose_job(session, job, flavors)
+    diagnosis = diagnose_job(backend, job, flavors)
     return JobStatus(details, diagnosis, fixed_config(details.config, diagnosis))
 
 
@@ -313,8 +322,8 @@ class LogTail:
 def job_log_tail(session: HubSession, job_id: str, tail: int = DIAGNOSIS_TAIL) -> LogTail:
     """The last `tail` log lines of a job (1 to 5000)."""
     tail = validate_int(tail, "tail", 1, 5000)
-    job = session.find_job(validate_job_id(job_id))
-    return LogTail(job.id, job.status.stage, session.job_logs(job.id, namespace=job.owner.name, tail=tail))
+    backend, job = find_job(job_backends(session, action="read job logs"), validate_job_id(job_id))
+    return LogTail(job.id, job.status.stage, backend.job_logs(job.id, namespace=job.owner.name, tail=tail))
 
 
 @dataclass(frozen=True)
@@ -328,10 +337,10 @@ class JobStage:
 
 def cancel(session: HubSession, job_id: str) -> JobStage:
     """Cancel a job of the visitor's (found in their namespaces; others' jobs are not found)."""
-    job = session.find_job(validate_job_id(job_id))
+    backend, job = find_job(job_backends(session, action="cancel jobs"), validate_job_id(job_id))
     if job.status.stage in TERMINAL_STAGES:
         return JobStage(job.id, job.status.stage)
-    after = session.cancel_job(job.id, namespace=job.owner.name)
+    after = backend.cancel_job(job.id, namespace=job.owner.name)
     return JobStage(after.id, after.status.stage)
 
 
@@ -363,21 +372,43 @@ def _pump(lines: Iterator[str], out: queue.Queue, stop: threading.Event) -> None
             close()
 
 
+@dataclass(frozen=True)
+class JobWhere:
+    """Where a job lives (its backend and namespace) and its stage as last read."""
+
+    backend: str
+    namespace: str
+    stage: str
+
+    def to_json(self) -> dict[str, str]:
+        return asdict(self)
+
+
+def where_is(session: HubSession, job_id: str) -> JobWhere:
+    """Where one of the visitor's jobs lives, on whichever backend holds it."""
+    _, job = find_job(job_backends(session), validate_job_id(job_id))
+    return JobWhere(backend_of(job), job.owner.name, job.status.stage)
+
+
 def follow_logs(
-    session: HubSession, job_id: str, *, namespace: str, stage: str, keep: int = 500, every_s: float = 0.4
+    session: HubSession, job_id: str, *, where: JobWhere | None = None, keep: int = 500, every_s: float = 0.4
 ) -> Iterator[LogView]:
     """The job's last `keep` log lines, again every `every_s` seconds while new lines come, until the job ends.
 
-    An ended job gives its tail once. The blocking server-sent-event read runs in its own thread so that the
-    reader is paced (and stops the stream when the caller stops iterating).
+    `where`: the job's backend, namespace and stage as last read (None: the job is looked up). An ended job gives
+    its tail once. The blocking read runs in its own thread so that the reader is paced (and stops it when it
+    stops iterating).
     """
+    where = where or where_is(session, job_id)
+    backend = job_backend(where.backend, session)
+    namespace, stage = where.namespace, where.stage
     if stage in TERMINAL_STAGES:
-        yield LogView(tuple(session.job_logs(job_id, namespace=namespace, tail=keep)), True)
+        yield LogView(tuple(backend.job_logs(job_id, namespace=namespace, tail=keep)), True)
         return
     buffer: deque[str] = deque(maxlen=keep)
     out: queue.Queue = queue.Queue()
     stop = threading.Event()
-    stream = session.follow_logs(job_id, namespace=namespace, tail=keep)
+    stream = backend.follow_logs(job_id, namespace=namespace, tail=keep)
     threading.Thread(target=_pump, args=(stream, out, stop), daemon=True, name=f"logs-{job_id[:8]}").start()
     try:
         last, dirty = 0.0, False

@@ -18,8 +18,11 @@ from ..data.tokens import token_stats
 from ..errors import TrainerSpaceError
 from ..estimate.model import DEFAULT_MEAN_TOKENS, EstimateResult, FlavorEstimate
 from ..estimate.service import estimate
+from ..hub.hardware import LOCAL_FLAVOR
 from ..hub.session import HubSession
-from ..validation import format_timeout
+from ..settings import get_settings
+from ..validation import format_timeout, is_local_ref
+from .backends.local import this_machine
 from .config import TrainingConfig
 
 
@@ -117,6 +120,8 @@ def check_dataset(session: HubSession, cfg: TrainingConfig) -> tuple[Check, Data
         report = revalidate(inspection=inspection, method=cfg.method, mapping=cfg.mapping)
     rows = f"{inspection.num_rows:,} rows" if inspection.num_rows else "row count unknown"
     where = f"{cfg.dataset} [{inspection.config}/{inspection.split}, {rows}]"
+    if inspection.source == "local":
+        where = f"{cfg.dataset} [{rows}]"
     verdict = report.verdict
     if verdict == detect.Verdict.READY:
         reason = report.reason.removeprefix("with this mapping: ")
@@ -211,15 +216,19 @@ class EstimateCheck:
 def estimate_config(
     session: HubSession, cfg: TrainingConfig, *, num_rows: int | None = None, mean_tokens: float | None = None
 ) -> EstimateResult:
-    """The estimate of a training config on every GPU flavor (rows counted by the viewer when not given)."""
+    """The estimate of a training config on every GPU flavor and, off Spaces, on this machine (rows counted by the
+    viewer when not given); the recommendation is for the config's backend."""
+    local = get_settings().local_enabled
     return estimate(
         session,
         cfg.estimate_inputs(),
         model=cfg.model,
-        dataset=cfg.dataset if num_rows is None else None,
+        dataset=cfg.dataset if num_rows is None and not is_local_ref(cfg.dataset) else None,
         split=cfg.split,
         num_rows=QUICK_TEST_ROWS if cfg.quick_test else num_rows,
         mean_tokens=mean_tokens,
+        this_machine=this_machine() if local else None,
+        local=cfg.is_local,
     )
 
 
@@ -236,16 +245,17 @@ def check_estimate(
     except TrainerSpaceError as err:
         flavor = cfg.flavor or DEFAULT_FLAVOR
         return EstimateCheck(Check("estimate", Status.WARN, f"No estimate: {err.message}"), None, None, flavor, None)
-    flavor = cfg.flavor or result.recommended or DEFAULT_FLAVOR
+    flavor = LOCAL_FLAVOR if cfg.is_local else cfg.flavor or result.recommended or DEFAULT_FLAVOR
     chosen = next((f for f in result.flavors if f.flavor.name == flavor), None)
     if chosen is None:
         check = Check("estimate", Status.WARN, f"No estimate for {flavor} (not a GPU flavor?).")
         return EstimateCheck(check, result, None, flavor, None)
     needed = submit_timeout_s(chosen.time.total)
-    peak = f"peak {chosen.peak_gib:.1f} of {chosen.flavor.vram_gb:g} GB per GPU"
+    device = "per GPU" if chosen.flavor.is_gpu else "of RAM"
+    peak = f"peak {chosen.peak_gib:.1f} of {chosen.flavor.memory_gb:.0f} GB {device}"
     unmodelled = sorted(set(cfg.advanced) - NEUTRAL_ADVANCED)
     caveat = f" Not modelled: {', '.join(unmodelled)} (advanced)." if unmodelled else ""
-    picked = "" if cfg.flavor else " (the cheapest flavor where it fits)"
+    picked = " (this machine)" if cfg.is_local else "" if cfg.flavor else " (the cheapest flavor where it fits)"
     if chosen.fits:
         cost = f"about {chosen.hours * 60:.0f} min, ${chosen.cost_usd:,.2f}"
         check = Check("estimate", Status.OK, f"Fits on {flavor}{picked} ({peak}); {cost}.{caveat}")
@@ -289,13 +299,24 @@ class Preflight:
         return tuple(c for c in self.checks if c.status == Status.ERROR)
 
 
-def run_preflight(session: HubSession, cfg: TrainingConfig, *, output_repo: str) -> Preflight:
+def check_local(session: HubSession, cfg: TrainingConfig) -> list[Check]:
+    """A local job: where it runs and where its outputs go; the Hub account only when it pushes."""
+    machine = this_machine()
+    where = f"Runs on {machine.pretty_name}, outputs in a folder of {get_settings().home / 'jobs'}"
+    out = [Check("this machine", Status.OK, where + (" and on the Hub." if cfg.push_to_hub else "."))]
+    if cfg.push_to_hub:
+        out += check_account(session)
+    return out
+
+
+def run_preflight(session: HubSession, cfg: TrainingConfig, *, output_repo: str | None) -> Preflight:
     """All checks, in order; the flavor and timeout come from the config, else from the estimate."""
-    checks = check_account(session)
+    checks = check_local(session, cfg) if cfg.is_local else check_account(session)
     checks.append(check_model(session, cfg.model))
     dataset_check, inspection = check_dataset(session, cfg)
     checks.append(dataset_check)
-    checks.append(check_output_repo(session, output_repo))
+    if output_repo:
+        checks.append(check_output_repo(session, output_repo))
     rewards = check_rewards(cfg)
     if rewards is not None:
         checks.append(rewards)

@@ -8,33 +8,50 @@ creating anything; `submit_training` creates the job only when no check failed. 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from huggingface_hub import JobInfo
 
-from ..hub.hardware import get_flavor
-from ..hub.session import HubSession, JobRequest
+from ..hub.hardware import LOCAL_FLAVOR, get_flavor
+from ..hub.session import HubSession
 from ..settings import get_settings
-from ..validation import format_timeout
+from ..validation import format_timeout, is_local_ref
+from .backends import JOB_DIR, JobLaunch, job_backend
+from .backends.hf_jobs import job_request
+from .backends.local import local_command, local_spec, this_machine
 from .config import CONFIG_ENV, TrainingConfig
 from .preflight import Check, EstimateCheck, PreflightFailed, Status, run_preflight
 from .reproduce import hf_cli_command, job_spec, python_snippet
-from .spec import APP_LABEL, Template, label_value, load_template, space_subdomain, uv_script_request
+from .spec import APP_LABEL, Template, label_value, load_template, space_subdomain
 
 TEMPLATE = "train.py"
 OUTPUT_DIR = "/tmp/output"
 
 
 def default_output_repo(username: str, model: str, method: str) -> str:
-    name = model.split("/")[-1]
+    name = model.rstrip("/").split("/")[-1]
     return f"{username}/{name}-{method}"[:96]
 
 
-def resolve(cfg: TrainingConfig, username: str) -> TrainingConfig:
-    """The config with its defaults that depend on the visitor filled in (output repo, Trackio Space and project)."""
+def resolve(cfg: TrainingConfig, username: str | None) -> TrainingConfig:
+    """The config with the defaults that depend on where it runs and who runs it: the backend, the output repo,
+    the Trackio Space and project. A local job of a signed-out visitor keeps its outputs on this machine."""
+    changes: dict[str, Any] = {"backend": cfg.resolved_backend}
+    if cfg.is_local:
+        changes["flavor"] = LOCAL_FLAVOR
+        if username is None:
+            changes["push_to_hub"] = False
+    pushing = changes.get("push_to_hub", cfg.push_to_hub)
+    if not pushing:
+        name = Path(cfg.model).name if is_local_ref(cfg.model) else cfg.model.split("/")[-1]
+        return cfg.with_changes(**changes, trackio_project=cfg.trackio_project or f"{name}-{cfg.method}"[:96])
+    assert username is not None
     output_repo = cfg.output_repo or default_output_repo(username, cfg.model, cfg.method)
     return cfg.with_changes(
+        **changes,
         output_repo=output_repo,
         trackio_space=cfg.trackio_space or f"{username}/trackio",
         trackio_project=cfg.trackio_project or output_repo.split("/")[-1],
@@ -90,13 +107,18 @@ def template_args(cfg: TrainingConfig) -> list[str]:
         args += ["--fsdp"]
     if cfg.resume_from_hub:
         args += ["--resume_from_hub", "true"]
+    args += ["--output_dir", f"{JOB_DIR}/output" if cfg.is_local else OUTPUT_DIR]
+    if cfg.push_to_hub:
+        args += [
+            "--push_to_hub", "true",
+            "--hub_model_id", cfg.output_repo or "",
+            "--hub_private_repo", str(cfg.private).lower(),
+            "--report_to", "trackio",
+            "--trackio_space_id", cfg.trackio_space or "",
+        ]  # fmt: skip
+    else:  # outputs stay on this machine; Trackio keeps the metrics locally too
+        args += ["--push_to_hub", "false", "--report_to", "trackio"]
     args += [
-        "--output_dir", OUTPUT_DIR,
-        "--push_to_hub", "true",
-        "--hub_model_id", cfg.output_repo or "",
-        "--hub_private_repo", str(cfg.private).lower(),
-        "--report_to", "trackio",
-        "--trackio_space_id", cfg.trackio_space or "",
         "--project", cfg.trackio_project or "",
         "--run_name", f"{cfg.method}-{cfg.peft}" + ("-quick-test" if cfg.quick_test else ""),
     ]  # fmt: skip
@@ -107,7 +129,7 @@ def template_args(cfg: TrainingConfig) -> list[str]:
 
 def job_labels(cfg: TrainingConfig, timeout_s: int) -> dict[str, str]:
     """The labels My jobs lists and filters by (the whole config travels in the job's environment)."""
-    return {
+    labels = {
         APP_LABEL: "train",
         "method": cfg.method,
         "model": label_value(cfg.model),
@@ -116,6 +138,7 @@ def job_labels(cfg: TrainingConfig, timeout_s: int) -> dict[str, str]:
         "project": label_value(cfg.trackio_project or ""),
         "timeout": str(timeout_s),  # JobInfo does not carry the timeout: My jobs reads it from here
     }
+    return {k: v for k, v in labels.items() if v}
 
 
 def trackio_url(space_id: str, project: str | None = None) -> str:
@@ -128,13 +151,16 @@ def trackio_url(space_id: str, project: str | None = None) -> str:
 class TrainingPlan:
     """The checks, the resolved config and the exact job, before anything is created."""
 
-    config: TrainingConfig  # resolved: output repo, Trackio, flavor and timeout filled in
-    request: JobRequest
-    template: Template
+    config: TrainingConfig  # resolved: backend, output repo, Trackio, flavor and timeout filled in
+    launch: JobLaunch
     checks: tuple[Check, ...]
     estimate: EstimateCheck
-    command: str  # the equivalent `hf jobs uv run ...`
-    python: str  # the equivalent `huggingface_hub.run_uv_job(...)`
+    command: str  # the equivalent `hf jobs uv run ...` (Jobs), or `python train.py ...` (this machine)
+    python: str  # the equivalent `huggingface_hub.run_uv_job(...)` (Jobs only)
+
+    @property
+    def template(self) -> Template:
+        return self.launch.template
 
     @property
     def failed(self) -> tuple[Check, ...]:
@@ -146,36 +172,59 @@ class TrainingPlan:
 
     def spec(self) -> dict[str, Any]:
         """The job as it will be sent, with the script shown by name and hash and the token as $HF_TOKEN."""
-        return job_spec(self.request, self.template)
+        if self.config.is_local:
+            return local_spec(self.launch)
+        return job_spec(job_request(self.launch), self.template)
 
 
 def plan_training(session: HubSession, cfg: TrainingConfig) -> TrainingPlan:
     """Pre-flight checks and the exact job, without creating anything.
 
     Raises:
-        NotSignedIn / InvalidToken: nobody (valid) is signed in. Every other problem is a failed check.
+        NotSignedIn / InvalidToken: nobody (valid) is signed in where the job needs it (HF Jobs, or a local job
+            that pushes to the Hub). Every other problem is a failed check.
     """
-    cfg = resolve(cfg, session.visitor.name)
-    preflight = run_preflight(session, cfg, output_repo=cfg.output_repo or "")
+    if cfg.is_local:
+        username = session.username if session.is_signed_in else None
+    else:
+        username = session.require("run jobs on Hugging Face").visitor.name
+    cfg = resolve(cfg, username)
+    preflight = run_preflight(session, cfg, output_repo=cfg.output_repo if cfg.push_to_hub else None)
     cfg = cfg.with_changes(flavor=preflight.flavor, timeout=format_timeout(preflight.timeout_s))
-    flavor = get_flavor(preflight.flavor, session.hardware()[0])
+    flavor = this_machine() if cfg.is_local else get_flavor(preflight.flavor, session.hardware()[0])
     args = template_args(cfg)
     template = load_template(TEMPLATE)
-    where = {"flavor": preflight.flavor, "timeout_s": preflight.timeout_s, "namespace": cfg.namespace}
-    gpus = max(1, flavor.gpus if flavor else 1)
-    env = {CONFIG_ENV: json.dumps(cfg.to_json(), separators=(",", ":"))}
-    labels = job_labels(cfg, preflight.timeout_s)
-    request = uv_script_request(template, args, labels=labels, num_processes=gpus, env=env, **where)
+    launch = JobLaunch(
+        kind="train",
+        template=template,
+        args=tuple(args),
+        labels={**job_labels(cfg, preflight.timeout_s), "template_sha": template.short_sha},
+        env={CONFIG_ENV: json.dumps(cfg.to_json(), separators=(",", ":"))},
+        flavor=preflight.flavor,
+        timeout_s=preflight.timeout_s,
+        num_processes=max(1, flavor.gpus if flavor else 1),
+        namespace=cfg.namespace,
+        name=job_name(cfg),
+    )
+    if cfg.is_local:
+        return TrainingPlan(cfg, launch, preflight.checks, preflight.estimate, local_command(launch), "")
+    where = {"flavor": launch.flavor, "timeout_s": launch.timeout_s, "namespace": launch.namespace}
+    request = job_request(launch)
     return TrainingPlan(
         config=cfg,
-        request=request,
-        template=template,
+        launch=launch,
         checks=preflight.checks,
         estimate=preflight.estimate,
         # the request's labels: they include the template's hash
-        command=hf_cli_command(template, args, labels=request.labels, num_processes=gpus, **where),
+        command=hf_cli_command(template, args, labels=request.labels, num_processes=launch.num_processes, **where),
         python=python_snippet(template, args, labels=request.labels, **where),
     )
+
+
+def job_name(cfg: TrainingConfig) -> str:
+    """A readable job name: what it trains, how (the Hub would name it after its image)."""
+    model = Path(cfg.model).name if is_local_ref(cfg.model) else cfg.model.split("/")[-1]
+    return re.sub(r"[^A-Za-z0-9._-]", "-", f"{cfg.method}-{cfg.peft}-{model}")[:64]
 
 
 @dataclass(frozen=True)
@@ -192,7 +241,10 @@ class Submission:
     def to_json(self) -> dict[str, Any]:
         """The `/submit_training` answer."""
         cfg, endpoint = self.plan.config, get_settings().endpoint
+        local = cfg.is_local
         return {
+            "backend": cfg.resolved_backend,
+            "output_dir": str(Path(self.job.job_dir) / "output") if local and self.job else None,
             "job_id": self.job.id if self.job else None,
             "url": self.job.url if self.job else None,
             "flavor": cfg.flavor,
@@ -201,8 +253,8 @@ class Submission:
             "python": self.plan.python,
             "spec": self.plan.spec(),
             "output_repo": cfg.output_repo,
-            "output_url": f"{endpoint}/{cfg.output_repo}",
-            "trackio_url": trackio_url(cfg.trackio_space or "", cfg.trackio_project),
+            "output_url": f"{endpoint}/{cfg.output_repo}" if cfg.output_repo else None,
+            "trackio_url": trackio_url(cfg.trackio_space, cfg.trackio_project) if cfg.trackio_space else None,
             "preflight": [c.to_json() for c in self.plan.checks],
             "estimate": self.plan.estimate.summary(),
             "config": cfg.to_json(),
@@ -227,4 +279,4 @@ def submit_training(
         if raise_on_failed:
             raise PreflightFailed(list(plan.failed))
         return Submission(plan)
-    return Submission(plan, session.submit_job(plan.request))
+    return Submission(plan, job_backend(plan.config.resolved_backend, session).submit(plan.launch))

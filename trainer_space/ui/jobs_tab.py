@@ -17,9 +17,10 @@ from ..hub.session import TERMINAL_STAGES
 from ..jobs import monitor
 from ..jobs.diagnosis import Diagnosis
 from ..jobs.monitor import JobDetails
+from ..settings import get_settings
 from ..validation import validate_job_id
 from .api import split_names
-from .common import is_signed_in, session_for, ui_errors, ui_errors_gen
+from .common import is_signed_in, reader_for, ui_errors, ui_errors_gen
 
 COLUMNS = ["id", "kind", "model", "stage", "flavor", "started", "duration_min", "cost_usd"]
 HEADERS = ["Job", "Kind", "Model / output", "Stage", "Flavor", "Started", "Minutes", "Cost so far ($)"]
@@ -174,15 +175,17 @@ class JobsTab:
     # ------------------------------------------------------------------ table
     def on_table(self, orgs: str, only_this_app: bool, stages: list[str] | None,
                  oauth_token: gr.OAuthToken | None = None) -> dict[Any, Any]:  # fmt: skip
-        if not is_signed_in(oauth_token):
+        signed_in = is_signed_in(oauth_token)
+        if not signed_in and not get_settings().local_enabled:
             return {
                 self.table: pd.DataFrame(columns=HEADERS),
                 self.note: "Sign in with Hugging Face to see your jobs.",
                 self.timer: gr.Timer(active=False),
             }
-        session = session_for(oauth_token, "list your jobs")
-        user = session.username
-        all_rows = monitor.list_job_rows(session, namespaces=[user, *split_names(orgs)], only_this_app=only_this_app)
+        session = reader_for(oauth_token)
+        user = session.username if signed_in else "this machine"
+        namespaces = [session.username, *split_names(orgs)] if signed_in else None
+        all_rows = monitor.list_job_rows(session, namespaces=namespaces, only_this_app=only_this_app)
         running = monitor.any_running(all_rows)  # all jobs: a filtered-out one may still finish
         rows = [r for r in all_rows if not stages or r.stage in stages]
         shown = f"{len(rows)} of {len(all_rows)}" if stages else f"{len(rows)}"
@@ -202,7 +205,7 @@ class JobsTab:
         Also keeps where the job lives and its stage (`where`), so that the log view and later refreshes need not
         look the job up again, and an ended job's panel is not refreshed at all.
         """
-        status = monitor.job_status(session_for(oauth_token, "see your jobs"), validate_job_id(job_id))
+        status = monitor.job_status(reader_for(oauth_token), validate_job_id(job_id))
         d, diag = status.details, status.diagnosis
         running = d.stage not in TERMINAL_STAGES
         target = ACTION_TABS.get(diag.kind) if diag else None
@@ -219,7 +222,7 @@ class JobsTab:
             self.action: gr.Button(f"Open the {target} tab", visible=True) if target else gr.Button(visible=False),
             self.action_target: target or "",
             self.fix: {"kind": d.kind, "config": status.fix.to_json()} if status.fix else None,
-            self.where: {"namespace": d.namespace, "stage": d.stage},
+            self.where: {"backend": d.backend, "namespace": d.namespace, "stage": d.stage},
         }
         if not running:
             out[self.confirm_row] = gr.Row(visible=False)
@@ -242,17 +245,15 @@ class JobsTab:
         """Stream the job's logs (the last LOG_LINES lines) until it ends; the tail only for an ended job."""
         if not job_id:
             return
-        session = session_for(oauth_token, "read job logs")
+        session = reader_for(oauth_token)
         job_id = validate_job_id(job_id)
-        if where and where.get("namespace") and where.get("stage"):
-            namespace, stage = where["namespace"], where["stage"]
-        else:
-            found = session.find_job(job_id)
-            namespace, stage = found.owner.name, found.status.stage
+        known = where if where and {"backend", "namespace", "stage"} <= set(where) else None
+        found = monitor.JobWhere(**known) if known else monitor.where_is(session, job_id)
+        stage = found.stage
         if stage not in TERMINAL_STAGES:
             yield {self.log_note: f"Following the logs of {job_id} live ({stage.lower()}) …",
                    self.stop: gr.Button(visible=True)}  # fmt: skip
-        for view in monitor.follow_logs(session, job_id, namespace=namespace, stage=stage, keep=LOG_LINES):
+        for view in monitor.follow_logs(session, job_id, where=found, keep=LOG_LINES):
             text = "\n".join(view.lines)
             if not view.ended:
                 yield {self.logs: text, self.log_note: f"Following the logs of {job_id} live …"}
@@ -272,7 +273,7 @@ class JobsTab:
         return {self.confirm_row: gr.Row(visible=True), self.confirm_text: text}
 
     def on_cancel(self, job_id: str, oauth_token: gr.OAuthToken | None = None) -> dict[Any, Any]:
-        result = monitor.cancel(session_for(oauth_token, "cancel jobs"), job_id)
+        result = monitor.cancel(reader_for(oauth_token), job_id)
         gr.Info(f"Job {result.id}: {result.stage}.")
         return {
             self.confirm_row: gr.Row(visible=False),

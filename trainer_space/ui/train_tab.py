@@ -33,14 +33,22 @@ from ..catalog import (
 from ..errors import InvalidInput
 from ..estimate.model_facts import get_model_facts
 from ..hub.hardware import FALLBACK_FLAVORS
+from ..jobs.backends import BACKEND_LABELS, HF_JOBS, LOCAL
 from ..jobs.config import TrainingConfig
 from ..jobs.training import Submission, submit_training
-from .common import checks_markdown, reader_for, session_for, ui_errors
+from ..settings import get_settings
+from .common import checks_markdown, reader_for, ui_errors
 
 
 def result_markdown(sub: Submission) -> str:
     cfg, lines = sub.plan.config, []
-    if sub.job is not None:
+    if sub.job is not None and cfg.is_local:
+        lines += [
+            f"### Submitted to this machine: job `{sub.job.id}`",
+            f"- Outputs: `{sub.to_json()['output_dir']}`" + (f" and {cfg.output_repo}" if cfg.push_to_hub else ""),
+            "- Follow the logs in **My jobs**.",
+        ]
+    elif sub.job is not None:
         lines += [
             f"### Submitted: [{sub.job.id}]({sub.job.url})",
             f"- Output repo (checkpoints and final model): {cfg.output_repo}",
@@ -48,7 +56,9 @@ def result_markdown(sub: Submission) -> str:
         ]
     else:
         lines.append("### ✗ Fix the errors below before submitting" if sub.plan.failed else "### Ready to submit")
-    lines.append(f"Flavor **{cfg.flavor}**, timeout **{cfg.timeout}**, output **{cfg.output_repo}**.")
+    output = cfg.output_repo if cfg.push_to_hub else "a folder on this machine"
+    where = "this machine" if cfg.is_local else f"flavor **{cfg.flavor}**"
+    lines.append(f"Runs on {where}, timeout **{cfg.timeout}**, output **{output}**.")
     lines += checks_markdown(sub.plan.checks)
     return "\n".join(lines)
 
@@ -90,7 +100,8 @@ class TrainTab:
         return {c: "" if data[name] is None else data[name] for name, c in self.fields.items()}
 
     def _run(self, dry_run: bool, values: dict[Any, Any], oauth_token: gr.OAuthToken | None) -> dict[Any, Any]:
-        session = session_for(oauth_token, "preview a training job" if dry_run else "start a training job")
+        # sign-in is checked by the plan: needed for Jobs, and for a local job only when it pushes to the Hub
+        session = reader_for(oauth_token)
         # a failed check is shown next to the form rather than raised: the visitor fixes it there
         sub = submit_training(session, self.config(values), dry_run=dry_run, raise_on_failed=False)
         return {
@@ -126,12 +137,22 @@ def build_tab() -> TrainTab:
         "(gated ones say so), the dataset's format for the method, the output repo, the memory estimate and the "
         "timeout. **Preview** shows the exact job; **Submit** creates it in your namespace."
     )
+    settings = get_settings()
+    backend = gr.Radio(
+        [(BACKEND_LABELS[b], b) for b in (LOCAL, HF_JOBS)],
+        value=settings.default_backend,
+        label="Run on",
+        visible=settings.local_enabled,  # on a Space: Hugging Face Jobs only
+        info="This machine: free, outputs in a local folder (GPU if it has one, else CPU). Hugging Face Jobs: "
+        "billed per minute to your account, outputs pushed to the Hub.",
+    )
     with gr.Row():
         method = gr.Dropdown([(s.label, m) for m, s in METHODS.items()], value="sft", label="Method")
-        model = gr.Textbox(label="Model", value=DEFAULT_MODEL, scale=2)
+        model = gr.Textbox(label="Model (Hub id, or a model folder on this machine)", value=DEFAULT_MODEL, scale=2)
         peft = gr.Radio(list(PEFT_MODES), value="lora", label="Fine-tuning")
     with gr.Row():
-        dataset = gr.Textbox(label="Dataset", value=DEFAULT_DATASET, scale=2)
+        dataset = gr.Textbox(label="Dataset", value=DEFAULT_DATASET, scale=2,
+                             placeholder="Hub id, or a .json/.jsonl/.csv/.parquet file or saved folder here")  # fmt: skip
         dataset_config = gr.Textbox(label="Config", placeholder="default")
         split = gr.Textbox(label="Split", value="train")
     mapping = gr.JSON(label="Column mapping (from the Dataset tab; empty when the dataset is READY)", value={})
@@ -162,6 +183,7 @@ def build_tab() -> TrainTab:
             )
     with gr.Row():
         output_repo = gr.Textbox(label="Output repo (default: <you>/<model>-<method>)", scale=2)
+        push = gr.Checkbox(label="Push to the Hub", value=True)
         private = gr.Checkbox(label="Private", value=True)
         trackio_space = gr.Textbox(label="Trackio Space (default: <you>/trackio)")
         trackio_project = gr.Textbox(label="Trackio project (default: repo name)")
@@ -198,6 +220,7 @@ def build_tab() -> TrainTab:
         "trackio_space": trackio_space, "trackio_project": trackio_project, "flavor": flavor, "timeout": timeout,
         "quick_test": quick_test, "fsdp": fsdp, "resume_from_hub": resume, "advanced": advanced,
         "num_generations": num_generations, "max_completion_length": max_completion, "namespace": namespace,
+        "backend": backend, "push_to_hub": push,
     }  # fmt: skip
     assert set(fields) == set(TrainingConfig.model_fields), "every config field has its component"
     tab = TrainTab(fields, preset_btn, preview_btn, submit_btn, result_md, command, python, spec)

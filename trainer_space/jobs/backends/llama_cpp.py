@@ -1,4 +1,4 @@
-"""llama.cpp's HF-to-GGUF converter for tests, fetched once per machine from a package registry.
+"""llama.cpp's HF-to-GGUF converter for local GGUF exports (and the tests), fetched once per machine.
 
 No registry ships ``convert_hf_to_gguf.py`` as a package, but the llama-cpp-python sdist vendors the
 whole llama.cpp tree (converter, its ``conversion/`` package and its own ``gguf-py``). We download
@@ -6,9 +6,8 @@ that sdist once with pip (~80 s, 76 MB) and keep the tree under ``~/.cache/train
 git). ``LLAMA_CPP_PYTHON_VERSION`` 0.3.36 vendors llama.cpp commit 0c1e57098 = release tag b11312,
 the same release the export job's image is pinned to (``LLAMA_CPP_IMAGE`` in export_gguf.py).
 
-Optional and manual: ``python -m tests.templates.llama_cpp_vendor --build`` compiles ``llama-quantize``
-and ``llama-completion`` from that tree (about 10 minutes on 2 cores), after which the tests that need
-them run instead of skipping.
+Optional and manual: ``python -m trainer_space.jobs.backends.llama_cpp --build`` compiles ``llama-quantize``
+and ``llama-completion`` from that tree (about 10 minutes on 2 cores); local exports then offer K-quants.
 """
 
 from __future__ import annotations

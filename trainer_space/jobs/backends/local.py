@@ -1,0 +1,540 @@
+"""Local: the same job templates, run as subprocesses on the machine that runs the app (never on a Space).
+
+* Jobs are rows of a SQLite database under `TRAINER_SPACE_HOME` (config, stage, times, exit code, log file,
+  output folder), so they survive a restart of the app. A job that was running when the app stopped is marked
+  ERROR with the reason when the app starts again (its orphaned processes are stopped).
+* A queue runs `TRAINER_SPACE_LOCAL_MAX_JOBS` jobs at a time (1 by default); the others wait in SCHEDULING.
+* Each job gets a folder (`jobs/<id>/`): the template's exact text, `log.txt` (stdout and stderr), `output/`.
+  It runs in its own process group: cancel and timeout stop the whole group (TERM, then KILL).
+* The templates' pinned dependencies come from `TRAINER_SPACE_LOCAL_PYTHON` (a Python that has them), or from
+  an environment prepared once per dependency set with uv (`uv pip install --torch-backend auto`, so the torch
+  build matches this machine's GPU or CPU); its progress goes to the job's log.
+* Stages and messages are the Hub's (SCHEDULING, RUNNING, COMPLETED, ERROR, CANCELED; "Job failed with exit
+  code: 1", "Job timeout exceeded (Ns)"), so the diagnosis reads local jobs like Hub jobs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from huggingface_hub import JobInfo
+
+from ...errors import InvalidInput, JobNotFound
+from ...hub.hardware import Flavor
+from ...hub.session import TERMINAL_STAGES
+from ...settings import get_settings
+from ...validation import validate_job_id
+from .base import JOB_DIR, LOCAL, JobLaunch
+
+LOCAL_FLAVOR = "local"
+LOCAL_OWNER = "local"
+STOP_GRACE_S = 10.0  # between SIGTERM and SIGKILL
+# never passed on to a job: tokens of the machine or of the app (the job gets the visitor's own, when signed in)
+_NOT_INHERITED = {"HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "TRAINER_SPACE_LOCAL_TOKEN"}
+_COLUMNS = (
+    "id", "owner", "kind", "stage", "message", "created_at", "started_at", "finished_at", "exit_code", "pid",
+    "start_ticks", "flavor", "timeout_s", "labels", "env", "command", "name", "job_dir",
+)  # fmt: skip
+
+
+def _now() -> float:
+    return time.time()
+
+
+def _iso(ts: float | None) -> str | None:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ") if ts else None
+
+
+def _start_ticks(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (so a reused pid is never mistaken for ours)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return int(fields[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _stop_group(pid: int, ticks: int | None, grace_s: float = STOP_GRACE_S) -> None:
+    """TERM the process group led by `pid` (only if it is still the process we started), then KILL."""
+    if ticks is not None and _start_ticks(pid) != ticks:
+        return
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        return
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pid, 0)
+        except (ProcessLookupError, PermissionError):
+            return
+        time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+# ---------------------------------------------------------------------------------------------- this machine
+@lru_cache(maxsize=1)
+def this_machine() -> Flavor:
+    """This machine as a flavor (free): its NVIDIA GPUs from `nvidia-smi`, else its CPU and RAM."""
+    cpu = os.cpu_count() or 1
+    ram_gb = 0.0
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                ram_gb = int(line.split()[1]) / 1024**2
+    except OSError:
+        pass
+    disk_gb = shutil.disk_usage(Path.home()).free / 1e9
+    gpus: list[tuple[str, float]] = []
+    if shutil.which("nvidia-smi"):
+        try:
+            out = subprocess.run(
+                ["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader,nounits"],
+                capture_output=True, text=True, timeout=10, check=True,
+            ).stdout  # fmt: skip
+            gpus = [(n.strip(), float(m) / 1024) for n, m in (row.split(",") for row in out.strip().splitlines())]
+        except (OSError, subprocess.SubprocessError, ValueError):
+            gpus = []
+    if gpus:
+        from ...hub.hardware import _gpu_model
+
+        name, vram = gpus[0]
+        pretty = f"This machine ({len(gpus)}x {name})"
+        return Flavor(LOCAL_FLAVOR, pretty, len(gpus), _gpu_model(name), vram, cpu, ram_gb, disk_gb, 0.0)
+    return Flavor(LOCAL_FLAVOR, f"This machine (CPU, {cpu} cores)", 0, None, 0.0, cpu, ram_gb, disk_gb, 0.0)
+
+
+# ---------------------------------------------------------------------------------------------- the store
+class LocalStore:
+    """The jobs database: one row per job (SQLite, safe across threads and app restarts)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._lock = threading.Lock()
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, owner TEXT, kind TEXT, stage TEXT, "
+                "message TEXT, created_at REAL, started_at REAL, finished_at REAL, exit_code INTEGER, pid INTEGER, "
+                "start_ticks INTEGER, flavor TEXT, timeout_s INTEGER, labels TEXT, env TEXT, command TEXT, "
+                "name TEXT, job_dir TEXT)"
+            )
+
+    def insert(self, row: dict[str, Any]) -> None:
+        with self._lock:
+            self._db.execute(
+                f"INSERT INTO jobs ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
+                [row.get(c) for c in _COLUMNS],
+            )
+
+    def update(self, job_id: str, **values: Any) -> None:
+        sets = ", ".join(f"{k} = ?" for k in values if k in _COLUMNS)
+        with self._lock:
+            self._db.execute(f"UPDATE jobs SET {sets} WHERE id = ?", [*values.values(), job_id])
+
+    def get(self, job_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return dict(row) if row else None
+
+    def all(self, stages: list[str] | None = None) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM jobs ORDER BY created_at DESC").fetchall()
+        return [dict(r) for r in rows if not stages or r["stage"] in stages]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def job_info(row: dict[str, Any]) -> JobInfo:
+    """A stored job as huggingface_hub's JobInfo (what My jobs and the diagnosis read for every backend)."""
+    now = _now()
+    started, finished = row["started_at"], row["finished_at"]
+    durations = {
+        "schedulingSecs": int((started or finished or now) - row["created_at"]),
+        "runningSecs": int((finished or now) - started) if started else None,
+        "totalSecs": int((finished or now) - row["created_at"]),
+    }
+    job = JobInfo(
+        id=row["id"],
+        createdAt=_iso(row["created_at"]),
+        startedAt=_iso(started),
+        finishedAt=_iso(finished),
+        dockerImage="local",
+        command=json.loads(row["command"] or "[]"),
+        arguments=[],
+        environment=json.loads(row["env"] or "{}"),
+        secrets={},
+        flavor=row["flavor"],
+        labels=json.loads(row["labels"] or "{}"),
+        status={"stage": row["stage"], "message": row["message"]},
+        durations=durations,
+        owner={"id": row["owner"], "name": row["owner"], "type": "user"},
+    )
+    job.url = ""  # a local job has no page
+    job.backend = LOCAL  # type: ignore[attr-defined]
+    job.job_dir = row["job_dir"]  # type: ignore[attr-defined]
+    return job
+
+
+# ---------------------------------------------------------------------------------------------- environments
+def _uv() -> list[str] | None:
+    if shutil.which("uv"):
+        return ["uv"]
+    try:
+        import uv  # noqa: F401  (the PyPI wheel ships the binary)
+
+        return [sys.executable, "-m", "uv"]
+    except ImportError:
+        return None
+
+
+def job_python(dependencies: tuple[str, ...], log: Any) -> str:
+    """A Python that has the template's pinned dependencies.
+
+    `TRAINER_SPACE_LOCAL_PYTHON` when set; else an environment prepared once per dependency set with uv under
+    `TRAINER_SPACE_HOME/envs/`, `--torch-backend auto` picking the torch build for this machine (CUDA or CPU).
+    Progress is written to `log` (the job's log file).
+    """
+    settings = get_settings()
+    if settings.local_python:
+        return settings.local_python
+    digest = hashlib.sha256("\n".join(sorted(dependencies)).encode()).hexdigest()[:16]
+    env_dir = settings.home / "envs" / digest
+    python = env_dir / "bin" / "python"
+    if (env_dir / ".ready").is_file():
+        return str(python)
+    uv = _uv()
+    if uv is None:
+        raise InvalidInput(
+            "Local jobs need a Python environment with the template's dependencies: install uv (`pip install uv`) "
+            "and the app prepares one, or set TRAINER_SPACE_LOCAL_PYTHON to a Python that has them."
+        )
+    log.write(f"Preparing the job's Python environment in {env_dir} (once; a few minutes) ...\n")
+    log.flush()
+    steps = [
+        [*uv, "venv", "--python", "3.12", str(env_dir)],
+        [*uv, "pip", "install", "--python", str(python), "--torch-backend", "auto", *dependencies],
+    ]
+    for argv in steps:
+        code = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, timeout=3600).returncode
+        if code != 0:
+            raise InvalidInput(f"Preparing the job's environment failed ({' '.join(argv[:3])} ...): see the log.")
+    (env_dir / ".ready").write_text("ok\n")
+    return str(python)
+
+
+# ---------------------------------------------------------------------------------------------- the backend
+@dataclass
+class _Running:
+    process: subprocess.Popen
+    deadline: float
+    canceled: bool = False
+
+
+class LocalBackend:
+    """Jobs on this machine: a SQLite record each, a queue, one process group per running job."""
+
+    def __init__(self, home: Path | None = None, max_jobs: int | None = None) -> None:
+        settings = get_settings()
+        self.home = home or settings.home
+        self.max_jobs = max_jobs or settings.local_max_jobs
+        self.store = LocalStore(self.home / "jobs.sqlite3")
+        self._running: dict[str, _Running] = {}
+        self._secrets: dict[str, dict[str, str]] = {}  # job id -> env secrets, in memory until the job starts
+        self._lock = threading.Condition()
+        self._closed = False
+        self._recover()
+        self._scheduler = threading.Thread(target=self._schedule_loop, name="local-jobs", daemon=True)
+        self._scheduler.start()
+
+    # ------------------------------------------------------------------ lifecycle
+    def _recover(self) -> None:
+        """Jobs left RUNNING by a previous run of the app: stop their processes, mark them ERROR with the reason.
+
+        Queued jobs wait for their turn as before, except those that needed the visitor's token (it is never
+        stored): they are marked ERROR too.
+        """
+        for row in self.store.all(["SCHEDULING"]):
+            launch = Path(row["job_dir"]) / "launch.json"
+            if launch.is_file() and json.loads(launch.read_text()).get("secrets"):
+                self.store.update(row["id"], stage="ERROR", finished_at=_now(),
+                                  message="The app restarted before this job started: submit it again.")  # fmt: skip
+        for row in self.store.all(["RUNNING"]):
+            if row["pid"]:
+                _stop_group(row["pid"], row["start_ticks"], grace_s=2.0)
+            self.store.update(
+                row["id"], stage="ERROR", finished_at=_now(),
+                message="The app stopped while this job was running; it was stopped when the app started again. "
+                "Submit it again (with resume_from_hub to continue from a pushed checkpoint).",
+            )  # fmt: skip
+
+    def close(self) -> None:
+        """Stop scheduling (running jobs keep running; the next start of the app marks them)."""
+        with self._lock:
+            self._closed = True
+            self._lock.notify_all()
+        self._scheduler.join(timeout=5)
+        self.store.close()
+
+    # ------------------------------------------------------------------ the interface
+    def submit(self, launch: JobLaunch, *, owner: str = LOCAL_OWNER, secrets: dict[str, str] | None = None) -> JobInfo:
+        """Record the job and queue it; returns at once (the job runs in the background).
+
+        `secrets` (the visitor's HF_TOKEN) reach the job's environment only, and are never written to disk.
+        """
+        job_id = uuid.uuid4().hex[:24]
+        job_dir = self.home / "jobs" / job_id
+        (job_dir / "output").mkdir(parents=True)
+        script = job_dir / launch.template.name
+        script.write_text(launch.template.text, encoding="utf-8")
+        args = [a.replace(JOB_DIR, str(job_dir)) for a in launch.args]
+        env = {k: v.replace(JOB_DIR, str(job_dir)) for k, v in launch.env.items()}
+        command = [launch.template.name, *args]
+        if launch.num_processes > 1:
+            command = ["accelerate", "launch", "--num_processes", str(launch.num_processes), *command]
+        self.store.insert({
+            "id": job_id, "owner": owner, "kind": launch.kind, "stage": "SCHEDULING",
+            "message": None, "created_at": _now(), "flavor": LOCAL_FLAVOR, "timeout_s": launch.timeout_s,
+            "labels": json.dumps(launch.labels), "env": json.dumps(env), "command": json.dumps(command),
+            "name": launch.name, "job_dir": str(job_dir),
+        })  # fmt: skip
+        needs = json.dumps({"dependencies": list(launch.template.dependencies), "secrets": sorted(secrets or {})})
+        (job_dir / "launch.json").write_text(needs)
+        with self._lock:
+            if secrets:
+                self._secrets[job_id] = dict(secrets)
+            self._lock.notify_all()
+        return self.find_job(job_id)
+
+    def list_jobs(self, *, namespaces: list[str] | None = None, stages: list[str] | None = None) -> list[JobInfo]:
+        return [job_info(r) for r in self.store.all(stages)]
+
+    def find_job(self, job_id: str) -> JobInfo:
+        row = self.store.get(validate_job_id(job_id))
+        if row is None:
+            raise JobNotFound(job_id)
+        return job_info(row)
+
+    def job_logs(self, job_id: str, *, namespace: str | None = None, tail: int | None = 200) -> list[str]:
+        path = self._log_path(job_id)
+        if not path.is_file():
+            return []
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            lines = deque(fh, maxlen=tail) if tail else list(fh)
+        return [line.rstrip("\n") for line in lines]
+
+    def follow_logs(self, job_id: str, *, namespace: str | None = None, tail: int | None = None) -> Iterator[str]:
+        """The last `tail` lines, then new ones as the job writes them, until it ends."""
+        path = self._log_path(job_id)
+        yield from self.job_logs(job_id, tail=tail)
+        position = path.stat().st_size if path.is_file() else 0
+        partial = ""
+        while True:
+            ended = self.find_job(job_id).status.stage in TERMINAL_STAGES
+            if path.is_file():
+                with open(path, encoding="utf-8", errors="replace") as fh:
+                    fh.seek(position)
+                    chunk = fh.read()
+                    position = fh.tell()
+                lines = (partial + chunk).split("\n")
+                partial = lines.pop()
+                yield from lines
+            if ended:
+                if partial:
+                    yield partial
+                return
+            time.sleep(0.25)
+
+    def cancel_job(self, job_id: str, *, namespace: str | None = None) -> JobInfo:
+        row = self.store.get(validate_job_id(job_id))
+        if row is None:
+            raise JobNotFound(job_id)
+        with self._lock:
+            running = self._running.get(job_id)
+            if row["stage"] == "SCHEDULING" and running is None:
+                self.store.update(job_id, stage="CANCELED", finished_at=_now(), message="Canceled before it started")
+            elif running is not None:
+                running.canceled = True
+        if running is not None:
+            _stop_group(running.process.pid, None)
+            running.process.wait(timeout=STOP_GRACE_S + 5)
+            self._finish(job_id)
+        return self.find_job(job_id)
+
+    # ------------------------------------------------------------------ running
+    def _log_path(self, job_id: str) -> Path:
+        row = self.store.get(validate_job_id(job_id))
+        if row is None:
+            raise JobNotFound(job_id)
+        return Path(row["job_dir"]) / "log.txt"
+
+    def _schedule_loop(self) -> None:
+        while True:
+            with self._lock:
+                if self._closed:
+                    return
+                self._reap()
+                free = self.max_jobs - len(self._running)
+                queued = [r for r in reversed(self.store.all(["SCHEDULING"]))][: max(free, 0)]
+                for row in queued:
+                    self._start(row)
+                self._lock.wait(timeout=0.5)
+
+    def _start(self, row: dict[str, Any]) -> None:
+        job_dir = Path(row["job_dir"])
+        log = open(job_dir / "log.txt", "a", encoding="utf-8", buffering=1)  # noqa: SIM115 (closed by the child's end)
+        try:
+            launch = json.loads((job_dir / "launch.json").read_text())
+            python = job_python(tuple(launch["dependencies"]), log)
+        except Exception as err:  # environment preparation failed: the job fails with the reason in its log
+            log.write(f"ERROR: {err}\n")
+            log.close()
+            self.store.update(row["id"], stage="ERROR", started_at=_now(), finished_at=_now(), message=str(err)[:500])
+            return
+        command = json.loads(row["command"])
+        if command[0] == "accelerate":  # accelerate launch --num_processes N <script> args...
+            argv = [python, "-m", "accelerate.commands.launch", *command[2:4], str(job_dir / command[4]), *command[5:]]
+        else:
+            argv = [python, str(job_dir / command[0]), *command[1:]]
+        env = {k: v for k, v in os.environ.items() if k not in _NOT_INHERITED}
+        # the visitor's token as a secret: in the process's environment only, never stored (never the machine's)
+        env |= {**json.loads(row["env"] or "{}"), **self._secrets.pop(row["id"], {}), "PYTHONUNBUFFERED": "1"}
+        log.write(f"===== Local job started on {this_machine().pretty_name} =====\n")
+        process = subprocess.Popen(
+            argv, cwd=job_dir, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )  # fmt: skip
+        log.close()  # the child holds its own copy
+        self.store.update(row["id"], stage="RUNNING", started_at=_now(), pid=process.pid,
+                          start_ticks=_start_ticks(process.pid))  # fmt: skip
+        self._running[row["id"]] = _Running(process, time.monotonic() + int(row["timeout_s"] or 1800))
+
+    def _reap(self) -> None:
+        """Record the jobs that ended; stop the ones past their timeout."""
+        for job_id, running in list(self._running.items()):
+            if running.process.poll() is None and time.monotonic() > running.deadline:
+                _stop_group(running.process.pid, None, grace_s=5.0)
+                running.process.wait(timeout=10)
+                row = self.store.get(job_id) or {}
+                self.store.update(job_id, stage="ERROR", finished_at=_now(), exit_code=running.process.returncode,
+                                  message=f"Job timeout exceeded ({row.get('timeout_s')}s)")  # fmt: skip
+                del self._running[job_id]
+            elif running.process.poll() is not None:
+                self._finish(job_id)
+
+    def _finish(self, job_id: str) -> None:
+        with self._lock:
+            running = self._running.pop(job_id, None)
+            if running is None:
+                return
+            code = running.process.returncode
+            if running.canceled:
+                stage, message = "CANCELED", "Canceled"
+            elif code == 0:
+                stage, message = "COMPLETED", None
+            else:
+                stage, message = "ERROR", f"Job failed with exit code: {code}"
+            self.store.update(job_id, stage=stage, message=message, finished_at=_now(), exit_code=code)
+            self._lock.notify_all()
+
+
+class LocalJobs:
+    """The Local backend as one visitor uses it: their name on the jobs, their token for jobs that push."""
+
+    name = LOCAL
+
+    def __init__(self, engine: LocalBackend, session: Any) -> None:
+        self.engine, self.session = engine, session
+
+    def submit(self, launch: JobLaunch) -> JobInfo:
+        signed_in = self.session.is_signed_in
+        owner = self.session.username if signed_in else LOCAL_OWNER
+        return self.engine.submit(launch, owner=owner, secrets=self.session.job_secrets() if signed_in else None)
+
+    def list_jobs(self, *, namespaces: list[str] | None = None, stages: list[str] | None = None) -> list[JobInfo]:
+        return self.engine.list_jobs(stages=stages)
+
+    def find_job(self, job_id: str) -> JobInfo:
+        return self.engine.find_job(job_id)
+
+    def job_logs(self, job_id: str, *, namespace: str | None = None, tail: int | None = 200) -> list[str]:
+        return self.engine.job_logs(job_id, tail=tail)
+
+    def follow_logs(self, job_id: str, *, namespace: str | None = None, tail: int | None = None) -> Iterator[str]:
+        return self.engine.follow_logs(job_id, tail=tail)
+
+    def cancel_job(self, job_id: str, *, namespace: str | None = None) -> JobInfo:
+        return self.engine.cancel_job(job_id)
+
+
+_BACKEND: LocalBackend | None = None
+_BACKEND_LOCK = threading.Lock()
+
+
+def local_backend() -> LocalBackend:
+    """The process's Local backend (started on first use)."""
+    global _BACKEND
+    with _BACKEND_LOCK:
+        if _BACKEND is None or _BACKEND.home != get_settings().home:
+            _BACKEND = LocalBackend()
+        return _BACKEND
+
+
+def local_command(launch: JobLaunch) -> str:
+    """The job as a command line to run by hand on this machine (in the job's folder, with the template)."""
+    import shlex
+
+    args = [a.replace(JOB_DIR, "<job folder>") for a in launch.args]
+    head = ["python", launch.template.name]
+    if launch.num_processes > 1:
+        head = ["accelerate", "launch", "--num_processes", str(launch.num_processes), launch.template.name]
+    lines, current = [], " ".join(shlex.quote(p) for p in head)
+    for arg in args:
+        if arg.startswith("--") and current:
+            lines.append(current)
+            current = shlex.quote(arg)
+        else:
+            current += " " + shlex.quote(arg)
+    lines.append(current)
+    env = " ".join(f"{k}=..." for k in sorted(launch.env))
+    return (f"# in a Python environment with {launch.template.name}'s dependencies; {env}\n" if env else "") + (
+        " \\\n    ".join(lines)
+    )
+
+
+def local_spec(launch: JobLaunch) -> dict[str, Any]:
+    """A local job as it will run, for previews (the config by name, the token as $HF_TOKEN when it pushes)."""
+    return {
+        "backend": LOCAL,
+        "command": [launch.template.name, *(a.replace(JOB_DIR, "<job folder>") for a in launch.args)],
+        "template_sha256": launch.template.sha256,
+        "flavor": LOCAL_FLAVOR,
+        "timeout": launch.timeout_s,
+        "num_processes": launch.num_processes,
+        "labels": launch.labels,
+        "env": sorted(launch.env),
+        "folder": str(get_settings().home / "jobs" / "<job id>"),
+    }
