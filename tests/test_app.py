@@ -51,10 +51,13 @@ def test_list_jobs_api_uses_the_callers_token_only(hub, app_url):
     assert [j["id"] for j in bob["jobs"]] == [bob_job.id]
 
 
-def test_list_jobs_api_without_sign_in_says_so_and_sends_nothing(hub, app_url):
+def test_list_jobs_api_without_sign_in_lists_this_machine_only_and_sends_nothing(hub, app_url):
     n = len(hub.requests)
-    with pytest.raises(Exception, match="Sign in with Hugging Face to list your jobs"):
-        Client(app_url, verbose=False).predict("", False, api_name="/list_jobs")
+    client = Client(app_url, verbose=False)
+    answer = client.predict("", False, api_name="/list_jobs")  # off Spaces: the jobs of this machine
+    assert answer["user"] == "local" and all(j["backend"] == "local" for j in answer["jobs"])
+    with pytest.raises(Exception, match="Sign in with Hugging Face to list your organizations' jobs"):
+        client.predict("acme", False, api_name="/list_jobs")
     assert len(hub.requests) == n
 
 

@@ -369,7 +369,7 @@ def test_the_tab_prefills_from_the_dataset_tab_and_renders_table_and_verdict(qwe
     assert estimate_tab.from_stats(SimpleNamespace(num_rows=1234, rows=[{"a": 1}]))[0] == 1234
     assert estimate_tab.from_stats({"num_rows": None, "rows": [{}], "mean_tokens": 300.5})[1] == 300.5
 
-    form = {"model": "Qwen/Qwen2.5-0.5B", "dataset": "trl-lib/Capybara", "split": "train", "method": "sft",
+    form = {"backend": "hf-jobs", "model": "Qwen/Qwen2.5-0.5B", "dataset": "trl-lib/Capybara", "split": "train", "method": "sft",
             "peft": "lora", "max_length": 1024, "num_train_epochs": 1, "per_device_train_batch_size": 4,
             "gradient_accumulation_steps": 4, "gradient_checkpointing": True, "fsdp": False}  # fmt: skip
     values = {tab.config_fields[k]: v for k, v in form.items()} | {tab.num_rows: None, tab.mean_tokens: 300}

@@ -408,6 +408,7 @@ class ExportConfig(_Config):
     LABELS: ClassVar[dict[str, str]] = {
         "model": "Model", "quantizations": "Quantizations", "output_repo": "Output repo", "private": "Private",
         "flavor": "Flavor", "timeout": "Timeout", "backend": "Run on", "push_to_hub": "Push to the Hub",
+        "pre_tokenizer": "Pre-tokenizer",
     }  # fmt: skip
     REQUIRED: ClassVar[tuple[str, ...]] = ("model",)
 
@@ -421,6 +422,11 @@ class ExportConfig(_Config):
     )
     timeout: TimeoutField = Field(None, description="Job timeout (default: from the model's size).")
     push_to_hub: BoolField = Field(True, description="Upload the GGUF files (local exports may keep them here).")
+    pre_tokenizer: text_field(r"[a-z0-9][a-z0-9_.-]{0,39}", description="a llama.cpp pre-tokenizer name") = Field(
+        None,
+        description="Expert: the llama.cpp pre-tokenizer name (e.g. qwen2, llama-bpe) when the converter does "
+        "not recognise a fine-tuned tokenizer (use the base model's).",
+    )
 
     @property
     def resolved_backend(self) -> str:

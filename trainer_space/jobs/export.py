@@ -8,21 +8,28 @@ files and, for an adapter, the merged model) and whose RAM holds the model for t
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from huggingface_hub import JobInfo
 
 from ..catalog import submit_timeout_s
 from ..errors import InvalidInput
-from ..hub.hardware import Flavor, get_flavor
-from ..hub.session import HubSession, JobRequest
+from ..estimate.model_facts import safetensors_total
+from ..hub.hardware import LOCAL_FLAVOR, Flavor, get_flavor
+from ..hub.session import HubSession
 from ..settings import get_settings
-from ..validation import format_timeout, parse_timeout, validate_repo_id
+from ..validation import format_timeout, is_local_ref, parse_timeout, validate_repo_id
+from .backends import JOB_DIR, JobLaunch, job_backend
+from .backends.base import LLAMA_CPP_DIR
+from .backends.hf_jobs import job_request
+from .backends.local import local_command, local_spec, this_machine
 from .config import CONFIG_ENV, ExportConfig
 from .preflight import Check, PreflightFailed, Status, check_account, check_output_repo
 from .reproduce import hf_run_command, job_spec, python_run_snippet
-from .spec import APP_LABEL, Template, label_value, load_template, pip_script_request, template_constants
+from .spec import APP_LABEL, Template, label_value, load_template, template_constants
 
 TEMPLATE = "export_gguf.py"
 GB = 1e9
@@ -50,8 +57,31 @@ class ModelSize:
         return self.bytes_16bit / GB
 
 
+def local_model_size(path: str) -> ModelSize:
+    """16-bit size of a model folder on this machine (or of the base an adapter folder names)."""
+    folder = Path(path)
+    if (folder / "adapter_config.json").is_file() and not (folder / "config.json").is_file():
+        try:
+            base = json.loads((folder / "adapter_config.json").read_text()).get("base_model_name_or_path")
+        except (OSError, ValueError, AttributeError):
+            base = None
+        if not base:
+            raise InvalidInput(f"{folder} is a LoRA adapter without base_model_name_or_path: cannot merge it.")
+        return ModelSize(path, 0, base)  # the base's size is read by the caller (a Hub id or a folder)
+    total, _ = safetensors_total(folder)
+    if not total:
+        raise InvalidInput(f"{folder} has no safetensors weights to convert.")
+    return ModelSize(path, int(total) * 2, None)
+
+
 def model_size(session: HubSession, model: str) -> ModelSize:
     """16-bit size of a model (or of an adapter's base model) from the Hub's metadata: no weights downloaded."""
+    if is_local_ref(model):
+        size = local_model_size(model)
+        if size.adapter_base:
+            base = model_size(session, size.adapter_base)
+            return ModelSize(model, base.bytes_16bit, size.adapter_base)
+        return size
     info = session.model_info(model, files_metadata=True)
     files = {s.rfilename: s for s in info.siblings or []}
     if "adapter_config.json" in files and "config.json" not in files:
@@ -109,12 +139,15 @@ def default_output_repo(username: str, model: str) -> str:
 class ExportPlan:
     """The checks, the resolved config and the exact export job, before anything is created."""
 
-    config: ExportConfig  # resolved: quantizations, output repo, flavor and timeout filled in
+    config: ExportConfig  # resolved: backend, quantizations, output repo, flavor and timeout filled in
     size: ModelSize
-    request: JobRequest
-    template: Template
+    launch: JobLaunch
     checks: tuple[Check, ...]
     notes: tuple[str, ...]
+
+    @property
+    def template(self) -> Template:
+        return self.launch.template
 
     @property
     def failed(self) -> tuple[Check, ...]:
@@ -133,16 +166,24 @@ class ExportSubmission:
     def to_json(self) -> dict[str, Any]:
         """The `/export_gguf` answer."""
         plan, cfg = self.plan, self.plan.config
+        if cfg.is_local:
+            command, python, spec = local_command(plan.launch), "", local_spec(plan.launch)
+        else:
+            request = job_request(plan.launch)
+            command, python = hf_run_command(request, plan.template), python_run_snippet(request, plan.template)
+            spec = job_spec(request, plan.template)
         return {
+            "backend": cfg.resolved_backend,
+            "output_dir": str(Path(self.job.job_dir) / "output") if cfg.is_local and self.job else None,
             "job_id": self.job.id if self.job else None,
             "url": self.job.url if self.job else None,
             "flavor": cfg.flavor,
             "timeout": cfg.timeout,
-            "command": hf_run_command(plan.request, plan.template),
-            "python": python_run_snippet(plan.request, plan.template),
-            "spec": job_spec(plan.request, plan.template),
+            "command": command,
+            "python": python,
+            "spec": spec,
             "output_repo": cfg.output_repo,
-            "output_url": f"{get_settings().endpoint}/{cfg.output_repo}",
+            "output_url": f"{get_settings().endpoint}/{cfg.output_repo}" if cfg.output_repo else None,
             "quantizations": list(cfg.quantizations),
             "model_gb_16bit": round(plan.size.gb, 2),
             "notes": list(plan.notes),
@@ -152,48 +193,114 @@ class ExportSubmission:
         }
 
 
+def quantizer() -> str | None:
+    """llama.cpp's `llama-quantize` on this machine (for local K-quants), or None."""
+    from .backends.llama_cpp import llama_cpp_bin_dir
+
+    found = shutil.which("llama-quantize")
+    if found:
+        return found
+    settings = get_settings()
+    for folder in (Path(settings.llama_cpp_dir) if settings.llama_cpp_dir else None, llama_cpp_bin_dir()):
+        if folder is not None and (folder / "llama-quantize").is_file():
+            return str(folder / "llama-quantize")
+    return None
+
+
+def check_local_export(size: ModelSize, quants: list[str]) -> list[Check]:
+    """A local export: RAM and disk of this machine, and llama-quantize for the types the converter cannot make."""
+    machine = this_machine()
+    need_disk, need_ram = size.bytes_16bit * DISK_FACTOR / GB, size.bytes_16bit * RAM_FACTOR / GB
+    checks = [Check("this machine", Status.OK, f"Runs on {machine.pretty_name}; the files stay in a local folder.")]
+    if machine.ram_gb and machine.ram_gb < need_ram:
+        checks.append(Check("memory", Status.ERROR, f"Needs about {need_ram:.1f} GB of RAM; this machine has "
+                            f"{machine.ram_gb:.1f} GB. Run it on Hugging Face Jobs instead."))  # fmt: skip
+    if machine.disk_gb < need_disk:
+        checks.append(Check("disk", Status.ERROR, f"Needs about {need_disk:.1f} GB of free disk; {machine.disk_gb:.1f} "
+                            "GB are free."))  # fmt: skip
+    converter_types = set(template_constants(TEMPLATE)["CONVERTER_TYPES"])
+    k_quants = [q for q in quants if q not in converter_types]
+    if k_quants and quantizer() is None:
+        checks.append(Check(
+            "quantizer", Status.ERROR,
+            f"{', '.join(k_quants)} need llama.cpp's llama-quantize, which is not on this machine. Build llama.cpp "
+            "(https://github.com/ggml-org/llama.cpp: cmake -B build && cmake --build build --target llama-quantize) "
+            "and put llama-quantize on PATH or set TRAINER_SPACE_LLAMA_CPP_DIR; or pick "
+            f"{', '.join(sorted(converter_types))}, which the converter makes itself.",
+        ))  # fmt: skip
+    return checks
+
+
 def plan_export(session: HubSession, cfg: ExportConfig) -> ExportPlan:
     """Pre-flight (model readable, output writable, a flavor that fits) and the exact job, creating nothing."""
-    checks = check_account(session)
+    local = cfg.is_local
+    if not local:
+        session.require("export to GGUF on Hugging Face Jobs")
+    pushing = cfg.push_to_hub and (not local or session.is_signed_in)
+    checks = check_account(session) if pushing else []
     size = model_size(session, cfg.model)
     what = f"LoRA adapter on {size.adapter_base}" if size.adapter_base else "full model"
     checks.append(Check("model", Status.OK, f"{cfg.model}: {what}, {size.gb:.1f} GB in 16-bit."))
-    output_repo = cfg.output_repo or default_output_repo(session.username, cfg.model)
-    checks.append(check_output_repo(session, output_repo, "GGUF files, card and Modelfile go to"))
-    flavors, _ = session.hardware()
-    recommended, notes = recommend_cpu_flavor(size.bytes_16bit, flavors)
-    flavor_name = cfg.flavor or (recommended.name if recommended else "cpu-upgrade")
-    flavor = get_flavor(flavor_name, flavors)
-    if flavor and flavor.is_gpu:
-        notes.append(f"{flavor.name} has a GPU that conversion does not use: a CPU flavor costs less.")
-    if flavor and recommended and (flavor.disk_gb < size.bytes_16bit * DISK_FACTOR / GB):
-        checks.append(Check("flavor", Status.WARN, f"{flavor.name} may run out of disk; {recommended.name} is safer."))
+    output_repo = None
+    if pushing:
+        output_repo = cfg.output_repo or default_output_repo(session.username, cfg.model)
+        checks.append(check_output_repo(session, output_repo, "GGUF files, card and Modelfile go to"))
+    quants = list(cfg.quantizations or (default_quant(),))
+    notes: list[str] = []
+    if local:
+        flavor_name = LOCAL_FLAVOR
+        checks += check_local_export(size, quants)
     else:
-        checks.append(Check("flavor", Status.OK, f"{flavor_name}: enough RAM and disk."))
-    quants = cfg.quantizations or (default_quant(),)
+        flavors, _ = session.hardware()
+        recommended, notes = recommend_cpu_flavor(size.bytes_16bit, flavors)
+        flavor_name = cfg.flavor or (recommended.name if recommended else "cpu-upgrade")
+        flavor = get_flavor(flavor_name, flavors)
+        if flavor and flavor.is_gpu:
+            notes.append(f"{flavor.name} has a GPU that conversion does not use: a CPU flavor costs less.")
+        if flavor and recommended and (flavor.disk_gb < size.bytes_16bit * DISK_FACTOR / GB):
+            checks.append(
+                Check("flavor", Status.WARN, f"{flavor.name} may run out of disk; {recommended.name} is safer.")
+            )
+        else:
+            checks.append(Check("flavor", Status.OK, f"{flavor_name}: enough RAM and disk."))
     timeout_s = (parse_timeout(cfg.timeout) if cfg.timeout else None) or export_timeout_s(size.bytes_16bit, len(quants))
     cfg = cfg.with_changes(
-        quantizations=list(quants), output_repo=output_repo, flavor=flavor_name, timeout=format_timeout(timeout_s)
-    )
-    args = ["--model", cfg.model, "--output_repo", output_repo, "--quantizations", ",".join(quants)]
-    args += ["--private", str(cfg.private).lower()]
+        backend=cfg.resolved_backend, quantizations=quants, output_repo=output_repo, flavor=flavor_name,
+        timeout=format_timeout(timeout_s), push_to_hub=pushing,
+    )  # fmt: skip
+    args = ["--model", cfg.model]
+    if pushing:
+        args += ["--output_repo", output_repo or ""]
+    args += ["--quantizations", ",".join(quants)]
+    if pushing:
+        args += ["--private", str(cfg.private).lower()]
+    if cfg.pre_tokenizer:
+        args += ["--pre_tokenizer", cfg.pre_tokenizer]
+    if local:
+        args += ["--push", str(pushing).lower(), "--output_dir", f"{JOB_DIR}/output", "--llama_cpp_dir", LLAMA_CPP_DIR]
+        quantize = quantizer()
+        if quantize:
+            args += ["--quantize_bin", quantize]
     labels = {
         APP_LABEL: "export_gguf",
         "model": label_value(cfg.model),
-        "output": label_value(output_repo),
+        "output": label_value(output_repo or ""),
         "timeout": str(timeout_s),
     }
     template = load_template(TEMPLATE)
-    request = pip_script_request(
-        template,
-        args,
-        image=template_constants(TEMPLATE)["LLAMA_CPP_IMAGE"],
+    launch = JobLaunch(
+        kind="export_gguf",
+        template=template,
+        args=tuple(args),
+        labels={k: v for k, v in labels.items() if v} | {"template_sha": template.short_sha},
+        env={CONFIG_ENV: json.dumps(cfg.to_json(), separators=(",", ":"))},
         flavor=flavor_name,
         timeout_s=timeout_s,
-        labels=labels,
-        env={CONFIG_ENV: json.dumps(cfg.to_json(), separators=(",", ":"))},
+        name=f"gguf-{Path(cfg.model).name if is_local_ref(cfg.model) else cfg.model.split('/')[-1]}"[:64],
+        image=None if local else template_constants(TEMPLATE)["LLAMA_CPP_IMAGE"],
+        tools=("llama.cpp",) if local else (),
     )
-    return ExportPlan(cfg, size, request, template, tuple(checks), tuple(notes))
+    return ExportPlan(cfg, size, launch, tuple(checks), tuple(notes))
 
 
 def submit_export(session: HubSession, cfg: ExportConfig, *, dry_run: bool = False) -> ExportSubmission:
@@ -203,4 +310,4 @@ def submit_export(session: HubSession, cfg: ExportConfig, *, dry_run: bool = Fal
         return ExportSubmission(plan)
     if plan.failed:
         raise PreflightFailed(list(plan.failed))
-    return ExportSubmission(plan, session.submit_job(plan.request))
+    return ExportSubmission(plan, job_backend(plan.config.resolved_backend, session).submit(plan.launch))

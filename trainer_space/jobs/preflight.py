@@ -219,6 +219,10 @@ def estimate_config(
     """The estimate of a training config on every GPU flavor and, off Spaces, on this machine (rows counted by the
     viewer when not given); the recommendation is for the config's backend."""
     local = get_settings().local_enabled
+    if num_rows is None and is_local_ref(cfg.dataset):
+        from ..data.local_files import read_rows
+
+        num_rows = read_rows(cfg.dataset or "", cfg.split, limit=1)[1] or None
     return estimate(
         session,
         cfg.estimate_inputs(),

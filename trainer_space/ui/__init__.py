@@ -79,8 +79,8 @@ def _carry_dataset(train: TrainTab, dataset: str, config: str, split: str, metho
 
 # Estimate tab component -> the Train tab field it sets (the recommended flavor and timeout, and the settings the
 # estimate was computed for)
-_CARRIED_ESTIMATE = ("model", "method", "peft", "max_length", "num_train_epochs", "per_device_train_batch_size",
-                     "gradient_accumulation_steps", "gradient_checkpointing")  # fmt: skip
+_CARRIED_ESTIMATE = ("backend", "model", "method", "peft", "max_length", "num_train_epochs",
+                     "per_device_train_batch_size", "gradient_accumulation_steps", "gradient_checkpointing")  # fmt: skip
 
 
 def _carry_estimate(train: TrainTab, est: EstimateTab, values: dict):

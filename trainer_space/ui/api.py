@@ -19,8 +19,8 @@ from ..jobs.config import ExportConfig, TrainingConfig
 from ..jobs.export import submit_export
 from ..jobs.preflight import estimate_config
 from ..jobs.training import submit_training as submit
-from ..validation import validate_int, validate_method
-from .common import reader_for, session_for, ui_errors
+from ..validation import validate_int, validate_job_id, validate_method
+from .common import reader_for, ui_errors
 
 
 @ui_errors
@@ -77,8 +77,9 @@ def submit_training(
     Returns {"job_id", "url", "flavor", "timeout", "command", "output_repo", "trackio_url", "preflight", ...}.
     """
     dry = _flag(dry_run, "dry_run")
-    session = session_for(oauth_token, "preview a training job" if dry else "start a training job")
-    return submit(session, TrainingConfig.from_dict(config), dry_run=dry).to_json()
+    cfg = TrainingConfig.from_dict(config)  # input checked before anything else
+    # sign-in is required by the plan for Jobs (and for a local job that pushes to the Hub)
+    return submit(reader_for(oauth_token), cfg, dry_run=dry).to_json()
 
 
 @ui_errors
@@ -89,29 +90,37 @@ def list_jobs(
 
     `stages`: comma-separated stages to keep (e.g. "RUNNING,ERROR"); empty keeps all.
     """
-    session = session_for(oauth_token, "list your jobs")
-    namespaces = [session.username, *split_names(orgs)]
-    rows = monitor.list_job_rows(session, namespaces=namespaces, only_this_app=_flag(only_this_app, "only_this_app"))
-    keep = {s.upper() for s in split_names(stages)}
-    return {"user": session.username, "jobs": [r.to_json() for r in rows if not keep or r.stage in keep]}
+    only, orgs_, keep = (
+        _flag(only_this_app, "only_this_app"),
+        split_names(orgs),
+        {s.upper() for s in split_names(stages)},
+    )
+    session = reader_for(oauth_token)
+    if orgs_ and not session.is_signed_in:
+        session.require("list your organizations' jobs")
+    namespaces = [session.username, *orgs_] if session.is_signed_in else None
+    rows = monitor.list_job_rows(session, namespaces=namespaces, only_this_app=only)
+    user = session.username if session.is_signed_in else "local"
+    return {"user": user, "jobs": [r.to_json() for r in rows if not keep or r.stage in keep]}
 
 
 @ui_errors
 def job_status(job_id: str, oauth_token: gr.OAuthToken | None = None) -> dict:
     """One job's details (stage, times, cost so far, links, its config) and, once it has ended, its diagnosis."""
-    return monitor.job_status(session_for(oauth_token, "see your jobs"), job_id).to_json()
+    return monitor.job_status(reader_for(oauth_token), validate_job_id(job_id)).to_json()
 
 
 @ui_errors
 def job_logs(job_id: str, tail: int = 200, oauth_token: gr.OAuthToken | None = None) -> dict:
     """The last `tail` log lines of a job (1 to 5000)."""
-    return monitor.job_log_tail(session_for(oauth_token, "read job logs"), job_id, tail).to_json()
+    tail = validate_int(tail, "tail", 1, 5000)
+    return monitor.job_log_tail(reader_for(oauth_token), validate_job_id(job_id), tail).to_json()
 
 
 @ui_errors
 def cancel_job(job_id: str, oauth_token: gr.OAuthToken | None = None) -> dict:
     """Cancel one of your jobs (billing stops; pushed checkpoints stay on the Hub). Returns its stage."""
-    return monitor.cancel(session_for(oauth_token, "cancel jobs"), job_id).to_json()
+    return monitor.cancel(reader_for(oauth_token), validate_job_id(job_id)).to_json()
 
 
 @ui_errors
@@ -122,16 +131,16 @@ def export_gguf(
     private: bool = True,
     flavor: str = "",
     dry_run: bool = True,
+    backend: str = "",
     oauth_token: gr.OAuthToken | None = None,
 ) -> dict[str, Any]:
     """Plan (dry_run) or submit a GGUF export job. Returns the job id, links, command and pre-flight."""
     dry = _flag(dry_run, "dry_run")
-    session = session_for(oauth_token, "preview the export" if dry else "export to GGUF")
     cfg = ExportConfig.from_dict(
         {"model": model, "quantizations": quantizations, "output_repo": output_repo, "private": private,
-         "flavor": flavor}
+         "flavor": flavor, "backend": backend or None}
     )  # fmt: skip
-    return submit_export(session, cfg, dry_run=dry).to_json()
+    return submit_export(reader_for(oauth_token), cfg, dry_run=dry).to_json()
 
 
 def split_names(text: Any) -> list[str]:

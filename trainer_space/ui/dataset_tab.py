@@ -19,7 +19,8 @@ from ..data.inspection import DatasetInspection, fetch_sample, inspect_dataset, 
 from ..data.mapping import FIELDS, TRANSFORMS, DatasetMapping
 from ..data.tokens import render_example, token_stats
 from ..errors import InvalidInput
-from ..validation import validate_method, validate_repo_id
+from ..settings import get_settings
+from ..validation import looks_like_path, validate_local_path, validate_method, validate_repo_id
 from .common import reader_for, ui_errors
 
 NONE = "(none)"
@@ -47,7 +48,9 @@ def verdict_frame(result: DatasetInspection) -> pd.DataFrame:
 def summary_markdown(result: DatasetInspection) -> str:
     rows = f"{result.num_rows:,} rows" if result.num_rows is not None else "row count unknown"
     head = (
-        f"**{result.dataset}** · config `{result.config}` · split `{result.split}` · {rows} · "
+        f"**{result.dataset}** · "
+        + ("" if result.source == "local" else f"config `{result.config}` · ")
+        + f"split `{result.split}` · {rows} · "
         f"{len(result.columns)} columns · answered in {result.elapsed_s:.2f} s ({result.source})"
     )
     return "\n".join([head, *(f"- {n}" for n in result.notes)])
@@ -130,7 +133,11 @@ class DatasetTab:
         previous: DatasetInspection | None,
         oauth_token: gr.OAuthToken | None = None,
     ) -> dict[Any, Any]:
-        repo_id = validate_repo_id(dataset, kind="dataset")
+        repo_id = (
+            validate_local_path(dataset, "dataset")
+            if looks_like_path(dataset)
+            else validate_repo_id(dataset, "dataset")
+        )
         if previous is None or previous.dataset != repo_id:
             config = split = None  # a new dataset: discover its config and split
         elif config != previous.config:
@@ -197,7 +204,8 @@ def build_tab() -> DatasetTab:
         "INCOMPATIBLE. A mapping is applied by the training job itself: you never paste code."
     )
     with gr.Row(equal_height=True):
-        dataset = gr.Textbox(label="Dataset", placeholder="owner/name or https://huggingface.co/datasets/…", scale=3)
+        where = " or a file on this machine" if get_settings().local_enabled else ""
+        dataset = gr.Textbox(label="Dataset", placeholder=f"owner/name, a Hub URL{where}", scale=3)
         config = gr.Dropdown(label="Config", choices=[], allow_custom_value=True, scale=1)
         split = gr.Dropdown(label="Split", choices=[], allow_custom_value=True, scale=1)
         method = gr.Dropdown(label="Method", choices=[(s.title, m) for m, s in METHODS.items()], value="sft", scale=1)

@@ -23,8 +23,10 @@ from ..catalog import (
     PEFT_MODES,
 )
 from ..estimate.model import EstimateResult
+from ..jobs.backends import BACKEND_LABELS, HF_JOBS, LOCAL
 from ..jobs.config import TrainingConfig
 from ..jobs.preflight import estimate_config
+from ..settings import get_settings
 from ..validation import validate_float, validate_int
 from .common import reader_for, ui_errors
 
@@ -40,10 +42,15 @@ def flavor_table(result: EstimateResult) -> pd.DataFrame:
     """The flavors as a DataFrame for gr.Dataframe (recommended one starred)."""
     rows = []
     for f in result.flavors:
-        name = f.flavor.name + (" ★" if f.flavor.name == result.recommended else "")
+        name = ("this machine" if f.flavor.is_local else f.flavor.name) + (
+            " ★" if f.flavor.name == result.recommended else ""
+        )
         rows.append(
             [name, f.flavor.gpus, round(f.flavor.vram_gb, 1), round(f.peak_gib, 1), "✓" if f.fits else "✗",
              round(f.hours, 2), round(f.cost_usd, 2), round(f.flavor.usd_per_hour, 2)]
+            if f.flavor.is_gpu else
+            [name, 0, round(f.flavor.ram_gb, 1), round(f.peak_gib, 1), "✓" if f.fits else "✗", round(f.hours, 2), 0.0,
+             0.0]
         )  # fmt: skip
     return pd.DataFrame(rows, columns=COLUMNS)
 
@@ -87,6 +94,7 @@ def from_stats(stats: Any) -> tuple[Any, Any]:
 
 @dataclass
 class EstimateTab:
+    backend: gr.Radio
     model: gr.Textbox
     dataset: gr.Textbox
     split: gr.Textbox
@@ -111,7 +119,8 @@ class EstimateTab:
     def config_fields(self) -> dict[str, gr.components.Component]:
         """The form's components by `TrainingConfig` field name."""
         return {
-            "model": self.model, "dataset": self.dataset, "split": self.split, "method": self.method,
+            "backend": self.backend, "model": self.model, "dataset": self.dataset, "split": self.split,
+            "method": self.method,
             "peft": self.peft, "fsdp": self.fsdp, "max_length": self.max_length, "num_train_epochs": self.epochs,
             "per_device_train_batch_size": self.batch, "gradient_accumulation_steps": self.grad_accum,
             "gradient_checkpointing": self.grad_ckpt,
@@ -154,6 +163,11 @@ def _link(source: Any, target: gr.components.Component) -> None:
 def build_tab(dataset_tab: Any | None = None) -> EstimateTab:
     """Build the tab's components inside the caller's `gr.Tab`; returns them for wiring (Train tab prefill)."""
     gr.Markdown(INTRO)
+    settings = get_settings()
+    backend = gr.Radio(
+        [(BACKEND_LABELS[b], b) for b in (LOCAL, HF_JOBS)], value=settings.default_backend, label="Run on",
+        visible=settings.local_enabled, info="Recommend this machine, or the cheapest Jobs flavor (both are listed).",
+    )  # fmt: skip
     with gr.Row():
         model = gr.Textbox(label="Model", value=DEFAULT_MODEL, scale=2)
         dataset = gr.Textbox(label="Dataset", value=DEFAULT_DATASET, scale=2)
@@ -184,7 +198,7 @@ def build_tab(dataset_tab: Any | None = None) -> EstimateTab:
     with gr.Accordion("How this was computed", open=False):
         info = gr.JSON(label="Memory terms (GB per GPU) and time phases (minutes) of the recommended flavor")
     tab = EstimateTab(
-        model=model, dataset=dataset, split=split, method=method, peft=peft, fsdp=fsdp, max_length=max_length,
+        backend=backend, model=model, dataset=dataset, split=split, method=method, peft=peft, fsdp=fsdp, max_length=max_length,
         epochs=epochs, batch=batch, grad_accum=grad_accum, grad_ckpt=grad_ckpt, num_rows=num_rows,
         mean_tokens=mean_tokens, button=button, verdict=verdict, table=table,
         recommended_flavor=recommended_flavor, timeout=timeout, info=info,

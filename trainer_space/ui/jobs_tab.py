@@ -15,6 +15,7 @@ import pandas as pd
 
 from ..hub.session import TERMINAL_STAGES
 from ..jobs import monitor
+from ..jobs.backends import BACKEND_LABELS
 from ..jobs.diagnosis import Diagnosis
 from ..jobs.monitor import JobDetails
 from ..settings import get_settings
@@ -22,8 +23,8 @@ from ..validation import validate_job_id
 from .api import split_names
 from .common import is_signed_in, reader_for, ui_errors, ui_errors_gen
 
-COLUMNS = ["id", "kind", "model", "stage", "flavor", "started", "duration_min", "cost_usd"]
-HEADERS = ["Job", "Kind", "Model / output", "Stage", "Flavor", "Started", "Minutes", "Cost so far ($)"]
+COLUMNS = ["id", "kind", "model", "stage", "backend", "flavor", "started", "duration_min", "cost_usd"]
+HEADERS = ["Job", "Kind", "Model / output", "Stage", "Where", "Flavor", "Started", "Minutes", "Cost so far ($)"]
 STAGES = ["SCHEDULING", "RUNNING", "COMPLETED", "ERROR", "CANCELED"]
 LOG_LINES = 500  # lines kept in the live log view
 LOG_CONCURRENCY = 20  # log streams served at once, in their own pool: they never hold up other events
@@ -54,7 +55,9 @@ OPEN_TAB_JS = """(target) => {
 
 
 def jobs_frame(rows: list[monitor.JobRow]) -> pd.DataFrame:
-    frame = pd.DataFrame([{k: getattr(r, k) for k in COLUMNS} for r in rows], columns=COLUMNS)
+    values = [{k: BACKEND_LABELS.get(r.backend, r.backend) if k == "backend" else getattr(r, k) for k in COLUMNS}
+              for r in rows]  # fmt: skip
+    frame = pd.DataFrame(values, columns=COLUMNS)
     frame.columns = HEADERS
     return frame
 
@@ -97,7 +100,9 @@ def details_markdown(details: JobDetails) -> str:
         pairs.append(("Dataset", _md(cfg["dataset"]), "Learning rate", _md(cfg.get("learning_rate") or "preset")))
     rows = ["| | | | |", "|---|---|---|---|"]  # a blank header: every row is a pair of key/value cells
     rows += [f"| **{a}** | {b} | **{c}** | {e} |" for a, b, c, e in pairs]
-    links = [f"[Job page]({d['url']})"]
+    links = [f"[Job page]({d['url']})"] if d.get("url") else []
+    if d.get("output_dir"):
+        links.append(f"Outputs on this machine: `{_md(d['output_dir'])}`")
     if d.get("output_url"):
         links.append(f"[Output repo {_md(d['output_repo'])}]({d['output_url']})")
     if d.get("trackio_space"):
@@ -105,7 +110,8 @@ def details_markdown(details: JobDetails) -> str:
     shown = {k: v for k, v in sorted(labels.items()) if k != "name"}
     label_text = ", ".join(f"{_md(k)}={_md(v)}" for k, v in shown.items()) or "none"
     return (
-        f"### Job `{d['id']}` in {_md(d['namespace'])}\n\n" + "\n".join(rows)
+        f"### Job `{d['id']}` " + ("on this machine" if d.get("backend") == "local" else f"in {_md(d['namespace'])}")
+        + "\n\n" + "\n".join(rows)
         + f"\n\nLabels: {label_text}\n\n" + " · ".join(links)
     )  # fmt: skip
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from huggingface_hub import JobInfo
 
-from ...errors import JobNotFound, TrainerSpaceError
+from ...errors import JobNotFound, NotSignedIn, TrainerSpaceError
 from ...settings import get_settings
 from .base import BACKEND_LABELS, HF_JOBS, JOB_DIR, LOCAL, JobBackend, JobLaunch
 
@@ -50,12 +50,18 @@ def job_backends(session: HubSession, *, action: str = "see your jobs") -> list[
 
 
 def find_job(backends: list[JobBackend], job_id: str) -> tuple[JobBackend, JobInfo]:
-    """The backend holding `job_id`, and the job (JobNotFound when none has it)."""
+    """The backend holding `job_id`, and the job.
+
+    Raises JobNotFound when none has it, or NotSignedIn when it is not on this machine and nobody is signed in
+    (it may be on Hugging Face Jobs).
+    """
     for backend in backends:
         try:
             return backend, backend.find_job(job_id)
         except JobNotFound:
             continue
+    if all(b.name == LOCAL for b in backends):
+        raise NotSignedIn("see this job: it is not on this machine, and Hugging Face Jobs need your sign-in")
     raise JobNotFound(job_id)
 
 

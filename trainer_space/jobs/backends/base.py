@@ -13,6 +13,7 @@ from ..spec import Template
 LOCAL, HF_JOBS = "local", "hf-jobs"
 BACKEND_LABELS = {LOCAL: "This machine", HF_JOBS: "Hugging Face Jobs"}
 JOB_DIR = "{job_dir}"  # in a Local launch's arguments: the job's own folder (known once it is submitted)
+LLAMA_CPP_DIR = "{llama_cpp_dir}"  # in a Local launch's arguments: llama.cpp's tools, fetched when the job starts
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class JobLaunch:
     namespace: str | None = None
     name: str | None = None  # a readable job name
     image: str | None = None  # HF Jobs: run in this image with pip (else uv's image)
+    tools: tuple[str, ...] = ()  # Local: tools prepared before the job starts ("llama.cpp")
 
 
 class JobBackend(Protocol):

@@ -42,7 +42,7 @@ from ...hub.hardware import Flavor
 from ...hub.session import TERMINAL_STAGES
 from ...settings import get_settings
 from ...validation import validate_job_id
-from .base import JOB_DIR, LOCAL, JobLaunch
+from .base import JOB_DIR, LLAMA_CPP_DIR, LOCAL, JobLaunch
 
 LOCAL_FLAVOR = "local"
 LOCAL_OWNER = "local"
@@ -246,6 +246,19 @@ def job_python(dependencies: tuple[str, ...], log: Any) -> str:
     return str(python)
 
 
+def llama_cpp_dir(log: Any) -> str:
+    """llama.cpp's converter tree: `TRAINER_SPACE_LLAMA_CPP_DIR`, else fetched once from PyPI (llama-cpp-python's
+    sdist vendors it; about a minute), progress in the job's log."""
+    from .llama_cpp import cache_root, llama_cpp_converter
+
+    configured = get_settings().llama_cpp_dir
+    if configured:
+        return configured
+    log.write(f"Fetching llama.cpp's converter into {cache_root()} (once) ...\n")
+    log.flush()
+    return str(llama_cpp_converter())
+
+
 # ---------------------------------------------------------------------------------------------- the backend
 @dataclass
 class _Running:
@@ -321,7 +334,10 @@ class LocalBackend:
             "labels": json.dumps(launch.labels), "env": json.dumps(env), "command": json.dumps(command),
             "name": launch.name, "job_dir": str(job_dir),
         })  # fmt: skip
-        needs = json.dumps({"dependencies": list(launch.template.dependencies), "secrets": sorted(secrets or {})})
+        needs = json.dumps({
+            "dependencies": list(launch.template.dependencies), "secrets": sorted(secrets or {}),
+            "tools": list(launch.tools),
+        })  # fmt: skip
         (job_dir / "launch.json").write_text(needs)
         with self._lock:
             if secrets:
@@ -409,12 +425,13 @@ class LocalBackend:
         try:
             launch = json.loads((job_dir / "launch.json").read_text())
             python = job_python(tuple(launch["dependencies"]), log)
+            tools = {"llama.cpp": llama_cpp_dir(log)} if "llama.cpp" in launch.get("tools", []) else {}
         except Exception as err:  # environment preparation failed: the job fails with the reason in its log
             log.write(f"ERROR: {err}\n")
             log.close()
             self.store.update(row["id"], stage="ERROR", started_at=_now(), finished_at=_now(), message=str(err)[:500])
             return
-        command = json.loads(row["command"])
+        command = [a.replace(LLAMA_CPP_DIR, tools.get("llama.cpp", "")) for a in json.loads(row["command"])]
         if command[0] == "accelerate":  # accelerate launch --num_processes N <script> args...
             argv = [python, "-m", "accelerate.commands.launch", *command[2:4], str(job_dir / command[4]), *command[5:]]
         else:
@@ -507,7 +524,7 @@ def local_command(launch: JobLaunch) -> str:
     """The job as a command line to run by hand on this machine (in the job's folder, with the template)."""
     import shlex
 
-    args = [a.replace(JOB_DIR, "<job folder>") for a in launch.args]
+    args = [a.replace(JOB_DIR, "<job folder>").replace(LLAMA_CPP_DIR, "<llama.cpp folder>") for a in launch.args]
     head = ["python", launch.template.name]
     if launch.num_processes > 1:
         head = ["accelerate", "launch", "--num_processes", str(launch.num_processes), launch.template.name]
@@ -529,7 +546,10 @@ def local_spec(launch: JobLaunch) -> dict[str, Any]:
     """A local job as it will run, for previews (the config by name, the token as $HF_TOKEN when it pushes)."""
     return {
         "backend": LOCAL,
-        "command": [launch.template.name, *(a.replace(JOB_DIR, "<job folder>") for a in launch.args)],
+        "command": [
+            launch.template.name,
+            *(a.replace(JOB_DIR, "<job folder>").replace(LLAMA_CPP_DIR, "<llama.cpp folder>") for a in launch.args),
+        ],
         "template_sha256": launch.template.sha256,
         "flavor": LOCAL_FLAVOR,
         "timeout": launch.timeout_s,
