@@ -88,7 +88,7 @@ def is_local_ref(value: str | None) -> bool:
     return bool(value) and value.startswith("/")
 
 
-def validate_local_path(value: Any, kind: str) -> str:
+def validate_local_path(value: Any, kind: str, *, adapters: bool = False) -> str:
     """An existing, readable local model folder (`kind="model"`) or dataset file / saved folder (`"dataset"`),
     as an absolute path with links resolved; InvalidInput saying what is wrong. Only when the app runs on the
     visitor's own machine (never on a Space: it would read the Space's disk)."""
@@ -104,8 +104,10 @@ def validate_local_path(value: Any, kind: str) -> str:
     if not os.access(path, os.R_OK):
         raise InvalidInput(f"The {kind} {path} is not readable.")
     if kind == "model":
-        if not (path.is_dir() and (path / "config.json").is_file()):
-            raise InvalidInput(f"{path} is not a model folder (it needs a config.json, as save_pretrained writes).")
+        marker = ("config.json", "adapter_config.json") if adapters else ("config.json",)
+        if not (path.is_dir() and any((path / m).is_file() for m in marker)):
+            what = "a model or LoRA adapter folder" if adapters else "a model folder"
+            raise InvalidInput(f"{path} is not {what} (it needs a {' or '.join(marker)}, as save_pretrained writes).")
     elif path.is_dir():
         if not any((path / f).is_file() for f in _SAVED_DATASET_FILES):
             raise InvalidInput(f"{path} is not a dataset folder saved with `datasets` (save_to_disk).")
@@ -316,14 +318,15 @@ def _repo_checker(kind: str, *, optional: bool, namespaced: bool) -> Callable[[A
     return check
 
 
-def source_field(kind: str, *, optional: bool = False) -> Any:
-    """A model or dataset to train on: a Hub id, or (on the visitor's own machine) a local path."""
+def source_field(kind: str, *, optional: bool = False, adapters: bool = False) -> Any:
+    """A model or dataset to train on (or a model or LoRA adapter to export, with `adapters`): a Hub id, or (on the
+    visitor's own machine) a local path."""
     hub = _repo_checker(kind, optional=optional, namespaced=False)
 
     def check(value: Any) -> str | None:
         if looks_like_path(value):
             try:
-                return validate_local_path(value, kind)
+                return validate_local_path(value, kind, adapters=adapters)
             except InvalidInput as err:
                 raise _fail(err.message.rstrip(".")) from None
         return hub(value)
@@ -396,8 +399,8 @@ def config_error(err: ValidationError, *, labels: dict[str, str] | None = None, 
             problems.append(f"'{loc}' is required")
         elif e["type"] in ("model_type", "dict_type"):
             problems.append("The config must be a JSON object")
-        else:
-            problems.append(f"{name} {e['msg']}")
+        else:  # "Batch size (…) must be …"; a message that is a sentence of its own follows a colon
+            problems.append(f"{name}: {e['msg']}" if e["msg"][:1].isupper() else f"{name} {e['msg']}")
     parts = []
     if unknown:
         valid = f" Valid fields: {', '.join(known)}." if known else ""

@@ -663,7 +663,8 @@ class EstimateResult:
                 text += " What would make it fit:\n" + "\n".join(f"- {s}" for s in self.suggestions)
             return text
         return (
-            f"**Fits on {best.flavor.name}** (peak {best.peak_gib:.1f} of {best.flavor.vram_gb:g} GB per GPU), "
+            f"**Fits on {'this machine' if best.flavor.is_local else best.flavor.name}** (peak {best.peak_gib:.1f} of "
+            f"{best.flavor.memory_gb:.4g} GB {'per GPU' if best.flavor.is_gpu else 'of RAM'}), "
             f"about {_hours(best.hours)}, about ${best.cost_usd:,.2f}. Submit with timeout **{self.timeout}**."
         )
 

@@ -49,6 +49,11 @@ class JobRow:
         return asdict(self)
 
 
+def _short(name: str) -> str:
+    """A model for the jobs table: a Hub id as it is, a local folder by its last two parts."""
+    return "…/" + "/".join(Path(name).parts[-2:]) if name.startswith("/") else name
+
+
 def running_seconds(job: JobInfo, now: datetime | None = None) -> float:
     """Billed seconds so far: from start until the end (or now, while it runs)."""
     if job.durations is not None and job.durations.running_secs is not None and job.status.stage in TERMINAL_STAGES:
@@ -68,7 +73,7 @@ def job_row(job: JobInfo, flavors: tuple[Flavor, ...] | None = None) -> JobRow:
         id=job.id,
         namespace=job.owner.name,
         kind=labels.get(APP_LABEL, "other"),
-        model=labels.get("model", "") or labels.get("output", ""),
+        model=_short(labels.get("model", "") or labels.get("output", "")),
         stage=job.status.stage,
         flavor=flavor,
         started=job.started_at.strftime("%Y-%m-%d %H:%M UTC") if job.started_at else "",

@@ -262,7 +262,8 @@ def check_estimate(
     picked = " (this machine)" if cfg.is_local else "" if cfg.flavor else " (the cheapest flavor where it fits)"
     if chosen.fits:
         cost = f"about {chosen.hours * 60:.0f} min, ${chosen.cost_usd:,.2f}"
-        check = Check("estimate", Status.OK, f"Fits on {flavor}{picked} ({peak}); {cost}.{caveat}")
+        shown = "this machine" if cfg.is_local else f"{flavor}{picked}"
+        check = Check("estimate", Status.OK, f"Fits on {shown} ({peak}); {cost}.{caveat}")
         return EstimateCheck(check, result, chosen, flavor, needed)
     fixes = list(result.suggestions)
     if result.recommended:

@@ -7,6 +7,7 @@ import functools
 import gradio as gr
 
 from ..jobs.config import ExportConfig, TrainingConfig
+from ..settings import get_settings
 from . import api, local_oauth
 from .common import ui_errors
 from .estimate_tab import EstimateTab
@@ -58,10 +59,17 @@ def launch_options() -> dict:
 
 
 def _whoami_banner(profile: gr.OAuthProfile | None, oauth_token: gr.OAuthToken | None) -> str:
+    local = get_settings().local_enabled
     if oauth_token is None or not getattr(oauth_token, "token", None):
+        if local:
+            return (
+                "Not signed in: jobs run **on this machine** and keep their outputs here. **Sign in with Hugging "
+                "Face** to read private data, push to the Hub or run on Hugging Face Jobs."
+            )
         return "You are not signed in. **Sign in with Hugging Face** to inspect private data, train and see your jobs."
     name = getattr(profile, "username", None) or "you"
-    return f"Signed in as **{name}**. Jobs you start run in your namespace and are billed to your account."
+    jobs = "Jobs on Hugging Face run in your namespace and are billed to your account."
+    return f"Signed in as **{name}**. {jobs}" + (" Jobs on this machine are free." if local else "")
 
 
 def _carry_dataset(train: TrainTab, dataset: str, config: str, split: str, method: str, mapping, model: str):

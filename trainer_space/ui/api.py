@@ -132,13 +132,14 @@ def export_gguf(
     flavor: str = "",
     dry_run: bool = True,
     backend: str = "",
+    pre_tokenizer: str = "",
     oauth_token: gr.OAuthToken | None = None,
 ) -> dict[str, Any]:
     """Plan (dry_run) or submit a GGUF export job. Returns the job id, links, command and pre-flight."""
     dry = _flag(dry_run, "dry_run")
     cfg = ExportConfig.from_dict(
         {"model": model, "quantizations": quantizations, "output_repo": output_repo, "private": private,
-         "flavor": flavor, "backend": backend or None}
+         "flavor": flavor, "backend": backend or None, "pre_tokenizer": pre_tokenizer or None}
     )  # fmt: skip
     return submit_export(reader_for(oauth_token), cfg, dry_run=dry).to_json()
 

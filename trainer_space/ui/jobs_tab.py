@@ -102,7 +102,7 @@ def details_markdown(details: JobDetails) -> str:
     rows += [f"| **{a}** | {b} | **{c}** | {e} |" for a, b, c, e in pairs]
     links = [f"[Job page]({d['url']})"] if d.get("url") else []
     if d.get("output_dir"):
-        links.append(f"Outputs on this machine: `{_md(d['output_dir'])}`")
+        links.append(f"Outputs on this machine: {_md(d['output_dir'])}")
     if d.get("output_url"):
         links.append(f"[Output repo {_md(d['output_repo'])}]({d['output_url']})")
     if d.get("trackio_space"):

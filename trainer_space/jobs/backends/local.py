@@ -63,6 +63,12 @@ def _iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ") if ts else None
 
 
+def _visible_line(line: str) -> str:
+    """A log line as a terminal shows it: a progress bar rewrites itself with carriage returns, keep the last."""
+    parts = [p for p in line.rstrip("\n").split("\r") if p.strip()]
+    return parts[-1] if parts else ""
+
+
 def _start_ticks(pid: int) -> int | None:
     """The process's start time in clock ticks since boot (so a reused pid is never mistaken for ours)."""
     try:
@@ -70,6 +76,15 @@ def _start_ticks(pid: int) -> int | None:
         return int(fields[19])
     except (OSError, IndexError, ValueError):
         return None
+
+
+def _running(pid: int) -> bool:
+    """Whether the process group led by `pid` still runs (a zombie, stopped but not yet reaped, does not)."""
+    try:
+        os.killpg(pid, 0)
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (ProcessLookupError, PermissionError, FileNotFoundError, IndexError):
+        return False
 
 
 def _stop_group(pid: int, ticks: int | None, grace_s: float = STOP_GRACE_S) -> None:
@@ -82,9 +97,7 @@ def _stop_group(pid: int, ticks: int | None, grace_s: float = STOP_GRACE_S) -> N
         return
     deadline = time.monotonic() + grace_s
     while time.monotonic() < deadline:
-        try:
-            os.killpg(pid, 0)
-        except (ProcessLookupError, PermissionError):
+        if not _running(pid):
             return
         time.sleep(0.1)
     with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -211,6 +224,15 @@ def _uv() -> list[str] | None:
         return None
 
 
+def local_dependencies() -> tuple[str, ...]:
+    """What local jobs need: every job template's PEP 723 pins together (one environment serves them all; the
+    GGUF converter also needs torch, numpy and sentencepiece, which the training template pins)."""
+    from ..spec import load_template
+
+    deps = {d for name in ("train.py", "export_gguf.py") for d in load_template(name).dependencies}
+    return tuple(sorted(deps))
+
+
 def job_python(dependencies: tuple[str, ...], log: Any) -> str:
     """A Python that has the template's pinned dependencies.
 
@@ -232,6 +254,7 @@ def job_python(dependencies: tuple[str, ...], log: Any) -> str:
             "Local jobs need a Python environment with the template's dependencies: install uv (`pip install uv`) "
             "and the app prepares one, or set TRAINER_SPACE_LOCAL_PYTHON to a Python that has them."
         )
+    env_dir.parent.mkdir(parents=True, exist_ok=True)
     log.write(f"Preparing the job's Python environment in {env_dir} (once; a few minutes) ...\n")
     log.flush()
     steps = [
@@ -242,6 +265,7 @@ def job_python(dependencies: tuple[str, ...], log: Any) -> str:
         code = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, timeout=3600).returncode
         if code != 0:
             raise InvalidInput(f"Preparing the job's environment failed ({' '.join(argv[:3])} ...): see the log.")
+    env_dir.mkdir(exist_ok=True)
     (env_dir / ".ready").write_text("ok\n")
     return str(python)
 
@@ -264,7 +288,9 @@ def llama_cpp_dir(log: Any) -> str:
 class _Running:
     process: subprocess.Popen
     deadline: float
+    timeout_s: int
     canceled: bool = False
+    timed_out: bool = False
 
 
 class LocalBackend:
@@ -335,7 +361,7 @@ class LocalBackend:
             "name": launch.name, "job_dir": str(job_dir),
         })  # fmt: skip
         needs = json.dumps({
-            "dependencies": list(launch.template.dependencies), "secrets": sorted(secrets or {}),
+            "dependencies": list(local_dependencies()), "secrets": sorted(secrets or {}),
             "tools": list(launch.tools),
         })  # fmt: skip
         (job_dir / "launch.json").write_text(needs)
@@ -359,8 +385,8 @@ class LocalBackend:
         if not path.is_file():
             return []
         with open(path, encoding="utf-8", errors="replace") as fh:
-            lines = deque(fh, maxlen=tail) if tail else list(fh)
-        return [line.rstrip("\n") for line in lines]
+            lines = deque((_visible_line(line) for line in fh), maxlen=tail) if tail else [_visible_line(x) for x in fh]
+        return list(lines)
 
     def follow_logs(self, job_id: str, *, namespace: str | None = None, tail: int | None = None) -> Iterator[str]:
         """The last `tail` lines, then new ones as the job writes them, until it ends."""
@@ -377,10 +403,10 @@ class LocalBackend:
                     position = fh.tell()
                 lines = (partial + chunk).split("\n")
                 partial = lines.pop()
-                yield from lines
+                yield from map(_visible_line, lines)
             if ended:
                 if partial:
-                    yield partial
+                    yield _visible_line(partial)
                 return
             time.sleep(0.25)
 
@@ -397,7 +423,7 @@ class LocalBackend:
         if running is not None:
             _stop_group(running.process.pid, None)
             running.process.wait(timeout=STOP_GRACE_S + 5)
-            self._finish(job_id)
+            self._finish(job_id)  # (or its watcher did already)
         return self.find_job(job_id)
 
     # ------------------------------------------------------------------ running
@@ -447,20 +473,23 @@ class LocalBackend:
         log.close()  # the child holds its own copy
         self.store.update(row["id"], stage="RUNNING", started_at=_now(), pid=process.pid,
                           start_ticks=_start_ticks(process.pid))  # fmt: skip
-        self._running[row["id"]] = _Running(process, time.monotonic() + int(row["timeout_s"] or 1800))
+        timeout_s = int(row["timeout_s"] or 1800)
+        self._running[row["id"]] = _Running(process, time.monotonic() + timeout_s, timeout_s)
+        # the job's end is recorded the moment it comes (the scheduler's loop only enforces timeouts)
+        threading.Thread(
+            target=self._watch, args=(row["id"], process), name=f"job-{row['id'][:8]}", daemon=True
+        ).start()
 
     def _reap(self) -> None:
-        """Record the jobs that ended; stop the ones past their timeout."""
-        for job_id, running in list(self._running.items()):
-            if running.process.poll() is None and time.monotonic() > running.deadline:
-                _stop_group(running.process.pid, None, grace_s=5.0)
-                running.process.wait(timeout=10)
-                row = self.store.get(job_id) or {}
-                self.store.update(job_id, stage="ERROR", finished_at=_now(), exit_code=running.process.returncode,
-                                  message=f"Job timeout exceeded ({row.get('timeout_s')}s)")  # fmt: skip
-                del self._running[job_id]
-            elif running.process.poll() is not None:
-                self._finish(job_id)
+        """Stop the jobs past their timeout (their watcher records the end)."""
+        for running in list(self._running.values()):
+            if not running.timed_out and running.process.poll() is None and time.monotonic() > running.deadline:
+                running.timed_out = True
+                threading.Thread(target=_stop_group, args=(running.process.pid, None, 5.0), daemon=True).start()
+
+    def _watch(self, job_id: str, process: subprocess.Popen) -> None:
+        process.wait()
+        self._finish(job_id)
 
     def _finish(self, job_id: str) -> None:
         with self._lock:
@@ -470,6 +499,8 @@ class LocalBackend:
             code = running.process.returncode
             if running.canceled:
                 stage, message = "CANCELED", "Canceled"
+            elif running.timed_out:
+                stage, message = "ERROR", f"Job timeout exceeded ({running.timeout_s}s)"
             elif code == 0:
                 stage, message = "COMPLETED", None
             else:

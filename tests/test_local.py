@@ -1,0 +1,232 @@
+"""The Local backend for real: the job template trains a tiny model on this machine, jobs are recorded in SQLite,
+cancel stops the process group, a restart finds every job as it was (and marks the one it interrupted).
+
+The jobs run `job_templates/train.py` with this test Python (TRAINER_SPACE_LOCAL_PYTHON, set in conftest.py), on
+CPU, with a random tiny model and a JSONL file written here: nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from trainer_space.errors import InvalidInput, NotSignedIn
+from trainer_space.hub.session import HubSession
+from trainer_space.jobs import monitor
+from trainer_space.jobs.backends.base import JobLaunch
+from trainer_space.jobs.backends.local import LocalBackend, local_backend
+from trainer_space.jobs.config import TrainingConfig
+from trainer_space.jobs.spec import load_template
+from trainer_space.jobs.training import submit_training
+
+pytestmark = pytest.mark.slow
+ANON = HubSession(None)  # a signed-out visitor: local jobs need no account
+
+
+def chat_rows(n: int) -> list[dict[str, Any]]:
+    return [
+        {"messages": [{"role": "user", "content": f"What is {i} + 1?"}, {"role": "assistant", "content": str(i + 1)}]}
+        for i in range(n)
+    ]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> SimpleNamespace:
+    from tests.tiny_model import build_tiny_model
+
+    root = tmp_path_factory.mktemp("local")
+    data = root / "chat.jsonl"
+    data.write_text("\n".join(json.dumps(r) for r in chat_rows(40)) + "\n")
+    bad = root / "bad.jsonl"
+    bad.write_text('{"text": "fine"}\n{"text": "fine"}\n{"text": oops}\n')
+    broken = root / "broken-model"
+    broken.mkdir()
+    model = build_tiny_model(root / "tiny")
+    for f in model.iterdir():  # a model whose weights are garbage: the job crashes while loading it
+        (broken / f.name).write_bytes(b"not safetensors" if f.suffix == ".safetensors" else f.read_bytes())
+    return SimpleNamespace(root=root, model=model, data=data, bad=bad, broken=broken)
+
+
+def local_cfg(world, **fields: Any) -> TrainingConfig:
+    base = {
+        "method": "sft", "model": str(world.model), "dataset": str(world.data), "backend": "local",
+        "max_steps": 3, "per_device_train_batch_size": 2, "gradient_accumulation_steps": 1, "max_length": 64,
+    }  # fmt: skip
+    return TrainingConfig.from_dict({**base, **fields})
+
+
+def wait_stage(job_id: str, stages: set[str], timeout: float = 240.0, backend: LocalBackend | None = None) -> Any:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        job = (backend or local_backend()).find_job(job_id)
+        if job.status.stage in stages:
+            return job
+        time.sleep(0.3)
+    raise AssertionError(f"{job_id} still {job.status.stage} after {timeout} s")
+
+
+def alive(pid: int) -> bool:
+    """Whether the process group led by `pid` still runs (a zombie waiting for its parent has stopped)."""
+    try:
+        os.killpg(pid, 0)
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (ProcessLookupError, FileNotFoundError):
+        return False
+    return state != "Z"
+
+
+def test_a_local_sft_lora_job_trains_and_its_output_generates(world) -> None:
+    start = time.perf_counter()
+    sub = submit_training(ANON, local_cfg(world))
+    assert time.perf_counter() - start < 1.0  # the job runs in the background
+    assert sub.job is not None and sub.to_json()["backend"] == "local"
+    assert {c.name: c.status.value for c in sub.plan.checks}["this machine"] == "ok"
+    job = wait_stage(sub.job.id, {"COMPLETED", "ERROR"})
+    status = monitor.job_status(ANON, job.id)
+    assert status.details.stage == "COMPLETED", "\n".join(monitor.job_log_tail(ANON, job.id, 40).lines)
+    assert status.details.backend == "local" and status.details.config == sub.plan.config
+    out = Path(status.details.output_dir)
+    assert (out / "adapter_config.json").is_file() and (out / "README.md").is_file()
+
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(world.model), out)
+    inputs = tokenizer("What is 1 + 1?", return_tensors="pt")
+    with torch.no_grad():
+        generated = model.generate(**inputs, max_new_tokens=4, do_sample=False)
+    assert generated.shape[1] > inputs["input_ids"].shape[1]
+
+
+def test_cancel_stops_the_whole_process_group(world) -> None:
+    sub = submit_training(ANON, local_cfg(world, max_steps=100_000, num_train_epochs=100))
+    job = wait_stage(sub.job.id, {"RUNNING"})
+    pid = local_backend().store.get(job.id)["pid"]
+    assert alive(pid)
+    assert monitor.cancel(ANON, job.id).stage == "CANCELED"
+    assert not alive(pid)
+    assert monitor.job_status(ANON, job.id).diagnosis.kind == "canceled"
+
+
+def test_the_queue_runs_one_job_at_a_time(world) -> None:
+    first = submit_training(ANON, local_cfg(world, max_steps=100_000, num_train_epochs=100)).job
+    second = submit_training(ANON, local_cfg(world)).job
+    wait_stage(first.id, {"RUNNING"})
+    time.sleep(1.0)
+    assert local_backend().find_job(second.id).status.stage == "SCHEDULING"  # waits for its turn
+    monitor.cancel(ANON, first.id)
+    assert wait_stage(second.id, {"COMPLETED", "ERROR"}).status.stage == "COMPLETED"
+
+
+def test_jobs_survive_a_restart_and_an_interrupted_one_is_marked(world, tmp_path) -> None:
+    engine = LocalBackend(home=tmp_path)
+    launch = JobLaunch(
+        kind="train", template=load_template("train.py"), labels={"trainer-space": "train"}, timeout_s=600,
+        args=("--method", "sft", "--model_name_or_path", str(world.model), "--dataset_name", str(world.data),
+              "--max_steps", "100000", "--output_dir", "{job_dir}/output", "--push_to_hub", "false",
+              "--report_to", "none", "--max_length", "64"),
+    )  # fmt: skip
+    done = engine.submit(JobLaunch(kind="train", template=launch.template, labels={}, args=("--help",), timeout_s=600))
+    wait_stage(done.id, {"COMPLETED"}, backend=engine)
+    running = engine.submit(launch)
+    wait_stage(running.id, {"RUNNING"}, backend=engine)
+    pid = engine.store.get(running.id)["pid"]
+    engine.close()  # the app stops without a word to its jobs (killed, a crash, a reboot)
+
+    restarted = LocalBackend(home=tmp_path)
+    try:
+        jobs = {j.id: j for j in restarted.list_jobs()}
+        assert jobs[done.id].status.stage == "COMPLETED"
+        interrupted = jobs[running.id]
+        assert interrupted.status.stage == "ERROR" and "The app stopped while this job was running" in (
+            interrupted.status.message or ""
+        )
+        assert not alive(pid)  # its orphaned processes were stopped
+        assert restarted.job_logs(done.id, tail=5)  # logs are files: still there
+    finally:
+        restarted.close()
+
+
+def test_bad_local_inputs_get_a_clear_error_and_nothing_starts(world) -> None:
+    before = len(local_backend().list_jobs())
+    with pytest.raises(InvalidInput, match=r"No such model on this machine: .*missing-model"):
+        local_cfg(world, model=str(world.root / "missing-model"))
+    with pytest.raises(InvalidInput, match="not a model folder"):
+        local_cfg(world, model=str(world.root))
+    notes = world.root / "notes.txt"
+    notes.write_text("hello")
+    with pytest.raises(InvalidInput, match=r"a local dataset is a \.json, \.jsonl, \.csv, \.parquet file"):
+        local_cfg(world, dataset=str(notes))
+    sub = submit_training(ANON, local_cfg(world, dataset=str(world.bad)), raise_on_failed=False)
+    dataset = {c.name: c for c in sub.plan.checks}["dataset"]
+    assert dataset.status.value == "error" and "bad.jsonl, line 3: not valid JSON" in dataset.message
+    assert sub.job is None and len(local_backend().list_jobs()) == before
+
+
+def test_a_job_that_crashes_gets_a_diagnosis(world) -> None:
+    sub = submit_training(ANON, local_cfg(world, model=str(world.broken)), raise_on_failed=False)
+    assert sub.job is not None, [c.message for c in sub.plan.checks if c.status.value == "error"]
+    job = wait_stage(sub.job.id, {"COMPLETED", "ERROR"})
+    status = monitor.job_status(ANON, job.id)
+    assert status.details.stage == "ERROR" and status.details.message.startswith("Job failed with exit code")
+    assert status.diagnosis is not None and status.diagnosis.evidence  # the last error line of the log
+
+
+def test_hugging_face_jobs_cannot_read_this_machine(world) -> None:
+    with pytest.raises(InvalidInput, match="A Hugging Face Job cannot read this machine's model"):
+        local_cfg(world, backend="hf-jobs")
+    jobs = TrainingConfig.from_dict({"method": "sft", "model": "a/b", "dataset": "c/d", "backend": "hf-jobs"})
+    with pytest.raises(NotSignedIn, match="Sign in with Hugging Face to run jobs on Hugging Face"):
+        submit_training(ANON, jobs)
+
+
+def test_without_a_configured_python_an_environment_is_prepared_once_with_uv(tmp_path, monkeypatch) -> None:
+    """No TRAINER_SPACE_LOCAL_PYTHON: uv makes a venv and installs every template's pins, the torch build chosen
+    for this machine (`--torch-backend auto`); the progress goes to the job's log; the next job reuses it."""
+    import dataclasses
+    import io
+    import subprocess
+
+    from trainer_space.jobs.backends import local
+    from trainer_space.settings import get_settings
+
+    settings = dataclasses.replace(get_settings(), local_python=None, home=tmp_path)
+    monkeypatch.setattr(local, "get_settings", lambda: settings)
+    calls: list[list[str]] = []
+
+    def fake_run(argv, **kwargs):
+        calls.append(argv)
+        return subprocess.CompletedProcess(argv, 0)
+
+    monkeypatch.setattr(local.subprocess, "run", fake_run)
+    log = io.StringIO()
+    deps = local.local_dependencies()
+    python = local.job_python(deps, log)
+    assert python.startswith(str(tmp_path / "envs")) and python.endswith("/bin/python")
+    venv, install = calls
+    assert venv[-4:-1] == ["venv", "--python", "3.12"]
+    assert install[install.index("--torch-backend") + 1] == "auto" and set(deps) <= set(install)
+    assert any(d.startswith("torch==") for d in deps) and any(d.startswith("trl==") for d in deps)
+    assert "Preparing the job's Python environment" in log.getvalue()
+    assert local.job_python(deps, io.StringIO()) == python and len(calls) == 2  # prepared once
+
+
+def test_a_job_past_its_timeout_is_stopped_and_says_so(world) -> None:
+    cfg = local_cfg(world, max_steps=100_000, num_train_epochs=100, timeout="90m").with_changes(timeout=None)
+    sub = submit_training(ANON, cfg)
+    local_backend().store.update(sub.job.id, timeout_s=3)  # as if the timeout were three seconds
+    job = wait_stage(sub.job.id, {"RUNNING"})
+    running = local_backend()._running.get(job.id)
+    if running is not None:  # the record was read before the change: shorten the live deadline too
+        running.deadline, running.timeout_s = time.monotonic() + 3, 3
+    ended = wait_stage(job.id, {"ERROR", "COMPLETED", "CANCELED"}, timeout=60)
+    assert ended.status.stage == "ERROR" and ended.status.message == "Job timeout exceeded (3s)"
+    assert monitor.job_status(ANON, job.id).diagnosis.kind == "timeout"

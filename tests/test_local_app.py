@@ -1,0 +1,281 @@
+"""The app as a user starts it on their own machine (`python app.py`, no Hugging Face variables, no token): the
+whole flow on the Local backend through gradio_client and in Chromium, an app killed mid-job, a restart.
+
+The app runs in a subprocess; its jobs run `job_templates/train.py` / `export_gguf.py` with this test Python
+(TRAINER_SPACE_LOCAL_PYTHON) on CPU, with a tiny random model and a JSONL file written here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import httpx
+import pytest
+from gradio_client import Client
+
+from tests.conftest import SCREENSHOTS
+from tests.hub_standin import free_port
+from tests.test_local import chat_rows
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class LocalApp:
+    """`python app.py` in a subprocess, with a clean environment (restartable on the same home)."""
+
+    def __init__(self, home: Path) -> None:
+        self.home, self.port, self.process = home, free_port(), None
+        self.url = f"http://127.0.0.1:{self.port}/"
+
+    def env(self) -> dict[str, str]:
+        keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TRAINER_SPACE_CACHE")
+        env = {k: v for k, v in os.environ.items() if k in keep}
+        return env | {
+            "TRAINER_SPACE_HOME": str(self.home),
+            "TRAINER_SPACE_LOCAL_PYTHON": sys.executable,  # a Python with the templates' dependencies
+            "GRADIO_SERVER_PORT": str(self.port),
+            "GRADIO_ANALYTICS_ENABLED": "False",
+            "HF_HOME": str(self.home / "hf-home"),
+            "TRACKIO_DIR": str(self.home / "trackio"),
+            "TOKENIZERS_PARALLELISM": "false",
+        }
+
+    def start(self) -> LocalApp:
+        log = open(self.home / f"app-{int(time.time() * 1000)}.log", "w")  # noqa: SIM115 (closed with the process)
+        self.process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=self.env(), stdout=log,
+                                        stderr=subprocess.STDOUT)  # fmt: skip
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            try:
+                if httpx.get(self.url, timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            assert self.process.poll() is None, f"the app exited: {log.name}"
+            time.sleep(0.5)
+        raise AssertionError("the app did not start")
+
+    def kill(self) -> None:
+        """Kill the app at once (no cleanup): its jobs' processes keep running, orphaned."""
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> SimpleNamespace:
+    from tests.tiny_model import build_tiny_model
+
+    root = tmp_path_factory.mktemp("local-app")
+    data = root / "chat.jsonl"
+    data.write_text("\n".join(json.dumps(r) for r in chat_rows(40)) + "\n")
+    bad = root / "bad.jsonl"
+    bad.write_text('{"text": "fine"}\n{"text": oops}\n')
+    return SimpleNamespace(root=root, model=build_tiny_model(root / "tiny"), data=data, bad=bad)
+
+
+@pytest.fixture
+def app(tmp_path):
+    running = LocalApp(tmp_path / "home")
+    running.home.mkdir()
+    yield running.start()
+    running.stop()
+
+
+def train_config(world, **fields: Any) -> dict[str, Any]:
+    return {"method": "sft", "model": str(world.model), "dataset": str(world.data), "backend": "local",
+            "max_steps": 3, "per_device_train_batch_size": 2, "gradient_accumulation_steps": 1,
+            "max_length": 64} | fields  # fmt: skip
+
+
+def wait_job(client: Client, job_id: str, stages: set[str], timeout: float = 240) -> dict[str, Any]:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        status = client.predict(job_id, api_name="/job_status")
+        if status["stage"] in stages:
+            return status
+        time.sleep(0.5)
+    raise AssertionError(f"{job_id}: {status['stage']} after {timeout} s")
+
+
+def test_the_whole_flow_through_gradio_client(world, app) -> None:
+    client = Client(app.url, verbose=False)
+    inspection = client.predict(str(world.data), "", "", "sft", api_name="/inspect_dataset")
+    assert inspection["methods"]["sft"]["verdict"] == "READY" and inspection["num_rows"] == 40
+    estimate = client.predict(str(world.model), str(world.data), "sft", "lora", 64, 1, 2, 1, True, None,
+                              api_name="/estimate")  # fmt: skip
+    assert estimate["recommended"] == "local" and estimate["flavors"][0]["flavor"] == "local"
+
+    started = time.perf_counter()
+    done = client.predict(train_config(world), False, api_name="/submit_training")
+    assert time.perf_counter() - started < 5  # returns at once: the job runs in the background
+    assert done["backend"] == "local" and done["job_id"] and done["output_dir"]
+    status = wait_job(client, done["job_id"], {"COMPLETED", "ERROR"})
+    logs = client.predict(done["job_id"], 50, api_name="/job_logs")["lines"]
+    assert status["stage"] == "COMPLETED", logs
+    assert any("model saved to" in line for line in logs)
+    assert (Path(done["output_dir"]) / "adapter_model.safetensors").is_file()
+
+    export = client.predict(done["output_dir"], ["F16"], "", True, "", False, "local", "qwen2",
+                            api_name="/export_gguf")  # fmt: skip
+    exported = wait_job(client, export["job_id"], {"COMPLETED", "ERROR"}, timeout=400)
+    export_log = client.predict(export["job_id"], 80, api_name="/job_logs")["lines"]
+    assert exported["stage"] == "COMPLETED", export_log
+    (gguf,) = Path(export["output_dir"]).glob("*.gguf")
+    from gguf import GGUFReader
+
+    reader = GGUFReader(gguf)
+    assert reader.tensors and any(f.name == "general.architecture" for f in reader.fields.values())
+    assert {j["id"] for j in client.predict("", False, api_name="/list_jobs")["jobs"]} >= {
+        done["job_id"],
+        export["job_id"],
+    }
+
+
+def test_failure_paths_and_an_app_killed_mid_job(world, app) -> None:
+    client = Client(app.url, verbose=False)
+    with pytest.raises(Exception, match=r"No such model on this machine: .*nowhere"):
+        client.predict(train_config(world, model=str(world.root / "nowhere")), True, api_name="/submit_training")
+    with pytest.raises(Exception, match=r"bad\.jsonl, line 2: not valid JSON"):
+        client.predict(str(world.bad), "", "", "sft", api_name="/inspect_dataset")
+
+    long = client.predict(train_config(world, max_steps=100_000, num_train_epochs=100), False,
+                          api_name="/submit_training")  # fmt: skip
+    wait_job(client, long["job_id"], {"RUNNING"})
+    pid = json.loads(json.dumps(long))["job_id"]
+    app.kill()
+    app.start()  # the same home: the jobs database and logs
+    client = Client(app.url, verbose=False)
+    status = client.predict(long["job_id"], api_name="/job_status")
+    assert status["stage"] == "ERROR" and "The app stopped while this job was running" in status["message"]
+    assert status["diagnosis"] is not None
+    del pid
+
+
+def _visible(locator):
+    return locator.locator("visible=true").first
+
+
+def _shot(page, name: str) -> None:
+    os.makedirs(SCREENSHOTS, exist_ok=True)
+    page.screenshot(path=os.path.join(SCREENSHOTS, f"local-{name}.png"), full_page=True)
+
+
+def _fill(page, label: str, value: str) -> None:
+    box = _visible(page.get_by_label(label, exact=True))
+    box.fill(value)
+    box.press("Tab")
+
+
+def _open(page, job_id: str) -> None:
+    """Open a job by its id (the table re-renders while jobs run: typing the id is steadier than clicking)."""
+    _fill(page, "Job id", job_id)
+    _visible(page.get_by_role("button", name="Open")).click()
+    page.locator("#job-details").get_by_role("code").get_by_text(job_id).wait_for()
+
+
+def _job_ids(app) -> list[str]:
+    import sqlite3
+
+    with sqlite3.connect(app.home / "jobs.sqlite3") as db:
+        return [r[0] for r in db.execute("SELECT id FROM jobs ORDER BY created_at")]
+
+
+@pytest.mark.browser
+def test_the_flow_in_a_browser_on_this_machine(world, app, browser) -> None:
+    context = browser.new_context(viewport={"width": 1300, "height": 950})
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    page.goto(app.url)
+    # Dataset: a local JSONL file, inspected like a Hub dataset
+    _fill(page, "Dataset", str(world.data))
+    _visible(page.get_by_role("button", name="Inspect")).click()
+    _visible(page.get_by_text("conversational language modelling")).wait_for()
+    _shot(page, "dataset")
+    # Estimate: this machine beside the Jobs flavors
+    page.get_by_role("tab", name="Estimate").click()
+    _fill(page, "Model", str(world.model))
+    _visible(page.get_by_role("button", name="Estimate")).click()
+    _visible(page.get_by_text("Fits on this machine")).wait_for()
+    _shot(page, "estimate")
+    # Train on this machine: a 3-step SFT LoRA job
+    page.get_by_role("tab", name="Train").click()
+    _fill(page, "Model (Hub id, or a model folder on this machine)", str(world.model))
+    _fill(page, "Max steps (0: use epochs)", "3")
+    _fill(page, "Batch size per GPU", "2")
+    _fill(page, "Gradient accumulation", "1")
+    _fill(page, "max_length (tokens)", "64")
+    _visible(page.get_by_role("button", name="Preview")).click()
+    _visible(page.get_by_text("Ready to submit")).wait_for()
+    _visible(page.get_by_role("button", name="Submit training job")).click()
+    _visible(page.get_by_text("Submitted to this machine")).wait_for()
+    _shot(page, "train-submitted")
+    (first,) = _job_ids(app)
+    # My jobs: the logs stream until it completes
+    page.get_by_role("tab", name="My jobs").click()
+    _visible(page.get_by_text(first)).click()
+    page.locator("#job-details").get_by_text("COMPLETED").wait_for(timeout=240_000)
+    _visible(page.get_by_text("model saved to")).wait_for()
+    _shot(page, "job-completed")
+    # a second, long job, cancelled mid-run
+    page.get_by_role("tab", name="Train").click()
+    _fill(page, "Max steps (0: use epochs)", "100000")
+    _visible(page.get_by_role("button", name="Submit training job")).click()
+    _visible(page.get_by_text("Submitted to this machine")).wait_for()
+    second = _job_ids(app)[-1]
+    page.get_by_role("tab", name="My jobs").click()
+    _open(page, second)
+    try:
+        page.locator("#job-details").get_by_text("RUNNING").wait_for(timeout=120_000)
+    except Exception:
+        _shot(page, "debug")
+        raise
+    _visible(page.get_by_role("button", name="Cancel job")).click()
+    _visible(page.get_by_role("button", name="Yes, cancel")).click()
+    page.locator("#job-details").get_by_text("CANCELED").wait_for()
+    # restart the app: both jobs are found as they ended
+    app.stop()
+    app.start()
+    page.goto(app.url)
+    page.get_by_role("tab", name="My jobs").click()
+    table = page.locator("#jobs-table")
+    for text in (first, second, "COMPLETED", "CANCELED"):
+        _visible(table.get_by_text(text)).wait_for()
+    _shot(page, "after-restart")
+    stages = {
+        j["id"]: j["stage"] for j in Client(app.url, verbose=False).predict("", False, api_name="/list_jobs")["jobs"]
+    }
+    assert stages == {first: "COMPLETED", second: "CANCELED"}
+    # GGUF export of the trained adapter, on this machine, kept here (F16: the converter alone)
+    page.get_by_role("tab", name="GGUF export").click()
+    output = app.home / "jobs" / first / "output"
+    _fill(page, "Model or LoRA adapter repo", str(output))
+    _visible(page.locator("label", has_text="Q4_K_M —").locator("input")).uncheck()
+    _visible(page.locator("label", has_text="F16 —").locator("input")).check()
+    _visible(page.get_by_label("Upload to the Hub")).uncheck()
+    _fill(page, "Expert: llama.cpp pre-tokenizer", "qwen2")
+    _visible(page.get_by_role("button", name="Export to GGUF")).click()
+    _visible(page.get_by_text("Submitted to this machine")).wait_for()
+    export = _job_ids(app)[-1]
+    page.get_by_role("tab", name="My jobs").click()
+    _open(page, export)
+    page.locator("#job-details").get_by_text("COMPLETED").wait_for(timeout=400_000)
+    _shot(page, "export-completed")
+    (gguf,) = (app.home / "jobs" / export / "output").glob("*.gguf")
+    from gguf import GGUFReader
+
+    assert GGUFReader(gguf).tensors
+    context.close()
