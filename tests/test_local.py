@@ -230,3 +230,33 @@ def test_a_job_past_its_timeout_is_stopped_and_says_so(world) -> None:
     ended = wait_stage(job.id, {"ERROR", "COMPLETED", "CANCELED"}, timeout=60)
     assert ended.status.stage == "ERROR" and ended.status.message == "Job timeout exceeded (3s)"
     assert monitor.job_status(ANON, job.id).diagnosis.kind == "timeout"
+
+
+def test_signed_in_a_local_job_also_pushes_with_the_visitors_token_only(world, hub, monkeypatch) -> None:
+    monkeypatch.setenv("HF_TOKEN", "hf_machine_token_never_used_0000")  # the machine's own: never passed on
+    cfg = local_cfg(world, push_to_hub=True, output_repo="alice/tiny-local-sft", private=True)
+    sub = submit_training(HubSession(hub.alice), cfg)
+    assert sub.plan.config.push_to_hub and sub.plan.config.trackio_space == "alice/trackio"
+    job = wait_stage(sub.job.id, {"COMPLETED", "ERROR"})
+    assert job.status.stage == "COMPLETED", "\n".join(local_backend().job_logs(job.id, tail=40))
+    assert "adapter_model.safetensors" in hub.files("alice/tiny-local-sft")
+    pushes = [r for r in hub.requests if r.path.startswith("/api/models/alice/tiny-local-sft")]
+    assert pushes and {r.token for r in hub.requests if r.token} <= {hub.alice}
+    job_dir = Path(local_backend().store.get(job.id)["job_dir"])
+    stored = (job_dir / "launch.json").read_text() + local_backend().store.get(job.id)["env"]
+    assert hub.alice not in stored  # the token lived in the job's environment only
+
+
+def test_local_k_quants_need_llama_quantize_and_say_what_to_install(world, monkeypatch) -> None:
+    from trainer_space.jobs import export
+    from trainer_space.jobs.config import ExportConfig
+
+    monkeypatch.setattr(export, "quantizer", lambda: None)
+    cfg = ExportConfig.from_dict({"model": str(world.model), "quantizations": ["Q4_K_M", "F16"], "backend": "local",
+                                  "push_to_hub": False})  # fmt: skip
+    plan = export.plan_export(ANON, cfg)
+    (refused,) = plan.failed
+    assert refused.name == "quantizer" and "Q4_K_M need llama.cpp's llama-quantize" in refused.message
+    assert "F16" not in refused.message.split("need")[0]
+    ok = export.plan_export(ANON, cfg.with_changes(quantizations=["F16", "Q8_0"]))
+    assert not ok.failed and "--llama_cpp_dir" in ok.launch.args
