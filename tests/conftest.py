@@ -48,11 +48,11 @@ def app_url(hub_server: HubStandIn) -> str:
     """The whole app, launched once on a free port, signed in locally as alice (mock OAuth)."""
     hub_server.reset()
     os.environ["TRAINER_SPACE_LOCAL_TOKEN"] = "hf_alice_standin_token_0001"
-    from trainer_space.ui import build_app, launch_options
+    from trainer_space.ui import build_app, launch_options, queue_options
 
     demo = build_app()
     port = free_port()
-    demo.queue(default_concurrency_limit=8).launch(
+    demo.queue(**queue_options()).launch(
         server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch_options()
     )
     yield f"http://127.0.0.1:{port}/"

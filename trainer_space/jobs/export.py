@@ -8,7 +8,7 @@ files and, for an adapter, the merged model) and whose RAM holds the model for t
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from huggingface_hub import JobInfo
@@ -20,9 +20,11 @@ from ..hub.session import HubSession, JobRequest
 from ..settings import get_settings
 from ..validation import format_timeout, parse_timeout, validate_repo_id
 from .config import CONFIG_ENV, ExportConfig
-from .preflight import Check, PreflightFailed, Status, check_account, check_output_repo
+from .preflight import Check, PreflightFailed, Status, check_account, check_output_repo, check_running
 from .reproduce import hf_run_command, job_spec, python_run_snippet
 from .spec import APP_LABEL, Template, label_value, load_template, pip_script_request, template_constants
+from .spending import CostGuard, bounded_timeout, cost_check, guard
+from .submission import KEY_LABEL, Submitted, submission_key, submit_once
 
 TEMPLATE = "export_gguf.py"
 GB = 1e9
@@ -115,6 +117,8 @@ class ExportPlan:
     template: Template
     checks: tuple[Check, ...]
     notes: tuple[str, ...]
+    cost: CostGuard
+    key: str  # the submission key (the job's KEY_LABEL)
 
     @property
     def failed(self) -> tuple[Check, ...]:
@@ -125,6 +129,7 @@ class ExportPlan:
 class ExportSubmission:
     plan: ExportPlan
     job: JobInfo | None = None
+    how: Submitted | None = None  # created / existing / recovered
 
     @property
     def submitted(self) -> bool:
@@ -149,11 +154,14 @@ class ExportSubmission:
             "preflight": [c.to_json() for c in plan.checks],
             "config": cfg.to_json(),
             "submitted": self.submitted,
+            "cost": plan.cost.to_json(),
+            "submission": self.how.to_json() if self.how else {"outcome": None, "key": plan.key},
         }
 
 
-def plan_export(session: HubSession, cfg: ExportConfig) -> ExportPlan:
-    """Pre-flight (model readable, output writable, a flavor that fits) and the exact job, creating nothing."""
+def plan_export(session: HubSession, cfg: ExportConfig, *, dry_run: bool = True) -> ExportPlan:
+    """Pre-flight (model readable, output writable, a flavor that fits, the cost under its cap) and the exact job,
+    creating nothing."""
     checks = check_account(session)
     size = model_size(session, cfg.model)
     what = f"LoRA adapter on {size.adapter_base}" if size.adapter_base else "full model"
@@ -166,22 +174,31 @@ def plan_export(session: HubSession, cfg: ExportConfig) -> ExportPlan:
     flavor = get_flavor(flavor_name, flavors)
     if flavor and flavor.is_gpu:
         notes.append(f"{flavor.name} has a GPU that conversion does not use: a CPU flavor costs less.")
-    if flavor and recommended and (flavor.disk_gb < size.bytes_16bit * DISK_FACTOR / GB):
-        checks.append(Check("flavor", Status.WARN, f"{flavor.name} may run out of disk; {recommended.name} is safer."))
-    else:
-        checks.append(Check("flavor", Status.OK, f"{flavor_name}: enough RAM and disk."))
+    checks.append(_flavor_check(cfg, flavor, flavor_name, recommended, size))
     quants = cfg.quantizations or (default_quant(),)
-    timeout_s = (parse_timeout(cfg.timeout) if cfg.timeout else None) or export_timeout_s(size.bytes_16bit, len(quants))
+    estimate_s = export_seconds(size.bytes_16bit, len(quants))
+    needed_s = export_timeout_s(size.bytes_16bit, len(quants))
+    timeout_s = (parse_timeout(cfg.timeout) if cfg.timeout else None) or needed_s
+    price = flavor.usd_per_hour if flavor else 0.0
+    cost = guard(flavor, flavor_name, timeout_s=timeout_s, needed_timeout_s=needed_s,
+                 estimate_usd=estimate_s / 3600 * price, max_cost_usd=cfg.max_cost_usd)  # fmt: skip
+    if not cfg.timeout:
+        timeout_s = bounded_timeout(timeout_s, estimate_s, price, cost.cap_usd)
+        cost = replace(cost, timeout_s=timeout_s)
+    checks.append(cost_check(cost))
+    checks.append(check_running(session, None, confirmed=cfg.allow_many_running, dry_run=dry_run))
     cfg = cfg.with_changes(
         quantizations=list(quants), output_repo=output_repo, flavor=flavor_name, timeout=format_timeout(timeout_s)
     )
     args = ["--model", cfg.model, "--output_repo", output_repo, "--quantizations", ",".join(quants)]
     args += ["--private", str(cfg.private).lower()]
+    key = submission_key(session.username, session.username, "export_gguf", cfg.job_json(), cfg.idempotency_key)
     labels = {
         APP_LABEL: "export_gguf",
         "model": label_value(cfg.model),
         "output": label_value(output_repo),
         "timeout": str(timeout_s),
+        KEY_LABEL: key,
     }
     template = load_template(TEMPLATE)
     request = pip_script_request(
@@ -193,14 +210,33 @@ def plan_export(session: HubSession, cfg: ExportConfig) -> ExportPlan:
         labels=labels,
         env={CONFIG_ENV: json.dumps(cfg.to_json(), separators=(",", ":"))},
     )
-    return ExportPlan(cfg, size, request, template, tuple(checks), tuple(notes))
+    return ExportPlan(cfg, size, request, template, tuple(checks), tuple(notes), cost, key)
+
+
+def _flavor_check(
+    cfg: ExportConfig, flavor: Flavor | None, name: str, recommended: Flavor | None, size: ModelSize
+) -> Check:
+    """The flavor has the disk and RAM the export needs (an error unless `allow_unfit`)."""
+    need_disk, need_ram = size.bytes_16bit * DISK_FACTOR / GB, size.bytes_16bit * RAM_FACTOR / GB
+    if flavor is None or (flavor.disk_gb >= need_disk and flavor.ram_gb >= need_ram):
+        return Check("flavor", Status.OK, f"{name}: enough RAM and disk.")
+    safer = f"; {recommended.name} has enough" if recommended else ""
+    message = (
+        f"{name} has {flavor.disk_gb:g} GB of disk and {flavor.ram_gb:g} GB of RAM, the export needs about "
+        f"{need_disk:.0f} GB and {need_ram:.0f} GB{safer}."
+    )
+    if cfg.allow_unfit:
+        return Check("flavor", Status.WARN, f"{message} You chose to submit anyway (allow_unfit).")
+    return Check("flavor", Status.ERROR, f"{message} To submit anyway: allow_unfit: true.")
 
 
 def submit_export(session: HubSession, cfg: ExportConfig, *, dry_run: bool = False) -> ExportSubmission:
-    """Plan the export, then (unless `dry_run`) create the job; PreflightFailed when a check failed."""
-    plan = plan_export(session, cfg)
+    """Plan the export, then (unless `dry_run`) create the job once per submission key; PreflightFailed when a check
+    failed, JobNotCreated / JobOutcomeUnknown when the create failed."""
+    plan = plan_export(session, cfg, dry_run=dry_run)
     if dry_run:
         return ExportSubmission(plan)
     if plan.failed:
         raise PreflightFailed(list(plan.failed))
-    return ExportSubmission(plan, session.submit_job(plan.request))
+    how = submit_once(session, plan.request, key=plan.key, explicit=bool(plan.config.idempotency_key))
+    return ExportSubmission(plan, how.job, how)

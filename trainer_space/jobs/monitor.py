@@ -19,7 +19,7 @@ from urllib.parse import urlencode
 
 from huggingface_hub import JobInfo
 
-from ..errors import InvalidInput
+from ..errors import InvalidInput, redact
 from ..hub.hardware import Flavor, get_flavor
 from ..hub.session import TERMINAL_STAGES, HubSession
 from ..settings import get_settings
@@ -231,7 +231,7 @@ def diagnose_job(
     stage = job.status.stage
     if stage not in TERMINAL_STAGES or stage in ("COMPLETED", "DELETED"):
         return None
-    lines = session.job_logs(job.id, namespace=job.owner.name, tail=tail) if stage == "ERROR" else []
+    lines = safe_lines(session.job_logs(job.id, namespace=job.owner.name, tail=tail)) if stage == "ERROR" else []
     return diagnose(
         stage,
         job.status.message,
@@ -300,6 +300,11 @@ def job_status(session: HubSession, job_id: str) -> JobStatus:
     return JobStatus(details, diagnosis, fixed_config(details.config, diagnosis))
 
 
+def safe_lines(lines: list[str]) -> list[str]:
+    """Log lines as the app shows them: a token the job printed (its own HF_TOKEN, any other) becomes `hf_***`."""
+    return [redact(str(line)) for line in lines]
+
+
 @dataclass(frozen=True)
 class LogTail:
     id: str
@@ -314,7 +319,7 @@ def job_log_tail(session: HubSession, job_id: str, tail: int = DIAGNOSIS_TAIL) -
     """The last `tail` log lines of a job (1 to 5000)."""
     tail = validate_int(tail, "tail", 1, 5000)
     job = session.find_job(validate_job_id(job_id))
-    return LogTail(job.id, job.status.stage, session.job_logs(job.id, namespace=job.owner.name, tail=tail))
+    return LogTail(job.id, job.status.stage, safe_lines(session.job_logs(job.id, namespace=job.owner.name, tail=tail)))
 
 
 @dataclass(frozen=True)
@@ -372,7 +377,7 @@ def follow_logs(
     reader is paced (and stops the stream when the caller stops iterating).
     """
     if stage in TERMINAL_STAGES:
-        yield LogView(tuple(session.job_logs(job_id, namespace=namespace, tail=keep)), True)
+        yield LogView(tuple(safe_lines(session.job_logs(job_id, namespace=namespace, tail=keep))), True)
         return
     buffer: deque[str] = deque(maxlen=keep)
     out: queue.Queue = queue.Queue()
@@ -387,7 +392,7 @@ def follow_logs(
             except queue.Empty:
                 item = None
             while item is not None and item is not _END and not isinstance(item, Exception):
-                buffer.append(str(item))
+                buffer.append(redact(str(item)))
                 dirty = True
                 item = out.get_nowait() if not out.empty() else None
             if isinstance(item, Exception):

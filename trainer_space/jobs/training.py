@@ -21,6 +21,8 @@ from .config import CONFIG_ENV, TrainingConfig
 from .preflight import Check, EstimateCheck, PreflightFailed, Status, run_preflight
 from .reproduce import hf_cli_command, job_spec, python_snippet
 from .spec import APP_LABEL, Template, label_value, load_template, space_subdomain, uv_script_request
+from .spending import CostGuard
+from .submission import KEY_LABEL, Submitted, submission_key, submit_once
 
 TEMPLATE = "train.py"
 OUTPUT_DIR = "/tmp/output"
@@ -135,6 +137,8 @@ class TrainingPlan:
     estimate: EstimateCheck
     command: str  # the equivalent `hf jobs uv run ...`
     python: str  # the equivalent `huggingface_hub.run_uv_job(...)`
+    cost: CostGuard
+    key: str  # the submission key (the job's KEY_LABEL)
 
     @property
     def failed(self) -> tuple[Check, ...]:
@@ -149,14 +153,15 @@ class TrainingPlan:
         return job_spec(self.request, self.template)
 
 
-def plan_training(session: HubSession, cfg: TrainingConfig) -> TrainingPlan:
-    """Pre-flight checks and the exact job, without creating anything.
+def plan_training(session: HubSession, cfg: TrainingConfig, *, dry_run: bool = True) -> TrainingPlan:
+    """Pre-flight checks and the exact job, without creating anything (`dry_run=False`: the checks of a real
+    submission, where unconfirmed extra running jobs are an error).
 
     Raises:
         NotSignedIn / InvalidToken: nobody (valid) is signed in. Every other problem is a failed check.
     """
     cfg = resolve(cfg, session.visitor.name)
-    preflight = run_preflight(session, cfg, output_repo=cfg.output_repo or "")
+    preflight = run_preflight(session, cfg, output_repo=cfg.output_repo or "", dry_run=dry_run)
     cfg = cfg.with_changes(flavor=preflight.flavor, timeout=format_timeout(preflight.timeout_s))
     flavor = get_flavor(preflight.flavor, session.hardware()[0])
     args = template_args(cfg)
@@ -164,7 +169,9 @@ def plan_training(session: HubSession, cfg: TrainingConfig) -> TrainingPlan:
     where = {"flavor": preflight.flavor, "timeout_s": preflight.timeout_s, "namespace": cfg.namespace}
     gpus = max(1, flavor.gpus if flavor else 1)
     env = {CONFIG_ENV: json.dumps(cfg.to_json(), separators=(",", ":"))}
-    labels = job_labels(cfg, preflight.timeout_s)
+    key = submission_key(session.username, cfg.namespace or session.username, "train", cfg.job_json(),
+                         cfg.idempotency_key)  # fmt: skip
+    labels = job_labels(cfg, preflight.timeout_s) | {KEY_LABEL: key}
     request = uv_script_request(template, args, labels=labels, num_processes=gpus, env=env, **where)
     return TrainingPlan(
         config=cfg,
@@ -175,6 +182,8 @@ def plan_training(session: HubSession, cfg: TrainingConfig) -> TrainingPlan:
         # the request's labels: they include the template's hash
         command=hf_cli_command(template, args, labels=request.labels, num_processes=gpus, **where),
         python=python_snippet(template, args, labels=request.labels, **where),
+        cost=preflight.cost,
+        key=key,
     )
 
 
@@ -184,6 +193,7 @@ class Submission:
 
     plan: TrainingPlan
     job: JobInfo | None = None
+    how: Submitted | None = None  # created / existing / recovered
 
     @property
     def submitted(self) -> bool:
@@ -207,6 +217,8 @@ class Submission:
             "estimate": self.plan.estimate.summary(),
             "config": cfg.to_json(),
             "submitted": self.submitted,
+            "cost": self.plan.cost.to_json(),
+            "submission": self.how.to_json() if self.how else {"outcome": None, "key": self.plan.key},
         }
 
 
@@ -215,16 +227,21 @@ def submit_training(
 ) -> Submission:
     """Pre-flight, then (unless `dry_run` or a check failed) create the job.
 
+    The job is created at most once per submission key (`jobs/submission.py`): a job already submitted with the
+    same key is returned (`how.outcome == "existing"`), and a lost answer is settled by looking the key up.
+
     Raises:
         PreflightFailed: a check failed (nothing submitted), unless `raise_on_failed=False`, which returns the
             plan unsubmitted instead.
+        JobNotCreated / JobOutcomeUnknown: the create failed; the message says whether the job exists.
         NotSignedIn / InvalidToken / MissingPermission / PaymentRequired / HubUnavailable: from the Hub.
     """
-    plan = plan_training(session, cfg)
+    plan = plan_training(session, cfg, dry_run=dry_run)
     if dry_run:
         return Submission(plan)
     if plan.failed:
         if raise_on_failed:
             raise PreflightFailed(list(plan.failed))
         return Submission(plan)
-    return Submission(plan, session.submit_job(plan.request))
+    how = submit_once(session, plan.request, key=plan.key, explicit=bool(plan.config.idempotency_key))
+    return Submission(plan, how.job, how)

@@ -7,9 +7,18 @@ from typing import Any
 
 import gradio as gr
 
+from ..errors import InvalidInput
 from ..jobs.config import ExportConfig
 from ..jobs.export import ExportSubmission, default_quant, quant_types, submit_export
-from .common import checks_markdown, session_for, ui_errors
+from .common import (
+    Confirmation,
+    checks_markdown,
+    concurrency,
+    confirm_markdown,
+    confirmation_row,
+    session_for,
+    ui_errors,
+)
 
 INTRO = (
     "Convert a model, or a LoRA adapter (merged onto its base model), to GGUF for llama.cpp, Ollama and "
@@ -23,13 +32,17 @@ def summary_markdown(sub: ExportSubmission) -> str:
     plan, cfg = sub.plan, sub.plan.config
     lines = []
     if sub.job is not None:
-        lines.append(f"### Submitted: [{sub.job.id}]({sub.job.url})")
+        already = sub.how is not None and sub.how.outcome == "existing"
+        lines.append(f"### {'Already submitted' if already else 'Submitted'}: [{sub.job.id}]({sub.job.url})")
+        if sub.how is not None and sub.how.note:
+            lines.append(sub.how.note)
         lines.append(f"Follow it in **My jobs**. Files will appear in {cfg.output_repo}.")
     else:
         lines.append("### Preview (nothing submitted yet)")
     lines.append(
-        f"Flavor **{cfg.flavor}**, timeout **{cfg.timeout}**, "
-        f"model {plan.size.gb:.2f} GB in 16-bit, quantizations {', '.join(cfg.quantizations)}."
+        f"Flavor **{cfg.flavor}**, timeout **{cfg.timeout}**, worst case **${plan.cost.worst_usd:,.2f}** "
+        f"(cap ${plan.cost.cap_usd:,.2f}), model {plan.size.gb:.2f} GB in 16-bit, quantizations "
+        f"{', '.join(cfg.quantizations)}."
     )
     lines += checks_markdown(plan.checks)
     lines += [f"- {n}" for n in plan.notes]
@@ -43,36 +56,57 @@ class ExportTab:
     quants: gr.CheckboxGroup
     private: gr.Checkbox
     flavor: gr.Textbox
+    max_cost: gr.Number
+    allow_unfit: gr.Checkbox
     summary: gr.Markdown
     command: gr.Code
     details: gr.JSON
+    confirm: Confirmation
 
     @property
     def fields(self) -> dict[str, gr.components.Component]:
         """The form's components by `ExportConfig` field name."""
         return {"model": self.model, "quantizations": self.quants, "output_repo": self.output_repo,
-                "private": self.private, "flavor": self.flavor}  # fmt: skip
+                "private": self.private, "flavor": self.flavor, "max_cost_usd": self.max_cost,
+                "allow_unfit": self.allow_unfit}  # fmt: skip
 
     def form_values(self, cfg: ExportConfig) -> dict[Any, Any]:
         """The form filled with a config (an export job's, to run it again)."""
-        data = cfg.to_json()
+        data = cfg.to_json() | {"max_cost_usd": cfg.max_cost_usd or 0}
         return {c: "" if data[name] is None else data[name] for name, c in self.fields.items()}
 
-    def _run(self, dry_run: bool, model: str, quants: list[str], output_repo: str, private: bool, flavor: str,
-             oauth_token: gr.OAuthToken | None) -> dict[Any, Any]:  # fmt: skip
-        session = session_for(oauth_token, "preview the export" if dry_run else "export to GGUF")
-        cfg = ExportConfig.from_dict(
-            {"model": model, "quantizations": quants, "output_repo": output_repo, "private": private, "flavor": flavor}
-        )
-        sub = submit_export(session, cfg, dry_run=dry_run)
+    def config(self, values: dict[Any, Any]) -> ExportConfig:
+        return ExportConfig.from_dict({name: values[c] for name, c in self.fields.items()})
+
+    def _outputs(self, sub: ExportSubmission) -> dict[Any, Any]:
         data = sub.to_json()
         return {self.summary: summary_markdown(sub), self.command: data["command"], self.details: data}
 
-    def on_preview(self, model, quants, output_repo, private, flavor, oauth_token: gr.OAuthToken | None = None):
-        return self._run(True, model, quants, output_repo, private, flavor, oauth_token)
+    def on_preview(self, values: dict[Any, Any], oauth_token: gr.OAuthToken | None = None) -> dict[Any, Any]:
+        session = session_for(oauth_token, "preview the export")
+        return self._outputs(submit_export(session, self.config(values), dry_run=True))
 
-    def on_submit(self, model, quants, output_repo, private, flavor, oauth_token: gr.OAuthToken | None = None):
-        return self._run(False, model, quants, output_repo, private, flavor, oauth_token)
+    def on_submit(self, values: dict[Any, Any], oauth_token: gr.OAuthToken | None = None) -> dict[Any, Any]:
+        """Step one of "Export to GGUF": the checks and the worst-case cost to confirm (nothing created)."""
+        session = session_for(oauth_token, "export to GGUF")
+        sub = submit_export(session, self.config(values), dry_run=True)
+        if sub.plan.failed:
+            return self._outputs(sub) | {self.confirm.row: gr.Row(visible=False), self.confirm.pending: None}
+        cost = sub.plan.cost
+        pending = sub.plan.config.to_json() | {"max_cost_usd": cost.cap_usd, "allow_many_running": True}
+        return self._outputs(sub) | {
+            self.confirm.row: gr.Row(visible=True),
+            self.confirm.text: confirm_markdown("export job", cost.to_json(), sub.plan.checks),
+            self.confirm.pending: pending,
+        }
+
+    def on_confirm(self, pending: dict | None, oauth_token: gr.OAuthToken | None = None) -> dict[Any, Any]:
+        """Step two: create the export the visitor confirmed (once per submission key)."""
+        if not pending:
+            raise InvalidInput("Nothing to confirm: press Export to GGUF first.")
+        session = session_for(oauth_token, "export to GGUF")
+        sub = submit_export(session, ExportConfig.from_dict(pending), dry_run=False)
+        return self._outputs(sub) | {self.confirm.row: gr.Row(visible=False), self.confirm.pending: None}
 
 
 def build_tab() -> ExportTab:
@@ -85,16 +119,24 @@ def build_tab() -> ExportTab:
     with gr.Row():
         private = gr.Checkbox(label="Private output repo", value=True)
         flavor = gr.Textbox(label="Flavor (default: the cheapest CPU flavor that fits)", placeholder="cpu-upgrade")
+        max_cost = gr.Number(label="Cost cap ($; 0: the worst case of the estimate + 30%)", value=0, minimum=0)
+        allow_unfit = gr.Checkbox(label="Submit even if the flavor lacks disk or RAM", value=False)
     with gr.Row():
         preview = gr.Button("Preview", variant="secondary")
         submit = gr.Button("Export to GGUF", variant="primary")
+    confirm = confirmation_row("export")
     summary = gr.Markdown()
     command = gr.Code(label="Equivalent command (reproduce it without the app)", language="shell")
     details = gr.JSON(label="Job details", visible=True)
-    tab = ExportTab(model, output_repo, quants, private, flavor, summary, command, details)
-    inputs = [model, quants, output_repo, private, flavor]
+    tab = ExportTab(model, output_repo, quants, private, flavor, max_cost, allow_unfit, summary, command, details,
+                    confirm)  # fmt: skip
+    inputs = set(tab.fields.values())
     outputs = [summary, command, details]
-    preview.click(ui_errors(tab.on_preview), inputs, outputs, api_visibility="private")
-    # trigger_mode="once": clicks while a submission is pending are dropped, so a double click is one job
-    submit.click(ui_errors(tab.on_submit), inputs, outputs, api_visibility="private", trigger_mode="once")
+    plan = concurrency("plan")
+    preview.click(ui_errors(tab.on_preview), inputs, outputs, api_visibility="private", **plan)
+    submit.click(ui_errors(tab.on_submit), inputs, [*outputs, confirm.row, confirm.text, confirm.pending],
+                 api_visibility="private", trigger_mode="once", **plan)  # fmt: skip
+    # trigger_mode="once": clicks while the job is being created are dropped; the submission key does the rest
+    confirm.yes.click(ui_errors(tab.on_confirm), [confirm.pending], [*outputs, confirm.row, confirm.pending],
+                      api_visibility="private", trigger_mode="once", **plan)  # fmt: skip
     return tab

@@ -35,20 +35,37 @@ from ..estimate.model_facts import get_model_facts
 from ..hub.hardware import FALLBACK_FLAVORS
 from ..jobs.config import TrainingConfig
 from ..jobs.training import Submission, submit_training
-from .common import checks_markdown, reader_for, session_for, ui_errors
+from .common import (
+    Confirmation,
+    checks_markdown,
+    concurrency,
+    confirm_markdown,
+    confirmation_row,
+    reader_for,
+    session_for,
+    ui_errors,
+)
+
+# config fields that the confirmation step sets, not the form
+CONFIRMATION_FIELDS = frozenset({"allow_many_running", "idempotency_key"})
 
 
 def result_markdown(sub: Submission) -> str:
     cfg, lines = sub.plan.config, []
     if sub.job is not None:
+        already = sub.how is not None and sub.how.outcome == "existing"
         lines += [
-            f"### Submitted: [{sub.job.id}]({sub.job.url})",
+            f"### {'Already submitted' if already else 'Submitted'}: [{sub.job.id}]({sub.job.url})",
+            *([f"- {sub.how.note}"] if sub.how is not None and sub.how.note else []),
             f"- Output repo (checkpoints and final model): {cfg.output_repo}",
             "- Follow the logs in **My jobs**.",
         ]
     else:
         lines.append("### ✗ Fix the errors below before submitting" if sub.plan.failed else "### Ready to submit")
-    lines.append(f"Flavor **{cfg.flavor}**, timeout **{cfg.timeout}**, output **{cfg.output_repo}**.")
+    lines.append(
+        f"Flavor **{cfg.flavor}**, timeout **{cfg.timeout}**, output **{cfg.output_repo}**; "
+        f"worst case **${sub.plan.cost.worst_usd:,.2f}** (cap ${sub.plan.cost.cap_usd:,.2f})."
+    )
     lines += checks_markdown(sub.plan.checks)
     return "\n".join(lines)
 
@@ -63,6 +80,7 @@ class TrainTab:
     command: gr.Code
     python: gr.Code
     spec: gr.JSON
+    confirm: Confirmation
 
     def config(self, values: dict[Any, Any]) -> TrainingConfig:
         """The form's values (by component) as a validated config."""
@@ -86,6 +104,7 @@ class TrainTab:
             "advanced": json.dumps(data["advanced"]) if data["advanced"] else "{}",
             "learning_rate": data["learning_rate"] or 0,  # the form's "0: preset"
             "max_steps": data["max_steps"] or 0,
+            "max_cost_usd": data["max_cost_usd"] or 0,  # the form's "0: from the estimate"
         }
         return {c: "" if data[name] is None else data[name] for name, c in self.fields.items()}
 
@@ -104,7 +123,32 @@ class TrainTab:
         return self._run(True, values, oauth_token)
 
     def on_submit(self, values: dict[Any, Any], oauth_token: gr.OAuthToken | None = None) -> dict[Any, Any]:
-        return self._run(False, values, oauth_token)
+        """Step one of Submit: the checks and, when they pass, the worst-case cost to confirm (nothing created)."""
+        session = session_for(oauth_token, "start a training job")
+        sub = submit_training(session, self.config(values), dry_run=True)
+        out = {self.result: result_markdown(sub), self.command: sub.plan.command, self.python: sub.plan.python,
+               self.spec: sub.plan.spec()}  # fmt: skip
+        if sub.plan.failed:
+            return out | {self.confirm.row: gr.Row(visible=False), self.confirm.pending: None}
+        cost = sub.plan.cost
+        # what is confirmed is what is submitted: the resolved config, with the cap the visitor saw
+        pending = sub.plan.config.to_json() | {"max_cost_usd": cost.cap_usd, "allow_many_running": True}
+        return out | {
+            self.confirm.row: gr.Row(visible=True),
+            self.confirm.text: confirm_markdown("training job", cost.to_json(), sub.plan.checks),
+            self.confirm.pending: pending,
+        }
+
+    def on_confirm(self, pending: dict | None, oauth_token: gr.OAuthToken | None = None) -> dict[Any, Any]:
+        """Step two: create the job the visitor confirmed (once: the same submission key returns the same job)."""
+        if not pending:
+            raise InvalidInput("Nothing to confirm: press Submit first.")
+        session = session_for(oauth_token, "start a training job")
+        sub = submit_training(session, TrainingConfig.from_dict(pending), dry_run=False, raise_on_failed=False)
+        return {
+            self.result: result_markdown(sub), self.command: sub.plan.command, self.python: sub.plan.python,
+            self.spec: sub.plan.spec(), self.confirm.row: gr.Row(visible=False), self.confirm.pending: None,
+        }  # fmt: skip
 
     def on_preset(self, method: str, model: str, oauth_token: gr.OAuthToken | None = None) -> dict[Any, Any]:
         """Starting hyperparameters for the method and the model's real size (from the Hub's metadata)."""
@@ -124,7 +168,8 @@ def build_tab() -> TrainTab:
     gr.Markdown(
         "Everything is checked before a job is created: your sign-in and its rights, the model and dataset "
         "(gated ones say so), the dataset's format for the method, the output repo, the memory estimate and the "
-        "timeout. **Preview** shows the exact job; **Submit** creates it in your namespace."
+        "timeout, and what it can cost at most (timeout x price, under your cost cap). **Preview** shows the exact "
+        "job; **Submit** shows its worst-case cost and creates it once you confirm."
     )
     with gr.Row():
         method = gr.Dropdown([(s.label, m) for m, s in METHODS.items()], value="sft", label="Method")
@@ -174,6 +219,9 @@ def build_tab() -> TrainTab:
         timeout = gr.Textbox(label="Timeout (e.g. 90m, 2h)", value="", placeholder="empty: the estimate + 30%")
         fsdp = gr.Checkbox(label="FSDP (shard the model across GPUs)", value=False)
         resume = gr.Checkbox(label="Resume from the output repo's last checkpoint", value=False)
+    with gr.Row():
+        max_cost = gr.Number(label="Cost cap ($; 0: the worst case of the estimate + 30%)", value=0, minimum=0)
+        allow_unfit = gr.Checkbox(label="Submit even if it does not fit (the estimate says out of memory)", value=False)
     with gr.Accordion("Advanced: any TRL option", open=False):
         advanced = gr.Code(
             label='JSON object of extra TRL/transformers options, e.g. {"weight_decay": 0.01, "lr_scheduler_type": "cosine"}',
@@ -183,6 +231,7 @@ def build_tab() -> TrainTab:
     with gr.Row():
         preview_btn = gr.Button("Preview", variant="secondary")
         submit_btn = gr.Button("Submit training job", variant="primary")
+    confirm = confirmation_row("submit")
     result_md = gr.Markdown()
     with gr.Accordion("Reproduce without the app", open=False):
         command = gr.Code(label="hf CLI", language="shell")
@@ -198,18 +247,25 @@ def build_tab() -> TrainTab:
         "trackio_space": trackio_space, "trackio_project": trackio_project, "flavor": flavor, "timeout": timeout,
         "quick_test": quick_test, "fsdp": fsdp, "resume_from_hub": resume, "advanced": advanced,
         "num_generations": num_generations, "max_completion_length": max_completion, "namespace": namespace,
+        "max_cost_usd": max_cost, "allow_unfit": allow_unfit,
     }  # fmt: skip
-    assert set(fields) == set(TrainingConfig.model_fields), "every config field has its component"
-    tab = TrainTab(fields, preset_btn, preview_btn, submit_btn, result_md, command, python, spec)
+    assert set(fields) == set(TrainingConfig.model_fields) - CONFIRMATION_FIELDS, "every config field has its component"
+    tab = TrainTab(fields, preset_btn, preview_btn, submit_btn, result_md, command, python, spec, confirm)
     outputs = [result_md, command, python, spec]
     inputs = set(fields.values())
-    preview_btn.click(ui_errors(tab.on_preview), inputs, outputs, api_visibility="private")
-    # trigger_mode="once": clicks while a submission is pending are dropped, so a double click is one job
-    submit_btn.click(ui_errors(tab.on_submit), inputs, outputs, api_visibility="private", trigger_mode="once")
+    plan = concurrency("plan")
+    preview_btn.click(ui_errors(tab.on_preview), inputs, outputs, api_visibility="private", **plan)
+    submit_btn.click(ui_errors(tab.on_submit), inputs, [*outputs, confirm.row, confirm.text, confirm.pending],
+                     api_visibility="private", trigger_mode="once", **plan)  # fmt: skip
+    # trigger_mode="once": clicks while the job is being created are dropped; the submission key makes a second
+    # confirmation (another tab, a retry) return the same job
+    confirm.yes.click(ui_errors(tab.on_confirm), [confirm.pending], [*outputs, confirm.row, confirm.pending],
+                      api_visibility="private", trigger_mode="once", **plan)  # fmt: skip
     preset_btn.click(
         ui_errors(tab.on_preset),
         [method, model],
         [peft, lr, batch, accum, max_length, grad_ckpt, result_md],
         api_visibility="private",
+        **plan,
     )
     return tab
