@@ -45,13 +45,20 @@ class MissingPermission(TrainerSpaceError):
 
     def __init__(self, what: str = "", detail: str = "") -> None:
         need = what or "this action"
-        if _names_a_token_scope(detail) or not detail:
+        scopes = (
+            "Sign in again and grant the requested permissions (the 'jobs' and 'write-repos' scopes), or use a token "
+            "with those rights."
+        )
+        place = "Check that the namespace is yours, or that your role in the organization allows it."
+        text = detail.lower()
+        if any(w in text for w in ("namespace", "organization", " org ", "role")):
+            advice = place  # the Hub refused for a namespace or an org role: blame no token scope
+        elif any(w in text for w in ("permission", "scope", "token")):
+            advice = scopes
+        else:
             advice = (
-                "Sign in again and grant the requested permissions (the 'jobs' and 'write-repos' scopes), or use a "
-                "token with those rights."
+                f"Your sign-in may lack a permission: {scopes[0].lower()}{scopes[1:]} Or: {place[0].lower()}{place[1:]}"
             )
-        else:  # the Hub refused for another reason (a namespace, an org role): say what it said, blame no scope
-            advice = "Check that the namespace is yours, or that your role in the organization allows it."
         super().__init__(
             f"The Hub refused to let you {need} (403). {advice}" + (f" Hub said: {detail}" if detail else "")
         )
@@ -68,11 +75,6 @@ class NamespaceRole(TrainerSpaceError):
             f"Your role in '{namespace}' is '{role or 'unknown'}': to {action} there you need the write, "
             "contributor or admin role. Ask an admin of the organization, or use your own namespace."
         )
-
-
-def _names_a_token_scope(detail: str) -> bool:
-    text = detail.lower()
-    return "missing permission" in text or "scope" in text or "token" in text or "fine-grained" in text
 
 
 class PaymentRequired(TrainerSpaceError):

@@ -27,7 +27,22 @@ def money(usd: float) -> str:
 
 
 def round_up_cents(usd: float) -> float:
-    return math.ceil(round(usd * 100, 6)) / 100
+    return math.ceil(usd * 100 - 0.01) / 100  # a hundredth of a cent of float noise is not a cent
+
+
+def worst_case(timeout_s: int, usd_per_hour: float) -> float:
+    """What a job can cost at most: its timeout (at least a minute) x the price, in cents rounded up."""
+    return round_up_cents(max(timeout_s, MIN_BILLED_S) / 3600 * usd_per_hour)
+
+
+def longest_timeout(cap: float, usd_per_hour: float) -> int:
+    """The longest timeout (whole minutes) whose worst case stays under `cap`."""
+    if usd_per_hour <= 0:
+        return 10**9
+    minutes = int(cap / usd_per_hour * 60)
+    while worst_case((minutes + 1) * 60, usd_per_hour) <= cap:  # the price's own rounding: a minute more fits
+        minutes += 1
+    return minutes * 60
 
 
 @dataclass(frozen=True)
@@ -44,14 +59,12 @@ class CostGuard:
 
     @property
     def worst_usd(self) -> float:
-        return round_up_cents(max(self.timeout_s, MIN_BILLED_S) / 3600 * self.usd_per_hour)
+        return worst_case(self.timeout_s, self.usd_per_hour)
 
     @property
     def max_timeout_s(self) -> int:
         """The longest timeout whose worst case stays under the cap (whole minutes)."""
-        if self.usd_per_hour <= 0:
-            return 10**9
-        return int(self.cap_usd / self.usd_per_hour * 60) * 60
+        return longest_timeout(self.cap_usd, self.usd_per_hour)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -75,15 +88,14 @@ class CostGuard:
 
 def default_cap(needed_timeout_s: int | None, usd_per_hour: float, ceiling: float) -> float:
     """The worst case of the default timeout (the estimate + 30%, or 2 hours with no estimate), at most `ceiling`."""
-    seconds = needed_timeout_s or DEFAULT_TIMEOUT_S
-    return min(ceiling, max(0.01, round_up_cents(seconds / 3600 * usd_per_hour)))
+    return min(ceiling, max(0.01, worst_case(needed_timeout_s or DEFAULT_TIMEOUT_S, usd_per_hour)))
 
 
 def bounded_timeout(wanted_s: int, estimate_s: float | None, usd_per_hour: float, cap: float) -> int:
     """The default timeout (`wanted_s`), lowered to fit the cap when the estimate itself still fits under it."""
     if usd_per_hour <= 0:
         return wanted_s
-    fits_cap = int(cap / usd_per_hour * 60) * 60
+    fits_cap = longest_timeout(cap, usd_per_hour)
     if wanted_s <= fits_cap or fits_cap < max(60, estimate_s or 0):
         return wanted_s  # fits already, or cannot (the cost check then says so with the numbers)
     return fits_cap
