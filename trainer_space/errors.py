@@ -241,7 +241,7 @@ def from_hub_error(
         return HubUnavailable(f"HTTP {status}, still failing after retries")
     # network failures (httpx2 transport errors, timeouts): the Hub did not answer. A request that never connected
     # changed nothing; one that was sent and then timed out or lost its connection may have been carried out.
-    name = type(err).__name__
+    name = getattr(err, "network_error", None) or type(err).__name__
     never_sent = name in ("ConnectError", "ConnectTimeout", "PoolTimeout", "OfflineModeIsEnabled")
     kind = "did not answer in time" if "Timeout" in name else "could not be reached" if never_sent else name
     return HubUnavailable(kind if kind != name else f"connection lost: {name}", maybe_applied=not never_sent)

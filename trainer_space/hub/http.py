@@ -8,7 +8,8 @@ huggingface_hub 2.4 sends everything through one shared `httpx2.Client`, built b
 * idempotent reads (GET, HEAD) that fail with a network error, a timeout, 429 or 5xx are retried with exponential
   backoff and jitter, honouring `Retry-After`, within a total budget per request (`TRAINER_SPACE_RETRY_BUDGET`).
   When the next wait would pass the budget, `RetryBudgetExhausted` is raised at once (huggingface_hub's own retry
-  loop does not catch it, so it cannot add its own minutes of waiting on top);
+  loop does not catch it, so it cannot add its own minutes of waiting on top; a read's time is bounded by about
+  the budget plus one read timeout);
 * writes (POST, PUT, DELETE) are sent once: whether a write happened is settled by the caller (`jobs/submission.py`
   looks the job up by its key).
 
@@ -35,11 +36,16 @@ LIMITS = httpx2.Limits(max_connections=256, max_keepalive_connections=64, keepal
 
 
 class RetryBudgetExhausted(Exception):
-    """A read still failed with `hub_status` (429, 5xx) when the retry budget ran out."""
+    """A read still failed when its retry budget ran out: with `hub_status` (429, 5xx), or with a network error
+    (`network_error`, its class name). Not an httpx2 error on purpose: huggingface_hub's own retry loop lets it
+    through instead of starting over."""
 
-    def __init__(self, status: int, retry_after: str | None, url: str) -> None:
-        super().__init__(f"HTTP {status} from {url.split('?')[0]} after retries")
+    def __init__(self, url: str, *, status: int | None = None, retry_after: str | None = None,
+                 cause: BaseException | None = None) -> None:  # fmt: skip
+        what = f"HTTP {status}" if status is not None else type(cause).__name__
+        super().__init__(f"{what} from {url.split('?')[0]}, still failing after retries")
         self.hub_status, self.retry_after = status, retry_after
+        self.network_error = type(cause).__name__ if cause is not None else None
 
 
 def retry_after_s(value: str | None) -> float | None:
@@ -84,10 +90,10 @@ class BoundedTransport(httpx2.BaseTransport):
             attempt += 1
             try:
                 response = self.inner.handle_request(request)
-            except RETRY_ERRORS:
+            except RETRY_ERRORS as err:
                 pause = backoff_s(attempt)  # another attempt only when at least its connection fits in the budget
                 if time.monotonic() + pause + timeouts["connect"] > give_up_at:
-                    raise
+                    raise RetryBudgetExhausted(str(request.url), cause=err) from err
                 time.sleep(pause)
                 continue
             if response.status_code not in RETRY_STATUSES:
@@ -97,7 +103,7 @@ class BoundedTransport(httpx2.BaseTransport):
             wait = backoff_s(attempt) if wait is None else wait
             if time.monotonic() + wait > give_up_at:
                 response.close()
-                raise RetryBudgetExhausted(response.status_code, header, str(request.url))
+                raise RetryBudgetExhausted(str(request.url), status=response.status_code, retry_after=header)
             response.close()
             time.sleep(wait)
 

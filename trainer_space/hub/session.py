@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -404,14 +405,22 @@ class HubSession:
             if tmp is not None:
                 shutil.rmtree(tmp, ignore_errors=True)
 
-    def stream_rows(self, repo_id: str, config: str | None, split: str, limit: int) -> tuple[list[dict], dict]:
-        """The first `limit` rows of a dataset split and its features, read with `datasets` streaming."""
-        from itertools import islice
+    def stream_rows(
+        self, repo_id: str, config: str | None, split: str, limit: int, *, stop: threading.Event | None = None
+    ) -> tuple[list[dict], dict]:
+        """The first `limit` rows of a dataset split and its features, read with `datasets` streaming.
 
+        `stop`: set by a caller that gave up waiting; the read ends at the next row (its HTTP reads are bounded by
+        the client's timeouts).
+        """
         import datasets
 
         stream = datasets.load_dataset(repo_id, config, split=split, streaming=True, token=self._auth)
-        rows = [dict(r) for r in islice(stream, limit)]
+        rows: list[dict] = []
+        for row in stream:
+            if (stop is not None and stop.is_set()) or len(rows) >= limit:
+                break
+            rows.append(dict(row))
         features = stream.features.to_dict() if stream.features is not None else {}
         return rows, features
 
