@@ -112,14 +112,17 @@ class BoundedTransport(httpx2.BaseTransport):
 
 
 def client_factory() -> httpx2.Client:
-    """huggingface_hub's client (its request hook, redirects) over a `BoundedTransport`, with default timeouts."""
+    """huggingface_hub's client (its request hook, redirects) over a `BoundedTransport`.
+
+    The client itself has no default timeout: a call without one reaches the transport with `None`, which fills in
+    the current settings (a call with its own, like the 120 s of a followed log stream, keeps it).
+    """
     from huggingface_hub.utils._http import hf_request_event_hook
 
-    settings = get_settings()
     return httpx2.Client(
         event_hooks={"request": [hf_request_event_hook]},
         follow_redirects=True,
-        timeout=httpx2.Timeout(settings.hub_timeout_s, connect=settings.connect_timeout_s),
+        timeout=httpx2.Timeout(None),
         transport=BoundedTransport(httpx2.HTTPTransport(limits=LIMITS)),
     )
 

@@ -101,7 +101,13 @@ def submit_once(session: HubSession, request: JobRequest, *, key: str, explicit:
     namespace = request.namespace or session.username
     request.labels[KEY_LABEL] = key
     with _lock(key):
-        existing = find_keyed_job(session, namespace, key, any_stage=explicit)
+        try:
+            existing = find_keyed_job(session, namespace, key, any_stage=explicit)
+        except (HubUnavailable, RateLimited) as err:
+            raise JobNotCreated(
+                f"The job was not submitted: the Hub could not be asked whether it already exists ({err.message}) "
+                "Nothing is running or billed; try again in a few minutes."
+            ) from None
         if existing is not None:
             return Submitted(existing, "existing", key, _existing_note(existing, explicit))
         sent_at = time.time()
