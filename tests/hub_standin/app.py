@@ -74,6 +74,8 @@ def build_app(state: HubState) -> Starlette:
             return user
         if not user.jobs_permission:
             return error(403, "missing permissions: job.write")
+        if not user.can_write(ns):  # an org member with the read role
+            return error(403, f"You don't have the rights to run jobs in the namespace {ns} (your role: read)")
         if not user.can_pay:
             return error(402, "Pre-paid credit balance is insufficient - add a payment method or credits")
         spec = await request.json()
@@ -127,6 +129,8 @@ def build_app(state: HubState) -> Starlette:
         job, err = find_job(request)
         if err:
             return err
+        if not current_user(request).can_write(job.namespace):
+            return error(403, f"You don't have the rights to cancel jobs in the namespace {job.namespace}")
         if job.stage()[0] not in TERMINAL:
             job.canceled_at = time.time()
         return JSONResponse({})

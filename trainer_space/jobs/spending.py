@@ -9,7 +9,6 @@ estimate or its worst case is above its cap. With no timeout given, the timeout 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,13 +25,14 @@ def money(usd: float) -> str:
     return f"${usd:,.2f}"
 
 
-def round_up_cents(usd: float) -> float:
-    return math.ceil(usd * 100 - 0.01) / 100  # a hundredth of a cent of float noise is not a cent
+def cents(usd: float) -> float:
+    """Dollars to the cent (the Hub's per-minute prices carry six decimals: no sub-cent noise shown as a cent)."""
+    return round(usd + 1e-9, 2)
 
 
 def worst_case(timeout_s: int, usd_per_hour: float) -> float:
-    """What a job can cost at most: its timeout (at least a minute) x the price, in cents rounded up."""
-    return round_up_cents(max(timeout_s, MIN_BILLED_S) / 3600 * usd_per_hour)
+    """What a job can cost at most: its timeout (at least a minute) x the price, to the cent."""
+    return cents(max(timeout_s, MIN_BILLED_S) / 3600 * usd_per_hour)
 
 
 def longest_timeout(cap: float, usd_per_hour: float) -> int:
