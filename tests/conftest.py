@@ -10,6 +10,7 @@ import os
 import tempfile
 
 from tests.hub_standin import HubStandIn, free_port
+from tests.leakscan import LEAKS, LIVE_STATES, MACHINE_TOKEN, LogScanner, scan_response
 
 _PORT = free_port()
 _ISOLATED_HOME = tempfile.mkdtemp(prefix="trainer-space-tests-")
@@ -22,13 +23,42 @@ os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
 # a short retry budget: a Hub stand-in told to keep failing answers within seconds (the fault tests set their own)
 os.environ["TRAINER_SPACE_RETRY_BUDGET"] = "1"
-# the Space's own token must never be used for a visitor's action: make sure none leaks in from the machine
-os.environ.pop("HF_TOKEN", None)
+# The Space's own token must never be used for a visitor's action. The whole suite runs with one, as HF_TOKEN and
+# as a saved login (the stand-in knows it, so a leak would even "work"): the leak scan fails any test that sends it.
 os.environ.pop("HUGGING_FACE_HUB_TOKEN", None)
+os.environ["HF_TOKEN"] = MACHINE_TOKEN
+os.makedirs(os.environ["HF_HOME"], exist_ok=True)
+with open(os.path.join(os.environ["HF_HOME"], "token"), "w") as _f:
+    _f.write(MACHINE_TOKEN)
+
+import logging  # noqa: E402
 
 import pytest  # noqa: E402
 
 _STANDIN = HubStandIn(port=_PORT)
+LIVE_STATES.append(_STANDIN.state)
+logging.getLogger().addHandler(LogScanner())
+
+
+def _scan_client_responses() -> None:
+    """Every API answer read through gradio_client in the suite (and every error it raises) is scanned."""
+    from gradio_client import Client
+
+    predict = Client.predict
+
+    def scanned(self, *args, **kwargs):
+        try:
+            result = predict(self, *args, **kwargs)
+        except Exception as err:
+            scan_response(str(err))
+            raise
+        scan_response(result)
+        return result
+
+    Client.predict = scanned
+
+
+_scan_client_responses()
 
 
 @pytest.fixture(scope="session")
@@ -39,10 +69,21 @@ def hub_server() -> HubStandIn:
 
 
 @pytest.fixture
-def hub(hub_server: HubStandIn) -> HubStandIn:
-    """A fresh Hub stand-in state per test, with users alice and bob."""
+def hub(hub_server: HubStandIn, request) -> HubStandIn:
+    """A fresh Hub stand-in state per test, with users alice and bob (and the machine's own token, which nothing
+    may send). After the test, everything the stand-in received is scanned for tokens out of place."""
     hub_server.reset()
-    return hub_server
+    hub_server.add_user("space-owner", token=MACHINE_TOKEN)
+    yield hub_server
+    leaks = LEAKS.scan_hub(hub_server, request.node.nodeid)
+    if leaks:
+        pytest.fail("token leak:\n" + "\n".join(leaks), pytrace=False)
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    terminalreporter.write_line(LEAKS.summary())
+    for leak in LEAKS.leaks[:20]:
+        terminalreporter.write_line(f"  {leak}")
 
 
 @pytest.fixture(scope="session")

@@ -81,7 +81,10 @@ def test_the_read_role_cannot_run_or_cancel_jobs_in_the_org_dry_or_real(hub):
     assert hub.requests_to("/api/jobs/acme", "POST") == []
     # the write role can; listing the org's jobs is a read, which the read role may do
     beta = submit_training(HubSession(rita), cfg.with_changes(namespace="beta"), dry_run=True)
-    assert _checks(beta)["namespace"]["status"] == "ok" and "your role there: write" in _checks(beta)["namespace"]["message"]
+    assert (
+        _checks(beta)["namespace"]["status"] == "ok"
+        and "your role there: write" in _checks(beta)["namespace"]["message"]
+    )
     assert HubSession(rita).list_jobs(namespaces=["acme"]) == []
     # a job of the org (started by an admin) cannot be cancelled by the read role
     admin = hub.add_user("ann", token="hf_ann_standin_token_0006", orgs=[{"name": "acme", "roleInOrg": "admin"}])
@@ -148,7 +151,9 @@ def test_the_owners_ceiling_bounds_every_cap(hub, monkeypatch):
 def test_a_cap_lowers_the_default_timeout_when_the_estimate_still_fits(hub):
     base = submit_training(HubSession(hub.alice), TrainingConfig.from_dict(CFG), dry_run=True)
     assert base.plan.config.timeout == "30m" and base.plan.cost.cap_usd == 0.5
-    capped = submit_training(HubSession(hub.alice), TrainingConfig.from_dict({**CFG, "max_cost_usd": 0.3}), dry_run=True)
+    capped = submit_training(
+        HubSession(hub.alice), TrainingConfig.from_dict({**CFG, "max_cost_usd": 0.3}), dry_run=True
+    )
     assert capped.plan.config.timeout == "18m" and capped.plan.cost.worst_usd <= 0.3
     assert _checks(capped)["timeout"]["status"] == "warn" and "lowered to 18m" in _checks(capped)["timeout"]["message"]
     assert _checks(capped)["cost"]["status"] == "ok"
@@ -205,7 +210,7 @@ def test_a_token_pasted_into_a_form_field_is_refused_and_never_echoed_or_sent(hu
 
 def test_expected_errors_are_one_line_in_the_log_and_unexpected_ones_are_redacted(caplog, capsys):
     install_log_redaction()
-    caplog.set_level(logging.INFO, logger="trainer_space")
+    caplog.set_level(logging.WARNING, logger="trainer_space")
 
     @ui_errors
     def refuse(oauth_token=None):

@@ -57,11 +57,11 @@ def _as_gr_error(err: Exception, fn: Callable[..., Any], token: str | None) -> g
     name = getattr(fn, "__name__", "handler")
     if isinstance(err, gr.Error):
         message = redact(str(err.message), token)
-        log.info("%s refused: %s", name, message)
+        log.warning("%s refused: %s", name, message)
         return gr.Error(message, title=err.title, print_exception=False)
     if isinstance(err, TrainerSpaceError):
         message = redact(err.message, token)
-        log.info("%s refused: %s: %s", name, err.title, message)
+        log.warning("%s refused: %s: %s", name, err.title, message)
         return gr.Error(message, title=err.title, print_exception=False)
     # last resort: log the type and a redacted traceback (a message may hold user data), show a hint
     log.error("unexpected error in %s: %s", name, type(err).__name__, exc_info=err)
