@@ -34,7 +34,7 @@ def tokenizer_files(tmp_path_factory) -> dict[str, bytes]:
 
 def _percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def test_fifty_visitors_on_every_endpoint_at_once(hub, app_url, tokenizer_files):

@@ -293,8 +293,9 @@ class JobStatus:
 
 def job_status(session: HubSession, job_id: str) -> JobStatus:
     """A job of any of the visitor's namespaces, with its diagnosis once it has ended."""
+    job_id = validate_job_id(job_id)  # before any Hub call
     flavors, _ = session.hardware()
-    job = session.find_job(validate_job_id(job_id))
+    job = session.find_job(job_id)
     details = job_details(job, flavors)
     diagnosis = diagnose_job(session, job, flavors)
     return JobStatus(details, diagnosis, fixed_config(details.config, diagnosis))

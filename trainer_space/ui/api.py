@@ -93,7 +93,7 @@ def list_jobs(
 
     `stages`: comma-separated stages to keep (e.g. "RUNNING,ERROR"); empty keeps all.
     """
-    orgs_given, keep = split_names(orgs), {s.upper() for s in split_names(stages)}
+    orgs_given, keep = split_names(orgs, "orgs"), {s.upper() for s in split_names(stages, "stages")}
     only_app = _flag(only_this_app, "only_this_app")
     session = session_for(oauth_token, "list your jobs")
     namespaces = [session.username, *orgs_given]
@@ -150,12 +150,12 @@ def export_gguf(
     return submit_export(session, cfg, dry_run=dry).to_json()
 
 
-def split_names(text: Any) -> list[str]:
+def split_names(text: Any, field: str = "orgs") -> list[str]:
     """Comma- or space-separated names ("acme, beta") as a list."""
     if text in (None, ""):
         return []
     if not isinstance(text, str) or len(text) > 2000:
-        raise InvalidInput("Give names as text, separated by commas.")
+        raise InvalidInput(f"{field} must be names as text, separated by commas.")
     return [n.strip() for n in text.replace(",", " ").split() if n.strip()]
 
 
