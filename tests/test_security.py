@@ -251,6 +251,40 @@ def test_an_error_message_never_shows_the_servers_working_directory(hub, app_url
     assert os.getcwd() not in str(info.value) and str(ROOT) not in str(info.value)
 
 
+def test_local_paths_never_reach_a_message():
+    from trainer_space.errors import hide_paths
+    from trainer_space.hub.viewer import clean
+
+    text = (
+        f"OSError: Can't load tokenizer from '/tmp/trainer-space-ab12/tokenizer.json' in {ROOT}/x; see "
+        "https://huggingface.co/docs/x and hf://datasets/alice/data@main, model alice/broken"
+    )
+    shown = clean(text)
+    assert "/tmp/" not in shown and str(ROOT) not in shown and shown.count("<local path>") == 2
+    assert "https://huggingface.co/docs/x" in shown and "hf://datasets/alice/data@main" in shown
+    assert "alice/broken" in shown and hide_paths("e.g. 90m or 2h") == "e.g. 90m or 2h"
+
+    @ui_errors
+    def fail(oauth_token=None):
+        raise errors.InvalidInput(f"No file at {ROOT}/job_templates/x.py")
+
+    with pytest.raises(gr.Error) as info:
+        fail()
+    assert str(ROOT) not in info.value.message and "<local path>" in info.value.message
+
+
+def test_the_leak_scan_catches_a_token_out_of_place(hub):
+    from tests.leakscan import LeakScan
+
+    scan = LeakScan()
+    assert scan.scan_hub(hub, "clean") == []
+    HubSession(hub.alice).model_info("Qwen/Qwen2.5-0.5B", revision=None)
+    hub.state.requests[-1].query = f"token={hub.alice}"  # as if the app had put it in a URL
+    assert scan.scan_hub(hub, "planted") == ["planted: a visitor's token outside Authorization in GET " +
+                                             hub.state.requests[-1].path]  # fmt: skip
+    hub.state.requests[-1].query = ""
+
+
 # ------------------------------------------------------------------------------------------ shared caches
 def test_one_visitors_401_does_not_poison_the_price_cache(hub):
     from trainer_space.hub.hardware import clear_cache

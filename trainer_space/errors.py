@@ -176,6 +176,16 @@ def redact(text: str, *secrets: str | None) -> str:
     return TOKEN_PATTERN.sub("hf_***", text)
 
 
+# an absolute local path ("/home/user/app/...", "/tmp/trainer-space-x/tokenizer.json"): not one inside a URL or a
+# repo id (those have a letter, ":" or "/" before their slashes)
+LOCAL_PATH = re.compile(r"(?<![\w/.:~-])/(?:[\w.@+-]+/)+[\w.@+-]*")
+
+
+def hide_paths(text: str) -> str:
+    """`text` with absolute local paths replaced by `<local path>` (the server's folders are nobody's business)."""
+    return LOCAL_PATH.sub("<local path>", text)
+
+
 def looks_like_token(text: object) -> bool:
     """Whether `text` holds something shaped like an access token (a form field must never carry one)."""
     return isinstance(text, str) and TOKEN_PATTERN.search(text) is not None

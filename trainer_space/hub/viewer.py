@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import HubUnavailable, redact
+from ..errors import HubUnavailable, hide_paths, redact
 from ..settings import get_settings
 from .http import RetryBudgetExhausted
 
@@ -21,8 +21,8 @@ NO_DATA_CODES = frozenset({
 
 
 def clean(text: str) -> str:
-    """An error text safe to show: no token, one line, short."""
-    return redact(" ".join(str(text).split()))[:300]
+    """An error text safe to show: no token, no local path, one line, short."""
+    return hide_paths(redact(" ".join(str(text).split())))[:300]
 
 
 class ViewerError(Exception):

@@ -12,7 +12,7 @@ from typing import Any
 
 import gradio as gr
 
-from ..errors import Busy, TrainerSpaceError, redact, redact_data
+from ..errors import Busy, TrainerSpaceError, hide_paths, redact, redact_data
 from ..hub.cache import visitor_key
 from ..hub.session import HubSession
 from ..jobs.preflight import Check
@@ -56,11 +56,11 @@ def _as_gr_error(err: Exception, fn: Callable[..., Any], token: str | None) -> g
     traceback only for an unexpected one. Gradio is told not to print its own traceback either way."""
     name = getattr(fn, "__name__", "handler")
     if isinstance(err, gr.Error):
-        message = redact(str(err.message), token)
+        message = hide_paths(redact(str(err.message), token))
         log.warning("%s refused: %s", name, message)
         return gr.Error(message, title=err.title, print_exception=False)
     if isinstance(err, TrainerSpaceError):
-        message = redact(err.message, token)
+        message = hide_paths(redact(err.message, token))
         log.warning("%s refused: %s: %s", name, err.title, message)
         return gr.Error(message, title=err.title, print_exception=False)
     # last resort: log the type and a redacted traceback (a message may hold user data), show a hint
