@@ -265,3 +265,13 @@ def test_gguf_export_asks_to_confirm_the_worst_case_in_a_browser(hub, app_url, p
     _visible(page.get_by_text("Submitted:")).wait_for()
     (post,) = hub.requests_to("/api/jobs/alice", "POST")
     assert post.json()["labels"]["trainer-space"] == "export_gguf"
+
+
+def test_sessions_kept_in_memory_are_bounded():
+    """Gradio keeps each session's state (about 0.43 MiB, bench/session_memory.py) for 10,000 sessions by default."""
+    from trainer_space.settings import get_settings
+    from trainer_space.ui import launch_options
+
+    options = launch_options()
+    assert options["state_session_capacity"] == get_settings().session_capacity == 300
+    assert options["max_threads"] >= 100  # one per concurrency slot of every kind of work
