@@ -371,3 +371,32 @@ def test_datasets_without_viewer_data_cannot_hold_up_inspections(hub, monkeypatc
     while inspection.streams_in_flight() and time.time() < deadline:  # abandoned reads stop on their own
         time.sleep(0.2)
     assert inspection.streams_in_flight() == 0
+
+
+def test_one_visitor_cannot_take_every_worker(hub, app_url):
+    """A visitor firing many calls at once while the Hub is slow for them: beyond their share the calls are refused
+    at once (one honest message), and the others are served meanwhile."""
+    hub.slow_down(hub.alice, delay_s=2.0, path_prefix="/api/jobs")
+    clients = [Client(app_url, oauth_token=hub.alice, verbose=False) for _ in range(10)]
+    outcomes: list[str] = []
+
+    def flood(client):
+        try:
+            client.predict("", False, api_name="/list_jobs")
+            outcomes.append("ok")
+        except Exception as err:
+            outcomes.append(str(err))
+
+    threads = [threading.Thread(target=flood, args=(c,)) for c in clients]
+    for t in threads:
+        t.start()
+    time.sleep(0.8)
+    started = time.monotonic()
+    assert Client(app_url, oauth_token=hub.bob, verbose=False).predict("", False, api_name="/list_jobs")["jobs"] == []
+    other_s = time.monotonic() - started
+    for t in threads:
+        t.join(30)
+    refused = [o for o in outcomes if o != "ok"]
+    assert outcomes.count("ok") >= 6 and refused, outcomes
+    assert all("You already have 6 requests in progress" in o for o in refused), refused
+    assert other_s < 3.0

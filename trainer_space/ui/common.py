@@ -4,6 +4,7 @@ everything that leaves the app, and the per-visitor limit on work in flight."""
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import threading
 from collections.abc import Callable, Iterable
@@ -139,19 +140,30 @@ REQUESTS = VisitorGate("requests", per_visitor=6, anonymous=24)
 STREAMS = VisitorGate("log streams", per_visitor=3, anonymous=0)
 
 
+def _acts_for_a_visitor(fn: Callable[..., Any]) -> bool:
+    """Whether a handler takes the visitor's token (it may call the Hub): those count against the visitor's limit;
+    the others (mapping edits, carrying values between tabs) are quick and local."""
+    try:
+        return "oauth_token" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 def ui_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """The UI boundary of a handler: a per-visitor limit, results scrubbed of tokens, service errors turned into
-    `gr.Error` (a message, never a stack trace)."""
+    """The UI boundary of a handler: a per-visitor limit (handlers that act for a visitor), results scrubbed of
+    tokens, service errors turned into `gr.Error` (a message, never a stack trace)."""
+    gated = _acts_for_a_visitor(fn)
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         token = _token_in(args, kwargs)
         try:
-            key = REQUESTS.enter(token)
+            key = REQUESTS.enter(token) if gated else None
             try:
                 return scrub(fn(*args, **kwargs), token)
             finally:
-                REQUESTS.leave(key)
+                if key is not None:
+                    REQUESTS.leave(key)
         except Exception as err:
             raise _as_gr_error(err, fn, token) from None
 
