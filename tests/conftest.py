@@ -80,6 +80,26 @@ def hub(hub_server: HubStandIn, request) -> HubStandIn:
         pytest.fail("token leak:\n" + "\n".join(leaks), pytrace=False)
 
 
+@pytest.fixture(scope="session")
+def tokenizer_files(tmp_path_factory) -> dict[str, bytes]:
+    """The tiny test tokenizer (ChatML template), standing in for Qwen's own."""
+    from tests.tiny_model import build_tiny_tokenizer
+
+    path = tmp_path_factory.mktemp("tokenizer")
+    build_tiny_tokenizer(path)
+    return {p.name: p.read_bytes() for p in path.iterdir()}
+
+
+def add_qwen(hub: HubStandIn, tokenizer_files: dict[str, bytes], repo_id: str = "Qwen/Qwen2.5-0.5B") -> None:
+    """Qwen2.5-0.5B as the stand-in serves it: its config.json and parameter count, the tiny tokenizer."""
+    import json
+
+    from tests.test_train_submit import QWEN_05B
+
+    safetensors = {"parameters": {"BF16": 494_032_768}, "total": 494_032_768}
+    hub.add_model(repo_id, files={**tokenizer_files, "config.json": json.dumps(QWEN_05B)}, safetensors=safetensors)
+
+
 def pytest_terminal_summary(terminalreporter) -> None:
     terminalreporter.write_line(LEAKS.summary())
     for leak in LEAKS.leaks[:20]:

@@ -15,7 +15,8 @@ import time
 import pytest
 from gradio_client import Client
 
-from tests.test_train_submit import CHAT, QWEN_05B
+from tests.conftest import add_qwen
+from tests.test_train_submit import CHAT
 from trainer_space import errors
 from trainer_space.hub import http
 from trainer_space.hub.session import WHOAMI_CACHE, HubSession, JobRequest
@@ -27,21 +28,10 @@ from trainer_space.settings import get_settings
 CFG = {"method": "sft", "model": "Qwen/Qwen2.5-0.5B", "dataset": "alice/chat", "flavor": "a10g-small"}
 
 
-@pytest.fixture(scope="module")
-def tokenizer_files(tmp_path_factory) -> dict[str, bytes]:
-    from tests.tiny_model import build_tiny_tokenizer
-
-    path = tmp_path_factory.mktemp("tokenizer")
-    build_tiny_tokenizer(path)
-    return {p.name: p.read_bytes() for p in path.iterdir()}
-
-
 @pytest.fixture(autouse=True)
 def _world(hub, tokenizer_files, monkeypatch):
     WHOAMI_CACHE.clear()
-    safetensors = {"parameters": {"BF16": 494_032_768}, "total": 494_032_768}
-    hub.add_model("Qwen/Qwen2.5-0.5B", files={**tokenizer_files, "config.json": json.dumps(QWEN_05B)},
-                  safetensors=safetensors)  # fmt: skip
+    add_qwen(hub, tokenizer_files)
     hub.add_dataset("alice/chat", {"train": CHAT}, num_rows={"train": 5000})
     monkeypatch.setattr(submission, "LOOKUP_PAUSES_S", (0.0, 0.2, 0.2))  # the real pauses, shortened
     return hub

@@ -15,22 +15,12 @@ import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 
-import pytest
 from gradio_client import Client
 
-from tests.test_train_submit import QWEN_05B
+from tests.conftest import add_qwen
 from trainer_space.hub.session import WHOAMI_CACHE
 
 VISITORS = int(os.environ.get("TRAINER_SPACE_LOAD_VISITORS", "50"))  # bench/load.py runs it with more
-
-
-@pytest.fixture(scope="module")
-def tokenizer_files(tmp_path_factory) -> dict[str, bytes]:
-    from tests.tiny_model import build_tiny_tokenizer
-
-    path = tmp_path_factory.mktemp("tokenizer")
-    build_tiny_tokenizer(path)
-    return {p.name: p.read_bytes() for p in path.iterdir()}
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -40,9 +30,7 @@ def _percentile(values: list[float], q: float) -> float:
 
 def test_fifty_visitors_on_every_endpoint_at_once(hub, app_url, tokenizer_files):
     WHOAMI_CACHE.clear()
-    safetensors = {"parameters": {"BF16": 494_032_768}, "total": 494_032_768}
-    hub.add_model("Qwen/Qwen2.5-0.5B", files={**tokenizer_files, "config.json": json.dumps(QWEN_05B)},
-                  safetensors=safetensors)  # fmt: skip
+    add_qwen(hub, tokenizer_files)
     names = [f"visitor{i:02d}" for i in range(VISITORS)]
     tokens = {n: hub.add_user(n, token=f"hf_{n}_load_token_{i:04d}") for i, n in enumerate(names)}
     for n in names:
@@ -52,9 +40,12 @@ def test_fifty_visitors_on_every_endpoint_at_once(hub, app_url, tokenizer_files)
         ]
         hub.add_dataset(f"{n}/data", {"train": rows}, num_rows={"train": 1000}, private=True)
         hub.plan_next_job(lines=["log line of a job", "step 1"], schedule_s=5.0)
+
+    def connect(name: str) -> Client:  # 50 clients, the app and the stand-in share one process and 2 cores here:
+        return Client(app_url, oauth_token=tokens[name], verbose=False, httpx_kwargs={"timeout": 120})  # patience
+
     with ThreadPoolExecutor(16) as pool:  # connect the clients first (each reads the app's config)
-        clients = dict(zip(names, pool.map(lambda n: Client(app_url, oauth_token=tokens[n], verbose=False), names),
-                           strict=True))  # fmt: skip
+        clients = dict(zip(names, pool.map(connect, names), strict=True))
 
     timings: dict[str, list[float]] = defaultdict(list)
     failures: list[str] = []

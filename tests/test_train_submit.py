@@ -46,16 +46,6 @@ MATH = [{"prompt": [{"role": "user", "content": f"What is {i} + 1?"}], "answer":
 LONG = [{"text": "The quick brown fox jumps over the lazy dog. " * (10 + 30 * (i % 2))} for i in range(20)]
 
 
-@pytest.fixture(scope="module")
-def tokenizer_files(tmp_path_factory) -> dict[str, bytes]:
-    """The tiny test tokenizer (ChatML template), standing in for Qwen's own."""
-    from tests.tiny_model import build_tiny_tokenizer
-
-    path = tmp_path_factory.mktemp("tokenizer")
-    build_tiny_tokenizer(path)
-    return {p.name: p.read_bytes() for p in path.iterdir()}
-
-
 @pytest.fixture(autouse=True)
 def _world(hub, tokenizer_files):
     WHOAMI_CACHE.clear()

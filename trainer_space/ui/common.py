@@ -13,7 +13,7 @@ from typing import Any
 
 import gradio as gr
 
-from ..errors import Busy, TrainerSpaceError, hide_paths, redact, redact_data
+from ..errors import Busy, InvalidInput, TrainerSpaceError, hide_paths, redact, redact_data
 from ..hub.cache import visitor_key
 from ..hub.session import HubSession
 from ..jobs.preflight import Check
@@ -235,6 +235,28 @@ class Confirmation:
     yes: gr.Button
     no: gr.Button
     pending: gr.State  # the exact config the visitor is confirming (resolved, with the cap they saw)
+
+    def ask(self, what: str, plan: Any) -> dict[Any, Any]:
+        """Step one's updates for a plan (`.failed`, `.config`, `.cost`, `.checks`): the question with the worst case,
+        or nothing to confirm when a check failed. What is confirmed is what is submitted: the resolved config, with
+        the cap the visitor saw (and their confirmation of any unfinished jobs)."""
+        if plan.failed:
+            return self.done()
+        pending = plan.config.to_json() | {"max_cost_usd": plan.cost.cap_usd, "allow_many_running": True}
+        return {
+            self.row: gr.Row(visible=True),
+            self.text: confirm_markdown(what, plan.cost.to_json(), plan.checks),
+            self.pending: pending,
+        }
+
+    def done(self) -> dict[Any, Any]:
+        return {self.row: gr.Row(visible=False), self.pending: None}
+
+    @staticmethod
+    def confirmed(pending: dict | None, button: str) -> dict:
+        if not pending:
+            raise InvalidInput(f"Nothing to confirm: press {button} first.")
+        return pending
 
 
 def confirmation_row(what: str) -> Confirmation:

@@ -7,14 +7,12 @@ from typing import Any
 
 import gradio as gr
 
-from ..errors import InvalidInput
 from ..jobs.config import ExportConfig
 from ..jobs.export import ExportSubmission, default_quant, quant_types, submit_export
 from .common import (
     Confirmation,
     checks_markdown,
     concurrency,
-    confirm_markdown,
     confirmation_row,
     session_for,
     ui_errors,
@@ -90,23 +88,13 @@ class ExportTab:
         """Step one of "Export to GGUF": the checks and the worst-case cost to confirm (nothing created)."""
         session = session_for(oauth_token, "export to GGUF")
         sub = submit_export(session, self.config(values), dry_run=True)
-        if sub.plan.failed:
-            return self._outputs(sub) | {self.confirm.row: gr.Row(visible=False), self.confirm.pending: None}
-        cost = sub.plan.cost
-        pending = sub.plan.config.to_json() | {"max_cost_usd": cost.cap_usd, "allow_many_running": True}
-        return self._outputs(sub) | {
-            self.confirm.row: gr.Row(visible=True),
-            self.confirm.text: confirm_markdown("export job", cost.to_json(), sub.plan.checks),
-            self.confirm.pending: pending,
-        }
+        return self._outputs(sub) | self.confirm.ask("export job", sub.plan)
 
     def on_confirm(self, pending: dict | None, oauth_token: gr.OAuthToken | None = None) -> dict[Any, Any]:
         """Step two: create the export the visitor confirmed (once per submission key)."""
-        if not pending:
-            raise InvalidInput("Nothing to confirm: press Export to GGUF first.")
-        session = session_for(oauth_token, "export to GGUF")
-        sub = submit_export(session, ExportConfig.from_dict(pending), dry_run=False)
-        return self._outputs(sub) | {self.confirm.row: gr.Row(visible=False), self.confirm.pending: None}
+        cfg = ExportConfig.from_dict(self.confirm.confirmed(pending, "Export to GGUF"))
+        sub = submit_export(session_for(oauth_token, "export to GGUF"), cfg, dry_run=False)
+        return self._outputs(sub) | self.confirm.done()
 
 
 def build_tab() -> ExportTab:

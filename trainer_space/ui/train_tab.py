@@ -39,7 +39,6 @@ from .common import (
     Confirmation,
     checks_markdown,
     concurrency,
-    confirm_markdown,
     confirmation_row,
     reader_for,
     session_for,
@@ -112,12 +111,7 @@ class TrainTab:
         session = session_for(oauth_token, "preview a training job" if dry_run else "start a training job")
         # a failed check is shown next to the form rather than raised: the visitor fixes it there
         sub = submit_training(session, self.config(values), dry_run=dry_run, raise_on_failed=False)
-        return {
-            self.result: result_markdown(sub),
-            self.command: sub.plan.command,
-            self.python: sub.plan.python,
-            self.spec: sub.plan.spec(),
-        }
+        return self._outputs(sub)
 
     def on_preview(self, values: dict[Any, Any], oauth_token: gr.OAuthToken | None = None) -> dict[Any, Any]:
         return self._run(True, values, oauth_token)
@@ -126,29 +120,18 @@ class TrainTab:
         """Step one of Submit: the checks and, when they pass, the worst-case cost to confirm (nothing created)."""
         session = session_for(oauth_token, "start a training job")
         sub = submit_training(session, self.config(values), dry_run=True)
-        out = {self.result: result_markdown(sub), self.command: sub.plan.command, self.python: sub.plan.python,
-               self.spec: sub.plan.spec()}  # fmt: skip
-        if sub.plan.failed:
-            return out | {self.confirm.row: gr.Row(visible=False), self.confirm.pending: None}
-        cost = sub.plan.cost
-        # what is confirmed is what is submitted: the resolved config, with the cap the visitor saw
-        pending = sub.plan.config.to_json() | {"max_cost_usd": cost.cap_usd, "allow_many_running": True}
-        return out | {
-            self.confirm.row: gr.Row(visible=True),
-            self.confirm.text: confirm_markdown("training job", cost.to_json(), sub.plan.checks),
-            self.confirm.pending: pending,
-        }
+        return self._outputs(sub) | self.confirm.ask("training job", sub.plan)
 
     def on_confirm(self, pending: dict | None, oauth_token: gr.OAuthToken | None = None) -> dict[Any, Any]:
         """Step two: create the job the visitor confirmed (once: the same submission key returns the same job)."""
-        if not pending:
-            raise InvalidInput("Nothing to confirm: press Submit first.")
+        cfg = TrainingConfig.from_dict(self.confirm.confirmed(pending, "Submit"))
         session = session_for(oauth_token, "start a training job")
-        sub = submit_training(session, TrainingConfig.from_dict(pending), dry_run=False, raise_on_failed=False)
-        return {
-            self.result: result_markdown(sub), self.command: sub.plan.command, self.python: sub.plan.python,
-            self.spec: sub.plan.spec(), self.confirm.row: gr.Row(visible=False), self.confirm.pending: None,
-        }  # fmt: skip
+        sub = submit_training(session, cfg, dry_run=False, raise_on_failed=False)
+        return self._outputs(sub) | self.confirm.done()
+
+    def _outputs(self, sub: Submission) -> dict[Any, Any]:
+        return {self.result: result_markdown(sub), self.command: sub.plan.command, self.python: sub.plan.python,
+                self.spec: sub.plan.spec()}  # fmt: skip
 
     def on_preset(self, method: str, model: str, oauth_token: gr.OAuthToken | None = None) -> dict[Any, Any]:
         """Starting hyperparameters for the method and the model's real size (from the Hub's metadata)."""
