@@ -11,6 +11,7 @@ import sys
 import tempfile
 
 from tests.hub_standin import HubStandIn, free_port
+from tests.leakscan import LEAKS, LIVE_STATES, MACHINE_TOKEN, LogScanner, scan_response
 
 _PORT = free_port()
 _ISOLATED_HOME = tempfile.mkdtemp(prefix="trainer-space-tests-")
@@ -27,13 +28,44 @@ os.environ["TOKENIZERS_PARALLELISM"] = "false"
 os.environ["TRAINER_SPACE_HOME"] = os.path.join(_ISOLATED_HOME, "trainer-space")
 os.environ["TRAINER_SPACE_LOCAL_PYTHON"] = sys.executable
 os.environ["TRAINER_SPACE_DEFAULT_BACKEND"] = "hf-jobs"
-# the Space's own token must never be used for a visitor's action: make sure none leaks in from the machine
-os.environ.pop("HF_TOKEN", None)
+# a short retry budget: a Hub stand-in told to keep failing answers within seconds (the fault tests set their own)
+os.environ["TRAINER_SPACE_RETRY_BUDGET"] = "1"
+# The Space's own token must never be used for a visitor's action. The whole suite runs with one, as HF_TOKEN and
+# as a saved login (the stand-in knows it, so a leak would even "work"): the leak scan fails any test that sends it.
 os.environ.pop("HUGGING_FACE_HUB_TOKEN", None)
+os.environ["HF_TOKEN"] = MACHINE_TOKEN
+os.makedirs(os.environ["HF_HOME"], exist_ok=True)
+with open(os.path.join(os.environ["HF_HOME"], "token"), "w") as _f:
+    _f.write(MACHINE_TOKEN)
+
+import logging  # noqa: E402
 
 import pytest  # noqa: E402
 
 _STANDIN = HubStandIn(port=_PORT)
+LIVE_STATES.append(_STANDIN.state)
+logging.getLogger().addHandler(LogScanner())
+
+
+def _scan_client_responses() -> None:
+    """Every API answer read through gradio_client in the suite (and every error it raises) is scanned."""
+    from gradio_client import Client
+
+    predict = Client.predict
+
+    def scanned(self, *args, **kwargs):
+        try:
+            result = predict(self, *args, **kwargs)
+        except Exception as err:
+            scan_response(str(err))
+            raise
+        scan_response(result)
+        return result
+
+    Client.predict = scanned
+
+
+_scan_client_responses()
 
 
 @pytest.fixture(scope="session")
@@ -44,10 +76,41 @@ def hub_server() -> HubStandIn:
 
 
 @pytest.fixture
-def hub(hub_server: HubStandIn) -> HubStandIn:
-    """A fresh Hub stand-in state per test, with users alice and bob."""
+def hub(hub_server: HubStandIn, request) -> HubStandIn:
+    """A fresh Hub stand-in state per test, with users alice and bob (and the machine's own token, which nothing
+    may send). After the test, everything the stand-in received is scanned for tokens out of place."""
     hub_server.reset()
-    return hub_server
+    hub_server.add_user("space-owner", token=MACHINE_TOKEN)
+    yield hub_server
+    leaks = LEAKS.scan_hub(hub_server, request.node.nodeid)
+    if leaks:
+        pytest.fail("token leak:\n" + "\n".join(leaks), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def tokenizer_files(tmp_path_factory) -> dict[str, bytes]:
+    """The tiny test tokenizer (ChatML template), standing in for Qwen's own."""
+    from tests.tiny_model import build_tiny_tokenizer
+
+    path = tmp_path_factory.mktemp("tokenizer")
+    build_tiny_tokenizer(path)
+    return {p.name: p.read_bytes() for p in path.iterdir()}
+
+
+def add_qwen(hub: HubStandIn, tokenizer_files: dict[str, bytes], repo_id: str = "Qwen/Qwen2.5-0.5B") -> None:
+    """Qwen2.5-0.5B as the stand-in serves it: its config.json and parameter count, the tiny tokenizer."""
+    import json
+
+    from tests.test_train_submit import QWEN_05B
+
+    safetensors = {"parameters": {"BF16": 494_032_768}, "total": 494_032_768}
+    hub.add_model(repo_id, files={**tokenizer_files, "config.json": json.dumps(QWEN_05B)}, safetensors=safetensors)
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    terminalreporter.write_line(LEAKS.summary())
+    for leak in LEAKS.leaks[:20]:
+        terminalreporter.write_line(f"  {leak}")
 
 
 @pytest.fixture(scope="session")
@@ -55,11 +118,11 @@ def app_url(hub_server: HubStandIn) -> str:
     """The whole app, launched once on a free port, signed in locally as alice (mock OAuth)."""
     hub_server.reset()
     os.environ["TRAINER_SPACE_LOCAL_TOKEN"] = "hf_alice_standin_token_0001"
-    from trainer_space.ui import build_app, launch_options
+    from trainer_space.ui import build_app, launch_options, queue_options
 
     demo = build_app()
     port = free_port()
-    demo.queue(default_concurrency_limit=8).launch(
+    demo.queue(**queue_options()).launch(
         server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch_options()
     )
     yield f"http://127.0.0.1:{port}/"

@@ -104,6 +104,10 @@ def test_dataset_to_train_to_my_jobs_in_a_browser(hub, app_url, page, tmp_path):
     _visible(page.get_by_label("Dataset", exact=True)).fill("alice/qa")
     _visible(page.get_by_role("button", name="Inspect")).click()
     _visible(page.get_by_text("map question -> prompt, answer -> completion")).wait_for()
+    # the token count, signed in (the leak scan checks that no request carries the machine's token)
+    _visible(page.get_by_label("Model (tokenizer, chat template)")).fill("Qwen/Qwen2.5-0.5B")
+    _visible(page.get_by_role("button", name="Show example & count tokens")).click()
+    _visible(page.get_by_text("Measured on")).wait_for()
 
     page.get_by_role("tab", name="Train").click()
     dataset_box = _visible(page.get_by_label("Dataset", exact=True))
@@ -116,7 +120,11 @@ def test_dataset_to_train_to_my_jobs_in_a_browser(hub, app_url, page, tmp_path):
     assert hub.requests_to("/api/jobs", "POST") == []
 
     _visible(page.get_by_text("Prompt + completion averages")).wait_for()  # lengths counted for the estimate
-    _visible(page.get_by_role("button", name="Submit training job")).dblclick()  # an impatient double click
+    _visible(page.get_by_role("button", name="Submit training job")).click()
+    _visible(page.get_by_text("It can cost at most")).wait_for()  # the worst case, to confirm
+    assert hub.requests_to("/api/jobs", "POST") == []  # nothing created before the confirmation
+    page.screenshot(path=os.path.join(SCREENSHOTS, "train-confirm.png"), full_page=True)
+    _visible(page.get_by_role("button", name="Yes, start it")).dblclick()  # an impatient double click
     _visible(page.get_by_text("Submitted:")).wait_for()
     page.wait_for_timeout(1500)
     (post,) = hub.requests_to("/api/jobs/alice", "POST")  # one job, not two
@@ -175,7 +183,7 @@ def test_a_failed_jobs_fix_restores_its_whole_config_in_the_train_tab(hub, app_u
                       final_stage="ERROR", message="Job failed with exit code: 1")  # fmt: skip
     cfg = TrainingConfig.from_dict({
         "method": "sft", "model": "Qwen/Qwen2.5-0.5B", "dataset": "alice/alpaca-cleaned", "learning_rate": 3e-4,
-        "max_steps": 500, "per_device_train_batch_size": 8, "flavor": "t4-small", "timeout": "2h",
+        "max_steps": 500, "per_device_train_batch_size": 8, "flavor": "t4-small", "timeout": "2h", "max_cost_usd": 2,
         "mapping": {"columns": {"prompt": "instruction", "completion": "output"}, "transforms": ["alpaca"]},
     })  # fmt: skip
     job = submit_training(HubSession(hub.alice), cfg).job
@@ -233,3 +241,40 @@ def test_inside_a_frame_the_app_offers_its_own_tab(hub, app_url, page):
     assert link.get_attribute("href") == app_url and link.get_attribute("target") == "_blank"
     os.makedirs(SCREENSHOTS, exist_ok=True)
     page.screenshot(path=os.path.join(SCREENSHOTS, "embedded.png"))
+
+
+@pytest.mark.browser
+def test_gguf_export_asks_to_confirm_the_worst_case_in_a_browser(hub, app_url, page):
+    import json
+
+    hub.add_model(
+        "alice/qwen-sft",
+        files={"config.json": json.dumps({"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2"}),
+               "model.safetensors": b"\0" * 64},
+        safetensors={"parameters": {"BF16": 494_032_768}, "total": 494_032_768},
+    )  # fmt: skip
+    sign_in(page, app_url)
+    page.get_by_role("tab", name="GGUF export").click()
+    _visible(page.get_by_label("Model or LoRA adapter repo")).fill("alice/qwen-sft")
+    _visible(page.get_by_role("button", name="Export to GGUF")).click()
+    _visible(page.get_by_text("Start this export job?")).wait_for()
+    _visible(page.get_by_text("It can cost at most")).wait_for()
+    assert hub.requests_to("/api/jobs", "POST") == []
+    _visible(page.get_by_role("button", name="Cancel").last).click()  # changed their mind: nothing created
+    page.wait_for_timeout(500)
+    assert hub.requests_to("/api/jobs", "POST") == []
+    _visible(page.get_by_role("button", name="Export to GGUF")).click()
+    _visible(page.get_by_role("button", name="Yes, start it")).click()
+    _visible(page.get_by_text("Submitted:")).wait_for()
+    (post,) = hub.requests_to("/api/jobs/alice", "POST")
+    assert post.json()["labels"]["trainer-space"] == "export_gguf"
+
+
+def test_sessions_kept_in_memory_are_bounded():
+    """Gradio keeps each session's state (about 0.43 MiB, bench/session_memory.py) for 10,000 sessions by default."""
+    from trainer_space.settings import get_settings
+    from trainer_space.ui import launch_options
+
+    options = launch_options()
+    assert options["state_session_capacity"] == get_settings().session_capacity == 300
+    assert options["max_threads"] >= 100  # one per concurrency slot of every kind of work

@@ -18,7 +18,7 @@ from trainer_space.data import tokens as inspection
 from trainer_space.data.detect import METHODS, Verdict, detect_method
 from trainer_space.data.inspection import fetch_sample, inspect_dataset, revalidate, trainer_rows
 from trainer_space.data.tokens import render_example, token_stats
-from trainer_space.errors import GatedRepo, HubUnavailable, InvalidInput, RepoNotFound
+from trainer_space.errors import GatedRepo, HubUnavailable, InvalidInput, RateLimited, RepoNotFound
 from trainer_space.hub.session import HubSession
 from trainer_space.settings import get_settings
 
@@ -118,10 +118,9 @@ def test_config_and_split_discovery(hub) -> None:
 
 def test_row_count_falls_back_to_info_then_unknown(hub) -> None:
     hub.add_dataset("alice/qa", {"train": QA}, num_rows={"train": 999})
-    hub.fail_next(500, "/datasets-server/size")
+    hub.fail_next(500, "/datasets-server/size", times=100)  # lasting failures (a single one is retried)
     assert inspect_dataset(ANON, dataset="alice/qa").num_rows == 999  # from /info
-    hub.fail_next(500, "/datasets-server/size")
-    hub.fail_next(500, "/datasets-server/info")
+    hub.fail_next(500, "/datasets-server/info", times=100)
     result = inspect_dataset(ANON, dataset="alice/qa")
     assert result.num_rows is None and any("number of rows" in n for n in result.notes)
 
@@ -164,15 +163,15 @@ def test_private_dataset_is_not_found_for_others(hub) -> None:
 @pytest.mark.parametrize("endpoint", ["splits", "first-rows"])
 def test_viewer_error_is_a_clear_message(endpoint: str, hub) -> None:
     hub.add_dataset("alice/qa", {"train": QA})
-    hub.fail_next(500, f"/datasets-server/{endpoint}")
+    hub.fail_next(500, f"/datasets-server/{endpoint}", times=100)  # lasting: a single failure is retried
     with pytest.raises(HubUnavailable, match="dataset viewer answered 500"):
         inspect_dataset(ANON, dataset="alice/qa")
 
 
 def test_viewer_rate_limit(hub) -> None:
     hub.add_dataset("alice/qa", {"train": QA})
-    hub.fail_next(429, "/datasets-server/splits")
-    with pytest.raises(Exception, match="429"):
+    hub.fail_next(429, "/datasets-server/splits", times=100, headers={"Retry-After": "30"})
+    with pytest.raises(RateLimited, match=r"429.*about 30 seconds"):  # longer than the budget: said at once
         inspect_dataset(ANON, dataset="alice/qa")
 
 

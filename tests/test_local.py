@@ -24,6 +24,7 @@ from trainer_space.jobs.backends.local import LocalBackend, local_backend
 from trainer_space.jobs.config import TrainingConfig
 from trainer_space.jobs.spec import load_template
 from trainer_space.jobs.training import submit_training
+from trainer_space.settings import get_settings
 
 pytestmark = pytest.mark.slow
 ANON = HubSession(None)  # a signed-out visitor: local jobs need no account
@@ -50,7 +51,18 @@ def world(tmp_path_factory) -> SimpleNamespace:
     model = build_tiny_model(root / "tiny")
     for f in model.iterdir():  # a model whose weights are garbage: the job crashes while loading it
         (broken / f.name).write_bytes(b"not safetensors" if f.suffix == ".safetensors" else f.read_bytes())
-    return SimpleNamespace(root=root, model=model, data=data, bad=bad, broken=broken)
+    # this module's local jobs in their own home: the other modules' "My jobs" never see them
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TRAINER_SPACE_HOME", str(root / "home"))
+        get_settings.cache_clear()
+        try:
+            yield SimpleNamespace(root=root, model=model, data=data, bad=bad, broken=broken)
+        finally:
+            engine = local_backend()
+            for job in engine.list_jobs(stages=["SCHEDULING", "RUNNING"]):
+                engine.cancel_job(job.id)
+            engine.close()
+    get_settings.cache_clear()
 
 
 def local_cfg(world, **fields: Any) -> TrainingConfig:
@@ -118,7 +130,7 @@ def test_cancel_stops_the_whole_process_group(world) -> None:
 
 def test_the_queue_runs_one_job_at_a_time(world) -> None:
     first = submit_training(ANON, local_cfg(world, max_steps=100_000, num_train_epochs=100)).job
-    second = submit_training(ANON, local_cfg(world)).job
+    second = submit_training(ANON, local_cfg(world, learning_rate=3e-4)).job  # a config no other test ran
     wait_stage(first.id, {"RUNNING"})
     time.sleep(1.0)
     assert local_backend().find_job(second.id).status.stage == "SCHEDULING"  # waits for its turn
@@ -196,7 +208,6 @@ def test_without_a_configured_python_an_environment_is_prepared_once_with_uv(tmp
     import subprocess
 
     from trainer_space.jobs.backends import local
-    from trainer_space.settings import get_settings
 
     settings = dataclasses.replace(get_settings(), local_python=None, home=tmp_path)
     monkeypatch.setattr(local, "get_settings", lambda: settings)

@@ -129,8 +129,8 @@ def test_the_whole_flow_through_gradio_client(world, app) -> None:
     assert any("model saved to" in line for line in logs)
     assert (Path(done["output_dir"]) / "adapter_model.safetensors").is_file()
 
-    export = client.predict(done["output_dir"], ["F16"], "", True, "", False, "local", "qwen2",
-                            api_name="/export_gguf")  # fmt: skip
+    export = client.predict(model=done["output_dir"], quantizations=["F16"], dry_run=False, backend="local",
+                            pre_tokenizer="qwen2", api_name="/export_gguf")  # fmt: skip
     exported = wait_job(client, export["job_id"], {"COMPLETED", "ERROR"}, timeout=400)
     export_log = client.predict(export["job_id"], 80, api_name="/job_logs")["lines"]
     assert exported["stage"] == "COMPLETED", export_log

@@ -46,16 +46,6 @@ MATH = [{"prompt": [{"role": "user", "content": f"What is {i} + 1?"}], "answer":
 LONG = [{"text": "The quick brown fox jumps over the lazy dog. " * (10 + 30 * (i % 2))} for i in range(20)]
 
 
-@pytest.fixture(scope="module")
-def tokenizer_files(tmp_path_factory) -> dict[str, bytes]:
-    """The tiny test tokenizer (ChatML template), standing in for Qwen's own."""
-    from tests.tiny_model import build_tiny_tokenizer
-
-    path = tmp_path_factory.mktemp("tokenizer")
-    build_tiny_tokenizer(path)
-    return {p.name: p.read_bytes() for p in path.iterdir()}
-
-
 @pytest.fixture(autouse=True)
 def _world(hub, tokenizer_files):
     WHOAMI_CACHE.clear()
@@ -86,7 +76,7 @@ def test_dry_run_returns_spec_command_and_preflight_without_creating_a_job(hub):
     result = submit_training(HubSession(hub.alice), _cfg(), dry_run=True)
     assert result["submitted"] is False and result["job_id"] is None
     checks = _checks(result)
-    assert all(c["status"] == "ok" for c in checks.values()), checks
+    assert all(c["status"] == "ok" for c in checks.values()), [c for c in checks.values() if c["status"] != "ok"]
     assert "READY for sft" in checks["dataset"]["message"]
     assert "Fits on a10g-small" in checks["estimate"]["message"]
     assert result["output_repo"] == "alice/Qwen2.5-0.5B-sft"
@@ -98,7 +88,8 @@ def test_dry_run_returns_spec_command_and_preflight_without_creating_a_job(hub):
 
 
 def test_submit_sends_the_exact_job_field_by_field(hub):
-    result = submit_training(HubSession(hub.alice), _cfg(private=False, timeout="3h"), dry_run=False)
+    # a timeout beyond the estimate + 30% costs more than the default cap: the visitor raises the cap to allow it
+    result = submit_training(HubSession(hub.alice), _cfg(private=False, timeout="3h", max_cost_usd=5), dry_run=False)
     assert result["submitted"] and result["job_id"]
     (post,) = hub.requests_to("/api/jobs/alice", "POST")
     body = post.json()
@@ -120,6 +111,7 @@ def test_submit_sends_the_exact_job_field_by_field(hub):
         "project": "Qwen2.5-0.5B-sft",
         "timeout": "10800",
         "template_sha": template.short_sha,
+        "trainer-space-key": result["submission"]["key"],
         "name": body["labels"]["name"],
     }
     cmd = body["command"]
@@ -192,17 +184,19 @@ def test_preflight_output_repo_in_foreign_namespace(hub):
 
 
 def test_preflight_timeout_below_estimate(hub):
-    _failed(hub, hub.alice, _cfg(timeout="1m", num_train_epochs=3), "timeout", "below the estimate plus 30%")
+    _failed(hub, hub.alice, _cfg(timeout="1m", num_train_epochs=3), "timeout", "below the estimate (")
+    _failed(hub, hub.alice, _cfg(timeout="10m", num_train_epochs=3), "timeout", "below the estimate plus 30%")
 
 
-def test_preflight_does_not_fit_warns_with_fixes(hub):
-    result = submit_training(
-        HubSession(hub.alice),
-        _cfg(peft="full", flavor="t4-small", per_device_train_batch_size=32, max_length=4096, timeout="48h"),
-        dry_run=True,
-    )
+def test_preflight_does_not_fit_is_an_error_unless_allowed(hub):
+    big = {"peft": "full", "flavor": "t4-small", "per_device_train_batch_size": 32, "max_length": 4096}
+    result = submit_training(HubSession(hub.alice), _cfg(**big), dry_run=True)
     fit = _checks(result)["estimate"]
-    assert fit["status"] == "warn" and "Probably does not fit on t4-small" in fit["message"]
+    assert fit["status"] == "error" and "Does not fit on t4-small" in fit["message"]
+    assert "allow_unfit: true" in fit["message"]
+    allowed = submit_training(HubSession(hub.alice), _cfg(**big, allow_unfit=True), dry_run=True)
+    fit = _checks(allowed)["estimate"]
+    assert fit["status"] == "warn" and "You chose to submit anyway" in fit["message"]
 
 
 def test_preflight_measures_token_lengths_for_the_estimate(hub):
@@ -273,7 +267,7 @@ def test_submit_training_api(hub, app_url):
     client = Client(app_url, oauth_token=hub.alice, verbose=False)
     cfg = {"method": "sft", "model": "Qwen/Qwen2.5-0.5B", "dataset": "alice/chat", "flavor": "a10g-small"}
     dry = client.predict(cfg, True, api_name="/submit_training")
-    assert dry["job_id"] is None and {c["status"] for c in dry["preflight"]} == {"ok"}
+    assert dry["job_id"] is None and {c["status"] for c in dry["preflight"]} == {"ok"}, dry["preflight"]
     done = client.predict(cfg, False, api_name="/submit_training")
     assert done["job_id"] and done["url"] and done["output_repo"] == "alice/Qwen2.5-0.5B-sft"
     for key in ("job_id", "url", "flavor", "timeout", "command", "output_repo", "trackio_url", "preflight"):

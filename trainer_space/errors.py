@@ -45,10 +45,35 @@ class MissingPermission(TrainerSpaceError):
 
     def __init__(self, what: str = "", detail: str = "") -> None:
         need = what or "this action"
+        scopes = (
+            "Sign in again and grant the requested permissions (the 'jobs' and 'write-repos' scopes), or use a token "
+            "with those rights."
+        )
+        place = "Check that the namespace is yours, or that your role in the organization allows it."
+        text = detail.lower()
+        if any(w in text for w in ("namespace", "organization", " org ", "role")):
+            advice = place  # the Hub refused for a namespace or an org role: blame no token scope
+        elif any(w in text for w in ("permission", "scope", "token")):
+            advice = scopes
+        else:
+            advice = (
+                f"Your sign-in may lack a permission: {scopes[0].lower()}{scopes[1:]} Or: {place[0].lower()}{place[1:]}"
+            )
         super().__init__(
-            f"Your token is not allowed to do {need} (403). Sign in again and grant the requested permissions "
-            "(the 'jobs' and 'write-repos' scopes), or use a token with those rights."
-            + (f" Hub said: {detail}" if detail else "")
+            f"The Hub refused to let you {need} (403). {advice}" + (f" Hub said: {detail}" if detail else "")
+        )
+
+
+class NamespaceRole(TrainerSpaceError):
+    """The visitor is in the org, but their role there does not allow the action (read role)."""
+
+    title = "Not allowed in this organization"
+
+    def __init__(self, namespace: str, role: str | None, action: str) -> None:
+        self.namespace = namespace
+        super().__init__(
+            f"Your role in '{namespace}' is '{role or 'unknown'}': to {action} there you need the write, "
+            "contributor or admin role. Ask an admin of the organization, or use your own namespace."
         )
 
 
@@ -104,21 +129,77 @@ class RateLimited(TrainerSpaceError):
 
 
 class HubUnavailable(TrainerSpaceError):
+    """The Hub (or the viewer) did not answer properly. For reads nothing changed; a write may have happened
+    (`maybe_applied`: the request left, and the answer was lost or was a 5xx), which the caller settles."""
+
     title = "Hub unavailable"
 
-    def __init__(self, detail: str = "") -> None:
+    def __init__(self, detail: str = "", *, maybe_applied: bool = False) -> None:
+        self.detail, self.maybe_applied = detail, maybe_applied
         super().__init__(
             "The Hugging Face Hub did not answer properly. Nothing was changed; try again in a few minutes "
             "(status: https://status.huggingface.co)." + (f" ({detail})" if detail else "")
         )
 
 
-TOKEN_PATTERN = re.compile(r"hf_[A-Za-z0-9_]{6,}")
+class Busy(TrainerSpaceError):
+    """Too much of one kind of work in flight (for this visitor, or for everyone): refused at once, not queued."""
+
+    title = "Busy"
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"{what} Nothing was changed; try again in a moment.")
 
 
-def redact(text: str) -> str:
-    """`text` with anything shaped like a Hugging Face token replaced by `hf_***`."""
+class JobNotCreated(TrainerSpaceError):
+    """A submission failed and the Hub was checked: no job with its key exists."""
+
+    title = "Job not created"
+
+
+class JobOutcomeUnknown(TrainerSpaceError):
+    """A submission's answer was lost and the Hub could not be asked whether the job exists."""
+
+    title = "Job status unknown"
+
+
+# Hugging Face tokens: "hf_" then letters, digits and "_" (OAuth ones: "hf_oauth_..."), with at least one digit or
+# capital (a real token has both; identifiers such as hf_hub_download or hf_transfer have neither and stay readable)
+TOKEN_PATTERN = re.compile(r"hf_(?=[A-Za-z0-9_]*[A-Z0-9])[A-Za-z0-9_]{10,}")
+
+
+def redact(text: str, *secrets: str | None) -> str:
+    """`text` with anything shaped like a Hugging Face token (and each of `secrets`) replaced by `hf_***`."""
+    for secret in secrets:
+        if secret and len(secret) >= 8:
+            text = text.replace(secret, "hf_***")
     return TOKEN_PATTERN.sub("hf_***", text)
+
+
+# an absolute local path ("/home/user/app/...", "/tmp/trainer-space-x/tokenizer.json"): not one inside a URL or a
+# repo id (those have a letter, ":" or "/" before their slashes)
+LOCAL_PATH = re.compile(r"(?<![\w/.:~-])/(?:[\w.@+-]+/)+[\w.@+-]*")
+
+
+def hide_paths(text: str) -> str:
+    """`text` with absolute local paths replaced by `<local path>` (the server's folders are nobody's business)."""
+    return LOCAL_PATH.sub("<local path>", text)
+
+
+def looks_like_token(text: object) -> bool:
+    """Whether `text` holds something shaped like an access token (a form field must never carry one)."""
+    return isinstance(text, str) and TOKEN_PATTERN.search(text) is not None
+
+
+def redact_data(value: object, *secrets: str | None) -> object:
+    """`redact` applied to every string inside JSON-like data (dicts, lists, tuples), keys included."""
+    if isinstance(value, str):
+        return redact(value, *secrets)
+    if isinstance(value, dict):
+        return {redact_data(k, *secrets): redact_data(v, *secrets) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(redact_data(v, *secrets) for v in value)
+    return value
 
 
 def _hub_detail(err: Exception) -> str:
@@ -161,7 +242,16 @@ def from_hub_error(
         if status == 429:
             return RateLimited(err.response.headers.get("Retry-After"))
         if status >= 500:
-            return HubUnavailable(f"HTTP {status}")
+            return HubUnavailable(f"HTTP {status}", maybe_applied=True)
         return InvalidInput(f"The Hub refused the request ({status}): {detail or 'no detail'}")
-    # network failures (httpx / httpx2 transport errors, timeouts): the Hub did not answer
-    return HubUnavailable(type(err).__name__)
+    status = getattr(err, "hub_status", None)  # hub/http.py gave up retrying a read within its time budget
+    if status == 429:
+        return RateLimited(getattr(err, "retry_after", None))
+    if status is not None:
+        return HubUnavailable(f"HTTP {status}, still failing after retries")
+    # network failures (httpx2 transport errors, timeouts): the Hub did not answer. A request that never connected
+    # changed nothing; one that was sent and then timed out or lost its connection may have been carried out.
+    name = getattr(err, "network_error", None) or type(err).__name__
+    never_sent = name in ("ConnectError", "ConnectTimeout", "PoolTimeout", "OfflineModeIsEnabled")
+    kind = "did not answer in time" if "Timeout" in name else "could not be reached" if never_sent else name
+    return HubUnavailable(kind if kind != name else f"connection lost: {name}", maybe_applied=not never_sent)

@@ -20,8 +20,13 @@ BACKENDS = ("local", "hf-jobs")  # "local": this machine; "hf-jobs": Hugging Fac
 class Settings:
     endpoint: str
     viewer_url: str
-    viewer_timeout_s: float
-    hub_timeout_s: float
+    viewer_timeout_s: float  # read timeout of one dataset viewer call
+    hub_timeout_s: float  # read timeout of one Hub call (Jobs API, repo info, downloads)
+    connect_timeout_s: float  # connecting to the Hub or the viewer
+    retry_budget_s: float  # total time one idempotent read may spend, retries and waits included
+    max_cost_usd: float  # the Space owner's ceiling on one job's worst-case cost (timeout x price)
+    max_running_jobs: int  # a visitor with this many unfinished jobs confirms before starting another
+    session_capacity: int  # Gradio sessions kept in memory (their State); the oldest are dropped past it
     on_space: bool  # running as a Hugging Face Space: only HF Jobs, never strangers' jobs on the Space's machine
     local_enabled: bool  # the Local backend (this machine) is offered
     default_backend: str
@@ -42,6 +47,17 @@ def on_a_space() -> bool:
     return os.environ.get("SYSTEM") == "spaces" or bool(os.environ.get("SPACE_ID"))
 
 
+def _number(name: str, default: float, low: float, high: float) -> float:
+    raw = (os.environ.get(name) or "").strip()
+    try:
+        value = float(raw) if raw else default
+    except ValueError:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be between {low:g} and {high:g}, got {value:g}")
+    return value
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The process-wide settings (environment only, no secrets)."""
@@ -54,8 +70,13 @@ def get_settings() -> Settings:
     return Settings(
         endpoint=_url("HF_ENDPOINT", DEFAULT_ENDPOINT),
         viewer_url=_url("TRAINER_SPACE_VIEWER_URL", DEFAULT_VIEWER_URL),
-        viewer_timeout_s=float(os.environ.get("TRAINER_SPACE_VIEWER_TIMEOUT", "10")),
-        hub_timeout_s=float(os.environ.get("TRAINER_SPACE_HUB_TIMEOUT", "15")),
+        viewer_timeout_s=_number("TRAINER_SPACE_VIEWER_TIMEOUT", 10, 0.1, 600),
+        hub_timeout_s=_number("TRAINER_SPACE_HUB_TIMEOUT", 15, 0.1, 600),
+        connect_timeout_s=_number("TRAINER_SPACE_CONNECT_TIMEOUT", 5, 0.1, 120),
+        retry_budget_s=_number("TRAINER_SPACE_RETRY_BUDGET", 30, 0, 600),
+        max_cost_usd=_number("TRAINER_SPACE_MAX_COST_USD", 100, 0.01, 1_000_000),
+        max_running_jobs=int(_number("TRAINER_SPACE_MAX_RUNNING_JOBS", 3, 1, 1000)),
+        session_capacity=int(_number("TRAINER_SPACE_SESSION_CAPACITY", 300, 10, 100_000)),
         on_space=space,
         local_enabled=local,
         default_backend=default,

@@ -23,7 +23,7 @@ from pydantic import PlainValidator, ValidationError, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 from .catalog import MAX_TIMEOUT_S, METHODS
-from .errors import InvalidInput
+from .errors import InvalidInput, looks_like_token, redact
 
 _NAME = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?"
 _NAMESPACE_RE = re.compile(rf"^{_NAME}$")
@@ -31,6 +31,16 @@ _JOB_ID_RE = re.compile(r"^[A-Za-z0-9]{8,64}$")
 MIN_JOB_TIMEOUT_S = 60
 _URL_PREFIX = re.compile(r"^https?://(?:www\.)?(?:huggingface\.co|hf\.co)/(?:(datasets|spaces)/)?", re.I)
 _LABELS = {"model": "model", "dataset": "dataset", "space": "Space"}
+TOKEN_IN_FIELD = (
+    "looks like an access token: never paste a token into a form field (it was not sent anywhere; the app uses "
+    "your sign-in)"
+)
+
+
+def refuse_token(value: Any, what: str) -> None:
+    """InvalidInput (which does not repeat the value) when `value` holds something shaped like a token."""
+    if looks_like_token(value):
+        raise InvalidInput(f"The {what} {TOKEN_IN_FIELD}.")
 
 
 def validate_repo_id(value: Any, kind: str = "model") -> str:
@@ -44,6 +54,7 @@ def validate_repo_id(value: Any, kind: str = "model") -> str:
     label = _LABELS.get(kind, "repository")
     if value is not None and not isinstance(value, str):
         raise InvalidInput(f"The {label} id must be text, like 'owner/name'.")
+    refuse_token(value, f"{label} id")
     text = (value or "").strip()
     if not text:
         raise InvalidInput(f"Enter a {label} id, like 'owner/name'.")
@@ -122,13 +133,13 @@ def validate_method(value: Any) -> str:
     """A method name ("SFT", " dpo ") or InvalidInput listing the methods."""
     method = value.strip().lower() if isinstance(value, str) else ""
     if method not in METHODS:
-        raise InvalidInput(f"Unknown method '{str(value)[:40]}'. Choose one of {', '.join(METHODS)}.")
+        raise InvalidInput(f"Unknown method '{redact(str(value)[:40])}'. Choose one of {', '.join(METHODS)}.")
     return method
 
 
 def validate_namespace(value: Any) -> str:
     if not isinstance(value, str) or not _NAMESPACE_RE.match(value):
-        shown = str(value)[:100] if isinstance(value, str) else type(value).__name__
+        shown = redact(str(value)[:100]) if isinstance(value, str) else type(value).__name__
         raise InvalidInput(f"'{shown}' is not a valid user or organization name.")
     return value
 
@@ -206,7 +217,7 @@ def parse_timeout(value: Any) -> int:
     text = str(value).strip().lower()
     match = _DURATION.fullmatch(text) if len(text) <= 20 else None
     if not match:
-        raise ValueError(f"not a duration: {str(value)[:40]!r} (use e.g. 90m or 2h)")
+        raise ValueError(f"not a duration: {redact(str(value)[:40])!r} (use e.g. 90m or 2h)")
     return int(float(match[1]) * _UNITS[match[2] or "s"])
 
 
@@ -306,6 +317,8 @@ def _repo_checker(kind: str, *, optional: bool, namespaced: bool) -> Callable[[A
     def check(value: Any) -> str | None:
         if optional and value in (None, ""):
             return None
+        if looks_like_token(value):
+            raise _fail(TOKEN_IN_FIELD)
         try:
             repo_id = validate_repo_id(value, kind)
         except InvalidInput:
@@ -355,6 +368,8 @@ def text_field(pattern: str, *, description: str, optional: bool = True, max_len
     def check(value: Any) -> str | None:
         if optional and value in (None, ""):
             return None
+        if looks_like_token(value):
+            raise _fail(TOKEN_IN_FIELD)
         if not isinstance(value, str) or len(value) > max_length or not regex.fullmatch(value.strip()):
             raise _fail(f"must be {description}")
         return value.strip()

@@ -23,6 +23,9 @@ Fixture API (`hub` in tests/conftest.py)::
     hub.files("alice/out")                    # {path: bytes} of a repo (model by default)
     hub.plan_next_job(lines=[...], final_stage="ERROR", message="...", schedule_s=0.2, line_interval_s=0.1)
     hub.fail_next(status, path_prefix="/api/jobs", method=None, message="...", times=1, headers=None)
+    hub.fault("/api/jobs/alice", mode="drop_after", method="POST")  # faults: see FailRule (status, after, drop,
+    hub.slow_down(token, delay_s=2.0)         #   drop_after, delay, hang), per token; slow_down: one visitor's calls
+    hub.cut_logs(after_events=2)              # the next log stream is cut after 2 events (the client reconnects)
     hub.requests                              # list of RecordedRequest (method, path, query, headers, body, json())
     hub.jobs                                  # {job_id: Job}; job.spec is the exact body the client sent
 """
@@ -65,8 +68,9 @@ class HubStandIn:
 
         # uvicorn's own Date header is cached for a second; the app sets an exact one (the logs client uses it)
         config = uvicorn.Config(
-            build_app(self.state), host="127.0.0.1", port=self.port, log_level="warning", date_header=False
-        )
+            build_app(self.state), host="127.0.0.1", port=self.port, log_level="warning", date_header=False,
+            timeout_graceful_shutdown=2,
+        )  # fmt: skip
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)
         self._thread.start()
@@ -125,6 +129,26 @@ class HubStandIn:
         self.state.fail_rules.append(
             FailRule(status, path_prefix, method, message or f"stand-in error {status}", times, headers or {})
         )
+
+    def fault(self, path_prefix: str = "/api", *, mode: str, status: int = 502, method: str | None = None,
+              times: int = 1, delay_s: float = 0.0, token: str | None = None,
+              headers: dict[str, str] | None = None) -> None:  # fmt: skip
+        """A fault on matching requests (see `FailRule` for the modes)."""
+        if mode == "hang" and not delay_s:
+            delay_s = 30.0
+        self.state.fail_rules.append(
+            FailRule(
+                status, path_prefix, method, f"stand-in error {status}", times, headers or {}, mode, delay_s, token
+            )
+        )
+
+    def slow_down(self, token: str, delay_s: float, path_prefix: str = "/api", times: int = 10**6) -> None:
+        """Every matching call of one visitor (by token) answers `delay_s` late."""
+        self.fault(path_prefix, mode="delay", delay_s=delay_s, token=token, times=times)
+
+    def cut_logs(self, after_events: int, times: int = 1) -> None:
+        """The next `times` log streams are cut (connection dropped) after `after_events` events."""
+        self.state.cut_logs.extend([after_events] * times)
 
     # ---- asserting
     def files(self, repo_id: str, repo_type: str = "model") -> dict[str, bytes]:

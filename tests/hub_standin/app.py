@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from email.utils import formatdate
 from typing import Any
@@ -16,7 +17,6 @@ from urllib.parse import unquote
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -74,6 +74,8 @@ def build_app(state: HubState) -> Starlette:
             return user
         if not user.jobs_permission:
             return error(403, "missing permissions: job.write")
+        if not user.can_write(ns):  # an org member with the read role
+            return error(403, f"You don't have the rights to run jobs in the namespace {ns} (your role: read)")
         if not user.can_pay:
             return error(402, "Pre-paid credit balance is insufficient - add a payment method or credits")
         spec = await request.json()
@@ -127,6 +129,8 @@ def build_app(state: HubState) -> Starlette:
         job, err = find_job(request)
         if err:
             return err
+        if not current_user(request).can_write(job.namespace):
+            return error(403, f"You don't have the rights to cancel jobs in the namespace {job.namespace}")
         if job.stage()[0] not in TERMINAL:
             job.canceled_at = time.time()
         return JSONResponse({})
@@ -136,10 +140,13 @@ def build_app(state: HubState) -> Starlette:
         if err:
             return err
         tail = request.query_params.get("tail")
+        with state.lock:
+            cut_after = state.cut_logs.pop(0) if state.cut_logs else None
 
         async def events():
             sent = 0
             first = True
+            given = 0
             last_beat = time.time()
             while True:
                 evs = job.log_events()
@@ -147,6 +154,9 @@ def build_app(state: HubState) -> Starlette:
                     sent = max(0, len(evs) - int(tail))
                 first = False
                 for ev in evs[sent:]:
+                    if cut_after is not None and given >= cut_after:
+                        raise Dropped()  # the connection is cut in the middle of the stream
+                    given += 1
                     yield f"event: log\ndata: {json.dumps(ev)}\n\n"
                 sent = max(sent, len(evs))
                 if job.stage()[0] in TERMINAL:
@@ -300,25 +310,96 @@ def build_app(state: HubState) -> Starlette:
         Route("/{rest:path}", resolve, methods=["GET", "HEAD"]),
     ]
 
-    async def record_and_fail(request: Request, call_next):
-        body = await request.body()
-        state.requests.append(
+    return Starlette(routes=routes, middleware=[Middleware(RecordAndFail, state=state)])
+
+
+class Dropped(Exception):
+    """Raised to make uvicorn drop a connection in the middle of an answer (a fault the tests inject)."""
+
+
+def _is_drop(exc: BaseException | None) -> bool:
+    if isinstance(exc, BaseExceptionGroup):
+        return any(_is_drop(e) for e in exc.exceptions)
+    return isinstance(exc, Dropped)
+
+
+class _QuietDrops(logging.Filter):
+    """uvicorn logs an exception that ends an answer: not the drops the tests ask for."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not _is_drop(record.exc_info[1] if record.exc_info else None)
+
+
+logging.getLogger("uvicorn.error").addFilter(_QuietDrops())
+
+
+class RecordAndFail:
+    """Records every request, applies the fault rules, and gives every answer an exact Date header."""
+
+    def __init__(self, app, state: HubState) -> None:
+        self.app, self.state = app, state
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        method, path = scope["method"], scope["path"]
+        self.state.requests.append(
             RecordedRequest(
-                method=request.method,
-                path=request.url.path,
-                query=request.url.query,
-                headers={k.lower(): v for k, v in request.headers.items()},
+                method=method,
+                path=path,
+                query=scope.get("query_string", b"").decode("latin-1"),
+                headers=headers,
                 body=body,
             )
         )
-        rule = state.match_failure(request.method, request.url.path)
-        if rule is not None:
-            resp = error(rule.status, rule.message)
-            for k, v in rule.headers.items():
-                resp.headers[k] = v
-        else:
-            resp = await call_next(request)
-        resp.headers["Date"] = formatdate(time.time(), usegmt=True)
-        return resp
+        auth = headers.get("authorization", "")
+        rule = self.state.match_failure(method, path, auth[7:] if auth.lower().startswith("bearer ") else None)
 
-    return Starlette(routes=routes, middleware=[Middleware(BaseHTTPMiddleware, dispatch=record_and_fail)])
+        replayed = False
+
+        async def replay():  # the body once, then the real channel (a streaming answer waits on it for disconnects)
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def dated(message):
+            if message["type"] == "http.response.start":
+                hdrs = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"date"]
+                hdrs.append((b"date", formatdate(time.time(), usegmt=True).encode()))
+                message = {**message, "headers": hdrs}
+            await send(message)
+
+        async def swallow(message):  # the app's own answer, dropped (mode "after" / "drop_after")
+            return None
+
+        if rule is None:
+            await self.app(scope, replay, dated)
+            return
+        if rule.mode in ("delay", "hang"):
+            await asyncio.sleep(rule.delay_s)
+            if rule.mode == "delay":
+                await self.app(scope, replay, dated)
+                return
+        if rule.mode in ("after", "drop_after"):
+            await self.app(scope, replay, swallow)
+            await asyncio.sleep(rule.delay_s)  # e.g. a 504 that comes after 10 s, the job created meanwhile
+        if rule.mode in ("drop", "drop_after"):
+            # headers and part of a chunked body, then the connection is closed: the client sees it cut mid-answer
+            await dated({"type": "http.response.start", "status": 200,
+                         "headers": [(b"content-type", b"application/json")]})  # fmt: skip
+            await dated({"type": "http.response.body", "body": b'{"id": "', "more_body": True})
+            raise Dropped()
+        resp = error(rule.status, rule.message)
+        for k, v in rule.headers.items():
+            resp.headers[k] = v
+        await resp(scope, replay, dated)

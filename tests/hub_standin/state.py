@@ -275,12 +275,24 @@ class Job:
 
 @dataclass
 class FailRule:
+    """How to misbehave on matching requests, `times` times.
+
+    mode: "status" answer `status` instead of handling the request; "after" handle it (a job is created), wait
+    `delay_s`, then answer `status`; "drop" close the connection mid-answer without handling the request; "drop_after" handle it,
+    then close the connection mid-answer; "delay" wait `delay_s`, then handle it normally; "hang" wait `delay_s`
+    (default: longer than any client timeout), then answer `status`.
+    token: only requests carrying this bearer token.
+    """
+
     status: int
     path_prefix: str
     method: str | None
     message: str
     times: int
     headers: dict[str, str]
+    mode: str = "status"
+    delay_s: float = 0.0
+    token: str | None = None
 
 
 @dataclass
@@ -365,6 +377,7 @@ class HubState:
             self.requests: list[RecordedRequest] = []
             self.hardware: list[dict[str, Any]] = hardware_json()
             self.viewer_delay_s = 0.0
+            self.cut_logs: list[int] = []  # the next log streams are cut after this many events each
 
     # ---- users
     def add_user(self, name: str, token: str | None = None, **kwargs: Any) -> str:
@@ -409,9 +422,11 @@ class HubState:
             return job
 
     # ---- failures
-    def match_failure(self, method: str, path: str) -> FailRule | None:
+    def match_failure(self, method: str, path: str, token: str | None = None) -> FailRule | None:
         with self.lock:
             for rule in self.fail_rules:
+                if rule.token is not None and rule.token != token:
+                    continue
                 if path.startswith(rule.path_prefix) and (rule.method is None or rule.method == method):
                     rule.times -= 1
                     if rule.times <= 0:

@@ -110,7 +110,10 @@ def job_env(tmp: Path, *, offline: bool = True, token: str | None = None) -> dic
         HF_HUB_DISABLE_TELEMETRY="1",
         PYTHONWARNINGS="ignore",
     )
-    for key in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "RANK"):
+    # HF_HUB_DISABLE_IMPLICIT_TOKEN is the app's setting (trainer_space sets it in the test process): a job uses its
+    # HF_TOKEN secret implicitly, as huggingface_hub does by default
+    for key in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "RANK",
+                "HF_HUB_DISABLE_IMPLICIT_TOKEN"):  # fmt: skip
         env.pop(key, None)
     if offline:
         env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")

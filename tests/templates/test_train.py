@@ -542,6 +542,10 @@ def test_input_problems_fail_early_with_one_error_line(
 ) -> None:
     dataset, extra, needle = ERRORS[case]
     monkeypatch.delenv("HF_TOKEN", raising=False)
+    import huggingface_hub.constants
+
+    # the suite's process has a saved login (the machine's token, tests/conftest.py): a job would not
+    monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", str(tmp_path / "no-saved-token"))
     extra = [arg.replace("{base}", str(tiny_model_no_template)) for arg in extra]
     argv = [
         "--model_name_or_path", str(tiny_model), "--dataset_name", str(datasets_dir / dataset),

@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..catalog import METHODS
-from ..errors import GatedRepo, HubUnavailable, InvalidInput, RateLimited, RepoNotFound, TrainerSpaceError
+from ..errors import Busy, GatedRepo, HubUnavailable, InvalidInput, RateLimited, RepoNotFound, TrainerSpaceError
 from ..hub.session import HubSession
 from ..hub.viewer import Viewer, ViewerError, clean
 from ..validation import looks_like_path, validate_local_path, validate_method, validate_repo_id
@@ -36,8 +37,16 @@ PREVIEW_CELL_CHARS = 1000  # longer strings are cut in the preview (the detector
 SAMPLE_ROWS = 1000  # token statistics sample
 PAGE = 100  # the viewer's /rows page size limit
 STREAM_ROWS = 100  # rows read by the streaming fallback
-STREAM_TIMEOUT_S = 60.0
-_POOL = ThreadPoolExecutor(max_workers=16, thread_name_prefix="inspect")
+STREAM_TIMEOUT_S = 30.0
+# Viewer calls (short, each bounded by the viewer timeout) and streaming reads (slow, rare) have separate pools, so
+# that datasets without viewer data can never fill the pool every inspection needs.
+_POOL = ThreadPoolExecutor(max_workers=48, thread_name_prefix="inspect")
+STREAM_SLOTS = 4  # streaming reads at once, for everyone
+STREAM_PER_VISITOR = {"signed_in": 1, "anon": 2}  # and per visitor (signed-out visitors share theirs)
+_STREAM_POOL = ThreadPoolExecutor(max_workers=STREAM_SLOTS, thread_name_prefix="inspect-stream")
+_STREAMS = threading.BoundedSemaphore(STREAM_SLOTS)
+_STREAMS_BY_VISITOR: dict[str, int] = {}
+_STREAMS_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -189,7 +198,7 @@ def _raise_unless_no_data(err: ViewerError, repo_id: str, session: HubSession) -
             raise problem
         return  # the dataset exists and is readable: the viewer just does not know it
     if err.status == 429:
-        raise RateLimited()
+        raise RateLimited(err.retry_after)
     raise HubUnavailable(f"the dataset viewer answered {err.status} {err.code}".strip())
 
 
@@ -296,12 +305,26 @@ def _streamed(
     why: ViewerError,
     splits: list[SplitRef] | None = None,
 ) -> DatasetInspection:
-    """Read the first rows with `datasets` streaming when the viewer has no data."""
+    """Read the first rows with `datasets` streaming when the viewer has no data.
+
+    The read runs on its own small pool, at most `STREAM_SLOTS` at once and a few per visitor (more are refused at
+    once, not queued). When it takes longer than `STREAM_TIMEOUT_S` the visitor is answered and the read is told to
+    stop: it ends at its next row, or when its pending HTTP read times out; its slot is freed only then.
+    """
     chosen = SplitRef(config or "default", split or "train")
-    future = _POOL.submit(_stream_rows, session, repo_id, config, chosen.split)
+    visitor = session.cache_scope
+    _take_stream_slot(visitor)
+    stop = threading.Event()
+    try:
+        future = _STREAM_POOL.submit(_stream_rows, session, repo_id, config, chosen.split, stop)
+    except BaseException:
+        _release_stream_slot(visitor)
+        raise
+    future.add_done_callback(lambda _: _release_stream_slot(visitor))
     try:
         rows, features = future.result(timeout=STREAM_TIMEOUT_S)
     except FutureTimeout:
+        stop.set()  # abandoned: the read stops at its next row or HTTP timeout
         raise HubUnavailable(
             f"the dataset viewer has no data for '{repo_id}' ({why.code or why.status}) and reading it directly "
             f"took longer than {STREAM_TIMEOUT_S:g} s"
@@ -316,12 +339,41 @@ def _streamed(
     return _result(repo_id, chosen, splits, rows, features, None, notes, started, "streaming")
 
 
+def _take_stream_slot(visitor: str) -> None:
+    """A slot for one streaming read (Busy when this visitor, or everyone, has too many running)."""
+    limit = STREAM_PER_VISITOR["anon" if visitor == "anon" else "signed_in"]
+    with _STREAMS_LOCK:
+        if _STREAMS_BY_VISITOR.get(visitor, 0) >= limit:
+            raise Busy(f"A dataset without viewer data is already being read for you ({limit} at a time): wait for it.")
+        if not _STREAMS.acquire(blocking=False):
+            raise Busy("Too many datasets without viewer data are being read right now.")
+        _STREAMS_BY_VISITOR[visitor] = _STREAMS_BY_VISITOR.get(visitor, 0) + 1
+
+
+def _release_stream_slot(visitor: str) -> None:
+    with _STREAMS_LOCK:
+        left = _STREAMS_BY_VISITOR.get(visitor, 1) - 1
+        if left > 0:
+            _STREAMS_BY_VISITOR[visitor] = left
+        else:
+            _STREAMS_BY_VISITOR.pop(visitor, None)
+        _STREAMS.release()
+
+
+def streams_in_flight() -> int:
+    """Streaming reads still running (abandoned ones included, until they stop)."""
+    with _STREAMS_LOCK:
+        return sum(_STREAMS_BY_VISITOR.values())
+
+
 def _stream_rows(
-    session: HubSession, repo_id: str, config: str | None, split: str
+    session: HubSession, repo_id: str, config: str | None, split: str, stop: threading.Event
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """The first STREAM_ROWS rows and their features, or a clear error."""
+    """The first STREAM_ROWS rows and their features, or a clear error (stops early when `stop` is set)."""
     try:
-        rows, features = session.stream_rows(repo_id, None if config == "default" else config, split, STREAM_ROWS)
+        rows, features = session.stream_rows(
+            repo_id, None if config == "default" else config, split, STREAM_ROWS, stop=stop
+        )
     except TrainerSpaceError:
         raise
     except Exception as err:

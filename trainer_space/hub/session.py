@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -21,15 +22,29 @@ from typing import Any
 
 from huggingface_hub import HfApi, JobInfo
 
-from ..errors import InvalidInput, JobNotFound, MissingPermission, NotSignedIn, TrainerSpaceError, from_hub_error
+from ..errors import (
+    HubUnavailable,
+    InvalidInput,
+    JobNotFound,
+    MissingPermission,
+    NamespaceRole,
+    NotSignedIn,
+    TrainerSpaceError,
+    from_hub_error,
+)
 from ..settings import get_settings
 from ..validation import validate_job_id, validate_namespace, validate_timeout
+from . import http
 from .cache import TTLCache, visitor_key
 from .hardware import FLAVOR_NAMES, Flavor, get_flavors
 from .viewer import Viewer
 
+http.install()  # every Hub and viewer call bounded in time, reads retried within a budget
+
 TERMINAL_STAGES = frozenset({"COMPLETED", "CANCELED", "ERROR", "DELETED"})
+WRITE_ROLES = frozenset({"admin", "write", "contributor"})  # org roles that may create repos and run jobs
 TOKEN_SECRET = "HF_TOKEN"
+LOG_READ_ATTEMPTS = 3
 WHOAMI_CACHE: TTLCache[Visitor] = TTLCache(ttl_s=300.0, max_items=512)
 
 
@@ -45,6 +60,16 @@ class Visitor:
     token_role: str | None
     can_run_jobs: bool | None = None  # None: the token's permissions are not visible (OAuth, classic tokens)
     avatar_url: str = ""
+    roles: tuple[tuple[str, str], ...] = ()  # (org, roleInOrg) as whoami says
+
+    def role_in(self, namespace: str) -> str | None:
+        """ "owner" for the visitor's own namespace, the org role (admin, write, contributor, read), else None."""
+        if namespace == self.name:
+            return "owner"
+        return dict(self.roles).get(namespace)
+
+    def can_write_to(self, namespace: str) -> bool:
+        return namespace in self.writable_namespaces
 
     @property
     def namespaces(self) -> tuple[str, ...]:
@@ -57,7 +82,7 @@ class Visitor:
     @classmethod
     def from_whoami(cls, data: dict[str, Any]) -> Visitor:
         orgs = data.get("orgs") or []
-        writable = tuple(o["name"] for o in orgs if o.get("roleInOrg") in ("admin", "write", "contributor"))
+        writable = tuple(o["name"] for o in orgs if o.get("roleInOrg") in WRITE_ROLES)
         token_info = (data.get("auth") or {}).get("accessToken") or {}
         access = token_info.get("role")
         can_run_jobs = None
@@ -78,6 +103,7 @@ class Visitor:
             token_role=access,
             can_run_jobs=can_run_jobs,
             avatar_url=str(data.get("avatarUrl") or ""),
+            roles=tuple((o["name"], str(o.get("roleInOrg") or "")) for o in orgs),
         )
 
 
@@ -188,12 +214,22 @@ class HubSession:
     def username(self) -> str:
         return self.visitor.name
 
-    def _namespace(self, namespace: str | None) -> str:
+    def _namespace(self, namespace: str | None, *, write_action: str | None = None) -> str:
+        """The namespace to act in (the visitor's own by default): a member's, and for `write_action` (running or
+        cancelling jobs) one where the visitor's role allows writing (NamespaceRole for the read role)."""
         if namespace is None:
             return self.username
+        return self.check_namespace(namespace, write_action=write_action)
+
+    def check_namespace(self, namespace: str, *, write_action: str | None = None) -> str:
+        """InvalidInput when the visitor is not in `namespace`; NamespaceRole when `write_action` needs more than
+        their role there (checked from whoami's roleInOrg, in dry runs as in real ones)."""
         validate_namespace(namespace)
-        if namespace not in self.visitor.namespaces:
+        visitor = self.visitor
+        if namespace not in visitor.namespaces:
             raise InvalidInput(f"You are not a member of '{namespace}'. Use your own namespace or one of your orgs.")
+        if write_action and not visitor.can_write_to(namespace):
+            raise NamespaceRole(namespace, visitor.role_in(namespace), write_action)
         return namespace
 
     # ------------------------------------------------------------------ jobs
@@ -206,7 +242,7 @@ class HubSession:
         """Create a job in the visitor's namespace. The token goes only into the `HF_TOKEN` secret."""
         self.require("run jobs")
         request.validate()
-        namespace = self._namespace(request.namespace)
+        namespace = self._namespace(request.namespace, write_action="run jobs")
         exposed = [*request.command, *request.env.values(), *request.labels.values(), *request.labels]
         if any(self._token in part for part in exposed):
             raise InvalidInput(
@@ -244,6 +280,14 @@ class HubSession:
         jobs.sort(key=lambda j: j.created_at.timestamp() if j.created_at else 0.0, reverse=True)
         return jobs
 
+    def jobs_with_labels(self, labels: dict[str, str], *, namespace: str | None = None) -> list[JobInfo]:
+        """The jobs of one namespace carrying every label of `labels` (the Hub filters), newest first."""
+        return self.list_jobs(namespaces=[namespace] if namespace else None, labels=labels)
+
+    def unfinished_jobs(self, *, namespace: str | None = None) -> list[JobInfo]:
+        """The jobs of one namespace that are still scheduling or running (they may still cost money)."""
+        return self.list_jobs(namespaces=[namespace] if namespace else None, stages=["SCHEDULING", "RUNNING"])
+
     def inspect_job(self, job_id: str, *, namespace: str | None = None) -> JobInfo:
         validate_job_id(job_id)
         ns = self._namespace(namespace)
@@ -251,11 +295,21 @@ class HubSession:
             return self.api.inspect_job(job_id=job_id, namespace=ns, token=self._auth)
 
     def job_logs(self, job_id: str, *, namespace: str | None = None, tail: int | None = 200) -> list[str]:
-        """The job's log lines so far (the last `tail` ones)."""
+        """The job's log lines so far (the last `tail` ones).
+
+        A stream cut in the middle is read again (the Hub replays the whole tail on each connection), up to
+        `LOG_READ_ATTEMPTS` times, so a dropped connection does not lose the lines.
+        """
         validate_job_id(job_id)
         ns = self._namespace(namespace)
-        with self._hub_call(job_id=job_id, action="read this job's logs"):
-            return list(self.api.fetch_job_logs(job_id=job_id, namespace=ns, tail=tail, token=self._auth))
+        for attempt in range(1, LOG_READ_ATTEMPTS + 1):
+            try:
+                with self._hub_call(job_id=job_id, action="read this job's logs"):
+                    return list(self.api.fetch_job_logs(job_id=job_id, namespace=ns, tail=tail, token=self._auth))
+            except HubUnavailable:
+                if attempt == LOG_READ_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")
 
     def follow_logs(self, job_id: str, *, namespace: str | None = None, tail: int | None = None) -> Iterator[str]:
         """Log lines as they come (starting with the last `tail` ones), until the job ends.
@@ -268,11 +322,21 @@ class HubSession:
             yield from self.api.fetch_job_logs(job_id=job_id, namespace=ns, follow=True, tail=tail, token=self._auth)
 
     def cancel_job(self, job_id: str, *, namespace: str | None = None) -> JobInfo:
+        """Cancel a job (the read role in an org cannot). Cancelling is idempotent: when the Hub's answer is lost,
+        the job is inspected, and the cancel sent once more if it is still running, so the stage returned is true."""
         validate_job_id(job_id)
-        ns = self._namespace(namespace)
-        with self._hub_call(job_id=job_id, action="cancel this job"):
-            self.api.cancel_job(job_id=job_id, namespace=ns, token=self._auth)
-            return self.api.inspect_job(job_id=job_id, namespace=ns, token=self._auth)
+        ns = self._namespace(namespace, write_action="cancel jobs")
+        for attempt in (1, 2):
+            try:
+                with self._hub_call(job_id=job_id, action="cancel jobs"):
+                    self.api.cancel_job(job_id=job_id, namespace=ns, token=self._auth)
+                break
+            except HubUnavailable as err:
+                if not err.maybe_applied or attempt == 2:
+                    raise
+                if self.inspect_job(job_id, namespace=ns).status.stage in TERMINAL_STAGES:
+                    break
+        return self.inspect_job(job_id, namespace=ns)
 
     def find_job(self, job_id: str) -> JobInfo:
         """Inspect a job by id in any of the visitor's namespaces."""
@@ -346,14 +410,22 @@ class HubSession:
             if tmp is not None:
                 shutil.rmtree(tmp, ignore_errors=True)
 
-    def stream_rows(self, repo_id: str, config: str | None, split: str, limit: int) -> tuple[list[dict], dict]:
-        """The first `limit` rows of a dataset split and its features, read with `datasets` streaming."""
-        from itertools import islice
+    def stream_rows(
+        self, repo_id: str, config: str | None, split: str, limit: int, *, stop: threading.Event | None = None
+    ) -> tuple[list[dict], dict]:
+        """The first `limit` rows of a dataset split and its features, read with `datasets` streaming.
 
+        `stop`: set by a caller that gave up waiting; the read ends at the next row (its HTTP reads are bounded by
+        the client's timeouts).
+        """
         import datasets
 
         stream = datasets.load_dataset(repo_id, config, split=split, streaming=True, token=self._auth)
-        rows = [dict(r) for r in islice(stream, limit)]
+        rows: list[dict] = []
+        for row in stream:
+            if (stop is not None and stop.is_set()) or len(rows) >= limit:
+                break
+            rows.append(dict(row))
         features = stream.features.to_dict() if stream.features is not None else {}
         return rows, features
 

@@ -1,12 +1,14 @@
 """The dataset viewer API (its own host; huggingface_hub has no client for it): GET calls with the visitor's
-token when signed in, each within the viewer timeout. Only `HubSession.viewer` builds one."""
+token when signed in, each within the viewer timeout, through huggingface_hub's shared client (so retried within
+the budget of `hub/http.py`, honouring Retry-After). Only `HubSession.viewer` builds one."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from ..errors import HubUnavailable, redact
+from ..errors import HubUnavailable, hide_paths, redact
 from ..settings import get_settings
+from .http import RetryBudgetExhausted
 
 # Viewer error codes that mean "the viewer has no rows for this dataset" (fall back to streaming), not an outage.
 NO_DATA_CODES = frozenset({
@@ -19,8 +21,8 @@ NO_DATA_CODES = frozenset({
 
 
 def clean(text: str) -> str:
-    """An error text safe to show: no token, one line, short."""
-    return redact(" ".join(str(text).split()))[:300]
+    """An error text safe to show: no token, no local path, one line, short."""
+    return hide_paths(redact(" ".join(str(text).split())))[:300]
 
 
 class ViewerError(Exception):
@@ -54,6 +56,11 @@ class Viewer:
             response = get_session().get(
                 f"{self.base}/{path}", params=params, headers=self._headers, timeout=self.timeout
             )
+        except RetryBudgetExhausted as err:
+            if err.hub_status is not None:  # 429 / 5xx still, after the retries its budget allowed
+                raise ViewerError(err.hub_status, "", "still failing after retries", err.retry_after) from None
+            kind = "did not answer in time" if "Timeout" in (err.network_error or "") else "could not be reached"
+            raise HubUnavailable(f"the dataset viewer {kind} ({self.timeout:g} s limit)") from None
         except Exception as err:  # timeouts and connection errors of the HTTP client
             kind = "did not answer in time" if "Timeout" in type(err).__name__ else "could not be reached"
             raise HubUnavailable(f"the dataset viewer {kind} ({self.timeout:g} s limit)") from None

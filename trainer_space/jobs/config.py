@@ -46,11 +46,12 @@ from ..catalog import (
     method_spec,
 )
 from ..data.mapping import DatasetMapping, MappingError, parse_mapping
-from ..errors import InvalidInput
+from ..errors import InvalidInput, looks_like_token
 from ..estimate.model import EstimateInputs
 from ..hub.hardware import FLAVOR_NAMES, LOCAL_FLAVOR
 from ..settings import BACKENDS, get_settings
 from ..validation import (
+    TOKEN_IN_FIELD,
     BoolField,
     TimeoutField,
     choice_field,
@@ -142,6 +143,8 @@ def _advanced(value: Any) -> dict[str, str | int | float | bool]:
             raise PydanticCustomError("invalid", f"cannot set '{str(key)[:64]}' (the app sets it, or no such name)")
         if not isinstance(item, (str, int, float, bool)) or (isinstance(item, str) and len(item) > 500):
             raise PydanticCustomError("invalid", f"'{key}' must be a short string, a number or true/false")
+        if looks_like_token(item):
+            raise PydanticCustomError("invalid", f"'{key}' {TOKEN_IN_FIELD}")
     return dict(value)
 
 
@@ -165,6 +168,13 @@ SplitName = text_field(
 ConfigName = text_field(r"[A-Za-z0-9_.\- ]{1,128}", description="a dataset config name")
 ProjectName = text_field(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}", description="letters, digits, '.', '_' or '-'")
 Namespace = text_field(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?", description="a user or org name")
+SubmissionKey = text_field(
+    r"[A-Za-z0-9][A-Za-z0-9._:-]{7,127}", description="8 to 128 letters, digits, '.', '_', ':' or '-'"
+)
+CostField = float_field(0.01, 1_000_000, optional=True)
+# fields that steer one submission (spending, confirmation, exactly-once) rather than describe the job: the derived
+# submission key leaves them out, so the same job asked for with another cap is still the same job
+SUBMISSION_FIELDS = frozenset({"max_cost_usd", "allow_unfit", "allow_many_running", "idempotency_key"})
 
 
 class _Config(BaseModel):
@@ -198,6 +208,10 @@ class _Config(BaseModel):
         except ValidationError as err:
             raise config_error(err, labels=cls.LABELS, known=sorted(cls.model_fields)) from None
 
+    def job_json(self) -> dict[str, Any]:
+        """The config without its submission fields: what identifies the job (its submission key hashes this)."""
+        return {k: v for k, v in self.to_json().items() if k not in SUBMISSION_FIELDS}
+
     def with_changes(self, **changes: Any):
         """A validated copy with `changes` applied (the same checks as `from_dict`)."""
         return type(self).from_dict({**self.to_json(), **changes}, ignore=())
@@ -207,7 +221,28 @@ class _Config(BaseModel):
         return self.model_dump(mode="json")
 
 
-class TrainingConfig(_Config):
+class _Submitted(_Config):
+    """The fields every paid submission takes: the spending guard, confirmations and the exactly-once key."""
+
+    max_cost_usd: CostField = Field(
+        None,
+        description="Cost cap for this job in USD: its worst case (timeout x the flavor's price) must stay under it. "
+        "Default: the worst case of the default timeout (estimate + 30%); never above the Space's ceiling.",
+    )
+    allow_unfit: BoolField = Field(
+        False, description="Submit even when the estimate says the job does not fit on its hardware."
+    )
+    allow_many_running: BoolField = Field(
+        False, description="Confirm starting a job while you already have several unfinished ones."
+    )
+    idempotency_key: SubmissionKey = Field(
+        None,
+        description="Your key for this submission: submitting again with the same key returns the job it created "
+        "instead of a second one. Default: derived from you and the resolved config.",
+    )
+
+
+class TrainingConfig(_Submitted):
     """Everything the Train tab (or `/submit_training`) sends: what to train, how, where, on what hardware."""
 
     LABELS: ClassVar[dict[str, str]] = {  # what the Train tab calls each field (errors name both)
@@ -223,6 +258,7 @@ class TrainingConfig(_Config):
         "flavor": "Hardware", "timeout": "Timeout", "quick_test": "Quick test", "fsdp": "FSDP",
         "resume_from_hub": "Resume from the Hub", "advanced": "Advanced options", "namespace": "Namespace",
         "backend": "Run on", "push_to_hub": "Push to the Hub",
+        **{"max_cost_usd": "Cost cap ($)", "allow_unfit": "Submit even if it does not fit"},
     }  # fmt: skip
     REQUIRED: ClassVar[tuple[str, ...]] = ("method", "model", "dataset")
 
@@ -403,13 +439,13 @@ QuantsField = Annotated[
 ]
 
 
-class ExportConfig(_Config):
+class ExportConfig(_Submitted):
     """What the GGUF export tab (or `/export_gguf`) sends."""
 
     LABELS: ClassVar[dict[str, str]] = {
         "model": "Model", "quantizations": "Quantizations", "output_repo": "Output repo", "private": "Private",
         "flavor": "Flavor", "timeout": "Timeout", "backend": "Run on", "push_to_hub": "Push to the Hub",
-        "pre_tokenizer": "Pre-tokenizer",
+        "pre_tokenizer": "Pre-tokenizer", "max_cost_usd": "Cost cap ($)",
     }  # fmt: skip
     REQUIRED: ClassVar[tuple[str, ...]] = ("model",)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +22,16 @@ from ..hub.hardware import LOCAL_FLAVOR, Flavor, get_flavor
 from ..hub.session import HubSession
 from ..settings import get_settings
 from ..validation import format_timeout, is_local_ref, parse_timeout, validate_repo_id
-from .backends import JOB_DIR, JobLaunch, job_backend
+from .backends import JOB_DIR, LOCAL, JobLaunch, job_backend
 from .backends.base import LLAMA_CPP_DIR
 from .backends.hf_jobs import job_request
 from .backends.local import local_command, local_spec, this_machine
 from .config import CONFIG_ENV, ExportConfig
-from .preflight import Check, PreflightFailed, Status, check_account, check_output_repo
+from .preflight import Check, PreflightFailed, Status, check_account, check_output_repo, check_running
 from .reproduce import hf_run_command, job_spec, python_run_snippet
 from .spec import APP_LABEL, Template, label_value, load_template, template_constants
+from .spending import CostGuard, bounded_timeout, cost_check, guard
+from .submission import KEY_LABEL, Submitted, submission_key, submit_local_once, submit_once
 
 TEMPLATE = "export_gguf.py"
 GB = 1e9
@@ -144,6 +146,8 @@ class ExportPlan:
     launch: JobLaunch
     checks: tuple[Check, ...]
     notes: tuple[str, ...]
+    cost: CostGuard
+    key: str  # the submission key (the job's KEY_LABEL)
 
     @property
     def template(self) -> Template:
@@ -158,6 +162,7 @@ class ExportPlan:
 class ExportSubmission:
     plan: ExportPlan
     job: JobInfo | None = None
+    how: Submitted | None = None  # created / existing / recovered
 
     @property
     def submitted(self) -> bool:
@@ -190,6 +195,8 @@ class ExportSubmission:
             "preflight": [c.to_json() for c in plan.checks],
             "config": cfg.to_json(),
             "submitted": self.submitted,
+            "cost": plan.cost.to_json(),
+            "submission": self.how.to_json() if self.how else {"outcome": None, "key": plan.key},
         }
 
 
@@ -231,8 +238,9 @@ def check_local_export(size: ModelSize, quants: list[str]) -> list[Check]:
     return checks
 
 
-def plan_export(session: HubSession, cfg: ExportConfig) -> ExportPlan:
-    """Pre-flight (model readable, output writable, a flavor that fits) and the exact job, creating nothing."""
+def plan_export(session: HubSession, cfg: ExportConfig, *, dry_run: bool = True) -> ExportPlan:
+    """Pre-flight (model readable, output writable, a flavor that fits, the cost under its cap) and the exact job,
+    creating nothing. On this machine: its RAM and disk, llama-quantize for K-quants, the Hub only to push."""
     local = cfg.is_local
     if not local:
         session.require("export to GGUF on Hugging Face Jobs")
@@ -247,6 +255,7 @@ def plan_export(session: HubSession, cfg: ExportConfig) -> ExportPlan:
         checks.append(check_output_repo(session, output_repo, "GGUF files, card and Modelfile go to"))
     quants = list(cfg.quantizations or (default_quant(),))
     notes: list[str] = []
+    flavor: Flavor | None = None
     if local:
         flavor_name = LOCAL_FLAVOR
         checks += check_local_export(size, quants)
@@ -257,13 +266,19 @@ def plan_export(session: HubSession, cfg: ExportConfig) -> ExportPlan:
         flavor = get_flavor(flavor_name, flavors)
         if flavor and flavor.is_gpu:
             notes.append(f"{flavor.name} has a GPU that conversion does not use: a CPU flavor costs less.")
-        if flavor and recommended and (flavor.disk_gb < size.bytes_16bit * DISK_FACTOR / GB):
-            checks.append(
-                Check("flavor", Status.WARN, f"{flavor.name} may run out of disk; {recommended.name} is safer.")
-            )
-        else:
-            checks.append(Check("flavor", Status.OK, f"{flavor_name}: enough RAM and disk."))
-    timeout_s = (parse_timeout(cfg.timeout) if cfg.timeout else None) or export_timeout_s(size.bytes_16bit, len(quants))
+        checks.append(_flavor_check(cfg, flavor, flavor_name, recommended, size))
+    estimate_s = export_seconds(size.bytes_16bit, len(quants))
+    needed_s = export_timeout_s(size.bytes_16bit, len(quants))
+    timeout_s = (parse_timeout(cfg.timeout) if cfg.timeout else None) or needed_s
+    price = flavor.usd_per_hour if flavor else 0.0
+    cost = guard(flavor, flavor_name, timeout_s=timeout_s, needed_timeout_s=needed_s,
+                 estimate_usd=estimate_s / 3600 * price, max_cost_usd=cfg.max_cost_usd)  # fmt: skip
+    if not cfg.timeout:
+        timeout_s = bounded_timeout(timeout_s, estimate_s, price, cost.cap_usd)
+        cost = replace(cost, timeout_s=timeout_s)
+    if not local:  # this machine costs nothing and is not one of the visitor's Jobs
+        checks.append(cost_check(cost))
+        checks.append(check_running(session, None, confirmed=cfg.allow_many_running, dry_run=dry_run))
     cfg = cfg.with_changes(
         backend=cfg.resolved_backend, quantizations=quants, output_repo=output_repo, flavor=flavor_name,
         timeout=format_timeout(timeout_s), push_to_hub=pushing,
@@ -281,11 +296,14 @@ def plan_export(session: HubSession, cfg: ExportConfig) -> ExportPlan:
         quantize = quantizer()
         if quantize:
             args += ["--quantize_bin", quantize]
+    visitor = session.username if session.is_signed_in else "local"
+    key = submission_key(visitor, visitor, "export_gguf", cfg.job_json(), cfg.idempotency_key)
     labels = {
         APP_LABEL: "export_gguf",
         "model": label_value(cfg.model),
         "output": label_value(output_repo or ""),
         "timeout": str(timeout_s),
+        KEY_LABEL: key,
     }
     template = load_template(TEMPLATE)
     launch = JobLaunch(
@@ -300,14 +318,37 @@ def plan_export(session: HubSession, cfg: ExportConfig) -> ExportPlan:
         image=None if local else template_constants(TEMPLATE)["LLAMA_CPP_IMAGE"],
         tools=("llama.cpp",) if local else (),
     )
-    return ExportPlan(cfg, size, launch, tuple(checks), tuple(notes))
+    return ExportPlan(cfg, size, launch, tuple(checks), tuple(notes), cost, key)
+
+
+def _flavor_check(
+    cfg: ExportConfig, flavor: Flavor | None, name: str, recommended: Flavor | None, size: ModelSize
+) -> Check:
+    """The flavor has the disk and RAM the export needs (an error unless `allow_unfit`)."""
+    need_disk, need_ram = size.bytes_16bit * DISK_FACTOR / GB, size.bytes_16bit * RAM_FACTOR / GB
+    if flavor is None or (flavor.disk_gb >= need_disk and flavor.ram_gb >= need_ram):
+        return Check("flavor", Status.OK, f"{name}: enough RAM and disk.")
+    safer = f"; {recommended.name} has enough" if recommended else ""
+    message = (
+        f"{name} has {flavor.disk_gb:g} GB of disk and {flavor.ram_gb:g} GB of RAM, the export needs about "
+        f"{need_disk:.0f} GB and {need_ram:.0f} GB{safer}."
+    )
+    if cfg.allow_unfit:
+        return Check("flavor", Status.WARN, f"{message} You chose to submit anyway (allow_unfit).")
+    return Check("flavor", Status.ERROR, f"{message} To submit anyway: allow_unfit: true.")
 
 
 def submit_export(session: HubSession, cfg: ExportConfig, *, dry_run: bool = False) -> ExportSubmission:
-    """Plan the export, then (unless `dry_run`) create the job; PreflightFailed when a check failed."""
-    plan = plan_export(session, cfg)
+    """Plan the export, then (unless `dry_run`) create the job once per submission key; PreflightFailed when a check
+    failed, JobNotCreated / JobOutcomeUnknown when the create failed."""
+    plan = plan_export(session, cfg, dry_run=dry_run)
     if dry_run:
         return ExportSubmission(plan)
     if plan.failed:
         raise PreflightFailed(list(plan.failed))
-    return ExportSubmission(plan, job_backend(plan.config.resolved_backend, session).submit(plan.launch))
+    explicit = bool(plan.config.idempotency_key)
+    if plan.config.is_local:
+        how = submit_local_once(job_backend(LOCAL, session), plan.launch, key=plan.key, explicit=explicit)
+    else:
+        how = submit_once(session, job_request(plan.launch), key=plan.key, explicit=explicit)
+    return ExportSubmission(plan, how.job, how)

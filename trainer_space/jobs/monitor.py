@@ -20,7 +20,7 @@ from urllib.parse import urlencode
 
 from huggingface_hub import JobInfo
 
-from ..errors import InvalidInput
+from ..errors import InvalidInput, redact
 from ..hub.hardware import Flavor, get_flavor
 from ..hub.session import TERMINAL_STAGES, HubSession
 from ..settings import get_settings
@@ -245,7 +245,7 @@ def diagnose_job(
     stage = job.status.stage
     if stage not in TERMINAL_STAGES or stage in ("COMPLETED", "DELETED"):
         return None
-    lines = backend.job_logs(job.id, namespace=job.owner.name, tail=tail) if stage == "ERROR" else []
+    lines = safe_lines(backend.job_logs(job.id, namespace=job.owner.name, tail=tail)) if stage == "ERROR" else []
     return diagnose(
         stage,
         job.status.message,
@@ -307,11 +307,17 @@ class JobStatus:
 
 def job_status(session: HubSession, job_id: str) -> JobStatus:
     """A job of any of the visitor's namespaces, with its diagnosis once it has ended."""
+    job_id = validate_job_id(job_id)  # before any Hub call
     flavors, _ = session.hardware()
-    backend, job = find_job(job_backends(session), validate_job_id(job_id))
+    backend, job = find_job(job_backends(session), job_id)
     details = job_details(job, flavors)
     diagnosis = diagnose_job(backend, job, flavors)
     return JobStatus(details, diagnosis, fixed_config(details.config, diagnosis))
+
+
+def safe_lines(lines: list[str]) -> list[str]:
+    """Log lines as the app shows them: a token the job printed (its own HF_TOKEN, any other) becomes `hf_***`."""
+    return [redact(str(line)) for line in lines]
 
 
 @dataclass(frozen=True)
@@ -328,7 +334,7 @@ def job_log_tail(session: HubSession, job_id: str, tail: int = DIAGNOSIS_TAIL) -
     """The last `tail` log lines of a job (1 to 5000)."""
     tail = validate_int(tail, "tail", 1, 5000)
     backend, job = find_job(job_backends(session, action="read job logs"), validate_job_id(job_id))
-    return LogTail(job.id, job.status.stage, backend.job_logs(job.id, namespace=job.owner.name, tail=tail))
+    return LogTail(job.id, job.status.stage, safe_lines(backend.job_logs(job.id, namespace=job.owner.name, tail=tail)))
 
 
 @dataclass(frozen=True)
@@ -408,7 +414,7 @@ def follow_logs(
     backend = job_backend(where.backend, session)
     namespace, stage = where.namespace, where.stage
     if stage in TERMINAL_STAGES:
-        yield LogView(tuple(backend.job_logs(job_id, namespace=namespace, tail=keep)), True)
+        yield LogView(tuple(safe_lines(backend.job_logs(job_id, namespace=namespace, tail=keep))), True)
         return
     buffer: deque[str] = deque(maxlen=keep)
     out: queue.Queue = queue.Queue()
@@ -423,7 +429,7 @@ def follow_logs(
             except queue.Empty:
                 item = None
             while item is not None and item is not _END and not isinstance(item, Exception):
-                buffer.append(str(item))
+                buffer.append(redact(str(item)))
                 dirty = True
                 item = out.get_nowait() if not out.empty() else None
             if isinstance(item, Exception):

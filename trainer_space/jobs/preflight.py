@@ -1,47 +1,30 @@
 """Pre-flight checks before a job is created: each failure a message a person can act on.
 
 `run_preflight` runs them in order for a training config and returns them with the estimate they used; the
-GGUF export reuses the account and output-repo checks. A check is `ok`, `warn` (submission allowed) or `error`
-(blocks submission).
+GGUF export reuses the account, namespace and output-repo checks. A check is `ok`, `warn` (submission allowed) or
+`error` (blocks submission). Dry runs run the same checks as real submissions (namespace roles included).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from enum import StrEnum
+from dataclasses import dataclass, replace
 from typing import Any
 
-from ..catalog import DEFAULT_FLAVOR, GRPO_REWARDS, MIN_TIMEOUT_S, QUICK_TEST_ROWS, submit_timeout_s
+from ..catalog import DEFAULT_FLAVOR, GRPO_REWARDS, MIN_TIMEOUT_S, QUICK_TEST_ROWS, QUICK_TEST_STEPS, submit_timeout_s
 from ..data import detect
 from ..data.inspection import DatasetInspection, inspect_dataset, revalidate
 from ..data.tokens import token_stats
 from ..errors import TrainerSpaceError
 from ..estimate.model import DEFAULT_MEAN_TOKENS, EstimateResult, FlavorEstimate
 from ..estimate.service import estimate
-from ..hub.hardware import LOCAL_FLAVOR
+from ..hub.hardware import LOCAL_FLAVOR, get_flavor
 from ..hub.session import HubSession
 from ..settings import get_settings
 from ..validation import format_timeout, is_local_ref
 from .backends.local import this_machine
+from .checks import Check, Status
 from .config import TrainingConfig
-
-
-class Status(StrEnum):
-    OK = "ok"
-    WARN = "warn"
-    ERROR = "error"
-
-
-@dataclass(frozen=True)
-class Check:
-    """One pre-flight check."""
-
-    name: str
-    status: Status
-    message: str
-
-    def to_json(self) -> dict[str, str]:
-        return {"name": self.name, "status": self.status.value, "message": self.message}
+from .spending import CostGuard, bounded_timeout, cost_check, guard, running_check
 
 
 def check_account(session: HubSession) -> list[Check]:
@@ -69,6 +52,36 @@ def check_account(session: HubSession) -> list[Check]:
             )
         )
     return out
+
+
+def check_namespace(session: HubSession, namespace: str | None, action: str = "run jobs") -> Check:
+    """The job's namespace is the visitor's, or an org where their role (whoami's roleInOrg) lets them `action`."""
+    visitor = session.visitor
+    target = namespace or visitor.name
+    try:
+        session.check_namespace(target, write_action=action)
+    except TrainerSpaceError as err:
+        return Check("namespace", Status.ERROR, err.message)
+    if target == visitor.name:
+        return Check("namespace", Status.OK, "The job runs in your own namespace, billed to you.")
+    role = visitor.role_in(target)
+    return Check("namespace", Status.OK, f"The job runs in '{target}' (your role there: {role}), billed to it.")
+
+
+def check_trackio(session: HubSession, space_id: str) -> Check:
+    """The Trackio Space is one the visitor can write to (the job creates or updates it with their token)."""
+    namespace = space_id.split("/")[0]
+    visitor = session.visitor
+    if not visitor.can_write_to(namespace):
+        role = visitor.role_in(namespace)
+        why = f"your role in '{namespace}' is '{role}'" if role else f"'{namespace}' is not yours nor one of your orgs"
+        return Check(
+            "trackio",
+            Status.ERROR,
+            f"The metrics go to the Trackio Space '{space_id}', but {why}: the job could not write them. "
+            f"Use a Space of yours, e.g. {visitor.name}/trackio.",
+        )
+    return Check("trackio", Status.OK, f"Metrics go to the Trackio Space {space_id}.")
 
 
 def check_model(session: HubSession, model: str) -> Check:
@@ -269,35 +282,67 @@ def check_estimate(
     if result.recommended:
         fixes.insert(0, f"pick {result.recommended}, the cheapest flavor where it fits")
     hint = ("; ".join(fixes[:4]) + ".") if fixes else "use LoRA/QLoRA, a smaller batch or a shorter max_length."
-    check = Check("estimate", Status.WARN, f"Probably does not fit on {flavor} ({peak}): {hint}{caveat}")
+    message = f"Does not fit on {flavor} ({peak}): {hint}{caveat}"
+    if cfg.allow_unfit:
+        check = Check("estimate", Status.WARN, f"{message} You chose to submit anyway (allow_unfit).")
+    else:
+        message += " To submit anyway, tick 'Submit even if it does not fit' (allow_unfit: true)."
+        check = Check("estimate", Status.ERROR, message)
     return EstimateCheck(check, result, chosen, flavor, needed)
 
 
-def check_timeout(cfg: TrainingConfig, timeout_s: int, needed_s: int | None) -> Check:
-    """The job's timeout covers the estimate plus 30% (a quick test needs only a few minutes)."""
+def check_timeout(cfg: TrainingConfig, timeout_s: int, needed_s: int | None, estimate_s: float | None) -> Check:
+    """The job's timeout covers the estimate plus 30% (lowered to fit the cost cap, it must still cover the estimate)."""
     timeout = format_timeout(timeout_s)
-    if cfg.quick_test:
-        return Check("timeout", Status.OK, f"Quick test: {timeout} is plenty for a few steps.")
+    what = f"Quick test ({QUICK_TEST_STEPS} steps): " if cfg.quick_test else ""
     if needed_s is None:
-        return Check("timeout", Status.WARN, f"No time estimate available: make sure {timeout} is enough.")
-    if timeout_s < needed_s:
+        return Check("timeout", Status.WARN, f"{what}No time estimate available: make sure {timeout} is enough.")
+    if estimate_s is not None and timeout_s < estimate_s:
         return Check(
             "timeout",
             Status.ERROR,
-            f"The timeout {timeout} is below the estimate plus 30% ({format_timeout(needed_s)}): "
+            f"{what}The timeout {timeout} is below the estimate ({format_timeout(int(estimate_s))}): the job would be "
+            f"cut off. Use at least {format_timeout(needed_s)}.",
+        )
+    if timeout_s < needed_s:
+        if cfg.timeout_s is None:  # lowered by the app to fit the cost cap
+            return Check(
+                "timeout",
+                Status.WARN,
+                f"{what}The timeout was lowered to {timeout} to fit the cost cap: less than the usual 30% margin over "
+                f"the estimate ({format_timeout(needed_s)} recommended).",
+            )
+        return Check(
+            "timeout",
+            Status.ERROR,
+            f"{what}The timeout {timeout} is below the estimate plus 30% ({format_timeout(needed_s)}): "
             f"the job would be cut off. Use at least {format_timeout(needed_s)}.",
         )
-    return Check("timeout", Status.OK, f"{timeout} covers the estimate plus 30% ({format_timeout(needed_s)}).")
+    return Check("timeout", Status.OK, f"{what}{timeout} covers the estimate plus 30% ({format_timeout(needed_s)}).")
+
+
+def check_running(session: HubSession, namespace: str | None, *, confirmed: bool, dry_run: bool) -> Check:
+    """How many unfinished jobs the visitor has in the job's namespace (a real submission past the limit needs
+    `allow_many_running`)."""
+    try:
+        unfinished = len(session.unfinished_jobs(namespace=namespace))
+    except TrainerSpaceError as err:
+        return Check("running jobs", Status.WARN, f"Could not count your unfinished jobs: {err.message}")
+    check = running_check(unfinished, get_settings().max_running_jobs, confirmed=confirmed)
+    if check.status == Status.WARN and not confirmed and not dry_run:
+        return replace(check, status=Status.ERROR)
+    return check
 
 
 @dataclass(frozen=True)
 class Preflight:
-    """Every check in order, and the flavor and timeout the job will use."""
+    """Every check in order, and the flavor, timeout and cost guard the job will use."""
 
     checks: tuple[Check, ...]
     estimate: EstimateCheck
     flavor: str
     timeout_s: int
+    cost: CostGuard
 
     @property
     def failed(self) -> tuple[Check, ...]:
@@ -314,14 +359,26 @@ def check_local(session: HubSession, cfg: TrainingConfig) -> list[Check]:
     return out
 
 
-def run_preflight(session: HubSession, cfg: TrainingConfig, *, output_repo: str | None) -> Preflight:
-    """All checks, in order; the flavor and timeout come from the config, else from the estimate."""
-    checks = check_local(session, cfg) if cfg.is_local else check_account(session)
+def run_preflight(
+    session: HubSession, cfg: TrainingConfig, *, output_repo: str | None, dry_run: bool = True
+) -> Preflight:
+    """All checks, in order; the flavor and timeout come from the config, else from the estimate and the cost cap.
+
+    A local job skips what only concerns Hugging Face Jobs (namespace, running jobs; its cost is nil), and the
+    Hub account unless it pushes.
+    """
+    if cfg.is_local:
+        checks = check_local(session, cfg)
+    else:
+        checks = check_account(session)
+        checks.append(check_namespace(session, cfg.namespace))
     checks.append(check_model(session, cfg.model))
     dataset_check, inspection = check_dataset(session, cfg)
     checks.append(dataset_check)
     if output_repo:
         checks.append(check_output_repo(session, output_repo))
+    if cfg.trackio_space and cfg.push_to_hub:
+        checks.append(check_trackio(session, cfg.trackio_space))
     rewards = check_rewards(cfg)
     if rewards is not None:
         checks.append(rewards)
@@ -332,11 +389,23 @@ def run_preflight(session: HubSession, cfg: TrainingConfig, *, output_repo: str 
         checks.append(lengths)
     fit = check_estimate(session, cfg, inspection, mean_tokens)
     checks.append(fit.check)
-    timeout_s = cfg.timeout_s or submit_timeout_s(fit.chosen.time.total if fit.chosen is not None else None)
-    if cfg.quick_test:
+    estimate_s = fit.chosen.time.total if fit.chosen is not None else None
+    timeout_s = cfg.timeout_s or submit_timeout_s(estimate_s)
+    if cfg.quick_test and cfg.timeout_s is None:
         timeout_s = max(timeout_s, MIN_TIMEOUT_S)
-    checks.append(check_timeout(cfg, timeout_s, fit.needed_timeout_s))
-    return Preflight(tuple(checks), fit, fit.flavor, timeout_s)
+    flavor = get_flavor(fit.flavor, session.hardware()[0])
+    cost = guard(
+        flavor, fit.flavor, timeout_s=timeout_s, needed_timeout_s=fit.needed_timeout_s,
+        estimate_usd=fit.chosen.cost_usd if fit.chosen is not None else None, max_cost_usd=cfg.max_cost_usd,
+    )  # fmt: skip
+    if cfg.timeout_s is None:  # the default timeout is bounded by the cap
+        timeout_s = bounded_timeout(timeout_s, estimate_s, cost.usd_per_hour, cost.cap_usd)
+        cost = replace(cost, timeout_s=timeout_s)
+    checks.append(check_timeout(cfg, timeout_s, fit.needed_timeout_s, estimate_s))
+    if not cfg.is_local:  # this machine costs nothing and is not one of the visitor's Jobs
+        checks.append(cost_check(cost))
+        checks.append(check_running(session, cfg.namespace, confirmed=cfg.allow_many_running, dry_run=dry_run))
+    return Preflight(tuple(checks), fit, fit.flavor, timeout_s, cost)
 
 
 class PreflightFailed(TrainerSpaceError):

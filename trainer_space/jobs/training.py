@@ -19,13 +19,15 @@ from ..hub.hardware import LOCAL_FLAVOR, get_flavor
 from ..hub.session import HubSession
 from ..settings import get_settings
 from ..validation import format_timeout, is_local_ref
-from .backends import JOB_DIR, JobLaunch, job_backend
+from .backends import JOB_DIR, LOCAL, JobLaunch, job_backend
 from .backends.hf_jobs import job_request
 from .backends.local import local_command, local_spec, this_machine
 from .config import CONFIG_ENV, TrainingConfig
 from .preflight import Check, EstimateCheck, PreflightFailed, Status, run_preflight
 from .reproduce import hf_cli_command, job_spec, python_snippet
 from .spec import APP_LABEL, Template, label_value, load_template, space_subdomain
+from .spending import CostGuard
+from .submission import KEY_LABEL, Submitted, submission_key, submit_local_once, submit_once
 
 TEMPLATE = "train.py"
 OUTPUT_DIR = "/tmp/output"
@@ -157,6 +159,8 @@ class TrainingPlan:
     estimate: EstimateCheck
     command: str  # the equivalent `hf jobs uv run ...` (Jobs), or `python train.py ...` (this machine)
     python: str  # the equivalent `huggingface_hub.run_uv_job(...)` (Jobs only)
+    cost: CostGuard
+    key: str  # the submission key (the job's KEY_LABEL)
 
     @property
     def template(self) -> Template:
@@ -177,8 +181,9 @@ class TrainingPlan:
         return job_spec(job_request(self.launch), self.template)
 
 
-def plan_training(session: HubSession, cfg: TrainingConfig) -> TrainingPlan:
-    """Pre-flight checks and the exact job, without creating anything.
+def plan_training(session: HubSession, cfg: TrainingConfig, *, dry_run: bool = True) -> TrainingPlan:
+    """Pre-flight checks and the exact job, without creating anything (`dry_run=False`: the checks of a real
+    submission, where unconfirmed extra running jobs are an error).
 
     Raises:
         NotSignedIn / InvalidToken: nobody (valid) is signed in where the job needs it (HF Jobs, or a local job
@@ -189,16 +194,19 @@ def plan_training(session: HubSession, cfg: TrainingConfig) -> TrainingPlan:
     else:
         username = session.require("run jobs on Hugging Face").visitor.name
     cfg = resolve(cfg, username)
-    preflight = run_preflight(session, cfg, output_repo=cfg.output_repo if cfg.push_to_hub else None)
+    output_repo = cfg.output_repo if cfg.push_to_hub else None
+    preflight = run_preflight(session, cfg, output_repo=output_repo, dry_run=dry_run)
     cfg = cfg.with_changes(flavor=preflight.flavor, timeout=format_timeout(preflight.timeout_s))
     flavor = this_machine() if cfg.is_local else get_flavor(preflight.flavor, session.hardware()[0])
     args = template_args(cfg)
     template = load_template(TEMPLATE)
+    visitor = username or "local"
+    key = submission_key(visitor, cfg.namespace or visitor, "train", cfg.job_json(), cfg.idempotency_key)
     launch = JobLaunch(
         kind="train",
         template=template,
         args=tuple(args),
-        labels={**job_labels(cfg, preflight.timeout_s), "template_sha": template.short_sha},
+        labels={**job_labels(cfg, preflight.timeout_s), KEY_LABEL: key, "template_sha": template.short_sha},
         env={CONFIG_ENV: json.dumps(cfg.to_json(), separators=(",", ":"))},
         flavor=preflight.flavor,
         timeout_s=preflight.timeout_s,
@@ -207,7 +215,8 @@ def plan_training(session: HubSession, cfg: TrainingConfig) -> TrainingPlan:
         name=job_name(cfg),
     )
     if cfg.is_local:
-        return TrainingPlan(cfg, launch, preflight.checks, preflight.estimate, local_command(launch), "")
+        return TrainingPlan(cfg, launch, preflight.checks, preflight.estimate, local_command(launch), "",
+                            preflight.cost, key)  # fmt: skip
     where = {"flavor": launch.flavor, "timeout_s": launch.timeout_s, "namespace": launch.namespace}
     request = job_request(launch)
     return TrainingPlan(
@@ -218,6 +227,8 @@ def plan_training(session: HubSession, cfg: TrainingConfig) -> TrainingPlan:
         # the request's labels: they include the template's hash
         command=hf_cli_command(template, args, labels=request.labels, num_processes=launch.num_processes, **where),
         python=python_snippet(template, args, labels=request.labels, **where),
+        cost=preflight.cost,
+        key=key,
     )
 
 
@@ -233,6 +244,7 @@ class Submission:
 
     plan: TrainingPlan
     job: JobInfo | None = None
+    how: Submitted | None = None  # created / existing / recovered
 
     @property
     def submitted(self) -> bool:
@@ -259,6 +271,8 @@ class Submission:
             "estimate": self.plan.estimate.summary(),
             "config": cfg.to_json(),
             "submitted": self.submitted,
+            "cost": self.plan.cost.to_json(),
+            "submission": self.how.to_json() if self.how else {"outcome": None, "key": self.plan.key},
         }
 
 
@@ -267,16 +281,25 @@ def submit_training(
 ) -> Submission:
     """Pre-flight, then (unless `dry_run` or a check failed) create the job.
 
+    The job is created at most once per submission key (`jobs/submission.py`): a job already submitted with the
+    same key is returned (`how.outcome == "existing"`), and a lost answer is settled by looking the key up.
+
     Raises:
         PreflightFailed: a check failed (nothing submitted), unless `raise_on_failed=False`, which returns the
             plan unsubmitted instead.
+        JobNotCreated / JobOutcomeUnknown: the create failed; the message says whether the job exists.
         NotSignedIn / InvalidToken / MissingPermission / PaymentRequired / HubUnavailable: from the Hub.
     """
-    plan = plan_training(session, cfg)
+    plan = plan_training(session, cfg, dry_run=dry_run)
     if dry_run:
         return Submission(plan)
     if plan.failed:
         if raise_on_failed:
             raise PreflightFailed(list(plan.failed))
         return Submission(plan)
-    return Submission(plan, job_backend(plan.config.resolved_backend, session).submit(plan.launch))
+    explicit = bool(plan.config.idempotency_key)
+    if plan.config.is_local:
+        how = submit_local_once(job_backend(LOCAL, session), plan.launch, key=plan.key, explicit=explicit)
+    else:
+        how = submit_once(session, job_request(plan.launch), key=plan.key, explicit=explicit)
+    return Submission(plan, how.job, how)

@@ -9,7 +9,7 @@ import gradio as gr
 from ..jobs.config import ExportConfig, TrainingConfig
 from ..settings import get_settings
 from . import api, local_oauth
-from .common import ui_errors
+from .common import CONCURRENCY, DEFAULT_CONCURRENCY, concurrency, install_log_redaction, ui_errors
 from .estimate_tab import EstimateTab
 from .export_tab import ExportTab
 from .train_tab import TrainTab
@@ -53,9 +53,22 @@ _SHOW_EMBEDDED_NOTE_JS = """() => {
 }"""
 
 
+def queue_options() -> dict:
+    """What `Blocks.queue()` takes (the Space, `scripts/run-app.sh` and the tests share it)."""
+    return {"default_concurrency_limit": DEFAULT_CONCURRENCY}
+
+
 def launch_options() -> dict:
-    """What `launch()` needs besides host and port (the Space, `scripts/run-app.sh` and the tests share it)."""
-    return {"css": CSS, "mcp_server": True, "ssr_mode": False}
+    """What `launch()` needs besides host and port (the Space, `scripts/run-app.sh` and the tests share it).
+
+    Threads: one per concurrency slot plus room for the default events. Sessions: Gradio keeps each session's
+    state in memory (10,000 sessions by default, ~0.37 MiB each); `TRAINER_SPACE_SESSION_CAPACITY` bounds it.
+    """
+    threads = sum(CONCURRENCY.values()) + 4 * DEFAULT_CONCURRENCY
+    return {
+        "css": CSS, "mcp_server": True, "ssr_mode": False, "max_threads": threads,
+        "state_session_capacity": get_settings().session_capacity,
+    }  # fmt: skip
 
 
 def _whoami_banner(profile: gr.OAuthProfile | None, oauth_token: gr.OAuthToken | None) -> str:
@@ -110,6 +123,7 @@ def _apply_fix(train: TrainTab, export: ExportTab, fix: dict | None):
 
 def build_app() -> gr.Blocks:
     """Build the Blocks (no network, no heavy imports)."""
+    install_log_redaction()
     local_oauth.install()
     from . import dataset_tab, estimate_tab, export_tab, jobs_tab, train_tab
 
@@ -164,5 +178,6 @@ def build_app() -> gr.Blocks:
             [jobs.table, jobs.note, jobs.timer],
             api_visibility="private",
             show_progress="hidden",
+            **concurrency("hub"),
         )
     return demo

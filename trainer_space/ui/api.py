@@ -20,7 +20,7 @@ from ..jobs.export import submit_export
 from ..jobs.preflight import estimate_config
 from ..jobs.training import submit_training as submit
 from ..validation import validate_int, validate_job_id, validate_method
-from .common import reader_for, ui_errors
+from .common import concurrency, reader_for, ui_errors
 
 
 @ui_errors
@@ -33,6 +33,7 @@ def inspect_dataset(
     applies plus an equivalent `datasets.map` snippet. Empty split / config pick the defaults.
     """
     method = validate_method(method or "sft")
+    split, config = _text(split, "split"), _text(config, "config")
     result = inspect(reader_for(oauth_token), dataset=dataset, split=split or None, config=config or None)
     return {**result.to_json(), "method": method}
 
@@ -74,11 +75,13 @@ def submit_training(
 ) -> dict[str, Any]:
     """Validate one training config, run the pre-flight checks and (unless dry_run) submit the job.
 
-    Returns {"job_id", "url", "flavor", "timeout", "command", "output_repo", "trackio_url", "preflight", ...}.
+    Returns {"job_id", "url", "flavor", "timeout", "command", "output_repo", "trackio_url", "preflight", "cost",
+    "submission", ...}. The config takes max_cost_usd (the cost cap), allow_unfit, allow_many_running and
+    idempotency_key besides the job's own fields; the same job submitted twice is created once.
     """
     dry = _flag(dry_run, "dry_run")
     cfg = TrainingConfig.from_dict(config)  # input checked before anything else
-    # sign-in is required by the plan for Jobs (and for a local job that pushes to the Hub)
+    # sign-in is required by the plan for Hugging Face Jobs (and for a local job that pushes to the Hub)
     return submit(reader_for(oauth_token), cfg, dry_run=dry).to_json()
 
 
@@ -92,8 +95,8 @@ def list_jobs(
     """
     only, orgs_, keep = (
         _flag(only_this_app, "only_this_app"),
-        split_names(orgs),
-        {s.upper() for s in split_names(stages)},
+        split_names(orgs, "orgs"),
+        {s.upper() for s in split_names(stages, "stages")},
     )
     session = reader_for(oauth_token)
     if orgs_ and not session.is_signed_in:
@@ -131,26 +134,47 @@ def export_gguf(
     private: bool = True,
     flavor: str = "",
     dry_run: bool = True,
+    timeout: str = "",
+    max_cost_usd: float | None = None,
+    allow_unfit: bool = False,
+    allow_many_running: bool = False,
+    idempotency_key: str = "",
     backend: str = "",
     pre_tokenizer: str = "",
     oauth_token: gr.OAuthToken | None = None,
 ) -> dict[str, Any]:
-    """Plan (dry_run) or submit a GGUF export job. Returns the job id, links, command and pre-flight."""
+    """Plan (dry_run) or submit a GGUF export job. Returns the job id, links, command, pre-flight and cost.
+
+    max_cost_usd: the cost cap (default from the estimate); allow_unfit: submit on a flavor short of disk or RAM;
+    allow_many_running: confirm starting it while several of your jobs run; idempotency_key: submitting again with
+    it returns the job it created.
+    """
     dry = _flag(dry_run, "dry_run")
     cfg = ExportConfig.from_dict(
         {"model": model, "quantizations": quantizations, "output_repo": output_repo, "private": private,
-         "flavor": flavor, "backend": backend or None, "pre_tokenizer": pre_tokenizer or None}
+         "flavor": flavor, "timeout": timeout, "max_cost_usd": max_cost_usd, "allow_unfit": allow_unfit,
+         "allow_many_running": allow_many_running, "idempotency_key": idempotency_key,
+         "backend": backend or None, "pre_tokenizer": pre_tokenizer or None}
     )  # fmt: skip
     return submit_export(reader_for(oauth_token), cfg, dry_run=dry).to_json()
 
 
-def split_names(text: Any) -> list[str]:
+def split_names(text: Any, field: str = "orgs") -> list[str]:
     """Comma- or space-separated names ("acme, beta") as a list."""
     if text in (None, ""):
         return []
     if not isinstance(text, str) or len(text) > 2000:
-        raise InvalidInput("Give names as text, separated by commas.")
+        raise InvalidInput(f"{field} must be names as text, separated by commas.")
     return [n.strip() for n in text.replace(",", " ").split() if n.strip()]
+
+
+def _text(value: Any, name: str, limit: int = 128) -> str:
+    """A short optional text argument (a split or config name): text of at most `limit` characters, or empty."""
+    if value is None:
+        return ""
+    if not isinstance(value, str) or len(value) > limit:
+        raise InvalidInput(f"{name} must be text of at most {limit} characters.")
+    return value.strip()
 
 
 def _flag(value: Any, name: str) -> bool:
@@ -163,9 +187,12 @@ def _flag(value: Any, name: str) -> bool:
 
 
 ENDPOINTS = (inspect_dataset, estimate, submit_training, list_jobs, job_status, job_logs, cancel_job, export_gguf)
+# the kind of work of each endpoint: its concurrency group (see ui/common.py CONCURRENCY)
+KINDS = {"inspect_dataset": "inspect", "estimate": "plan", "submit_training": "plan", "list_jobs": "hub",
+         "job_status": "hub", "job_logs": "hub", "cancel_job": "hub", "export_gguf": "plan"}  # fmt: skip
 
 
 def register() -> None:
-    """Register every endpoint under its own name (inside the Blocks)."""
+    """Register every endpoint under its own name (inside the Blocks), in the concurrency group of its kind."""
     for fn in ENDPOINTS:
-        gr.api(fn, api_name=fn.__name__)
+        gr.api(fn, api_name=fn.__name__, **concurrency(KINDS[fn.__name__]))

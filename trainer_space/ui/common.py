@@ -1,17 +1,23 @@
-"""What every tab shares: the one place where service errors become `gr.Error`, and token handling."""
+"""What every tab shares: the one place where service errors become `gr.Error`, token handling, redaction of
+everything that leaves the app, and the per-visitor limit on work in flight."""
 
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
+import threading
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
 
-from ..errors import TrainerSpaceError
+from ..errors import Busy, InvalidInput, TrainerSpaceError, hide_paths, redact, redact_data
+from ..hub.cache import visitor_key
 from ..hub.session import HubSession
 from ..jobs.preflight import Check
+from ..settings import get_settings
 
 log = logging.getLogger("trainer_space")
 
@@ -38,44 +44,185 @@ def _token(oauth_token: gr.OAuthToken | None) -> str | None:
     return token if isinstance(token, str) and token else None
 
 
-def _as_gr_error(err: Exception, fn: Callable[..., Any]) -> gr.Error:
+def _token_in(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+    """The visitor's token among a handler's arguments (Gradio passes it as a `gr.OAuthToken`)."""
+    for value in (*args, *kwargs.values()):
+        if isinstance(value, gr.OAuthToken):
+            return _token(value)
+    return None
+
+
+# ---------------------------------------------------------------------------------------------- errors
+def shown_message(text: str, token: str | None) -> str:
+    """An error message as the visitor reads it: no token; on a Space, no server path either (off Spaces, with
+    the Local backend, the paths are the visitor's own files and the message must name them)."""
+    text = redact(text, token)
+    return text if get_settings().local_enabled else hide_paths(text)
+
+
+def _as_gr_error(err: Exception, fn: Callable[..., Any], token: str | None) -> gr.Error:
+    """The visitor's message (no token, no stack trace); the log gets one line for an expected error, a (redacted)
+    traceback only for an unexpected one. Gradio is told not to print its own traceback either way."""
+    name = getattr(fn, "__name__", "handler")
     if isinstance(err, gr.Error):
-        return err
+        message = shown_message(str(err.message), token)
+        log.warning("%s refused: %s", name, message)
+        return gr.Error(message, title=err.title, print_exception=False)
     if isinstance(err, TrainerSpaceError):
-        return gr.Error(err.message, title=err.title)
-    # last resort: log the type only (a message may hold user data), show a hint
-    log.exception("unexpected error in %s: %s", fn.__name__, type(err).__name__)
+        message = shown_message(err.message, token)
+        log.warning("%s refused: %s: %s", name, err.title, message)
+        return gr.Error(message, title=err.title, print_exception=False)
+    # last resort: log the type and a redacted traceback (a message may hold user data), show a hint
+    log.error("unexpected error in %s: %s", name, type(err).__name__, exc_info=err)
     return gr.Error(
         f"Unexpected error ({type(err).__name__}). Nothing was submitted. Try again; if it persists, "
         "report it on the Space's Community tab.",
         title="Unexpected error",
+        print_exception=False,
     )
 
 
+def scrub(value: Any, token: str | None) -> Any:
+    """A handler's result with every token-shaped string (and the visitor's own token) replaced by `hf_***`.
+
+    JSON-like data is walked; tables (pandas) are mapped cell by cell; anything else (components, state objects)
+    is left as it is: its text comes from sources redacted already (log lines, errors).
+    """
+    if isinstance(value, dict) and not isinstance(value, gr.components.Component):
+        return {k: scrub(v, token) for k, v in value.items()}
+    if hasattr(value, "map") and hasattr(value, "columns"):  # a pandas DataFrame
+        return value.map(lambda cell: redact(cell, token) if isinstance(cell, str) else cell)
+    if isinstance(value, (str, list, tuple)):
+        return redact_data(value, token)
+    return value
+
+
+# Work is split by kind, each kind with its own Gradio concurrency group (`concurrency_id`) and limit, so that slow
+# Hub answers in one kind never hold up another: quick Jobs API reads and cancels ("hub"), dataset inspections
+# ("inspect"), plans and submissions with their estimate and tokenizer ("plan"), token counting, CPU-bound
+# ("tokens"), and log streams ("logs", in ui/jobs_tab.py). Every Hub call is bounded in time (hub/http.py), so a
+# slot is never held longer than a call's budget; a visitor has at most a few calls in flight (ui/common.py).
+CONCURRENCY = {"hub": 32, "inspect": 16, "plan": 12, "tokens": 3, "logs": 20}
+DEFAULT_CONCURRENCY = 8  # the cheap UI events (mapping edits, carrying values between tabs)
+
+
+def concurrency(kind: str) -> dict:
+    """The event options of one kind of work: `fn.click(..., **concurrency("hub"))`."""
+    return {"concurrency_id": kind, "concurrency_limit": CONCURRENCY[kind]}
+
+
+# ---------------------------------------------------------------------------------------------- per visitor
+class VisitorGate:
+    """At most `per_visitor` calls in flight for one visitor (anonymous visitors share `anonymous`); more are
+    refused at once, so that one visitor's flood (or slow Hub answers for one token) cannot take every worker."""
+
+    def __init__(self, what: str, per_visitor: int, anonymous: int) -> None:
+        self.what, self.per_visitor, self.anonymous = what, per_visitor, anonymous
+        self._in_flight: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def enter(self, token: str | None) -> str:
+        key = visitor_key(token)
+        limit = self.per_visitor if token else self.anonymous
+        with self._lock:
+            if self._in_flight.get(key, 0) >= limit:
+                who = "You already have" if token else "Signed-out visitors already have"
+                raise Busy(f"{who} {limit} {self.what} in progress.")
+            self._in_flight[key] = self._in_flight.get(key, 0) + 1
+        return key
+
+    def leave(self, key: str) -> None:
+        with self._lock:
+            left = self._in_flight.get(key, 1) - 1
+            if left:
+                self._in_flight[key] = left
+            else:
+                self._in_flight.pop(key, None)
+
+    def in_flight(self) -> int:
+        with self._lock:
+            return sum(self._in_flight.values())
+
+
+REQUESTS = VisitorGate("requests", per_visitor=6, anonymous=24)
+STREAMS = VisitorGate("log streams", per_visitor=3, anonymous=0)
+
+
+def _acts_for_a_visitor(fn: Callable[..., Any]) -> bool:
+    """Whether a handler takes the visitor's token (it may call the Hub): those count against the visitor's limit;
+    the others (mapping edits, carrying values between tabs) are quick and local."""
+    try:
+        return "oauth_token" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 def ui_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn service errors into `gr.Error` (a message, never a stack trace) at the UI boundary."""
+    """The UI boundary of a handler: a per-visitor limit (handlers that act for a visitor), results scrubbed of
+    tokens, service errors turned into `gr.Error` (a message, never a stack trace)."""
+    gated = _acts_for_a_visitor(fn)
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        token = _token_in(args, kwargs)
         try:
-            return fn(*args, **kwargs)
+            key = REQUESTS.enter(token) if gated else None
+            try:
+                return scrub(fn(*args, **kwargs), token)
+            finally:
+                if key is not None:
+                    REQUESTS.leave(key)
         except Exception as err:
-            raise _as_gr_error(err, fn) from None
+            raise _as_gr_error(err, fn, token) from None
 
     return wrapper
 
 
 def ui_errors_gen(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """`ui_errors` for generator handlers (streaming)."""
+    """`ui_errors` for generator handlers (streaming), with their own per-visitor limit."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        token = _token_in(args, kwargs)
         try:
-            yield from fn(*args, **kwargs)
+            key = STREAMS.enter(token) if token else None
+            try:
+                for update in fn(*args, **kwargs):
+                    yield scrub(update, token)
+            finally:
+                if key is not None:
+                    STREAMS.leave(key)
         except Exception as err:
-            raise _as_gr_error(err, fn) from None
+            raise _as_gr_error(err, fn, token) from None
 
     return wrapper
+
+
+# ---------------------------------------------------------------------------------------------- the app's log
+_FACTORY_INSTALLED = threading.Event()
+
+
+def install_log_redaction() -> None:
+    """Every log record of the process (ours, Gradio's, huggingface_hub's) is redacted when it is made: its message,
+    and the text of its traceback."""
+    if _FACTORY_INSTALLED.is_set():
+        return
+    previous = logging.getLogRecordFactory()
+    formatter = logging.Formatter()
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed log call: keep it as it came
+            return record
+        record.msg, record.args = redact(message), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = redact(formatter.formatException(record.exc_info))
+        return record
+
+    logging.setLogRecordFactory(factory)
+    _FACTORY_INSTALLED.set()
 
 
 CHECK_ICONS = {"ok": "✓", "warn": "⚠", "error": "✗"}
@@ -84,3 +231,60 @@ CHECK_ICONS = {"ok": "✓", "warn": "⚠", "error": "✗"}
 def checks_markdown(checks: Iterable[Check]) -> list[str]:
     """Pre-flight checks as Markdown list items."""
     return [f"- {CHECK_ICONS[c.status.value]} **{c.name}**: {c.message}" for c in checks]
+
+
+# ---------------------------------------------------------------------------------------------- paid submissions
+@dataclass
+class Confirmation:
+    """The second step of a paid Submit: the worst case shown, then "Yes, start it" or "Cancel"."""
+
+    row: gr.Row
+    text: gr.Markdown
+    yes: gr.Button
+    no: gr.Button
+    pending: gr.State  # the exact config the visitor is confirming (resolved, with the cap they saw)
+
+    def ask(self, what: str, plan: Any) -> dict[Any, Any]:
+        """Step one's updates for a plan (`.failed`, `.config`, `.cost`, `.checks`): the question with the worst case,
+        or nothing to confirm when a check failed. What is confirmed is what is submitted: the resolved config, with
+        the cap the visitor saw (and their confirmation of any unfinished jobs)."""
+        if plan.failed:
+            return self.done()
+        pending = plan.config.to_json() | {"max_cost_usd": plan.cost.cap_usd, "allow_many_running": True}
+        return {
+            self.row: gr.Row(visible=True),
+            self.text: confirm_markdown(what, plan.cost.to_json(), plan.checks),
+            self.pending: pending,
+        }
+
+    def done(self) -> dict[Any, Any]:
+        return {self.row: gr.Row(visible=False), self.pending: None}
+
+    @staticmethod
+    def confirmed(pending: dict | None, button: str) -> dict:
+        if not pending:
+            raise InvalidInput(f"Nothing to confirm: press {button} first.")
+        return pending
+
+
+def confirmation_row(what: str) -> Confirmation:
+    with gr.Row(visible=False, equal_height=True, elem_id=f"confirm-{what}") as row:
+        text = gr.Markdown()
+        yes = gr.Button("Yes, start it", variant="primary", scale=0, min_width=160)
+        no = gr.Button("Cancel", scale=0, min_width=120)
+    pending = gr.State(None)
+    no.click(lambda: (gr.Row(visible=False), None), None, [row, pending], api_visibility="private")
+    return Confirmation(row, text, yes, no, pending)
+
+
+def confirm_markdown(what: str, cost: dict[str, Any], checks: Iterable[Check]) -> str:
+    """ "Start this job? It can cost at most $X ..." with the running-jobs warning when there is one."""
+    estimate = cost.get("estimate_usd")
+    lines = [
+        f"**Start this {what}?** It can cost at most **${cost['worst_case_usd']:,.2f}**: timeout "
+        f"{cost['timeout_s'] // 60} min x ${cost['usd_per_hour']:,.2f}/h on {cost['flavor']}"
+        + (f" (estimate ${estimate:,.2f})" if estimate is not None else "")
+        + ". Billed per minute to the job's namespace, only while it runs."
+    ]
+    lines += [f"⚠ {c.message}" for c in checks if c.name == "running jobs" and c.status.value == "warn"]
+    return "\n\n".join(lines)

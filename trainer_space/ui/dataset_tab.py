@@ -21,7 +21,7 @@ from ..data.tokens import render_example, token_stats
 from ..errors import InvalidInput
 from ..settings import get_settings
 from ..validation import looks_like_path, validate_local_path, validate_method, validate_repo_id
-from .common import reader_for, ui_errors
+from .common import concurrency, reader_for, ui_errors
 
 NONE = "(none)"
 VERDICT_ICONS = {"READY": "✓ READY", "NEEDS_MAPPING": "⚠ NEEDS_MAPPING", "INCOMPATIBLE": "✗ INCOMPATIBLE"}
@@ -247,7 +247,8 @@ def build_tab() -> DatasetTab:
     inspect_outputs = [state, config, split, summary, verdicts, preview, *tab.editor]
     handler = ui_errors(tab.on_inspect)
     for trigger in (inspect_btn.click, dataset.submit, config.input, split.input):
-        trigger(handler, [dataset, config, split, method, state], inspect_outputs, api_visibility="private")
+        trigger(handler, [dataset, config, split, method, state], inspect_outputs, api_visibility="private",
+                **concurrency("inspect"))  # fmt: skip
     method.change(ui_errors(tab.on_method), [method, state], tab.editor, api_visibility="private")
     edit = ui_errors(tab.on_mapping_edit)
     for component in (*fields.values(), transforms):
@@ -258,5 +259,6 @@ def build_tab() -> DatasetTab:
         [state, method, mapping_json, model, max_length],
         [rendered, rendered_note, stats_text, stats],
         api_visibility="private",
+        **concurrency("tokens"),
     )
     return tab

@@ -28,7 +28,7 @@ from ..jobs.config import TrainingConfig
 from ..jobs.preflight import estimate_config
 from ..settings import get_settings
 from ..validation import validate_float, validate_int
-from .common import reader_for, ui_errors
+from .common import concurrency, reader_for, ui_errors
 
 INTRO = (
     "How much GPU memory the job needs at its peak, how long it runs and what it costs, on every Jobs flavor — "
@@ -209,6 +209,7 @@ def build_tab(dataset_tab: Any | None = None) -> EstimateTab:
         inputs,
         [table, verdict, info, recommended_flavor, timeout],
         api_visibility="private",
+        **concurrency("plan"),
     )
     if dataset_tab is not None:  # prefill from the Dataset tab (whatever of these it offers)
         for name, target in (("dataset", dataset), ("split", split), ("method", method), ("model", model),

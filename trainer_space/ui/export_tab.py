@@ -11,7 +11,7 @@ from ..jobs.backends import BACKEND_LABELS, HF_JOBS, LOCAL
 from ..jobs.config import ExportConfig
 from ..jobs.export import ExportSubmission, default_quant, quant_types, submit_export
 from ..settings import get_settings
-from .common import checks_markdown, reader_for, ui_errors
+from .common import Confirmation, checks_markdown, concurrency, confirmation_row, reader_for, ui_errors
 
 INTRO = (
     "Convert a model, or a LoRA adapter (merged onto its base model), to GGUF for llama.cpp, Ollama and "
@@ -28,13 +28,21 @@ def summary_markdown(sub: ExportSubmission) -> str:
         lines.append(f"### Submitted to this machine: job `{sub.job.id}`")
         lines.append(f"Follow it in **My jobs**. Files will appear in `{sub.to_json()['output_dir']}`.")
     elif sub.job is not None:
-        lines.append(f"### Submitted: [{sub.job.id}]({sub.job.url})")
+        already = sub.how is not None and sub.how.outcome == "existing"
+        lines.append(f"### {'Already submitted' if already else 'Submitted'}: [{sub.job.id}]({sub.job.url})")
+        if sub.how is not None and sub.how.note:
+            lines.append(sub.how.note)
         lines.append(f"Follow it in **My jobs**. Files will appear in {cfg.output_repo}.")
     else:
         lines.append("### Preview (nothing submitted yet)")
     lines.append(
-        ("On this machine" if cfg.is_local else f"Flavor **{cfg.flavor}**") + f", timeout **{cfg.timeout}**, "
-        f"model {plan.size.gb:.2f} GB in 16-bit, quantizations {', '.join(cfg.quantizations)}."
+        (
+            "On this machine (free), "
+            if cfg.is_local
+            else f"Flavor **{cfg.flavor}**, worst case **${plan.cost.worst_usd:,.2f}** (cap ${plan.cost.cap_usd:,.2f}), "
+        )
+        + f"timeout **{cfg.timeout}**, model {plan.size.gb:.2f} GB in 16-bit, quantizations "
+        f"{', '.join(cfg.quantizations)}."
     )
     lines += checks_markdown(plan.checks)
     lines += [f"- {n}" for n in plan.notes]
@@ -51,35 +59,51 @@ class ExportTab:
     quants: gr.CheckboxGroup
     private: gr.Checkbox
     flavor: gr.Textbox
+    max_cost: gr.Number
+    allow_unfit: gr.Checkbox
     summary: gr.Markdown
     command: gr.Code
     details: gr.JSON
+    confirm: Confirmation
 
     @property
     def fields(self) -> dict[str, gr.components.Component]:
         """The form's components by `ExportConfig` field name."""
         return {"model": self.model, "quantizations": self.quants, "output_repo": self.output_repo,
                 "private": self.private, "flavor": self.flavor, "backend": self.backend, "push_to_hub": self.push,
-                "pre_tokenizer": self.pre_tokenizer}  # fmt: skip
+                "pre_tokenizer": self.pre_tokenizer, "max_cost_usd": self.max_cost,
+                "allow_unfit": self.allow_unfit}  # fmt: skip
 
     def form_values(self, cfg: ExportConfig) -> dict[Any, Any]:
         """The form filled with a config (an export job's, to run it again)."""
-        data = cfg.to_json()
+        data = cfg.to_json() | {"max_cost_usd": cfg.max_cost_usd or 0}
         return {c: "" if data[name] is None else data[name] for name, c in self.fields.items()}
 
-    def _run(self, dry_run: bool, values: dict[Any, Any], oauth_token: gr.OAuthToken | None) -> dict[Any, Any]:
-        # sign-in is checked by the plan: needed on Jobs, and on this machine only to push to the Hub
-        session = reader_for(oauth_token)
-        cfg = ExportConfig.from_dict({name: values[c] for name, c in self.fields.items()})
-        sub = submit_export(session, cfg, dry_run=dry_run)
+    def config(self, values: dict[Any, Any]) -> ExportConfig:
+        return ExportConfig.from_dict({name: values[c] for name, c in self.fields.items()})
+
+    def _outputs(self, sub: ExportSubmission) -> dict[Any, Any]:
         data = sub.to_json()
         return {self.summary: summary_markdown(sub), self.command: data["command"], self.details: data}
 
     def on_preview(self, values: dict[Any, Any], oauth_token: gr.OAuthToken | None = None) -> dict[Any, Any]:
-        return self._run(True, values, oauth_token)
+        # sign-in is checked by the plan: needed on Jobs, and on this machine only to push to the Hub
+        return self._outputs(submit_export(reader_for(oauth_token), self.config(values), dry_run=True))
 
     def on_submit(self, values: dict[Any, Any], oauth_token: gr.OAuthToken | None = None) -> dict[Any, Any]:
-        return self._run(False, values, oauth_token)
+        """Step one of "Export to GGUF": on Jobs, the checks and the worst-case cost to confirm (nothing created);
+        on this machine (free), the job itself."""
+        session, cfg = reader_for(oauth_token), self.config(values)
+        if cfg.is_local:
+            return self._outputs(submit_export(session, cfg, dry_run=False)) | self.confirm.done()
+        sub = submit_export(session, cfg, dry_run=True)
+        return self._outputs(sub) | self.confirm.ask("export job", sub.plan)
+
+    def on_confirm(self, pending: dict | None, oauth_token: gr.OAuthToken | None = None) -> dict[Any, Any]:
+        """Step two: create the export the visitor confirmed (once per submission key)."""
+        cfg = ExportConfig.from_dict(self.confirm.confirmed(pending, "Export to GGUF"))
+        sub = submit_export(reader_for(oauth_token), cfg, dry_run=False)
+        return self._outputs(sub) | self.confirm.done()
 
 
 def build_tab() -> ExportTab:
@@ -102,17 +126,24 @@ def build_tab() -> ExportTab:
         flavor = gr.Textbox(label="Flavor (default: the cheapest CPU flavor that fits)", placeholder="cpu-upgrade")
         pre_tokenizer = gr.Textbox(label="Expert: llama.cpp pre-tokenizer", placeholder="e.g. qwen2 (the base's)")
     with gr.Row():
+        max_cost = gr.Number(label="Cost cap ($; 0: the worst case of the estimate + 30%)", value=0, minimum=0)
+        allow_unfit = gr.Checkbox(label="Submit even if the flavor lacks disk or RAM", value=False)
+    with gr.Row():
         preview = gr.Button("Preview", variant="secondary")
         submit = gr.Button("Export to GGUF", variant="primary")
+    confirm = confirmation_row("export")
     summary = gr.Markdown()
     command = gr.Code(label="Equivalent command (reproduce it without the app)", language="shell")
     details = gr.JSON(label="Job details", visible=True)
-    tab = ExportTab(
-        backend, push, pre_tokenizer, model, output_repo, quants, private, flavor, summary, command, details
-    )
+    tab = ExportTab(backend, push, pre_tokenizer, model, output_repo, quants, private, flavor, max_cost, allow_unfit,
+                    summary, command, details, confirm)  # fmt: skip
     inputs = set(tab.fields.values())
     outputs = [summary, command, details]
-    preview.click(ui_errors(tab.on_preview), inputs, outputs, api_visibility="private")
-    # trigger_mode="once": clicks while a submission is pending are dropped, so a double click is one job
-    submit.click(ui_errors(tab.on_submit), inputs, outputs, api_visibility="private", trigger_mode="once")
+    plan = concurrency("plan")
+    preview.click(ui_errors(tab.on_preview), inputs, outputs, api_visibility="private", **plan)
+    submit.click(ui_errors(tab.on_submit), inputs, [*outputs, confirm.row, confirm.text, confirm.pending],
+                 api_visibility="private", trigger_mode="once", **plan)  # fmt: skip
+    # trigger_mode="once": clicks while the job is being created are dropped; the submission key does the rest
+    confirm.yes.click(ui_errors(tab.on_confirm), [confirm.pending], [*outputs, confirm.row, confirm.pending],
+                      api_visibility="private", trigger_mode="once", **plan)  # fmt: skip
     return tab

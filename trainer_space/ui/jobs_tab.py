@@ -21,13 +21,13 @@ from ..jobs.monitor import JobDetails
 from ..settings import get_settings
 from ..validation import validate_job_id
 from .api import split_names
-from .common import is_signed_in, reader_for, ui_errors, ui_errors_gen
+from .common import CONCURRENCY, concurrency, is_signed_in, reader_for, ui_errors, ui_errors_gen
 
 COLUMNS = ["id", "kind", "model", "stage", "backend", "flavor", "started", "duration_min", "cost_usd"]
 HEADERS = ["Job", "Kind", "Model / output", "Stage", "Where", "Flavor", "Started", "Minutes", "Cost so far ($)"]
 STAGES = ["SCHEDULING", "RUNNING", "COMPLETED", "ERROR", "CANCELED"]
 LOG_LINES = 500  # lines kept in the live log view
-LOG_CONCURRENCY = 20  # log streams served at once, in their own pool: they never hold up other events
+LOG_CONCURRENCY = CONCURRENCY["logs"]  # log streams served at once, in their own pool: they never hold up others
 # diagnosis kind -> the tab whose button the action opens (tab labels as composed in ui/__init__.py)
 ACTION_TABS = {
     "dataset_columns": "Dataset",
@@ -329,30 +329,32 @@ def build_tab() -> JobsTab:
         stop=stop_btn, logs=logs, trackio=trackio,
     )  # fmt: skip
 
+    hub = concurrency("hub")
     table_handler = ui_errors(tab.on_table)
     table_outputs = [table, note, timer]
     for trigger in (refresh.click, orgs.submit, only_app.change, stages.change, timer.tick):
         trigger(table_handler, [orgs, only_app, stages], table_outputs, api_visibility="private",
-                show_progress="hidden")  # fmt: skip
+                show_progress="hidden", **hub)  # fmt: skip
     refresh_handler = ui_errors(tab.on_refresh)
-    timer.tick(refresh_handler, [opened, where], tab.panel_outputs, api_visibility="private", show_progress="hidden")
+    timer.tick(refresh_handler, [opened, where], tab.panel_outputs, api_visibility="private", show_progress="hidden",
+               **hub)  # fmt: skip
 
     open_handler = ui_errors(tab.on_open)
     follow = ui_errors_gen(tab.on_follow)
     follows = []
     for opening in (
         table.select(_pick_row, None, job_id, api_visibility="private").success(
-            open_handler, [job_id], tab.panel_outputs, api_visibility="private"
+            open_handler, [job_id], tab.panel_outputs, api_visibility="private", **hub
         ),
-        job_id.submit(open_handler, [job_id], tab.panel_outputs, api_visibility="private"),
-        open_btn.click(open_handler, [job_id], tab.panel_outputs, api_visibility="private"),
+        job_id.submit(open_handler, [job_id], tab.panel_outputs, api_visibility="private", **hub),
+        open_btn.click(open_handler, [job_id], tab.panel_outputs, api_visibility="private", **hub),
     ):
         stream = opening.success(
             follow, [opened, where], [logs, log_note, stop_btn], api_visibility="private",
             concurrency_limit=LOG_CONCURRENCY, concurrency_id="logs", show_progress="hidden",
         )  # fmt: skip
         stream.then(refresh_handler, [opened, where], tab.panel_outputs, api_visibility="private",
-                    show_progress="hidden")  # fmt: skip
+                    show_progress="hidden", **hub)  # fmt: skip
         follows.append(stream)
     for trigger in (table.select, job_id.submit, open_btn.click):  # a new job replaces the stream of the last one
         trigger(None, None, None, cancels=follows, api_visibility="private")
@@ -360,9 +362,10 @@ def build_tab() -> JobsTab:
 
     cancel_btn.click(ui_errors(tab.on_ask_cancel), [opened], [confirm_row, confirm_text], api_visibility="private")
     keep.click(lambda: gr.Row(visible=False), None, confirm_row, api_visibility="private")
-    yes.click(ui_errors(tab.on_cancel), [opened], [confirm_row, cancel_btn], api_visibility="private").success(
-        refresh_handler, [opened, where], tab.panel_outputs, api_visibility="private"
-    ).then(table_handler, [orgs, only_app, stages], table_outputs, api_visibility="private", show_progress="hidden")
+    yes.click(ui_errors(tab.on_cancel), [opened], [confirm_row, cancel_btn], api_visibility="private", **hub).success(
+        refresh_handler, [opened, where], tab.panel_outputs, api_visibility="private", **hub
+    ).then(table_handler, [orgs, only_app, stages], table_outputs, api_visibility="private", show_progress="hidden",
+           **hub)  # fmt: skip
     action_btn.click(None, [action_target], None, js=OPEN_TAB_JS, api_visibility="private")
     logs.change(None, None, None, js=SCROLL_LOGS_JS, api_visibility="private")  # follow the tail
     return tab

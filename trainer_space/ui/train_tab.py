@@ -37,7 +37,10 @@ from ..jobs.backends import BACKEND_LABELS, HF_JOBS, LOCAL
 from ..jobs.config import TrainingConfig
 from ..jobs.training import Submission, submit_training
 from ..settings import get_settings
-from .common import checks_markdown, reader_for, ui_errors
+from .common import Confirmation, checks_markdown, concurrency, confirmation_row, reader_for, ui_errors
+
+# config fields that the confirmation step sets, not the form
+CONFIRMATION_FIELDS = frozenset({"allow_many_running", "idempotency_key"})
 
 
 def result_markdown(sub: Submission) -> str:
@@ -49,16 +52,23 @@ def result_markdown(sub: Submission) -> str:
             "- Follow the logs in **My jobs**.",
         ]
     elif sub.job is not None:
+        already = sub.how is not None and sub.how.outcome == "existing"
         lines += [
-            f"### Submitted: [{sub.job.id}]({sub.job.url})",
+            f"### {'Already submitted' if already else 'Submitted'}: [{sub.job.id}]({sub.job.url})",
+            *([f"- {sub.how.note}"] if sub.how is not None and sub.how.note else []),
             f"- Output repo (checkpoints and final model): {cfg.output_repo}",
             "- Follow the logs in **My jobs**.",
         ]
     else:
         lines.append("### ✗ Fix the errors below before submitting" if sub.plan.failed else "### Ready to submit")
     output = cfg.output_repo if cfg.push_to_hub else "a folder on this machine"
-    where = "this machine" if cfg.is_local else f"flavor **{cfg.flavor}**"
-    lines.append(f"Runs on {where}, timeout **{cfg.timeout}**, output **{output}**.")
+    if cfg.is_local:
+        lines.append(f"Runs on this machine (free), timeout **{cfg.timeout}**, output **{output}**.")
+    else:
+        lines.append(
+            f"Flavor **{cfg.flavor}**, timeout **{cfg.timeout}**, output **{output}**; "
+            f"worst case **${sub.plan.cost.worst_usd:,.2f}** (cap ${sub.plan.cost.cap_usd:,.2f})."
+        )
     lines += checks_markdown(sub.plan.checks)
     return "\n".join(lines)
 
@@ -73,6 +83,7 @@ class TrainTab:
     command: gr.Code
     python: gr.Code
     spec: gr.JSON
+    confirm: Confirmation
 
     def config(self, values: dict[Any, Any]) -> TrainingConfig:
         """The form's values (by component) as a validated config."""
@@ -96,6 +107,7 @@ class TrainTab:
             "advanced": json.dumps(data["advanced"]) if data["advanced"] else "{}",
             "learning_rate": data["learning_rate"] or 0,  # the form's "0: preset"
             "max_steps": data["max_steps"] or 0,
+            "max_cost_usd": data["max_cost_usd"] or 0,  # the form's "0: from the estimate"
         }
         return {c: "" if data[name] is None else data[name] for name, c in self.fields.items()}
 
@@ -104,18 +116,29 @@ class TrainTab:
         session = reader_for(oauth_token)
         # a failed check is shown next to the form rather than raised: the visitor fixes it there
         sub = submit_training(session, self.config(values), dry_run=dry_run, raise_on_failed=False)
-        return {
-            self.result: result_markdown(sub),
-            self.command: sub.plan.command,
-            self.python: sub.plan.python,
-            self.spec: sub.plan.spec(),
-        }
+        return self._outputs(sub)
 
     def on_preview(self, values: dict[Any, Any], oauth_token: gr.OAuthToken | None = None) -> dict[Any, Any]:
         return self._run(True, values, oauth_token)
 
     def on_submit(self, values: dict[Any, Any], oauth_token: gr.OAuthToken | None = None) -> dict[Any, Any]:
-        return self._run(False, values, oauth_token)
+        """Step one of Submit: on Jobs, the checks and, when they pass, the worst-case cost to confirm (nothing
+        created); on this machine (free), the job itself."""
+        cfg = self.config(values)
+        if cfg.is_local:
+            return self._run(False, values, oauth_token) | self.confirm.done()
+        sub = submit_training(reader_for(oauth_token), cfg, dry_run=True)
+        return self._outputs(sub) | self.confirm.ask("training job", sub.plan)
+
+    def on_confirm(self, pending: dict | None, oauth_token: gr.OAuthToken | None = None) -> dict[Any, Any]:
+        """Step two: create the job the visitor confirmed (once: the same submission key returns the same job)."""
+        cfg = TrainingConfig.from_dict(self.confirm.confirmed(pending, "Submit"))
+        sub = submit_training(reader_for(oauth_token), cfg, dry_run=False, raise_on_failed=False)
+        return self._outputs(sub) | self.confirm.done()
+
+    def _outputs(self, sub: Submission) -> dict[Any, Any]:
+        return {self.result: result_markdown(sub), self.command: sub.plan.command, self.python: sub.plan.python,
+                self.spec: sub.plan.spec()}  # fmt: skip
 
     def on_preset(self, method: str, model: str, oauth_token: gr.OAuthToken | None = None) -> dict[Any, Any]:
         """Starting hyperparameters for the method and the model's real size (from the Hub's metadata)."""
@@ -135,7 +158,8 @@ def build_tab() -> TrainTab:
     gr.Markdown(
         "Everything is checked before a job is created: your sign-in and its rights, the model and dataset "
         "(gated ones say so), the dataset's format for the method, the output repo, the memory estimate and the "
-        "timeout. **Preview** shows the exact job; **Submit** creates it in your namespace."
+        "timeout, and what it can cost at most (timeout x price, under your cost cap). **Preview** shows the exact "
+        "job; **Submit** shows its worst-case cost and creates it once you confirm."
     )
     settings = get_settings()
     backend = gr.Radio(
@@ -196,6 +220,9 @@ def build_tab() -> TrainTab:
         timeout = gr.Textbox(label="Timeout (e.g. 90m, 2h)", value="", placeholder="empty: the estimate + 30%")
         fsdp = gr.Checkbox(label="FSDP (shard the model across GPUs)", value=False)
         resume = gr.Checkbox(label="Resume from the output repo's last checkpoint", value=False)
+    with gr.Row():
+        max_cost = gr.Number(label="Cost cap ($; 0: the worst case of the estimate + 30%)", value=0, minimum=0)
+        allow_unfit = gr.Checkbox(label="Submit even if it does not fit (the estimate says out of memory)", value=False)
     with gr.Accordion("Advanced: any TRL option", open=False):
         advanced = gr.Code(
             label='JSON object of extra TRL/transformers options, e.g. {"weight_decay": 0.01, "lr_scheduler_type": "cosine"}',
@@ -205,6 +232,7 @@ def build_tab() -> TrainTab:
     with gr.Row():
         preview_btn = gr.Button("Preview", variant="secondary")
         submit_btn = gr.Button("Submit training job", variant="primary")
+    confirm = confirmation_row("submit")
     result_md = gr.Markdown()
     with gr.Accordion("Reproduce without the app", open=False):
         command = gr.Code(label="hf CLI", language="shell")
@@ -220,19 +248,25 @@ def build_tab() -> TrainTab:
         "trackio_space": trackio_space, "trackio_project": trackio_project, "flavor": flavor, "timeout": timeout,
         "quick_test": quick_test, "fsdp": fsdp, "resume_from_hub": resume, "advanced": advanced,
         "num_generations": num_generations, "max_completion_length": max_completion, "namespace": namespace,
-        "backend": backend, "push_to_hub": push,
+        "backend": backend, "push_to_hub": push, "max_cost_usd": max_cost, "allow_unfit": allow_unfit,
     }  # fmt: skip
-    assert set(fields) == set(TrainingConfig.model_fields), "every config field has its component"
-    tab = TrainTab(fields, preset_btn, preview_btn, submit_btn, result_md, command, python, spec)
+    assert set(fields) == set(TrainingConfig.model_fields) - CONFIRMATION_FIELDS, "every config field has its component"
+    tab = TrainTab(fields, preset_btn, preview_btn, submit_btn, result_md, command, python, spec, confirm)
     outputs = [result_md, command, python, spec]
     inputs = set(fields.values())
-    preview_btn.click(ui_errors(tab.on_preview), inputs, outputs, api_visibility="private")
-    # trigger_mode="once": clicks while a submission is pending are dropped, so a double click is one job
-    submit_btn.click(ui_errors(tab.on_submit), inputs, outputs, api_visibility="private", trigger_mode="once")
+    plan = concurrency("plan")
+    preview_btn.click(ui_errors(tab.on_preview), inputs, outputs, api_visibility="private", **plan)
+    submit_btn.click(ui_errors(tab.on_submit), inputs, [*outputs, confirm.row, confirm.text, confirm.pending],
+                     api_visibility="private", trigger_mode="once", **plan)  # fmt: skip
+    # trigger_mode="once": clicks while the job is being created are dropped; the submission key makes a second
+    # confirmation (another tab, a retry) return the same job
+    confirm.yes.click(ui_errors(tab.on_confirm), [confirm.pending], [*outputs, confirm.row, confirm.pending],
+                      api_visibility="private", trigger_mode="once", **plan)  # fmt: skip
     preset_btn.click(
         ui_errors(tab.on_preset),
         [method, model],
         [peft, lr, batch, accum, max_length, grad_ckpt, result_md],
         api_visibility="private",
+        **plan,
     )
     return tab

@@ -464,7 +464,14 @@ class LocalBackend:
             argv = [python, str(job_dir / command[0]), *command[1:]]
         env = {k: v for k, v in os.environ.items() if k not in _NOT_INHERITED}
         # the visitor's token as a secret: in the process's environment only, never stored (never the machine's)
-        env |= {**json.loads(row["env"] or "{}"), **self._secrets.pop(row["id"], {}), "PYTHONUNBUFFERED": "1"}
+        secrets = self._secrets.pop(row["id"], {})
+        env |= {**json.loads(row["env"] or "{}"), **secrets, "PYTHONUNBUFFERED": "1"}
+        # with the visitor's token, huggingface_hub in the job uses it (HF_TOKEN) for every call; without it, no
+        # call may borrow the machine's saved login: implicit tokens stay off
+        if "HF_TOKEN" in secrets:
+            env.pop("HF_HUB_DISABLE_IMPLICIT_TOKEN", None)
+        else:
+            env["HF_HUB_DISABLE_IMPLICIT_TOKEN"] = "1"
         log.write(f"===== Local job started on {this_machine().pretty_name} =====\n")
         process = subprocess.Popen(
             argv, cwd=job_dir, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -494,7 +501,7 @@ class LocalBackend:
     def _finish(self, job_id: str) -> None:
         with self._lock:
             running = self._running.pop(job_id, None)
-            if running is None:
+            if running is None or self._closed:  # closed: the next start of the app records how it ended
                 return
             code = running.process.returncode
             if running.canceled:

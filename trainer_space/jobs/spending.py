@@ -1,0 +1,165 @@
+"""The spending guard: what a job can cost at worst, the cap it must stay under, and the checks that say so.
+
+A job is billed per minute while it runs, and it runs at most until its timeout: its worst case is
+`timeout x the flavor's price`. Each submission has a cost cap: the visitor's `max_cost_usd`, else a default
+derived from the estimate (the worst case of the default timeout, the estimate + 30%); never above the ceiling
+the Space's owner sets (`TRAINER_SPACE_MAX_COST_USD`). A submission is refused, with the numbers, when its
+estimate or its worst case is above its cap. With no timeout given, the timeout is bounded so that it fits the cap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..catalog import DEFAULT_TIMEOUT_S
+from ..hub.hardware import Flavor
+from ..settings import get_settings
+from ..validation import format_timeout
+from .checks import Check, Status
+
+MIN_BILLED_S = 60  # Jobs bill whole minutes
+
+
+def money(usd: float) -> str:
+    return f"${usd:,.2f}"
+
+
+def cents(usd: float) -> float:
+    """Dollars to the cent (the Hub's per-minute prices carry six decimals: no sub-cent noise shown as a cent)."""
+    return round(usd + 1e-9, 2)
+
+
+def worst_case(timeout_s: int, usd_per_hour: float) -> float:
+    """What a job can cost at most: its timeout (at least a minute) x the price, to the cent."""
+    return cents(max(timeout_s, MIN_BILLED_S) / 3600 * usd_per_hour)
+
+
+def longest_timeout(cap: float, usd_per_hour: float) -> int:
+    """The longest timeout (whole minutes) whose worst case stays under `cap`."""
+    if usd_per_hour <= 0:
+        return 10**9
+    minutes = int(cap / usd_per_hour * 60)
+    while worst_case((minutes + 1) * 60, usd_per_hour) <= cap:  # the price's own rounding: a minute more fits
+        minutes += 1
+    return minutes * 60
+
+
+@dataclass(frozen=True)
+class CostGuard:
+    """One submission's money: price, timeout, worst case, estimate, the cap and the Space's ceiling."""
+
+    flavor: str
+    usd_per_hour: float
+    timeout_s: int
+    cap_usd: float
+    ceiling_usd: float
+    estimate_usd: float | None = None
+    cap_given: bool = False  # the visitor set max_cost_usd (else the default derived from the estimate)
+
+    @property
+    def worst_usd(self) -> float:
+        return worst_case(self.timeout_s, self.usd_per_hour)
+
+    @property
+    def max_timeout_s(self) -> int:
+        """The longest timeout whose worst case stays under the cap (whole minutes)."""
+        return longest_timeout(self.cap_usd, self.usd_per_hour)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "flavor": self.flavor,
+            "usd_per_hour": round(self.usd_per_hour, 4),
+            "timeout_s": self.timeout_s,
+            "worst_case_usd": self.worst_usd,
+            "estimate_usd": None if self.estimate_usd is None else round(self.estimate_usd, 2),
+            "cap_usd": self.cap_usd,
+            "cap": "yours" if self.cap_given else "default (from the estimate)",
+            "ceiling_usd": self.ceiling_usd,
+        }
+
+    def summary(self) -> str:
+        """One line: the worst case and how it is made ("$2.50 at most: timeout 30m x $5.00/h on h200")."""
+        return (
+            f"{money(self.worst_usd)} at most: timeout {format_timeout(self.timeout_s)} x "
+            f"{money(self.usd_per_hour)}/h on {self.flavor}"
+        )
+
+
+def default_cap(needed_timeout_s: int | None, usd_per_hour: float, ceiling: float) -> float:
+    """The worst case of the default timeout (the estimate + 30%, or 2 hours with no estimate), at most `ceiling`."""
+    return min(ceiling, max(0.01, worst_case(needed_timeout_s or DEFAULT_TIMEOUT_S, usd_per_hour)))
+
+
+def bounded_timeout(wanted_s: int, estimate_s: float | None, usd_per_hour: float, cap: float) -> int:
+    """The default timeout (`wanted_s`), lowered to fit the cap when the estimate itself still fits under it."""
+    if usd_per_hour <= 0:
+        return wanted_s
+    fits_cap = longest_timeout(cap, usd_per_hour)
+    if wanted_s <= fits_cap or fits_cap < max(60, estimate_s or 0):
+        return wanted_s  # fits already, or cannot (the cost check then says so with the numbers)
+    return fits_cap
+
+
+def guard(
+    flavor: Flavor | None,
+    flavor_name: str,
+    *,
+    timeout_s: int,
+    needed_timeout_s: int | None,
+    estimate_usd: float | None,
+    max_cost_usd: float | None,
+) -> CostGuard:
+    """The cost guard of a job on `flavor` with `timeout_s` (the cap: the visitor's, else the default)."""
+    ceiling = get_settings().max_cost_usd
+    price = flavor.usd_per_hour if flavor is not None else 0.0
+    cap = max_cost_usd if max_cost_usd is not None else default_cap(needed_timeout_s, price, ceiling)
+    return CostGuard(flavor_name, price, timeout_s, cap, ceiling, estimate_usd, max_cost_usd is not None)
+
+
+def cost_check(cost: CostGuard) -> Check:
+    """ERROR when the cap is above the ceiling, or the estimate or the worst case is above the cap."""
+    if cost.cap_usd > cost.ceiling_usd:
+        return Check(
+            "cost",
+            Status.ERROR,
+            f"Your cost cap {money(cost.cap_usd)} is above this Space's ceiling of {money(cost.ceiling_usd)} per job "
+            "(set by its owner): lower max_cost_usd.",
+        )
+    whose = "your cost cap" if cost.cap_given else "the default cost cap (the worst case of the estimate + 30%)"
+    if cost.estimate_usd is not None and cost.estimate_usd > cost.cap_usd:
+        raise_to = "raise max_cost_usd" if cost.estimate_usd <= cost.ceiling_usd else "make the job smaller"
+        return Check(
+            "cost",
+            Status.ERROR,
+            f"The estimate, {money(cost.estimate_usd)} on {cost.flavor}, is above {whose} of {money(cost.cap_usd)}: "
+            f"{raise_to} (this Space allows up to {money(cost.ceiling_usd)}), or pick a cheaper flavor.",
+        )
+    if cost.worst_usd > cost.cap_usd:
+        longest = format_timeout(cost.max_timeout_s) if cost.max_timeout_s >= 60 else "under a minute"
+        return Check(
+            "cost",
+            Status.ERROR,
+            f"Worst case {cost.summary()}, above {whose} of {money(cost.cap_usd)}. Lower the timeout to at most "
+            f"{longest}, or raise max_cost_usd (this Space allows up to {money(cost.ceiling_usd)} per job).",
+        )
+    estimate = f"; estimate {money(cost.estimate_usd)}" if cost.estimate_usd is not None else ""
+    return Check("cost", Status.OK, f"Worst case {cost.summary()}, within {whose} of {money(cost.cap_usd)}{estimate}.")
+
+
+def running_check(unfinished: int, limit: int, *, confirmed: bool) -> Check:
+    """WARN when the visitor already has `limit` unfinished jobs (a real submission not confirmed makes it an error)."""
+    if unfinished < limit:
+        return Check("running jobs", Status.OK, f"You have {unfinished} unfinished job(s) in this namespace.")
+    message = (
+        f"You already have {unfinished} unfinished job(s) in this namespace (this Space asks for a confirmation "
+        f"from {limit} on)"
+    )
+    if confirmed:
+        return Check("running jobs", Status.WARN, f"{message}; you confirmed starting another.")
+    return Check(
+        "running jobs",
+        Status.WARN,
+        f"{message}: confirm to start another (the Submit button asks; the API takes allow_many_running: true), "
+        "or cancel some in My jobs.",
+    )

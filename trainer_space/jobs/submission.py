@@ -1,0 +1,180 @@
+"""Exactly-once job submission: every job carries a key (a label); a failure after the request left is settled by
+looking the key up before answering, so the visitor reads the truth and a retry never makes a second job.
+
+The key:
+
+* given by the API caller (`idempotency_key`): hashed with the visitor's name, so two people's keys never meet
+  in an org namespace. A job with that key, whatever its stage, is returned instead of a new one.
+* otherwise derived from the visitor, the namespace, the kind of job and the resolved config (without its
+  submission fields: cap, confirmations): the same job asked for twice is the same key. Such a job is returned
+  while it is unfinished, or when it completed and was created less than `REUSE_WINDOW_S` ago (a retry after a
+  lost answer, a double click). A job that was canceled or failed is not: submitting it again is a new decision;
+  so is the same config after the window.
+
+Outcomes: `created`; `existing` (found before sending: nothing new was created); `recovered` (the Hub's answer was
+lost, the job exists: here it is). Otherwise `JobNotCreated` (the Hub refused, or was checked and has no such job)
+or `JobOutcomeUnknown` (it could not be checked: what to look for, and that submitting again is safe).
+Same-key submissions in this process are serialized by a lock, so two clicks cannot both pass the lookup.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+import weakref
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from huggingface_hub import JobInfo
+
+from ..errors import HubUnavailable, JobNotCreated, JobOutcomeUnknown, RateLimited, TrainerSpaceError
+from ..hub.session import TERMINAL_STAGES, HubSession, JobRequest
+from ..settings import get_settings
+
+KEY_LABEL = "trainer-space-key"
+REUSE_WINDOW_S = 600  # a derived key returns a job created this recently even when it has ended
+CLOCK_SKEW_S = 120  # the Hub's clock against ours, when telling a job created by this submission
+LOOKUP_PAUSES_S = (0.0, 1.0, 2.0)  # a job just created may take a moment to be listed
+
+_LOCKS: weakref.WeakValueDictionary[str, threading.Lock] = weakref.WeakValueDictionary()
+_LOCKS_GUARD = threading.Lock()
+
+
+def derived_key(visitor: str, namespace: str, kind: str, job: dict[str, Any]) -> str:
+    """The key of a job when the caller gave none: the same visitor, place, kind and config give the same key."""
+    text = json.dumps({"v": 1, "visitor": visitor, "ns": namespace, "kind": kind, "job": job}, sort_keys=True)
+    return "d" + hashlib.sha256(text.encode()).hexdigest()[:31]
+
+
+def caller_key(visitor: str, key: str) -> str:
+    """The label value for a key the caller chose (scoped to the visitor)."""
+    return "k" + hashlib.sha256(f"{visitor}\n{key}".encode()).hexdigest()[:31]
+
+
+def submission_key(visitor: str, namespace: str, kind: str, job: dict[str, Any], given: str | None) -> str:
+    return caller_key(visitor, given) if given else derived_key(visitor, namespace, kind, job)
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """A job and how this submission got it."""
+
+    job: JobInfo
+    outcome: str  # created / existing / recovered
+    key: str
+    note: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"outcome": self.outcome, "key": self.key, "label": f"{KEY_LABEL}={self.key}", "note": self.note}
+
+
+def _lock(key: str) -> threading.Lock:
+    with _LOCKS_GUARD:
+        lock = _LOCKS.get(key)
+        if lock is None:
+            lock = threading.Lock()
+            _LOCKS[key] = lock
+        return lock
+
+
+def _created_ts(job: JobInfo) -> float:
+    return job.created_at.timestamp() if job.created_at else 0.0
+
+
+def _reusable(job: JobInfo, *, after: float, any_stage: bool) -> bool:
+    """Whether a job with the submission's key answers this submission (see the module's docstring)."""
+    stage = job.status.stage
+    if any_stage or stage not in TERMINAL_STAGES:
+        return True
+    return stage == "COMPLETED" and _created_ts(job) >= after
+
+
+def find_keyed_job(
+    session: HubSession, namespace: str, key: str, *, since: float | None = None, any_stage: bool = False
+) -> JobInfo | None:
+    """The newest job of `namespace` labelled with `key`: any of them (`any_stage`), else an unfinished one, or one
+    created after `since` (default: within the reuse window): any stage with `since`, else only a completed one."""
+    jobs = session.jobs_with_labels({KEY_LABEL: key}, namespace=namespace)
+    for job in jobs:  # newest first
+        if since is not None and _created_ts(job) >= since:
+            return job
+        if _reusable(job, after=time.time() - REUSE_WINDOW_S, any_stage=any_stage):
+            return job
+    return None
+
+
+def submit_once(session: HubSession, request: JobRequest, *, key: str, explicit: bool) -> Submitted:
+    """Create the job of `request` at most once for `key` (the key label is added to the request)."""
+    namespace = request.namespace or session.username
+    request.labels[KEY_LABEL] = key
+    with _lock(key):
+        try:
+            existing = find_keyed_job(session, namespace, key, any_stage=explicit)
+        except (HubUnavailable, RateLimited) as err:
+            raise JobNotCreated(
+                f"The job was not submitted: the Hub could not be asked whether it already exists ({err.message}) "
+                "Nothing is running or billed; try again in a few minutes."
+            ) from None
+        if existing is not None:
+            return Submitted(existing, "existing", key, _existing_note(existing, explicit))
+        sent_at = time.time()
+        try:
+            return Submitted(session.submit_job(request), "created", key)
+        except RateLimited as err:
+            raise JobNotCreated(f"The job was not created: {err.message}") from None
+        except HubUnavailable as err:
+            if not err.maybe_applied:
+                raise JobNotCreated(
+                    f"The job was not created: the Hub could not be reached ({err.detail}). Nothing is running or "
+                    "billed; try again in a few minutes."
+                ) from None
+            return _settle(session, namespace, key, sent_at, err)
+
+
+def _existing_note(job: JobInfo, explicit: bool) -> str:
+    why = "with the same idempotency key" if explicit else "with the same config"
+    stage = job.status.stage.lower()
+    return (
+        f"Not submitted again: you already submitted this job {why}, and it is {stage} (job {job.id}). "
+        + ("Change the config, or give another idempotency_key, to run it again." if not explicit else "")
+    ).strip()
+
+
+def _settle(session: HubSession, namespace: str, key: str, sent_at: float, err: HubUnavailable) -> Submitted:
+    """The Hub's answer to the create was lost (timeout, dropped connection, 5xx): look the key up, then tell."""
+    checked = False
+    for pause in LOOKUP_PAUSES_S:
+        time.sleep(pause)
+        try:
+            found = find_keyed_job(session, namespace, key, since=sent_at - CLOCK_SKEW_S)
+        except TrainerSpaceError:
+            continue
+        if found is not None:
+            note = f"The Hub's answer was lost ({err.detail}), but the job was created: this is it."
+            return Submitted(found, "recovered", key, note)
+        if checked:  # two lookups that found nothing: it was not created
+            when = datetime.now(UTC).strftime("%H:%M:%S UTC")
+            raise JobNotCreated(
+                f"The job was not created: the Hub answered with an error ({err.detail}) and, checked at {when}, "
+                "has no job with this submission's key. Nothing is running or billed; submitting again is safe."
+            )
+        checked = True
+    where = f"{get_settings().endpoint}/jobs/{namespace}"
+    raise JobOutcomeUnknown(
+        f"The Hub did not confirm the job ({err.detail}) and could not be asked whether it exists: it may have been "
+        f"created. Look at My jobs (or {where}) for a job labelled {KEY_LABEL}={key} before anything else. "
+        "Submitting the same config again is safe: if the job exists you get it back, not a second one."
+    )
+
+
+def submit_local_once(backend: Any, launch: Any, *, key: str, explicit: bool) -> Submitted:
+    """The same rule on this machine (the Local backend): a job already queued or run with `key` is returned."""
+    with _lock(key):
+        after = time.time() - REUSE_WINDOW_S
+        for job in backend.list_jobs():  # newest first
+            if (job.labels or {}).get(KEY_LABEL) == key and _reusable(job, after=after, any_stage=explicit):
+                return Submitted(job, "existing", key, _existing_note(job, explicit))
+        return Submitted(backend.submit(launch), "created", key)
