@@ -78,16 +78,6 @@ CONFIG_CLASSES = {
     "kto": "KTOConfig",
 }
 TRAINER_CLASSES = {m: c.replace("Config", "Trainer") for m, c in CONFIG_CLASSES.items()}
-REWARD_FUNCS = {
-    "accuracy": "1.0 when the completion's final answer (\\boxed{...}, <answer>...</answer>, the text after '####', "
-    "else its last number) equals the `answer` field's (numbers compared as numbers; a text answer may end the "
-    "completion), else 0.0. Needs `answer`.",
-    "think_format": "TRL's think_format_reward: 1.0 when the completion is '<think>...</think>' then the answer.",
-    "length": "1.0 for a completion of max_completion_length // 2 tokens, falling linearly to 0 at 0 and at twice that.",
-    "overlong": "TRL's get_soft_overlong_punishment(max_completion_length, max_completion_length // 4): 0 when "
-    "short enough, down to -1 at the limit.",
-    "repetition": "TRL's get_repetition_penalty_reward(ngram_size=3, max_penalty=-1): 0 with no repeated 3-gram.",
-}
 MIN_MAX_LENGTH = 16
 SAMPLE_NEW_TOKENS = 64
 
@@ -137,6 +127,38 @@ DATA_FORMATS = {  # the same, in words (for messages)
     "reward": "'chosen' + 'rejected' (+ 'prompt', else taken from their common start)",
     "grpo": "'prompt' (+ 'answer' for the accuracy reward)",
     "kto": "'prompt' + 'completion' + 'label', or preference pairs",
+}
+
+
+@dataclass(frozen=True)
+class RewardFunc:
+    """A GRPO reward function the job offers: the fields it reads besides the prompt, and what it rewards."""
+
+    needs: tuple[str, ...]
+    description: str
+
+
+REWARD_FUNCS: dict[str, RewardFunc] = {  # the job builds them by these names (train.py: build_reward_funcs)
+    "accuracy": RewardFunc(
+        ("answer",),
+        "1.0 when the completion's final answer (\\boxed{...}, <answer>...</answer>, the text after '####', else its "
+        "last number) equals the `answer` field's (numbers compared as numbers; a text answer may end the "
+        "completion), else 0.0",
+    ),
+    "think_format": RewardFunc(
+        (), "TRL's think_format_reward: 1.0 when the completion is '<think>...</think>' then the answer"
+    ),
+    "length": RewardFunc(
+        (), "1.0 for a completion of max_completion_length // 2 tokens, falling linearly to 0 at 0 and at twice that"
+    ),
+    "overlong": RewardFunc(
+        (),
+        "TRL's get_soft_overlong_punishment(max_completion_length, max_completion_length // 4): 0 when short "
+        "enough, down to -1 at the limit",
+    ),
+    "repetition": RewardFunc(
+        (), "TRL's get_repetition_penalty_reward(ngram_size=3, max_penalty=-1): 0 with no repeated 3-gram"
+    ),
 }
 
 
@@ -339,6 +361,17 @@ def trainer_columns(method: str, column_names: Iterable[str]) -> tuple[str, ...]
     return next((group for group in TRAINER_COLUMNS[method] if names.issuperset(group)), None)
 
 
+def reward_problems(names: Iterable[str], fields: Iterable[str]) -> list[tuple[str, str]]:
+    """(reward, field) for every field a chosen reward reads that the (mapped) data lacks."""
+    have = set(fields)
+    return [(name, need) for name in names for need in REWARD_FUNCS[name].needs if need not in have]
+
+
+def default_rewards(fields: Iterable[str]) -> list[str]:
+    """GRPO's rewards when none are chosen: `accuracy` when the mapped data has an `answer`, else `length`."""
+    return ["accuracy"] if "answer" in set(fields) else ["length"]
+
+
 def is_conversational(example: dict[str, Any]) -> bool:
     """True when a prompt/completion/messages/chosen/rejected field holds a list of role/content messages."""
     return any(
@@ -394,7 +427,11 @@ class TrainScriptArguments:
     max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training rows."})
     max_eval_samples: int | None = field(default=1000, metadata={"help": "Evaluate on at most N rows."})
     reward_funcs: str | None = field(
-        default=None, metadata={"help": f"GRPO rewards, comma separated, from: {', '.join(REWARD_FUNCS)}."}
+        default=None,
+        metadata={
+            "help": f"GRPO rewards, comma separated, from: {', '.join(REWARD_FUNCS)} (default: accuracy when the "
+            "data has an `answer`, else length)."
+        },
     )
     resume_from_hub: bool = field(
         default=False, metadata={"help": "Resume from <hub_model_id>/last-checkpoint when the repo has one."}
@@ -409,16 +446,18 @@ class TrainScriptArguments:
 
 # ----------------------------------------------------------------------------- dataset columns
 def select_columns(method: str, column_names: Iterable[str], reward_names: Iterable[str] = ()) -> list[str]:
-    """The columns the method trains on, or a JobError naming what is missing."""
+    """The columns the method trains on (with the fields GRPO's rewards read), or a JobError naming what is missing."""
     names = set(column_names)
-    needs_answer = method == "grpo" and "accuracy" in reward_names
     group = trainer_columns(method, names)
-    if group is not None and not (needs_answer and "answer" not in group):
-        return list(group)
-    hint = "the 'accuracy' reward needs an `answer` field; " if needs_answer and "prompt" in names else ""
+    reward_names = list(reward_names) if method == "grpo" else []
+    missing = reward_problems(reward_names, names)
+    if group is not None and not missing:
+        return list(dict.fromkeys([*group, *(f for n in reward_names for f in REWARD_FUNCS[n].needs)]))
+    hint = "".join(f"the '{reward}' reward needs an `{need}` field; " for reward, need in missing)
+    field_name = missing[0][1] if missing else "<field>"
     raise JobError(
         f"method '{method}' needs {DATA_FORMATS[method]}; {hint}after mapping the dataset has columns "
-        f'{sorted(names)}. Map yours with --dataset_mapping \'{{"columns": {{"<field>": "<your column>"}}}}\''
+        f'{sorted(names)}. Map yours with --dataset_mapping \'{{"columns": {{"{field_name}": "<your column>"}}}}\''
     )
 
 
@@ -507,12 +546,12 @@ class LengthReward:
 
 
 def parse_reward_names(raw: str | None) -> list[str]:
-    """Split `--reward_funcs` and check every name is in REWARD_FUNCS."""
-    names = [n.strip() for n in (raw or "").split(",") if n.strip()]
+    """Split `--reward_funcs` and check every name is in REWARD_FUNCS (none given: the data's default, later)."""
+    names = list(dict.fromkeys(n.strip() for n in (raw or "").split(",") if n.strip()))
     unknown = [n for n in names if n not in REWARD_FUNCS]
-    if unknown or not names:
-        listing = "; ".join(f"{k}: {v}" for k, v in REWARD_FUNCS.items())
-        raise JobError(f"GRPO needs --reward_funcs from the list (got {raw!r}, unknown {unknown}). {listing}")
+    if unknown:
+        listing = "; ".join(f"{k}: {v.description}" for k, v in REWARD_FUNCS.items())
+        raise JobError(f"--reward_funcs must name rewards from the list (got {raw!r}, unknown {unknown}). {listing}")
     return names
 
 
@@ -520,7 +559,7 @@ def build_reward_funcs(names: list[str], max_completion_length: int) -> list[Cal
     """The reward callables for GRPOTrainer, in the order given."""
     from trl.rewards import get_repetition_penalty_reward, get_soft_overlong_punishment
 
-    factories: dict[str, Callable[[], Callable]] = {
+    factories: dict[str, Callable[[], Callable]] = {  # one per REWARD_FUNCS entry
         "accuracy": lambda: accuracy_reward,
         "think_format": lambda: think_format_reward,
         "length": lambda: LengthReward(max_completion_length // 2),
@@ -965,18 +1004,26 @@ def model_init_kwargs(training_args: TrainingArguments, model_args: ModelConfig)
 
 
 # ----------------------------------------------------------------------------- main
-def load_data(args: TrainScriptArguments, reward_names: list[str]) -> tuple[Dataset, Dataset | None, DatasetMapping]:
-    """(train, eval or None, mapping): loaded, mapped, checked and split; all before the model is touched."""
+def load_data(
+    args: TrainScriptArguments, reward_names: list[str]
+) -> tuple[Dataset, Dataset | None, DatasetMapping, list[str]]:
+    """(train, eval or None, mapping, GRPO rewards): loaded, mapped, checked and split, before the model is touched.
+
+    GRPO without `--reward_funcs` uses the data's default (`default_rewards`: accuracy with an `answer`, else length).
+    """
     try:
         mapping = parse_mapping(args.dataset_mapping)
     except MappingError as exc:
         raise JobError(f"bad --dataset_mapping: {exc}") from None
     train_raw, test_raw = load_splits(args)
     train = prepare_dataset(train_raw, mapping, args.method, reward_names, args.max_train_samples)
+    if args.method == "grpo" and not reward_names:
+        reward_names = default_rewards(train.column_names)
+        log(f"GRPO rewards: none given, using the default for this data: {', '.join(reward_names)}")
     test = prepare_dataset(test_raw, mapping, args.method, reward_names, None) if test_raw is not None else None
     train, test = split_for_eval(train, test, args)
     log(f"data: {len(train)} training rows, {len(test) if test is not None else 0} eval rows, {train.column_names}")
-    return train, test, mapping
+    return train, test, mapping, reward_names
 
 
 def samples_and_card(
@@ -1027,7 +1074,7 @@ def main(
     check_environment(args, training_args, model_args, torch.cuda.is_available())
     user = resolve_hub(args, training_args)
     reward_names = parse_reward_names(args.reward_funcs) if args.method == "grpo" else []
-    train, test, mapping = load_data(args, reward_names)
+    train, test, mapping, reward_names = load_data(args, reward_names)
     tokenizer = load_tokenizer(model_args)
     check_chat_template(tokenizer, train[0], model_args.model_name_or_path, training_args)
     check_max_length(args.method, training_args, tokenizer, train)

@@ -44,6 +44,8 @@ TEXT = [{"text": f"Document number {i}."} for i in range(20)]
 
 MATH = [{"prompt": [{"role": "user", "content": f"What is {i} + 1?"}], "answer": str(i + 1)} for i in range(20)]
 LONG = [{"text": "The quick brown fox jumps over the lazy dog. " * (10 + 30 * (i % 2))} for i in range(20)]
+PROMPTS = [{"prompt": f"Write a haiku about the number {i}."} for i in range(20)]
+SOLUTIONS = [{"prompt": f"What is {i} + 1?", "solution": str(i + 1)} for i in range(20)]
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +71,8 @@ def _world(hub, tokenizer_files):
     hub.add_dataset("alice/text", {"train": TEXT})
     hub.add_dataset("alice/long", {"train": LONG})
     hub.add_dataset("alice/math", {"train": MATH}, num_rows={"train": 2000})
+    hub.add_dataset("alice/prompts", {"train": PROMPTS})
+    hub.add_dataset("alice/solutions", {"train": SOLUTIONS})
     return hub
 
 
@@ -280,3 +284,48 @@ def test_submit_training_api(hub, app_url):
         assert key in done
     with pytest.raises(Exception, match=r"Method \(method\) must be one of"):
         client.predict({**cfg, "method": "ppo"}, True, api_name="/submit_training")
+
+
+def _grpo(dataset: str, **kw) -> TrainingConfig:
+    return _cfg(method="grpo", dataset=dataset, timeout="48h", per_device_train_batch_size=8,
+                gradient_accumulation_steps=1, **kw)  # fmt: skip
+
+
+def test_grpo_accuracy_without_an_answer_column_is_refused_naming_the_mapping(hub):
+    _failed(hub, hub.alice, _grpo("alice/prompts", reward_funcs=["accuracy"]), "rewards",
+            "The 'accuracy' reward reads an 'answer' field and alice/prompts has none")  # fmt: skip
+    with pytest.raises(PreflightFailed) as info:
+        submit_training(HubSession(hub.alice), _grpo("alice/solutions", reward_funcs=["accuracy"]), dry_run=False)
+    message = {c.name: c.message for c in info.value.failed}["rewards"]
+    assert "column 'solution' looks like one" in message
+    assert '"mapping": {"columns":{"answer":"solution"},"transforms":[]}' in message
+    assert "Or choose rewards that read no field (think_format, length, overlong, repetition)" in message
+    mapped = _grpo("alice/solutions", reward_funcs=["accuracy"], mapping={"columns": {"answer": "solution"}})
+    result = submit_training(HubSession(hub.alice), mapped, dry_run=True)
+    assert _checks(result)["rewards"] == {"name": "rewards", "status": "ok", "message": "Rewards: accuracy."}
+
+
+@pytest.mark.parametrize(("dataset", "default"), [("alice/math", "accuracy"), ("alice/prompts", "length")])
+def test_grpo_without_rewards_gets_the_default_for_its_data(hub, dataset, default):
+    result = submit_training(HubSession(hub.alice), _grpo(dataset), dry_run=True)
+    assert _checks(result)["rewards"]["status"] == "ok" and default in _checks(result)["rewards"]["message"]
+    assert result["config"]["reward_funcs"] == [default]
+    assert f"--reward_funcs={default}" in result["spec"]["command"] or default in result["spec"]["command"]
+
+
+def test_train_tab_default_reward_depends_on_the_dataset(hub):
+    from types import SimpleNamespace
+
+    from trainer_space.data.inspection import inspect_dataset
+    from trainer_space.ui import _carry_dataset
+
+    tab = SimpleNamespace(fields={k: k for k in TrainingConfig.model_fields})
+    for dataset, mapping, expected in [
+        ("alice/math", None, ["accuracy"]),
+        ("alice/prompts", None, ["length"]),
+        ("alice/solutions", None, ["length"]),
+        ("alice/solutions", {"columns": {"answer": "solution"}, "transforms": []}, ["accuracy"]),
+    ]:
+        inspection = inspect_dataset(HubSession(hub.alice), dataset=dataset)
+        out = _carry_dataset(tab, dataset, "default", "train", "grpo", mapping, "Qwen/Qwen2.5-0.5B", inspection)
+        assert out["reward_funcs"] == expected, dataset

@@ -269,9 +269,19 @@ def test_length_reward_prefers_the_target_length() -> None:
 
 def test_reward_names_are_checked() -> None:
     assert train.parse_reward_names(" accuracy, length ") == ["accuracy", "length"]
-    for bad in ("", None, "accuracy,bogus"):
-        with pytest.raises(JobError, match="think_format"):  # the message lists what exists
-            train.parse_reward_names(bad)
+    assert train.parse_reward_names("") == train.parse_reward_names(None) == []  # the data's default, later
+    with pytest.raises(JobError, match="think_format"):  # the message lists what exists
+        train.parse_reward_names("accuracy,bogus")
+
+
+def test_one_reward_table_with_the_fields_each_reads() -> None:
+    """The job builds every reward of the shared table, and the table says which field each one reads."""
+    built = train.build_reward_funcs(list(train.REWARD_FUNCS), 16)
+    assert len(built) == len(train.REWARD_FUNCS)
+    assert train.REWARD_FUNCS["accuracy"].needs == ("answer",)
+    assert train.default_rewards(["prompt", "answer"]) == ["accuracy"]
+    assert train.default_rewards(["prompt"]) == ["length"]
+    assert train.select_columns("grpo", ["prompt", "answer", "id"], ["length"]) == ["prompt", "answer"]
 
 
 # ----------------------------------------------------------------------------- arguments and card (pure)
@@ -520,7 +530,9 @@ ERRORS = {
     "push-without-repo": ("text", ["--push_to_hub", "true"], "needs --hub_model_id"),
     "push-without-token": ("text", ["--push_to_hub", "true", "--hub_model_id", "alice/x"], "needs a token"),
     "max-length-too-small": ("text", ["--max_length", "8"], "max_length=8 is too small"),
-    "grpo-without-rewards": ("question_answer", ["--method", "grpo", "--num_generations", "2"], "needs --reward_funcs"),
+    "grpo-unknown-reward": (
+        "question_answer", ["--method", "grpo", "--num_generations", "2", "--reward_funcs", "bogus"], "unknown ['bogus']"
+    ),
     "grpo-accuracy-without-answer": (
         "prompt_completion",
         ["--method", "grpo", "--num_generations", "2", "--reward_funcs", "accuracy"],

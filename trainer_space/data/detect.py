@@ -721,6 +721,24 @@ def example_for_display(row: dict[str, Any]) -> dict[str, Any]:
     return {"text": "".join(parts)} if parts else {}
 
 
+def mapped_fields(rows: Sequence[dict[str, Any]], mapping: DatasetMapping | dict | None) -> set[str]:
+    """The fields the (sample) rows have once the mapping ran: what the job's trainer and rewards can read."""
+    rows = _sample(rows)
+    m = normalize_mapping(mapping)
+    try:
+        mapped = map_rows(rows, m) if m else list(rows)
+    except (KeyError, ValueError, TypeError, AttributeError):  # a mapping that does not fit: its columns at least
+        mapped = [{**r, **dict.fromkeys(m.columns)} for r in rows]
+    return {k for r in mapped for k in r}
+
+
+def suggest_column(fld: str, rows: Sequence[dict[str, Any]], exclude: Iterable[str] = ()) -> str | None:
+    """A source column that looks like `fld` (by name and kind, as the proposals pick them), or None."""
+    c = _Candidates(analyze(_sample(rows)))
+    found = c.answer(exclude) if fld == "answer" else c.find(fld, (Kind.TEXT, Kind.MESSAGES), exclude)
+    return found.name if found is not None else None
+
+
 # ============================================================================ mapping editor helpers
 def editor_mapping(report: MethodReport, column_names: Iterable[str]) -> DatasetMapping:
     """What the mapping editor starts from: the proposed mapping, else the columns the trainer would read."""

@@ -34,7 +34,6 @@ from ..catalog import (
     DEFAULT_PEFT,
     GRPO_MAX_COMPLETION_LENGTH,
     GRPO_NUM_GENERATIONS,
-    GRPO_REWARDS,
     LORA_ALPHA,
     LORA_DROPOUT,
     LORA_R,
@@ -45,7 +44,7 @@ from ..catalog import (
     QUICK_TEST_STEPS,
     method_spec,
 )
-from ..data.mapping import DatasetMapping, MappingError, parse_mapping
+from ..data.mapping import REWARD_FUNCS, DatasetMapping, MappingError, parse_mapping
 from ..errors import InvalidInput
 from ..estimate.model import EstimateInputs
 from ..hub.hardware import FLAVOR_NAMES
@@ -108,17 +107,17 @@ def _rewards(value: Any) -> list[str]:
         return []
     names = [v.strip() for v in value.split(",")] if isinstance(value, str) else value
     if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
-        raise PydanticCustomError("invalid", f"must be a list of names from: {', '.join(GRPO_REWARDS)}")
-    bad = [n for n in names if n and n not in GRPO_REWARDS]
+        raise PydanticCustomError("invalid", f"must be a list of names from: {', '.join(REWARD_FUNCS)}")
+    bad = [n for n in names if n and n not in REWARD_FUNCS]
     if bad:
-        raise PydanticCustomError("invalid", f"has unknown names {bad[:5]}; available: {', '.join(GRPO_REWARDS)}")
+        raise PydanticCustomError("invalid", f"has unknown names {bad[:5]}; available: {', '.join(REWARD_FUNCS)}")
     return list(dict.fromkeys(n for n in names if n))
 
 
 RewardsField = Annotated[
     list[str],
     PlainValidator(_rewards),
-    WithJsonSchema({"type": "array", "items": {"type": "string", "enum": list(GRPO_REWARDS)}}),
+    WithJsonSchema({"type": "array", "items": {"type": "string", "enum": list(REWARD_FUNCS)}}),
 ]
 
 
@@ -253,7 +252,9 @@ class TrainingConfig(_Config):
     gradient_checkpointing: BoolField = Field(True, description="Recompute activations to save memory.")
     eval_split_fraction: float_field(0.0, 0.5) = Field(0.0, description="Hold out this share of rows for evaluation.")
     reward_funcs: RewardsField = Field(
-        default_factory=list, description=f"GRPO reward functions from: {', '.join(GRPO_REWARDS)}."
+        default_factory=list,
+        description=f"GRPO reward functions from: {', '.join(REWARD_FUNCS)} (empty: accuracy when the data has an "
+        "answer column, else length).",
     )
     num_generations: int_field(2, 256) = Field(GRPO_NUM_GENERATIONS, description="GRPO: completions per prompt.")
     max_completion_length: int_field(8, 65_536) = Field(

@@ -7,13 +7,15 @@ GGUF export reuses the account and output-repo checks. A check is `ok`, `warn` (
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from ..catalog import DEFAULT_FLAVOR, GRPO_REWARDS, MIN_TIMEOUT_S, QUICK_TEST_ROWS, submit_timeout_s
+from ..catalog import DEFAULT_FLAVOR, MIN_TIMEOUT_S, QUICK_TEST_ROWS, submit_timeout_s
 from ..data import detect
 from ..data.inspection import DatasetInspection, inspect_dataset, revalidate
+from ..data.mapping import REWARD_FUNCS, default_rewards, reward_problems
 from ..data.tokens import token_stats
 from ..errors import TrainerSpaceError
 from ..estimate.model import DEFAULT_MEAN_TOKENS, EstimateResult, FlavorEstimate
@@ -97,13 +99,37 @@ def check_output_repo(
     return Check("output repo", Status.OK, f"{purpose} {output_repo}.")
 
 
-def check_rewards(cfg: TrainingConfig) -> Check | None:
-    """GRPO needs at least one reward function (None for the other methods)."""
+def check_rewards(cfg: TrainingConfig, inspection: DatasetInspection | None) -> tuple[Check | None, list[str]]:
+    """GRPO's rewards (the data's default when none are chosen) and the fields they read: (check, rewards).
+
+    A reward whose field the mapped data lacks (`accuracy` without an `answer`) is an error naming the field and the
+    mapping that would provide it. Other methods: (None, []).
+    """
     if not cfg.spec.generates:
-        return None
+        return None, []
+    fields = detect.mapped_fields(inspection.sample, cfg.mapping) if inspection is not None else None
     if not cfg.reward_funcs:
-        return Check("rewards", Status.ERROR, f"GRPO needs at least one reward function ({', '.join(GRPO_REWARDS)}).")
-    return Check("rewards", Status.OK, f"Rewards: {', '.join(cfg.reward_funcs)}.")
+        names = default_rewards(fields or ())
+        why = "the data has an 'answer' field" if "accuracy" in names else "the data has no 'answer' field"
+        return Check("rewards", Status.OK, f"No rewards chosen: {', '.join(names)} ({why}).") if fields else None, names
+    missing = reward_problems(cfg.reward_funcs, fields) if fields is not None else []
+    if not missing:
+        return Check("rewards", Status.OK, f"Rewards: {', '.join(cfg.reward_funcs)}."), list(cfg.reward_funcs)
+    free = [n for n, r in REWARD_FUNCS.items() if not r.needs]
+    problems = []
+    for reward, need in missing:
+        used = set(cfg.mapping.columns.values()) if cfg.mapping else set()
+        source = detect.suggest_column(need, inspection.sample, exclude=used) if inspection is not None else None
+        mapping = cfg.mapping.to_json() if cfg.mapping else {"columns": {}, "transforms": []}
+        mapping["columns"] = {**mapping["columns"], need: source or f"<column with the {need}>"}
+        found = f"column '{source}' looks like one" if source else "no column looks like one"
+        problems.append(
+            f"the '{reward}' reward reads an '{need}' field and {cfg.dataset} has none after the mapping ({found}): "
+            f'map it with "mapping": {json.dumps(mapping, separators=(",", ":"))}'
+        )
+    message = "; ".join(problems)
+    message = f"{message[:1].upper()}{message[1:]}. Or choose rewards that read no field ({', '.join(free)})."
+    return Check("rewards", Status.ERROR, message), list(cfg.reward_funcs)
 
 
 def check_dataset(session: HubSession, cfg: TrainingConfig) -> tuple[Check, DatasetInspection | None]:
@@ -128,8 +154,6 @@ def check_dataset(session: HubSession, cfg: TrainingConfig) -> tuple[Check, Data
             message = f"{where} trains as it is for {cfg.method}; the Dataset tab suggests: {report.reason}."
             return Check("dataset", Status.WARN, message), inspection
     if verdict == detect.Verdict.NEEDS_MAPPING:
-        import json
-
         proposal = json.dumps(report.mapping.to_json(), separators=(",", ":")) if report.mapping else "{}"
         message = (
             f"{where} needs a column mapping for {cfg.method}: {report.reason}. Use the mapping the Dataset tab "
@@ -283,6 +307,7 @@ class Preflight:
     estimate: EstimateCheck
     flavor: str
     timeout_s: int
+    reward_funcs: tuple[str, ...] = ()  # GRPO: the chosen rewards, else the data's default
 
     @property
     def failed(self) -> tuple[Check, ...]:
@@ -296,7 +321,7 @@ def run_preflight(session: HubSession, cfg: TrainingConfig, *, output_repo: str)
     dataset_check, inspection = check_dataset(session, cfg)
     checks.append(dataset_check)
     checks.append(check_output_repo(session, output_repo))
-    rewards = check_rewards(cfg)
+    rewards, reward_funcs = check_rewards(cfg, inspection)
     if rewards is not None:
         checks.append(rewards)
     lengths, mean_tokens = (
@@ -310,7 +335,7 @@ def run_preflight(session: HubSession, cfg: TrainingConfig, *, output_repo: str)
     if cfg.quick_test:
         timeout_s = max(timeout_s, MIN_TIMEOUT_S)
     checks.append(check_timeout(cfg, timeout_s, fit.needed_timeout_s))
-    return Preflight(tuple(checks), fit, fit.flavor, timeout_s)
+    return Preflight(tuple(checks), fit, fit.flavor, timeout_s, tuple(reward_funcs))
 
 
 class PreflightFailed(TrainerSpaceError):

@@ -157,7 +157,9 @@ def plan_training(session: HubSession, cfg: TrainingConfig) -> TrainingPlan:
     """
     cfg = resolve(cfg, session.visitor.name)
     preflight = run_preflight(session, cfg, output_repo=cfg.output_repo or "")
-    cfg = cfg.with_changes(flavor=preflight.flavor, timeout=format_timeout(preflight.timeout_s))
+    cfg = cfg.with_changes(
+        flavor=preflight.flavor, timeout=format_timeout(preflight.timeout_s), reward_funcs=list(preflight.reward_funcs)
+    )
     flavor = get_flavor(preflight.flavor, session.hardware()[0])
     args = template_args(cfg)
     template = load_template(TEMPLATE)

@@ -21,7 +21,6 @@ from ..catalog import (
     DEFAULT_MODEL,
     GRPO_MAX_COMPLETION_LENGTH,
     GRPO_NUM_GENERATIONS,
-    GRPO_REWARDS,
     LORA_ALPHA,
     LORA_DROPOUT,
     LORA_R,
@@ -30,6 +29,7 @@ from ..catalog import (
     PEFT_MODES,
     preset,
 )
+from ..data.mapping import REWARD_FUNCS
 from ..errors import InvalidInput
 from ..estimate.model_facts import get_model_facts
 from ..hub.hardware import FALLBACK_FLAVORS
@@ -155,7 +155,10 @@ def build_tab() -> TrainTab:
             lora_dropout = gr.Number(label="LoRA dropout", value=LORA_DROPOUT)
             eval_fraction = gr.Slider(0, 0.5, value=0.0, step=0.01, label="Held-out eval fraction")
         with gr.Row():
-            rewards = gr.CheckboxGroup(list(GRPO_REWARDS), value=["accuracy"], label="GRPO reward functions", scale=2)
+            rewards = gr.CheckboxGroup(
+                list(REWARD_FUNCS), value=[], scale=2,
+                label="GRPO reward functions (none: accuracy when the data has an answer column, else length)",
+            )  # fmt: skip
             num_generations = gr.Number(label="GRPO: completions per prompt", value=GRPO_NUM_GENERATIONS, precision=0)
             max_completion = gr.Number(
                 label="GRPO: tokens per completion", value=GRPO_MAX_COMPLETION_LENGTH, precision=0
