@@ -13,6 +13,15 @@
 #     "sentencepiece==0.2.3",
 #     "protobuf==7.36.2",
 # ]
+#
+# # torch from PyTorch's CUDA 12.6 index (driver >= 525), not PyPI's CUDA 13.0 build (driver >= 580): see TORCH_BUILD
+# [tool.uv.sources]
+# torch = [{ index = "pytorch-cu126", marker = "sys_platform == 'linux'" }]
+#
+# [[tool.uv.index]]
+# name = "pytorch-cu126"
+# url = "https://download.pytorch.org/whl/cu126"
+# explicit = true
 # ///
 """Fine-tune a causal LM with TRL inside a Hugging Face Job: SFT, DPO, GRPO, reward modelling or KTO.
 
@@ -22,8 +31,8 @@ TRL / transformers option is reachable from the command line or a YAML `--config
 `--method`, `--dataset_mapping` (JSON), `--eval_split_fraction`, `--max_train_samples`, `--max_eval_samples`,
 `--reward_funcs` (GRPO, see REWARD_FUNCS), `--resume_from_hub`, `--num_sample_generations`, `--peft_mode`.
 
-Input problems (a missing column or split, conversational data for a model without a chat template, a tiny
-`max_length`, QLoRA on CPU, pushing without a repo or token) stop the job in seconds, before the model is
+Input problems (unusable GPUs, a missing column or split, conversational data for a model without a chat template,
+a tiny `max_length`, QLoRA on CPU, pushing without a repo or token) stop the job in seconds, before the model is
 downloaded, with one line starting with "ERROR:" and exit code 2.
 
 SFT with LoRA on a single GPU:
@@ -42,10 +51,13 @@ DPO, GRPO (rewards by name), a mapped dataset and an eval split:
         --dataset_mapping '{"columns": {"prompt": "question"}, "transforms": ["prompt_to_messages"]}' \
         --reward_funcs accuracy,think_format --eval_split_fraction 0.05 --output_dir out --hub_model_id you/qwen-grpo
 
-Several GPUs (one process per GPU; add `--fsdp` when the model does not fit on one GPU):
+Tell the job its flavor's GPU count with `TRAINER_SPACE_GPUS` (the Space always does): it stops within seconds,
+before any download, when PyTorch sees another number of GPUs (CUDA unusable, e.g. an NVIDIA driver too old for
+the CUDA build: see TORCH_BUILD), and with several GPUs it starts one process per GPU itself (`accelerate launch`
+of this script, in this script's own environment). Add `--fsdp` when the model does not fit on one GPU:
 
-    hf jobs uv run --flavor a10g-largex4 --secrets HF_TOKEN --with accelerate -- \
-        accelerate launch --num_processes 4 train.py --method sft --fsdp ... (same arguments)
+    hf jobs uv run --flavor a10g-largex4 --secrets HF_TOKEN --env TRAINER_SPACE_GPUS=4 train.py \
+        --method sft --fsdp ... (same arguments)
 
 Resume a killed job: run the same command with `--resume_from_hub true` (checkpoints are pushed to
 `<hub_model_id>/last-checkpoint` while training).
@@ -80,6 +92,12 @@ CONFIG_CLASSES = {
 TRAINER_CLASSES = {m: c.replace("Config", "Trainer") for m, c in CONFIG_CLASSES.items()}
 MIN_MAX_LENGTH = 16
 SAMPLE_NEW_TOKENS = 64
+GPUS_ENV = "TRAINER_SPACE_GPUS"  # the flavor's GPU count, set by the Space: checked at start, one process per GPU
+# The torch the header installs: PyTorch's CUDA 12.6 build, which runs on NVIDIA drivers >= 525.60.13 (CUDA 12
+# minor-version compatibility); PyPI's torch 2.13 is a CUDA 13.0 build that needs >= 580.65.06, and an older driver
+# means no CUDA at all. Its kernels cover compute capabilities 5.0 to 9.0 (T4 7.5, A100 8.0, A10G 8.6, L4 and L40S
+# 8.9, H100 and H200 9.0), not Blackwell (RTX PRO 6000: 12.0); the Space refuses flavors it cannot run on.
+TORCH_BUILD = {"cuda": "12.6", "min_driver": "525.60.13", "compute_capabilities": [50, 60, 70, 75, 80, 86, 90]}
 
 
 # ----- BEGIN SPLICED from trainer_space/data/mapping.py (edit it there, then: python -m trainer_space.data.splice)
@@ -712,6 +730,102 @@ def check_environment(
         raise JobError("KTO needs --per_device_train_batch_size >= 2 (its KL term mixes examples of a batch)")
 
 
+def expected_gpus() -> int | None:
+    """The GPU count of the job's flavor (`TRAINER_SPACE_GPUS`, set by the Space), or None when not told."""
+    raw = os.environ.get(GPUS_ENV, "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit():
+        raise JobError(f"{GPUS_ENV} must be the flavor's GPU count (0, 1, 2, ...), got {raw!r}")
+    return int(raw)
+
+
+def nvidia_driver() -> str | None:
+    """This machine's NVIDIA driver version, when it can be read (for the guard's message)."""
+    try:
+        found = re.search(
+            r"Kernel Module(?: for \S+)?\s+(\d+\.\d+(?:\.\d+)?)", Path("/proc/driver/nvidia/version").read_text()
+        )
+        if found:
+            return found.group(1)
+    except OSError:
+        pass
+    import shutil
+    import subprocess
+
+    if shutil.which("nvidia-smi"):
+        try:
+            out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                                 capture_output=True, text=True, timeout=20)  # fmt: skip
+            return out.stdout.split()[0] if out.returncode == 0 and out.stdout.split() else None
+        except (OSError, subprocess.SubprocessError):
+            return None
+    return None
+
+
+def capability_supported(capability: tuple[int, int], arch_list: Iterable[str]) -> bool:
+    """Whether a build with these `torch.cuda.get_arch_list()` entries has kernels for a GPU of this capability.
+
+    Code for sm_XY runs on X.Y and on later minors of the same major; PTX (compute_XY) on any later GPU.
+    """
+    major, minor = capability
+    for arch in arch_list:
+        kind, _, number = arch.partition("_")
+        if not number.isdigit():
+            continue
+        code_major, code_minor = int(number[:-1]), int(number[-1])
+        if kind == "sm" and code_major == major and code_minor <= minor:
+            return True
+        if kind == "compute" and (code_major, code_minor) <= (major, minor):
+            return True
+    return False
+
+
+def gpu_problem(expected: int) -> str | None:
+    """Why this machine cannot run the job on its `expected` GPUs (CUDA unusable, fewer GPUs, no kernels), or None."""
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings(record=True) as caught:  # torch warns why CUDA is unusable (e.g. an old driver)
+        warnings.simplefilter("always")
+        found = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    build = f"torch {torch.__version__} (CUDA {torch.version.cuda or 'none: a CPU build'})"
+    if found != expected:
+        why = "; ".join(dict.fromkeys(" ".join(str(w.message).split()) for w in caught if "CUDA" in str(w.message)))
+        driver = nvidia_driver() or "unknown (no NVIDIA driver is visible)"
+        return (
+            f"this job's flavor has {expected} GPU(s) but PyTorch sees {found}{f' ({why[:400]})' if why else ''}. "
+            f"{build} needs an NVIDIA driver >= {TORCH_BUILD['min_driver']}; this machine's driver: {driver}. "
+            "The job stops now, before downloading the model or the data, instead of training on the CPU until "
+            "its timeout. Run it again on another GPU flavor; if it happens again, report the flavor's driver to "
+            "Hugging Face"
+        )
+    arch_list = torch.cuda.get_arch_list() if found else []
+    for index in range(found):
+        capability = torch.cuda.get_device_capability(index)
+        if not capability_supported(capability, arch_list):
+            name = torch.cuda.get_device_name(index)
+            return (
+                f"GPU {index} ({name}, compute capability {capability[0]}.{capability[1]}) has no kernels in {build}, "
+                f"which is built for {', '.join(arch_list) or 'no GPU'}. The job stops now, before downloading "
+                "anything: pick a flavor with another GPU (T4, L4, A10G, L40S, A100 or H200)"
+            )
+    return None
+
+
+def launch_argv(argv: list[str], gpus: int) -> list[str] | None:
+    """`accelerate launch` of this same script, one process per GPU, when a multi-GPU job starts; else None.
+
+    The processes run in this script's own environment (its PEP 723 header, `[tool.uv]` sources included), so
+    nothing is installed twice and the launcher needs no `--with` list of its own.
+    """
+    if gpus < 2 or os.environ.get("LOCAL_RANK") is not None:  # one GPU, or already one of the launched processes
+        return None
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_machines", "1"]
+    return [*launcher, "--num_processes", str(gpus), str(Path(__file__).resolve()), *argv]
+
+
 def resolve_hub(args: TrainScriptArguments, training_args: TrainingArguments) -> str | None:
     """When pushing (or resuming from the Hub): check the repo id and the token, and return the user name."""
     if not (training_args.push_to_hub or args.resume_from_hub):
@@ -1116,8 +1230,19 @@ def main(
 
 
 def cli(argv: list[str] | None = None) -> None:
-    """Parse, run, and turn a JobError (or data that does not fit the mapping) into one "ERROR:" line, exit 2."""
+    """Check the GPUs, start one process per GPU, parse, run; a JobError (or data that does not fit the mapping)
+    becomes one "ERROR:" line and exit code 2."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
+        gpus = expected_gpus()
+        if gpus is not None:  # the environment guard: seconds after start, before any download
+            problem = gpu_problem(gpus)
+            if problem:
+                raise JobError(problem)
+            launch = launch_argv(argv, gpus)
+            if launch:
+                log(f"{gpus} GPUs: one training process per GPU ({' '.join(launch[1:5])} ...)")
+                os.execv(launch[0], launch)
         main(*parse_args(argv))
     except (JobError, MappingError) as exc:
         print(f"ERROR: {exc}", file=sys.stderr, flush=True)

@@ -111,6 +111,7 @@ def test_submit_sends_the_exact_job_with_token_only_in_secrets(hub):
     ]  # fmt: skip
     assert body["labels"]["trainer-space"] == "export_gguf"
     assert body["labels"]["output"] == "alice/qwen-sft-GGUF"
+    assert body["labels"]["name"] == "gguf-qwen-sft-GGUF"  # a readable name, not uv-python3-12-bookworm-<hash>
     assert body["timeoutSeconds"] >= 1800
     without_secret = {k: v for k, v in body.items() if k != "secrets"}
     assert hub.alice not in json.dumps(without_secret)

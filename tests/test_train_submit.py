@@ -95,7 +95,7 @@ def test_dry_run_returns_spec_command_and_preflight_without_creating_a_job(hub):
     assert "Fits on a10g-small" in checks["estimate"]["message"]
     assert result["output_repo"] == "alice/Qwen2.5-0.5B-sft"
     assert result["trackio_url"] == "https://alice-trackio.hf.space/?project=Qwen2.5-0.5B-sft"
-    assert result["command"].startswith("hf jobs uv run")
+    assert result["command"].startswith("hf jobs run")
     assert result["spec"]["secrets"] == {"HF_TOKEN": "$HF_TOKEN"}
     assert hub.alice not in json.dumps(result)
     assert hub.requests_to("/api/jobs", "POST") == []
@@ -112,7 +112,15 @@ def test_submit_sends_the_exact_job_field_by_field(hub):
     assert body["timeoutSeconds"] == 3 * 3600
     assert body["secrets"] == {"HF_TOKEN": hub.alice}
     assert body["environment"][SCRIPT_SHA_ENV] == template.sha256
-    assert set(body["environment"]) == {SCRIPT_ENV, SCRIPT_SHA_ENV, CONFIG_ENV, "PYTHONUNBUFFERED", "UV_NO_PROGRESS"}
+    assert set(body["environment"]) == {
+        SCRIPT_ENV,
+        SCRIPT_SHA_ENV,
+        CONFIG_ENV,
+        "PYTHONUNBUFFERED",
+        "UV_NO_PROGRESS",
+        "TRAINER_SPACE_GPUS",
+    }
+    assert body["environment"]["TRAINER_SPACE_GPUS"] == "1"
     carried = TrainingConfig.from_dict(body["environment"][CONFIG_ENV])  # the job carries its resolved config
     assert carried.output_repo == "alice/Qwen2.5-0.5B-sft" and carried.timeout == "3h" and carried.private is False
     assert body["labels"] == {
@@ -329,3 +337,54 @@ def test_train_tab_default_reward_depends_on_the_dataset(hub):
         inspection = inspect_dataset(HubSession(hub.alice), dataset=dataset)
         out = _carry_dataset(tab, dataset, "default", "train", "grpo", mapping, "Qwen/Qwen2.5-0.5B", inspection)
         assert out["reward_funcs"] == expected, dataset
+
+
+def _copy_runs(tmp_path, hub, text: str, *, shell: bool) -> None:
+    """Run a copyable command (shell) or Python snippet next to a copy of train.py, as the visitor would."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    shutil.copy2(Path(__file__).resolve().parents[1] / "job_templates" / "train.py", tmp_path / "train.py")
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "HF_TOKEN": hub.alice, "HF_ENDPOINT": hub.url, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    argv = ["bash", "-c", text] if shell else [sys.executable, "-c", text]
+    out = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+
+
+def test_copyable_command_and_python_create_the_same_job_as_the_app(hub, tmp_path):
+    """On a multi-GPU flavor: the `hf jobs run` command and the `run_job` snippet send the app's exact request
+    (same command, script, GPU count, dependencies, config, labels and name), so they behave exactly like it."""
+    cfg = _cfg(flavor="a10g-largex2", timeout="2h")
+    result = submit_training(HubSession(hub.alice), cfg, dry_run=False)
+    assert "TRAINER_SPACE_GPUS=2" in result["command"] and "--name train-sft-Qwen2-5-0-5B-sft" in result["command"]
+    _copy_runs(tmp_path, hub, result["command"], shell=True)
+    _copy_runs(tmp_path, hub, result["python"], shell=False)
+    app, cli, snippet = (r.json() for r in hub.requests_to("/api/jobs/alice", "POST"))
+    for copy in (cli, snippet):
+        for key in ("dockerImage", "command", "arguments", "environment", "flavor", "timeoutSeconds", "labels"):
+            assert copy.get(key) == app.get(key), key
+        assert copy["secrets"] == app["secrets"] == {"HF_TOKEN": hub.alice}
+    assert app["labels"]["name"] == "train-sft-Qwen2-5-0-5B-sft"
+    assert app["environment"]["TRAINER_SPACE_GPUS"] == "2"
+    assert "accelerate" not in app["command"][2]  # the script starts its processes itself, in its own environment
+
+
+def test_blackwell_flavors_are_not_picked_and_refused_when_chosen(hub):
+    """The job's torch (CUDA 12.6) has no kernels for RTX PRO 6000 GPUs: never recommended, refused when chosen."""
+    from tests.hub_standin.state import DEFAULT_HARDWARE, hardware_json
+    from trainer_space.hub import hardware
+
+    cheap_blackwell = ("rtx-pro-6000", "1x RTX PRO 6000", "8 vCPU", "64 GB", ("RTX PRO 6000", 1, "96 GB"), 0.30)
+    hub.state.hardware = hardware_json([*DEFAULT_HARDWARE, cheap_blackwell])
+    hardware.clear_cache()
+    try:
+        auto = submit_training(HubSession(hub.alice), _cfg(flavor=None), dry_run=True)
+        assert auto["flavor"] == "t4-small" and "hardware" not in _checks(auto)
+        _failed(hub, hub.alice, _cfg(flavor="rtx-pro-6000", timeout="2h"), "hardware",
+                "RTX PRO 6000 GPUs (compute capability 12.0), which the job's PyTorch build (CUDA 12.6")  # fmt: skip
+    finally:
+        hardware.clear_cache()

@@ -624,3 +624,64 @@ def test_extract_prompt_matches_trl() -> None:
     for example in examples:
         ours = _map(example, transforms=["extract_prompt"])
         assert {k: ours[k] for k in ("prompt", "chosen", "rejected")} == extract_prompt(example)
+
+
+# ----------------------------------------------------------------------------- environment guard (job start)
+def test_gpu_guard_stops_a_cpu_only_machine_before_any_download(monkeypatch, capsys, tmp_path: Path) -> None:
+    """A GPU flavor where PyTorch sees no GPU (an old driver for the CUDA build) stops in seconds, not at timeout."""
+    import time
+
+    monkeypatch.setenv(train.GPUS_ENV, "1")  # this CPU machine plays a T4 flavor whose CUDA is unusable
+    argv = ["--model_name_or_path", "alice/never-downloaded", "--dataset_name", "alice/never-downloaded",
+            "--output_dir", str(tmp_path / "out"), "--push_to_hub", "false"]  # fmt: skip
+    start = time.monotonic()
+    with pytest.raises(SystemExit) as exit_info:
+        train.cli(argv)
+    assert exit_info.value.code == 2 and time.monotonic() - start < 30
+    err = capsys.readouterr().err
+    (line,) = [x for x in err.splitlines() if x.startswith("ERROR:")]
+    assert "this job's flavor has 1 GPU(s) but PyTorch sees 0" in line
+    assert "needs an NVIDIA driver >= 525.60.13" in line and "before downloading the model or the data" in line
+    assert not (tmp_path / "out").exists()
+    monkeypatch.setenv(train.GPUS_ENV, "0")  # a CPU flavor: nothing to check
+    assert train.gpu_problem(0) is None
+
+
+def test_gpu_guard_names_the_driver_warning_and_unsupported_gpus(monkeypatch) -> None:
+    import warnings
+
+    import torch
+
+    def old_driver() -> bool:
+        warnings.warn(
+            "CUDA initialization: The NVIDIA driver on your system is too old (found version 12020).", stacklevel=2
+        )
+        return False
+
+    monkeypatch.setattr(torch.cuda, "is_available", old_driver)
+    monkeypatch.setattr(train, "nvidia_driver", lambda: "535.129.03")
+    problem = train.gpu_problem(4)
+    assert (
+        "has 4 GPU(s) but PyTorch sees 0 (CUDA initialization: The NVIDIA driver on your system is too old" in problem
+    )
+    assert "this machine's driver: 535.129.03" in problem
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "get_arch_list", lambda: ["sm_75", "sm_80", "sm_86", "sm_90"])
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda i: "NVIDIA RTX PRO 6000 Blackwell")
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda i: (12, 0))
+    assert "compute capability 12.0) has no kernels" in train.gpu_problem(1)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda i: (8, 9))  # L4 / L40S run sm_86 code
+    assert train.gpu_problem(1) is None
+
+
+def test_several_gpus_start_one_process_each_in_the_script_environment(monkeypatch) -> None:
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    argv = ["--method", "sft", "--fsdp"]
+    launch = train.launch_argv(argv, 4)
+    assert launch[:3] == [sys.executable, "-m", "accelerate.commands.launch"]  # this interpreter: this environment
+    assert launch[launch.index("--num_processes") + 1] == "4" and "--multi_gpu" in launch
+    assert launch[-4:] == [str(TRAIN_SCRIPT.resolve()), *argv]
+    assert train.launch_argv(argv, 1) is None
+    monkeypatch.setenv("LOCAL_RANK", "0")  # already one of the launched processes
+    assert train.launch_argv(argv, 4) is None

@@ -42,6 +42,17 @@ GPU_BANDWIDTH_GBS: dict[str, float] = {
 }
 # GPUs without bf16 support train in fp16 (T4 is Turing)
 NO_BF16 = {"T4"}
+# CUDA compute capability (major * 10 + minor), from NVIDIA's CUDA GPUs list: which kernels a GPU can run
+GPU_COMPUTE_CAPABILITY: dict[str, int] = {
+    "T4": 75,
+    "L4": 89,
+    "A10G": 86,
+    "L40S": 89,
+    "A100": 80,
+    "H100": 90,
+    "H200": 90,
+    "RTX PRO 6000": 120,
+}
 
 
 @dataclass(frozen=True)
@@ -73,6 +84,11 @@ class Flavor:
     def bandwidth_gbs(self) -> float:
         """Memory bandwidth per GPU, GB/s (0 for CPU flavors)."""
         return GPU_BANDWIDTH_GBS.get(self.gpu_model or "", 0.0)
+
+    @property
+    def compute_capability(self) -> int | None:
+        """major * 10 + minor of the flavor's GPU (None for CPU flavors and unknown GPUs)."""
+        return GPU_COMPUTE_CAPABILITY.get(self.gpu_model or "")
 
     @property
     def supports_bf16(self) -> bool:

@@ -22,7 +22,7 @@ from ..validation import format_timeout, parse_timeout, validate_repo_id
 from .config import CONFIG_ENV, ExportConfig
 from .preflight import Check, PreflightFailed, Status, check_account, check_output_repo
 from .reproduce import hf_run_command, job_spec, python_run_snippet
-from .spec import APP_LABEL, Template, label_value, load_template, pip_script_request, template_constants
+from .spec import APP_LABEL, Template, job_name, label_value, load_template, pip_script_request, template_constants
 
 TEMPLATE = "export_gguf.py"
 GB = 1e9
@@ -192,6 +192,7 @@ def plan_export(session: HubSession, cfg: ExportConfig) -> ExportPlan:
         timeout_s=timeout_s,
         labels=labels,
         env={CONFIG_ENV: json.dumps(cfg.to_json(), separators=(",", ":"))},
+        name=job_name("gguf", output_repo),
     )
     return ExportPlan(cfg, size, request, template, tuple(checks), tuple(notes))
 

@@ -18,11 +18,13 @@ from ..data.inspection import DatasetInspection, inspect_dataset, revalidate
 from ..data.mapping import REWARD_FUNCS, default_rewards, reward_problems
 from ..data.tokens import token_stats
 from ..errors import TrainerSpaceError
-from ..estimate.model import DEFAULT_MEAN_TOKENS, EstimateResult, FlavorEstimate
+from ..estimate.model import DEFAULT_MEAN_TOKENS, EstimateResult, FlavorEstimate, recommend
 from ..estimate.service import estimate
+from ..hub.hardware import Flavor, get_flavor
 from ..hub.session import HubSession
 from ..validation import format_timeout
 from .config import TrainingConfig
+from .spec import template_constants
 
 
 class Status(StrEnum):
@@ -207,6 +209,35 @@ NEUTRAL_ADVANCED = frozenset({
 })  # fmt: skip
 
 
+def runs_training(flavor: Flavor) -> bool:
+    """Whether the training job's torch build (train.py's TORCH_BUILD) has kernels for the flavor's GPU.
+
+    Code for compute capability X.Y runs on X.Y and on later minors of the same major. CPU flavors and GPUs of
+    unknown capability are let through (the job checks again at start).
+    """
+    capability = flavor.compute_capability
+    if capability is None:
+        return True
+    built = template_constants("train.py")["TORCH_BUILD"]["compute_capabilities"]
+    return any(c // 10 == capability // 10 and c <= capability for c in built)
+
+
+def check_hardware(session: HubSession, flavor_name: str) -> Check | None:
+    """The chosen GPU can run the job's PyTorch build (None when it can)."""
+    flavor = get_flavor(flavor_name, session.hardware()[0])
+    if flavor is None or runs_training(flavor):
+        return None
+    build = template_constants("train.py")["TORCH_BUILD"]
+    cc = flavor.compute_capability or 0
+    return Check(
+        "hardware",
+        Status.ERROR,
+        f"{flavor.name} has {flavor.gpu_model} GPUs (compute capability {cc // 10}.{cc % 10}), which the job's PyTorch "
+        f"build (CUDA {build['cuda']}, chosen because it runs on NVIDIA drivers from {build['min_driver']}) has no "
+        "kernels for: the job would stop at start. Pick another GPU flavor (T4, L4, A10G, L40S, A100 or H200).",
+    )
+
+
 @dataclass(frozen=True)
 class EstimateCheck:
     """The estimate of the job, and what it says about the chosen flavor."""
@@ -260,7 +291,8 @@ def check_estimate(
     except TrainerSpaceError as err:
         flavor = cfg.flavor or DEFAULT_FLAVOR
         return EstimateCheck(Check("estimate", Status.WARN, f"No estimate: {err.message}"), None, None, flavor, None)
-    flavor = cfg.flavor or result.recommended or DEFAULT_FLAVOR
+    best = recommend(tuple(e for e in result.flavors if runs_training(e.flavor)))  # the cheapest the job can run on
+    flavor = cfg.flavor or (best.flavor.name if best else None) or DEFAULT_FLAVOR
     chosen = next((f for f in result.flavors if f.flavor.name == flavor), None)
     if chosen is None:
         check = Check("estimate", Status.WARN, f"No estimate for {flavor} (not a GPU flavor?).")
@@ -275,8 +307,8 @@ def check_estimate(
         check = Check("estimate", Status.OK, f"Fits on {flavor}{picked} ({peak}); {cost}.{caveat}")
         return EstimateCheck(check, result, chosen, flavor, needed)
     fixes = list(result.suggestions)
-    if result.recommended:
-        fixes.insert(0, f"pick {result.recommended}, the cheapest flavor where it fits")
+    if best is not None:
+        fixes.insert(0, f"pick {best.flavor.name}, the cheapest flavor where it fits")
     hint = ("; ".join(fixes[:4]) + ".") if fixes else "use LoRA/QLoRA, a smaller batch or a shorter max_length."
     check = Check("estimate", Status.WARN, f"Probably does not fit on {flavor} ({peak}): {hint}{caveat}")
     return EstimateCheck(check, result, chosen, flavor, needed)
@@ -331,6 +363,9 @@ def run_preflight(session: HubSession, cfg: TrainingConfig, *, output_repo: str)
         checks.append(lengths)
     fit = check_estimate(session, cfg, inspection, mean_tokens)
     checks.append(fit.check)
+    hardware = check_hardware(session, fit.flavor)
+    if hardware is not None:
+        checks.append(hardware)
     timeout_s = cfg.timeout_s or submit_timeout_s(fit.chosen.time.total if fit.chosen is not None else None)
     if cfg.quick_test:
         timeout_s = max(timeout_s, MIN_TIMEOUT_S)

@@ -19,8 +19,8 @@ from ..settings import get_settings
 from ..validation import format_timeout
 from .config import CONFIG_ENV, TrainingConfig
 from .preflight import Check, EstimateCheck, PreflightFailed, Status, run_preflight
-from .reproduce import hf_cli_command, job_spec, python_snippet
-from .spec import APP_LABEL, Template, label_value, load_template, space_subdomain, uv_script_request
+from .reproduce import hf_run_command, job_spec, python_run_snippet
+from .spec import APP_LABEL, Template, job_name, label_value, load_template, space_subdomain, uv_script_request
 
 TEMPLATE = "train.py"
 OUTPUT_DIR = "/tmp/output"
@@ -133,8 +133,8 @@ class TrainingPlan:
     template: Template
     checks: tuple[Check, ...]
     estimate: EstimateCheck
-    command: str  # the equivalent `hf jobs uv run ...`
-    python: str  # the equivalent `huggingface_hub.run_uv_job(...)`
+    command: str  # the same job as `hf jobs run ...`
+    python: str  # the same job as `huggingface_hub.run_job(...)`
 
     @property
     def failed(self) -> tuple[Check, ...]:
@@ -161,22 +161,26 @@ def plan_training(session: HubSession, cfg: TrainingConfig) -> TrainingPlan:
         flavor=preflight.flavor, timeout=format_timeout(preflight.timeout_s), reward_funcs=list(preflight.reward_funcs)
     )
     flavor = get_flavor(preflight.flavor, session.hardware()[0])
-    args = template_args(cfg)
     template = load_template(TEMPLATE)
-    where = {"flavor": preflight.flavor, "timeout_s": preflight.timeout_s, "namespace": cfg.namespace}
-    gpus = max(1, flavor.gpus if flavor else 1)
-    env = {CONFIG_ENV: json.dumps(cfg.to_json(), separators=(",", ":"))}
-    labels = job_labels(cfg, preflight.timeout_s)
-    request = uv_script_request(template, args, labels=labels, num_processes=gpus, env=env, **where)
+    request = uv_script_request(
+        template,
+        template_args(cfg),
+        flavor=preflight.flavor,
+        timeout_s=preflight.timeout_s,
+        namespace=cfg.namespace,
+        labels=job_labels(cfg, preflight.timeout_s),
+        gpus=flavor.gpus if flavor else 1,
+        env={CONFIG_ENV: json.dumps(cfg.to_json(), separators=(",", ":"))},
+        name=job_name("train", cfg.method, cfg.output_repo or cfg.model),
+    )
     return TrainingPlan(
         config=cfg,
         request=request,
         template=template,
         checks=preflight.checks,
         estimate=preflight.estimate,
-        # the request's labels: they include the template's hash
-        command=hf_cli_command(template, args, labels=request.labels, num_processes=gpus, **where),
-        python=python_snippet(template, args, labels=request.labels, **where),
+        command=hf_run_command(request, template),  # written from the request: the same job, byte for byte
+        python=python_run_snippet(request, template),
     )
 
 
