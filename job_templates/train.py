@@ -1012,6 +1012,29 @@ def given_options(argv: list[str]) -> dict[str, Any]:
     return given
 
 
+def spread_lists(parser: Any, argv: list[str]) -> list[str]:
+    """`--name=["a","b"]` for a list option becomes `--name a b` (the Space sends each option as one `--name=value`).
+
+    Items that would read as options (a leading '-', other than a number) are refused.
+    """
+    lists = {opt for action in parser._actions if action.nargs in ("+", "*") for opt in action.option_strings}
+    out: list[str] = []
+    for arg in argv:
+        name, eq, value = arg.partition("=")
+        if not (eq and name in lists and value.startswith("[")):
+            out.append(arg)
+            continue
+        try:
+            items = json.loads(value)
+        except json.JSONDecodeError:
+            raise JobError(f"{name}: {value!r} is not a JSON list") from None
+        texts = [str(i) for i in items] if isinstance(items, list) and items else None
+        if texts is None or any(t.startswith("-") and not re.fullmatch(r"-[\d.e+-]+", t) for t in texts):
+            raise JobError(f"{name}: expected a non-empty list of values none of which starts with '-', got {value}")
+        out += [name, *texts]
+    return out
+
+
 def _true(value: Any) -> bool:
     return str(value).strip().lower() not in ("", "false", "0", "none")
 
@@ -1049,6 +1072,7 @@ def parse_args(
     method = given["method"]
     parser = trl.TrlParser((TrainScriptArguments, getattr(trl, CONFIG_CLASSES[method]), trl.ModelConfig))
     parser.set_defaults(**job_defaults(method, _true(given.get("fsdp", False)), on_cuda, bf16_ok))
+    argv = spread_lists(parser, argv)
     try:
         script_args, training_args, model_args = parser.parse_args_and_config(argv)
     except ValueError as exc:  # TRL / transformers config validation (e.g. GRPO batch vs num_generations)

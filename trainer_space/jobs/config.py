@@ -21,6 +21,7 @@ from pydantic import (
     PlainSerializer,
     PlainValidator,
     ValidationError,
+    ValidationInfo,
     WithJsonSchema,
     model_validator,
 )
@@ -59,15 +60,9 @@ from ..validation import (
     repo_field,
     text_field,
 )
+from .trl_options import parse_option
 
 CONFIG_ENV = "TRAINER_SPACE_CONFIG"  # the job's environment variable holding its config as JSON
-_ADVANCED_KEY = r"^[a-z][a-z0-9_]{1,63}$"
-# options the app sets itself: an "advanced" override of these would contradict the checks
-RESERVED_OPTIONS = frozenset({
-    "method", "model_name_or_path", "dataset_name", "dataset_config", "dataset_train_split", "dataset_mapping",
-    "output_dir", "push_to_hub", "hub_model_id", "hub_token", "hub_strategy", "peft_mode", "report_to",
-    "trackio_space_id", "resume_from_hub", "config",
-})  # fmt: skip
 
 
 def _mapping(value: Any) -> DatasetMapping | None:
@@ -121,9 +116,8 @@ RewardsField = Annotated[
 ]
 
 
-def _advanced(value: Any) -> dict[str, str | int | float | bool]:
-    import re
-
+def _advanced(value: Any, info: ValidationInfo) -> dict[str, Any]:
+    """TRL options by name, each typed against the field it sets for the config's method (see `trl_options`)."""
     if value in (None, ""):
         return {}
     if isinstance(value, str):
@@ -133,18 +127,29 @@ def _advanced(value: Any) -> dict[str, str | int | float | bool]:
             raise PydanticCustomError("invalid", "must be a JSON object of TRL option names to values") from None
     if not isinstance(value, dict) or len(value) > 64:
         raise PydanticCustomError("invalid", "must be an object of TRL option names to values (at most 64)")
-    for key, item in value.items():
-        if not isinstance(key, str) or not re.match(_ADVANCED_KEY, key) or key in RESERVED_OPTIONS:
-            raise PydanticCustomError("invalid", f"cannot set '{str(key)[:64]}' (the app sets it, or no such name)")
-        if not isinstance(item, (str, int, float, bool)) or (isinstance(item, str) and len(item) > 500):
-            raise PydanticCustomError("invalid", f"'{key}' must be a short string, a number or true/false")
-    return dict(value)
+    method = info.data.get("method")
+    if method is None:  # the method itself was refused: that error says enough
+        return dict(value)
+    try:
+        return {key: parse_option(method, key, item) for key, item in value.items()}
+    except ValueError as err:
+        raise PydanticCustomError("invalid", str(err)) from None
 
 
 AdvancedField = Annotated[
     dict[str, Any],
     PlainValidator(_advanced),
-    WithJsonSchema({"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}}),
+    WithJsonSchema(
+        {
+            "type": "object",
+            "additionalProperties": {
+                "anyOf": [
+                    {"type": ["string", "number", "boolean"]},
+                    {"type": "array", "items": {"type": ["string", "number"]}},
+                ]
+            },
+        }
+    ),
 ]
 MethodField = choice_field(tuple(METHODS))
 PeftField = choice_field(PEFT_MODES)

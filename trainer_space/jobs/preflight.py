@@ -8,6 +8,7 @@ GGUF export reuses the account and output-repo checks. A check is `ok`, `warn` (
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -24,7 +25,8 @@ from ..hub.hardware import Flavor, get_flavor
 from ..hub.session import HubSession
 from ..validation import format_timeout
 from .config import TrainingConfig
-from .spec import template_constants
+from .spec import load_template, template_constants
+from .trl_options import unmet_needs
 
 
 class Status(StrEnum):
@@ -134,6 +136,28 @@ def check_rewards(cfg: TrainingConfig, inspection: DatasetInspection | None) -> 
     return Check("rewards", Status.ERROR, message), list(cfg.reward_funcs)
 
 
+def job_packages() -> set[str]:
+    """The distributions the training job installs (its PEP 723 header), lower-case names."""
+    return {
+        re.split(r"[=<>!~\[; ]", dep, maxsplit=1)[0].strip().lower() for dep in load_template("train.py").dependencies
+    }
+
+
+def check_advanced(cfg: TrainingConfig) -> Check | None:
+    """Advanced options the job's environment can honour (typed and named already by the config); None if none."""
+    if not cfg.advanced:
+        return None
+    unmet = unmet_needs(cfg.method, cfg.advanced, job_packages())
+    if unmet:
+        problems = "; ".join(
+            f"{name}={json.dumps(value)} needs the {package} package, which the job's environment does not install"
+            for name, value, package in unmet
+        )
+        return Check("advanced options", Status.ERROR, f"{problems}: the job would fail on it. Remove it.")
+    listed = ", ".join(f"{k}={json.dumps(v)}" for k, v in sorted(cfg.advanced.items()))
+    return Check("advanced options", Status.OK, f"Passed to TRL as given: {listed}.")
+
+
 def check_dataset(session: HubSession, cfg: TrainingConfig) -> tuple[Check, DatasetInspection | None]:
     """The dataset is readable and READY for the method (as is, or with the mapping the config carries)."""
     try:
@@ -202,10 +226,10 @@ def check_lengths(
 # advanced options that change neither memory nor time (the estimate models `beta` itself); any other is named
 # in the estimate's check as not modelled
 NEUTRAL_ADVANCED = frozenset({
-    "learning_rate", "lr_scheduler_type", "warmup_ratio", "warmup_steps", "weight_decay", "max_grad_norm",
-    "adam_beta1", "adam_beta2", "adam_epsilon", "seed", "data_seed", "logging_steps", "save_total_limit", "beta",
-    "loss_type", "label_smoothing", "temperature", "top_p", "top_k", "chat_template_path", "completion_only_loss",
-    "assistant_only_loss", "run_name", "hub_private_repo",
+    "lr_scheduler_type", "warmup_steps", "weight_decay", "max_grad_norm", "adam_beta1", "adam_beta2",
+    "adam_epsilon", "seed", "data_seed", "logging_steps", "save_steps", "save_total_limit", "beta", "loss_type",
+    "label_smoothing", "label_smoothing_factor", "temperature", "top_p", "top_k", "min_p", "chat_template_path",
+    "completion_only_loss", "assistant_only_loss", "run_name", "eos_token", "num_sample_generations",
 })  # fmt: skip
 
 
@@ -356,6 +380,9 @@ def run_preflight(session: HubSession, cfg: TrainingConfig, *, output_repo: str)
     rewards, reward_funcs = check_rewards(cfg, inspection)
     if rewards is not None:
         checks.append(rewards)
+    advanced = check_advanced(cfg)
+    if advanced is not None:
+        checks.append(advanced)
     lengths, mean_tokens = (
         check_lengths(session, cfg, inspection) if dataset_check.status != Status.ERROR else (None, None)
     )

@@ -13,6 +13,7 @@ from typing import Any
 
 from huggingface_hub import JobInfo
 
+from ..catalog import QUICK_TEST_ROWS
 from ..hub.hardware import get_flavor
 from ..hub.session import HubSession, JobRequest
 from ..settings import get_settings
@@ -21,6 +22,7 @@ from .config import CONFIG_ENV, TrainingConfig
 from .preflight import Check, EstimateCheck, PreflightFailed, Status, run_preflight
 from .reproduce import hf_run_command, job_spec, python_run_snippet
 from .spec import APP_LABEL, Template, job_name, label_value, load_template, space_subdomain, uv_script_request
+from .trl_options import as_argument
 
 TEMPLATE = "train.py"
 OUTPUT_DIR = "/tmp/output"
@@ -42,67 +44,56 @@ def resolve(cfg: TrainingConfig, username: str) -> TrainingConfig:
 
 
 def template_args(cfg: TrainingConfig) -> list[str]:
-    """The job template's command-line arguments for a resolved config (strings only; no shell involved)."""
-    spec = cfg.spec
-    args = ["--method", cfg.method, "--model_name_or_path", cfg.model, "--dataset_name", cfg.dataset or ""]
-    if cfg.dataset_config:
-        args += ["--dataset_config", cfg.dataset_config]
-    args += ["--dataset_train_split", cfg.split]
-    if cfg.mapping:
-        args += ["--dataset_mapping", json.dumps(cfg.mapping.to_json(), separators=(",", ":"))]
-    args += ["--peft_mode", cfg.peft]
-    if cfg.peft != "full":
-        args += [
-            "--lora_r",
-            str(cfg.lora_r),
-            "--lora_alpha",
-            str(cfg.lora_alpha),
-            "--lora_dropout",
-            f"{cfg.lora_dropout:g}",
-        ]
-    args += ["--learning_rate", f"{cfg.resolved_learning_rate:g}", "--num_train_epochs", f"{cfg.num_train_epochs:g}"]
-    if cfg.steps_limit:
-        args += ["--max_steps", str(cfg.steps_limit)]
-    if cfg.quick_test:
-        from ..catalog import QUICK_TEST_ROWS
+    """The job template's command-line arguments for a resolved config: one `--name=value` string each.
 
-        args += ["--max_train_samples", str(QUICK_TEST_ROWS)]
-    args += [
-        "--per_device_train_batch_size", str(cfg.per_device_train_batch_size),
-        "--gradient_accumulation_steps", str(cfg.gradient_accumulation_steps),
-    ]  # fmt: skip
+    Never `--name value`: a value (a dataset config, an advanced option) that starts with `--` stays a value.
+    Advanced options come last, typed (`trl_options`); a list travels as one JSON array that train.py spreads.
+    """
+    spec = cfg.spec
+    options: dict[str, Any] = {"method": cfg.method, "model_name_or_path": cfg.model, "dataset_name": cfg.dataset or ""}
+    if cfg.dataset_config:
+        options["dataset_config"] = cfg.dataset_config
+    options["dataset_train_split"] = cfg.split
+    if cfg.mapping:
+        options["dataset_mapping"] = json.dumps(cfg.mapping.to_json(), separators=(",", ":"))
+    options["peft_mode"] = cfg.peft
+    if cfg.peft != "full":
+        options |= {"lora_r": cfg.lora_r, "lora_alpha": cfg.lora_alpha, "lora_dropout": f"{cfg.lora_dropout:g}"}
+    options |= {"learning_rate": f"{cfg.resolved_learning_rate:g}", "num_train_epochs": f"{cfg.num_train_epochs:g}"}
+    if cfg.steps_limit:
+        options["max_steps"] = cfg.steps_limit
+    if cfg.quick_test:
+        options["max_train_samples"] = QUICK_TEST_ROWS
+    options |= {
+        "per_device_train_batch_size": cfg.per_device_train_batch_size,
+        "gradient_accumulation_steps": cfg.gradient_accumulation_steps,
+    }
     if not cfg.fsdp:  # under FSDP the template uses FSDP's own activation checkpointing instead
-        args += ["--gradient_checkpointing", str(cfg.gradient_checkpointing).lower()]
+        options["gradient_checkpointing"] = cfg.gradient_checkpointing
     if spec.generates:
-        args += [
-            "--num_generations",
-            str(cfg.num_generations),
-            "--max_completion_length",
-            str(cfg.max_completion_length),
-        ]
+        options |= {"num_generations": cfg.num_generations, "max_completion_length": cfg.max_completion_length}
     else:
-        args += ["--max_length", str(cfg.max_length)]
+        options["max_length"] = cfg.max_length
     if cfg.eval_split_fraction:
-        args += ["--eval_split_fraction", f"{cfg.eval_split_fraction:g}"]
+        options["eval_split_fraction"] = f"{cfg.eval_split_fraction:g}"
     if cfg.reward_funcs:
-        args += ["--reward_funcs", ",".join(cfg.reward_funcs)]
-    if cfg.fsdp:
-        args += ["--fsdp"]
+        options["reward_funcs"] = ",".join(cfg.reward_funcs)
     if cfg.resume_from_hub:
-        args += ["--resume_from_hub", "true"]
-    args += [
-        "--output_dir", OUTPUT_DIR,
-        "--push_to_hub", "true",
-        "--hub_model_id", cfg.output_repo or "",
-        "--hub_private_repo", str(cfg.private).lower(),
-        "--report_to", "trackio",
-        "--trackio_space_id", cfg.trackio_space or "",
-        "--project", cfg.trackio_project or "",
-        "--run_name", f"{cfg.method}-{cfg.peft}" + ("-quick-test" if cfg.quick_test else ""),
-    ]  # fmt: skip
-    for key, value in sorted(cfg.advanced.items()):
-        args += [f"--{key}", str(value).lower() if isinstance(value, bool) else str(value)]
-    return args
+        options["resume_from_hub"] = True
+    options |= {
+        "output_dir": OUTPUT_DIR,
+        "push_to_hub": True,
+        "hub_model_id": cfg.output_repo or "",
+        "hub_private_repo": cfg.private,
+        "report_to": "trackio",
+        "trackio_space_id": cfg.trackio_space or "",
+        "project": cfg.trackio_project or "",
+        "run_name": f"{cfg.method}-{cfg.peft}" + ("-quick-test" if cfg.quick_test else ""),
+    }
+    args = [as_argument(name, value) for name, value in options.items()]
+    if cfg.fsdp:
+        args.append("--fsdp")
+    return args + [as_argument(name, value) for name, value in sorted(cfg.advanced.items())]
 
 
 def job_labels(cfg: TrainingConfig, timeout_s: int) -> dict[str, str]:

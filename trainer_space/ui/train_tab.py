@@ -177,9 +177,10 @@ def build_tab() -> TrainTab:
         timeout = gr.Textbox(label="Timeout (e.g. 90m, 2h)", value="", placeholder="empty: the estimate + 30%")
         fsdp = gr.Checkbox(label="FSDP (shard the model across GPUs)", value=False)
         resume = gr.Checkbox(label="Resume from the output repo's last checkpoint", value=False)
-    with gr.Accordion("Advanced: any TRL option", open=False):
+    with gr.Accordion("Advanced: more TRL options", open=False):
         advanced = gr.Code(
-            label='JSON object of extra TRL/transformers options, e.g. {"weight_decay": 0.01, "lr_scheduler_type": "cosine"}',
+            label='JSON object of TRL options for the method, typed as TRL declares them, e.g. {"weight_decay": 0.01, '
+            '"lr_scheduler_type": "cosine"}; the fields above, the output repo, the token and pushing are the app\'s',
             language="json",
             value="{}",
         )
