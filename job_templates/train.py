@@ -479,10 +479,20 @@ def select_columns(method: str, column_names: Iterable[str], reward_names: Itera
     )
 
 
+def preference_parts(example: dict[str, Any]) -> tuple[Any, Any, Any]:
+    """(prompt, chosen, rejected) of a preference row; an implicit prompt is the common start of the answers."""
+    if example.get("prompt"):
+        return example["prompt"], example["chosen"], example["rejected"]
+    return extract_prompt(example["chosen"], example["rejected"])
+
+
 def sample_prompt(example: dict[str, Any]) -> str | list[dict[str, Any]] | None:
-    """The prompt part of a row, to generate from: prompt, the messages before the last assistant turn, or text start."""
+    """The prompt part of a row, to generate from: prompt, the implicit prompt of a preference pair, the messages
+    before the last assistant turn, or the start of a text."""
     if example.get("prompt"):
         return example["prompt"]
+    if example.get("chosen") and example.get("rejected"):
+        return preference_parts(example)[0] or None
     if example.get("messages"):
         turns = list(example["messages"])
         last = max((i for i, m in enumerate(turns) if m.get("role") == "assistant"), default=len(turns))
@@ -867,38 +877,53 @@ def download_last_checkpoint(repo_id: str, dest: Path, token: str | None) -> str
 
 
 # ----------------------------------------------------------------------------- samples and model card
+def stop_token_ids(model: Any, tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """Every id that ends a generation: the generation config's EOS ids, then the tokenizer's EOS."""
+    ids = model.generation_config.eos_token_id
+    ids = [] if ids is None else [ids] if isinstance(ids, int) else list(ids)
+    return list(dict.fromkeys([*ids, *([tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else [])]))
+
+
 def generate_samples(
     trainer: Trainer, method: str, rows: list[dict[str, Any]], max_new_tokens: int
 ) -> list[tuple[str, str]]:
-    """(prompt, output) pairs: greedy generations, or chosen/rejected scores for a reward model."""
+    """(prompt, output) pairs: greedy generations that say whether the model stopped by itself, or chosen/rejected
+    scores for a reward model."""
     import torch
 
     model = trainer.accelerator.unwrap_model(trainer.model)
     tokenizer = trainer.processing_class
     tokenizer = getattr(tokenizer, "tokenizer", tokenizer)
     model.eval()
+    stops = stop_token_ids(model, tokenizer) if method != "reward" else []  # a reward model scores, never generates
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (stops or [None])[0]  # 0 is an id
     samples = []
     for row in rows:
-        prompt = sample_prompt(row) or ([] if isinstance(row.get("chosen"), list) else "")
         with torch.no_grad():
             if method == "reward":
+                prompt, chosen, rejected = preference_parts(row)
                 scores = []
-                for answer in (row["chosen"], row["rejected"]):
+                for answer in (chosen, rejected):
                     full = prompt + answer if isinstance(answer, list) else render(prompt, tokenizer) + answer
                     inputs = tokenizer(render(full, tokenizer), return_tensors="pt").to(model.device)
                     scores.append(model(**inputs).logits[0, 0].item())
                 samples.append((one_line(prompt), f"score(chosen)={scores[0]:.3f} score(rejected)={scores[1]:.3f}"))
                 continue
+            prompt = sample_prompt(row) or ""
             text = render(prompt, tokenizer, generation_prompt=True)
             inputs = tokenizer(text, return_tensors="pt", add_special_tokens=False).to(model.device)
             output = model.generate(
-                **inputs,
-                max_new_tokens=max_new_tokens,
-                do_sample=False,
-                pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id,
+                **inputs, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad, eos_token_id=stops
             )
-        completion = tokenizer.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
-        samples.append((one_line(prompt), one_line(completion, 400)))
+        new_ids = output[0, inputs["input_ids"].shape[1] :].tolist()
+        stop = next((i for i in new_ids if i in stops), None)
+        ending = (
+            f"[stopped: {tokenizer.convert_ids_to_tokens(stop)}]"
+            if stop is not None
+            else f"[no stop within {max_new_tokens} new tokens]"
+        )
+        completion = tokenizer.decode(new_ids, skip_special_tokens=True)
+        samples.append((one_line(prompt), f"{one_line(completion, 400)} {ending}"))
     return samples
 
 
@@ -970,6 +995,8 @@ TRL's `{TRAINER_CLASSES[method]}` ({method.upper()}, {peft_mode}) on `{dataset}`
 {table}
 
 ## Sample generations ({sample_source}, greedy)
+
+Each generation ends with `[stopped: <token>]` when the model ended its answer itself, or says it did not stop.
 
 {sample_lines}
 
@@ -1141,6 +1168,158 @@ def model_init_kwargs(training_args: TrainingArguments, model_args: ModelConfig)
     return kwargs | (training_args.model_init_kwargs or {})
 
 
+# ----------------------------------------------------------------------------- stopping, precision, trainer
+def end_of_turn_token(tokenizer: PreTrainedTokenizerBase) -> str | None:
+    """The special token the chat template closes an assistant turn with, when it is not the tokenizer's EOS.
+
+    A base model's tokenizer often stops on `<|endoftext|>` while its template ends turns with `<|im_end|>` (Qwen),
+    `<|eot_id|>` (Llama 3) or `<end_of_turn>` (Gemma): trained on chats, it would never stop generating.
+    """
+    probe = "ANSWER_PROBE_7"
+    try:
+        text = tokenizer.apply_chat_template(
+            [{"role": "user", "content": "Q"}, {"role": "assistant", "content": probe}], tokenize=False
+        )
+    except Exception:  # no template, or one that refuses a plain exchange: nothing to learn from it
+        return None
+    if not isinstance(text, str) or probe not in text:
+        return None
+    after = text.split(probe, 1)[1].lstrip()
+    specials = {
+        *tokenizer.all_special_tokens,
+        *(t.content for t in tokenizer.added_tokens_decoder.values() if t.special),
+    }
+    token = next((t for t in sorted(specials, key=len, reverse=True) if t and after.startswith(t)), None)
+    return token if token and token != tokenizer.eos_token else None
+
+
+def use_stop_token(trainer: Trainer, token: str) -> None:
+    """Train and save with `token` as EOS: tokenizer, model config, generation config (first), GRPO's rollouts."""
+    tokenizer = getattr(trainer.processing_class, "tokenizer", trainer.processing_class)
+    tokenizer.eos_token = token
+    token_id = tokenizer.convert_tokens_to_ids(token)
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    model.config.get_text_config().eos_token_id = token_id
+    generation = getattr(model, "generation_config", None)  # a reward model has none: it scores, never generates
+    if generation is not None:
+        ids = generation.eos_token_id
+        ids = [] if ids is None else [ids] if isinstance(ids, int) else list(ids)
+        generation.eos_token_id = list(dict.fromkeys([token_id, *ids]))
+    if isinstance(getattr(trainer, "eos_token_ids", None), list):  # GRPO ends its completions on these
+        trainer.eos_token_ids = list(dict.fromkeys([token_id, *trainer.eos_token_ids]))
+
+
+def trained_stop_rows(trainer: Trainer, method: str, token_id: int, limit: int = 256) -> tuple[int, int] | None:
+    """(rows whose trained tokens end with `token_id`, rows checked), over the trainer's tokenized data.
+
+    Trained tokens: SFT's labels that are not masked (-100, after truncation), DPO's chosen and KTO's desirable
+    completions as far as `max_length` keeps them. None when the method learns no stop from its data (GRPO, reward
+    models) or the data is packed.
+    """
+    ds = trainer.train_dataset
+    args = trainer.args
+    if method not in ("sft", "dpo", "kto") or ds is None or getattr(args, "packing", False):
+        return None
+    rows = ds.select(range(min(limit, len(ds))))
+    max_length = getattr(args, "max_length", None)
+    keep_end = getattr(args, "truncation_mode", "keep_start") == "keep_end"
+    found = checked = 0
+    for row in rows:
+        if method == "sft":
+            if "labels" not in row:
+                return None
+            trained = [t for t, label in zip(row["input_ids"], row["labels"], strict=False) if label != -100]
+        elif method == "kto" and not row.get("label", True):
+            continue  # an undesirable completion: nothing to learn to say
+        else:
+            answer = row["chosen_ids"] if method == "dpo" else row["completion_ids"]
+            room = len(answer) if max_length is None or keep_end else max(0, max_length - len(row["prompt_ids"]))
+            trained = answer[:room]
+        checked += 1
+        found += token_id in trained[-3:]  # at the end of the answer (ChatML adds a newline after it), not cut off
+    return found, checked
+
+
+def check_stop_trained(trainer: Trainer, method: str, max_length: int | None) -> None:
+    """The EOS the job trains with is in the trained part of the examples: an error when in none, a warning when
+    some lose it (cut by max_length): the model would not learn to stop."""
+    tokenizer = getattr(trainer.processing_class, "tokenizer", trainer.processing_class)
+    counts = trained_stop_rows(trainer, method, tokenizer.eos_token_id)
+    if not counts or not counts[1]:
+        return
+    found, checked = counts
+    token = tokenizer.eos_token
+    if found == 0:
+        raise JobError(
+            f"none of the first {checked} training examples has {token} (the token that ends an answer) in the part "
+            f"the loss is computed on, so the model would never learn to stop: raise max_length (now {max_length}) "
+            "so answers are not cut, or check the chat template and the completion/assistant-only loss settings"
+        )
+    if found < checked:
+        log(
+            f"WARNING: {checked - found} of the first {checked} training examples lose {token} (the end of the answer) "
+            f"to truncation at max_length={max_length}: on those the model does not learn to stop"
+        )
+
+
+def upcast_trainable(model: Any) -> int:
+    """Trainable parameters in float32 (returns how many were cast).
+
+    Under fp16 mixed precision (T4) the gradient scaler refuses fp16 gradients: a LoRA base loaded in fp16 keeps its
+    trainable extras (a reward model's score head, PEFT's modules_to_save) in fp16 unless they are cast.
+    """
+    import torch
+
+    cast = 0
+    for param in model.parameters():
+        if param.requires_grad and param.dtype != torch.float32:
+            param.data = param.data.float()
+            cast += 1
+    return cast
+
+
+def build_trainer(
+    args: TrainScriptArguments,
+    training_args: TrainingArguments,
+    model_args: ModelConfig,
+    train: Dataset,
+    test: Dataset | None,
+    reward_names: list[str],
+    stop_token: str | None = None,
+) -> Trainer:
+    """The method's TRL trainer, with the model, precision and stop token the job trains and saves with."""
+    import trl
+
+    extra: dict[str, Any] = {}
+    if args.method == "grpo":
+        extra["reward_funcs"] = build_reward_funcs(reward_names, training_args.max_completion_length)
+    if stop_token and hasattr(training_args, "eos_token"):  # SFT and reward modelling set it up themselves
+        training_args.eos_token = stop_token
+    trainer = getattr(trl, TRAINER_CLASSES[args.method])(
+        model=model_args.model_name_or_path,
+        args=training_args,
+        train_dataset=train,
+        eval_dataset=test,
+        quantization_config=trl.get_quantization_config(model_args),
+        peft_config=trl.get_peft_config(model_args),
+        **extra,
+    )
+    if stop_token:
+        use_stop_token(trainer, stop_token)
+    if training_args.fp16:
+        cast = upcast_trainable(trainer.model)
+        if cast:
+            log(f"fp16 training: {cast} trainable tensors cast to float32 (the gradient scaler needs fp32 weights)")
+    return trainer
+
+
+def save_generation_config(trainer: Trainer) -> None:
+    """Next to an adapter too: the EOS ids generation stops on (a full model's save writes it already)."""
+    generation = getattr(trainer.accelerator.unwrap_model(trainer.model), "generation_config", None)
+    if generation is not None:  # a reward model has none
+        generation.save_pretrained(trainer.args.output_dir)
+
+
 # ----------------------------------------------------------------------------- main
 def load_data(
     args: TrainScriptArguments, reward_names: list[str]
@@ -1207,7 +1386,6 @@ def main(
 ) -> None:
     """Check everything, load data, train, save, sample, write the card, push."""
     import torch
-    import trl
 
     check_environment(args, training_args, model_args, torch.cuda.is_available())
     user = resolve_hub(args, training_args)
@@ -1216,6 +1394,14 @@ def main(
     tokenizer = load_tokenizer(model_args)
     check_chat_template(tokenizer, train[0], model_args.model_name_or_path, training_args)
     check_max_length(args.method, training_args, tokenizer, train)
+    stop_token = None
+    if is_conversational(train[0]) and "eos_token" not in explicit:
+        stop_token = end_of_turn_token(tokenizer)
+        if stop_token:
+            log(
+                f"the chat template ends a turn with {stop_token}, the tokenizer's EOS is {tokenizer.eos_token}: "
+                f"training and saving with {stop_token} as EOS, so the model stops after its answer"
+            )
     trackio_url = configure_run(args, training_args, explicit, test is not None, user)
     training_args.model_init_kwargs = model_init_kwargs(training_args, model_args)
 
@@ -1227,23 +1413,14 @@ def main(
             dest = Path(training_args.output_dir) / "_resume"  # "_*" is never uploaded by push_to_hub
             resume = download_last_checkpoint(training_args.hub_model_id, dest, training_args.hub_token)
 
-    extra: dict[str, Any] = {}
-    if args.method == "grpo":
-        extra["reward_funcs"] = build_reward_funcs(reward_names, training_args.max_completion_length)
-    trainer = getattr(trl, TRAINER_CLASSES[args.method])(
-        model=model_args.model_name_or_path,
-        args=training_args,
-        train_dataset=train,
-        eval_dataset=test,
-        quantization_config=trl.get_quantization_config(model_args),
-        peft_config=trl.get_peft_config(model_args),
-        **extra,
-    )
+    trainer = build_trainer(args, training_args, model_args, train, test, reward_names, stop_token)
+    check_stop_trained(trainer, args.method, getattr(training_args, "max_length", None))
     trainer.train(resume_from_checkpoint=resume)
     if not training_args.push_to_hub:  # push_to_hub() saves the model itself (save_model() would push twice)
         trainer.save_model(training_args.output_dir)
     trainer.save_state()
     if trainer.accelerator.is_main_process:
+        save_generation_config(trainer)
         samples_and_card(trainer, args, model_args, mapping, test, train, trackio_url)
     if training_args.push_to_hub:
         trainer.create_model_card = lambda *a, **k: None  # keep our card: TRL's would overwrite README.md
