@@ -475,6 +475,13 @@ def _plan_sft(c: _Candidates, rows: Sequence[dict[str, Any]], system: Column | N
     if pair is not None:  # preference data: train on the chosen answers
         chosen = pair[0]
         prompt = c.prompt(exclude=[p.name for p in pair])
+        if (
+            prompt is not None
+            and chosen.conversational
+            and prompt.kind == Kind.TEXT
+            and _prompt_in_conversation(rows, prompt.name, chosen.name)
+        ):
+            prompt = None  # whole chosen conversations already open with it: a prompt beside them repeats the turn
         if prompt is not None:
             plan = _Plan({"prompt": prompt.name, "completion": chosen.name}, set(), "trains on the chosen answers")
             _harmonise(plan, c.cols, ("prompt", "completion"), system)
