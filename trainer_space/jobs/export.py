@@ -44,6 +44,7 @@ class ModelSize:
     model: str
     bytes_16bit: int
     adapter_base: str | None
+    reward_head: str | None = None  # why it is a reward (classification) model: nothing for llama.cpp to run
 
     @property
     def gb(self) -> float:
@@ -61,14 +62,18 @@ def model_size(session: HubSession, model: str) -> ModelSize:
         if not base:
             raise InvalidInput(f"'{model}' is a LoRA adapter without base_model_name_or_path: cannot merge it.")
         base_size = model_size(session, validate_repo_id(base, "model"))
-        return ModelSize(model, base_size.bytes_16bit, base)
+        reward = "a LoRA adapter with task_type SEQ_CLS" if adapter.get("task_type") == "SEQ_CLS" else None
+        return ModelSize(model, base_size.bytes_16bit, base, reward)
+    architectures = (getattr(info, "config", None) or {}).get("architectures") or []
+    heads = [a for a in architectures if str(a).endswith(("ForSequenceClassification", "ForTokenClassification"))]
+    reward = f"a {heads[0]}" if heads else None
     params = getattr(getattr(info, "safetensors", None), "total", None)
     if params:
-        return ModelSize(model, int(params) * 2, None)
+        return ModelSize(model, int(params) * 2, None, reward)
     weight_bytes = sum((s.size or 0) for name, s in files.items() if name.endswith((".safetensors", ".bin")) and s.size)
     if not weight_bytes:
         raise InvalidInput(f"'{model}' has no weights (safetensors or .bin) to convert.")
-    return ModelSize(model, int(weight_bytes), None)
+    return ModelSize(model, int(weight_bytes), None, reward)
 
 
 def recommend_cpu_flavor(bytes_16bit: int, flavors: tuple[Flavor, ...]) -> tuple[Flavor | None, list[str]]:
@@ -157,7 +162,19 @@ def plan_export(session: HubSession, cfg: ExportConfig) -> ExportPlan:
     checks = check_account(session)
     size = model_size(session, cfg.model)
     what = f"LoRA adapter on {size.adapter_base}" if size.adapter_base else "full model"
-    checks.append(Check("model", Status.OK, f"{cfg.model}: {what}, {size.gb:.1f} GB in 16-bit."))
+    if size.reward_head:
+        checks.append(
+            Check(
+                "model",
+                Status.ERROR,
+                f"{cfg.model} is a reward model ({size.reward_head}: a score head, no language-model head): llama.cpp "
+                "and Ollama run text-generation models, and a GGUF of it would lose its score head. Use it with "
+                "transformers (AutoModelForSequenceClassification), or export a model trained with SFT, DPO, GRPO "
+                "or KTO.",
+            )
+        )
+    else:
+        checks.append(Check("model", Status.OK, f"{cfg.model}: {what}, {size.gb:.1f} GB in 16-bit."))
     output_repo = cfg.output_repo or default_output_repo(session.username, cfg.model)
     checks.append(check_output_repo(session, output_repo, "GGUF files, card and Modelfile go to"))
     flavors, _ = session.hardware()
