@@ -646,7 +646,13 @@ def prepare_dataset(
         ds = unpair_preference_dataset(ds.select_columns(keep))
     ds = ds.select_columns(select_columns(method, ds.column_names, reward_names))
     if "label" in ds.column_names and not isinstance(ds[0]["label"], bool):
-        raise JobError(f'KTO labels must be true/false, got {ds[0]["label"]!r}: add "label_to_bool" to the transforms')
+        labels = set(ds.unique("label"))
+        if not labels <= {0, 1} or any(isinstance(v, str) for v in labels):
+            raise JobError(f'KTO labels must be true/false or 0/1, got {ds[0]["label"]!r}: add "label_to_bool" to '
+                           "the transforms")  # fmt: skip
+        from datasets import Value
+
+        ds = ds.cast_column("label", Value("bool"))  # 0/1, as TRL reads them (the Space calls such data READY)
     return ds
 
 
