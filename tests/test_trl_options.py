@@ -182,3 +182,11 @@ def test_options_the_job_environment_cannot_honour_are_refused_by_preflight(meth
     fine = TrainingConfig.from_dict({**BASE, "method": method, "advanced": {k: False if v is True else "sdpa"
                                                                             for k, v in advanced.items()}})  # fmt: skip
     assert check_advanced(fine).status == "ok"
+
+
+@pytest.mark.slow
+def test_the_job_refuses_list_items_that_read_as_options(train) -> None:
+    with pytest.raises(train.JobError, match="none of which starts with '-'"):
+        train.parse_args(["--method=sft", '--lora_target_modules=["q_proj","--hub_model_id=x"]'])
+    *_, model_args, _ = train.parse_args(["--method=sft", '--lora_target_modules=["q_proj","v_proj"]'])
+    assert model_args.lora_target_modules == ["q_proj", "v_proj"]
