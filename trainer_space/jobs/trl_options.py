@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import difflib
 import json
-import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..catalog import METHOD_NAMES, METHODS
+from ..validation import finite_number, parse_bool, whole_number
 
 Kind = Literal["bool", "int", "float", "str", "enum", "list"]
 MAX_TEXT = 500
@@ -208,36 +208,11 @@ RESERVED: dict[str, str] = {
 }
 
 
-def _bool(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
-        return value.strip().lower() == "true"
-    raise ValueError("must be true or false")
-
-
 def _int(value: Any) -> int:
-    if isinstance(value, bool):
-        raise ValueError("must be a whole number")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value.strip())
-    raise ValueError("must be a whole number")
-
-
-def _float(value: Any) -> float:
-    if isinstance(value, bool):
-        raise ValueError("must be a number")
     try:
-        number = float(value) if isinstance(value, (int, float, str)) else math.nan
+        return whole_number(value, -(2**63), 2**63 - 1)
     except ValueError:
-        number = math.nan
-    if not math.isfinite(number):
-        raise ValueError("must be a number")
-    return number
+        raise ValueError("must be a whole number") from None
 
 
 def _text(value: Any) -> str:
@@ -254,7 +229,7 @@ def _enum(value: Any, choices: tuple[str, ...]) -> str:
     return found
 
 
-_SCALARS = {"int": _int, "float": _float, "str": _text}
+_SCALARS = {"int": _int, "float": finite_number, "str": _text}
 
 
 def _list(value: Any, spec: TrlOption) -> list[Any]:
@@ -270,7 +245,7 @@ def _list(value: Any, spec: TrlOption) -> list[Any]:
 def coerce(spec: TrlOption, value: Any) -> Any:
     """The value as the option's type (ValueError saying what it must be)."""
     if spec.kind == "bool":
-        return _bool(value)
+        return parse_bool(value)
     if spec.kind == "enum":
         return _enum(value, spec.choices)
     if spec.kind == "list":
