@@ -288,9 +288,29 @@ def _available_ram() -> int | None:
     return None
 
 
+def reward_model_reason(model_dir: Path) -> str | None:
+    """Why this is a reward (sequence-classification) model, or None: such a model has a score head and no
+    language-model head, so merging it with AutoModelForCausalLM would drop what it learned."""
+    adapter_config = model_dir / "adapter_config.json"
+    if adapter_config.is_file() and json.loads(adapter_config.read_text()).get("task_type") == "SEQ_CLS":
+        return "a LoRA adapter for sequence classification (task_type SEQ_CLS: a reward model's score head)"
+    config = model_dir / "config.json"
+    architectures = json.loads(config.read_text()).get("architectures") or [] if config.is_file() else []
+    heads = [a for a in architectures if a.endswith(("ForSequenceClassification", "ForTokenClassification"))]
+    return f"a classification model ({heads[0]}: a reward model's score head)" if heads else None
+
+
 def resolve_input(cfg: ExportConfig, work: Path, token: str | None) -> ResolvedInput:
     """Return a full HF model directory; an adapter (``adapter_config.json``) is merged onto its base."""
     model_dir = fetch(cfg.model, work / "input", token)
+    reason = reward_model_reason(model_dir)
+    if reason:
+        raise ExportError(
+            f"{cfg.model} is {reason}, not a text-generation model: llama.cpp, Ollama and LM Studio run language "
+            "models, and a GGUF of it would lose its score head. Use it with transformers "
+            "(AutoModelForSequenceClassification), or export a model trained with SFT, DPO, GRPO or KTO",
+            2,
+        )
     adapter_config = model_dir / "adapter_config.json"
     if not adapter_config.is_file():
         if not (model_dir / "config.json").is_file():
@@ -313,12 +333,13 @@ def resolve_input(cfg: ExportConfig, work: Path, token: str | None) -> ResolvedI
 
 
 def pick_outtype(requested: str, model_dir: Path) -> str:
-    """``auto``: bf16 for bf16 checkpoints (keeps their range), f16 otherwise."""
+    """``auto``: f16 for f16 checkpoints, bf16 for everything else (bf16 and fp32 weights keep their range in bf16;
+    in f16 values beyond 65504 overflow to inf)."""
     if requested != "auto":
         return requested
     config = json.loads((model_dir / "config.json").read_text()) if (model_dir / "config.json").is_file() else {}
     dtype = str(config.get("dtype") or config.get("torch_dtype") or "")
-    return "bf16" if "bfloat16" in dtype else "f16"
+    return "f16" if dtype.removeprefix("torch.") == "float16" else "bf16"
 
 
 # ------------------------------------------------------------------------------------- disk, size checks

@@ -13,6 +13,15 @@
 #     "sentencepiece==0.2.3",
 #     "protobuf==7.36.2",
 # ]
+#
+# # torch from PyTorch's CUDA 12.6 index (driver >= 525), not PyPI's CUDA 13.0 build (driver >= 580): see TORCH_BUILD
+# [tool.uv.sources]
+# torch = [{ index = "pytorch-cu126", marker = "sys_platform == 'linux'" }]
+#
+# [[tool.uv.index]]
+# name = "pytorch-cu126"
+# url = "https://download.pytorch.org/whl/cu126"
+# explicit = true
 # ///
 """Fine-tune a causal LM with TRL inside a Hugging Face Job: SFT, DPO, GRPO, reward modelling or KTO.
 
@@ -22,8 +31,8 @@ TRL / transformers option is reachable from the command line or a YAML `--config
 `--method`, `--dataset_mapping` (JSON), `--eval_split_fraction`, `--max_train_samples`, `--max_eval_samples`,
 `--reward_funcs` (GRPO, see REWARD_FUNCS), `--resume_from_hub`, `--num_sample_generations`, `--peft_mode`.
 
-Input problems (a missing column or split, conversational data for a model without a chat template, a tiny
-`max_length`, QLoRA on CPU, pushing without a repo or token) stop the job in seconds, before the model is
+Input problems (unusable GPUs, a missing column or split, conversational data for a model without a chat template,
+a tiny `max_length`, QLoRA on CPU, pushing without a repo or token) stop the job in seconds, before the model is
 downloaded, with one line starting with "ERROR:" and exit code 2.
 
 SFT with LoRA on a single GPU:
@@ -42,10 +51,13 @@ DPO, GRPO (rewards by name), a mapped dataset and an eval split:
         --dataset_mapping '{"columns": {"prompt": "question"}, "transforms": ["prompt_to_messages"]}' \
         --reward_funcs accuracy,think_format --eval_split_fraction 0.05 --output_dir out --hub_model_id you/qwen-grpo
 
-Several GPUs (one process per GPU; add `--fsdp` when the model does not fit on one GPU):
+Tell the job its flavor's GPU count with `TRAINER_SPACE_GPUS` (the Space always does): it stops within seconds,
+before any download, when PyTorch sees another number of GPUs (CUDA unusable, e.g. an NVIDIA driver too old for
+the CUDA build: see TORCH_BUILD), and with several GPUs it starts one process per GPU itself (`accelerate launch`
+of this script, in this script's own environment). Add `--fsdp` when the model does not fit on one GPU:
 
-    hf jobs uv run --flavor a10g-largex4 --secrets HF_TOKEN --with accelerate -- \
-        accelerate launch --num_processes 4 train.py --method sft --fsdp ... (same arguments)
+    hf jobs uv run --flavor a10g-largex4 --secrets HF_TOKEN --env TRAINER_SPACE_GPUS=4 train.py \
+        --method sft --fsdp ... (same arguments)
 
 Resume a killed job: run the same command with `--resume_from_hub true` (checkpoints are pushed to
 `<hub_model_id>/last-checkpoint` while training).
@@ -78,18 +90,14 @@ CONFIG_CLASSES = {
     "kto": "KTOConfig",
 }
 TRAINER_CLASSES = {m: c.replace("Config", "Trainer") for m, c in CONFIG_CLASSES.items()}
-REWARD_FUNCS = {
-    "accuracy": "1.0 when the completion's final answer (\\boxed{...}, <answer>...</answer>, the text after '####', "
-    "else its last number) equals the `answer` field's (numbers compared as numbers; a text answer may end the "
-    "completion), else 0.0. Needs `answer`.",
-    "think_format": "TRL's think_format_reward: 1.0 when the completion is '<think>...</think>' then the answer.",
-    "length": "1.0 for a completion of max_completion_length // 2 tokens, falling linearly to 0 at 0 and at twice that.",
-    "overlong": "TRL's get_soft_overlong_punishment(max_completion_length, max_completion_length // 4): 0 when "
-    "short enough, down to -1 at the limit.",
-    "repetition": "TRL's get_repetition_penalty_reward(ngram_size=3, max_penalty=-1): 0 with no repeated 3-gram.",
-}
 MIN_MAX_LENGTH = 16
 SAMPLE_NEW_TOKENS = 64
+GPUS_ENV = "TRAINER_SPACE_GPUS"  # the flavor's GPU count, set by the Space: checked at start, one process per GPU
+# The torch the header installs: PyTorch's CUDA 12.6 build, which runs on NVIDIA drivers >= 525.60.13 (CUDA 12
+# minor-version compatibility); PyPI's torch 2.13 is a CUDA 13.0 build that needs >= 580.65.06, and an older driver
+# means no CUDA at all. Its kernels cover compute capabilities 5.0 to 9.0 (T4 7.5, A100 8.0, A10G 8.6, L4 and L40S
+# 8.9, H100 and H200 9.0), not Blackwell (RTX PRO 6000: 12.0); the Space refuses flavors it cannot run on.
+TORCH_BUILD = {"cuda": "12.6", "min_driver": "525.60.13", "compute_capabilities": [50, 60, 70, 75, 80, 86, 90]}
 
 
 # ----- BEGIN SPLICED from trainer_space/data/mapping.py (edit it there, then: python -m trainer_space.data.splice)
@@ -137,6 +145,38 @@ DATA_FORMATS = {  # the same, in words (for messages)
     "reward": "'chosen' + 'rejected' (+ 'prompt', else taken from their common start)",
     "grpo": "'prompt' (+ 'answer' for the accuracy reward)",
     "kto": "'prompt' + 'completion' + 'label', or preference pairs",
+}
+
+
+@dataclass(frozen=True)
+class RewardFunc:
+    """A GRPO reward function the job offers: the fields it reads besides the prompt, and what it rewards."""
+
+    needs: tuple[str, ...]
+    description: str
+
+
+REWARD_FUNCS: dict[str, RewardFunc] = {  # the job builds them by these names (train.py: build_reward_funcs)
+    "accuracy": RewardFunc(
+        ("answer",),
+        "1.0 when the completion's final answer (\\boxed{...}, <answer>...</answer>, the text after '####', else its "
+        "last number) equals the `answer` field's (numbers compared as numbers; a text answer may end the "
+        "completion), else 0.0",
+    ),
+    "think_format": RewardFunc(
+        (), "TRL's think_format_reward: 1.0 when the completion is '<think>...</think>' then the answer"
+    ),
+    "length": RewardFunc(
+        (), "1.0 for a completion of max_completion_length // 2 tokens, falling linearly to 0 at 0 and at twice that"
+    ),
+    "overlong": RewardFunc(
+        (),
+        "TRL's get_soft_overlong_punishment(max_completion_length, max_completion_length // 4): 0 when short "
+        "enough, down to -1 at the limit",
+    ),
+    "repetition": RewardFunc(
+        (), "TRL's get_repetition_penalty_reward(ngram_size=3, max_penalty=-1): 0 with no repeated 3-gram"
+    ),
 }
 
 
@@ -339,6 +379,17 @@ def trainer_columns(method: str, column_names: Iterable[str]) -> tuple[str, ...]
     return next((group for group in TRAINER_COLUMNS[method] if names.issuperset(group)), None)
 
 
+def reward_problems(names: Iterable[str], fields: Iterable[str]) -> list[tuple[str, str]]:
+    """(reward, field) for every field a chosen reward reads that the (mapped) data lacks."""
+    have = set(fields)
+    return [(name, need) for name in names for need in REWARD_FUNCS[name].needs if need not in have]
+
+
+def default_rewards(fields: Iterable[str]) -> list[str]:
+    """GRPO's rewards when none are chosen: `accuracy` when the mapped data has an `answer`, else `length`."""
+    return ["accuracy"] if "answer" in set(fields) else ["length"]
+
+
 def is_conversational(example: dict[str, Any]) -> bool:
     """True when a prompt/completion/messages/chosen/rejected field holds a list of role/content messages."""
     return any(
@@ -394,7 +445,11 @@ class TrainScriptArguments:
     max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training rows."})
     max_eval_samples: int | None = field(default=1000, metadata={"help": "Evaluate on at most N rows."})
     reward_funcs: str | None = field(
-        default=None, metadata={"help": f"GRPO rewards, comma separated, from: {', '.join(REWARD_FUNCS)}."}
+        default=None,
+        metadata={
+            "help": f"GRPO rewards, comma separated, from: {', '.join(REWARD_FUNCS)} (default: accuracy when the "
+            "data has an `answer`, else length)."
+        },
     )
     resume_from_hub: bool = field(
         default=False, metadata={"help": "Resume from <hub_model_id>/last-checkpoint when the repo has one."}
@@ -409,23 +464,35 @@ class TrainScriptArguments:
 
 # ----------------------------------------------------------------------------- dataset columns
 def select_columns(method: str, column_names: Iterable[str], reward_names: Iterable[str] = ()) -> list[str]:
-    """The columns the method trains on, or a JobError naming what is missing."""
+    """The columns the method trains on (with the fields GRPO's rewards read), or a JobError naming what is missing."""
     names = set(column_names)
-    needs_answer = method == "grpo" and "accuracy" in reward_names
     group = trainer_columns(method, names)
-    if group is not None and not (needs_answer and "answer" not in group):
-        return list(group)
-    hint = "the 'accuracy' reward needs an `answer` field; " if needs_answer and "prompt" in names else ""
+    reward_names = list(reward_names) if method == "grpo" else []
+    missing = reward_problems(reward_names, names)
+    if group is not None and not missing:
+        return list(dict.fromkeys([*group, *(f for n in reward_names for f in REWARD_FUNCS[n].needs)]))
+    hint = "".join(f"the '{reward}' reward needs an `{need}` field; " for reward, need in missing)
+    field_name = missing[0][1] if missing else "<field>"
     raise JobError(
         f"method '{method}' needs {DATA_FORMATS[method]}; {hint}after mapping the dataset has columns "
-        f'{sorted(names)}. Map yours with --dataset_mapping \'{{"columns": {{"<field>": "<your column>"}}}}\''
+        f'{sorted(names)}. Map yours with --dataset_mapping \'{{"columns": {{"{field_name}": "<your column>"}}}}\''
     )
 
 
+def preference_parts(example: dict[str, Any]) -> tuple[Any, Any, Any]:
+    """(prompt, chosen, rejected) of a preference row; an implicit prompt is the common start of the answers."""
+    if example.get("prompt"):
+        return example["prompt"], example["chosen"], example["rejected"]
+    return extract_prompt(example["chosen"], example["rejected"])
+
+
 def sample_prompt(example: dict[str, Any]) -> str | list[dict[str, Any]] | None:
-    """The prompt part of a row, to generate from: prompt, the messages before the last assistant turn, or text start."""
+    """The prompt part of a row, to generate from: prompt, the implicit prompt of a preference pair, the messages
+    before the last assistant turn, or the start of a text."""
     if example.get("prompt"):
         return example["prompt"]
+    if example.get("chosen") and example.get("rejected"):
+        return preference_parts(example)[0] or None
     if example.get("messages"):
         turns = list(example["messages"])
         last = max((i for i, m in enumerate(turns) if m.get("role") == "assistant"), default=len(turns))
@@ -507,12 +574,12 @@ class LengthReward:
 
 
 def parse_reward_names(raw: str | None) -> list[str]:
-    """Split `--reward_funcs` and check every name is in REWARD_FUNCS."""
-    names = [n.strip() for n in (raw or "").split(",") if n.strip()]
+    """Split `--reward_funcs` and check every name is in REWARD_FUNCS (none given: the data's default, later)."""
+    names = list(dict.fromkeys(n.strip() for n in (raw or "").split(",") if n.strip()))
     unknown = [n for n in names if n not in REWARD_FUNCS]
-    if unknown or not names:
-        listing = "; ".join(f"{k}: {v}" for k, v in REWARD_FUNCS.items())
-        raise JobError(f"GRPO needs --reward_funcs from the list (got {raw!r}, unknown {unknown}). {listing}")
+    if unknown:
+        listing = "; ".join(f"{k}: {v.description}" for k, v in REWARD_FUNCS.items())
+        raise JobError(f"--reward_funcs must name rewards from the list (got {raw!r}, unknown {unknown}). {listing}")
     return names
 
 
@@ -520,7 +587,7 @@ def build_reward_funcs(names: list[str], max_completion_length: int) -> list[Cal
     """The reward callables for GRPOTrainer, in the order given."""
     from trl.rewards import get_repetition_penalty_reward, get_soft_overlong_punishment
 
-    factories: dict[str, Callable[[], Callable]] = {
+    factories: dict[str, Callable[[], Callable]] = {  # one per REWARD_FUNCS entry
         "accuracy": lambda: accuracy_reward,
         "think_format": lambda: think_format_reward,
         "length": lambda: LengthReward(max_completion_length // 2),
@@ -579,7 +646,13 @@ def prepare_dataset(
         ds = unpair_preference_dataset(ds.select_columns(keep))
     ds = ds.select_columns(select_columns(method, ds.column_names, reward_names))
     if "label" in ds.column_names and not isinstance(ds[0]["label"], bool):
-        raise JobError(f'KTO labels must be true/false, got {ds[0]["label"]!r}: add "label_to_bool" to the transforms')
+        labels = set(ds.unique("label"))
+        if not labels <= {0, 1} or any(isinstance(v, str) for v in labels):
+            raise JobError(f'KTO labels must be true/false or 0/1, got {ds[0]["label"]!r}: add "label_to_bool" to '
+                           "the transforms")  # fmt: skip
+        from datasets import Value
+
+        ds = ds.cast_column("label", Value("bool"))  # 0/1, as TRL reads them (the Space calls such data READY)
     return ds
 
 
@@ -673,6 +746,102 @@ def check_environment(
         raise JobError("KTO needs --per_device_train_batch_size >= 2 (its KL term mixes examples of a batch)")
 
 
+def expected_gpus() -> int | None:
+    """The GPU count of the job's flavor (`TRAINER_SPACE_GPUS`, set by the Space), or None when not told."""
+    raw = os.environ.get(GPUS_ENV, "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit():
+        raise JobError(f"{GPUS_ENV} must be the flavor's GPU count (0, 1, 2, ...), got {raw!r}")
+    return int(raw)
+
+
+def nvidia_driver() -> str | None:
+    """This machine's NVIDIA driver version, when it can be read (for the guard's message)."""
+    try:
+        found = re.search(
+            r"Kernel Module(?: for \S+)?\s+(\d+\.\d+(?:\.\d+)?)", Path("/proc/driver/nvidia/version").read_text()
+        )
+        if found:
+            return found.group(1)
+    except OSError:
+        pass
+    import shutil
+    import subprocess
+
+    if shutil.which("nvidia-smi"):
+        try:
+            out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                                 capture_output=True, text=True, timeout=20)  # fmt: skip
+            return out.stdout.split()[0] if out.returncode == 0 and out.stdout.split() else None
+        except (OSError, subprocess.SubprocessError):
+            return None
+    return None
+
+
+def capability_supported(capability: tuple[int, int], arch_list: Iterable[str]) -> bool:
+    """Whether a build with these `torch.cuda.get_arch_list()` entries has kernels for a GPU of this capability.
+
+    Code for sm_XY runs on X.Y and on later minors of the same major; PTX (compute_XY) on any later GPU.
+    """
+    major, minor = capability
+    for arch in arch_list:
+        kind, _, number = arch.partition("_")
+        if not number.isdigit():
+            continue
+        code_major, code_minor = int(number[:-1]), int(number[-1])
+        if kind == "sm" and code_major == major and code_minor <= minor:
+            return True
+        if kind == "compute" and (code_major, code_minor) <= (major, minor):
+            return True
+    return False
+
+
+def gpu_problem(expected: int) -> str | None:
+    """Why this machine cannot run the job on its `expected` GPUs (CUDA unusable, fewer GPUs, no kernels), or None."""
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings(record=True) as caught:  # torch warns why CUDA is unusable (e.g. an old driver)
+        warnings.simplefilter("always")
+        found = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    build = f"torch {torch.__version__} (CUDA {torch.version.cuda or 'none: a CPU build'})"
+    if found != expected:
+        why = "; ".join(dict.fromkeys(" ".join(str(w.message).split()) for w in caught if "CUDA" in str(w.message)))
+        driver = nvidia_driver() or "unknown (no NVIDIA driver is visible)"
+        return (
+            f"this job's flavor has {expected} GPU(s) but PyTorch sees {found}{f' ({why[:400]})' if why else ''}. "
+            f"{build} needs an NVIDIA driver >= {TORCH_BUILD['min_driver']}; this machine's driver: {driver}. "
+            "The job stops now, before downloading the model or the data, instead of training on the CPU until "
+            "its timeout. Run it again on another GPU flavor; if it happens again, report the flavor's driver to "
+            "Hugging Face"
+        )
+    arch_list = torch.cuda.get_arch_list() if found else []
+    for index in range(found):
+        capability = torch.cuda.get_device_capability(index)
+        if not capability_supported(capability, arch_list):
+            name = torch.cuda.get_device_name(index)
+            return (
+                f"GPU {index} ({name}, compute capability {capability[0]}.{capability[1]}) has no kernels in {build}, "
+                f"which is built for {', '.join(arch_list) or 'no GPU'}. The job stops now, before downloading "
+                "anything: pick a flavor with another GPU (T4, L4, A10G, L40S, A100 or H200)"
+            )
+    return None
+
+
+def launch_argv(argv: list[str], gpus: int) -> list[str] | None:
+    """`accelerate launch` of this same script, one process per GPU, when a multi-GPU job starts; else None.
+
+    The processes run in this script's own environment (its PEP 723 header, `[tool.uv]` sources included), so
+    nothing is installed twice and the launcher needs no `--with` list of its own.
+    """
+    if gpus < 2 or os.environ.get("LOCAL_RANK") is not None:  # one GPU, or already one of the launched processes
+        return None
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_machines", "1"]
+    return [*launcher, "--num_processes", str(gpus), str(Path(__file__).resolve()), *argv]
+
+
 def resolve_hub(args: TrainScriptArguments, training_args: TrainingArguments) -> str | None:
     """When pushing (or resuming from the Hub): check the repo id and the token, and return the user name."""
     if not (training_args.push_to_hub or args.resume_from_hub):
@@ -714,38 +883,53 @@ def download_last_checkpoint(repo_id: str, dest: Path, token: str | None) -> str
 
 
 # ----------------------------------------------------------------------------- samples and model card
+def stop_token_ids(model: Any, tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """Every id that ends a generation: the generation config's EOS ids, then the tokenizer's EOS."""
+    ids = model.generation_config.eos_token_id
+    ids = [] if ids is None else [ids] if isinstance(ids, int) else list(ids)
+    return list(dict.fromkeys([*ids, *([tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else [])]))
+
+
 def generate_samples(
     trainer: Trainer, method: str, rows: list[dict[str, Any]], max_new_tokens: int
 ) -> list[tuple[str, str]]:
-    """(prompt, output) pairs: greedy generations, or chosen/rejected scores for a reward model."""
+    """(prompt, output) pairs: greedy generations that say whether the model stopped by itself, or chosen/rejected
+    scores for a reward model."""
     import torch
 
     model = trainer.accelerator.unwrap_model(trainer.model)
     tokenizer = trainer.processing_class
     tokenizer = getattr(tokenizer, "tokenizer", tokenizer)
     model.eval()
+    stops = stop_token_ids(model, tokenizer) if method != "reward" else []  # a reward model scores, never generates
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (stops or [None])[0]  # 0 is an id
     samples = []
     for row in rows:
-        prompt = sample_prompt(row) or ([] if isinstance(row.get("chosen"), list) else "")
         with torch.no_grad():
             if method == "reward":
+                prompt, chosen, rejected = preference_parts(row)
                 scores = []
-                for answer in (row["chosen"], row["rejected"]):
+                for answer in (chosen, rejected):
                     full = prompt + answer if isinstance(answer, list) else render(prompt, tokenizer) + answer
                     inputs = tokenizer(render(full, tokenizer), return_tensors="pt").to(model.device)
                     scores.append(model(**inputs).logits[0, 0].item())
                 samples.append((one_line(prompt), f"score(chosen)={scores[0]:.3f} score(rejected)={scores[1]:.3f}"))
                 continue
+            prompt = sample_prompt(row) or ""
             text = render(prompt, tokenizer, generation_prompt=True)
             inputs = tokenizer(text, return_tensors="pt", add_special_tokens=False).to(model.device)
             output = model.generate(
-                **inputs,
-                max_new_tokens=max_new_tokens,
-                do_sample=False,
-                pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id,
+                **inputs, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad, eos_token_id=stops
             )
-        completion = tokenizer.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
-        samples.append((one_line(prompt), one_line(completion, 400)))
+        new_ids = output[0, inputs["input_ids"].shape[1] :].tolist()
+        stop = next((i for i in new_ids if i in stops), None)
+        ending = (
+            f"[stopped: {tokenizer.convert_ids_to_tokens(stop)}]"
+            if stop is not None
+            else f"[no stop within {max_new_tokens} new tokens]"
+        )
+        completion = tokenizer.decode(new_ids, skip_special_tokens=True)
+        samples.append((one_line(prompt), f"{one_line(completion, 400)} {ending}"))
     return samples
 
 
@@ -818,6 +1002,8 @@ TRL's `{TRAINER_CLASSES[method]}` ({method.upper()}, {peft_mode}) on `{dataset}`
 
 ## Sample generations ({sample_source}, greedy)
 
+Each generation ends with `[stopped: <token>]` when the model ended its answer itself, or says it did not stop.
+
 {sample_lines}
 
 ## How to load
@@ -859,6 +1045,29 @@ def given_options(argv: list[str]) -> dict[str, Any]:
     return given
 
 
+def spread_lists(parser: Any, argv: list[str]) -> list[str]:
+    """`--name=["a","b"]` for a list option becomes `--name a b` (the Space sends each option as one `--name=value`).
+
+    Items that would read as options (a leading '-', other than a number) are refused.
+    """
+    lists = {opt for action in parser._actions if action.nargs in ("+", "*") for opt in action.option_strings}
+    out: list[str] = []
+    for arg in argv:
+        name, eq, value = arg.partition("=")
+        if not (eq and name in lists and value.startswith("[")):
+            out.append(arg)
+            continue
+        try:
+            items = json.loads(value)
+        except json.JSONDecodeError:
+            raise JobError(f"{name}: {value!r} is not a JSON list") from None
+        texts = [str(i) for i in items] if isinstance(items, list) and items else None
+        if texts is None or any(t.startswith("-") and not re.fullmatch(r"-[\d.e+-]+", t) for t in texts):
+            raise JobError(f"{name}: expected a non-empty list of values none of which starts with '-', got {value}")
+        out += [name, *texts]
+    return out
+
+
 def _true(value: Any) -> bool:
     return str(value).strip().lower() not in ("", "false", "0", "none")
 
@@ -896,6 +1105,7 @@ def parse_args(
     method = given["method"]
     parser = trl.TrlParser((TrainScriptArguments, getattr(trl, CONFIG_CLASSES[method]), trl.ModelConfig))
     parser.set_defaults(**job_defaults(method, _true(given.get("fsdp", False)), on_cuda, bf16_ok))
+    argv = spread_lists(parser, argv)
     try:
         script_args, training_args, model_args = parser.parse_args_and_config(argv)
     except ValueError as exc:  # TRL / transformers config validation (e.g. GRPO batch vs num_generations)
@@ -964,19 +1174,179 @@ def model_init_kwargs(training_args: TrainingArguments, model_args: ModelConfig)
     return kwargs | (training_args.model_init_kwargs or {})
 
 
+# ----------------------------------------------------------------------------- stopping, precision, trainer
+def end_of_turn_token(tokenizer: PreTrainedTokenizerBase) -> str | None:
+    """The special token the chat template closes an assistant turn with, when it is not the tokenizer's EOS.
+
+    A base model's tokenizer often stops on `<|endoftext|>` while its template ends turns with `<|im_end|>` (Qwen),
+    `<|eot_id|>` (Llama 3) or `<end_of_turn>` (Gemma): trained on chats, it would never stop generating.
+    """
+    probe = "ANSWER_PROBE_7"
+    try:
+        text = tokenizer.apply_chat_template(
+            [{"role": "user", "content": "Q"}, {"role": "assistant", "content": probe}], tokenize=False
+        )
+    except Exception:  # no template, or one that refuses a plain exchange: nothing to learn from it
+        return None
+    if not isinstance(text, str) or probe not in text:
+        return None
+    after = text.split(probe, 1)[1].lstrip()
+    specials = {
+        *tokenizer.all_special_tokens,
+        *(t.content for t in tokenizer.added_tokens_decoder.values() if t.special),
+    }
+    token = next((t for t in sorted(specials, key=len, reverse=True) if t and after.startswith(t)), None)
+    return token if token and token != tokenizer.eos_token else None
+
+
+def use_stop_token(trainer: Trainer, token: str) -> None:
+    """Train and save with `token` as EOS: tokenizer, model config, generation config (first), GRPO's rollouts."""
+    tokenizer = getattr(trainer.processing_class, "tokenizer", trainer.processing_class)
+    tokenizer.eos_token = token
+    token_id = tokenizer.convert_tokens_to_ids(token)
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    model.config.get_text_config().eos_token_id = token_id
+    generation = getattr(model, "generation_config", None)  # a reward model has none: it scores, never generates
+    if generation is not None:
+        ids = generation.eos_token_id
+        ids = [] if ids is None else [ids] if isinstance(ids, int) else list(ids)
+        generation.eos_token_id = list(dict.fromkeys([token_id, *ids]))
+    if isinstance(getattr(trainer, "eos_token_ids", None), list):  # GRPO ends its completions on these
+        trainer.eos_token_ids = list(dict.fromkeys([token_id, *trainer.eos_token_ids]))
+
+
+def trained_stop_rows(trainer: Trainer, method: str, token_id: int, limit: int = 256) -> tuple[int, int] | None:
+    """(rows whose trained tokens end with `token_id`, rows checked), over the trainer's tokenized data.
+
+    Trained tokens: SFT's labels that are not masked (-100, after truncation), DPO's chosen and KTO's desirable
+    completions as far as `max_length` keeps them. None when the method learns no stop from its data (GRPO, reward
+    models) or the data is packed.
+    """
+    ds = trainer.train_dataset
+    args = trainer.args
+    if method not in ("sft", "dpo", "kto") or ds is None or getattr(args, "packing", False):
+        return None
+    rows = ds.select(range(min(limit, len(ds))))
+    max_length = getattr(args, "max_length", None)
+    keep_end = getattr(args, "truncation_mode", "keep_start") == "keep_end"
+    found = checked = 0
+    for row in rows:
+        if method == "sft":
+            if "labels" not in row:
+                return None
+            trained = [t for t, label in zip(row["input_ids"], row["labels"], strict=False) if label != -100]
+        elif method == "kto" and not row.get("label", True):
+            continue  # an undesirable completion: nothing to learn to say
+        else:
+            answer = row["chosen_ids"] if method == "dpo" else row["completion_ids"]
+            room = len(answer) if max_length is None or keep_end else max(0, max_length - len(row["prompt_ids"]))
+            trained = answer[:room]
+        checked += 1
+        found += token_id in trained[-3:]  # at the end of the answer (ChatML adds a newline after it), not cut off
+    return found, checked
+
+
+def check_stop_trained(trainer: Trainer, method: str, max_length: int | None) -> None:
+    """The EOS the job trains with is in the trained part of the examples: an error when in none, a warning when
+    some lose it (cut by max_length): the model would not learn to stop."""
+    tokenizer = getattr(trainer.processing_class, "tokenizer", trainer.processing_class)
+    counts = trained_stop_rows(trainer, method, tokenizer.eos_token_id)
+    if not counts or not counts[1]:
+        return
+    found, checked = counts
+    token = tokenizer.eos_token
+    if found == 0:
+        raise JobError(
+            f"none of the first {checked} training examples has {token} (the token that ends an answer) in the part "
+            f"the loss is computed on, so the model would never learn to stop: raise max_length (now {max_length}) "
+            "so answers are not cut, or check the chat template and the completion/assistant-only loss settings"
+        )
+    if found < checked:
+        log(
+            f"WARNING: {checked - found} of the first {checked} training examples lose {token} (the end of the answer) "
+            f"to truncation at max_length={max_length}: on those the model does not learn to stop"
+        )
+
+
+def upcast_trainable(model: Any) -> int:
+    """Trainable parameters in float32 (returns how many were cast).
+
+    Under fp16 mixed precision (T4) the gradient scaler refuses fp16 gradients: a LoRA base loaded in fp16 keeps its
+    trainable extras (a reward model's score head, PEFT's modules_to_save) in fp16 unless they are cast.
+    """
+    import torch
+
+    cast = 0
+    for param in model.parameters():
+        if param.requires_grad and param.dtype != torch.float32:
+            param.data = param.data.float()
+            cast += 1
+    return cast
+
+
+def build_trainer(
+    args: TrainScriptArguments,
+    training_args: TrainingArguments,
+    model_args: ModelConfig,
+    train: Dataset,
+    test: Dataset | None,
+    reward_names: list[str],
+    stop_token: str | None = None,
+) -> Trainer:
+    """The method's TRL trainer, with the model, precision and stop token the job trains and saves with."""
+    import trl
+
+    extra: dict[str, Any] = {}
+    if args.method == "grpo":
+        extra["reward_funcs"] = build_reward_funcs(reward_names, training_args.max_completion_length)
+    if stop_token and hasattr(training_args, "eos_token"):  # SFT and reward modelling set it up themselves
+        training_args.eos_token = stop_token
+    trainer = getattr(trl, TRAINER_CLASSES[args.method])(
+        model=model_args.model_name_or_path,
+        args=training_args,
+        train_dataset=train,
+        eval_dataset=test,
+        quantization_config=trl.get_quantization_config(model_args),
+        peft_config=trl.get_peft_config(model_args),
+        **extra,
+    )
+    if stop_token:
+        use_stop_token(trainer, stop_token)
+    if training_args.fp16:
+        cast = upcast_trainable(trainer.model)
+        if cast:
+            log(f"fp16 training: {cast} trainable tensors cast to float32 (the gradient scaler needs fp32 weights)")
+    return trainer
+
+
+def save_generation_config(trainer: Trainer) -> None:
+    """Next to an adapter too: the EOS ids generation stops on (a full model's save writes it already)."""
+    generation = getattr(trainer.accelerator.unwrap_model(trainer.model), "generation_config", None)
+    if generation is not None:  # a reward model has none
+        generation.save_pretrained(trainer.args.output_dir)
+
+
 # ----------------------------------------------------------------------------- main
-def load_data(args: TrainScriptArguments, reward_names: list[str]) -> tuple[Dataset, Dataset | None, DatasetMapping]:
-    """(train, eval or None, mapping): loaded, mapped, checked and split; all before the model is touched."""
+def load_data(
+    args: TrainScriptArguments, reward_names: list[str]
+) -> tuple[Dataset, Dataset | None, DatasetMapping, list[str]]:
+    """(train, eval or None, mapping, GRPO rewards): loaded, mapped, checked and split, before the model is touched.
+
+    GRPO without `--reward_funcs` uses the data's default (`default_rewards`: accuracy with an `answer`, else length).
+    """
     try:
         mapping = parse_mapping(args.dataset_mapping)
     except MappingError as exc:
         raise JobError(f"bad --dataset_mapping: {exc}") from None
     train_raw, test_raw = load_splits(args)
     train = prepare_dataset(train_raw, mapping, args.method, reward_names, args.max_train_samples)
+    if args.method == "grpo" and not reward_names:
+        reward_names = default_rewards(train.column_names)
+        log(f"GRPO rewards: none given, using the default for this data: {', '.join(reward_names)}")
     test = prepare_dataset(test_raw, mapping, args.method, reward_names, None) if test_raw is not None else None
     train, test = split_for_eval(train, test, args)
     log(f"data: {len(train)} training rows, {len(test) if test is not None else 0} eval rows, {train.column_names}")
-    return train, test, mapping
+    return train, test, mapping, reward_names
 
 
 def samples_and_card(
@@ -1022,15 +1392,22 @@ def main(
 ) -> None:
     """Check everything, load data, train, save, sample, write the card, push."""
     import torch
-    import trl
 
     check_environment(args, training_args, model_args, torch.cuda.is_available())
     user = resolve_hub(args, training_args)
     reward_names = parse_reward_names(args.reward_funcs) if args.method == "grpo" else []
-    train, test, mapping = load_data(args, reward_names)
+    train, test, mapping, reward_names = load_data(args, reward_names)
     tokenizer = load_tokenizer(model_args)
     check_chat_template(tokenizer, train[0], model_args.model_name_or_path, training_args)
     check_max_length(args.method, training_args, tokenizer, train)
+    stop_token = None
+    if is_conversational(train[0]) and "eos_token" not in explicit:
+        stop_token = end_of_turn_token(tokenizer)
+        if stop_token:
+            log(
+                f"the chat template ends a turn with {stop_token}, the tokenizer's EOS is {tokenizer.eos_token}: "
+                f"training and saving with {stop_token} as EOS, so the model stops after its answer"
+            )
     trackio_url = configure_run(args, training_args, explicit, test is not None, user)
     training_args.model_init_kwargs = model_init_kwargs(training_args, model_args)
 
@@ -1042,23 +1419,14 @@ def main(
             dest = Path(training_args.output_dir) / "_resume"  # "_*" is never uploaded by push_to_hub
             resume = download_last_checkpoint(training_args.hub_model_id, dest, training_args.hub_token)
 
-    extra: dict[str, Any] = {}
-    if args.method == "grpo":
-        extra["reward_funcs"] = build_reward_funcs(reward_names, training_args.max_completion_length)
-    trainer = getattr(trl, TRAINER_CLASSES[args.method])(
-        model=model_args.model_name_or_path,
-        args=training_args,
-        train_dataset=train,
-        eval_dataset=test,
-        quantization_config=trl.get_quantization_config(model_args),
-        peft_config=trl.get_peft_config(model_args),
-        **extra,
-    )
+    trainer = build_trainer(args, training_args, model_args, train, test, reward_names, stop_token)
+    check_stop_trained(trainer, args.method, getattr(training_args, "max_length", None))
     trainer.train(resume_from_checkpoint=resume)
     if not training_args.push_to_hub:  # push_to_hub() saves the model itself (save_model() would push twice)
         trainer.save_model(training_args.output_dir)
     trainer.save_state()
     if trainer.accelerator.is_main_process:
+        save_generation_config(trainer)
         samples_and_card(trainer, args, model_args, mapping, test, train, trackio_url)
     if training_args.push_to_hub:
         trainer.create_model_card = lambda *a, **k: None  # keep our card: TRL's would overwrite README.md
@@ -1069,8 +1437,19 @@ def main(
 
 
 def cli(argv: list[str] | None = None) -> None:
-    """Parse, run, and turn a JobError (or data that does not fit the mapping) into one "ERROR:" line, exit 2."""
+    """Check the GPUs, start one process per GPU, parse, run; a JobError (or data that does not fit the mapping)
+    becomes one "ERROR:" line and exit code 2."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
+        gpus = expected_gpus()
+        if gpus is not None:  # the environment guard: seconds after start, before any download
+            problem = gpu_problem(gpus)
+            if problem:
+                raise JobError(problem)
+            launch = launch_argv(argv, gpus)
+            if launch:
+                log(f"{gpus} GPUs: one training process per GPU ({' '.join(launch[1:5])} ...)")
+                os.execv(launch[0], launch)
         main(*parse_args(argv))
     except (JobError, MappingError) as exc:
         print(f"ERROR: {exc}", file=sys.stderr, flush=True)

@@ -71,6 +71,19 @@ SHAPES: dict[str, dict[str, Any]] = {
         ],
         "expect": {"sft": N, "dpo": N, "grpo": N, "reward": N, "kto": N},
     },
+    "prompt_beside_conversations": {  # mlabonne/orpo-dpo-mix-40k: a text prompt (and question) beside whole chats
+        "rows": [
+            {
+                "source": "hh",
+                "prompt": q,
+                "question": q,
+                "chosen": _msgs(("user", q), ("assistant", c.strip())),
+                "rejected": _msgs(("user", q), ("assistant", r.strip())),
+            }
+            for q, c, r in HH
+        ],
+        "expect": {"sft": N, "dpo": N, "grpo": R, "reward": N, "kto": N},
+    },
     "preference_explicit": {
         "rows": [{"prompt": q, "chosen": c, "rejected": r} for q, c, r in HH],
         "expect": {"sft": N, "dpo": R, "grpo": R, "reward": R, "kto": R},

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from gradio_client import Client
 
+from tests import arg_values
 from tests.conftest import SCREENSHOTS, sign_in
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -128,8 +129,8 @@ def test_dataset_to_train_to_my_jobs_in_a_browser(hub, app_url, page, tmp_path):
     _visible(page.get_by_text("Submitted:")).wait_for()
     page.wait_for_timeout(1500)
     (post,) = hub.requests_to("/api/jobs/alice", "POST")  # one job, not two
-    args = post.json()["command"]
-    assert json.loads(args[args.index("--dataset_mapping") + 1])["columns"] == {
+    args = arg_values(post.json()["command"])
+    assert json.loads(args["--dataset_mapping"])["columns"] == {
         "prompt": "question",
         "completion": "answer",
     }

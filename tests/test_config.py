@@ -93,7 +93,7 @@ REFUSED = [
     ("mapping", ["prompt"], r"Column mapping \(mapping\) is not a valid mapping"),
     ("mapping", {"columns": {"question": "q"}}, "unknown mapping fields"),
     ("advanced", {"hub_token": "hf_x"}, r"Advanced options \(advanced\) cannot set 'hub_token'"),
-    ("advanced", {"seed": {"nested": 1}}, "must be a short string, a number or true/false"),
+    ("advanced", {"seed": {"nested": 1}}, "'seed' must be a whole number"),
     ("advanced", {f"k{i}": 1 for i in range(100)}, "at most 64"),
     ("output_repo", "noslash", r"Output repo \(output_repo\) needs a namespace"),
     ("trackio_project", "a b", r"Trackio project \(trackio_project\) must be letters"),

@@ -111,6 +111,7 @@ def test_submit_sends_the_exact_job_with_token_only_in_secrets(hub):
     ]  # fmt: skip
     assert body["labels"]["trainer-space"] == "export_gguf"
     assert body["labels"]["output"] == "alice/qwen-sft-GGUF"
+    assert body["labels"]["name"] == "gguf-qwen-sft-GGUF"  # a readable name, not uv-python3-12-bookworm-<hash>
     assert body["timeoutSeconds"] >= 1800
     without_secret = {k: v for k, v in body.items() if k != "secrets"}
     assert hub.alice not in json.dumps(without_secret)
@@ -149,3 +150,19 @@ def test_export_api_and_my_jobs(hub, app_url):
         Client(app_url, verbose=False).predict(
             "alice/qwen-sft", ["Q4_K_M"], "", False, "", False, api_name="/export_gguf"
         )
+
+
+@pytest.mark.parametrize("repo", ["alice/qwen-rm", "alice/qwen-rm-lora"])
+def test_reward_models_are_refused_for_gguf(hub, repo):
+    """A reward model (full, or a SEQ_CLS adapter) has a score head llama.cpp cannot run: refused before any job."""
+    _add_models(hub)
+    rm_config = json.dumps({"architectures": ["Qwen2ForSequenceClassification"], "model_type": "qwen2"})
+    hub.add_model("alice/qwen-rm", files={"config.json": rm_config, "model.safetensors": b"\0" * 64},
+                  safetensors={"parameters": {"BF16": 494_033_664}, "total": 494_033_664})  # fmt: skip
+    adapter = {"base_model_name_or_path": "alice/qwen-sft", "peft_type": "LORA", "task_type": "SEQ_CLS"}
+    hub.add_model("alice/qwen-rm-lora", files={"adapter_config.json": json.dumps(adapter),
+                                               "adapter_model.safetensors": b"\0" * 16})  # fmt: skip
+    with pytest.raises(errors.TrainerSpaceError) as info:
+        submit_export(HubSession(hub.alice), ExportRequest(repo, []), dry_run=False)
+    assert "is a reward model" in info.value.message and "would lose its score head" in info.value.message
+    assert hub.requests_to("/api/jobs", "POST") == []

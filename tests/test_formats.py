@@ -340,3 +340,15 @@ def test_unpair_agrees_with_trl(trl_data_utils) -> None:
     theirs = trl_data_utils.unpair_preference_dataset(datasets.Dataset.from_list(rows)).to_list()
     ours = map_rows(rows, {"columns": {}, "transforms": ["unpair_preference"]})
     assert [{k: r[k] for k in sorted(r)} for r in ours] == [{k: r[k] for k in sorted(r)} for r in theirs]
+
+
+def test_sft_on_a_prompt_beside_whole_conversations_does_not_repeat_the_user_turn() -> None:
+    """mlabonne/orpo-dpo-mix-40k: `prompt` text plus `chosen`/`rejected` chats that already open with it. SFT trains
+    on the chosen conversations as they are (user, assistant), not prompt -> completion (user, user, assistant)."""
+    rows = rows_of("prompt_beside_conversations")
+    report = detect_method("sft", rows)
+    assert report.mapping.to_json() == {"columns": {"messages": "chosen"}, "transforms": []}
+    for row, mapped in zip(rows, map_rows(rows, report.mapping), strict=True):
+        trained = project([mapped], "sft")[0]
+        assert [m["role"] for m in trained["messages"]] == ["user", "assistant"]
+        assert trained["messages"] == row["chosen"]

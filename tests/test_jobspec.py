@@ -11,13 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from trainer_space.jobs.reproduce import hf_cli_command, hf_run_command, python_run_snippet, python_snippet
+from trainer_space.jobs.reproduce import hf_run_command, python_run_snippet
 from trainer_space.jobs.spec import (
+    GPUS_ENV,
     SCRIPT_ENV,
     Template,
+    job_name,
     load_template,
     parse_pep723,
     pip_script_request,
+    template_constants,
     uv_script_request,
 )
 from trainer_space.validation import format_timeout, parse_timeout
@@ -76,15 +79,15 @@ def test_boot_refuses_a_script_that_does_not_match_its_hash(tmp_path):
     assert "tampered" not in out.stdout
 
 
-def test_multi_gpu_uses_accelerate_launch_with_the_pinned_dependencies(tmp_path):
-    _fake_bin(tmp_path, "uv", 'echo "UV $*"\n')
+def test_multi_gpu_runs_the_script_itself_with_its_gpu_count(tmp_path):
+    """uv runs the script (so its PEP 723 header is installed); the script starts one process per GPU itself."""
+    _fake_bin(tmp_path, "uv", 'echo "UV $* GPUS=$TRAINER_SPACE_GPUS"\n')
     request = uv_script_request(_template(), ["--method", "sft"], flavor="a10g-largex2", timeout_s=3600, labels={},
-                                num_processes=2)  # fmt: skip
+                                gpus=2)  # fmt: skip
     out = _run(request, tmp_path)
     assert out.returncode == 0, out.stderr
-    line = out.stdout.strip()
-    assert "--with trl==1.16.0 --with torch==2.13.0" in line
-    assert "accelerate launch --num_processes 2 --num_machines 1 /tmp/echo.py --method sft" in line
+    assert out.stdout.strip() == "UV run --quiet /tmp/echo.py --method sft GPUS=2"
+    assert request.env[GPUS_ENV] == "2" and template_constants("train.py")["GPUS_ENV"] == GPUS_ENV
 
 
 def test_pip_boot_installs_the_header_dependencies_then_runs_the_image_python(tmp_path):
@@ -106,17 +109,26 @@ def test_pip_boot_installs_the_header_dependencies_then_runs_the_image_python(tm
 def test_equivalent_commands_are_copyable_and_never_hold_a_token():
     t = _template()
     args = ["--method", "sft", "--dataset_mapping", '{"columns": {"prompt": "q"}}']
-    cli = hf_cli_command(t, args, flavor="a10g-small", timeout_s=7200, labels={"trainer-space": "train"})
-    assert cli.startswith("hf jobs uv run \\\n    --flavor a10g-small")
-    assert "--timeout 2h" in cli and "--secrets HF_TOKEN" in cli and "--label trainer-space=train" in cli
+    request = uv_script_request(t, args, flavor="a10g-small", timeout_s=7200, labels={"a": "b"}, name="train-sft-x")
+    cli = hf_run_command(request, t)
+    assert cli.startswith("hf jobs run \\\n    --flavor a10g-small")
+    assert (
+        "--timeout 2h" in cli and "--secrets HF_TOKEN" in cli and "--label a=b" in cli and "--name train-sft-x" in cli
+    )
     assert '\'{"columns": {"prompt": "q"}}\'' in cli  # shell-quoted
-    py = python_snippet(t, args, flavor="a10g-small", timeout_s=7200, labels={"a": "b"})
+    py = python_run_snippet(request, t)
     compile(py, "<snippet>", "exec")
-    assert 'os.environ["HF_TOKEN"]' in py and "hf_" not in py.replace("HF_TOKEN", "")
+    assert 'os.environ["HF_TOKEN"]' in py and "hf_" not in py.replace("HF_TOKEN", "") and "name='train-sft-x'" in py
     request = pip_script_request(t, args, image="img:1", flavor="cpu-upgrade", timeout_s=5400, labels={"a": "b"})
     run = hf_run_command(request, t)
     assert run.startswith("hf jobs run") and '"$(base64 -w0 echo.py)"' in run and "--timeout 90m" in run
     compile(python_run_snippet(request, t), "<snippet>", "exec")
+
+
+def test_job_names_are_readable_and_valid():
+    assert job_name("train", "sft", "alice/Qwen2.5-0.5B-sft") == "train-sft-Qwen2-5-0-5B-sft"
+    assert job_name("gguf", "alice/My Model!") == "gguf-My-Model"
+    assert len(job_name("train", "sft", "a/" + "x" * 200)) == 63
 
 
 @pytest.mark.parametrize("seconds, text", [(60, "1m"), (3600, "1h"), (5400, "90m"), (7200, "2h"), (61, "2m")])
@@ -156,3 +168,16 @@ def test_real_train_template_request_is_well_formed():
     assert request.command[:2] == ["bash", "-c"]
     assert request.command[3:] == ["train.py", "--help"]
     assert request.env["TRAINER_SPACE_SCRIPT_SHA256"] == t.sha256
+
+
+def test_the_job_torch_is_pytorchs_cuda_12_build_as_the_template_says():
+    """uv reads [tool.uv] from the header: torch comes from PyTorch's index of the CUDA build TORCH_BUILD names."""
+    meta = parse_pep723(load_template("train.py").text)
+    build = template_constants("train.py")["TORCH_BUILD"]
+    cu = "cu" + build["cuda"].replace(".", "")
+    (source,) = meta["tool"]["uv"]["sources"]["torch"]
+    (index,) = [i for i in meta["tool"]["uv"]["index"] if i["name"] == source["index"]]
+    assert index["url"] == f"https://download.pytorch.org/whl/{cu}" and index["explicit"] is True  # torch only
+    assert "linux" in source["marker"]  # elsewhere (a laptop running the script) PyPI's torch
+    assert "torch==2.13.0" in meta["dependencies"]
+    assert build["cuda"].startswith("12.") and build["min_driver"] == "525.60.13"

@@ -87,12 +87,27 @@ def world(tmp_path_factory) -> SimpleNamespace:
     return SimpleNamespace(root=root, model=build_tiny_model(root / "tiny"), data=data, bad=bad)
 
 
+def kill_jobs_under(home: Path) -> None:
+    """Stop every job process started under `home` (jobs outlive the app on purpose; a test's must not)."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if str(home).encode() in (proc / "cmdline").read_bytes():
+                os.kill(int(proc.name), signal.SIGKILL)
+        except (OSError, ProcessLookupError):
+            continue
+
+
 @pytest.fixture
 def app(tmp_path):
     running = LocalApp(tmp_path / "home")
     running.home.mkdir()
-    yield running.start()
-    running.stop()
+    try:
+        yield running.start()
+    finally:
+        running.stop()
+        kill_jobs_under(running.home)
 
 
 def train_config(world, **fields: Any) -> dict[str, Any]:

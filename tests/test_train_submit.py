@@ -7,6 +7,7 @@ import json
 import pytest
 from gradio_client import Client
 
+from tests import arg_values
 from trainer_space import errors
 from trainer_space.hub.session import WHOAMI_CACHE, HubSession
 from trainer_space.jobs.config import CONFIG_ENV, TrainingConfig
@@ -44,6 +45,8 @@ TEXT = [{"text": f"Document number {i}."} for i in range(20)]
 
 MATH = [{"prompt": [{"role": "user", "content": f"What is {i} + 1?"}], "answer": str(i + 1)} for i in range(20)]
 LONG = [{"text": "The quick brown fox jumps over the lazy dog. " * (10 + 30 * (i % 2))} for i in range(20)]
+PROMPTS = [{"prompt": f"Write a haiku about the number {i}."} for i in range(20)]
+SOLUTIONS = [{"prompt": f"What is {i} + 1?", "solution": str(i + 1)} for i in range(20)]
 
 
 @pytest.fixture(autouse=True)
@@ -59,6 +62,8 @@ def _world(hub, tokenizer_files):
     hub.add_dataset("alice/text", {"train": TEXT})
     hub.add_dataset("alice/long", {"train": LONG})
     hub.add_dataset("alice/math", {"train": MATH}, num_rows={"train": 2000})
+    hub.add_dataset("alice/prompts", {"train": PROMPTS})
+    hub.add_dataset("alice/solutions", {"train": SOLUTIONS})
     return hub
 
 
@@ -81,7 +86,7 @@ def test_dry_run_returns_spec_command_and_preflight_without_creating_a_job(hub):
     assert "Fits on a10g-small" in checks["estimate"]["message"]
     assert result["output_repo"] == "alice/Qwen2.5-0.5B-sft"
     assert result["trackio_url"] == "https://alice-trackio.hf.space/?project=Qwen2.5-0.5B-sft"
-    assert result["command"].startswith("hf jobs uv run")
+    assert result["command"].startswith("hf jobs run")
     assert result["spec"]["secrets"] == {"HF_TOKEN": "$HF_TOKEN"}
     assert hub.alice not in json.dumps(result)
     assert hub.requests_to("/api/jobs", "POST") == []
@@ -99,7 +104,15 @@ def test_submit_sends_the_exact_job_field_by_field(hub):
     assert body["timeoutSeconds"] == 3 * 3600
     assert body["secrets"] == {"HF_TOKEN": hub.alice}
     assert body["environment"][SCRIPT_SHA_ENV] == template.sha256
-    assert set(body["environment"]) == {SCRIPT_ENV, SCRIPT_SHA_ENV, CONFIG_ENV, "PYTHONUNBUFFERED", "UV_NO_PROGRESS"}
+    assert set(body["environment"]) == {
+        SCRIPT_ENV,
+        SCRIPT_SHA_ENV,
+        CONFIG_ENV,
+        "PYTHONUNBUFFERED",
+        "UV_NO_PROGRESS",
+        "TRAINER_SPACE_GPUS",
+    }
+    assert body["environment"]["TRAINER_SPACE_GPUS"] == "1"
     carried = TrainingConfig.from_dict(body["environment"][CONFIG_ENV])  # the job carries its resolved config
     assert carried.output_repo == "alice/Qwen2.5-0.5B-sft" and carried.timeout == "3h" and carried.private is False
     assert body["labels"] == {
@@ -116,8 +129,7 @@ def test_submit_sends_the_exact_job_field_by_field(hub):
     }
     cmd = body["command"]
     assert cmd[:2] == ["bash", "-c"] and cmd[3] == "train.py"
-    args = cmd[4:]
-    pairs = dict(zip(args[::2], args[1::2], strict=False))
+    pairs = arg_values(cmd[4:])
     assert pairs["--method"] == "sft" and pairs["--model_name_or_path"] == "Qwen/Qwen2.5-0.5B"
     assert pairs["--dataset_name"] == "alice/chat" and pairs["--peft_mode"] == "lora"
     assert pairs["--hub_model_id"] == "alice/Qwen2.5-0.5B-sft" and pairs["--push_to_hub"] == "true"
@@ -166,7 +178,7 @@ def test_preflight_dataset_needs_mapping_then_mapping_fixes_it(hub):
     proposal = _proposed_mapping(hub, "alice/qa", "sft")
     result = submit_training(HubSession(hub.alice), _cfg(dataset="alice/qa", mapping=proposal), dry_run=True)
     assert _checks(result)["dataset"]["status"] == "ok", _checks(result)["dataset"]
-    assert json.loads(result["spec"]["command"][result["spec"]["command"].index("--dataset_mapping") + 1]) == proposal
+    assert json.loads(arg_values(result["spec"]["command"])["--dataset_mapping"]) == proposal
 
 
 def _proposed_mapping(hub, dataset, method):
@@ -258,8 +270,8 @@ def test_advanced_beta_is_estimated_and_unmodelled_options_are_named(hub):
 def test_quick_test_runs_few_steps_with_a_short_timeout(hub):
     result = submit_training(HubSession(hub.alice), _cfg(quick_test=True, timeout="30m"), dry_run=False)
     body = hub.requests_to("/api/jobs/alice", "POST")[0].json()
-    args = body["command"][4:]
-    assert args[args.index("--max_steps") + 1] == "20" and args[args.index("--max_train_samples") + 1] == "200"
+    args = arg_values(body["command"][4:])
+    assert args["--max_steps"] == "20" and args["--max_train_samples"] == "200"
     assert result["submitted"]
 
 
@@ -274,3 +286,100 @@ def test_submit_training_api(hub, app_url):
         assert key in done
     with pytest.raises(Exception, match=r"Method \(method\) must be one of"):
         client.predict({**cfg, "method": "ppo"}, True, api_name="/submit_training")
+
+
+def _grpo(dataset: str, **kw) -> TrainingConfig:
+    return _cfg(method="grpo", dataset=dataset, timeout="48h", per_device_train_batch_size=8,
+                gradient_accumulation_steps=1, **kw)  # fmt: skip
+
+
+def test_grpo_accuracy_without_an_answer_column_is_refused_naming_the_mapping(hub):
+    _failed(hub, hub.alice, _grpo("alice/prompts", reward_funcs=["accuracy"]), "rewards",
+            "The 'accuracy' reward reads an 'answer' field and alice/prompts has none")  # fmt: skip
+    with pytest.raises(PreflightFailed) as info:
+        submit_training(HubSession(hub.alice), _grpo("alice/solutions", reward_funcs=["accuracy"]), dry_run=False)
+    message = {c.name: c.message for c in info.value.failed}["rewards"]
+    assert "column 'solution' looks like one" in message
+    assert '"mapping": {"columns":{"answer":"solution"},"transforms":[]}' in message
+    assert "Or choose rewards that read no field (think_format, length, overlong, repetition)" in message
+    mapped = _grpo("alice/solutions", reward_funcs=["accuracy"], mapping={"columns": {"answer": "solution"}})
+    result = submit_training(HubSession(hub.alice), mapped, dry_run=True)
+    assert _checks(result)["rewards"] == {"name": "rewards", "status": "ok", "message": "Rewards: accuracy."}
+
+
+@pytest.mark.parametrize(("dataset", "default"), [("alice/math", "accuracy"), ("alice/prompts", "length")])
+def test_grpo_without_rewards_gets_the_default_for_its_data(hub, dataset, default):
+    result = submit_training(HubSession(hub.alice), _grpo(dataset), dry_run=True)
+    assert _checks(result)["rewards"]["status"] == "ok" and default in _checks(result)["rewards"]["message"]
+    assert result["config"]["reward_funcs"] == [default]
+    assert f"--reward_funcs={default}" in result["spec"]["command"]
+
+
+def test_train_tab_default_reward_depends_on_the_dataset(hub):
+    from types import SimpleNamespace
+
+    from trainer_space.data.inspection import inspect_dataset
+    from trainer_space.ui import _carry_dataset
+
+    tab = SimpleNamespace(fields={k: k for k in TrainingConfig.model_fields})
+    for dataset, mapping, expected in [
+        ("alice/math", None, ["accuracy"]),
+        ("alice/prompts", None, ["length"]),
+        ("alice/solutions", None, ["length"]),
+        ("alice/solutions", {"columns": {"answer": "solution"}, "transforms": []}, ["accuracy"]),
+    ]:
+        inspection = inspect_dataset(HubSession(hub.alice), dataset=dataset)
+        out = _carry_dataset(tab, dataset, "default", "train", "grpo", mapping, "Qwen/Qwen2.5-0.5B", inspection)
+        assert out["reward_funcs"] == expected, dataset
+
+
+def _copy_runs(tmp_path, hub, text: str, *, shell: bool) -> None:
+    """Run a copyable command (shell) or Python snippet next to a copy of train.py, as the visitor would."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    shutil.copy2(Path(__file__).resolve().parents[1] / "job_templates" / "train.py", tmp_path / "train.py")
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "HF_TOKEN": hub.alice, "HF_ENDPOINT": hub.url, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    env.pop("HF_HUB_DISABLE_IMPLICIT_TOKEN", None)  # the app's own setting; the visitor's shell has none
+    argv = ["bash", "-c", text] if shell else [sys.executable, "-c", text]
+    out = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+
+
+def test_copyable_command_and_python_create_the_same_job_as_the_app(hub, tmp_path):
+    """On a multi-GPU flavor: the `hf jobs run` command and the `run_job` snippet send the app's exact request
+    (same command, script, GPU count, dependencies, config, labels and name), so they behave exactly like it."""
+    cfg = _cfg(flavor="a10g-largex2", timeout="2h", max_cost_usd=10)
+    result = submit_training(HubSession(hub.alice), cfg, dry_run=False)
+    assert "TRAINER_SPACE_GPUS=2" in result["command"] and "--name train-sft-Qwen2-5-0-5B-sft" in result["command"]
+    _copy_runs(tmp_path, hub, result["command"], shell=True)
+    _copy_runs(tmp_path, hub, result["python"], shell=False)
+    app, cli, snippet = (r.json() for r in hub.requests_to("/api/jobs/alice", "POST"))
+    for copy in (cli, snippet):
+        for key in ("dockerImage", "command", "arguments", "environment", "flavor", "timeoutSeconds", "labels"):
+            assert copy.get(key) == app.get(key), key
+        assert copy["secrets"] == app["secrets"] == {"HF_TOKEN": hub.alice}
+    assert app["labels"]["name"] == "train-sft-Qwen2-5-0-5B-sft"
+    assert app["environment"]["TRAINER_SPACE_GPUS"] == "2"
+    assert "accelerate" not in app["command"][2]  # the script starts its processes itself, in its own environment
+
+
+def test_blackwell_flavors_are_not_picked_and_refused_when_chosen(hub):
+    """The job's torch (CUDA 12.6) has no kernels for RTX PRO 6000 GPUs: never recommended, refused when chosen."""
+    from tests.hub_standin.state import DEFAULT_HARDWARE, hardware_json
+    from trainer_space.hub import hardware
+
+    cheap_blackwell = ("rtx-pro-6000", "1x RTX PRO 6000", "8 vCPU", "64 GB", ("RTX PRO 6000", 1, "96 GB"), 0.30)
+    hub.state.hardware = hardware_json([*DEFAULT_HARDWARE, cheap_blackwell])
+    hardware.clear_cache()
+    try:
+        auto = submit_training(HubSession(hub.alice), _cfg(flavor=None), dry_run=True)
+        assert auto["flavor"] == "t4-small" and "hardware" not in _checks(auto)
+        _failed(hub, hub.alice, _cfg(flavor="rtx-pro-6000", timeout="2h"), "hardware",
+                "RTX PRO 6000 GPUs (compute capability 12.0), which the job's PyTorch build (CUDA 12.6")  # fmt: skip
+    finally:
+        hardware.clear_cache()

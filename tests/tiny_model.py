@@ -30,8 +30,12 @@ _CORPUS = [
 ]
 
 
-def build_tiny_tokenizer(path: Path, *, chat_template: bool = True):
-    """Train a byte-level BPE tokenizer (vocab ~ 400) and save it as a transformers tokenizer."""
+def build_tiny_tokenizer(path: Path, *, chat_template: bool = True, eos_token: str = "<|im_end|>"):
+    """Train a byte-level BPE tokenizer (vocab ~ 400) and save it as a transformers tokenizer.
+
+    `eos_token="<|endoftext|>"` makes a base-model tokenizer (Qwen2.5 base): its EOS is not the token that ends a
+    chat turn (`<|im_end|>`).
+    """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -46,7 +50,7 @@ def build_tiny_tokenizer(path: Path, *, chat_template: bool = True):
     tok.train_from_iterator(_CORPUS * 20, trainer=trainer)
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
-        eos_token="<|im_end|>",
+        eos_token=eos_token,
         pad_token="<|endoftext|>",
         bos_token=None,
         unk_token=None,
@@ -63,6 +67,7 @@ def build_tiny_model(
     hidden_size: int = 64,
     num_layers: int = 2,
     chat_template: bool = True,
+    eos_token: str = "<|im_end|>",
     seed: int = 0,
 ) -> Path:
     """Write a random-initialised Qwen2 causal LM and its tokenizer to ``path``.
@@ -74,7 +79,7 @@ def build_tiny_model(
 
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    tokenizer = build_tiny_tokenizer(path, chat_template=chat_template)
+    tokenizer = build_tiny_tokenizer(path, chat_template=chat_template, eos_token=eos_token)
     torch.manual_seed(seed)
     config = Qwen2Config(
         vocab_size=len(tokenizer),

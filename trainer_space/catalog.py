@@ -3,7 +3,8 @@
 Everything that differs between TRL methods (which trainer, whether a reference model is loaded, how many
 sequences one example becomes, whether it generates, which learning rate to start from) lives in `METHODS`:
 code asks the table (`method_spec("dpo").sequences_per_example`) instead of branching on method names.
-What each method reads from a dataset lives in `data/mapping.py` (the job template shares that module).
+What each method reads from a dataset, and GRPO's reward functions with the fields each reads, live in
+`data/mapping.py` (the job template shares that module).
 """
 
 from __future__ import annotations
@@ -69,9 +70,6 @@ def method_spec(name: str) -> MethodSpec:
     """The table entry of a method (KeyError for an unknown name: validate input before asking)."""
     return METHODS[name]
 
-
-# GRPO reward functions the job template offers (names shared with job_templates/train.py REWARD_FUNCS)
-GRPO_REWARDS: tuple[str, ...] = ("accuracy", "think_format", "length")
 
 # defaults the Train tab submits and the Estimate tab assumes (one place, so both describe the same job)
 DEFAULT_MODEL = "Qwen/Qwen2.5-0.5B"

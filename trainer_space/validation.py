@@ -164,6 +164,23 @@ def _number(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
+def finite_number(value: Any) -> float:
+    """A finite number from an int, float or numeric string (not a boolean); ValueError otherwise."""
+    number = _number(value)
+    if number is None:
+        raise ValueError("must be a number")
+    return number
+
+
+def parse_bool(value: Any) -> bool:
+    """True/False, or the text "true"/"false" in any case; ValueError for anything else (1, "yes", None...)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise ValueError("must be true or false")
+
+
 def whole_number(value: Any, low: int, high: int) -> int:
     """A whole number in [low, high] (3, 3.0 and "3" are all 3); ValueError saying what is allowed otherwise."""
     number = _number(value)
@@ -252,11 +269,10 @@ def _field(python_type: Any, check: Callable[[Any], Any], schema: dict[str, Any]
 
 
 def _as_bool(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
-        return value.strip().lower() == "true"
-    raise _fail("must be true or false")
+    try:
+        return parse_bool(value)
+    except ValueError as err:
+        raise _fail(str(err)) from None
 
 
 BoolField = _field(bool, _as_bool, {"type": "boolean"})

@@ -89,6 +89,14 @@ def tiny_model_no_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_base_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model as a base model: EOS `<|endoftext|>`, while its ChatML template ends turns with `<|im_end|>`."""
+    from tests.tiny_model import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny-base-eos", eos_token="<|endoftext|>")
+
+
+@pytest.fixture(scope="session")
 def datasets_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Each of `dataset_rows()` saved with `Dataset.save_to_disk` under one folder."""
     from datasets import Dataset

@@ -162,11 +162,32 @@ def test_outtype_and_primary_file(tmp_path: Path) -> None:
     assert export.pick_outtype("auto", tmp_path) == "bf16"
     assert export.pick_outtype("f16", tmp_path) == "f16"
     (tmp_path / "config.json").write_text(json.dumps({"torch_dtype": "float32"}))
+    assert export.pick_outtype("auto", tmp_path) == "bf16"  # fp32 weights keep their range (f16 overflows at 65504)
+    (tmp_path / "config.json").write_text(json.dumps({"torch_dtype": "float16"}))
     assert export.pick_outtype("auto", tmp_path) == "f16"
     files = {q: export.GGUFSummary(tmp_path / q, q, "qwen2", 1, 1, 1, None, 0, None) for q in ("F16", "Q8_0", "Q4_K_M")}
     assert export.pick_primary([files["F16"], files["Q8_0"], files["Q4_K_M"]]).qtype == "Q4_K_M"
     assert export.pick_primary([files["F16"], files["Q8_0"]]).qtype == "Q8_0"
     assert export.pick_primary([files["F16"]]).qtype == "F16"
+
+
+@pytest.mark.parametrize(
+    ("files", "needle"),
+    [
+        ({"adapter_config.json": {"base_model_name_or_path": "x/base", "task_type": "SEQ_CLS"}}, "task_type SEQ_CLS"),
+        ({"config.json": {"architectures": ["Qwen2ForSequenceClassification"]}}, "Qwen2ForSequenceClassification"),
+    ],
+)
+def test_reward_models_are_refused_before_anything_is_merged(files: dict, needle: str, tmp_path: Path) -> None:
+    """A reward model's score head would be lost by a causal-LM merge: exit 2 before the base is even fetched."""
+    model = tmp_path / "reward"
+    model.mkdir()
+    for name, content in files.items():
+        (model / name).write_text(json.dumps(content))
+    with pytest.raises(export.ExportError) as err:
+        export.resolve_input(export.ExportConfig(model=str(model)), tmp_path / "w", None)
+    assert err.value.exit_code == 2 and needle in str(err.value) and "not a text-generation model" in str(err.value)
+    assert not (tmp_path / "w").exists()
 
 
 def test_image_is_pinned_to_the_release_the_tests_convert_with() -> None:

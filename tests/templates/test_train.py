@@ -269,9 +269,19 @@ def test_length_reward_prefers_the_target_length() -> None:
 
 def test_reward_names_are_checked() -> None:
     assert train.parse_reward_names(" accuracy, length ") == ["accuracy", "length"]
-    for bad in ("", None, "accuracy,bogus"):
-        with pytest.raises(JobError, match="think_format"):  # the message lists what exists
-            train.parse_reward_names(bad)
+    assert train.parse_reward_names("") == train.parse_reward_names(None) == []  # the data's default, later
+    with pytest.raises(JobError, match="think_format"):  # the message lists what exists
+        train.parse_reward_names("accuracy,bogus")
+
+
+def test_one_reward_table_with_the_fields_each_reads() -> None:
+    """The job builds every reward of the shared table, and the table says which field each one reads."""
+    built = train.build_reward_funcs(list(train.REWARD_FUNCS), 16)
+    assert len(built) == len(train.REWARD_FUNCS)
+    assert train.REWARD_FUNCS["accuracy"].needs == ("answer",)
+    assert train.default_rewards(["prompt", "answer"]) == ["accuracy"]
+    assert train.default_rewards(["prompt"]) == ["length"]
+    assert train.select_columns("grpo", ["prompt", "answer", "id"], ["length"]) == ["prompt", "answer"]
 
 
 # ----------------------------------------------------------------------------- arguments and card (pure)
@@ -403,6 +413,9 @@ RUNS = {
         ["--method", "reward", "--peft_mode", "lora", "--dataset_mapping", '{"transforms": ["extract_prompt"]}'],
     ),
     "kto-full": ("unpaired", ["--method", "kto", "--dataset_mapping", '{"transforms": ["label_to_bool"]}']),
+    # implicit prompts (hh-rlhf): READY as they are, no mapping; the samples take the prompt from the pair
+    "dpo-implicit-lora": ("implicit_preference", ["--method", "dpo", "--peft_mode", "lora"]),
+    "reward-implicit-full": ("implicit_preference", ["--method", "reward"]),
 }  # fmt: skip
 
 
@@ -432,6 +445,9 @@ def test_method_trains_on_cpu(run_id: str, run_train, tiny_model: Path, datasets
         assert logged(out, "rewards/accuracy_reward/mean") and logged(out, "rewards/length_reward/mean")
     if "trackio" in args:  # offline Trackio (no Space when not pushing): metrics in TRACKIO_DIR, project = out dir
         assert (tmp_path / "trackio" / "out.db").exists()
+    if dataset == "implicit_preference":  # the prompt comes from the pair: samples exist and show it
+        assert re.search(r"^SAMPLE 1: user: What is .+ -> ", proc.stdout, re.M), proc.stdout[-2000:]
+        assert "(none)" not in (out / "README.md").read_text()
 
 
 @pytest.mark.slow
@@ -520,7 +536,9 @@ ERRORS = {
     "push-without-repo": ("text", ["--push_to_hub", "true"], "needs --hub_model_id"),
     "push-without-token": ("text", ["--push_to_hub", "true", "--hub_model_id", "alice/x"], "needs a token"),
     "max-length-too-small": ("text", ["--max_length", "8"], "max_length=8 is too small"),
-    "grpo-without-rewards": ("question_answer", ["--method", "grpo", "--num_generations", "2"], "needs --reward_funcs"),
+    "grpo-unknown-reward": (
+        "question_answer", ["--method", "grpo", "--num_generations", "2", "--reward_funcs", "bogus"], "unknown ['bogus']"
+    ),
     "grpo-accuracy-without-answer": (
         "prompt_completion",
         ["--method", "grpo", "--num_generations", "2", "--reward_funcs", "accuracy"],
@@ -616,3 +634,164 @@ def test_extract_prompt_matches_trl() -> None:
     for example in examples:
         ours = _map(example, transforms=["extract_prompt"])
         assert {k: ours[k] for k in ("prompt", "chosen", "rejected")} == extract_prompt(example)
+
+
+# ----------------------------------------------------------------------------- environment guard (job start)
+def test_gpu_guard_stops_a_cpu_only_machine_before_any_download(monkeypatch, capsys, tmp_path: Path) -> None:
+    """A GPU flavor where PyTorch sees no GPU (an old driver for the CUDA build) stops in seconds, not at timeout."""
+    import time
+
+    monkeypatch.setenv(train.GPUS_ENV, "1")  # this CPU machine plays a T4 flavor whose CUDA is unusable
+    argv = ["--model_name_or_path", "alice/never-downloaded", "--dataset_name", "alice/never-downloaded",
+            "--output_dir", str(tmp_path / "out"), "--push_to_hub", "false"]  # fmt: skip
+    start = time.monotonic()
+    with pytest.raises(SystemExit) as exit_info:
+        train.cli(argv)
+    assert exit_info.value.code == 2 and time.monotonic() - start < 30
+    err = capsys.readouterr().err
+    (line,) = [x for x in err.splitlines() if x.startswith("ERROR:")]
+    assert "this job's flavor has 1 GPU(s) but PyTorch sees 0" in line
+    assert "needs an NVIDIA driver >= 525.60.13" in line and "before downloading the model or the data" in line
+    assert not (tmp_path / "out").exists()
+    monkeypatch.setenv(train.GPUS_ENV, "0")  # a CPU flavor: nothing to check
+    assert train.gpu_problem(0) is None
+
+
+def test_gpu_guard_names_the_driver_warning_and_unsupported_gpus(monkeypatch) -> None:
+    import warnings
+
+    import torch
+
+    def old_driver() -> bool:
+        warnings.warn(
+            "CUDA initialization: The NVIDIA driver on your system is too old (found version 12020).", stacklevel=2
+        )
+        return False
+
+    monkeypatch.setattr(torch.cuda, "is_available", old_driver)
+    monkeypatch.setattr(train, "nvidia_driver", lambda: "535.129.03")
+    problem = train.gpu_problem(4)
+    assert (
+        "has 4 GPU(s) but PyTorch sees 0 (CUDA initialization: The NVIDIA driver on your system is too old" in problem
+    )
+    assert "this machine's driver: 535.129.03" in problem
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "get_arch_list", lambda: ["sm_75", "sm_80", "sm_86", "sm_90"])
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda i: "NVIDIA RTX PRO 6000 Blackwell")
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda i: (12, 0))
+    assert "compute capability 12.0) has no kernels" in train.gpu_problem(1)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda i: (8, 9))  # L4 / L40S run sm_86 code
+    assert train.gpu_problem(1) is None
+
+
+def test_several_gpus_start_one_process_each_in_the_script_environment(monkeypatch) -> None:
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    argv = ["--method", "sft", "--fsdp"]
+    launch = train.launch_argv(argv, 4)
+    assert launch[:3] == [sys.executable, "-m", "accelerate.commands.launch"]  # this interpreter: this environment
+    assert launch[launch.index("--num_processes") + 1] == "4" and "--multi_gpu" in launch
+    assert launch[-4:] == [str(TRAIN_SCRIPT.resolve()), *argv]
+    assert train.launch_argv(argv, 1) is None
+    monkeypatch.setenv("LOCAL_RANK", "0")  # already one of the launched processes
+    assert train.launch_argv(argv, 4) is None
+
+
+# ----------------------------------------------------------------------------- stopping, precision, samples
+@pytest.mark.slow
+def test_a_base_model_trained_on_chats_learns_and_keeps_the_end_of_turn_token(
+    run_train, tiny_base_model: Path, datasets_dir: Path, tmp_path: Path
+) -> None:
+    """EOS `<|endoftext|>` but turns end with `<|im_end|>` (Qwen2.5 base on Capybara): the job trains and saves with
+    `<|im_end|>` as EOS (tokenizer and generation config), so generation stops after the answer."""
+    out = tmp_path / "out"
+    proc = run_train("--model_name_or_path", str(tiny_base_model), "--dataset_name", str(datasets_dir / "messages"),
+                     "--output_dir", str(out), "--peft_mode", "lora")  # fmt: skip
+    assert_trained(proc, out, "sft")
+    assert "training and saving with <|im_end|> as EOS" in proc.stdout
+    from transformers import AutoTokenizer, GenerationConfig
+
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    assert tokenizer.eos_token == "<|im_end|>"
+    eos_ids = GenerationConfig.from_pretrained(out).eos_token_id  # saved next to the adapter too
+    assert (eos_ids if isinstance(eos_ids, list) else [eos_ids])[0] == im_end
+    card = (out / "README.md").read_text()
+    assert re.search(r"^1\. \*\*.+\*\* → .*\[(stopped: <\|im_end\|>|no stop within 64 new tokens)\]$", card, re.M), card
+
+
+@pytest.mark.slow
+def test_the_end_of_turn_token_must_be_in_the_trained_part(
+    capsys, monkeypatch, run_train, tiny_model: Path, datasets_dir: Path, tmp_path: Path
+) -> None:
+    """Answers cut by max_length lose the token that ends them: a warning naming how many; all of them: an error,
+    before training (the model would never learn to stop)."""
+    from datasets import Dataset
+
+    proc = run_train("--model_name_or_path", str(tiny_model), "--dataset_name", str(datasets_dir / "messages"),
+                     "--output_dir", str(tmp_path / "some"), "--max_length", "16")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "12 of the first 16 training examples lose <|im_end|> (the end of the answer) to truncation" in proc.stdout
+    poems = [{"messages": [{"role": "user", "content": "Write a short poem about the sea."},
+                           {"role": "assistant", "content": "The sea is wide and blue and deep."}]}] * 8  # fmt: skip
+    Dataset.from_list(poems).save_to_disk(str(tmp_path / "poems"))
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    argv = ["--model_name_or_path", str(tiny_model), "--dataset_name", str(tmp_path / "poems"),
+            "--output_dir", str(tmp_path / "out"), "--report_to", "none", "--push_to_hub", "false",
+            "--per_device_train_batch_size", "2", "--max_length", "16"]  # fmt: skip
+    with pytest.raises(SystemExit) as exit_info:
+        train.cli(argv)
+    assert exit_info.value.code == 2
+    (line,) = [x for x in capsys.readouterr().err.splitlines() if x.startswith("ERROR:")]
+    assert "none of the first 8 training examples has <|im_end|> (the token that ends an answer)" in line
+    assert not (tmp_path / "out" / "trainer_state.json").exists()
+
+
+@pytest.mark.slow
+def test_fp16_training_keeps_every_trainable_parameter_in_float32(tiny_model: Path, datasets_dir: Path, tmp_path):
+    """Reward modelling + LoRA on a T4: base loaded in fp16, fp16 AMP. The score head (PEFT modules_to_save) must be
+    float32, or the gradient scaler raises "Attempting to unscale FP16 gradients" at the first optimizer step."""
+    import torch
+
+    argv = ["--method", "reward", "--peft_mode", "lora", "--dtype", "float16", "--fp16", "true",
+            "--model_name_or_path", str(tiny_model), "--dataset_name", str(datasets_dir / "implicit_preference"),
+            "--output_dir", str(tmp_path / "out"), "--report_to", "none", "--push_to_hub", "false",
+            "--per_device_train_batch_size", "2"]  # fmt: skip
+    script_args, training_args, model_args, _ = train.parse_args(argv)
+    data, test, _, rewards = train.load_data(script_args, [])
+    training_args.model_init_kwargs = train.model_init_kwargs(training_args, model_args)
+    trainer = train.build_trainer(script_args, training_args, model_args, data, test, rewards)
+    trainable = {name: p.dtype for name, p in trainer.model.named_parameters() if p.requires_grad}
+    assert any("score" in name for name in trainable), sorted(trainable)
+    assert set(trainable.values()) == {torch.float32}, {n: d for n, d in trainable.items() if d != torch.float32}
+    frozen = {p.dtype for p in trainer.model.parameters() if not p.requires_grad}
+    assert frozen == {torch.float16}  # the base stays in half precision
+
+
+@pytest.mark.slow
+def test_samples_pad_with_the_pad_token_even_when_its_id_is_zero(tiny_model: Path, monkeypatch) -> None:
+    from types import SimpleNamespace
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    assert tokenizer.pad_token_id == 0 and tokenizer.eos_token_id != 0
+    model = AutoModelForCausalLM.from_pretrained(tiny_model)
+    seen: dict = {}
+    generate = model.generate
+
+    def recording_generate(**kwargs):
+        seen.update(kwargs)
+        return generate(**kwargs)
+
+    monkeypatch.setattr(model, "generate", recording_generate)
+    trainer = SimpleNamespace(accelerator=SimpleNamespace(unwrap_model=lambda m: m), model=model,
+                              processing_class=tokenizer)  # fmt: skip
+    rows = [{"messages": [{"role": "user", "content": "What is 3 + 5?"}, {"role": "assistant", "content": "8"}]}]
+    ((prompt, output),) = train.generate_samples(trainer, "sft", rows, 8)
+    assert seen["pad_token_id"] == 0  # not the EOS: `pad_token_id or eos_token_id` took 0 for missing
+    assert prompt == "user: What is 3 + 5?" and re.search(
+        r"\[(stopped: <\|im_end\|>|no stop within 8 new tokens)\]$", output
+    )
+    user, answer = rows[0]["messages"]
+    assert train.sample_prompt({"chosen": [user, answer], "rejected": [user, {**answer, "content": "9"}]}) == [user]

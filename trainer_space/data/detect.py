@@ -475,6 +475,13 @@ def _plan_sft(c: _Candidates, rows: Sequence[dict[str, Any]], system: Column | N
     if pair is not None:  # preference data: train on the chosen answers
         chosen = pair[0]
         prompt = c.prompt(exclude=[p.name for p in pair])
+        if (
+            prompt is not None
+            and chosen.conversational
+            and prompt.kind == Kind.TEXT
+            and _prompt_in_conversation(rows, prompt.name, chosen.name)
+        ):
+            prompt = None  # whole chosen conversations already open with it: a prompt beside them repeats the turn
         if prompt is not None:
             plan = _Plan({"prompt": prompt.name, "completion": chosen.name}, set(), "trains on the chosen answers")
             _harmonise(plan, c.cols, ("prompt", "completion"), system)
@@ -719,6 +726,24 @@ def example_for_display(row: dict[str, Any]) -> dict[str, Any]:
         return {"text": row["text"]}
     parts = [str(p) for p in (prompt, second) if p is not None]
     return {"text": "".join(parts)} if parts else {}
+
+
+def mapped_fields(rows: Sequence[dict[str, Any]], mapping: DatasetMapping | dict | None) -> set[str]:
+    """The fields the (sample) rows have once the mapping ran: what the job's trainer and rewards can read."""
+    rows = _sample(rows)
+    m = normalize_mapping(mapping)
+    try:
+        mapped = map_rows(rows, m) if m else list(rows)
+    except (KeyError, ValueError, TypeError, AttributeError):  # a mapping that does not fit: its columns at least
+        mapped = [{**r, **dict.fromkeys(m.columns)} for r in rows]
+    return {k for r in mapped for k in r}
+
+
+def suggest_column(fld: str, rows: Sequence[dict[str, Any]], exclude: Iterable[str] = ()) -> str | None:
+    """A source column that looks like `fld` (by name and kind, as the proposals pick them), or None."""
+    c = _Candidates(analyze(_sample(rows)))
+    found = c.answer(exclude) if fld == "answer" else c.find(fld, (Kind.TEXT, Kind.MESSAGES), exclude)
+    return found.name if found is not None else None
 
 
 # ============================================================================ mapping editor helpers

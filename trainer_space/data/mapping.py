@@ -66,6 +66,38 @@ DATA_FORMATS = {  # the same, in words (for messages)
 }
 
 
+@dataclass(frozen=True)
+class RewardFunc:
+    """A GRPO reward function the job offers: the fields it reads besides the prompt, and what it rewards."""
+
+    needs: tuple[str, ...]
+    description: str
+
+
+REWARD_FUNCS: dict[str, RewardFunc] = {  # the job builds them by these names (train.py: build_reward_funcs)
+    "accuracy": RewardFunc(
+        ("answer",),
+        "1.0 when the completion's final answer (\\boxed{...}, <answer>...</answer>, the text after '####', else its "
+        "last number) equals the `answer` field's (numbers compared as numbers; a text answer may end the "
+        "completion), else 0.0",
+    ),
+    "think_format": RewardFunc(
+        (), "TRL's think_format_reward: 1.0 when the completion is '<think>...</think>' then the answer"
+    ),
+    "length": RewardFunc(
+        (), "1.0 for a completion of max_completion_length // 2 tokens, falling linearly to 0 at 0 and at twice that"
+    ),
+    "overlong": RewardFunc(
+        (),
+        "TRL's get_soft_overlong_punishment(max_completion_length, max_completion_length // 4): 0 when short "
+        "enough, down to -1 at the limit",
+    ),
+    "repetition": RewardFunc(
+        (), "TRL's get_repetition_penalty_reward(ngram_size=3, max_penalty=-1): 0 with no repeated 3-gram"
+    ),
+}
+
+
 class MappingError(ValueError):
     """A mapping that is malformed, or that does not fit the data."""
 
@@ -263,6 +295,17 @@ def trainer_columns(method: str, column_names: Iterable[str]) -> tuple[str, ...]
     """The columns the trainer of `method` reads from data with these columns, or None when none fit."""
     names = set(column_names)
     return next((group for group in TRAINER_COLUMNS[method] if names.issuperset(group)), None)
+
+
+def reward_problems(names: Iterable[str], fields: Iterable[str]) -> list[tuple[str, str]]:
+    """(reward, field) for every field a chosen reward reads that the (mapped) data lacks."""
+    have = set(fields)
+    return [(name, need) for name in names for need in REWARD_FUNCS[name].needs if need not in have]
+
+
+def default_rewards(fields: Iterable[str]) -> list[str]:
+    """GRPO's rewards when none are chosen: `accuracy` when the mapped data has an `answer`, else `length`."""
+    return ["accuracy"] if "answer" in set(fields) else ["length"]
 
 
 def is_conversational(example: dict[str, Any]) -> bool:

@@ -47,6 +47,17 @@ NO_BF16 = {"T4"}
 CPU_TFLOPS_PER_CORE = 0.05
 CPU_BANDWIDTH_GBS = 20.0
 LOCAL_FLAVOR = "local"  # this machine (Local backend): free, its GPUs or its CPU
+# CUDA compute capability (major * 10 + minor), from NVIDIA's CUDA GPUs list: which kernels a GPU can run
+GPU_COMPUTE_CAPABILITY: dict[str, int] = {
+    "T4": 75,
+    "L4": 89,
+    "A10G": 86,
+    "L40S": 89,
+    "A100": 80,
+    "H100": 90,
+    "H200": 90,
+    "RTX PRO 6000": 120,
+}
 
 
 @dataclass(frozen=True)
@@ -93,6 +104,11 @@ class Flavor:
     def bandwidth_gbs(self) -> float:
         """Memory bandwidth per GPU (or of the CPU's memory), GB/s."""
         return GPU_BANDWIDTH_GBS.get(self.gpu_model or "", 0.0) if self.is_gpu else CPU_BANDWIDTH_GBS
+
+    @property
+    def compute_capability(self) -> int | None:
+        """major * 10 + minor of the flavor's GPU (None for CPU flavors and unknown GPUs)."""
+        return GPU_COMPUTE_CAPABILITY.get(self.gpu_model or "")
 
     @property
     def supports_bf16(self) -> bool:

@@ -11,6 +11,7 @@ the token itself) for a few minutes because whoami is rate limited.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import tempfile
 import threading
@@ -141,6 +142,8 @@ class JobRequest:
                 raise InvalidInput(f"Invalid label name '{key}'.")
         if self.namespace is not None:
             validate_namespace(self.namespace)
+        if self.name is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,63}", self.name):
+            raise InvalidInput("A job name is 1 to 63 letters, digits, '-' or '_'.")
 
 
 class HubSession:

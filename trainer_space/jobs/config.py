@@ -21,6 +21,7 @@ from pydantic import (
     PlainSerializer,
     PlainValidator,
     ValidationError,
+    ValidationInfo,
     WithJsonSchema,
     model_validator,
 )
@@ -34,7 +35,6 @@ from ..catalog import (
     DEFAULT_PEFT,
     GRPO_MAX_COMPLETION_LENGTH,
     GRPO_NUM_GENERATIONS,
-    GRPO_REWARDS,
     LORA_ALPHA,
     LORA_DROPOUT,
     LORA_R,
@@ -45,7 +45,7 @@ from ..catalog import (
     QUICK_TEST_STEPS,
     method_spec,
 )
-from ..data.mapping import DatasetMapping, MappingError, parse_mapping
+from ..data.mapping import REWARD_FUNCS, DatasetMapping, MappingError, parse_mapping
 from ..errors import InvalidInput, looks_like_token
 from ..estimate.model import EstimateInputs
 from ..hub.hardware import FLAVOR_NAMES, LOCAL_FLAVOR
@@ -64,15 +64,9 @@ from ..validation import (
     source_field,
     text_field,
 )
+from .trl_options import parse_option
 
 CONFIG_ENV = "TRAINER_SPACE_CONFIG"  # the job's environment variable holding its config as JSON
-_ADVANCED_KEY = r"^[a-z][a-z0-9_]{1,63}$"
-# options the app sets itself: an "advanced" override of these would contradict the checks
-RESERVED_OPTIONS = frozenset({
-    "method", "model_name_or_path", "dataset_name", "dataset_config", "dataset_train_split", "dataset_mapping",
-    "output_dir", "push_to_hub", "hub_model_id", "hub_token", "hub_strategy", "peft_mode", "report_to",
-    "trackio_space_id", "resume_from_hub", "config",
-})  # fmt: skip
 
 
 def _mapping(value: Any) -> DatasetMapping | None:
@@ -112,23 +106,22 @@ def _rewards(value: Any) -> list[str]:
         return []
     names = [v.strip() for v in value.split(",")] if isinstance(value, str) else value
     if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
-        raise PydanticCustomError("invalid", f"must be a list of names from: {', '.join(GRPO_REWARDS)}")
-    bad = [n for n in names if n and n not in GRPO_REWARDS]
+        raise PydanticCustomError("invalid", f"must be a list of names from: {', '.join(REWARD_FUNCS)}")
+    bad = [n for n in names if n and n not in REWARD_FUNCS]
     if bad:
-        raise PydanticCustomError("invalid", f"has unknown names {bad[:5]}; available: {', '.join(GRPO_REWARDS)}")
+        raise PydanticCustomError("invalid", f"has unknown names {bad[:5]}; available: {', '.join(REWARD_FUNCS)}")
     return list(dict.fromkeys(n for n in names if n))
 
 
 RewardsField = Annotated[
     list[str],
     PlainValidator(_rewards),
-    WithJsonSchema({"type": "array", "items": {"type": "string", "enum": list(GRPO_REWARDS)}}),
+    WithJsonSchema({"type": "array", "items": {"type": "string", "enum": list(REWARD_FUNCS)}}),
 ]
 
 
-def _advanced(value: Any) -> dict[str, str | int | float | bool]:
-    import re
-
+def _advanced(value: Any, info: ValidationInfo) -> dict[str, Any]:
+    """TRL options by name, each typed against the field it sets for the config's method (see `trl_options`)."""
     if value in (None, ""):
         return {}
     if isinstance(value, str):
@@ -139,19 +132,31 @@ def _advanced(value: Any) -> dict[str, str | int | float | bool]:
     if not isinstance(value, dict) or len(value) > 64:
         raise PydanticCustomError("invalid", "must be an object of TRL option names to values (at most 64)")
     for key, item in value.items():
-        if not isinstance(key, str) or not re.match(_ADVANCED_KEY, key) or key in RESERVED_OPTIONS:
-            raise PydanticCustomError("invalid", f"cannot set '{str(key)[:64]}' (the app sets it, or no such name)")
-        if not isinstance(item, (str, int, float, bool)) or (isinstance(item, str) and len(item) > 500):
-            raise PydanticCustomError("invalid", f"'{key}' must be a short string, a number or true/false")
         if looks_like_token(item):
-            raise PydanticCustomError("invalid", f"'{key}' {TOKEN_IN_FIELD}")
-    return dict(value)
+            raise PydanticCustomError("invalid", f"'{str(key)[:64]}' {TOKEN_IN_FIELD}")
+    method = info.data.get("method")
+    if method is None:  # the method itself was refused: that error says enough
+        return dict(value)
+    try:
+        return {key: parse_option(method, key, item) for key, item in value.items()}
+    except ValueError as err:
+        raise PydanticCustomError("invalid", str(err)) from None
 
 
 AdvancedField = Annotated[
     dict[str, Any],
     PlainValidator(_advanced),
-    WithJsonSchema({"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}}),
+    WithJsonSchema(
+        {
+            "type": "object",
+            "additionalProperties": {
+                "anyOf": [
+                    {"type": ["string", "number", "boolean"]},
+                    {"type": "array", "items": {"type": ["string", "number"]}},
+                ]
+            },
+        }
+    ),
 ]
 MethodField = choice_field(tuple(METHODS))
 PeftField = choice_field(PEFT_MODES)
@@ -311,7 +316,9 @@ class TrainingConfig(_Submitted):
     gradient_checkpointing: BoolField = Field(True, description="Recompute activations to save memory.")
     eval_split_fraction: float_field(0.0, 0.5) = Field(0.0, description="Hold out this share of rows for evaluation.")
     reward_funcs: RewardsField = Field(
-        default_factory=list, description=f"GRPO reward functions from: {', '.join(GRPO_REWARDS)}."
+        default_factory=list,
+        description=f"GRPO reward functions from: {', '.join(REWARD_FUNCS)} (empty: accuracy when the data has an "
+        "answer column, else length).",
     )
     num_generations: int_field(2, 256) = Field(GRPO_NUM_GENERATIONS, description="GRPO: completions per prompt.")
     max_completion_length: int_field(8, 65_536) = Field(

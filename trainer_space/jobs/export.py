@@ -29,7 +29,7 @@ from .backends.local import local_command, local_spec, this_machine
 from .config import CONFIG_ENV, ExportConfig
 from .preflight import Check, PreflightFailed, Status, check_account, check_output_repo, check_running
 from .reproduce import hf_run_command, job_spec, python_run_snippet
-from .spec import APP_LABEL, Template, label_value, load_template, template_constants
+from .spec import APP_LABEL, Template, job_name, label_value, load_template, template_constants
 from .spending import CostGuard, bounded_timeout, cost_check, guard
 from .submission import KEY_LABEL, Submitted, submission_key, submit_local_once, submit_once
 
@@ -53,27 +53,44 @@ class ModelSize:
     model: str
     bytes_16bit: int
     adapter_base: str | None
+    reward_head: str | None = None  # why it is a reward (classification) model: nothing for llama.cpp to run
 
     @property
     def gb(self) -> float:
         return self.bytes_16bit / GB
 
 
+def reward_head_of(architectures: list[Any] | None, adapter: dict[str, Any] | None = None) -> str | None:
+    """Why a model is a reward (classification) model, from its config's architectures or its adapter's task."""
+    if adapter is not None and adapter.get("task_type") == "SEQ_CLS":
+        return "a LoRA adapter with task_type SEQ_CLS"
+    heads = [a for a in architectures or [] if str(a).endswith(("ForSequenceClassification", "ForTokenClassification"))]
+    return f"a {heads[0]}" if heads else None
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def local_model_size(path: str) -> ModelSize:
     """16-bit size of a model folder on this machine (or of the base an adapter folder names)."""
     folder = Path(path)
     if (folder / "adapter_config.json").is_file() and not (folder / "config.json").is_file():
-        try:
-            base = json.loads((folder / "adapter_config.json").read_text()).get("base_model_name_or_path")
-        except (OSError, ValueError, AttributeError):
-            base = None
+        adapter = _read_json(folder / "adapter_config.json")
+        base = adapter.get("base_model_name_or_path")
         if not base:
             raise InvalidInput(f"{folder} is a LoRA adapter without base_model_name_or_path: cannot merge it.")
-        return ModelSize(path, 0, base)  # the base's size is read by the caller (a Hub id or a folder)
+        # the base's size is read by the caller (a Hub id or a folder)
+        return ModelSize(path, 0, base, reward_head_of(None, adapter))
     total, _ = safetensors_total(folder)
     if not total:
         raise InvalidInput(f"{folder} has no safetensors weights to convert.")
-    return ModelSize(path, int(total) * 2, None)
+    reward = reward_head_of(_read_json(folder / "config.json").get("architectures"))
+    return ModelSize(path, int(total) * 2, None, reward)
 
 
 def model_size(session: HubSession, model: str) -> ModelSize:
@@ -82,7 +99,7 @@ def model_size(session: HubSession, model: str) -> ModelSize:
         size = local_model_size(model)
         if size.adapter_base:
             base = model_size(session, size.adapter_base)
-            return ModelSize(model, base.bytes_16bit, size.adapter_base)
+            return ModelSize(model, base.bytes_16bit, size.adapter_base, size.reward_head)
         return size
     info = session.model_info(model, files_metadata=True)
     files = {s.rfilename: s for s in info.siblings or []}
@@ -93,14 +110,15 @@ def model_size(session: HubSession, model: str) -> ModelSize:
         if not base:
             raise InvalidInput(f"'{model}' is a LoRA adapter without base_model_name_or_path: cannot merge it.")
         base_size = model_size(session, validate_repo_id(base, "model"))
-        return ModelSize(model, base_size.bytes_16bit, base)
+        return ModelSize(model, base_size.bytes_16bit, base, reward_head_of(None, adapter))
+    reward = reward_head_of((getattr(info, "config", None) or {}).get("architectures"))
     params = getattr(getattr(info, "safetensors", None), "total", None)
     if params:
-        return ModelSize(model, int(params) * 2, None)
+        return ModelSize(model, int(params) * 2, None, reward)
     weight_bytes = sum((s.size or 0) for name, s in files.items() if name.endswith((".safetensors", ".bin")) and s.size)
     if not weight_bytes:
         raise InvalidInput(f"'{model}' has no weights (safetensors or .bin) to convert.")
-    return ModelSize(model, int(weight_bytes), None)
+    return ModelSize(model, int(weight_bytes), None, reward)
 
 
 def recommend_cpu_flavor(bytes_16bit: int, flavors: tuple[Flavor, ...]) -> tuple[Flavor | None, list[str]]:
@@ -248,7 +266,19 @@ def plan_export(session: HubSession, cfg: ExportConfig, *, dry_run: bool = True)
     checks = check_account(session) if pushing else []
     size = model_size(session, cfg.model)
     what = f"LoRA adapter on {size.adapter_base}" if size.adapter_base else "full model"
-    checks.append(Check("model", Status.OK, f"{cfg.model}: {what}, {size.gb:.1f} GB in 16-bit."))
+    if size.reward_head:
+        checks.append(
+            Check(
+                "model",
+                Status.ERROR,
+                f"{cfg.model} is a reward model ({size.reward_head}: a score head, no language-model head): llama.cpp "
+                "and Ollama run text-generation models, and a GGUF of it would lose its score head. Use it with "
+                "transformers (AutoModelForSequenceClassification), or export a model trained with SFT, DPO, GRPO "
+                "or KTO.",
+            )
+        )
+    else:
+        checks.append(Check("model", Status.OK, f"{cfg.model}: {what}, {size.gb:.1f} GB in 16-bit."))
     output_repo = None
     if pushing:
         output_repo = cfg.output_repo or default_output_repo(session.username, cfg.model)
@@ -314,7 +344,7 @@ def plan_export(session: HubSession, cfg: ExportConfig, *, dry_run: bool = True)
         env={CONFIG_ENV: json.dumps(cfg.to_json(), separators=(",", ":"))},
         flavor=flavor_name,
         timeout_s=timeout_s,
-        name=f"gguf-{Path(cfg.model).name if is_local_ref(cfg.model) else cfg.model.split('/')[-1]}"[:64],
+        name=job_name("gguf", output_repo or cfg.model),
         image=None if local else template_constants(TEMPLATE)["LLAMA_CPP_IMAGE"],
         tools=("llama.cpp",) if local else (),
     )

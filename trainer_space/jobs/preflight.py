@@ -7,24 +7,29 @@ GGUF export reuses the account, namespace and output-repo checks. A check is `ok
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ..catalog import DEFAULT_FLAVOR, GRPO_REWARDS, MIN_TIMEOUT_S, QUICK_TEST_ROWS, QUICK_TEST_STEPS, submit_timeout_s
+from ..catalog import DEFAULT_FLAVOR, MIN_TIMEOUT_S, QUICK_TEST_ROWS, QUICK_TEST_STEPS, submit_timeout_s
 from ..data import detect
 from ..data.inspection import DatasetInspection, inspect_dataset, revalidate
+from ..data.mapping import REWARD_FUNCS, default_rewards, reward_problems
 from ..data.tokens import token_stats
 from ..errors import TrainerSpaceError
-from ..estimate.model import DEFAULT_MEAN_TOKENS, EstimateResult, FlavorEstimate
+from ..estimate.model import DEFAULT_MEAN_TOKENS, EstimateResult, FlavorEstimate, recommend
 from ..estimate.service import estimate
-from ..hub.hardware import LOCAL_FLAVOR, get_flavor
+from ..hub.hardware import LOCAL_FLAVOR, Flavor, get_flavor
 from ..hub.session import HubSession
 from ..settings import get_settings
 from ..validation import format_timeout, is_local_ref
 from .backends.local import this_machine
 from .checks import Check, Status
 from .config import TrainingConfig
+from .spec import load_template, template_constants
 from .spending import CostGuard, bounded_timeout, cost_check, guard, running_check
+from .trl_options import unmet_needs
 
 
 def check_account(session: HubSession) -> list[Check]:
@@ -113,13 +118,59 @@ def check_output_repo(
     return Check("output repo", Status.OK, f"{purpose} {output_repo}.")
 
 
-def check_rewards(cfg: TrainingConfig) -> Check | None:
-    """GRPO needs at least one reward function (None for the other methods)."""
+def check_rewards(cfg: TrainingConfig, inspection: DatasetInspection | None) -> tuple[Check | None, list[str]]:
+    """GRPO's rewards (the data's default when none are chosen) and the fields they read: (check, rewards).
+
+    A reward whose field the mapped data lacks (`accuracy` without an `answer`) is an error naming the field and the
+    mapping that would provide it. Other methods: (None, []).
+    """
     if not cfg.spec.generates:
-        return None
+        return None, []
+    fields = detect.mapped_fields(inspection.sample, cfg.mapping) if inspection is not None else None
     if not cfg.reward_funcs:
-        return Check("rewards", Status.ERROR, f"GRPO needs at least one reward function ({', '.join(GRPO_REWARDS)}).")
-    return Check("rewards", Status.OK, f"Rewards: {', '.join(cfg.reward_funcs)}.")
+        names = default_rewards(fields or ())
+        why = "the data has an 'answer' field" if "accuracy" in names else "the data has no 'answer' field"
+        return Check("rewards", Status.OK, f"No rewards chosen: {', '.join(names)} ({why}).") if fields else None, names
+    missing = reward_problems(cfg.reward_funcs, fields) if fields is not None else []
+    if not missing:
+        return Check("rewards", Status.OK, f"Rewards: {', '.join(cfg.reward_funcs)}."), list(cfg.reward_funcs)
+    free = [n for n, r in REWARD_FUNCS.items() if not r.needs]
+    problems = []
+    for reward, need in missing:
+        used = set(cfg.mapping.columns.values()) if cfg.mapping else set()
+        source = detect.suggest_column(need, inspection.sample, exclude=used) if inspection is not None else None
+        mapping = cfg.mapping.to_json() if cfg.mapping else {"columns": {}, "transforms": []}
+        mapping["columns"] = {**mapping["columns"], need: source or f"<column with the {need}>"}
+        found = f"column '{source}' looks like one" if source else "no column looks like one"
+        problems.append(
+            f"the '{reward}' reward reads an '{need}' field and {cfg.dataset} has none after the mapping ({found}): "
+            f'map it with "mapping": {json.dumps(mapping, separators=(",", ":"))}'
+        )
+    message = "; ".join(problems)
+    message = f"{message[:1].upper()}{message[1:]}. Or choose rewards that read no field ({', '.join(free)})."
+    return Check("rewards", Status.ERROR, message), list(cfg.reward_funcs)
+
+
+def job_packages() -> set[str]:
+    """The distributions the training job installs (its PEP 723 header), lower-case names."""
+    return {
+        re.split(r"[=<>!~\[; ]", dep, maxsplit=1)[0].strip().lower() for dep in load_template("train.py").dependencies
+    }
+
+
+def check_advanced(cfg: TrainingConfig) -> Check | None:
+    """Advanced options the job's environment can honour (typed and named already by the config); None if none."""
+    if not cfg.advanced:
+        return None
+    unmet = unmet_needs(cfg.method, cfg.advanced, job_packages())
+    if unmet:
+        problems = "; ".join(
+            f"{name}={json.dumps(value)} needs the {package} package, which the job's environment does not install"
+            for name, value, package in unmet
+        )
+        return Check("advanced options", Status.ERROR, f"{problems}: the job would fail on it. Remove it.")
+    listed = ", ".join(f"{k}={json.dumps(v)}" for k, v in sorted(cfg.advanced.items()))
+    return Check("advanced options", Status.OK, f"Passed to TRL as given: {listed}.")
 
 
 def check_dataset(session: HubSession, cfg: TrainingConfig) -> tuple[Check, DatasetInspection | None]:
@@ -146,8 +197,6 @@ def check_dataset(session: HubSession, cfg: TrainingConfig) -> tuple[Check, Data
             message = f"{where} trains as it is for {cfg.method}; the Dataset tab suggests: {report.reason}."
             return Check("dataset", Status.WARN, message), inspection
     if verdict == detect.Verdict.NEEDS_MAPPING:
-        import json
-
         proposal = json.dumps(report.mapping.to_json(), separators=(",", ":")) if report.mapping else "{}"
         message = (
             f"{where} needs a column mapping for {cfg.method}: {report.reason}. Use the mapping the Dataset tab "
@@ -194,11 +243,40 @@ def check_lengths(
 # advanced options that change neither memory nor time (the estimate models `beta` itself); any other is named
 # in the estimate's check as not modelled
 NEUTRAL_ADVANCED = frozenset({
-    "learning_rate", "lr_scheduler_type", "warmup_ratio", "warmup_steps", "weight_decay", "max_grad_norm",
-    "adam_beta1", "adam_beta2", "adam_epsilon", "seed", "data_seed", "logging_steps", "save_total_limit", "beta",
-    "loss_type", "label_smoothing", "temperature", "top_p", "top_k", "chat_template_path", "completion_only_loss",
-    "assistant_only_loss", "run_name", "hub_private_repo",
+    "lr_scheduler_type", "warmup_steps", "weight_decay", "max_grad_norm", "adam_beta1", "adam_beta2",
+    "adam_epsilon", "seed", "data_seed", "logging_steps", "save_steps", "save_total_limit", "beta", "loss_type",
+    "label_smoothing", "label_smoothing_factor", "temperature", "top_p", "top_k", "min_p", "chat_template_path",
+    "completion_only_loss", "assistant_only_loss", "run_name", "eos_token", "num_sample_generations",
 })  # fmt: skip
+
+
+def runs_training(flavor: Flavor) -> bool:
+    """Whether the training job's torch build (train.py's TORCH_BUILD) has kernels for the flavor's GPU.
+
+    Code for compute capability X.Y runs on X.Y and on later minors of the same major. CPU flavors and GPUs of
+    unknown capability are let through (the job checks again at start).
+    """
+    capability = flavor.compute_capability
+    if capability is None:
+        return True
+    built = template_constants("train.py")["TORCH_BUILD"]["compute_capabilities"]
+    return any(c // 10 == capability // 10 and c <= capability for c in built)
+
+
+def check_hardware(session: HubSession, flavor_name: str) -> Check | None:
+    """The chosen GPU can run the job's PyTorch build (None when it can)."""
+    flavor = get_flavor(flavor_name, session.hardware()[0])
+    if flavor is None or runs_training(flavor):
+        return None
+    build = template_constants("train.py")["TORCH_BUILD"]
+    cc = flavor.compute_capability or 0
+    return Check(
+        "hardware",
+        Status.ERROR,
+        f"{flavor.name} has {flavor.gpu_model} GPUs (compute capability {cc // 10}.{cc % 10}), which the job's PyTorch "
+        f"build (CUDA {build['cuda']}, chosen because it runs on NVIDIA drivers from {build['min_driver']}) has no "
+        "kernels for: the job would stop at start. Pick another GPU flavor (T4, L4, A10G, L40S, A100 or H200).",
+    )
 
 
 @dataclass(frozen=True)
@@ -262,7 +340,9 @@ def check_estimate(
     except TrainerSpaceError as err:
         flavor = cfg.flavor or DEFAULT_FLAVOR
         return EstimateCheck(Check("estimate", Status.WARN, f"No estimate: {err.message}"), None, None, flavor, None)
-    flavor = LOCAL_FLAVOR if cfg.is_local else cfg.flavor or result.recommended or DEFAULT_FLAVOR
+    # the cheapest Jobs flavor the job can run on
+    best = recommend(tuple(e for e in result.flavors if not e.flavor.is_local and runs_training(e.flavor)))
+    flavor = LOCAL_FLAVOR if cfg.is_local else cfg.flavor or (best.flavor.name if best else None) or DEFAULT_FLAVOR
     chosen = next((f for f in result.flavors if f.flavor.name == flavor), None)
     if chosen is None:
         check = Check("estimate", Status.WARN, f"No estimate for {flavor} (not a GPU flavor?).")
@@ -279,8 +359,8 @@ def check_estimate(
         check = Check("estimate", Status.OK, f"Fits on {shown} ({peak}); {cost}.{caveat}")
         return EstimateCheck(check, result, chosen, flavor, needed)
     fixes = list(result.suggestions)
-    if result.recommended:
-        fixes.insert(0, f"pick {result.recommended}, the cheapest flavor where it fits")
+    if best is not None:
+        fixes.insert(0, f"pick {best.flavor.name}, the cheapest flavor where it fits")
     hint = ("; ".join(fixes[:4]) + ".") if fixes else "use LoRA/QLoRA, a smaller batch or a shorter max_length."
     message = f"Does not fit on {flavor} ({peak}): {hint}{caveat}"
     if cfg.allow_unfit:
@@ -343,6 +423,7 @@ class Preflight:
     flavor: str
     timeout_s: int
     cost: CostGuard
+    reward_funcs: tuple[str, ...] = ()  # GRPO: the chosen rewards, else the data's default
 
     @property
     def failed(self) -> tuple[Check, ...]:
@@ -379,9 +460,12 @@ def run_preflight(
         checks.append(check_output_repo(session, output_repo))
     if cfg.trackio_space and cfg.push_to_hub:
         checks.append(check_trackio(session, cfg.trackio_space))
-    rewards = check_rewards(cfg)
+    rewards, reward_funcs = check_rewards(cfg, inspection)
     if rewards is not None:
         checks.append(rewards)
+    advanced = check_advanced(cfg)
+    if advanced is not None:
+        checks.append(advanced)
     lengths, mean_tokens = (
         check_lengths(session, cfg, inspection) if dataset_check.status != Status.ERROR else (None, None)
     )
@@ -389,6 +473,10 @@ def run_preflight(
         checks.append(lengths)
     fit = check_estimate(session, cfg, inspection, mean_tokens)
     checks.append(fit.check)
+    if not cfg.is_local:
+        hardware = check_hardware(session, fit.flavor)
+        if hardware is not None:
+            checks.append(hardware)
     estimate_s = fit.chosen.time.total if fit.chosen is not None else None
     timeout_s = cfg.timeout_s or submit_timeout_s(estimate_s)
     if cfg.quick_test and cfg.timeout_s is None:
@@ -405,7 +493,7 @@ def run_preflight(
     if not cfg.is_local:  # this machine costs nothing and is not one of the visitor's Jobs
         checks.append(cost_check(cost))
         checks.append(check_running(session, cfg.namespace, confirmed=cfg.allow_many_running, dry_run=dry_run))
-    return Preflight(tuple(checks), fit, fit.flavor, timeout_s, cost)
+    return Preflight(tuple(checks), fit, fit.flavor, timeout_s, cost, tuple(reward_funcs))
 
 
 class PreflightFailed(TrainerSpaceError):

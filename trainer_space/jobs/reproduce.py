@@ -1,5 +1,10 @@
-"""The exact job as something anyone can run without the app: an `hf jobs` command line, a huggingface_hub call,
-and the spec shown in previews (the script by name and hash, the token as $HF_TOKEN)."""
+"""The exact job as something anyone can run without the app: an `hf jobs run` command line, a huggingface_hub
+`run_job` call, and the spec shown in previews (the script by name and hash, the token as $HF_TOKEN).
+
+Both are written from the `JobRequest` the app itself submits (image, `bash -c` boot command, arguments,
+environment, flavor, timeout, labels, name, namespace): they create the same job, GPUs and dependencies included.
+The only difference is where the script comes from: a copy of the template next to the command, base64-encoded
+into the same environment variable (the boot command checks it against the same sha256)."""
 
 from __future__ import annotations
 
@@ -9,39 +14,6 @@ from typing import Any
 from ..hub.session import JobRequest
 from ..validation import format_timeout
 from .spec import SCRIPT_ENV, Template
-
-
-def hf_cli_command(
-    template: Template,
-    args: list[str],
-    *,
-    flavor: str,
-    timeout_s: int,
-    labels: dict[str, str],
-    num_processes: int = 1,
-    namespace: str | None = None,
-) -> str:
-    """The equivalent `hf jobs uv run ...` command line (the token comes from `$HF_TOKEN`)."""
-    parts = [
-        "hf",
-        "jobs",
-        "uv",
-        "run",
-        "--flavor",
-        flavor,
-        "--timeout",
-        format_timeout(timeout_s),
-        "--secrets",
-        "HF_TOKEN",
-    ]
-    if namespace:
-        parts += ["--namespace", namespace]
-    for key, value in labels.items():
-        parts += ["--label", f"{key}={value}"]
-    if num_processes > 1:
-        parts += ["--with", "accelerate", "--", "accelerate", "launch", "--num_processes", str(num_processes)]
-    parts += [template.name, *args]
-    return " \\\n    ".join(_chunks([shlex.quote(p) for p in parts]))
 
 
 def _chunks(quoted: list[str]) -> list[str]:
@@ -59,38 +31,12 @@ def _chunks(quoted: list[str]) -> list[str]:
     return lines
 
 
-def python_snippet(
-    template: Template,
-    args: list[str],
-    *,
-    flavor: str,
-    timeout_s: int,
-    labels: dict[str, str],
-    namespace: str | None = None,
-) -> str:
-    """The equivalent huggingface_hub call, runnable next to a copy of the template."""
-    ns = f"\n    namespace={namespace!r}," if namespace else ""
-    args_text = "".join(f"\n        {a!r}," for a in args)
-    return (
-        "import os\n"
-        "from huggingface_hub import run_uv_job\n\n"
-        f"# {template.name} is the job template shown by the app (sha256 {template.short_sha}...)\n"
-        "job = run_uv_job(\n"
-        f"    {template.name!r},\n"
-        f"    script_args=[{args_text}\n    ],\n"
-        f"    flavor={flavor!r},\n"
-        f"    timeout={format_timeout(timeout_s)!r},\n"
-        '    secrets={"HF_TOKEN": os.environ["HF_TOKEN"]},  # $HF_TOKEN\n'
-        f"    labels={labels!r},{ns}\n"
-        ")\n"
-        "print(job.url)\n"
-    )
-
-
 def hf_run_command(request: JobRequest, template: Template) -> str:
     """The exact job as an `hf jobs run` command line, next to a copy of the template."""
     parts = ["hf", "jobs", "run", "--flavor", request.flavor, "--timeout", format_timeout(request.timeout_s)]
     parts += ["--secrets", "HF_TOKEN"]
+    if request.name:
+        parts += ["--name", request.name]
     if request.namespace:
         parts += ["--namespace", request.namespace]
     for key, value in request.labels.items():
@@ -109,6 +55,7 @@ def python_run_snippet(request: JobRequest, template: Template) -> str:
     """The exact job as a `huggingface_hub.run_job` call, next to a copy of the template."""
     env = {k: v for k, v in request.env.items() if k != SCRIPT_ENV}
     ns = f"\n    namespace={request.namespace!r}," if request.namespace else ""
+    ns += f"\n    name={request.name!r}," if request.name else ""
     command = "".join(f"\n        {c!r}," for c in request.command)
     return (
         "import base64, os\n"
@@ -140,4 +87,5 @@ def job_spec(request: JobRequest, template: Template) -> dict[str, Any]:
         "secrets": {"HF_TOKEN": "$HF_TOKEN"},
         "labels": request.labels,
         "namespace": request.namespace,
+        "name": request.name,
     }

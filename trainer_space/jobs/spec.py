@@ -26,6 +26,8 @@ APP_LABEL = "trainer-space"  # label key set on every job this app submits; its 
 UV_IMAGE = "ghcr.io/astral-sh/uv:python3.12-bookworm"
 SCRIPT_ENV = "TRAINER_SPACE_SCRIPT"
 SCRIPT_SHA_ENV = "TRAINER_SPACE_SCRIPT_SHA256"
+GPUS_ENV = "TRAINER_SPACE_GPUS"  # the flavor's GPU count: train.py checks it at start and runs one process per GPU
+JOB_NAME_MAX = 63
 _PEP723 = re.compile(r"(?m)^# /// script\s*$\n(?P<body>(?:^#(?: .*)?$\n)+?)^# ///\s*$")
 
 
@@ -92,18 +94,12 @@ def load_template(name: str) -> Template:
     )
 
 
-def _boot_script(template: Template, num_processes: int) -> str:
-    path = f"/tmp/{template.name}"
-    decode = _decode_script(template)
-    if num_processes <= 1:
-        run = f'exec uv run --quiet {path} "$@"'
-    else:
-        withs = " ".join(f"--with {shlex.quote(dep)}" for dep in template.dependencies)
-        run = (
-            f"exec uv run --quiet --no-project --python 3.12 {withs} "
-            f'accelerate launch --num_processes {int(num_processes)} --num_machines 1 {path} "$@"'
-        )
-    return "set -euo pipefail; " + decode + run
+def _boot_script(template: Template) -> str:
+    """Decode and check the script, then `uv run` it: uv installs its PEP 723 header (`[tool.uv]` sources included).
+
+    Several GPUs need nothing more: the script starts one process per GPU itself (`GPUS_ENV`), in its own environment.
+    """
+    return "set -euo pipefail; " + _decode_script(template) + f'exec uv run --quiet /tmp/{template.name} "$@"'
 
 
 def _decode_script(template: Template) -> str:
@@ -114,7 +110,7 @@ def _decode_script(template: Template) -> str:
 
 
 def _script_request(template: Template, image: str, boot: str, args: list[str], *, env: dict[str, str], flavor: str,
-                    timeout_s: int, labels: dict[str, str], namespace: str | None) -> JobRequest:  # fmt: skip
+                    timeout_s: int, labels: dict[str, str], namespace: str | None, name: str | None) -> JobRequest:  # fmt: skip
     """The job: `bash -c BOOT NAME ARGS...`, the script in the environment, its short hash as a label."""
     if not all(isinstance(a, str) for a in args):
         raise TypeError("arguments must be strings")
@@ -126,7 +122,17 @@ def _script_request(template: Template, image: str, boot: str, args: list[str], 
         env=_script_env(template, env),
         labels={**labels, "template_sha": template.short_sha},
         namespace=namespace,
+        name=name,
     )
+
+
+def job_name(*parts: str) -> str:
+    """A readable job name from its parts (`train-sft-Qwen2.5-0.5B-sft` -> `train-sft-Qwen2-5-0-5B-sft`).
+
+    The Hub keeps letters, digits, '-' and '_' (a name is also a label); unnamed jobs would be named after the image.
+    """
+    text = "-".join(p.split("/")[-1] for p in parts if p)
+    return re.sub(r"-{2,}", "-", re.sub(r"[^A-Za-z0-9_-]", "-", text)).strip("-_")[:JOB_NAME_MAX] or "job"
 
 
 def _script_env(template: Template, env: dict[str, str] | None) -> dict[str, str]:
@@ -148,6 +154,7 @@ def pip_script_request(
     labels: dict[str, str],
     namespace: str | None = None,
     env: dict[str, str] | None = None,
+    name: str | None = None,
 ) -> JobRequest:
     """Run `template` with the image's own `python3`, after `pip install` of its PEP 723 dependencies.
 
@@ -157,7 +164,7 @@ def pip_script_request(
     install = f"python3 -m pip install --quiet --no-cache-dir --break-system-packages {deps}; " if deps else ""
     boot = "set -euo pipefail; " + _decode_script(template) + install + f'exec python3 /tmp/{template.name} "$@"'
     return _script_request(template, image, boot, args, env=env or {}, flavor=flavor, timeout_s=timeout_s,
-                           labels=labels, namespace=namespace)  # fmt: skip
+                           labels=labels, namespace=namespace, name=name)  # fmt: skip
 
 
 def uv_script_request(
@@ -167,11 +174,12 @@ def uv_script_request(
     flavor: str,
     timeout_s: int,
     labels: dict[str, str],
-    num_processes: int = 1,
+    gpus: int = 1,
     namespace: str | None = None,
     env: dict[str, str] | None = None,
+    name: str | None = None,
 ) -> JobRequest:
-    """A `JobRequest` that runs `template` with `uv` (one process, or one per GPU via accelerate)."""
-    return _script_request(template, UV_IMAGE, _boot_script(template, num_processes), args,
-                           env={"UV_NO_PROGRESS": "1", **(env or {})}, flavor=flavor, timeout_s=timeout_s,
-                           labels=labels, namespace=namespace)  # fmt: skip
+    """A `JobRequest` that runs `template` with `uv` on a flavor with `gpus` GPUs (the script's `GPUS_ENV`)."""
+    env = {"UV_NO_PROGRESS": "1", GPUS_ENV: str(int(gpus)), **(env or {})}
+    return _script_request(template, UV_IMAGE, _boot_script(template), args, env=env, flavor=flavor,
+                           timeout_s=timeout_s, labels=labels, namespace=namespace, name=name)  # fmt: skip

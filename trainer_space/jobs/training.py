@@ -8,13 +8,13 @@ creating anything; `submit_training` creates the job only when no check failed. 
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from huggingface_hub import JobInfo
 
+from ..catalog import QUICK_TEST_ROWS
 from ..hub.hardware import LOCAL_FLAVOR, get_flavor
 from ..hub.session import HubSession
 from ..settings import get_settings
@@ -24,10 +24,11 @@ from .backends.hf_jobs import job_request
 from .backends.local import local_command, local_spec, this_machine
 from .config import CONFIG_ENV, TrainingConfig
 from .preflight import Check, EstimateCheck, PreflightFailed, Status, run_preflight
-from .reproduce import hf_cli_command, job_spec, python_snippet
-from .spec import APP_LABEL, Template, label_value, load_template, space_subdomain
+from .reproduce import hf_run_command, job_spec, python_run_snippet
+from .spec import APP_LABEL, Template, job_name, label_value, load_template, space_subdomain
 from .spending import CostGuard
 from .submission import KEY_LABEL, Submitted, submission_key, submit_local_once, submit_once
+from .trl_options import as_argument
 
 TEMPLATE = "train.py"
 OUTPUT_DIR = "/tmp/output"
@@ -61,72 +62,61 @@ def resolve(cfg: TrainingConfig, username: str | None) -> TrainingConfig:
 
 
 def template_args(cfg: TrainingConfig) -> list[str]:
-    """The job template's command-line arguments for a resolved config (strings only; no shell involved)."""
-    spec = cfg.spec
-    args = ["--method", cfg.method, "--model_name_or_path", cfg.model, "--dataset_name", cfg.dataset or ""]
-    if cfg.dataset_config:
-        args += ["--dataset_config", cfg.dataset_config]
-    args += ["--dataset_train_split", cfg.split]
-    if cfg.mapping:
-        args += ["--dataset_mapping", json.dumps(cfg.mapping.to_json(), separators=(",", ":"))]
-    args += ["--peft_mode", cfg.peft]
-    if cfg.peft != "full":
-        args += [
-            "--lora_r",
-            str(cfg.lora_r),
-            "--lora_alpha",
-            str(cfg.lora_alpha),
-            "--lora_dropout",
-            f"{cfg.lora_dropout:g}",
-        ]
-    args += ["--learning_rate", f"{cfg.resolved_learning_rate:g}", "--num_train_epochs", f"{cfg.num_train_epochs:g}"]
-    if cfg.steps_limit:
-        args += ["--max_steps", str(cfg.steps_limit)]
-    if cfg.quick_test:
-        from ..catalog import QUICK_TEST_ROWS
+    """The job template's command-line arguments for a resolved config: one `--name=value` string each.
 
-        args += ["--max_train_samples", str(QUICK_TEST_ROWS)]
-    args += [
-        "--per_device_train_batch_size", str(cfg.per_device_train_batch_size),
-        "--gradient_accumulation_steps", str(cfg.gradient_accumulation_steps),
-    ]  # fmt: skip
+    Never `--name value`: a value (a dataset config, an advanced option) that starts with `--` stays a value.
+    Advanced options come last, typed (`trl_options`); a list travels as one JSON array that train.py spreads.
+    """
+    spec = cfg.spec
+    options: dict[str, Any] = {"method": cfg.method, "model_name_or_path": cfg.model, "dataset_name": cfg.dataset or ""}
+    if cfg.dataset_config:
+        options["dataset_config"] = cfg.dataset_config
+    options["dataset_train_split"] = cfg.split
+    if cfg.mapping:
+        options["dataset_mapping"] = json.dumps(cfg.mapping.to_json(), separators=(",", ":"))
+    options["peft_mode"] = cfg.peft
+    if cfg.peft != "full":
+        options |= {"lora_r": cfg.lora_r, "lora_alpha": cfg.lora_alpha, "lora_dropout": f"{cfg.lora_dropout:g}"}
+    options |= {"learning_rate": f"{cfg.resolved_learning_rate:g}", "num_train_epochs": f"{cfg.num_train_epochs:g}"}
+    if cfg.steps_limit:
+        options["max_steps"] = cfg.steps_limit
+    if cfg.quick_test:
+        options["max_train_samples"] = QUICK_TEST_ROWS
+    options |= {
+        "per_device_train_batch_size": cfg.per_device_train_batch_size,
+        "gradient_accumulation_steps": cfg.gradient_accumulation_steps,
+    }
     if not cfg.fsdp:  # under FSDP the template uses FSDP's own activation checkpointing instead
-        args += ["--gradient_checkpointing", str(cfg.gradient_checkpointing).lower()]
+        options["gradient_checkpointing"] = cfg.gradient_checkpointing
     if spec.generates:
-        args += [
-            "--num_generations",
-            str(cfg.num_generations),
-            "--max_completion_length",
-            str(cfg.max_completion_length),
-        ]
+        options |= {"num_generations": cfg.num_generations, "max_completion_length": cfg.max_completion_length}
     else:
-        args += ["--max_length", str(cfg.max_length)]
+        options["max_length"] = cfg.max_length
     if cfg.eval_split_fraction:
-        args += ["--eval_split_fraction", f"{cfg.eval_split_fraction:g}"]
+        options["eval_split_fraction"] = f"{cfg.eval_split_fraction:g}"
     if cfg.reward_funcs:
-        args += ["--reward_funcs", ",".join(cfg.reward_funcs)]
-    if cfg.fsdp:
-        args += ["--fsdp"]
+        options["reward_funcs"] = ",".join(cfg.reward_funcs)
     if cfg.resume_from_hub:
-        args += ["--resume_from_hub", "true"]
-    args += ["--output_dir", f"{JOB_DIR}/output" if cfg.is_local else OUTPUT_DIR]
+        options["resume_from_hub"] = True
+    options["output_dir"] = f"{JOB_DIR}/output" if cfg.is_local else OUTPUT_DIR
     if cfg.push_to_hub:
-        args += [
-            "--push_to_hub", "true",
-            "--hub_model_id", cfg.output_repo or "",
-            "--hub_private_repo", str(cfg.private).lower(),
-            "--report_to", "trackio",
-            "--trackio_space_id", cfg.trackio_space or "",
-        ]  # fmt: skip
+        options |= {
+            "push_to_hub": True,
+            "hub_model_id": cfg.output_repo or "",
+            "hub_private_repo": cfg.private,
+            "report_to": "trackio",
+            "trackio_space_id": cfg.trackio_space or "",
+        }
     else:  # outputs stay on this machine; Trackio keeps the metrics locally too
-        args += ["--push_to_hub", "false", "--report_to", "trackio"]
-    args += [
-        "--project", cfg.trackio_project or "",
-        "--run_name", f"{cfg.method}-{cfg.peft}" + ("-quick-test" if cfg.quick_test else ""),
-    ]  # fmt: skip
-    for key, value in sorted(cfg.advanced.items()):
-        args += [f"--{key}", str(value).lower() if isinstance(value, bool) else str(value)]
-    return args
+        options |= {"push_to_hub": False, "report_to": "trackio"}
+    options |= {
+        "project": cfg.trackio_project or "",
+        "run_name": f"{cfg.method}-{cfg.peft}" + ("-quick-test" if cfg.quick_test else ""),
+    }
+    args = [as_argument(name, value) for name, value in options.items()]
+    if cfg.fsdp:
+        args.append("--fsdp")
+    return args + [as_argument(name, value) for name, value in sorted(cfg.advanced.items())]
 
 
 def job_labels(cfg: TrainingConfig, timeout_s: int) -> dict[str, str]:
@@ -157,8 +147,8 @@ class TrainingPlan:
     launch: JobLaunch
     checks: tuple[Check, ...]
     estimate: EstimateCheck
-    command: str  # the equivalent `hf jobs uv run ...` (Jobs), or `python train.py ...` (this machine)
-    python: str  # the equivalent `huggingface_hub.run_uv_job(...)` (Jobs only)
+    command: str  # the same job as `hf jobs run ...` (Jobs), or `python train.py ...` (this machine)
+    python: str  # the same job as `huggingface_hub.run_job(...)` (Jobs only)
     cost: CostGuard
     key: str  # the submission key (the job's KEY_LABEL)
 
@@ -196,46 +186,39 @@ def plan_training(session: HubSession, cfg: TrainingConfig, *, dry_run: bool = T
     cfg = resolve(cfg, username)
     output_repo = cfg.output_repo if cfg.push_to_hub else None
     preflight = run_preflight(session, cfg, output_repo=output_repo, dry_run=dry_run)
-    cfg = cfg.with_changes(flavor=preflight.flavor, timeout=format_timeout(preflight.timeout_s))
+    cfg = cfg.with_changes(
+        flavor=preflight.flavor, timeout=format_timeout(preflight.timeout_s), reward_funcs=list(preflight.reward_funcs)
+    )
     flavor = this_machine() if cfg.is_local else get_flavor(preflight.flavor, session.hardware()[0])
-    args = template_args(cfg)
     template = load_template(TEMPLATE)
     visitor = username or "local"
     key = submission_key(visitor, cfg.namespace or visitor, "train", cfg.job_json(), cfg.idempotency_key)
     launch = JobLaunch(
         kind="train",
         template=template,
-        args=tuple(args),
-        labels={**job_labels(cfg, preflight.timeout_s), KEY_LABEL: key, "template_sha": template.short_sha},
+        args=tuple(template_args(cfg)),
+        labels={**job_labels(cfg, preflight.timeout_s), KEY_LABEL: key},
         env={CONFIG_ENV: json.dumps(cfg.to_json(), separators=(",", ":"))},
         flavor=preflight.flavor,
         timeout_s=preflight.timeout_s,
-        num_processes=max(1, flavor.gpus if flavor else 1),
+        gpus=flavor.gpus if flavor else 1,
         namespace=cfg.namespace,
-        name=job_name(cfg),
+        name=job_name("train", cfg.method, cfg.output_repo or cfg.model),
     )
     if cfg.is_local:
         return TrainingPlan(cfg, launch, preflight.checks, preflight.estimate, local_command(launch), "",
                             preflight.cost, key)  # fmt: skip
-    where = {"flavor": launch.flavor, "timeout_s": launch.timeout_s, "namespace": launch.namespace}
     request = job_request(launch)
     return TrainingPlan(
         config=cfg,
         launch=launch,
         checks=preflight.checks,
         estimate=preflight.estimate,
-        # the request's labels: they include the template's hash
-        command=hf_cli_command(template, args, labels=request.labels, num_processes=launch.num_processes, **where),
-        python=python_snippet(template, args, labels=request.labels, **where),
+        command=hf_run_command(request, template),  # written from the request: the same job, byte for byte
+        python=python_run_snippet(request, template),
         cost=preflight.cost,
         key=key,
     )
-
-
-def job_name(cfg: TrainingConfig) -> str:
-    """A readable job name: what it trains, how (the Hub would name it after its image)."""
-    model = Path(cfg.model).name if is_local_ref(cfg.model) else cfg.model.split("/")[-1]
-    return re.sub(r"[^A-Za-z0-9._-]", "-", f"{cfg.method}-{cfg.peft}-{model}")[:64]
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,9 @@ import functools
 
 import gradio as gr
 
+from ..data.detect import mapped_fields
+from ..data.inspection import DatasetInspection
+from ..data.mapping import default_rewards
 from ..jobs.config import ExportConfig, TrainingConfig
 from ..settings import get_settings
 from . import api, local_oauth
@@ -85,16 +88,24 @@ def _whoami_banner(profile: gr.OAuthProfile | None, oauth_token: gr.OAuthToken |
     return f"Signed in as **{name}**. {jobs}" + (" Jobs on this machine are free." if local else "")
 
 
-def _carry_dataset(train: TrainTab, dataset: str, config: str, split: str, method: str, mapping, model: str):
-    """Dataset tab -> Train tab: the dataset, its split, the method, the mapping and the model."""
+def _carry_dataset(
+    train: TrainTab, dataset: str, config: str, split: str, method: str, mapping, model: str, inspection=None
+):
+    """Dataset tab -> Train tab: the dataset, its split, the method, the mapping, the model, and GRPO's default
+    rewards for that data (accuracy only when the mapped data has an answer column)."""
     f = train.fields
+    mapping = mapping if isinstance(mapping, dict) else {}
+    rewards = gr.skip()
+    if isinstance(inspection, DatasetInspection):
+        rewards = default_rewards(mapped_fields(inspection.sample, mapping or None))
     return {
         f["dataset"]: dataset or gr.skip(),
         f["dataset_config"]: "" if config in (None, "default") else config,
         f["split"]: split or "train",
         f["method"]: method or gr.skip(),
-        f["mapping"]: mapping if isinstance(mapping, dict) else {},
+        f["mapping"]: mapping,
         f["model"]: model or gr.skip(),
+        f["reward_funcs"]: rewards,
     }
 
 
@@ -144,12 +155,15 @@ def build_app() -> gr.Blocks:
                 jobs = jobs_tab.build_tab()
             with gr.Tab("GGUF export", id="gguf"):
                 export = export_tab.build_tab()
-        carried = [data.dataset, data.config, data.split, data.method, data.mapping_json, data.model]
+        carried = [data.dataset, data.config, data.split, data.method, data.mapping_json, data.model, data.inspection]
         gr.on(
             [data.inspection.change, data.mapping_json.change],
             functools.partial(_carry_dataset, train),
             carried,
-            [train.fields[k] for k in ("dataset", "dataset_config", "split", "method", "mapping", "model")],
+            [
+                train.fields[k]
+                for k in ("dataset", "dataset_config", "split", "method", "mapping", "model", "reward_funcs")
+            ],
             api_visibility="private",
             show_progress="hidden",
         )

@@ -21,7 +21,6 @@ from ..catalog import (
     DEFAULT_MODEL,
     GRPO_MAX_COMPLETION_LENGTH,
     GRPO_NUM_GENERATIONS,
-    GRPO_REWARDS,
     LORA_ALPHA,
     LORA_DROPOUT,
     LORA_R,
@@ -30,6 +29,7 @@ from ..catalog import (
     PEFT_MODES,
     preset,
 )
+from ..data.mapping import REWARD_FUNCS
 from ..errors import InvalidInput
 from ..estimate.model_facts import get_model_facts
 from ..hub.hardware import FALLBACK_FLAVORS
@@ -200,7 +200,10 @@ def build_tab() -> TrainTab:
             lora_dropout = gr.Number(label="LoRA dropout", value=LORA_DROPOUT)
             eval_fraction = gr.Slider(0, 0.5, value=0.0, step=0.01, label="Held-out eval fraction")
         with gr.Row():
-            rewards = gr.CheckboxGroup(list(GRPO_REWARDS), value=["accuracy"], label="GRPO reward functions", scale=2)
+            rewards = gr.CheckboxGroup(
+                list(REWARD_FUNCS), value=[], scale=2,
+                label="GRPO reward functions (none: accuracy when the data has an answer column, else length)",
+            )  # fmt: skip
             num_generations = gr.Number(label="GRPO: completions per prompt", value=GRPO_NUM_GENERATIONS, precision=0)
             max_completion = gr.Number(
                 label="GRPO: tokens per completion", value=GRPO_MAX_COMPLETION_LENGTH, precision=0
@@ -223,9 +226,10 @@ def build_tab() -> TrainTab:
     with gr.Row():
         max_cost = gr.Number(label="Cost cap ($; 0: the worst case of the estimate + 30%)", value=0, minimum=0)
         allow_unfit = gr.Checkbox(label="Submit even if it does not fit (the estimate says out of memory)", value=False)
-    with gr.Accordion("Advanced: any TRL option", open=False):
+    with gr.Accordion("Advanced: more TRL options", open=False):
         advanced = gr.Code(
-            label='JSON object of extra TRL/transformers options, e.g. {"weight_decay": 0.01, "lr_scheduler_type": "cosine"}',
+            label='JSON object of TRL options for the method, typed as TRL declares them, e.g. {"weight_decay": 0.01, '
+            '"lr_scheduler_type": "cosine"}; the fields above, the output repo, the token and pushing are the app\'s',
             language="json",
             value="{}",
         )

@@ -27,7 +27,7 @@ class JobLaunch:
     env: dict[str, str] = field(default_factory=dict)  # never a secret: visible on inspect
     flavor: str = "cpu-basic"
     timeout_s: int = 1800
-    num_processes: int = 1
+    gpus: int = 0  # the flavor's (or this machine's) GPUs: the training script starts one process per GPU
     namespace: str | None = None
     name: str | None = None  # a readable job name
     image: str | None = None  # HF Jobs: run in this image with pip (else uv's image)

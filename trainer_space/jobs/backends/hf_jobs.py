@@ -15,13 +15,10 @@ def job_request(launch: JobLaunch) -> JobRequest:
     """The Jobs API request for a launch: the template's exact text and `bash -c` boot (see `jobs/spec.py`)."""
     where = {"flavor": launch.flavor, "timeout_s": launch.timeout_s, "namespace": launch.namespace}
     if launch.image:
-        request = pip_script_request(launch.template, list(launch.args), image=launch.image, labels=launch.labels,
-                                     env=launch.env, **where)  # fmt: skip
-    else:
-        request = uv_script_request(launch.template, list(launch.args), labels=launch.labels, env=launch.env,
-                                    num_processes=launch.num_processes, **where)  # fmt: skip
-    request.name = launch.name
-    return request
+        return pip_script_request(launch.template, list(launch.args), image=launch.image, labels=launch.labels,
+                                  env=launch.env, name=launch.name, **where)  # fmt: skip
+    return uv_script_request(launch.template, list(launch.args), labels=launch.labels, env=launch.env,
+                             gpus=launch.gpus, name=launch.name, **where)  # fmt: skip
 
 
 class HFJobsBackend:

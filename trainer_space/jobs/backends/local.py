@@ -42,6 +42,7 @@ from ...hub.hardware import Flavor
 from ...hub.session import TERMINAL_STAGES
 from ...settings import get_settings
 from ...validation import validate_job_id
+from ..spec import GPUS_ENV
 from .base import JOB_DIR, LLAMA_CPP_DIR, LOCAL, JobLaunch
 
 LOCAL_FLAVOR = "local"
@@ -350,10 +351,8 @@ class LocalBackend:
         script = job_dir / launch.template.name
         script.write_text(launch.template.text, encoding="utf-8")
         args = [a.replace(JOB_DIR, str(job_dir)) for a in launch.args]
-        env = {k: v.replace(JOB_DIR, str(job_dir)) for k, v in launch.env.items()}
+        env = {k: v.replace(JOB_DIR, str(job_dir)) for k, v in launch.env.items()} | gpu_env(launch)
         command = [launch.template.name, *args]
-        if launch.num_processes > 1:
-            command = ["accelerate", "launch", "--num_processes", str(launch.num_processes), *command]
         self.store.insert({
             "id": job_id, "owner": owner, "kind": launch.kind, "stage": "SCHEDULING",
             "message": None, "created_at": _now(), "flavor": LOCAL_FLAVOR, "timeout_s": launch.timeout_s,
@@ -458,10 +457,7 @@ class LocalBackend:
             self.store.update(row["id"], stage="ERROR", started_at=_now(), finished_at=_now(), message=str(err)[:500])
             return
         command = [a.replace(LLAMA_CPP_DIR, tools.get("llama.cpp", "")) for a in json.loads(row["command"])]
-        if command[0] == "accelerate":  # accelerate launch --num_processes N <script> args...
-            argv = [python, "-m", "accelerate.commands.launch", *command[2:4], str(job_dir / command[4]), *command[5:]]
-        else:
-            argv = [python, str(job_dir / command[0]), *command[1:]]
+        argv = [python, str(job_dir / command[0]), *command[1:]]  # with GPUs, train.py starts one process per GPU
         env = {k: v for k, v in os.environ.items() if k not in _NOT_INHERITED}
         # the visitor's token as a secret: in the process's environment only, never stored (never the machine's)
         secrets = self._secrets.pop(row["id"], {})
@@ -558,14 +554,18 @@ def local_backend() -> LocalBackend:
         return _BACKEND
 
 
+def gpu_env(launch: JobLaunch) -> dict[str, str]:
+    """A training job on this machine's GPUs is told their count (train.py checks it at start and runs one
+    process per GPU); on a CPU-only machine it is told nothing (it trains on the CPU)."""
+    return {GPUS_ENV: str(launch.gpus)} if launch.kind == "train" and launch.gpus > 0 else {}
+
+
 def local_command(launch: JobLaunch) -> str:
     """The job as a command line to run by hand on this machine (in the job's folder, with the template)."""
     import shlex
 
     args = [a.replace(JOB_DIR, "<job folder>").replace(LLAMA_CPP_DIR, "<llama.cpp folder>") for a in launch.args]
-    head = ["python", launch.template.name]
-    if launch.num_processes > 1:
-        head = ["accelerate", "launch", "--num_processes", str(launch.num_processes), launch.template.name]
+    head = [*(f"{k}={v}" for k, v in gpu_env(launch).items()), "python", launch.template.name]
     lines, current = [], " ".join(shlex.quote(p) for p in head)
     for arg in args:
         if arg.startswith("--") and current:
@@ -591,7 +591,7 @@ def local_spec(launch: JobLaunch) -> dict[str, Any]:
         "template_sha256": launch.template.sha256,
         "flavor": LOCAL_FLAVOR,
         "timeout": launch.timeout_s,
-        "num_processes": launch.num_processes,
+        "gpus": launch.gpus,
         "labels": launch.labels,
         "env": sorted(launch.env),
         "folder": str(get_settings().home / "jobs" / "<job id>"),
