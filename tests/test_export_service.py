@@ -146,7 +146,7 @@ def test_export_api_and_my_jobs(hub, app_url):
     assert done["submitted"] is True
     jobs = client.predict("", True, api_name="/list_jobs")["jobs"]
     assert [(j["id"], j["kind"]) for j in jobs] == [(done["job_id"], "export_gguf")]
-    with pytest.raises(Exception, match="Sign in with Hugging Face to export to GGUF"):
+    with pytest.raises(Exception, match="A token is needed to export to GGUF"):
         Client(app_url, verbose=False).predict(
             "alice/qwen-sft", ["Q4_K_M"], "", False, "", False, api_name="/export_gguf"
         )

@@ -167,7 +167,7 @@ def test_cancel_job_only_by_its_owner(hub, alice, app_url):
 def test_api_refuses_without_sign_in_and_bad_ids(hub, alice, app_url):
     anonymous = Client(app_url, verbose=False)
     n = len(hub.requests)
-    with pytest.raises(Exception, match="Sign in with Hugging Face"):
+    with pytest.raises(Exception, match="A token is needed to see this job"):
         anonymous.predict("0123456789abcdef01234567", api_name="/job_status")
     assert len(hub.requests) == n
     with pytest.raises(Exception, match="not a job id"):

@@ -28,6 +28,7 @@ class NotSignedIn(TrainerSpaceError):
 
     def __init__(self, action: str = "continue") -> None:
         super().__init__(f"Sign in with Hugging Face to {action}.")
+        self.action = action
 
 
 class InvalidToken(TrainerSpaceError):

@@ -7,43 +7,149 @@ The only place where service results become JSON. Each function is registered wi
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+import json
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import gradio as gr
 
-from ..catalog import DEFAULT_BATCH_SIZE, DEFAULT_GRAD_ACCUM, DEFAULT_MAX_LENGTH
+from ..catalog import DEFAULT_BATCH_SIZE, DEFAULT_GRAD_ACCUM, DEFAULT_MAX_LENGTH, METHOD_NAMES
 from ..data.inspection import inspect_dataset as inspect
-from ..errors import InvalidInput
+from ..errors import InvalidInput, InvalidToken, NotSignedIn, TrainerSpaceError
 from ..jobs import monitor
 from ..jobs.config import ExportConfig, TrainingConfig
 from ..jobs.export import submit_export
 from ..jobs.preflight import estimate_config
 from ..jobs.training import submit_training as submit
 from ..validation import validate_int, validate_job_id, validate_method
-from .common import concurrency, reader_for, ui_errors
+from .api_types import (
+    Backend,
+    Estimate,
+    ExportSubmission,
+    Inspection,
+    JobList,
+    JobStage,
+    JobStatus,
+    LogTail,
+    Method,
+    Peft,
+    TrainingSubmission,
+)
+from .common import caller_token, concurrency, reader_for, ui_errors
+
+F = TypeVar("F", bound=Callable[..., Any])
+TOKENS_URL = "https://huggingface.co/settings/tokens"
+HOW_TO_SEND = (
+    "send your Hugging Face token as the `Authorization: Bearer hf_...` header (MCP clients: in the server's "
+    'headers; gradio_client: `Client(url, oauth_token="hf_...")`)'
+)
 
 
-@ui_errors
+class TokenNeeded(TrainerSpaceError):
+    title = "Token required"
+
+
+class TokenRefused(TrainerSpaceError):
+    title = "Token refused"
+
+
+def described(summary: str, returns: str, **params: str) -> Callable[[F], F]:
+    """Describe an endpoint for the API page and the MCP tool list: a summary, one line per parameter and what it
+    returns (Gradio reads the `Args:` and `Returns:` sections of the docstring)."""
+
+    def wrap(fn: F) -> F:
+        lines = [summary, "", "Args:", *(f"    {k}: {v}" for k, v in params.items()), "", "Returns:", f"    {returns}"]
+        fn.__doc__ = "\n".join(lines)
+        return fn
+
+    return wrap
+
+
+def for_api_callers(fn: F) -> F:
+    """Sign-in errors worded for a program: an API or MCP caller has no "Sign in" button, it sends a token."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except NotSignedIn as err:
+            raise TokenNeeded(
+                f"A token is needed to {err.action}: {HOW_TO_SEND}. Create one at {TOKENS_URL}."
+            ) from None
+        except InvalidToken:
+            raise TokenRefused(
+                "Hugging Face refused the token you sent (401): it is mistyped, revoked or expired. Create a new one at "
+                f"{TOKENS_URL} and {HOW_TO_SEND}."
+            ) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def endpoint(summary: str, returns: str, **params: str) -> Callable[[F], F]:
+    """An API endpoint: described, its errors turned into messages (`ui_errors`), sign-in errors worded for a
+    program. Every endpoint takes the caller's token as `oauth_token` (signed in, or gradio_client's `oauth_token=`)
+    or as the `Authorization: Bearer` header (`authorization`, filled by Gradio from the request, MCP included)."""
+
+    def wrap(fn: F) -> F:
+        return ui_errors(for_api_callers(described(summary, returns, **params)(fn)))  # type: ignore[return-value]
+
+    return wrap
+
+
+def _caller(oauth_token: gr.OAuthToken | None, authorization: str | None):
+    return reader_for(caller_token(oauth_token, authorization))
+
+
+METHODS_TEXT = ", ".join(METHOD_NAMES)
+
+
+@endpoint(
+    "Inspect a Hub dataset: row count, columns, first rows, and READY / NEEDS_MAPPING / INCOMPATIBLE for each TRL "
+    "method, with the column mapping the training job applies (and an equivalent `datasets.map` snippet) when the data "
+    "needs one. Private and gated datasets need the caller's token.",
+    "the dataset's facts, `methods` (a verdict, reason and mapping per method) and, at the top level, the verdict, "
+    "reason, mapping and mapping_code of the method asked for.",
+    dataset="dataset id like `trl-lib/Capybara` (or its Hub URL).",
+    split="split to read, e.g. `train` (empty: the dataset's first split).",
+    config="dataset config (subset) name (empty: the default config).",
+    method=f"training method whose verdict is returned at the top level: one of {METHODS_TEXT}.",
+)
 def inspect_dataset(
-    dataset: str, split: str = "train", config: str = "", method: str = "sft", oauth_token: gr.OAuthToken | None = None
-) -> dict:
-    """Inspect a Hub dataset: row count, columns, first rows, and READY / NEEDS_MAPPING / INCOMPATIBLE per method.
-
-    Each method comes with a one-line reason and, when the data needs mapping, the mapping the training job
-    applies plus an equivalent `datasets.map` snippet. Empty split / config pick the defaults.
-    """
+    dataset: str,
+    split: str = "train",
+    config: str = "",
+    method: Method = "sft",
+    oauth_token: gr.OAuthToken | None = None,
+    authorization: gr.Header | None = None,
+) -> Inspection:
     method = validate_method(method or "sft")
     split, config = _text(split, "split"), _text(config, "config")
-    result = inspect(reader_for(oauth_token), dataset=dataset, split=split or None, config=config or None)
-    return {**result.to_json(), "method": method}
+    result = inspect(_caller(oauth_token, authorization), dataset=dataset, split=split or None, config=config or None)
+    answer = result.to_json()
+    return {**answer, "method": method, **answer["methods"][method]}
 
 
-@ui_errors
+@endpoint(
+    "Estimate a training run before paying for it: parameters, tokens, peak GPU memory, hours and dollars on every "
+    "Hugging Face Jobs GPU flavor; the cheapest flavor that fits and the timeout to submit with (estimate + 30%).",
+    "`flavors` (one row per flavor: fits, peak_vram_gb, hours, cost_usd), `recommended`, `timeout` and `notes`.",
+    model="model id like `Qwen/Qwen2.5-0.5B`.",
+    dataset="dataset id whose size and lengths are used (empty: count `num_rows` rows of `max_length` tokens).",
+    method=f"training method: one of {METHODS_TEXT}.",
+    peft="`lora` (adapters, bf16), `qlora` (adapters on a 4-bit model) or `full` (every weight).",
+    max_length="longest sequence in tokens (32 to 262144); longer examples are cut.",
+    epochs="passes over the dataset (> 0, e.g. 1 or 0.5).",
+    per_device_batch_size="examples per GPU per step (1 to 512).",
+    gradient_accumulation="steps accumulated before each optimizer update (1 to 1024).",
+    gradient_checkpointing="recompute activations to save memory (slower, true by default).",
+    num_rows="rows to train on (empty: the dataset viewer's count).",
+)
 def estimate(
     model: str,
     dataset: str | None = None,
-    method: str = "sft",
-    peft: str = "lora",
+    method: Method = "sft",
+    peft: Peft = "lora",
     max_length: int = DEFAULT_MAX_LENGTH,
     epochs: float = 1.0,
     per_device_batch_size: int = DEFAULT_BATCH_SIZE,
@@ -51,12 +157,8 @@ def estimate(
     gradient_checkpointing: bool = True,
     num_rows: int | None = None,
     oauth_token: gr.OAuthToken | None = None,
-) -> dict[str, Any]:
-    """Peak memory, hours and dollars on every GPU flavor, the recommended flavor and the timeout.
-
-    num_rows None: counted by the dataset viewer. Returns {"model", "params", "tokens", "flavors": [...],
-    "recommended", "timeout", "notes"}.
-    """
+    authorization: gr.Header | None = None,
+) -> Estimate:
     cfg = TrainingConfig.from_dict(
         {
             "method": method or "sft", "model": model, "dataset": dataset or None, "peft": peft or "lora",
@@ -66,39 +168,53 @@ def estimate(
         required=("model",),
     )  # fmt: skip
     rows = None if num_rows in (None, "", 0) else validate_int(num_rows, "num_rows", 1, 10_000_000_000)
-    return estimate_config(reader_for(oauth_token), cfg, num_rows=rows).to_json()
+    return estimate_config(_caller(oauth_token, authorization), cfg, num_rows=rows).to_json()
 
 
-@ui_errors
+@endpoint(
+    "Plan (dry_run true) or submit (dry_run false) one TRL training job with the caller's token: the config is "
+    "validated, the pre-flight checks run (dataset format, model access, memory fit, cost cap, namespace), and the job "
+    "is created on Hugging Face Jobs with Trackio monitoring and checkpoints pushed to the Hub. Without `flavor` or "
+    "`timeout` the estimate's cheapest fitting flavor and its timeout are used. The same config submitted twice "
+    "creates one job.",
+    "the resolved config, `preflight` checks, `cost` (worst case = timeout x price, the cap), the commands to "
+    "reproduce it, and once submitted `job_id`, `url`, `output_repo` and `trackio_url`.",
+    config="the training config as a JSON object (or a JSON string): `method`, `model` and `dataset` are required; "
+    "see the schema for every field, its bounds and its default.",
+    dry_run="true: check and plan only (nothing is created); false: create the job (it costs money on a paid flavor).",
+)
 def submit_training(
-    config: dict[str, Any] | str, dry_run: bool = True, oauth_token: gr.OAuthToken | None = None
-) -> dict[str, Any]:
-    """Validate one training config, run the pre-flight checks and (unless dry_run) submit the job.
-
-    Returns {"job_id", "url", "flavor", "timeout", "command", "output_repo", "trackio_url", "preflight", "cost",
-    "submission", ...}. The config takes max_cost_usd (the cost cap), allow_unfit, allow_many_running and
-    idempotency_key besides the job's own fields; the same job submitted twice is created once.
-    """
+    config: dict[str, Any] | str,
+    dry_run: bool = True,
+    oauth_token: gr.OAuthToken | None = None,
+    authorization: gr.Header | None = None,
+) -> TrainingSubmission:
     dry = _flag(dry_run, "dry_run")
     cfg = TrainingConfig.from_dict(config)  # input checked before anything else
     # sign-in is required by the plan for Hugging Face Jobs (and for a local job that pushes to the Hub)
-    return submit(reader_for(oauth_token), cfg, dry_run=dry).to_json()
+    return submit(_caller(oauth_token, authorization), cfg, dry_run=dry).to_json()
 
 
-@ui_errors
+@endpoint(
+    "List the caller's jobs (their own namespace plus the organizations named), newest first.",
+    "`user` and `jobs` (id, kind, model, stage, flavor, started, duration_min, cost_usd, url, backend).",
+    orgs="organizations whose jobs to include, separated by commas (empty: only the caller's own).",
+    only_this_app="true: only the jobs this app created (training and GGUF exports).",
+    stages="stages to keep, separated by commas, e.g. `RUNNING,ERROR` (empty: all).",
+)
 def list_jobs(
-    orgs: str = "", only_this_app: bool = False, stages: str = "", oauth_token: gr.OAuthToken | None = None
-) -> dict:
-    """The visitor's jobs (own namespace plus the orgs named, comma-separated), newest first.
-
-    `stages`: comma-separated stages to keep (e.g. "RUNNING,ERROR"); empty keeps all.
-    """
+    orgs: str = "",
+    only_this_app: bool = False,
+    stages: str = "",
+    oauth_token: gr.OAuthToken | None = None,
+    authorization: gr.Header | None = None,
+) -> JobList:
     only, orgs_, keep = (
         _flag(only_this_app, "only_this_app"),
         split_names(orgs, "orgs"),
         {s.upper() for s in split_names(stages, "stages")},
     )
-    session = reader_for(oauth_token)
+    session = _caller(oauth_token, authorization)
     if orgs_ and not session.is_signed_in:
         session.require("list your organizations' jobs")
     namespaces = [session.username, *orgs_] if session.is_signed_in else None
@@ -107,26 +223,60 @@ def list_jobs(
     return {"user": user, "jobs": [r.to_json() for r in rows if not keep or r.stage in keep]}
 
 
-@ui_errors
-def job_status(job_id: str, oauth_token: gr.OAuthToken | None = None) -> dict:
-    """One job's details (stage, times, cost so far, links, its config) and, once it has ended, its diagnosis."""
-    return monitor.job_status(reader_for(oauth_token), validate_job_id(job_id)).to_json()
+@endpoint(
+    "One of the caller's jobs: stage, times, cost so far, links, the config it was submitted with and, once it has "
+    "ended, the diagnosis of a failure (OOM, timeout, auth, format) with the fixed config to submit.",
+    "the job's details, `diagnosis` (title, explanation, action) and `fix` (a config for /submit_training).",
+    job_id="the job's id (from /submit_training or /list_jobs).",
+)
+def job_status(
+    job_id: str, oauth_token: gr.OAuthToken | None = None, authorization: gr.Header | None = None
+) -> JobStatus:
+    return monitor.job_status(_caller(oauth_token, authorization), validate_job_id(job_id)).to_json()
 
 
-@ui_errors
-def job_logs(job_id: str, tail: int = 200, oauth_token: gr.OAuthToken | None = None) -> dict:
-    """The last `tail` log lines of a job (1 to 5000)."""
+@endpoint(
+    "The last lines of one of the caller's jobs' logs (tokens the job printed are replaced by hf_***).",
+    "`id`, `stage` and `lines`.",
+    job_id="the job's id.",
+    tail="how many of the last lines (1 to 5000).",
+)
+def job_logs(
+    job_id: str, tail: int = 200, oauth_token: gr.OAuthToken | None = None, authorization: gr.Header | None = None
+) -> LogTail:
     tail = validate_int(tail, "tail", 1, 5000)
-    return monitor.job_log_tail(reader_for(oauth_token), validate_job_id(job_id), tail).to_json()
+    return monitor.job_log_tail(_caller(oauth_token, authorization), validate_job_id(job_id), tail).to_json()
 
 
-@ui_errors
-def cancel_job(job_id: str, oauth_token: gr.OAuthToken | None = None) -> dict:
-    """Cancel one of your jobs (billing stops; pushed checkpoints stay on the Hub). Returns its stage."""
-    return monitor.cancel(reader_for(oauth_token), validate_job_id(job_id)).to_json()
+@endpoint(
+    "Cancel one of the caller's jobs: billing stops; checkpoints already pushed stay on the Hub.",
+    "`id` and `stage` after the cancel.",
+    job_id="the job's id.",
+)
+def cancel_job(
+    job_id: str, oauth_token: gr.OAuthToken | None = None, authorization: gr.Header | None = None
+) -> JobStage:
+    return monitor.cancel(_caller(oauth_token, authorization), validate_job_id(job_id)).to_json()
 
 
-@ui_errors
+@endpoint(
+    "Plan (dry_run true) or submit a GGUF export job with the caller's token: merge a LoRA adapter into its base, "
+    "convert with llama.cpp, quantize, and upload the files with a model card and an Ollama Modelfile.",
+    "the resolved export, `preflight` checks, `cost`, the commands to reproduce it and once submitted `job_id`/`url`.",
+    model="model or LoRA adapter repo id like `you/Qwen2.5-0.5B-sft`.",
+    quantizations="GGUF types, a list or comma-separated: e.g. Q4_K_M, Q5_K_M, Q8_0, F16 (default Q4_K_M).",
+    output_repo="repo for the GGUF files (empty: `<model>-GGUF` in the caller's namespace).",
+    private="make the output repo private (true by default).",
+    flavor="CPU flavor (empty: the cheapest with enough RAM and disk).",
+    dry_run="true: check and plan only; false: create the job.",
+    timeout="job timeout like `90m` or `2h` (empty: from the model's size).",
+    max_cost_usd="the most this job may cost: its worst case (timeout x price) must stay under it.",
+    allow_unfit="submit even on a flavor short of disk or RAM.",
+    allow_many_running="confirm starting it while several of the caller's jobs run.",
+    idempotency_key="submitting again with the same key returns the job it created.",
+    backend="`hf-jobs` (Hugging Face Jobs) or `local` (this machine; not on a Space); empty: the default.",
+    pre_tokenizer="llama.cpp pre-tokenizer name for models the converter does not recognise (empty: detected).",
+)
 def export_gguf(
     model: str,
     quantizations: list[str] | str | None = None,
@@ -139,16 +289,11 @@ def export_gguf(
     allow_unfit: bool = False,
     allow_many_running: bool = False,
     idempotency_key: str = "",
-    backend: str = "",
+    backend: Backend = "",
     pre_tokenizer: str = "",
     oauth_token: gr.OAuthToken | None = None,
-) -> dict[str, Any]:
-    """Plan (dry_run) or submit a GGUF export job. Returns the job id, links, command, pre-flight and cost.
-
-    max_cost_usd: the cost cap (default from the estimate); allow_unfit: submit on a flavor short of disk or RAM;
-    allow_many_running: confirm starting it while several of your jobs run; idempotency_key: submitting again with
-    it returns the job it created.
-    """
+    authorization: gr.Header | None = None,
+) -> ExportSubmission:
     dry = _flag(dry_run, "dry_run")
     cfg = ExportConfig.from_dict(
         {"model": model, "quantizations": quantizations, "output_repo": output_repo, "private": private,
@@ -156,7 +301,7 @@ def export_gguf(
          "allow_many_running": allow_many_running, "idempotency_key": idempotency_key,
          "backend": backend or None, "pre_tokenizer": pre_tokenizer or None}
     )  # fmt: skip
-    return submit_export(reader_for(oauth_token), cfg, dry_run=dry).to_json()
+    return submit_export(_caller(oauth_token, authorization), cfg, dry_run=dry).to_json()
 
 
 def split_names(text: Any, field: str = "orgs") -> list[str]:
@@ -193,6 +338,52 @@ KINDS = {"inspect_dataset": "inspect", "estimate": "plan", "submit_training": "p
 
 
 def register() -> None:
-    """Register every endpoint under its own name (inside the Blocks), in the concurrency group of its kind."""
+    """Register every endpoint under its own name (inside the Blocks), in the concurrency group of its kind; the
+    training config's parameter carries the config's JSON schema (fields, bounds, defaults) for clients and agents."""
+    answer_mcp_in_json()
     for fn in ENDPOINTS:
         gr.api(fn, api_name=fn.__name__, **concurrency(KINDS[fn.__name__]))
+    blocks = gr.context.Context.root_block
+    submit_fn = next(f for f in blocks.fns.values() if f.api_name == "submit_training")
+    submit_fn.inputs[0]._api_info = config_schema()
+
+
+def answer_mcp_in_json() -> None:
+    """MCP tools answer JSON text, as agents expect (Gradio writes a dict's Python repr: `True`, `None`, quotes)."""
+    from gradio.mcp import GradioMCPServer
+
+    original = GradioMCPServer.postprocess_output_data
+    if getattr(original, "_answers_json", False):
+        return
+
+    def postprocess_output_data(self, data: Any, root_url: str) -> list[Any]:
+        out = original(self, data, root_url)
+        if isinstance(data, list) and len(data) == len(out):
+            for i, value in enumerate(data):
+                if isinstance(value, (dict, list)) and getattr(out[i], "type", "") == "text":
+                    out[i] = self.types.TextContent(type="text", text=json.dumps(value, ensure_ascii=False))
+        return out
+
+    postprocess_output_data._answers_json = True  # type: ignore[attr-defined]
+    GradioMCPServer.postprocess_output_data = postprocess_output_data  # type: ignore[method-assign]
+
+
+def config_schema() -> dict[str, Any]:
+    """The training config's JSON schema (from the typed config), with its definitions inlined: the form Gradio's
+    API page and MCP clients read."""
+    schema = TrainingConfig.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:  # also in the forms gradio_client's schema reader knows
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return inline(defs[node["$ref"].rsplit("/", 1)[-1]])
+            if isinstance(node.get("type"), list):
+                rest = {k: v for k, v in node.items() if k != "type"}
+                return {**inline(rest), "anyOf": [{"type": t} for t in node["type"]]}
+            return {k: inline(v) for k, v in node.items() if not (k == "additionalProperties" and v is False)}
+        if isinstance(node, list):
+            return [inline(v) for v in node]
+        return node
+
+    return {"anyOf": [inline(schema), {"type": "string", "description": "the same config as a JSON string"}]}

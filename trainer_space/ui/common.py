@@ -44,12 +44,43 @@ def _token(oauth_token: gr.OAuthToken | None) -> str | None:
     return token if isinstance(token, str) and token else None
 
 
-def _token_in(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
-    """The visitor's token among a handler's arguments (Gradio passes it as a `gr.OAuthToken`)."""
+def bearer_token(authorization: Any) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header value, else None."""
+    if not isinstance(authorization, str):
+        return None
+    scheme, _, value = authorization.strip().partition(" ")
+    value = value.strip()
+    return value if scheme.lower() == "bearer" and value and " " not in value else None
+
+
+def caller_token(oauth_token: gr.OAuthToken | None, authorization: str | None) -> gr.OAuthToken | None:
+    """The caller's token: the signed-in visitor's (the app's session, or gradio_client's `oauth_token=`), else the
+    `Authorization: Bearer` header of an API or MCP call. Never the Space's own token."""
+    if _token(oauth_token) is not None:
+        return oauth_token
+    token = bearer_token(authorization)
+    return gr.OAuthToken(token=token, scope="", expires_at=0) if token else None
+
+
+def _token_in(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+    """The caller's token among a handler's arguments: a `gr.OAuthToken` (signed-in visitors), else the
+    `authorization` header of an API endpoint (API and MCP callers)."""
     for value in (*args, *kwargs.values()):
-        if isinstance(value, gr.OAuthToken):
+        if isinstance(value, gr.OAuthToken) and _token(value) is not None:
             return _token(value)
-    return None
+    if "authorization" in kwargs:
+        return bearer_token(kwargs["authorization"])
+    index = _header_index(fn)
+    return bearer_token(args[index]) if index is not None and index < len(args) else None
+
+
+@functools.cache
+def _header_index(fn: Callable[..., Any]) -> int | None:
+    try:
+        names = list(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        return None
+    return names.index("authorization") if "authorization" in names else None
 
 
 # ---------------------------------------------------------------------------------------------- errors
@@ -152,7 +183,8 @@ def _acts_for_a_visitor(fn: Callable[..., Any]) -> bool:
     """Whether a handler takes the visitor's token (it may call the Hub): those count against the visitor's limit;
     the others (mapping edits, carrying values between tabs) are quick and local."""
     try:
-        return "oauth_token" in inspect.signature(fn).parameters
+        parameters = inspect.signature(fn).parameters
+        return "oauth_token" in parameters or "authorization" in parameters
     except (TypeError, ValueError):
         return False
 
@@ -164,7 +196,7 @@ def ui_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        token = _token_in(args, kwargs)
+        token = _token_in(fn, args, kwargs)
         try:
             key = REQUESTS.enter(token) if gated else None
             try:
@@ -183,7 +215,7 @@ def ui_errors_gen(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        token = _token_in(args, kwargs)
+        token = _token_in(fn, args, kwargs)
         try:
             key = STREAMS.enter(token) if token else None
             try:

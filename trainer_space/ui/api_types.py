@@ -1,0 +1,211 @@
+"""The shapes of the API's answers (also the MCP tools' output schemas): Gradio reads these type hints.
+
+Every key a service `to_json()` returns is listed here (tests/test_api_types.py checks them against real answers),
+so a client or an agent knows what comes back without reading the source.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, TypedDict
+
+from ..catalog import METHOD_NAMES, PEFT_MODES
+from ..settings import BACKENDS
+
+Method = Literal[METHOD_NAMES]  # type: ignore[valid-type]
+Peft = Literal[PEFT_MODES]  # type: ignore[valid-type]
+Backend = Literal[(*BACKENDS, "")]  # type: ignore[valid-type]
+VerdictName = Literal["READY", "NEEDS_MAPPING", "INCOMPATIBLE"]
+
+
+class Check(TypedDict):
+    name: str
+    status: Literal["ok", "warn", "error"]
+    message: str
+
+
+class MethodVerdict(TypedDict):
+    verdict: VerdictName
+    reason: str
+    mapping: dict[str, Any] | None
+    mapping_code: str | None
+
+
+class Inspection(TypedDict):
+    """`/inspect_dataset`: the dataset, its first rows, a verdict per method, and the asked method's verdict."""
+
+    dataset: str
+    config: str | None
+    split: str | None
+    num_rows: int | None
+    columns: list[str]
+    methods: dict[str, MethodVerdict]
+    preview: list[dict[str, Any]]
+    column_types: dict[str, str]
+    splits: list[dict[str, Any]]
+    source: str
+    notes: list[str]
+    method: str
+    verdict: VerdictName
+    reason: str
+    mapping: dict[str, Any] | None
+    mapping_code: str | None
+
+
+class FlavorEstimate(TypedDict):
+    flavor: str
+    gpus: int
+    vram_gb: float
+    peak_vram_gb: float
+    fits: bool
+    hours: float
+    cost_usd: float
+    usd_per_hour: float
+
+
+class Estimate(TypedDict):
+    """`/estimate`: every flavor's fit, hours and cost; the recommended flavor and the timeout to submit with."""
+
+    model: str
+    params: int
+    tokens: int
+    flavors: list[FlavorEstimate]
+    recommended: str | None
+    timeout: str | None
+    notes: list[str]
+
+
+class Cost(TypedDict):
+    flavor: str
+    usd_per_hour: float
+    timeout_s: int
+    worst_case_usd: float
+    estimate_usd: float | None
+    cap_usd: float
+    cap: str
+    ceiling_usd: float
+
+
+class SubmissionOutcome(TypedDict, total=False):
+    outcome: Literal["created", "existing", "recovered"] | None
+    key: str
+    label: str
+    note: str
+
+
+class TrainingSubmission(TypedDict):
+    """`/submit_training`: the resolved config, pre-flight checks, cost, commands and (unless a dry run) the job."""
+
+    backend: str
+    output_dir: str | None
+    job_id: str | None
+    url: str | None
+    flavor: str | None
+    timeout: str | None
+    command: str
+    python: str
+    spec: dict[str, Any]
+    output_repo: str | None
+    output_url: str | None
+    trackio_url: str | None
+    preflight: list[Check]
+    estimate: dict[str, Any] | None
+    config: dict[str, Any]
+    submitted: bool
+    cost: Cost | None
+    submission: SubmissionOutcome
+
+
+class ExportSubmission(TypedDict):
+    """`/export_gguf`: the resolved export, pre-flight checks, cost, commands and (unless a dry run) the job."""
+
+    backend: str
+    output_dir: str | None
+    job_id: str | None
+    url: str | None
+    flavor: str | None
+    timeout: str | None
+    command: str
+    python: str
+    spec: dict[str, Any]
+    output_repo: str | None
+    output_url: str | None
+    quantizations: list[str]
+    model_gb_16bit: float
+    notes: list[str]
+    preflight: list[Check]
+    config: dict[str, Any]
+    submitted: bool
+    cost: Cost | None
+    submission: SubmissionOutcome
+
+
+class JobRow(TypedDict):
+    id: str
+    namespace: str
+    kind: str
+    model: str
+    stage: str
+    flavor: str
+    started: str
+    duration_min: float
+    cost_usd: float
+    url: str
+    backend: str
+
+
+class JobList(TypedDict):
+    """`/list_jobs`: whose jobs these are, newest first."""
+
+    user: str
+    jobs: list[JobRow]
+
+
+class Diagnosis(TypedDict):
+    title: str
+    explanation: str
+    action: str
+    action_hint: dict[str, Any]
+    evidence: str
+
+
+class JobStatus(TypedDict):
+    """`/job_status`: one job's details, its config, and once it has ended its diagnosis and the fixed config."""
+
+    id: str
+    namespace: str
+    kind: str
+    stage: str
+    message: str | None
+    flavor: str
+    labels: dict[str, str]
+    created_at: str | None
+    started_at: str | None
+    finished_at: str | None
+    timeout_s: int | None
+    duration_min: float
+    cost_usd: float
+    url: str
+    output_repo: str | None
+    output_url: str | None
+    trackio_space: str | None
+    trackio_url: str | None
+    config: dict[str, Any] | None
+    backend: str
+    output_dir: str | None
+    diagnosis: Diagnosis | None
+    fix: dict[str, Any] | None
+
+
+class LogTail(TypedDict):
+    """`/job_logs`: the last lines of a job's log (tokens replaced by hf_***)."""
+
+    id: str
+    stage: str
+    lines: list[str]
+
+
+class JobStage(TypedDict):
+    """`/cancel_job`: the job's stage after the cancel."""
+
+    id: str
+    stage: str
