@@ -87,7 +87,10 @@ def test_job_status_while_running_then_finished(hub, alice):
     assert running["started_at"].endswith("Z") and running["finished_at"] is None
     assert running["url"] == f"{hub.url}/jobs/alice/{job.id}"
     assert running["output_repo"] == "alice/out" and running["output_url"] == f"{hub.url}/alice/out"
-    assert running["trackio_url"] == "https://alice-trackio.hf.space/?project=out&sidebar=hidden&navbar=hidden"
+    # the dashboard opens on the job's project with its loss chart (Trackio's `metrics`), no sidebar or navbar
+    assert running["trackio_url"] == (
+        "https://alice-trackio.hf.space/?project=out&metrics=train/loss,eval/loss&sidebar=hidden&navbar=hidden"
+    )
     assert running["labels"]["method"] == "sft"
 
     wait_for(lambda: hub.jobs[job.id].stage()[0] == "COMPLETED")
@@ -209,7 +212,7 @@ def test_opening_an_ended_job_reads_it_once_and_never_refreshes_it(hub, tab):
     token = SimpleNamespace(token=hub.alice)
     before = len(hub.requests_to("/api/jobs/"))
     panel = tab.on_open(job.id, token)  # what a click on the row runs, then the log view, then the refresh
-    assert set(panel) <= set(tab.panel_outputs)
+    assert set(panel) <= set(tab.open_outputs)
     where = panel[tab.where]
     assert where == {"backend": "hf-jobs", "namespace": "alice", "stage": "ERROR"}
     (view,) = list(tab.on_follow(job.id, where, token))
@@ -259,7 +262,10 @@ def test_links_and_embed_only_from_safe_label_values():
     assert trackio_embed_url("alice/trackio\n", "p") is None
     assert (
         trackio_embed_url("alice/trackio", "p.1")
-        == "https://alice-trackio.hf.space/?project=p.1&sidebar=hidden&navbar=hidden"
+        == "https://alice-trackio.hf.space/?project=p.1&metrics=train/loss,eval/loss&sidebar=hidden&navbar=hidden"
+    )
+    assert trackio_embed_url("alice/trackio", "p", "grpo").endswith(
+        "?project=p&metrics=train/loss,train/reward&sidebar=hidden&navbar=hidden"
     )
     assert "&amp;sidebar=hidden" in trackio_html(trackio_embed_url("a/b", "c"))
     job = SimpleNamespace(command=["bash", "-c", "set -e; uv run --quiet x", "train.py", "--peft_mode", "lora",
