@@ -89,5 +89,5 @@ def get_settings() -> Settings:
         llama_cpp_dir=os.environ.get("TRAINER_SPACE_LLAMA_CPP_DIR") or None,
         scheduling_alert_s=60 * _number("TRAINER_SPACE_SCHEDULING_ALERT_MIN", 15, 0.01, 10_000),
         stall_alert_s=60 * _number("TRAINER_SPACE_STALL_ALERT_MIN", 10, 0.01, 10_000),
-        usage_follow_s=_number("TRAINER_SPACE_USAGE_FOLLOW_S", 600, 5, 3600),
+        usage_follow_s=_number("TRAINER_SPACE_USAGE_FOLLOW_S", 600, 1, 3600),
     )

@@ -30,6 +30,7 @@ from .backends import HF_JOBS, JobBackend, backend_of, find_job, job_backend, jo
 from .config import ExportConfig, TrainingConfig
 from .diagnosis import Diagnosis, diagnose
 from .spec import APP_LABEL, space_subdomain
+from .progress import format_seconds
 from .usage import Usage
 
 
@@ -214,8 +215,8 @@ class JobDetails:
         if not self.stuck_scheduling:
             return None
         return (
-            f"Waiting for hardware ({self.flavor}) for {(self.scheduling_s or 0) / 60:.0f} minutes, longer than "
-            f"{get_settings().scheduling_alert_s / 60:.0f}. Cost so far: $0.00 (billing starts when it runs). "
+            f"Waiting for hardware ({self.flavor}) for {format_seconds(self.scheduling_s)}, longer than "
+            f"{format_seconds(get_settings().scheduling_alert_s)}. Cost so far: $0.00 (billing starts when it runs). "
             "Cancel it if you would rather not wait, or try another flavor."
         )
 

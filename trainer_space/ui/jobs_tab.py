@@ -400,6 +400,8 @@ class JobsTab:
 
         The latest progress line among them (the job's own report, not the last log line) feeds the progress bar.
         """
+        if facts and facts.get("stage") == "SCHEDULING":  # log lines come once it runs (the end redraws it anyway)
+            facts = {**facts, "stage": "RUNNING"}
         for update in self._follow(job_id, where, oauth_token):
             if self.logs in update:
                 found = latest_progress(update[self.logs].splitlines())
