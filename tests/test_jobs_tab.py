@@ -480,3 +480,36 @@ def test_estimate_vs_measured_of_a_finished_job_and_the_accuracy_view_with_csv(h
     with open(path) as fh:
         text = fh.read()
     assert plain.id not in text and hub.alice not in text
+
+
+@pytest.mark.browser
+def test_my_jobs_in_a_browser_running_usage_progress_then_finished(hub, app_url, page):
+    from tests.hub_standin import metric_sample
+
+    now = time.time()
+    steps = 60
+    lines = []
+    for i in range(1, steps + 1):
+        lines += [f"{{'loss': {2.5 - i / 40:.3f}, 'step': {i}}}",
+                  progress_line(i, steps, eta=(steps - i) * 0.25, t=now + 1 + i * 0.25, peak=9.0 + i / 60,
+                                done=i == steps)]  # fmt: skip
+    metrics = [metric_sample(cpu_pct=80 + i % 15, ram_gb=5 + i / 20, gpus=[(70 + i % 25, 8 + i / 10, 16.0)])
+               for i in range(40)]  # fmt: skip
+    job = submit_with_estimate(hub, lines=lines, line_interval_s=0.125, metrics=metrics, metrics_interval_s=0.25,
+                               schedule_s=1.0)  # fmt: skip
+    sign_in(page, app_url)
+    page.get_by_role("tab", name="My jobs").click()
+    page.get_by_text(job.id).locator("visible=true").first.click()
+    page.locator("#job-details").get_by_text(f"Job {job.id}").wait_for()
+    page.locator("#job-progress").get_by_text("left").wait_for(timeout=20_000)
+    page.locator("#job-usage-note").get_by_text("Peaks over").wait_for(timeout=20_000)
+    page.locator("#job-versus").get_by_text("live metrics").wait_for(timeout=20_000)
+    os.makedirs(SCREENSHOTS, exist_ok=True)
+    page.screenshot(path=os.path.join(SCREENSHOTS, "my-jobs-running-usage.png"), full_page=True)
+    page.locator("#job-details").get_by_text("COMPLETED").first.wait_for(timeout=30_000)
+    page.locator("#job-progress").get_by_text("Training finished").wait_for(timeout=20_000)
+    page.get_by_text("Estimate accuracy").first.click()
+    page.get_by_role("button", name="Show estimate accuracy").click()
+    page.get_by_text("1 finished job(s)").wait_for()
+    page.get_by_role("button", name="Download CSV").wait_for()
+    page.screenshot(path=os.path.join(SCREENSHOTS, "my-jobs-finished-estimate.png"), full_page=True)

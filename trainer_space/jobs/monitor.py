@@ -29,8 +29,8 @@ from .accuracy import JobEstimate
 from .backends import HF_JOBS, JobBackend, backend_of, find_job, job_backend, job_backends, list_all
 from .config import ExportConfig, TrainingConfig
 from .diagnosis import Diagnosis, diagnose
-from .spec import APP_LABEL, space_subdomain
 from .progress import format_seconds
+from .spec import APP_LABEL, space_subdomain
 from .usage import Usage
 
 
