@@ -92,6 +92,7 @@ CONFIG_CLASSES = {
 TRAINER_CLASSES = {m: c.replace("Config", "Trainer") for m, c in CONFIG_CLASSES.items()}
 MIN_MAX_LENGTH = 16
 SAMPLE_NEW_TOKENS = 64
+PROGRESS_PREFIX = "TRAINER_SPACE_PROGRESS "  # one JSON line per logging step, read by My jobs (jobs/progress.py)
 GPUS_ENV = "TRAINER_SPACE_GPUS"  # the flavor's GPU count, set by the Space: checked at start, one process per GPU
 # The torch the header installs: PyTorch's CUDA 12.6 build, which runs on NVIDIA drivers >= 525.60.13 (CUDA 12
 # minor-version compatibility); PyPI's torch 2.13 is a CUDA 13.0 build that needs >= 580.65.06, and an older driver
@@ -1326,6 +1327,94 @@ def save_generation_config(trainer: Trainer) -> None:
         generation.save_pretrained(trainer.args.output_dir)
 
 
+# ----------------------------------------------------------------------------- progress lines
+def progress_line(
+    step: int,
+    total: int | None,
+    *,
+    elapsed_s: float,
+    steps_done: int,
+    tokens_per_s: float | None = None,
+    peak_gpu_mem_gb: float | None = None,
+    loss: float | None = None,
+    done: bool = False,
+    now: float | None = None,
+) -> str:
+    """One machine-readable progress line: PROGRESS_PREFIX then JSON (step, total, tokens_per_s, peak_gpu_mem_gb
+    in GiB, eta_s from the pace of the `steps_done` steps of this run, loss, done, t: when it was written)."""
+    eta = None
+    if done:
+        eta = 0.0
+    elif total and steps_done > 0 and elapsed_s > 0:
+        eta = round(elapsed_s / steps_done * max(0, total - step), 1)
+
+    def rounded(value: float | None, digits: int) -> float | None:
+        return round(value, digits) if value is not None and math.isfinite(value) else None
+
+    payload = {
+        "step": step,
+        "total": total or None,
+        "tokens_per_s": rounded(tokens_per_s, 1),
+        "peak_gpu_mem_gb": rounded(peak_gpu_mem_gb, 3),
+        "eta_s": eta,
+        "loss": rounded(loss, 4),
+        "done": done,
+        "t": round(time.time() if now is None else now, 3),
+    }
+    return PROGRESS_PREFIX + json.dumps(payload, separators=(",", ":"))
+
+
+def progress_callback() -> Any:
+    """A TrainerCallback printing `progress_line`s on the main process: at every logging step and at the end."""
+    from transformers import TrainerCallback
+
+    class ProgressCallback(TrainerCallback):
+        def __init__(self) -> None:
+            self.start: float | None = None
+            self.start_step = 0
+            self.first_tokens: tuple[float, float] | None = None  # (time, num_tokens) at the first log
+            self.tokens_per_s: float | None = None
+            self.loss: float | None = None
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.start, self.start_step = time.time(), state.global_step
+
+        def _emit(self, args, state, done: bool = False) -> None:
+            if not state.is_world_process_zero:
+                return
+            peak = None
+            import torch
+
+            if torch.cuda.is_available():
+                peak = torch.cuda.max_memory_reserved() / 1024**3
+            start = self.start or time.time()
+            line = progress_line(
+                state.global_step, state.max_steps or None, elapsed_s=time.time() - start,
+                steps_done=state.global_step - self.start_step, tokens_per_s=self.tokens_per_s,
+                peak_gpu_mem_gb=peak, loss=self.loss, done=done,
+            )  # fmt: skip
+            print(line, flush=True)
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            logs = logs or {}
+            if isinstance(logs.get("loss"), (int, float)):
+                self.loss = float(logs["loss"])
+            tokens = logs.get("num_tokens")
+            if isinstance(tokens, (int, float)):
+                now = time.time()
+                if self.first_tokens is None:
+                    self.first_tokens = (self.start or now, 0.0)
+                t0, n0 = self.first_tokens
+                self.tokens_per_s = (tokens - n0) / (now - t0) if now > t0 else None
+            if "train_runtime" not in logs:  # the final summary log comes with on_train_end's line
+                self._emit(args, state)
+
+        def on_train_end(self, args, state, control, **kwargs):
+            self._emit(args, state, done=True)
+
+    return ProgressCallback()
+
+
 # ----------------------------------------------------------------------------- main
 def load_data(
     args: TrainScriptArguments, reward_names: list[str]
@@ -1421,6 +1510,7 @@ def main(
 
     trainer = build_trainer(args, training_args, model_args, train, test, reward_names, stop_token)
     check_stop_trained(trainer, args.method, getattr(training_args, "max_length", None))
+    trainer.add_callback(progress_callback())
     trainer.train(resume_from_checkpoint=resume)
     if not training_args.push_to_hub:  # push_to_hub() saves the model itself (save_model() would push twice)
         trainer.save_model(training_args.output_dir)

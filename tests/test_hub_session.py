@@ -233,3 +233,30 @@ def test_unknown_job_and_bad_job_id(hub):
 
 def test_session_repr_hides_token(hub):
     assert hub.alice not in repr(HubSession(hub.alice))
+
+
+def test_job_metrics_through_huggingface_hubs_own_parser_bounded(hub):
+    from tests.hub_standin import metric_sample
+
+    s = HubSession(hub.alice)
+    samples = [metric_sample(cpu_pct=10 * i, ram_gb=2 + i, gpus=[(50 + i, 8.0 + i, 24.0)]) for i in range(6)]
+    hub.plan_next_job(lines=["x"] * 20, line_interval_s=0.1, metrics=samples, metrics_interval_s=0.1, schedule_s=1.0)
+    job = s.submit_job(_request())
+    assert s.job_metrics(job.id, max_samples=3, max_seconds=0.3) == []  # scheduling: no samples, the cap holds
+    assert _wait_stage(s, job.id, "RUNNING") == "RUNNING"
+    started = time.monotonic()
+    got = s.job_metrics(job.id, max_samples=3, max_seconds=5)
+    assert len(got) == 3 and time.monotonic() - started < 2  # 3 samples, then it returns
+    first = got[0]
+    assert set(first) == {"cpu_usage_pct", "cpu_millicores", "memory_used_bytes", "memory_total_bytes", "rx_bps",
+                          "tx_bps", "gpus", "replica"}  # fmt: skip
+    (gpu,) = first["gpus"].values()
+    assert set(gpu) == {"utilization", "memory_used_bytes", "memory_total_bytes"}
+    started = time.monotonic()
+    capped = s.job_metrics(job.id, max_samples=30, max_seconds=0.35)
+    assert 1 <= len(capped) <= 5 and time.monotonic() - started < 1.5  # the time cap holds too
+    assert _wait_stage(s, job.id, "COMPLETED") == "COMPLETED"
+    assert s.job_metrics(job.id, max_samples=2, max_seconds=1) == []  # ended: the Hub answers 406, no history
+    assert all(r.token == hub.alice for r in hub.requests_to("/api/jobs/"))
+    info = s.inspect_job(job.id)
+    assert info.durations.scheduling_secs is not None and info.durations.running_secs is not None

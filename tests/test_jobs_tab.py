@@ -87,7 +87,10 @@ def test_job_status_while_running_then_finished(hub, alice):
     assert running["started_at"].endswith("Z") and running["finished_at"] is None
     assert running["url"] == f"{hub.url}/jobs/alice/{job.id}"
     assert running["output_repo"] == "alice/out" and running["output_url"] == f"{hub.url}/alice/out"
-    assert running["trackio_url"] == "https://alice-trackio.hf.space/?project=out&sidebar=hidden&navbar=hidden"
+    # the dashboard opens on the job's project with its loss chart (Trackio's `metrics`), no sidebar or navbar
+    assert running["trackio_url"] == (
+        "https://alice-trackio.hf.space/?project=out&metrics=train/loss,eval/loss&sidebar=hidden&navbar=hidden"
+    )
     assert running["labels"]["method"] == "sft"
 
     wait_for(lambda: hub.jobs[job.id].stage()[0] == "COMPLETED")
@@ -209,7 +212,7 @@ def test_opening_an_ended_job_reads_it_once_and_never_refreshes_it(hub, tab):
     token = SimpleNamespace(token=hub.alice)
     before = len(hub.requests_to("/api/jobs/"))
     panel = tab.on_open(job.id, token)  # what a click on the row runs, then the log view, then the refresh
-    assert set(panel) <= set(tab.panel_outputs)
+    assert set(panel) <= set(tab.open_outputs)
     where = panel[tab.where]
     assert where == {"backend": "hf-jobs", "namespace": "alice", "stage": "ERROR"}
     (view,) = list(tab.on_follow(job.id, where, token))
@@ -259,7 +262,10 @@ def test_links_and_embed_only_from_safe_label_values():
     assert trackio_embed_url("alice/trackio\n", "p") is None
     assert (
         trackio_embed_url("alice/trackio", "p.1")
-        == "https://alice-trackio.hf.space/?project=p.1&sidebar=hidden&navbar=hidden"
+        == "https://alice-trackio.hf.space/?project=p.1&metrics=train/loss,eval/loss&sidebar=hidden&navbar=hidden"
+    )
+    assert trackio_embed_url("alice/trackio", "p", "grpo").endswith(
+        "?project=p&metrics=train/loss,train/reward&sidebar=hidden&navbar=hidden"
     )
     assert "&amp;sidebar=hidden" in trackio_html(trackio_embed_url("a/b", "c"))
     job = SimpleNamespace(command=["bash", "-c", "set -e; uv run --quiet x", "train.py", "--peft_mode", "lora",
@@ -315,3 +321,195 @@ def test_the_proposed_fix_is_the_jobs_whole_config_with_the_change():
     assert fixed.mapping == job.mapping
     assert fixed_config(job, None) is None and fixed_config(None, diag) is None
     assert "per\\_device\\_train\\_batch\\_size = 2" in diagnosis_markdown(diag)
+
+
+# ---------------------------------------------------------------------------------------------- issue 16
+ESTIMATE = {"flavor": "t4-small", "gpus": 1, "peak_gpu_mem_gb": 10.0, "hours": 0.001, "cost_usd": 0.0004}
+
+
+def progress_line(step: int, total: int, *, eta: float, t: float, peak: float | None = None, done: bool = False):
+    import json
+
+    data = {"step": step, "total": total, "eta_s": eta, "t": t, "peak_gpu_mem_gb": peak, "done": done}
+    return "TRAINER_SPACE_PROGRESS " + json.dumps(data)
+
+
+def settings_env(monkeypatch, **env: str) -> None:
+    """Settings read again with `env` set (and read again without it after the test: `_settings_after_test`)."""
+    from trainer_space.settings import get_settings
+
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    get_settings.cache_clear()
+
+
+@pytest.fixture(autouse=True)
+def _settings_after_test():
+    yield
+    from trainer_space.settings import get_settings
+
+    get_settings.cache_clear()
+
+
+def submit_with_estimate(hub, **plan) -> Any:
+    from trainer_space.jobs.accuracy import JobEstimate
+
+    hub.plan_next_job(**plan)
+    return submit(hub.alice, env=JobEstimate(**ESTIMATE).to_env())
+
+
+def test_live_usage_is_charted_with_peaks_and_the_stream_is_bounded(hub, tab, monkeypatch):
+    from tests.hub_standin import metric_sample
+
+    samples = [metric_sample(cpu_pct=20 + i, ram_gb=3 + i, gpus=[(60 + i, 9.0 + i, 16.0)]) for i in range(4)]
+    job = submit_with_estimate(hub, lines=["x"] * 40, line_interval_s=0.1, metrics=samples, metrics_interval_s=0.1)
+    wait_for(lambda: hub.jobs[job.id].stage()[0] == "RUNNING")
+    token = SimpleNamespace(token=hub.alice)
+    where = {"backend": "hf-jobs", "namespace": "alice", "stage": "RUNNING"}
+    settings_env(monkeypatch, TRAINER_SPACE_USAGE_FOLLOW_S="1.5")
+    started = time.monotonic()
+    updates = list(tab.on_usage(job.id, where, token, None))
+    assert time.monotonic() - started < 4  # the stream has a time cap: it never holds a worker for long
+    last = updates[-1]
+    assert "paused after" in last[tab.usage_note] and "Follow usage" in last[tab.usage_note]
+    state = last[tab.usage_state]
+    assert state["peaks"]["samples"] >= 4
+    assert round(state["peaks"]["gpu_mem_gb"] * 1024**3 / 1e9, 1) == 12.0  # the planned peak (GB -> GiB) is kept
+    assert state["peaks"]["gpu_util_pct"] == 63 and state["peaks"]["cpu_pct"] == 23
+    mem = last[tab.gpu_mem_plot]
+    assert mem.visible and list(mem.value["columns"]) == ["time", "gpu", "memory_gb"]
+    assert {row[1] for row in mem.value["data"]} == {"GPU 0"}
+    # estimate vs measured while it runs: the live GPU peak beside the estimate, with the ratio
+    facts = tab.on_open(job.id, token)[tab.facts]
+    versus = tab.on_measures(facts, None, state)[tab.versus]
+    assert "Estimate vs measured" in versus and "11.2 GB (live metrics)" in versus and "10.0 GB" in versus
+    assert "1.12x" in versus
+    # an ended job: no metrics call at all (the Hub keeps no history), the note says why
+    wait_for(lambda: hub.jobs[job.id].stage()[0] == "COMPLETED", timeout=15)
+    before = len(hub.requests_to("/api/jobs/alice/" + job.id + "/metrics"))
+    (ended,) = list(tab.on_usage(job.id, {**where, "stage": "COMPLETED"}, token, state))
+    assert "has ended" in ended[tab.usage_note] and "Peaks over" in ended[tab.usage_note]
+    assert len(hub.requests_to("/api/jobs/alice/" + job.id + "/metrics")) == before
+
+
+def test_progress_bar_and_eta_come_from_progress_lines_not_the_last_log_line(hub, tab):
+    now = time.time()
+    lines = ["Loading", progress_line(10, 40, eta=300, t=now), "{'loss': 1.1}", "Saving checkpoint-10"]
+    job = submit_with_estimate(hub, lines=lines, line_interval_s=0.3)
+    token = SimpleNamespace(token=hub.alice)
+    opened = tab.on_open(job.id, token)
+    updates = list(tab.on_follow(job.id, opened[tab.where], token, opened[tab.facts]))
+    with_progress = [u for u in updates if tab.progress in u]
+    assert with_progress, "no progress update"
+    html = with_progress[-1][tab.progress]
+    assert 'aria-valuenow="25.0"' in html and "Step 10 of 40" in html and "left" in html
+    assert with_progress[-1][tab.progress_state]["step"] == 10
+
+
+def test_no_progress_for_minutes_while_running_is_said_plainly():
+    from trainer_space.ui.jobs_tab import progress_html
+
+    now = time.time()
+    facts = {"kind": "train", "stage": "RUNNING", "started_ts": now - 3600}
+    stale = {"step": 120, "total": 1000, "eta_s": 4000, "t": now - 25 * 60}
+    html = progress_html(facts, stale, now=now)
+    assert "⚠ No progress for 25 minutes while RUNNING (last at step 120 of 1000)" in html
+    assert 'aria-valuenow="12.0"' in html
+    none_yet = progress_html(facts, None, now=now)
+    assert "No progress for 60 minutes while RUNNING" in none_yet
+    assert progress_html({**facts, "kind": "other"}, stale) == ""  # not a training job of this app
+
+
+def test_a_job_scheduling_too_long_is_flagged_with_zero_cost_and_cancel(hub, tab, monkeypatch):
+    settings_env(monkeypatch, TRAINER_SPACE_SCHEDULING_ALERT_MIN="0.02")  # 1.2 s
+    job = submit_with_estimate(hub, schedule_s=60)
+    token = SimpleNamespace(token=hub.alice)
+    first = tab.on_open(job.id, token)
+    assert "Waiting for hardware" not in first[tab.details] and first[tab.cancel].visible
+    time.sleep(2.2)  # the Hub counts whole seconds
+    panel = tab.on_open(job.id, token)
+    details = panel[tab.details]
+    assert "⚠ Waiting for hardware (t4-small) for" in details and "Cost so far: $0.00" in details
+    assert "Cancel it" in details and panel[tab.cancel].visible  # the cancel button is there
+    assert "**Scheduling** | 2 s" in details or "**Scheduling** | 3 s" in details
+    status = monitor_status(hub, job.id)
+    assert status["scheduling_note"].startswith("Waiting for hardware") and status["cost_usd"] == 0
+    assert "Waiting for hardware" in panel[tab.progress]
+
+
+def monitor_status(hub, job_id: str) -> dict:
+    from trainer_space.hub.session import HubSession
+    from trainer_space.jobs.monitor import job_status
+
+    return job_status(HubSession(hub.alice), job_id).to_json()
+
+
+def test_estimate_vs_measured_of_a_finished_job_and_the_accuracy_view_with_csv(hub, tab):
+    import csv
+
+    now = time.time()
+    lines = [progress_line(1, 2, eta=1, t=now, peak=7.5), progress_line(2, 2, eta=0, t=now, peak=8.0, done=True),
+             "model saved"]  # fmt: skip
+    job = submit_with_estimate(hub, lines=lines, line_interval_s=0.1)
+    hub.plan_next_job(lines=["no estimate here"])
+    plain = submit(hub.alice)  # a job without an estimate is not in the accuracy view
+    wait_for(lambda: all(j.stage()[0] == "COMPLETED" for j in hub.jobs.values()))
+    token = SimpleNamespace(token=hub.alice)
+    opened = tab.on_open(job.id, token)
+    assert opened[tab.facts]["estimate"] == ESTIMATE
+    (view,) = list(tab.on_follow(job.id, opened[tab.where], token, opened[tab.facts]))
+    assert "Training finished at step 2 of 2" in view[tab.progress]
+    versus = tab.on_measures(opened[tab.facts], view[tab.progress_state], None)[tab.versus]
+    assert "8.0 GB (progress lines)" in versus and "0.80x" in versus  # measured / estimated peak memory
+    assert "Measured so far" not in versus  # it has ended
+
+    shown = tab.on_accuracy(token)
+    frame = shown[tab.acc_table]
+    assert list(frame["Job"]) == [job.id]
+    row = frame.iloc[0]
+    assert row["Est. peak GB"] == 10.0 and row["Peak GB"] == 8.0 and row["Peak ratio"] == 0.8
+    assert row["Flavor"] == "t4-small" and row["Method"] == "sft" and row["Est. min"] == 0.1
+    assert row["Min"] is not None and row["Time ratio"] is not None and row["Cost ratio"] is not None
+    assert "1 finished job(s)" in shown[tab.acc_note] and "peak GPU memory 0.80x" in shown[tab.acc_note]
+    assert shown[tab.acc_plot].visible
+    assert set(shown[tab.acc_plot].value["columns"]) == {"job", "measure", "ratio"}
+    path = shown[tab.acc_csv].value["path"]  # a FileData once Gradio has it
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["Job"] for r in rows] == [job.id] and rows[0]["Peak ratio"] == "0.8"
+    with open(path) as fh:
+        text = fh.read()
+    assert plain.id not in text and hub.alice not in text
+
+
+@pytest.mark.browser
+def test_my_jobs_in_a_browser_running_usage_progress_then_finished(hub, app_url, page):
+    from tests.hub_standin import metric_sample
+
+    now = time.time()
+    steps = 60
+    lines = []
+    for i in range(1, steps + 1):
+        lines += [f"{{'loss': {2.5 - i / 40:.3f}, 'step': {i}}}",
+                  progress_line(i, steps, eta=(steps - i) * 0.25, t=now + 1 + i * 0.25, peak=9.0 + i / 60,
+                                done=i == steps)]  # fmt: skip
+    metrics = [metric_sample(cpu_pct=80 + i % 15, ram_gb=5 + i / 20, gpus=[(70 + i % 25, 8 + i / 10, 16.0)])
+               for i in range(40)]  # fmt: skip
+    job = submit_with_estimate(hub, lines=lines, line_interval_s=0.125, metrics=metrics, metrics_interval_s=0.25,
+                               schedule_s=1.0)  # fmt: skip
+    sign_in(page, app_url)
+    page.get_by_role("tab", name="My jobs").click()
+    page.get_by_text(job.id).locator("visible=true").first.click()
+    page.locator("#job-details").get_by_text(f"Job {job.id}").wait_for()
+    page.locator("#job-progress").get_by_text("left").wait_for(timeout=20_000)
+    page.locator("#job-usage-note").get_by_text("Peaks over").wait_for(timeout=20_000)
+    page.locator("#job-versus").get_by_text("live metrics").wait_for(timeout=20_000)
+    os.makedirs(SCREENSHOTS, exist_ok=True)
+    page.screenshot(path=os.path.join(SCREENSHOTS, "my-jobs-running-usage.png"), full_page=True)
+    page.locator("#job-details").get_by_text("COMPLETED").first.wait_for(timeout=30_000)
+    page.locator("#job-progress").get_by_text("Training finished").wait_for(timeout=20_000)
+    page.get_by_text("Estimate accuracy").first.click()
+    page.get_by_role("button", name="Show estimate accuracy").click()
+    page.get_by_text("1 finished job(s)").wait_for()
+    page.get_by_role("button", name="Download CSV").wait_for()
+    page.screenshot(path=os.path.join(SCREENSHOTS, "my-jobs-finished-estimate.png"), full_page=True)

@@ -271,3 +271,33 @@ def test_local_k_quants_need_llama_quantize_and_say_what_to_install(world, monke
     assert "F16" not in refused.message.split("need")[0]
     ok = export.plan_export(ANON, cfg.with_changes(quantizations=["F16", "Q8_0"]))
     assert not ok.failed and "--llama_cpp_dir" in ok.launch.args
+
+
+def test_local_metrics_sample_the_jobs_process_group_in_the_hubs_format() -> None:
+    import shutil
+    import subprocess
+    import sys
+    import time
+
+    from trainer_space.jobs.backends.local import _start_ticks, group_metrics
+    from trainer_space.jobs.usage import Usage
+
+    busy = subprocess.Popen([sys.executable, "-c", "x = bytearray(50_000_000)\nwhile True: pass"],
+                            start_new_session=True)  # fmt: skip
+    try:
+        time.sleep(0.3)
+        samples = group_metrics(busy.pid, _start_ticks(busy.pid), max_samples=2, max_seconds=5, interval_s=0.3)
+        assert len(samples) == 2
+        assert set(samples[0]) == {"cpu_usage_pct", "cpu_millicores", "memory_used_bytes", "memory_total_bytes",
+                                   "rx_bps", "tx_bps", "gpus", "replica"}  # fmt: skip
+        assert samples[-1]["cpu_usage_pct"] > 30 and samples[-1]["memory_used_bytes"] > 45_000_000
+        if not shutil.which("nvidia-smi"):
+            assert samples[-1]["gpus"] == {}  # no GPU here: said so, not invented
+            usage = Usage()
+            usage.add(samples)
+            assert "no GPU" in usage.summary()
+        assert group_metrics(busy.pid, 12345, max_samples=1, max_seconds=1) == []  # not our process: nothing
+    finally:
+        busy.kill()
+        busy.wait()
+    assert group_metrics(busy.pid, None, max_samples=1, max_seconds=1) == []  # ended: nothing

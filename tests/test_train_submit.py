@@ -10,6 +10,7 @@ from gradio_client import Client
 from tests import arg_values
 from trainer_space import errors
 from trainer_space.hub.session import WHOAMI_CACHE, HubSession
+from trainer_space.jobs.accuracy import ESTIMATE_ENV
 from trainer_space.jobs.config import CONFIG_ENV, TrainingConfig
 from trainer_space.jobs.preflight import PreflightFailed
 from trainer_space.jobs.spec import SCRIPT_ENV, SCRIPT_SHA_ENV, load_template
@@ -111,8 +112,16 @@ def test_submit_sends_the_exact_job_field_by_field(hub):
         "PYTHONUNBUFFERED",
         "UV_NO_PROGRESS",
         "TRAINER_SPACE_GPUS",
+        ESTIMATE_ENV,
     }
     assert body["environment"]["TRAINER_SPACE_GPUS"] == "1"
+    # the job carries its estimate on its flavor: numbers and the flavor's name, nothing else
+    carried_estimate = json.loads(body["environment"][ESTIMATE_ENV])
+    assert set(carried_estimate) == {"flavor", "gpus", "peak_gpu_mem_gb", "hours", "cost_usd"}
+    assert carried_estimate["flavor"] == "a10g-small" and carried_estimate["gpus"] == 1
+    assert carried_estimate["hours"] == round(result["estimate"]["hours"], 4) > 0
+    assert carried_estimate["cost_usd"] == round(result["estimate"]["cost_usd"], 4)
+    assert 0 < carried_estimate["peak_gpu_mem_gb"] < 24
     carried = TrainingConfig.from_dict(body["environment"][CONFIG_ENV])  # the job carries its resolved config
     assert carried.output_repo == "alice/Qwen2.5-0.5B-sft" and carried.timeout == "3h" and carried.private is False
     assert body["labels"] == {

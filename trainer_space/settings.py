@@ -34,6 +34,9 @@ class Settings:
     local_python: str | None  # a Python with the templates' dependencies (else one is prepared with uv)
     local_max_jobs: int  # Local jobs running at once (the others wait in the queue)
     llama_cpp_dir: str | None  # llama.cpp tools for local GGUF exports (convert_hf_to_gguf.py, llama-quantize)
+    scheduling_alert_s: float = 900.0  # a job SCHEDULING longer than this is flagged in My jobs
+    stall_alert_s: float = 600.0  # a RUNNING job with no progress line for this long is said to make no progress
+    usage_follow_s: float = 600.0  # one live usage stream in My jobs lasts at most this long (then a click resumes)
 
 
 def _url(name: str, default: str) -> str:
@@ -84,4 +87,7 @@ def get_settings() -> Settings:
         local_python=os.environ.get("TRAINER_SPACE_LOCAL_PYTHON") or None,
         local_max_jobs=max(1, int(os.environ.get("TRAINER_SPACE_LOCAL_MAX_JOBS", "1") or 1)),
         llama_cpp_dir=os.environ.get("TRAINER_SPACE_LLAMA_CPP_DIR") or None,
+        scheduling_alert_s=60 * _number("TRAINER_SPACE_SCHEDULING_ALERT_MIN", 15, 0.01, 10_000),
+        stall_alert_s=60 * _number("TRAINER_SPACE_STALL_ALERT_MIN", 10, 0.01, 10_000),
+        usage_follow_s=_number("TRAINER_SPACE_USAGE_FOLLOW_S", 600, 1, 3600),
     )

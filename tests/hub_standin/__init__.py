@@ -3,8 +3,9 @@
 It speaks the Hub's wire format closely enough for `HfApi` to work unchanged:
 
 * `GET /api/whoami-v2` (several tokens map to several users),
-* jobs: create, list (`stage=` / `label=k=v` filters), inspect, logs as server-sent events
-  (full history replayed on every connection, `tail=`), cancel, `GET /api/jobs/hardware`,
+* jobs: create, list (`stage=` / `label=k=v` filters), inspect (with `durations`), logs as server-sent events
+  (full history replayed on every connection, `tail=`), metrics as server-sent events (`event: metric`, no
+  history, 406 once the job has ended), cancel, `GET /api/jobs/hardware`,
 * repos: `POST /api/repos/create`, `GET /api/{models|datasets|spaces}/{id}[/revision/{rev}]`, preupload,
   commit (regular, base64 uploads: a real `upload_folder` / `push_to_hub` completes), tree, paths-info,
   and file downloads `/{id}/resolve/{rev}/{path}` (so `hf_hub_download` / `snapshot_download` work),
@@ -22,6 +23,8 @@ Fixture API (`hub` in tests/conftest.py)::
     hub.add_dataset("alice/data", {"train": rows}, config="default", gated=False, num_rows=None)
     hub.files("alice/out")                    # {path: bytes} of a repo (model by default)
     hub.plan_next_job(lines=[...], final_stage="ERROR", message="...", schedule_s=0.2, line_interval_s=0.1)
+    hub.plan_next_job(metrics=[metric_sample(cpu_pct=80, ram_gb=6, gpus=[(95, 11.2, 24.0)]), ...],
+                      metrics_interval_s=1.0)  # what GET .../metrics streams while the job runs
     hub.fail_next(status, path_prefix="/api/jobs", method=None, message="...", times=1, headers=None)
     hub.fault("/api/jobs/alice", mode="drop_after", method="POST")  # faults: see FailRule (status, after, drop,
     hub.slow_down(token, delay_s=2.0)         #   drop_after, delay, hang), per token; slow_down: one visitor's calls
@@ -39,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from .state import FailRule, HubState, JobPlan, RecordedRequest
+from .state import metric_sample as metric_sample  # re-exported for tests
 
 
 def free_port() -> int:

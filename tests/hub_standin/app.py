@@ -168,6 +168,34 @@ def build_app(state: HubState) -> Starlette:
 
         return StreamingResponse(events(), media_type="text/event-stream")
 
+    async def job_metrics(request: Request) -> Response:
+        """Like the Hub: no history, one `metric` event per interval while the job runs, a keep-alive comment every
+        30 s; nothing while it is scheduled; the stream does not end when the job does (clients time out); a job
+        that has already ended answers 406."""
+        job, err = find_job(request)
+        if err:
+            return err
+        if job.stage()[0] in TERMINAL:
+            return error(406, "Job is not running")
+
+        async def events():
+            last_beat, sent = time.time(), 0
+            while True:
+                now = time.time()
+                stage = job.stage(now)[0]
+                if stage in TERMINAL and now - (job.canceled_at or job.natural_end) > 60:
+                    return  # a test server does not keep silent streams forever
+                due = int((now - job.started) // job.plan.metrics_interval_s) + 1 if stage == "RUNNING" else 0
+                if stage == "RUNNING" and due > sent:
+                    yield f"event: metric\ndata: {json.dumps(job.metric_at(due - 1), separators=(',', ':'))}\n\n"
+                    sent = due
+                if now - last_beat > 30:
+                    last_beat = now
+                    yield ": keep-alive\n\n"
+                await asyncio.sleep(0.02)
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
     # ------------------------------------------------------------------ repos
     async def create_repo(request: Request) -> Response:
         user = require_user(request)
@@ -302,6 +330,7 @@ def build_app(state: HubState) -> Starlette:
         Route("/api/jobs/{ns}", list_jobs, methods=["GET"]),
         Route("/api/jobs/{ns}/{job_id}", inspect_job, methods=["GET"]),
         Route("/api/jobs/{ns}/{job_id}/logs", job_logs, methods=["GET"]),
+        Route("/api/jobs/{ns}/{job_id}/metrics", job_metrics, methods=["GET"]),
         Route("/api/jobs/{ns}/{job_id}/cancel", cancel_job, methods=["POST"]),
         Route("/api/repos/create", create_repo, methods=["POST"]),
         Route("/api/validate-yaml", validate_yaml, methods=["POST"]),

@@ -179,6 +179,39 @@ class JobPlan:
     message: str | None = None
     schedule_s: float = 0.2
     line_interval_s: float = 0.1
+    # `GET .../metrics`: one `metric` event every `metrics_interval_s` while RUNNING (the Hub: once per second);
+    # the i-th event is metrics[i] (the last one repeated); None: an idle CPU sample with no GPU
+    metrics: list[dict[str, Any]] | None = None
+    metrics_interval_s: float = 1.0
+
+
+def metric_sample(
+    cpu_pct: float = 0.0,
+    ram_gb: float = 1.0,
+    gpus: list[tuple[float, float, float]] | None = None,
+    *,
+    millicores: int = 8000,
+    ram_total_gb: float = 32.0,
+    replica: str = "r0a1b",
+) -> dict[str, Any]:
+    """One `metric` event's data as the Hub sends it: `gpus` as (utilization %, used GB, total GB) per GPU."""
+    return {
+        "cpu_usage_pct": cpu_pct,
+        "cpu_millicores": millicores,
+        "memory_used_bytes": int(ram_gb * 1e9),
+        "memory_total_bytes": int(ram_total_gb * 1e9),
+        "rx_bps": 1200,
+        "tx_bps": 300,
+        "gpus": {
+            f"{0x882FA930 + i:08x}": {
+                "utilization": util,
+                "memory_used_bytes": int(used * 1e9),
+                "memory_total_bytes": int(total * 1e9),
+            }
+            for i, (util, used, total) in enumerate(gpus or [])
+        },
+        "replica": replica,
+    }
 
 
 @dataclass
@@ -212,6 +245,11 @@ class Job:
         if now < self.natural_end:
             return "RUNNING", None
         return self.plan.final_stage, self.plan.message
+
+    def metric_at(self, index: int) -> dict[str, Any]:
+        """The `index`-th metric event of the job's run (the plan's samples, the last one repeated)."""
+        samples = self.plan.metrics or [metric_sample()]
+        return samples[min(index, len(samples) - 1)]
 
     def log_events(self, now: float | None = None) -> list[dict[str, str]]:
         now = time.time() if now is None else now

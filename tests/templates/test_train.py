@@ -465,6 +465,7 @@ def test_sft_text_then_resume_from_a_local_checkpoint(
     ]
     proc = run_train(*common)
     assert_trained(proc, out, "sft")
+    assert_progress_lines(proc.stdout, total=2)
     assert (out / "checkpoint-2" / "optimizer.pt").exists()
     assert_loads_back(out, adapter=False)
     assert "last training prompts" in (out / "README.md").read_text()  # no eval split: samples from train
@@ -474,6 +475,36 @@ def test_sft_text_then_resume_from_a_local_checkpoint(
     state = json.loads((out / "trainer_state.json").read_text())
     assert state["global_step"] == 3
     assert [e["step"] for e in state["log_history"] if "loss" in e] == [1, 2, 3]  # steps 1-2 came from the checkpoint
+
+
+def assert_progress_lines(stdout: str, total: int) -> None:
+    """The run printed one progress line per logging step and one at the end, which My jobs reads as is."""
+    from trainer_space.jobs.progress import PREFIX, latest_progress, parse_progress, progress_report
+
+    assert PREFIX == train.PROGRESS_PREFIX
+    found = [p for p in map(parse_progress, stdout.splitlines()) if p is not None]
+    assert [p.step for p in found] == [*range(1, total + 1), total], stdout[-2000:]
+    assert all(p.total == total and p.t and p.peak_gpu_mem_gb is None for p in found)  # CPU: no GPU memory
+    assert found[0].eta_s is not None and found[0].eta_s >= 0 and found[0].loss is not None
+    last = latest_progress(stdout.splitlines())
+    assert last.done and last.fraction == 1.0 and last.eta_now() == 0.0
+    report = progress_report(last, "COMPLETED", started_at=last.t - 10)
+    assert report.fraction == 1.0 and report.text.startswith(f"Training finished at step {total} of {total}")
+
+
+def test_progress_line_is_one_json_line_with_an_eta_from_the_pace() -> None:
+    from trainer_space.jobs.progress import parse_progress
+
+    line = train.progress_line(25, 100, elapsed_s=50.0, steps_done=25, tokens_per_s=1234.56, peak_gpu_mem_gb=11.2345,
+                               loss=1.23456, now=1000.0)  # fmt: skip
+    assert line.startswith("TRAINER_SPACE_PROGRESS {") and "\n" not in line
+    p = parse_progress("  3%|▍   | 25/100 [00:50<02:30]" + line)  # after a progress bar redrawn on the same line
+    assert (p.step, p.total, p.eta_s, p.tokens_per_s, p.peak_gpu_mem_gb, p.loss, p.t) == (
+        25, 100, 150.0, 1234.6, 11.235, 1.2346, 1000.0)  # fmt: skip
+    assert p.eta_now(now=1100.0) == 50.0 and p.eta_now(now=2000.0) == 0.0
+    resumed = parse_progress(train.progress_line(60, 100, elapsed_s=20.0, steps_done=10, now=1.0))
+    assert resumed.eta_s == 80.0  # the pace of this run's own steps (resumed at step 50)
+    assert parse_progress("TRAINER_SPACE_PROGRESS {not json") is None and parse_progress("loss 1.2") is None
 
 
 # ----------------------------------------------------------------------------- push path (Hub stand-in, slow)

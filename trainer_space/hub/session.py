@@ -11,10 +11,12 @@ the token itself) for a few minutes because whoami is rate limited.
 from __future__ import annotations
 
 import json
+import queue
 import re
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -46,6 +48,8 @@ TERMINAL_STAGES = frozenset({"COMPLETED", "CANCELED", "ERROR", "DELETED"})
 WRITE_ROLES = frozenset({"admin", "write", "contributor"})  # org roles that may create repos and run jobs
 TOKEN_SECRET = "HF_TOKEN"
 LOG_READ_ATTEMPTS = 3
+METRICS_MAX_SAMPLES = 30  # one read of a job's metrics: at most this many samples ...
+METRICS_MAX_SECONDS = 30.0  # ... or this long (the Hub sends one sample per second), so a viewer never holds a worker
 WHOAMI_CACHE: TTLCache[Visitor] = TTLCache(ttl_s=300.0, max_items=512)
 
 
@@ -323,6 +327,67 @@ class HubSession:
         ns = self._namespace(namespace)
         with self._hub_call(job_id=job_id, action="read this job's logs"):
             yield from self.api.fetch_job_logs(job_id=job_id, namespace=ns, follow=True, tail=tail, token=self._auth)
+
+    def job_metrics(
+        self,
+        job_id: str,
+        *,
+        namespace: str | None = None,
+        max_samples: int = 5,
+        max_seconds: float = 5.0,
+    ) -> list[dict[str, Any]]:
+        """The job's live metrics: the samples the Hub sends (one per second) for at most `max_samples` samples or
+        `max_seconds` seconds, whichever comes first; [] for a job that is scheduled or has ended (no history).
+
+        Read with huggingface_hub's own `fetch_job_metrics` (its SSE parser), in a thread, so that a silent
+        stream (a scheduled job, a job that just ended) never holds the caller past `max_seconds`. Each sample is
+        the Hub's dict: cpu_usage_pct, cpu_millicores, memory_used_bytes, memory_total_bytes, rx_bps, tx_bps,
+        gpus {id: {utilization, memory_used_bytes, memory_total_bytes}}, replica.
+        """
+        validate_job_id(job_id)
+        ns = self._namespace(namespace)
+        max_samples = max(1, min(int(max_samples), METRICS_MAX_SAMPLES))
+        max_seconds = max(0.1, min(float(max_seconds), METRICS_MAX_SECONDS))
+        out: queue.Queue = queue.Queue()
+        stop = threading.Event()
+
+        def pump() -> None:
+            stream = self.api.fetch_job_metrics(job_id=job_id, namespace=ns, follow=True, token=self._auth)
+            try:
+                with self._hub_call(job_id=job_id, action="read this job's metrics"):
+                    for sample in stream:
+                        if stop.is_set():
+                            return
+                        out.put(sample)
+                out.put(None)
+            except Exception as err:  # handed to the reader
+                out.put(err)
+            finally:
+                close = getattr(stream, "close", None)
+                if close is not None:
+                    close()
+
+        threading.Thread(target=pump, daemon=True, name=f"metrics-{job_id[:8]}").start()
+        samples: list[dict[str, Any]] = []
+        deadline = time.monotonic() + max_seconds
+        try:
+            while len(samples) < max_samples:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                try:
+                    item = out.get(timeout=left)
+                except queue.Empty:
+                    break
+                if item is None:
+                    break
+                if isinstance(item, Exception):
+                    raise item
+                if isinstance(item, dict):
+                    samples.append(item)
+        finally:
+            stop.set()
+        return samples
 
     def cancel_job(self, job_id: str, *, namespace: str | None = None) -> JobInfo:
         """Cancel a job (the read role in an org cannot). Cancelling is idempotent: when the Hub's answer is lost,

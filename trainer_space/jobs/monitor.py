@@ -25,10 +25,13 @@ from ..hub.hardware import Flavor, get_flavor
 from ..hub.session import TERMINAL_STAGES, HubSession
 from ..settings import get_settings
 from ..validation import format_timeout, validate_int, validate_job_id
+from .accuracy import JobEstimate
 from .backends import HF_JOBS, JobBackend, backend_of, find_job, job_backend, job_backends, list_all
 from .config import ExportConfig, TrainingConfig
 from .diagnosis import Diagnosis, diagnose
+from .progress import format_seconds
 from .spec import APP_LABEL, space_subdomain
+from .usage import Usage
 
 
 @dataclass(frozen=True)
@@ -117,12 +120,19 @@ def safe_repo_id(value: str | None) -> str | None:
     return value if value and _REPO_ID.fullmatch(value) and ".." not in value else None
 
 
-def trackio_embed_url(space_id: str | None, project: str | None) -> str | None:
-    """The Trackio dashboard of `project` on `space_id`, embeddable (no sidebar/navbar); None if a value is unsafe."""
+TRACKIO_METRICS = {"grpo": "train/loss,train/reward", "reward": "train/loss,train/accuracy"}
+TRACKIO_DEFAULT_METRICS = "train/loss,eval/loss"  # what transformers' TrackioCallback logs (rewrite_logs names)
+
+
+def trackio_embed_url(space_id: str | None, project: str | None, method: str | None = None) -> str | None:
+    """The Trackio dashboard of `project` on `space_id`, embeddable: on the project, showing its loss chart
+    (`metrics`, by the method), no sidebar or navbar (Trackio's documented query parameters). None if a value is
+    unsafe."""
     space = safe_repo_id(space_id)
     if space is None or not project or not _PROJECT.fullmatch(project):
         return None
-    query = urlencode({"project": project, "sidebar": "hidden", "navbar": "hidden"})
+    metrics = TRACKIO_METRICS.get(method or "", TRACKIO_DEFAULT_METRICS)
+    query = urlencode({"project": project, "metrics": metrics, "sidebar": "hidden", "navbar": "hidden"}, safe="/,")
     return f"https://{space_subdomain(space)}.hf.space/?{query}"
 
 
@@ -184,14 +194,37 @@ class JobDetails:
     config: TrainingConfig | ExportConfig | None = None  # what the app submitted (None for other jobs)
     backend: str = HF_JOBS
     output_dir: str | None = None  # a local job's outputs on this machine
+    estimate: JobEstimate | None = None  # what the estimator said (training jobs of this app)
+    scheduling_s: float | None = None  # seconds spent waiting for hardware (so far, while SCHEDULING)
+    running_s: float = 0.0  # seconds running (billed)
+    usd_per_hour: float | None = None  # the flavor's price (0 on this machine)
+    stuck_scheduling: bool = False  # SCHEDULING for longer than the setting (TRAINER_SPACE_SCHEDULING_ALERT_MIN)
 
     @property
     def terminal(self) -> bool:
         return self.stage in TERMINAL_STAGES
 
+    @property
+    def started_ts(self) -> float | None:
+        """When it started running (unix seconds)."""
+        return datetime.strptime(self.started_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp() \
+            if self.started_at else None  # fmt: skip
+
+    def scheduling_note(self) -> str | None:
+        """The plain sentence for a job waiting too long for hardware (None otherwise)."""
+        if not self.stuck_scheduling:
+            return None
+        return (
+            f"Waiting for hardware ({self.flavor}) for {format_seconds(self.scheduling_s)}, longer than "
+            f"{format_seconds(get_settings().scheduling_alert_s)}. Cost so far: $0.00 (billing starts when it runs). "
+            "Cancel it if you would rather not wait, or try another flavor."
+        )
+
     def to_json(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in fields(self)}
         out["config"] = self.config.to_json() if self.config is not None else None
+        out["estimate"] = asdict(self.estimate) if self.estimate is not None else None
+        out["scheduling_note"] = self.scheduling_note()
         return out
 
 
@@ -202,8 +235,18 @@ def job_config(job: JobInfo) -> TrainingConfig | ExportConfig | None:
     return config_class.from_job_env(job.environment) if config_class else None
 
 
+def scheduling_seconds(job: JobInfo, now: datetime | None = None) -> float | None:
+    """Seconds the job waited for hardware (still waiting: so far), from the Hub's durations when it gives them."""
+    if job.durations is not None and job.durations.scheduling_secs is not None:
+        return float(job.durations.scheduling_secs)
+    if job.created_at is None:
+        return None
+    end = job.started_at or job.finished_at or now or datetime.now(UTC)
+    return max(0.0, (end - job.created_at).total_seconds())
+
+
 def job_details(job: JobInfo, flavors: tuple[Flavor, ...] | None = None) -> JobDetails:
-    """Details of one job: times, cost so far, its config, and links (output repo, Trackio dashboard)."""
+    """Details of one job: times, cost so far, its config, its estimate, and links (output repo, Trackio)."""
     row = job_row(job, flavors)
     labels = dict(job.labels or {})
     config = job_config(job)
@@ -213,6 +256,8 @@ def job_details(job: JobInfo, flavors: tuple[Flavor, ...] | None = None) -> JobD
     )
     trackio = safe_repo_id(getattr(config, "trackio_space", None) or labels.get("trackio"))
     project = getattr(config, "trackio_project", None) or labels.get("project")
+    info = get_flavor(row.flavor, flavors)
+    scheduling = scheduling_seconds(job)
     return JobDetails(
         id=job.id,
         namespace=row.namespace,
@@ -231,11 +276,17 @@ def job_details(job: JobInfo, flavors: tuple[Flavor, ...] | None = None) -> JobD
         output_repo=output,
         output_url=f"{endpoint}/{output}" if output else None,
         trackio_space=trackio,
-        trackio_url=trackio_embed_url(trackio, project) if row.kind == "train" else None,
+        trackio_url=trackio_embed_url(trackio, project, getattr(config, "method", None) or labels.get("method"))
+        if row.kind == "train" else None,
         config=config,
         backend=row.backend,
         output_dir=str(Path(job.job_dir) / "output") if getattr(job, "job_dir", None) else None,
-    )
+        estimate=JobEstimate.from_env(job.environment) if row.kind == "train" else None,
+        scheduling_s=scheduling,
+        running_s=running_seconds(job),
+        usd_per_hour=info.usd_per_hour if info else (0.0 if row.backend == "local" else None),
+        stuck_scheduling=row.stage == "SCHEDULING" and (scheduling or 0) > get_settings().scheduling_alert_s,
+    )  # fmt: skip
 
 
 def diagnose_job(
@@ -442,3 +493,49 @@ def follow_logs(
         yield LogView(tuple(buffer), True)
     finally:
         stop.set()
+
+
+# ---------------------------------------------------------------------------------------------- live usage
+@dataclass(frozen=True)
+class UsageView:
+    """The live usage of a job at one moment: every sample so far (with peaks), the stage, whether it has ended."""
+
+    usage: Usage
+    stage: str
+    ended: bool
+
+
+def follow_usage(
+    session: HubSession,
+    job_id: str,
+    *,
+    where: JobWhere | None = None,
+    usage: Usage | None = None,
+    max_seconds: float | None = None,
+    batch_s: float = 5.0,
+) -> Iterator[UsageView]:
+    """The job's usage every `batch_s` seconds (a bounded metrics read each), for at most `max_seconds`
+    (TRAINER_SPACE_USAGE_FOLLOW_S by default), until the job ends. A reader that stops iterating stops it at once:
+    no read outlives its batch. While the job is scheduled, its stage is checked once per batch."""
+    where = where or where_is(session, job_id)
+    backend = job_backend(where.backend, session)
+    usage = usage or Usage()
+    stage = where.stage
+    if stage in TERMINAL_STAGES:
+        yield UsageView(usage, stage, True)
+        return
+    deadline = time.monotonic() + (max_seconds or get_settings().usage_follow_s)
+    while (left := deadline - time.monotonic()) > 0.5:
+        raw = backend.job_metrics(job_id, namespace=where.namespace, max_samples=max(1, round(batch_s)),
+                                  max_seconds=min(batch_s, left))  # fmt: skip
+        if raw:
+            usage.add(raw)
+            stage = "RUNNING"
+        else:
+            stage = backend.find_job(job_id).status.stage
+            if stage in TERMINAL_STAGES:
+                yield UsageView(usage, stage, True)
+                return
+            if stage == "SCHEDULING" and where.backend != HF_JOBS:  # local reads return at once: pace them
+                time.sleep(min(batch_s, max(0.0, deadline - time.monotonic())))
+        yield UsageView(usage, stage, False)

@@ -19,6 +19,7 @@ from ..hub.hardware import LOCAL_FLAVOR, get_flavor
 from ..hub.session import HubSession
 from ..settings import get_settings
 from ..validation import format_timeout, is_local_ref
+from .accuracy import JobEstimate
 from .backends import JOB_DIR, LOCAL, JobLaunch, job_backend
 from .backends.hf_jobs import job_request
 from .backends.local import local_command, local_spec, this_machine
@@ -133,6 +134,11 @@ def job_labels(cfg: TrainingConfig, timeout_s: int) -> dict[str, str]:
     return {k: v for k, v in labels.items() if v}
 
 
+def estimate_env(check: EstimateCheck) -> dict[str, str]:
+    """The job's estimate on its flavor, carried in its environment (numbers only; nothing without an estimate)."""
+    return JobEstimate.from_flavor_estimate(check.chosen).to_env() if check.chosen is not None else {}
+
+
 def trackio_url(space_id: str, project: str | None = None) -> str:
     """The Trackio dashboard's page (for links; My jobs embeds it with `monitor.trackio_embed_url`)."""
     query = f"?project={project}" if project else ""
@@ -198,7 +204,7 @@ def plan_training(session: HubSession, cfg: TrainingConfig, *, dry_run: bool = T
         template=template,
         args=tuple(template_args(cfg)),
         labels={**job_labels(cfg, preflight.timeout_s), KEY_LABEL: key},
-        env={CONFIG_ENV: json.dumps(cfg.to_json(), separators=(",", ":"))},
+        env={CONFIG_ENV: json.dumps(cfg.to_json(), separators=(",", ":")), **estimate_env(preflight.estimate)},
         flavor=preflight.flavor,
         timeout_s=preflight.timeout_s,
         gpus=flavor.gpus if flavor else 1,

@@ -1,11 +1,14 @@
 """The "My jobs" tab: the visitor's jobs (refreshed while any runs), one job's details, live logs,
 cancel with confirmation, the diagnosis of a failed job (its fix carried to the Train tab as a whole config),
-and the Trackio dashboard of a training job.
+progress from the job's own progress lines, live GPU/CPU/RAM usage with peaks, the estimate beside the
+measurement, the estimator's accuracy over the visitor's finished jobs, and the Trackio dashboard.
 """
 
 from __future__ import annotations
 
 import html
+import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -15,9 +18,12 @@ import pandas as pd
 
 from ..hub.session import TERMINAL_STAGES
 from ..jobs import monitor
+from ..jobs.accuracy import ACCURACY_COLUMNS, JobEstimate, accuracy_summary, compare, estimate_accuracy
 from ..jobs.backends import BACKEND_LABELS
 from ..jobs.diagnosis import Diagnosis
 from ..jobs.monitor import JobDetails
+from ..jobs.progress import Progress, latest_progress, progress_report
+from ..jobs.usage import Usage
 from ..settings import get_settings
 from ..validation import validate_job_id
 from .api import split_names
@@ -28,6 +34,9 @@ HEADERS = ["Job", "Kind", "Model / output", "Stage", "Where", "Flavor", "Started
 STAGES = ["SCHEDULING", "RUNNING", "COMPLETED", "ERROR", "CANCELED"]
 LOG_LINES = 500  # lines kept in the live log view
 LOG_CONCURRENCY = CONCURRENCY["logs"]  # log streams served at once, in their own pool: they never hold up others
+USAGE_CONCURRENCY = 20  # live usage streams served at once (their own pool; each lasts TRAINER_SPACE_USAGE_FOLLOW_S)
+ACCURACY_HEADERS = ["Job", "Finished", "Where", "Flavor", "Method", "Model", "Est. peak GB", "Peak GB",
+                    "Peak ratio", "Est. min", "Min", "Time ratio", "Est. $", "$", "Cost ratio"]  # fmt: skip
 # diagnosis kind -> the tab whose button the action opens (tab labels as composed in ui/__init__.py)
 ACTION_TABS = {
     "dataset_columns": "Dataset",
@@ -77,6 +86,13 @@ def _duration(seconds: int | None) -> str:
     return f"{hours} h {rest // 60:02d} min" if hours else f"{rest // 60} min"
 
 
+def _seconds(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    minutes, secs = divmod(int(seconds), 60)
+    return _duration(seconds) if minutes >= 60 else (f"{minutes} min {secs:02d} s" if minutes else f"{secs} s")
+
+
 def _when(iso: str | None) -> str:
     return iso.replace("T", " ").replace("Z", " UTC") if iso else "—"
 
@@ -95,6 +111,7 @@ def details_markdown(details: JobDetails) -> str:
         ("Model", _md(cfg.get("model") or labels.get("model") or "—"), "Duration", f"{d['duration_min']:g} min"),
         ("Created", _when(d.get("created_at")), "Cost so far", f"${d['cost_usd']:.2f}"),
         ("Started", _when(d.get("started_at")), "Finished", _when(d.get("finished_at"))),
+        ("Scheduling", _seconds(d.get("scheduling_s")), "Running", _seconds(d.get("running_s"))),
     ]
     if cfg.get("dataset"):
         pairs.append(("Dataset", _md(cfg["dataset"]), "Learning rate", _md(cfg.get("learning_rate") or "preset")))
@@ -107,11 +124,12 @@ def details_markdown(details: JobDetails) -> str:
         links.append(f"[Output repo {_md(d['output_repo'])}]({d['output_url']})")
     if d.get("trackio_space"):
         links.append(f"[Trackio Space](https://huggingface.co/spaces/{d['trackio_space']})")
+    flag = f"**⚠ {_md(d['scheduling_note'])}**\n\n" if d.get("scheduling_note") else ""
     shown = {k: v for k, v in sorted(labels.items()) if k != "name"}
     label_text = ", ".join(f"{_md(k)}={_md(v)}" for k, v in shown.items()) or "none"
     return (
         f"### Job `{d['id']}` " + ("on this machine" if d.get("backend") == "local" else f"in {_md(d['namespace'])}")
-        + "\n\n" + "\n".join(rows)
+        + "\n\n" + flag + "\n".join(rows)
         + f"\n\nLabels: {label_text}\n\n" + " · ".join(links)
     )  # fmt: skip
 
@@ -144,6 +162,94 @@ def trackio_html(url: str | None) -> str:
     )
 
 
+def job_facts(details: JobDetails) -> dict[str, Any]:
+    """What the progress and estimate views need about the open job (kept in a State: no Hub call to redraw)."""
+    return {
+        "id": details.id,
+        "kind": details.kind,
+        "stage": details.stage,
+        "estimate": details.to_json()["estimate"],
+        "usd_per_hour": details.usd_per_hour,
+        "running_s": details.running_s,
+        "started_ts": details.started_ts,
+        "read_at": time.time(),
+    }
+
+
+def progress_html(facts: dict[str, Any] | None, progress: dict[str, Any] | None, now: float | None = None) -> str:
+    """The progress bar and ETA from the job's latest progress line, or the plain sentence when there is none."""
+    if not facts or facts.get("kind") != "train":
+        return ""
+    report = progress_report(Progress.from_json(progress), facts["stage"], started_at=facts.get("started_ts"),
+                             now=now, stall_after_s=get_settings().stall_alert_s)  # fmt: skip
+    text = html.escape(report.text)
+    if report.stalled:
+        text = f"<strong>⚠ {text}</strong>"
+    bar = ""
+    if report.fraction is not None:
+        pct = round(100 * report.fraction, 1)
+        colour = "var(--error-500, #dc2626)" if report.stalled else "var(--color-accent, #f97316)"
+        bar = (f'<div role="progressbar" aria-valuenow="{pct}" aria-valuemin="0" aria-valuemax="100" '
+               'style="height:14px;border-radius:7px;background:var(--neutral-200,#e5e7eb);overflow:hidden;'
+               f'margin:4px 0"><div style="width:{pct}%;height:100%;background:{colour}"></div></div>'
+               f'<span style="font-weight:600">{pct:g}%</span> · ')  # fmt: skip
+    return f'<div id="job-progress-inner">{bar}{text}</div>'
+
+
+def versus_markdown(facts: dict[str, Any] | None, progress: dict[str, Any] | None,
+                    usage: dict[str, Any] | None, now: float | None = None) -> str:  # fmt: skip
+    """The estimate beside the measurement (peak GPU memory, running time, cost) with the ratio."""
+    if not facts or facts.get("kind") != "train":
+        return ""
+    estimate = JobEstimate.from_env({"TRAINER_SPACE_ESTIMATE": _json(facts.get("estimate"))})
+    running = float(facts.get("running_s") or 0.0)
+    if facts.get("stage") == "RUNNING":  # still counting: add the time since the details were read
+        running += max(0.0, (now or time.time()) - float(facts.get("read_at") or time.time()))
+    peaks = Usage.from_json(usage).peaks if usage else None
+    prog = Progress.from_json(progress)
+    c = compare(estimate, running_s=running if facts.get("stage") != "SCHEDULING" else 0.0,
+                usd_per_hour=facts.get("usd_per_hour"), progress_peak_gb=prog.peak_gpu_mem_gb if prog else None,
+                metrics_peak_gb=peaks.gpu_mem_gb if peaks and peaks.has_gpu else None)  # fmt: skip
+    if estimate is None:
+        return "*This job carries no estimate (submitted before estimates were recorded, or without one).*"
+    so_far = " so far" if facts.get("stage") not in TERMINAL_STAGES else ""
+    rows = ["| | Estimate | Measured" + so_far + " | Measured / estimate |", "|---|---|---|---|"]
+    rows += [f"| **{a}** | {b} | {_md(c_)} | {r} |" for a, b, c_, r in c.rows()]
+    return f"#### Estimate vs measured (on {_md(estimate.flavor)})\n" + "\n".join(rows)
+
+
+def _json(value: Any) -> str | None:
+    import json
+
+    return json.dumps(value) if value else None
+
+
+def usage_frames(usage: Usage) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(GPU memory, GPU utilisation, CPU/RAM) frames for the charts, time as UTC datetimes."""
+    gpu = pd.DataFrame(usage.gpu_rows(), columns=["time", "gpu", "memory_gb", "utilization"])
+    host = pd.DataFrame(usage.host_rows(), columns=["time", "series", "percent"])
+    for frame in (gpu, host):
+        frame["time"] = pd.to_datetime(frame["time"], unit="s", utc=True)
+    return gpu[["time", "gpu", "memory_gb"]], gpu[["time", "gpu", "utilization"]], host
+
+
+def accuracy_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=list(ACCURACY_COLUMNS))
+    frame.columns = ACCURACY_HEADERS
+    return frame
+
+
+def accuracy_points(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """Long form for the chart: one point per job and measure (ratio measured / estimate)."""
+    points = [
+        {"job": r["job"][:8], "measure": what, "ratio": r[key]}
+        for r in reversed(rows)
+        for key, what in (("peak_ratio", "peak GPU memory"), ("time_ratio", "time"), ("cost_ratio", "cost"))
+        if r.get(key) is not None
+    ]
+    return pd.DataFrame(points, columns=["job", "measure", "ratio"])
+
+
 @dataclass
 class JobsTab:
     orgs: gr.Textbox
@@ -172,11 +278,47 @@ class JobsTab:
     stop: gr.Button
     logs: gr.Code
     trackio: gr.HTML
+    facts: gr.State  # job_facts() of the open job, as last read
+    progress_state: gr.State  # the latest progress line of the open job (Progress.to_json)
+    progress: gr.HTML
+    versus: gr.Markdown
+    usage_state: gr.State  # Usage.to_json of the open job
+    usage_note: gr.Markdown
+    usage_follow: gr.Button
+    gpu_mem_plot: gr.LinePlot
+    gpu_util_plot: gr.LinePlot
+    host_plot: gr.LinePlot
+    acc_button: gr.Button
+    acc_note: gr.Markdown
+    acc_table: gr.Dataframe
+    acc_plot: gr.ScatterPlot
+    acc_csv: gr.DownloadButton
 
     @property
     def panel_outputs(self) -> list[Any]:
         return [self.opened, self.panel, self.details, self.cancel, self.confirm_row, self.diagnosis, self.action,
-                self.action_target, self.trackio, self.fix, self.where]  # fmt: skip
+                self.action_target, self.trackio, self.fix, self.where, self.facts]  # fmt: skip
+
+    @property
+    def open_outputs(self) -> list[Any]:
+        """Opening a job also resets the views of the last one (progress, usage, estimate vs measured)."""
+        return [*self.panel_outputs, self.progress_state, self.progress, self.versus, self.usage_state,
+                self.usage_note, self.gpu_mem_plot, self.gpu_util_plot, self.host_plot]  # fmt: skip
+
+    @property
+    def usage_outputs(self) -> list[Any]:
+        return [self.usage_state, self.usage_note, self.gpu_mem_plot, self.gpu_util_plot, self.host_plot]
+
+    def _usage_update(self, usage: Usage, note: str) -> dict[Any, Any]:
+        mem, util, host = usage_frames(usage)
+        has_gpu = usage.peaks.has_gpu
+        return {
+            self.usage_state: usage.to_json(),
+            self.usage_note: note,
+            self.gpu_mem_plot: gr.LinePlot(mem, visible=has_gpu),
+            self.gpu_util_plot: gr.LinePlot(util, visible=has_gpu),
+            self.host_plot: gr.LinePlot(host, visible=bool(usage.samples)),
+        }
 
     # ------------------------------------------------------------------ table
     def on_table(self, orgs: str, only_this_app: bool, stages: list[str] | None,
@@ -230,10 +372,16 @@ class JobsTab:
             self.fix: {"kind": d.kind, "config": status.fix.to_json()} if status.fix else None,
             self.where: {"backend": d.backend, "namespace": d.namespace, "stage": d.stage},
         }
+        facts = job_facts(d)
+        out[self.facts] = facts
         if not running:
             out[self.confirm_row] = gr.Row(visible=False)
         if embed:
             out[self.trackio] = gr.HTML(trackio_html(d.trackio_url), visible=bool(d.trackio_url))
+            out[self.progress_state] = None
+            out[self.progress] = progress_html(facts, None)
+            out[self.versus] = versus_markdown(facts, None, None)
+            out |= self._usage_update(Usage(), "")
         return out
 
     def on_refresh(self, job_id: str, where: dict[str, str] | None,
@@ -246,9 +394,24 @@ class JobsTab:
             return {}
         return self.on_open(job_id, oauth_token, embed=False)
 
-    def on_follow(self, job_id: str, where: dict[str, str] | None,
-                  oauth_token: gr.OAuthToken | None = None) -> Iterator[dict[Any, Any]]:  # fmt: skip
-        """Stream the job's logs (the last LOG_LINES lines) until it ends; the tail only for an ended job."""
+    def on_follow(self, job_id: str, where: dict[str, str] | None, oauth_token: gr.OAuthToken | None = None,
+                  facts: dict[str, Any] | None = None) -> Iterator[dict[Any, Any]]:  # fmt: skip
+        """Stream the job's logs (the last LOG_LINES lines) until it ends; the tail only for an ended job.
+
+        The latest progress line among them (the job's own report, not the last log line) feeds the progress bar.
+        """
+        if facts and facts.get("stage") == "SCHEDULING":  # log lines come once it runs (the end redraws it anyway)
+            facts = {**facts, "stage": "RUNNING"}
+        for update in self._follow(job_id, where, oauth_token):
+            if self.logs in update:
+                found = latest_progress(update[self.logs].splitlines())
+                if found is not None:
+                    update[self.progress_state] = found.to_json()
+                    update[self.progress] = progress_html(facts, found.to_json())
+            yield update
+
+    def _follow(self, job_id: str, where: dict[str, str] | None,
+                oauth_token: gr.OAuthToken | None = None) -> Iterator[dict[Any, Any]]:  # fmt: skip
         if not job_id:
             return
         session = reader_for(oauth_token)
@@ -269,6 +432,55 @@ class JobsTab:
             else:
                 yield {self.logs: text, self.log_note: "The job has ended; details and diagnosis are updated above.",
                        self.stop: gr.Button(visible=False)}  # fmt: skip
+
+    def on_measures(self, facts: dict[str, Any] | None, progress: dict[str, Any] | None,
+                    usage: dict[str, Any] | None) -> dict[Any, Any]:  # fmt: skip
+        """Redraw the progress and the estimate vs measured table from what is known (no Hub call)."""
+        return {self.progress: progress_html(facts, progress), self.versus: versus_markdown(facts, progress, usage)}
+
+    def on_usage(self, job_id: str, where: dict[str, str] | None, oauth_token: gr.OAuthToken | None = None,
+                 usage: dict[str, Any] | None = None) -> Iterator[dict[Any, Any]]:  # fmt: skip
+        """Stream the job's GPU/CPU/RAM usage into the charts (peaks kept) for at most TRAINER_SPACE_USAGE_FOLLOW_S."""
+        if not job_id:
+            return
+        session = reader_for(oauth_token)
+        job_id = validate_job_id(job_id)
+        known = where if where and {"backend", "namespace", "stage"} <= set(where) else None
+        found = monitor.JobWhere(**known) if known else monitor.where_is(session, job_id)
+        state = Usage.from_json(usage)
+        limit = get_settings().usage_follow_s
+        last: monitor.UsageView | None = None
+        for view in monitor.follow_usage(session, job_id, where=found, usage=state, max_seconds=limit):
+            last = view
+            if view.ended:
+                break
+            waiting = "waiting for hardware: usage starts when it runs" if view.stage == "SCHEDULING" else "live"
+            yield self._usage_update(view.usage, f"Usage ({waiting}). {view.usage.summary()}")
+        if last is None or last.ended:
+            usage_now = last.usage if last else state
+            note = ("The job has ended: live usage is only sent while a job runs. " + usage_now.summary()
+                    if usage_now.peaks.samples else "The job has ended: live usage is only sent while a job runs; "
+                    "the measured peak GPU memory comes from its progress lines.")  # fmt: skip
+            yield self._usage_update(usage_now, note)
+        else:
+            yield self._usage_update(last.usage, f"Live usage paused after {limit / 60:.0f} min (peaks kept): press "
+                                     f"'Follow usage' to resume. {last.usage.summary()}")  # fmt: skip
+
+    def on_accuracy(self, oauth_token: gr.OAuthToken | None = None) -> dict[Any, Any]:
+        """The estimator's accuracy over the visitor's finished training jobs: table, chart and CSV."""
+        rows = estimate_accuracy(reader_for(oauth_token))
+        frame = accuracy_frame(rows)
+        path = None
+        if rows:
+            with tempfile.NamedTemporaryFile("w", suffix=".csv", prefix="estimate-accuracy-", delete=False) as fh:
+                frame.to_csv(fh, index=False)
+                path = fh.name
+        return {
+            self.acc_note: accuracy_summary(rows),
+            self.acc_table: frame,
+            self.acc_plot: gr.ScatterPlot(accuracy_points(rows), visible=bool(rows)),
+            self.acc_csv: gr.DownloadButton(value=path, visible=path is not None),
+        }
 
     def on_stop(self) -> dict[Any, Any]:
         return {self.log_note: "Stopped following. Open the job again to resume.", self.stop: gr.Button(visible=False)}
@@ -315,18 +527,44 @@ def build_tab() -> JobsTab:
             action_btn = gr.Button(visible=False, variant="primary", scale=0, min_width=220)
         action_target = gr.Textbox(visible=False)
         fix = gr.State(None)
+        facts = gr.State(None)
+        progress_state = gr.State(None)
+        progress = gr.HTML(elem_id="job-progress")
+        versus = gr.Markdown(elem_id="job-versus")
+        usage_state = gr.State(None)
+        with gr.Row(equal_height=True):
+            usage_note = gr.Markdown(elem_id="job-usage-note")
+            usage_follow = gr.Button("Follow usage", scale=0, size="sm", min_width=140)
+        with gr.Row(elem_id="job-usage"):
+            plot = dict(x="time", height=220, x_title="", visible=False)
+            gpu_mem_plot = gr.LinePlot(y="memory_gb", color="gpu", title="GPU memory (GB)", y_title="GB", **plot)
+            gpu_util_plot = gr.LinePlot(y="utilization", color="gpu", title="GPU utilisation (%)", y_title="%",
+                                        y_lim=[0, 100], **plot)  # fmt: skip
+            host_plot = gr.LinePlot(y="percent", color="series", title="CPU and RAM (%)", y_title="%", **plot)
         with gr.Row(equal_height=True):
             log_note = gr.Markdown()
             stop_btn = gr.Button("Stop following", scale=0, size="sm", min_width=140, visible=False)
         logs = gr.Code(label=f"Logs (last {LOG_LINES} lines)", lines=16, max_lines=16, interactive=False,
                        elem_id="job-logs", wrap_lines=True)  # fmt: skip
         trackio = gr.HTML(visible=False, label="Training metrics (Trackio)")
+    with gr.Accordion("Estimate accuracy: the estimate beside what your finished jobs used", open=False,
+                      elem_id="estimate-accuracy"):  # fmt: skip
+        with gr.Row(equal_height=True):
+            acc_note = gr.Markdown("Every finished training job started from this app adds one row.")
+            acc_button = gr.Button("Show estimate accuracy", scale=0, min_width=200)
+            acc_csv = gr.DownloadButton("Download CSV", visible=False, scale=0, min_width=160)
+        acc_table = gr.Dataframe(headers=ACCURACY_HEADERS, interactive=False, wrap=True, max_height=320)
+        acc_plot = gr.ScatterPlot(x="job", y="ratio", color="measure", title="Measured / estimated, per job",
+                                  y_title="ratio (1 = exact)", height=260, visible=False)  # fmt: skip
     tab = JobsTab(
         orgs=orgs, stages=stages, only_app=only_app, refresh=refresh, note=note, table=table, timer=timer,
         job_id=job_id, open_button=open_btn, opened=opened, where=where, panel=panel, details=details,
         cancel=cancel_btn, confirm_row=confirm_row, confirm_text=confirm_text, yes=yes, keep=keep,
         diagnosis=diagnosis, action=action_btn, action_target=action_target, fix=fix, log_note=log_note,
-        stop=stop_btn, logs=logs, trackio=trackio,
+        stop=stop_btn, logs=logs, trackio=trackio, facts=facts, progress_state=progress_state, progress=progress,
+        versus=versus, usage_state=usage_state, usage_note=usage_note, usage_follow=usage_follow,
+        gpu_mem_plot=gpu_mem_plot, gpu_util_plot=gpu_util_plot, host_plot=host_plot, acc_button=acc_button,
+        acc_note=acc_note, acc_table=acc_table, acc_plot=acc_plot, acc_csv=acc_csv,
     )  # fmt: skip
 
     hub = concurrency("hub")
@@ -336,28 +574,44 @@ def build_tab() -> JobsTab:
         trigger(table_handler, [orgs, only_app, stages], table_outputs, api_visibility="private",
                 show_progress="hidden", **hub)  # fmt: skip
     refresh_handler = ui_errors(tab.on_refresh)
+    measures = [facts, progress_state, usage_state], [progress, versus]
     timer.tick(refresh_handler, [opened, where], tab.panel_outputs, api_visibility="private", show_progress="hidden",
-               **hub)  # fmt: skip
+               **hub).then(tab.on_measures, *measures, api_visibility="private", show_progress="hidden")  # fmt: skip
 
     open_handler = ui_errors(tab.on_open)
     follow = ui_errors_gen(tab.on_follow)
     follows = []
+    usage = ui_errors_gen(tab.on_usage)
+    usages = []
+    usage_stream = {"api_visibility": "private", "concurrency_limit": USAGE_CONCURRENCY, "concurrency_id": "usage",
+                    "show_progress": "hidden"}  # fmt: skip
     for opening in (
         table.select(_pick_row, None, job_id, api_visibility="private").success(
-            open_handler, [job_id], tab.panel_outputs, api_visibility="private", **hub
+            open_handler, [job_id], tab.open_outputs, api_visibility="private", **hub
         ),
-        job_id.submit(open_handler, [job_id], tab.panel_outputs, api_visibility="private", **hub),
-        open_btn.click(open_handler, [job_id], tab.panel_outputs, api_visibility="private", **hub),
+        job_id.submit(open_handler, [job_id], tab.open_outputs, api_visibility="private", **hub),
+        open_btn.click(open_handler, [job_id], tab.open_outputs, api_visibility="private", **hub),
     ):
         stream = opening.success(
-            follow, [opened, where], [logs, log_note, stop_btn], api_visibility="private",
-            concurrency_limit=LOG_CONCURRENCY, concurrency_id="logs", show_progress="hidden",
+            follow, [opened, where, facts], [logs, log_note, stop_btn, progress_state, progress],
+            api_visibility="private", concurrency_limit=LOG_CONCURRENCY, concurrency_id="logs",
+            show_progress="hidden",
         )  # fmt: skip
         stream.then(refresh_handler, [opened, where], tab.panel_outputs, api_visibility="private",
-                    show_progress="hidden", **hub)  # fmt: skip
+                    show_progress="hidden", **hub).then(tab.on_measures, *measures, api_visibility="private",
+                                                        show_progress="hidden")  # fmt: skip
         follows.append(stream)
-    for trigger in (table.select, job_id.submit, open_btn.click):  # a new job replaces the stream of the last one
-        trigger(None, None, None, cancels=follows, api_visibility="private")
+        live = opening.success(usage, [opened, where, usage_state], tab.usage_outputs, **usage_stream)
+        live.then(tab.on_measures, *measures, api_visibility="private", show_progress="hidden")
+        usages.append(live)
+    resumed = usage_follow.click(usage, [opened, where, usage_state], tab.usage_outputs, cancels=usages,
+                                 **usage_stream)  # fmt: skip
+    resumed.then(tab.on_measures, *measures, api_visibility="private", show_progress="hidden")
+    usages.append(resumed)
+    for trigger in (table.select, job_id.submit, open_btn.click):  # a new job replaces the streams of the last one
+        trigger(None, None, None, cancels=follows + usages, api_visibility="private")
+    acc_button.click(ui_errors(tab.on_accuracy), None, [acc_note, acc_table, acc_plot, acc_csv],
+                     api_visibility="private", **hub)  # fmt: skip
     stop_btn.click(tab.on_stop, None, [log_note, stop_btn], cancels=follows, api_visibility="private")
 
     cancel_btn.click(ui_errors(tab.on_ask_cancel), [opened], [confirm_row, confirm_text], api_visibility="private")

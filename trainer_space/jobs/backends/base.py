@@ -50,3 +50,9 @@ class JobBackend(Protocol):
     def follow_logs(self, job_id: str, *, namespace: str | None = None, tail: int | None = None) -> Iterator[str]: ...
 
     def cancel_job(self, job_id: str, *, namespace: str | None = None) -> JobInfo: ...
+
+    def job_metrics(
+        self, job_id: str, *, namespace: str | None = None, max_samples: int = 5, max_seconds: float = 5.0
+    ) -> list[dict]:
+        """Live usage samples in the Hub's format (one per second), at most `max_samples` / `max_seconds`."""
+        ...

@@ -46,3 +46,8 @@ class HFJobsBackend:
 
     def cancel_job(self, job_id: str, *, namespace: str | None = None) -> JobInfo:
         return self.session.cancel_job(job_id, namespace=namespace)
+
+    def job_metrics(
+        self, job_id: str, *, namespace: str | None = None, max_samples: int = 5, max_seconds: float = 5.0
+    ) -> list[dict]:
+        return self.session.job_metrics(job_id, namespace=namespace, max_samples=max_samples, max_seconds=max_seconds)

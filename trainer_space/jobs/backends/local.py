@@ -105,6 +105,86 @@ def _stop_group(pid: int, ticks: int | None, grace_s: float = STOP_GRACE_S) -> N
         os.killpg(pid, signal.SIGKILL)
 
 
+def _group_usage(pgid: int) -> tuple[int, int] | None:
+    """(CPU clock ticks used, resident bytes) of every process in the process group `pgid` (None: none left)."""
+    ticks = rss = 0
+    found = False
+    page = os.sysconf("SC_PAGE_SIZE")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 21 and fields[2] == str(pgid) and fields[0] != "Z":
+            found = True
+            ticks += int(fields[11]) + int(fields[12])  # utime + stime
+            rss += int(fields[21]) * page
+    return (ticks, rss) if found else None
+
+
+def _gpu_usage() -> dict[str, dict[str, int]]:
+    """This machine's NVIDIA GPUs as the Hub reports them (whole GPUs: nvidia-smi); {} without any."""
+    if not shutil.which("nvidia-smi"):
+        return {}
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=uuid,utilization.gpu,memory.used,memory.total", "--format=csv,noheader,nounits"],
+            capture_output=True, text=True, timeout=5, check=True,
+        ).stdout  # fmt: skip
+        gpus = {}
+        for row in out.strip().splitlines():
+            uuid_, util, used, total = (c.strip() for c in row.split(","))
+            gpus[uuid_.removeprefix("GPU-")[:8]] = {
+                "utilization": int(float(util)), "memory_used_bytes": int(float(used) * 1024**2),
+                "memory_total_bytes": int(float(total) * 1024**2),
+            }  # fmt: skip
+        return gpus
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return {}
+
+
+def _memory_total() -> int:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def group_metrics(pid: int, ticks: int | None, *, max_samples: int, max_seconds: float,
+                  interval_s: float = 1.0) -> list[dict[str, Any]]:  # fmt: skip
+    """Usage samples of the process group led by `pid`, in the Hub's format, one per `interval_s`: CPU (100% is one
+    core) and resident memory of the job's processes, the machine's GPUs (nvidia-smi; none: `gpus` is empty)."""
+    if ticks is not None and _start_ticks(pid) != ticks:
+        return []
+    first = _group_usage(pid)
+    if first is None:
+        return []
+    samples: list[dict[str, Any]] = []
+    hz = os.sysconf("SC_CLK_TCK")
+    deadline = time.monotonic() + max_seconds
+    prev_ticks, prev_t = first[0], time.monotonic()
+    total = _memory_total()
+    while len(samples) < max_samples and time.monotonic() + interval_s <= deadline + 0.05:
+        time.sleep(interval_s)
+        now = time.monotonic()
+        usage = _group_usage(pid)
+        if usage is None:
+            break
+        cpu = 100.0 * (usage[0] - prev_ticks) / hz / max(now - prev_t, 1e-6)
+        prev_ticks, prev_t = usage[0], now
+        samples.append({
+            "cpu_usage_pct": round(cpu, 1), "cpu_millicores": (os.cpu_count() or 1) * 1000,
+            "memory_used_bytes": usage[1], "memory_total_bytes": total, "rx_bps": 0, "tx_bps": 0,
+            "gpus": _gpu_usage(), "replica": "local",
+        })  # fmt: skip
+    return samples
+
+
 # ---------------------------------------------------------------------------------------------- this machine
 @lru_cache(maxsize=1)
 def this_machine() -> Flavor:
@@ -425,6 +505,17 @@ class LocalBackend:
             self._finish(job_id)  # (or its watcher did already)
         return self.find_job(job_id)
 
+    def job_metrics(self, job_id: str, *, max_samples: int = 5, max_seconds: float = 5.0,
+                    interval_s: float = 1.0) -> list[dict[str, Any]]:  # fmt: skip
+        """The running job's usage, sampled like the Hub's metrics (one per `interval_s`); [] unless RUNNING."""
+        row = self.store.get(validate_job_id(job_id))
+        if row is None:
+            raise JobNotFound(job_id)
+        if row["stage"] != "RUNNING" or not row["pid"]:
+            return []
+        return group_metrics(row["pid"], row["start_ticks"], max_samples=max_samples, max_seconds=max_seconds,
+                             interval_s=interval_s)  # fmt: skip
+
     # ------------------------------------------------------------------ running
     def _log_path(self, job_id: str) -> Path:
         row = self.store.get(validate_job_id(job_id))
@@ -539,6 +630,11 @@ class LocalJobs:
 
     def cancel_job(self, job_id: str, *, namespace: str | None = None) -> JobInfo:
         return self.engine.cancel_job(job_id)
+
+    def job_metrics(
+        self, job_id: str, *, namespace: str | None = None, max_samples: int = 5, max_seconds: float = 5.0
+    ) -> list[dict]:
+        return self.engine.job_metrics(job_id, max_samples=max_samples, max_seconds=max_seconds)
 
 
 _BACKEND: LocalBackend | None = None
