@@ -192,6 +192,12 @@ class JobStatus(TypedDict):
     config: dict[str, Any] | None
     backend: str
     output_dir: str | None
+    estimate: dict[str, Any] | None
+    scheduling_s: float | None
+    running_s: float
+    usd_per_hour: float | None
+    stuck_scheduling: bool
+    scheduling_note: str | None
     diagnosis: Diagnosis | None
     fix: dict[str, Any] | None
 

@@ -1,0 +1,40 @@
+"""The typed API answers (ui/api_types.py) list exactly the keys the service answers carry."""
+
+from __future__ import annotations
+
+from typing import get_type_hints
+
+from gradio_client import Client
+
+from tests.conftest import add_qwen
+from trainer_space.ui import api_types
+
+
+def keys(typed) -> set[str]:
+    return set(get_type_hints(typed))
+
+
+def test_every_answer_has_exactly_the_keys_of_its_type(hub, app_url, tokenizer_files):
+    add_qwen(hub, tokenizer_files)
+    rows = [{"prompt": f"q{i}", "completion": f"a{i}"} for i in range(8)]
+    hub.add_dataset("alice/pairs", {"train": rows})
+    hub.plan_next_job(lines=["step"] * 100, line_interval_s=0.5)
+    client = Client(app_url, oauth_token=hub.alice, verbose=False)
+    cfg = {"method": "sft", "model": "Qwen/Qwen2.5-0.5B", "dataset": "alice/pairs", "quick_test": True}
+    inspected = client.predict("alice/pairs", "train", "", "sft", api_name="/inspect_dataset")
+    assert set(inspected) == keys(api_types.Inspection)
+    assert set(inspected["methods"]["sft"]) == keys(api_types.MethodVerdict)
+    estimate = client.predict("Qwen/Qwen2.5-0.5B", "alice/pairs", api_name="/estimate")
+    assert set(estimate) == keys(api_types.Estimate)
+    assert set(estimate["flavors"][0]) == keys(api_types.FlavorEstimate)
+    job = client.predict(cfg, False, api_name="/submit_training")
+    assert set(job) == keys(api_types.TrainingSubmission)
+    assert set(job["cost"]) == keys(api_types.Cost) and set(job["preflight"][0]) == keys(api_types.Check)
+    listed = client.predict("", False, "", api_name="/list_jobs")
+    assert set(listed) == keys(api_types.JobList) and set(listed["jobs"][0]) == keys(api_types.JobRow)
+    status = client.predict(job["job_id"], api_name="/job_status")
+    assert set(status) == keys(api_types.JobStatus)
+    assert set(client.predict(job["job_id"], 5, api_name="/job_logs")) == keys(api_types.LogTail)
+    assert set(client.predict(job["job_id"], api_name="/cancel_job")) == keys(api_types.JobStage)
+    export = client.predict("Qwen/Qwen2.5-0.5B", ["Q8_0"], api_name="/export_gguf")
+    assert set(export) == keys(api_types.ExportSubmission)
