@@ -254,7 +254,7 @@ def test_the_flow_in_a_browser_on_this_machine(world, app, browser) -> None:
     page.get_by_role("tab", name="My jobs").click()
     _open(page, second)
     try:
-        page.locator("#job-details").get_by_text("RUNNING").wait_for(timeout=120_000)
+        page.locator("#job-details").get_by_text("RUNNING", exact=True).wait_for(timeout=120_000)
     except Exception:
         _shot(page, "debug")
         raise

@@ -6,6 +6,7 @@ Tokenizers are loaded with `transformers` (no torch) from files read through the
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 from collections.abc import Callable, Sequence
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import InvalidInput
+from ..errors import InvalidInput, TrainerSpaceError
 from ..hub.cache import TTLCache
 from ..hub.session import HubSession
 from ..hub.viewer import clean
@@ -78,9 +79,11 @@ class RenderedExample:
     text: str
     conversational: bool
     note: str = ""
+    tokenizer_error: str | None = None  # the tokenizer could not be loaded: the raw example is shown
 
     def to_json(self) -> dict[str, Any]:
-        return {"text": self.text, "conversational": self.conversational, "note": self.note}
+        return {"text": self.text, "conversational": self.conversational, "note": self.note,
+                "tokenizer_error": self.tokenizer_error}  # fmt: skip
 
 
 def _plain(messages: list[dict[str, Any]]) -> str:
@@ -88,7 +91,21 @@ def _plain(messages: list[dict[str, Any]]) -> str:
 
 
 def render_example(session: HubSession, *, row: dict[str, Any], model: str | None) -> RenderedExample:
-    """A trainer row (see `trainer_rows`) rendered with the chat template of `model`'s tokenizer."""
+    """A trainer row (see `trainer_rows`) rendered with the chat template of `model`'s tokenizer; when that tokenizer
+    cannot be loaded (no such model, no access, no tokenizer files), the raw example with the reason."""
+    try:
+        return _render(session, row, model)
+    except TrainerSpaceError as err:
+        shown = example_for_display(row)
+        if "messages" in shown:
+            raw = _plain(shown["messages"])
+        else:
+            raw = shown["text"] if isinstance(shown.get("text"), str) else json.dumps(shown, ensure_ascii=False)
+        note = f"The raw example is shown: the tokenizer of '{model}' could not be loaded. {err.message}"
+        return RenderedExample(raw, "messages" in shown, note, tokenizer_error=err.message)
+
+
+def _render(session: HubSession, row: dict[str, Any], model: str | None) -> RenderedExample:
     shown = example_for_display(row)
     if "messages" not in shown:
         text = str(shown.get("text", ""))

@@ -32,6 +32,8 @@ CSS = """
 #embedded-note.shown {display: block !important}
 #embedded-note p {margin: 0}
 #embedded-note a {padding: 0}
+#verdicts span.text {word-break: normal !important; overflow-wrap: normal !important}
+@media (max-width: 720px) {#verdicts span.text {font-size: 11px}}
 @media (max-width: 720px) {
   #header {flex-direction: column-reverse}
   #header > * {width: 100%}

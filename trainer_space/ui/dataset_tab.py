@@ -38,11 +38,24 @@ def preview_frame(result: DatasetInspection) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=result.columns)
 
 
-def verdict_frame(result: DatasetInspection) -> pd.DataFrame:
-    return pd.DataFrame(
-        [[METHODS[m].title, VERDICT_ICONS[r.verdict.value], r.reason] for m, r in result.methods.items()],
-        columns=["Method", "Verdict", "Reason"],
-    )
+def verdict_frame(result: DatasetInspection, mapped: detect.MethodReport | None = None) -> pd.DataFrame:
+    """One row per method. `mapped`: the selected method re-checked with the mapping the job will apply (the
+    proposed one, or the visitor's edit): its row says READY with that mapping, as the Train tab does."""
+    rows = []
+    for m, report in result.methods.items():
+        verdict = VERDICT_ICONS[report.verdict.value]
+        if mapped is not None and m == mapped.method and mapped.mapping is not None:
+            verdict = "✓ READY with the mapping below" if mapped.verdict == detect.Verdict.READY else (
+                VERDICT_ICONS[mapped.verdict.value] + " with the mapping below")  # fmt: skip
+            report = mapped
+        rows.append([METHODS[m].title, verdict, report.reason])
+    return pd.DataFrame(rows, columns=["Method", "Verdict", "Reason"])
+
+
+def mapped_report(result: DatasetInspection, method: str) -> detect.MethodReport | None:
+    """The method re-checked with its proposed mapping (None when it needs none or has none)."""
+    proposal = result.methods[method].mapping
+    return revalidate(inspection=result, method=method, mapping=proposal) if proposal is not None else None
 
 
 def summary_markdown(result: DatasetInspection) -> str:
@@ -58,6 +71,13 @@ def summary_markdown(result: DatasetInspection) -> str:
 
 def report_markdown(report: detect.MethodReport) -> str:
     return f"**{METHODS[report.method].title}: {VERDICT_ICONS[report.verdict.value]}** — {report.reason}"
+
+
+def mapping_label(report: detect.MethodReport) -> str:
+    title = METHODS[report.method].title
+    if report.verdict == detect.Verdict.READY and report.mapping is None:
+        return f"Column mapping for {title}: none needed (open to change it)"
+    return f"Column mapping for {title}"
 
 
 def stats_markdown(stats: Any) -> str:
@@ -86,6 +106,7 @@ class DatasetTab:
     inspection: gr.State  # the DatasetInspection
     summary: gr.Markdown
     verdicts: gr.Dataframe
+    mapping_box: gr.Accordion  # the editor: open unless the dataset is READY for the method as it is
     fields: dict[str, gr.Dropdown]  # one per mapping field
     transforms: gr.CheckboxGroup
     mapping_verdict: gr.Markdown
@@ -102,15 +123,27 @@ class DatasetTab:
 
     @property
     def editor(self) -> list[gr.components.Component]:
-        return [*self.fields.values(), self.transforms, self.mapping_json, self.mapping_verdict, self.mapping_code]
+        return [*self.fields.values(), self.transforms, self.mapping_json, self.mapping_verdict, self.mapping_code,
+                self.mapping_box]  # fmt: skip
+
+    @property
+    def example_outputs(self) -> list[gr.components.Component]:
+        return [self.rendered, self.rendered_note, self.stats_text, self.stats]
+
+    def cleared_example(self) -> dict[Any, Any]:
+        """A new inspection: the previous example, note and token counts (or their error) are gone."""
+        return {self.rendered: gr.update(value="", visible=False), self.rendered_note: "", self.stats_text: "",
+                self.stats: None}  # fmt: skip
 
     def editor_updates(self, result: DatasetInspection | None, method: str) -> dict[Any, Any]:
         """A dropdown per field (visible for the method, prefilled), the transforms, the mapping, verdict, code."""
         shown = detect.METHOD_FIELDS[method]
         if result is None:
             out = {d: gr.update(choices=[NONE], value=NONE, visible=f in shown) for f, d in self.fields.items()}
-            return out | {self.transforms: [], self.mapping_json: None, self.mapping_verdict: "", self.mapping_code: ""}
+            return out | {self.transforms: [], self.mapping_json: None, self.mapping_verdict: "", self.mapping_code: "",
+                          self.mapping_box: gr.update(visible=False)}  # fmt: skip
         report = result.methods[method]
+        ready = report.verdict == detect.Verdict.READY and report.mapping is None
         start = detect.editor_mapping(report, result.columns)
         choices = [NONE, *result.columns]
         out = {
@@ -120,8 +153,9 @@ class DatasetTab:
         return out | {
             self.transforms: list(start.transforms),
             self.mapping_json: report.mapping.to_json() if report.mapping else None,
-            self.mapping_verdict: report_markdown(report),
+            self.mapping_verdict: report_markdown(mapped_report(result, method) or report),
             self.mapping_code: report.mapping_code or "",
+            self.mapping_box: gr.update(visible=True, open=not ready, label=mapping_label(report)),
         }
 
     def on_inspect(
@@ -143,17 +177,23 @@ class DatasetTab:
         elif config != previous.config:
             split = None
         result = inspect_dataset(reader_for(oauth_token), dataset=repo_id, config=config, split=split)
-        return {
-            self.inspection: result,
-            self.config: gr.update(choices=result.configs, value=result.config),
-            self.split: gr.update(choices=result.split_names(), value=result.split),
-            self.summary: summary_markdown(result),
-            self.verdicts: verdict_frame(result),
-            self.preview: preview_frame(result),
-        } | self.editor_updates(result, validate_method(method))
+        return (
+            {
+                self.inspection: result,
+                self.config: gr.update(choices=result.configs, value=result.config),
+                self.split: gr.update(choices=result.split_names(), value=result.split),
+                self.summary: summary_markdown(result),
+                self.verdicts: gr.update(value=verdict_frame(result, mapped_report(result, method)), visible=True),
+                self.preview: gr.update(value=preview_frame(result), visible=True),
+            }
+            | self.editor_updates(result, validate_method(method))
+            | self.cleared_example()
+        )
 
     def on_method(self, method: str, result: DatasetInspection | None) -> dict[Any, Any]:
-        return self.editor_updates(result, validate_method(method))
+        method = validate_method(method)
+        out = self.editor_updates(result, method)
+        return out | ({self.verdicts: verdict_frame(result, mapped_report(result, method))} if result else {})
 
     def on_mapping_edit(self, method: str, result: DatasetInspection | None, transforms: list[str],
                         *values: str) -> dict[Any, Any]:  # fmt: skip
@@ -169,6 +209,7 @@ class DatasetTab:
             self.mapping_json: mapping.to_json() if mapping else None,
             self.mapping_verdict: report_markdown(report),
             self.mapping_code: report.mapping_code or "",
+            self.verdicts: verdict_frame(result, report if mapping else None),
         }
 
     def on_render(
@@ -187,9 +228,12 @@ class DatasetTab:
         mapped: DatasetMapping = detect.normalize_mapping(mapping)
         rows = trainer_rows(result.sample[:1], method, mapped)
         rendered = render_example(session, row=rows[0], model=model or None)
-        out: dict[Any, Any] = {self.rendered: rendered.text, self.rendered_note: rendered.note}
+        out: dict[Any, Any] = {self.rendered: gr.update(value=rendered.text, visible=True),
+                               self.rendered_note: rendered.note}  # fmt: skip
         if not model:
-            return out | {self.stats_text: "Name a model to count tokens with its tokenizer."}
+            return out | {self.stats_text: "Name a model to count tokens with its tokenizer.", self.stats: None}
+        if rendered.tokenizer_error:
+            return out | {self.stats_text: "Tokens are counted once the tokenizer loads.", self.stats: None}
         limit = int(max_length or DEFAULT_MAX_LENGTH)
         sample = fetch_sample(session, inspection=result)
         stats = token_stats(session, rows=sample, method=method, mapping=mapped, model=model, max_length=limit)
@@ -211,9 +255,12 @@ def build_tab() -> DatasetTab:
         method = gr.Dropdown(label="Method", choices=[(s.title, m) for m, s in METHODS.items()], value="sft", scale=1)
         inspect_btn = gr.Button("Inspect", variant="primary", scale=0, min_width=120)
     state = gr.State(None)
-    summary = gr.Markdown()
-    verdicts = gr.Dataframe(headers=["Method", "Verdict", "Reason"], interactive=False, wrap=True, label="Verdicts")
-    with gr.Accordion("Column mapping for the selected method", open=True):
+    summary = gr.Markdown("Name a dataset and press **Inspect**: nothing is downloaded, the dataset viewer answers.")
+    verdicts = gr.Dataframe(
+        headers=["Method", "Verdict", "Reason"], interactive=False, wrap=True, label="Verdicts", visible=False,
+        column_widths=["15%", "25%", "60%"], elem_id="verdicts",
+    )  # fmt: skip
+    with gr.Accordion("Column mapping for the selected method", open=True, visible=False) as mapping_box:
         gr.Markdown("Pick the source column for each field; the verdict below is re-checked on every change.")
         with gr.Row():
             fields = {
@@ -227,33 +274,36 @@ def build_tab() -> DatasetTab:
         )
         mapping_verdict = gr.Markdown()
         mapping_json = gr.JSON(label="Mapping passed to the training job (null: none needed)", value=None)
-        mapping_code = gr.Code(label="The same, as datasets.map code", language="python", interactive=False)
-    preview = gr.Dataframe(label="First rows", interactive=False, wrap=True)
+        with gr.Accordion("The same mapping as datasets.map code (runs as it is, without this app)", open=False):
+            mapping_code = gr.Code(language="python", interactive=False, max_lines=24, show_label=False)
+    preview = gr.Dataframe(label="First rows", interactive=False, wrap=True, visible=False)
     with gr.Row(equal_height=True):
         model = gr.Textbox(label="Model (tokenizer, chat template)", placeholder="Qwen/Qwen2.5-0.5B-Instruct", scale=3)
         max_length = gr.Number(label="max_length (tokens)", value=DEFAULT_MAX_LENGTH, precision=0, minimum=1, scale=1)
         render_btn = gr.Button("Show example & count tokens", scale=0, min_width=200)
-    rendered = gr.Textbox(label="First example as the model sees it", lines=8, max_lines=30, interactive=False)
+    rendered = gr.Textbox(
+        label="First example as the model sees it", lines=8, max_lines=30, interactive=False, visible=False
+    )
     rendered_note = gr.Markdown()
     stats_text = gr.Markdown()
     stats = gr.State(None)
     tab = DatasetTab(
         dataset=dataset, config=config, split=split, method=method, inspect_button=inspect_btn, inspection=state,
-        summary=summary, verdicts=verdicts, fields=fields, transforms=transforms, mapping_verdict=mapping_verdict,
+        summary=summary, verdicts=verdicts, mapping_box=mapping_box, fields=fields, transforms=transforms, mapping_verdict=mapping_verdict,
         mapping_json=mapping_json, mapping_code=mapping_code, preview=preview, model=model, max_length=max_length,
         render_button=render_btn, rendered=rendered, rendered_note=rendered_note, stats_text=stats_text, stats=stats,
     )  # fmt: skip
 
-    inspect_outputs = [state, config, split, summary, verdicts, preview, *tab.editor]
+    inspect_outputs = [state, config, split, summary, verdicts, preview, *tab.editor, *tab.example_outputs]
     handler = ui_errors(tab.on_inspect)
     for trigger in (inspect_btn.click, dataset.submit, config.input, split.input):
         trigger(handler, [dataset, config, split, method, state], inspect_outputs, api_visibility="private",
                 **concurrency("inspect"))  # fmt: skip
-    method.change(ui_errors(tab.on_method), [method, state], tab.editor, api_visibility="private")
+    method.change(ui_errors(tab.on_method), [method, state], [*tab.editor, verdicts], api_visibility="private")
     edit = ui_errors(tab.on_mapping_edit)
     for component in (*fields.values(), transforms):
         component.input(edit, [method, state, transforms, *fields.values()],
-                        [mapping_json, mapping_verdict, mapping_code], api_visibility="private")  # fmt: skip
+                        [mapping_json, mapping_verdict, mapping_code, verdicts], api_visibility="private")  # fmt: skip
     render_btn.click(
         ui_errors(tab.on_render),
         [state, method, mapping_json, model, max_length],
