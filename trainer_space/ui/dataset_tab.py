@@ -47,7 +47,7 @@ def verdict_frame(result: DatasetInspection, mapped: detect.MethodReport | None 
         if mapped is not None and m == mapped.method and mapped.mapping is not None:
             verdict = "✓ READY with the mapping below" if mapped.verdict == detect.Verdict.READY else (
                 VERDICT_ICONS[mapped.verdict.value] + " with the mapping below")  # fmt: skip
-            report = mapped
+            report = report if mapped.mapping == report.mapping else mapped  # the proposal's reason names it
         rows.append([METHODS[m].title, verdict, report.reason])
     return pd.DataFrame(rows, columns=["Method", "Verdict", "Reason"])
 
