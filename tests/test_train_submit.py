@@ -149,6 +149,20 @@ def test_submit_sends_the_exact_job_field_by_field(hub):
     assert result["url"].endswith(f"/jobs/alice/{result['job_id']}")
 
 
+def test_another_unfinished_job_writing_to_the_same_output_repo_is_warned_about_but_not_the_same_one(hub):
+    hub.plan_next_job(lines=["training"] * 100, line_interval_s=1)
+    first = submit_training(HubSession(hub.alice), _cfg(), dry_run=False)
+    assert "output repo in use" not in _checks(first)
+    again = submit_training(HubSession(hub.alice), _cfg(), dry_run=True)  # the same submission: its own job
+    assert "output repo in use" not in _checks(again)
+    other = submit_training(HubSession(hub.alice), _cfg(learning_rate=1e-4), dry_run=True)
+    check = _checks(other)["output repo in use"]
+    assert check["status"] == "warn" and first["job_id"] in check["message"]
+    assert "alice/Qwen2.5-0.5B-sft-2" in check["message"]
+    elsewhere = submit_training(HubSession(hub.alice), _cfg(learning_rate=1e-4, output_repo="alice/lr-1e-4"))
+    assert "output repo in use" not in _checks(elsewhere)
+
+
 def test_not_signed_in_sends_nothing(hub):
     with pytest.raises(errors.NotSignedIn, match="Sign in with Hugging Face"):
         submit_training(HubSession.signed_in(None, "start a training job"), _cfg())

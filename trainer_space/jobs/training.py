@@ -8,13 +8,14 @@ creating anything; `submit_training` creates the job only when no check failed. 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from huggingface_hub import JobInfo
 
 from ..catalog import QUICK_TEST_ROWS
+from ..errors import TrainerSpaceError
 from ..hub.hardware import LOCAL_FLAVOR, get_flavor
 from ..hub.session import HubSession
 from ..settings import get_settings
@@ -177,6 +178,30 @@ class TrainingPlan:
         return job_spec(job_request(self.launch), self.template)
 
 
+def check_output_shared(session: HubSession, cfg: TrainingConfig, key: str) -> Check | None:
+    """A warning when another unfinished job of the visitor's (not this very submission) pushes to the same output
+    repo: both would write checkpoints and the final model there."""
+    if cfg.is_local or not cfg.push_to_hub or not cfg.output_repo:
+        return None
+    try:
+        unfinished = session.unfinished_jobs(namespace=cfg.namespace)
+    except TrainerSpaceError:
+        return None  # the running-jobs check says it could not count them
+    repo = label_value(cfg.output_repo)
+    others = [
+        j for j in unfinished if (j.labels or {}).get("output") == repo and (j.labels or {}).get(KEY_LABEL) != key
+    ]
+    if not others:
+        return None
+    job = others[0]
+    return Check(
+        "output repo in use",
+        Status.WARN,
+        f"Your job {job.id} ({job.status.stage}) also writes to {cfg.output_repo}: both would push checkpoints and the "
+        f"final model there. Name another output repo (e.g. {cfg.output_repo}-2) unless you mean to replace it.",
+    )
+
+
 def plan_training(session: HubSession, cfg: TrainingConfig, *, dry_run: bool = True) -> TrainingPlan:
     """Pre-flight checks and the exact job, without creating anything (`dry_run=False`: the checks of a real
     submission, where unconfirmed extra running jobs are an error).
@@ -199,6 +224,9 @@ def plan_training(session: HubSession, cfg: TrainingConfig, *, dry_run: bool = T
     template = load_template(TEMPLATE)
     visitor = username or "local"
     key = submission_key(visitor, cfg.namespace or visitor, "train", cfg.job_json(), cfg.idempotency_key)
+    shared = check_output_shared(session, cfg, key)
+    if shared is not None:
+        preflight = replace(preflight, checks=(*preflight.checks, shared))
     launch = JobLaunch(
         kind="train",
         template=template,
