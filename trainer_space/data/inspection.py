@@ -25,6 +25,7 @@ from ..catalog import METHODS
 from ..errors import Busy, GatedRepo, HubUnavailable, InvalidInput, RateLimited, RepoNotFound, TrainerSpaceError
 from ..hub.session import HubSession
 from ..hub.viewer import Viewer, ViewerError, clean
+from ..steps import step
 from ..validation import looks_like_path, validate_local_path, validate_method, validate_repo_id
 from . import detect, local_files
 from .detect import MethodReport
@@ -134,6 +135,7 @@ def inspect_dataset(
     repo_id = validate_repo_id(dataset, kind="dataset")
     config, split = (config or "").strip() or None, (split or "").strip() or None
     viewer = session.viewer
+    step("asking the dataset viewer for splits, size and first rows")
     guess = SplitRef(config or "default", split or "train")
     f_splits = _POOL.submit(viewer.get, "splits", dataset=repo_id)
     f_size = _POOL.submit(viewer.get, "size", dataset=repo_id)

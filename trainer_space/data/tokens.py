@@ -18,6 +18,7 @@ from ..errors import InvalidInput, TrainerSpaceError
 from ..hub.cache import TTLCache
 from ..hub.session import HubSession
 from ..hub.viewer import clean
+from ..steps import step
 from ..validation import looks_like_path, validate_local_path, validate_repo_id
 from .detect import example_for_display
 from .inspection import trainer_rows
@@ -38,6 +39,7 @@ def load_tokenizer(session: HubSession, model: str) -> Any:
     Its files are read with the visitor's session (for gated or private models through a throw-away folder)
     and loaded from disk, so transformers never calls the Hub with a token of its own choosing.
     """
+    step(f"reading the tokenizer of {model}")
     if looks_like_path(model):
         path = validate_local_path(model, "model")
         key = (path, str(Path(path).stat().st_mtime_ns), "local")
@@ -215,6 +217,7 @@ def token_stats(
     max_length: int,
 ) -> TokenStats:
     """Min / median / p95 / max length in tokens of `rows` (as the trainer sees them) and how many exceed max_length."""
+    step("counting tokens")
     if not model or not str(model).strip():
         raise InvalidInput("Name a model (its tokenizer counts the tokens), e.g. Qwen/Qwen2.5-0.5B-Instruct.")
     if not isinstance(max_length, int) or max_length < 1:

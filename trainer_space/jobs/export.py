@@ -21,6 +21,7 @@ from ..estimate.model_facts import safetensors_total
 from ..hub.hardware import LOCAL_FLAVOR, Flavor, get_flavor
 from ..hub.session import HubSession
 from ..settings import get_settings
+from ..steps import step
 from ..validation import format_timeout, is_local_ref, parse_timeout, validate_repo_id
 from .backends import JOB_DIR, LOCAL, JobLaunch, job_backend
 from .backends.base import LLAMA_CPP_DIR
@@ -263,6 +264,7 @@ def plan_export(session: HubSession, cfg: ExportConfig, *, dry_run: bool = True)
     if not local:
         session.require("export to GGUF on Hugging Face Jobs")
     pushing = cfg.push_to_hub and (not local or session.is_signed_in)
+    step("checking your sign-in and reading the model")
     checks = check_account(session) if pushing else []
     size = model_size(session, cfg.model)
     what = f"LoRA adapter on {size.adapter_base}" if size.adapter_base else "full model"
@@ -378,7 +380,9 @@ def submit_export(session: HubSession, cfg: ExportConfig, *, dry_run: bool = Fal
         raise PreflightFailed(list(plan.failed))
     explicit = bool(plan.config.idempotency_key)
     if plan.config.is_local:
+        step("starting the export on this machine")
         how = submit_local_once(job_backend(LOCAL, session), plan.launch, key=plan.key, explicit=explicit)
     else:
+        step("creating the job on Hugging Face")
         how = submit_once(session, job_request(plan.launch), key=plan.key, explicit=explicit)
     return ExportSubmission(plan, how.job, how)

@@ -23,6 +23,7 @@ from ..estimate.service import estimate
 from ..hub.hardware import LOCAL_FLAVOR, Flavor, get_flavor
 from ..hub.session import HubSession
 from ..settings import get_settings
+from ..steps import step
 from ..validation import format_timeout, is_local_ref
 from .backends.local import this_machine
 from .checks import Check, Status
@@ -310,6 +311,7 @@ def estimate_config(
     """The estimate of a training config on every GPU flavor and, off Spaces, on this machine (rows counted by the
     viewer when not given); the recommendation is for the config's backend."""
     local = get_settings().local_enabled
+    step("reading the model and counting the dataset's rows")
     if num_rows is None and is_local_ref(cfg.dataset):
         from ..data.local_files import read_rows
 
@@ -448,15 +450,19 @@ def run_preflight(
     A local job skips what only concerns Hugging Face Jobs (namespace, running jobs; its cost is nil), and the
     Hub account unless it pushes.
     """
+    step("checking your sign-in and its rights")
     if cfg.is_local:
         checks = check_local(session, cfg)
     else:
         checks = check_account(session)
         checks.append(check_namespace(session, cfg.namespace))
+    step("reading the model")
     checks.append(check_model(session, cfg.model))
+    step("checking the dataset's format")
     dataset_check, inspection = check_dataset(session, cfg)
     checks.append(dataset_check)
     if output_repo:
+        step("checking the output repo")
         checks.append(check_output_repo(session, output_repo))
     if cfg.trackio_space and cfg.push_to_hub:
         checks.append(check_trackio(session, cfg.trackio_space))
@@ -466,11 +472,13 @@ def run_preflight(
     advanced = check_advanced(cfg)
     if advanced is not None:
         checks.append(advanced)
+    step("counting tokens")
     lengths, mean_tokens = (
         check_lengths(session, cfg, inspection) if dataset_check.status != Status.ERROR else (None, None)
     )
     if lengths is not None:
         checks.append(lengths)
+    step("estimating memory, time and cost")
     fit = check_estimate(session, cfg, inspection, mean_tokens)
     checks.append(fit.check)
     if not cfg.is_local:
@@ -492,6 +500,7 @@ def run_preflight(
     checks.append(check_timeout(cfg, timeout_s, fit.needed_timeout_s, estimate_s))
     if not cfg.is_local:  # this machine costs nothing and is not one of the visitor's Jobs
         checks.append(cost_check(cost))
+        step("counting your running jobs")
         checks.append(check_running(session, cfg.namespace, confirmed=cfg.allow_many_running, dry_run=dry_run))
     return Preflight(tuple(checks), fit, fit.flavor, timeout_s, cost, tuple(reward_funcs))
 

@@ -19,6 +19,7 @@ from ..errors import TrainerSpaceError
 from ..hub.hardware import LOCAL_FLAVOR, get_flavor
 from ..hub.session import HubSession
 from ..settings import get_settings
+from ..steps import step
 from ..validation import format_timeout, is_local_ref
 from .accuracy import JobEstimate
 from .backends import JOB_DIR, LOCAL, JobLaunch, job_backend
@@ -224,6 +225,7 @@ def plan_training(session: HubSession, cfg: TrainingConfig, *, dry_run: bool = T
     template = load_template(TEMPLATE)
     visitor = username or "local"
     key = submission_key(visitor, cfg.namespace or visitor, "train", cfg.job_json(), cfg.idempotency_key)
+    step("checking your other jobs' output repos")
     shared = check_output_shared(session, cfg, key)
     if shared is not None:
         preflight = replace(preflight, checks=(*preflight.checks, shared))
@@ -316,7 +318,9 @@ def submit_training(
         return Submission(plan)
     explicit = bool(plan.config.idempotency_key)
     if plan.config.is_local:
+        step("starting the job on this machine")
         how = submit_local_once(job_backend(LOCAL, session), plan.launch, key=plan.key, explicit=explicit)
     else:
+        step("creating the job on Hugging Face")
         how = submit_once(session, job_request(plan.launch), key=plan.key, explicit=explicit)
     return Submission(plan, how.job, how)

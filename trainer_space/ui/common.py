@@ -18,6 +18,7 @@ from ..hub.cache import visitor_key
 from ..hub.session import HubSession
 from ..jobs.preflight import Check
 from ..settings import get_settings
+from ..steps import reporting
 
 log = logging.getLogger("trainer_space")
 
@@ -320,3 +321,47 @@ def confirm_markdown(what: str, cost: dict[str, Any], checks: Iterable[Check]) -
     ]
     lines += [f"⚠ {c.message}" for c in checks if c.name == "running jobs" and c.status.value == "warn"]
     return "\n\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------- progress
+def steps_to(progress: gr.Progress, expected: int = 8) -> Any:
+    """Show the service layer's named steps ("reading the model", ...) in Gradio's status tracker, as a bar over
+    about `expected` steps (Gradio shows a step's description only beside a bar)."""
+    done = [0]
+
+    def show(description: str) -> None:
+        done[0] += 1
+        total = max(expected, done[0] + 1)
+        progress((done[0], total), desc=description[:1].upper() + description[1:] + "…", unit="steps")
+
+    return reporting(show)
+
+
+def while_busy(trigger: Callable[..., Any], buttons: list[gr.Button], fn: Callable[..., Any], inputs: Any,
+               outputs: Any, *, trigger_mode: str | None = None, **kwargs: Any) -> Any:  # fmt: skip
+    """`trigger(fn, inputs, outputs)` with `buttons` disabled until it ends (with or without an error), so a visitor
+    sees the action is under way and cannot start it twice. Returns the event of `fn`, for chaining."""
+
+    def disabled() -> list[Any]:
+        return [gr.update(interactive=False) for _ in buttons]
+
+    def enabled() -> list[Any]:
+        return [gr.update(interactive=True) for _ in buttons]
+
+    quick = {"queue": False, "show_progress": "hidden", "api_visibility": "private"}
+    start = trigger(disabled, None, buttons, **quick, **({"trigger_mode": trigger_mode} if trigger_mode else {}))
+    event = start.then(fn, inputs, outputs, api_visibility="private", **kwargs)
+    event.then(enabled, None, buttons, **quick)
+    return event
+
+
+def template_download(name: str) -> None:
+    """The exact job template, to download beside the reproduce commands, with the sha256 the job checks."""
+    from ..jobs.spec import TEMPLATES_DIR, load_template
+
+    template = load_template(name)
+    gr.Markdown(
+        f"The job runs the app's template `{name}` unchanged (sha256 `{template.sha256}`, checked by the job). "
+        "Download it next to where you run these commands:"
+    )
+    gr.DownloadButton(f"Download {name}", value=str(TEMPLATES_DIR / name), size="sm", elem_classes="template-file")

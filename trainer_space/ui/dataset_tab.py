@@ -21,7 +21,7 @@ from ..data.tokens import render_example, token_stats
 from ..errors import InvalidInput
 from ..settings import get_settings
 from ..validation import looks_like_path, validate_local_path, validate_method, validate_repo_id
-from .common import concurrency, reader_for, ui_errors
+from .common import concurrency, reader_for, steps_to, ui_errors, while_busy
 
 NONE = "(none)"
 VERDICT_ICONS = {"READY": "✓ READY", "NEEDS_MAPPING": "⚠ NEEDS_MAPPING", "INCOMPATIBLE": "✗ INCOMPATIBLE"}
@@ -166,6 +166,7 @@ class DatasetTab:
         method: str,
         previous: DatasetInspection | None,
         oauth_token: gr.OAuthToken | None = None,
+        progress: gr.Progress = gr.Progress(),
     ) -> dict[Any, Any]:
         repo_id = (
             validate_local_path(dataset, "dataset")
@@ -176,7 +177,9 @@ class DatasetTab:
             config = split = None  # a new dataset: discover its config and split
         elif config != previous.config:
             split = None
-        result = inspect_dataset(reader_for(oauth_token), dataset=repo_id, config=config, split=split)
+        method = validate_method(method)
+        with steps_to(progress):
+            result = inspect_dataset(reader_for(oauth_token), dataset=repo_id, config=config, split=split)
         return (
             {
                 self.inspection: result,
@@ -186,7 +189,7 @@ class DatasetTab:
                 self.verdicts: gr.update(value=verdict_frame(result, mapped_report(result, method)), visible=True),
                 self.preview: gr.update(value=preview_frame(result), visible=True),
             }
-            | self.editor_updates(result, validate_method(method))
+            | self.editor_updates(result, method)
             | self.cleared_example()
         )
 
@@ -220,7 +223,13 @@ class DatasetTab:
         model: str,
         max_length: float | None,
         oauth_token: gr.OAuthToken | None = None,
+        progress: gr.Progress = gr.Progress(),
     ) -> dict[Any, Any]:
+        with steps_to(progress):
+            return self._render(result, method, mapping, model, max_length, oauth_token)
+
+    def _render(self, result: DatasetInspection | None, method: str, mapping: dict | None, model: str,
+                max_length: float | None, oauth_token: gr.OAuthToken | None) -> dict[Any, Any]:  # fmt: skip
         if result is None:
             raise InvalidInput("Inspect a dataset first.")
         method, session = validate_method(method), reader_for(oauth_token)
@@ -295,20 +304,21 @@ def build_tab() -> DatasetTab:
     )  # fmt: skip
 
     inspect_outputs = [state, config, split, summary, verdicts, preview, *tab.editor, *tab.example_outputs]
-    handler = ui_errors(tab.on_inspect)
-    for trigger in (inspect_btn.click, dataset.submit, config.input, split.input):
-        trigger(handler, [dataset, config, split, method, state], inspect_outputs, api_visibility="private",
-                **concurrency("inspect"))  # fmt: skip
+    handler, inspect_inputs = ui_errors(tab.on_inspect), [dataset, config, split, method, state]
+    buttons = [inspect_btn, render_btn]  # disabled while either runs
+    while_busy(inspect_btn.click, buttons, handler, inspect_inputs, inspect_outputs, **concurrency("inspect"))
+    for trigger in (dataset.submit, config.input, split.input):
+        trigger(handler, inspect_inputs, inspect_outputs, api_visibility="private", **concurrency("inspect"))
     method.change(ui_errors(tab.on_method), [method, state], [*tab.editor, verdicts], api_visibility="private")
     edit = ui_errors(tab.on_mapping_edit)
     for component in (*fields.values(), transforms):
         component.input(edit, [method, state, transforms, *fields.values()],
                         [mapping_json, mapping_verdict, mapping_code, verdicts], api_visibility="private")  # fmt: skip
-    render_btn.click(
-        ui_errors(tab.on_render),
-        [state, method, mapping_json, model, max_length],
-        [rendered, rendered_note, stats_text, stats],
-        api_visibility="private",
-        **concurrency("tokens"),
+    while_busy(render_btn.click, buttons, ui_errors(tab.on_render), [state, method, mapping_json, model, max_length],
+               [rendered, rendered_note, stats_text, stats], **concurrency("tokens"))  # fmt: skip
+    gr.Markdown(
+        "**Next:** the dataset, split, method and mapping are carried to **Estimate** (what it costs on each GPU) "
+        "and **Train**.",
+        elem_classes="next-step",
     )
     return tab

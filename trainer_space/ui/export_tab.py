@@ -9,9 +9,19 @@ import gradio as gr
 
 from ..jobs.backends import BACKEND_LABELS, HF_JOBS, LOCAL
 from ..jobs.config import ExportConfig
-from ..jobs.export import ExportSubmission, default_quant, quant_types, submit_export
+from ..jobs.export import TEMPLATE, ExportSubmission, default_quant, quant_types, submit_export
 from ..settings import get_settings
-from .common import Confirmation, checks_markdown, concurrency, confirmation_row, reader_for, ui_errors
+from .common import (
+    Confirmation,
+    checks_markdown,
+    concurrency,
+    confirmation_row,
+    reader_for,
+    steps_to,
+    template_download,
+    ui_errors,
+    while_busy,
+)
 
 INTRO = (
     "Convert a model, or a LoRA adapter (merged onto its base model), to GGUF for llama.cpp, Ollama and "
@@ -86,23 +96,32 @@ class ExportTab:
         data = sub.to_json()
         return {self.summary: summary_markdown(sub), self.command: data["command"], self.details: data}
 
-    def on_preview(self, values: dict[Any, Any], oauth_token: gr.OAuthToken | None = None) -> dict[Any, Any]:
+    def on_preview(
+        self, values: dict[Any, Any], oauth_token: gr.OAuthToken | None = None, progress: gr.Progress = gr.Progress()
+    ) -> dict[Any, Any]:
         # sign-in is checked by the plan: needed on Jobs, and on this machine only to push to the Hub
-        return self._outputs(submit_export(reader_for(oauth_token), self.config(values), dry_run=True))
+        with steps_to(progress):
+            return self._outputs(submit_export(reader_for(oauth_token), self.config(values), dry_run=True))
 
-    def on_submit(self, values: dict[Any, Any], oauth_token: gr.OAuthToken | None = None) -> dict[Any, Any]:
+    def on_submit(
+        self, values: dict[Any, Any], oauth_token: gr.OAuthToken | None = None, progress: gr.Progress = gr.Progress()
+    ) -> dict[Any, Any]:
         """Step one of "Export to GGUF": on Jobs, the checks and the worst-case cost to confirm (nothing created);
         on this machine (free), the job itself."""
         session, cfg = reader_for(oauth_token), self.config(values)
-        if cfg.is_local:
-            return self._outputs(submit_export(session, cfg, dry_run=False)) | self.confirm.done()
-        sub = submit_export(session, cfg, dry_run=True)
+        with steps_to(progress):
+            if cfg.is_local:
+                return self._outputs(submit_export(session, cfg, dry_run=False)) | self.confirm.done()
+            sub = submit_export(session, cfg, dry_run=True)
         return self._outputs(sub) | self.confirm.ask("export job", sub.plan)
 
-    def on_confirm(self, pending: dict | None, oauth_token: gr.OAuthToken | None = None) -> dict[Any, Any]:
+    def on_confirm(
+        self, pending: dict | None, oauth_token: gr.OAuthToken | None = None, progress: gr.Progress = gr.Progress()
+    ) -> dict[Any, Any]:
         """Step two: create the export the visitor confirmed (once per submission key)."""
         cfg = ExportConfig.from_dict(self.confirm.confirmed(pending, "Export to GGUF"))
-        sub = submit_export(reader_for(oauth_token), cfg, dry_run=False)
+        with steps_to(progress):
+            sub = submit_export(reader_for(oauth_token), cfg, dry_run=False)
         return self._outputs(sub) | self.confirm.done()
 
 
@@ -132,18 +151,27 @@ def build_tab() -> ExportTab:
         preview = gr.Button("Preview", variant="secondary")
         submit = gr.Button("Export to GGUF", variant="primary")
     confirm = confirmation_row("export")
-    summary = gr.Markdown()
-    command = gr.Code(label="Equivalent command (reproduce it without the app)", language="shell")
+    summary = gr.Markdown(min_height=90)  # room for the steps while an action runs
+    with gr.Accordion("Reproduce without the app", open=False):
+        template_download(TEMPLATE)
+        command = gr.Code(label="Equivalent command", language="shell")
     details = gr.JSON(label="Job details", visible=True)
     tab = ExportTab(backend, push, pre_tokenizer, model, output_repo, quants, private, flavor, max_cost, allow_unfit,
                     summary, command, details, confirm)  # fmt: skip
     inputs = set(tab.fields.values())
     outputs = [summary, command, details]
     plan = concurrency("plan")
-    preview.click(ui_errors(tab.on_preview), inputs, outputs, api_visibility="private", **plan)
-    submit.click(ui_errors(tab.on_submit), inputs, [*outputs, confirm.row, confirm.text, confirm.pending],
-                 api_visibility="private", trigger_mode="once", **plan)  # fmt: skip
-    # trigger_mode="once": clicks while the job is being created are dropped; the submission key does the rest
-    confirm.yes.click(ui_errors(tab.on_confirm), [confirm.pending], [*outputs, confirm.row, confirm.pending],
-                      api_visibility="private", trigger_mode="once", **plan)  # fmt: skip
+    # buttons disabled while an action runs; clicks during it are dropped; the submission key does the rest
+    buttons = [preview, submit, confirm.yes]
+    plan |= {"show_progress_on": [summary]}
+    while_busy(preview.click, buttons, ui_errors(tab.on_preview), inputs, outputs, **plan)
+    while_busy(submit.click, buttons, ui_errors(tab.on_submit), inputs,
+               [*outputs, confirm.row, confirm.text, confirm.pending], trigger_mode="once", **plan)  # fmt: skip
+    while_busy(confirm.yes.click, buttons, ui_errors(tab.on_confirm), [confirm.pending],
+               [*outputs, confirm.row, confirm.pending], trigger_mode="once", **plan)  # fmt: skip
+    gr.Markdown(
+        "**Next:** the export runs as a job: follow it in **My jobs**; its files, model card and Ollama Modelfile "
+        "land in the output repo (`ollama run hf.co/<repo>` once it is public, or with your token).",
+        elem_classes="next-step",
+    )
     return tab

@@ -35,10 +35,24 @@ from ..estimate.model_facts import get_model_facts
 from ..hub.hardware import FALLBACK_FLAVORS
 from ..jobs.backends import BACKEND_LABELS, HF_JOBS, LOCAL
 from ..jobs.config import TrainingConfig
-from ..jobs.training import Submission, submit_training
+from ..jobs.training import TEMPLATE, Submission, submit_training
 from ..settings import get_settings
-from .common import Confirmation, checks_markdown, concurrency, confirmation_row, reader_for, ui_errors
+from .common import (
+    Confirmation,
+    checks_markdown,
+    concurrency,
+    confirmation_row,
+    reader_for,
+    steps_to,
+    template_download,
+    ui_errors,
+    while_busy,
+)
 
+NEXT_STEP = (
+    "**Next:** follow the job in **My jobs** (logs, GPU use, cost so far); when it has finished, turn the model "
+    "into GGUF files for llama.cpp and Ollama in **GGUF export**."
+)
 # config fields that the confirmation step sets, not the form
 CONFIRMATION_FIELDS = frozenset({"allow_many_running", "idempotency_key"})
 
@@ -84,6 +98,8 @@ class TrainTab:
     python: gr.Code
     spec: gr.JSON
     confirm: Confirmation
+    watch_button: gr.Button  # "Watch it in My jobs", once a job was created
+    job_id: gr.State  # the job created last (for My jobs)
 
     def config(self, values: dict[Any, Any]) -> TrainingConfig:
         """The form's values (by component) as a validated config."""
@@ -118,31 +134,45 @@ class TrainTab:
         sub = submit_training(session, self.config(values), dry_run=dry_run, raise_on_failed=False)
         return self._outputs(sub)
 
-    def on_preview(self, values: dict[Any, Any], oauth_token: gr.OAuthToken | None = None) -> dict[Any, Any]:
-        return self._run(True, values, oauth_token)
+    def on_preview(
+        self, values: dict[Any, Any], oauth_token: gr.OAuthToken | None = None, progress: gr.Progress = gr.Progress()
+    ) -> dict[Any, Any]:
+        with steps_to(progress):
+            return self._run(True, values, oauth_token)
 
-    def on_submit(self, values: dict[Any, Any], oauth_token: gr.OAuthToken | None = None) -> dict[Any, Any]:
+    def on_submit(
+        self, values: dict[Any, Any], oauth_token: gr.OAuthToken | None = None, progress: gr.Progress = gr.Progress()
+    ) -> dict[Any, Any]:
         """Step one of Submit: on Jobs, the checks and, when they pass, the worst-case cost to confirm (nothing
         created); on this machine (free), the job itself."""
-        cfg = self.config(values)
-        if cfg.is_local:
-            return self._run(False, values, oauth_token) | self.confirm.done()
-        sub = submit_training(reader_for(oauth_token), cfg, dry_run=True)
-        return self._outputs(sub) | self.confirm.ask("training job", sub.plan)
+        with steps_to(progress):
+            cfg = self.config(values)
+            if cfg.is_local:
+                return self._run(False, values, oauth_token) | self.confirm.done()
+            sub = submit_training(reader_for(oauth_token), cfg, dry_run=True)
+            return self._outputs(sub) | self.confirm.ask("training job", sub.plan)
 
-    def on_confirm(self, pending: dict | None, oauth_token: gr.OAuthToken | None = None) -> dict[Any, Any]:
+    def on_confirm(
+        self, pending: dict | None, oauth_token: gr.OAuthToken | None = None, progress: gr.Progress = gr.Progress()
+    ) -> dict[Any, Any]:
         """Step two: create the job the visitor confirmed (once: the same submission key returns the same job)."""
         cfg = TrainingConfig.from_dict(self.confirm.confirmed(pending, "Submit"))
-        sub = submit_training(reader_for(oauth_token), cfg, dry_run=False, raise_on_failed=False)
+        with steps_to(progress):
+            sub = submit_training(reader_for(oauth_token), cfg, dry_run=False, raise_on_failed=False)
         return self._outputs(sub) | self.confirm.done()
 
     def _outputs(self, sub: Submission) -> dict[Any, Any]:
+        job = sub.job.id if sub.job is not None else None
         return {self.result: result_markdown(sub), self.command: sub.plan.command, self.python: sub.plan.python,
-                self.spec: sub.plan.spec()}  # fmt: skip
+                self.spec: sub.plan.spec(), self.job_id: job,
+                self.watch_button: gr.update(visible=job is not None)}  # fmt: skip
 
-    def on_preset(self, method: str, model: str, oauth_token: gr.OAuthToken | None = None) -> dict[Any, Any]:
+    def on_preset(
+        self, method: str, model: str, oauth_token: gr.OAuthToken | None = None, progress: gr.Progress = gr.Progress()
+    ) -> dict[Any, Any]:
         """Starting hyperparameters for the method and the model's real size (from the Hub's metadata)."""
-        params_b = get_model_facts(reader_for(oauth_token), model).params / 1e9
+        with steps_to(progress):
+            params_b = get_model_facts(reader_for(oauth_token), model).params / 1e9
         p = preset(method, params_b)
         f = self.fields
         return {
@@ -237,8 +267,11 @@ def build_tab() -> TrainTab:
         preview_btn = gr.Button("Preview", variant="secondary")
         submit_btn = gr.Button("Submit training job", variant="primary")
     confirm = confirmation_row("submit")
-    result_md = gr.Markdown()
+    result_md = gr.Markdown(min_height=90, elem_id="train-result")  # room for the steps while an action runs
+    watch = gr.Button("Watch it in My jobs →", variant="primary", visible=False, elem_id="watch-job")
+    job_id = gr.State(None)
     with gr.Accordion("Reproduce without the app", open=False):
+        template_download(TEMPLATE)
         command = gr.Code(label="hf CLI", language="shell")
         python = gr.Code(label="Python", language="python")
         spec = gr.JSON(label="Job spec (token shown as $HF_TOKEN)")
@@ -255,22 +288,22 @@ def build_tab() -> TrainTab:
         "backend": backend, "push_to_hub": push, "max_cost_usd": max_cost, "allow_unfit": allow_unfit,
     }  # fmt: skip
     assert set(fields) == set(TrainingConfig.model_fields) - CONFIRMATION_FIELDS, "every config field has its component"
-    tab = TrainTab(fields, preset_btn, preview_btn, submit_btn, result_md, command, python, spec, confirm)
-    outputs = [result_md, command, python, spec]
+    tab = TrainTab(
+        fields, preset_btn, preview_btn, submit_btn, result_md, command, python, spec, confirm, watch, job_id
+    )
+    outputs = [result_md, command, python, spec, job_id, watch]
     inputs = set(fields.values())
     plan = concurrency("plan")
-    preview_btn.click(ui_errors(tab.on_preview), inputs, outputs, api_visibility="private", **plan)
-    submit_btn.click(ui_errors(tab.on_submit), inputs, [*outputs, confirm.row, confirm.text, confirm.pending],
-                     api_visibility="private", trigger_mode="once", **plan)  # fmt: skip
-    # trigger_mode="once": clicks while the job is being created are dropped; the submission key makes a second
-    # confirmation (another tab, a retry) return the same job
-    confirm.yes.click(ui_errors(tab.on_confirm), [confirm.pending], [*outputs, confirm.row, confirm.pending],
-                      api_visibility="private", trigger_mode="once", **plan)  # fmt: skip
-    preset_btn.click(
-        ui_errors(tab.on_preset),
-        [method, model],
-        [peft, lr, batch, accum, max_length, grad_ckpt, result_md],
-        api_visibility="private",
-        **plan,
-    )
+    # the buttons are disabled while an action runs, and clicks during it are dropped (trigger_mode="once"); the
+    # submission key makes a second confirmation (another tab, a retry) return the same job
+    buttons = [preview_btn, submit_btn, confirm.yes, preset_btn]
+    plan |= {"show_progress_on": [result_md]}  # the steps show where the answer will be
+    while_busy(preview_btn.click, buttons, ui_errors(tab.on_preview), inputs, outputs, **plan)
+    while_busy(submit_btn.click, buttons, ui_errors(tab.on_submit), inputs,
+               [*outputs, confirm.row, confirm.text, confirm.pending], trigger_mode="once", **plan)  # fmt: skip
+    while_busy(confirm.yes.click, buttons, ui_errors(tab.on_confirm), [confirm.pending],
+               [*outputs, confirm.row, confirm.pending], trigger_mode="once", **plan)  # fmt: skip
+    while_busy(preset_btn.click, buttons, ui_errors(tab.on_preset), [method, model],
+               [peft, lr, batch, accum, max_length, grad_ckpt, result_md], **plan)  # fmt: skip
+    gr.Markdown(NEXT_STEP, elem_classes="next-step")
     return tab

@@ -1,0 +1,58 @@
+"""The Train tab on a slow Hub, as a visitor sees it: named steps while Preview and Submit run, the buttons
+disabled meanwhile, a way to the created job, and the exact template to download beside the reproduce commands."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from tests.conftest import SCREENSHOTS, add_qwen, sign_in
+
+ROWS = [
+    {"messages": [{"role": "user", "content": f"question {i}"}, {"role": "assistant", "content": f"answer {i}"}]}
+    for i in range(20)
+]
+TEMPLATE = Path(__file__).resolve().parents[1] / "job_templates" / "train.py"
+
+
+def _visible(locator):
+    return locator.locator("visible=true").first
+
+
+def test_preview_and_submit_show_their_steps_disable_the_buttons_and_lead_to_the_job(
+    hub, app_url, page, tokenizer_files
+):
+    add_qwen(hub, tokenizer_files)
+    hub.add_dataset("alice/chat", {"train": ROWS}, num_rows={"train": 2000})
+    hub.plan_next_job(lines=["training"] * 200, line_interval_s=0.5)
+    sign_in(page, app_url)
+    page.get_by_role("tab", name="Train").click()
+    _visible(page.get_by_label("Dataset", exact=True)).fill("alice/chat")
+    _visible(page.get_by_label("Hardware")).fill("a10g-small")
+    hub.fault("/api/models", mode="delay", delay_s=1.5, times=4)  # a slow Hub: each model read takes 1.5 s
+    preview = _visible(page.get_by_role("button", name="Preview"))
+    preview.click()
+    step = _visible(page.get_by_text("Reading the model…"))
+    step.wait_for()  # the step the action is at, not a bare spinner
+    assert preview.is_disabled() and _visible(page.get_by_role("button", name="Submit training job")).is_disabled()
+    os.makedirs(SCREENSHOTS, exist_ok=True)
+    page.screenshot(path=os.path.join(SCREENSHOTS, "train-preview-in-progress.png"), full_page=True)
+    _visible(page.get_by_text("Ready to submit")).wait_for(timeout=60_000)
+    page.wait_for_function("() => [...document.querySelectorAll('button')].some(b => b.innerText === 'Preview' "
+                           "&& !b.disabled)")  # fmt: skip
+    assert _visible(page.get_by_role("button", name="Watch it in My jobs →")).count() == 0  # no job yet
+
+    _visible(page.get_by_role("button", name="Submit training job")).click()
+    _visible(page.get_by_role("button", name="Yes, start it")).click()
+    _visible(page.get_by_text("Submitted:")).wait_for(timeout=60_000)
+    (post,) = hub.requests_to("/api/jobs/alice", "POST")
+    watch = _visible(page.get_by_role("button", name="Watch it in My jobs →"))
+    watch.wait_for()
+    page.screenshot(path=os.path.join(SCREENSHOTS, "train-submitted.png"), full_page=True)
+
+    page.get_by_text("Reproduce without the app").first.click()
+    assert hashlib.sha256(TEMPLATE.read_bytes()).hexdigest() in page.content()
+    with page.expect_download() as download:
+        _visible(page.get_by_role("button", name="Download train.py")).click()
+    assert Path(download.value.path()).read_bytes() == TEMPLATE.read_bytes()
