@@ -482,8 +482,34 @@ def test_estimate_vs_measured_of_a_finished_job_and_the_accuracy_view_with_csv(h
     assert plain.id not in text and hub.alice not in text
 
 
+LOGS_TAIL_SHOWN_JS = """() => {
+  const box = document.querySelector('#job-logs .cm-scroller');
+  const lines = document.querySelectorAll('#job-logs .cm-content .cm-line');
+  if (!box || !lines.length) return null;
+  const a = box.getBoundingClientRect(), b = lines[lines.length - 1].getBoundingClientRect();
+  return b.top >= a.top - 1 && b.bottom <= a.bottom + 1 && lines[lines.length - 1].textContent;
+}"""
+
+
+def open_tab(page, name: str) -> None:
+    """Open a tab, from the "More tabs" menu where a narrow screen has put it."""
+    tab = page.get_by_role("tab", name=name)
+    if tab.count() and tab.first.is_visible():
+        tab.first.click()
+        return
+    page.get_by_role("button", name="More tabs").click()
+    page.locator(".overflow-dropdown button", has_text=name).first.click()
+
+
+def row_of(page, job_id: str) -> str:
+    """The text of the job's row in the jobs table (its cells, from the job id to the next job's id)."""
+    text = page.locator("#jobs-table").inner_text()
+    return text.split(job_id, 1)[1].split("\n\n")[0] if job_id in text else ""
+
+
 @pytest.mark.browser
-def test_my_jobs_in_a_browser_running_usage_progress_then_finished(hub, app_url, page):
+@pytest.mark.parametrize("width", [1280, 420])
+def test_my_jobs_in_a_browser_running_usage_progress_then_finished(hub, app_url, page, width):
     from tests.hub_standin import metric_sample
 
     now = time.time()
@@ -497,19 +523,33 @@ def test_my_jobs_in_a_browser_running_usage_progress_then_finished(hub, app_url,
                for i in range(40)]  # fmt: skip
     job = submit_with_estimate(hub, lines=lines, line_interval_s=0.125, metrics=metrics, metrics_interval_s=0.25,
                                schedule_s=1.0)  # fmt: skip
+    page.set_viewport_size({"width": width, "height": 900})
+    suffix = "" if width > 700 else "-phone"
     sign_in(page, app_url)
-    page.get_by_role("tab", name="My jobs").click()
+    open_tab(page, "My jobs")
     page.get_by_text(job.id).locator("visible=true").first.click()
     page.locator("#job-details").get_by_text(f"Job {job.id}").wait_for()
     page.locator("#job-progress").get_by_text("left").wait_for(timeout=20_000)
     page.locator("#job-usage-note").get_by_text("Peaks over").wait_for(timeout=20_000)
     page.locator("#job-versus").get_by_text("live metrics").wait_for(timeout=20_000)
+    # the log box shows its latest lines (not only line numbers): the last line is drawn inside the box once a
+    # visitor scrolls to it (CodeMirror measures its lines only where the window shows them; a full-page screenshot
+    # of a box below the fold shows numbers beside lines it has never measured)
+    page.locator("#job-logs").scroll_into_view_if_needed()
+    tail = wait_for(lambda: page.evaluate(LOGS_TAIL_SHOWN_JS), timeout=5)
+    assert "step" in tail, tail
     os.makedirs(SCREENSHOTS, exist_ok=True)
-    page.screenshot(path=os.path.join(SCREENSHOTS, "my-jobs-running-usage.png"), full_page=True)
+    page.screenshot(path=os.path.join(SCREENSHOTS, f"my-jobs-running-usage{suffix}.png"), full_page=True)
     page.locator("#job-details").get_by_text("COMPLETED").first.wait_for(timeout=30_000)
+    ended = time.monotonic()
+    # the job's end shows at once everywhere: its row in the table, and the usage is no longer "live"
+    page.locator("#job-usage-note").get_by_text("The job has ended").wait_for(timeout=3_000)
+    wait_for(lambda: "COMPLETED" in row_of(page, job.id), timeout=3)
+    assert time.monotonic() - ended < 3  # not the table's 5 s timer, nor a metrics read running out
+    assert "Usage (live)" not in page.locator("#job-usage-note").inner_text()
     page.locator("#job-progress").get_by_text("Training finished").wait_for(timeout=20_000)
     page.get_by_text("Estimate accuracy").first.click()
     page.get_by_role("button", name="Show estimate accuracy").click()
     page.get_by_text("1 finished job(s)").wait_for()
     page.get_by_role("button", name="Download CSV").wait_for()
-    page.screenshot(path=os.path.join(SCREENSHOTS, "my-jobs-finished-estimate.png"), full_page=True)
+    page.screenshot(path=os.path.join(SCREENSHOTS, f"my-jobs-finished-estimate{suffix}.png"), full_page=True)

@@ -342,6 +342,14 @@ class JobsTab:
             note += ". Click a row for details and logs."
         return {self.table: jobs_frame(rows), self.note: note, self.timer: gr.Timer(active=running)}
 
+    def on_table_if_ended(self, where: dict[str, str] | None, orgs: str, only_this_app: bool,
+                          stages: list[str] | None, oauth_token: gr.OAuthToken | None = None) -> dict[Any, Any]:  # fmt: skip
+        """The table again once the open job has ended, so that its row no longer says RUNNING (no Hub call, and
+        nothing changed, while it runs: the table's own timer refreshes it then)."""
+        if not where or where.get("stage") not in TERMINAL_STAGES:
+            return {}
+        return self.on_table(orgs, only_this_app, stages, oauth_token)
+
     def on_table_load(self, orgs: str, only_this_app: bool, oauth_token: gr.OAuthToken | None = None):
         """The table with no stage filter (the app's `demo.load` calls this one)."""
         return self.on_table(orgs, only_this_app, None, oauth_token)
@@ -583,6 +591,7 @@ def build_tab() -> JobsTab:
     follows = []
     usage = ui_errors_gen(tab.on_usage)
     usages = []
+    ends = []  # the panel refreshed once the log stream has ended
     usage_stream = {"api_visibility": "private", "concurrency_limit": USAGE_CONCURRENCY, "concurrency_id": "usage",
                     "show_progress": "hidden"}  # fmt: skip
     for opening in (
@@ -597,13 +606,24 @@ def build_tab() -> JobsTab:
             api_visibility="private", concurrency_limit=LOG_CONCURRENCY, concurrency_id="logs",
             show_progress="hidden",
         )  # fmt: skip
-        stream.then(refresh_handler, [opened, where], tab.panel_outputs, api_visibility="private",
-                    show_progress="hidden", **hub).then(tab.on_measures, *measures, api_visibility="private",
-                                                        show_progress="hidden")  # fmt: skip
+        refreshed = stream.then(refresh_handler, [opened, where], tab.panel_outputs, api_visibility="private",
+                                show_progress="hidden", **hub)  # fmt: skip
+        refreshed.then(tab.on_measures, *measures, api_visibility="private", show_progress="hidden")
+        # the logs end when the job does: its row in the table says so at once
+        refreshed.then(ui_errors(tab.on_table_if_ended), [where, orgs, only_app, stages], table_outputs,
+                       api_visibility="private", show_progress="hidden", **hub)  # fmt: skip
+        ends.append(refreshed)
         follows.append(stream)
         live = opening.success(usage, [opened, where, usage_state], tab.usage_outputs, **usage_stream)
         live.then(tab.on_measures, *measures, api_visibility="private", show_progress="hidden")
         usages.append(live)
+    # ... and its usage stream stops at once, saying it has ended (the open job's stage is known: no metrics read;
+    # a job still running, its logs cut short, is followed again)
+    for refreshed in ends:
+        again = refreshed.then(usage, [opened, where, usage_state], tab.usage_outputs, cancels=list(usages),
+                               **usage_stream)  # fmt: skip
+        again.then(tab.on_measures, *measures, api_visibility="private", show_progress="hidden")
+        usages.append(again)
     resumed = usage_follow.click(usage, [opened, where, usage_state], tab.usage_outputs, cancels=usages,
                                  **usage_stream)  # fmt: skip
     resumed.then(tab.on_measures, *measures, api_visibility="private", show_progress="hidden")
