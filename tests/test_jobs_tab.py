@@ -246,9 +246,37 @@ def test_log_streams_have_their_own_concurrency_pool():
     with gr.Blocks() as demo:
         tab = jobs_tab.build_tab()
     streams = [f for f in demo.fns.values() if getattr(f.fn, "__name__", None) == "on_follow"]
-    assert len(streams) == 3  # row click, job id + Enter, Open button
+    assert len(streams) == 4  # row click, job id + Enter, Open button, another tab's `open_job`
     assert all(f.concurrency_limit == 20 and f.concurrency_id == "logs" for f in streams)
     assert {tab.table, tab.note, tab.timer, tab.orgs, tab.only_app} <= set(demo.blocks.values())
+
+
+def test_another_tab_opens_a_job_like_a_click_on_its_row():
+    """`open_job` (the Train tab's "Watch it in My jobs") fills the Job id and opens the panel: details, then the
+    log and usage streams, as the row click does; a bad id changes nothing."""
+    import gradio as gr
+
+    from trainer_space.ui import jobs_tab
+
+    with gr.Blocks() as demo:
+        tab = jobs_tab.build_tab()
+        source = gr.Textbox()
+        watch = gr.Button()
+        watch.click(tab.open_job, [source], tab.open_job_outputs)
+    job_id = "0123456789abcdef01234567"
+    first = tab.open_job(f" {job_id} ")
+    assert set(first) == set(tab.open_job_outputs) and first[tab.job_id] == job_id
+    assert first[tab.open_request]["id"] == job_id
+    time.sleep(0.01)
+    assert tab.open_job(job_id)[tab.open_request] != first[tab.open_request]  # the same job again opens again
+    assert tab.open_job("../api/whoami") == {} and tab.open_job("") == {}
+    # the request opens the job: on_open, then the live logs and usage after it, as for a row click
+    fns = list(demo.fns.values())
+    opening = [f for f in fns if getattr(f.fn, "__name__", "") == "on_open"
+               and (tab.open_request._id, "change") in f.targets]  # fmt: skip
+    assert len(opening) == 1 and opening[0].inputs == [tab.job_id]
+    chained = {getattr(f.fn, "__name__", "") for f in fns if f.trigger_after == opening[0]._id}
+    assert {"on_follow", "on_usage"} <= chained
 
 
 def test_links_and_embed_only_from_safe_label_values():
@@ -467,16 +495,16 @@ def test_estimate_vs_measured_of_a_finished_job_and_the_accuracy_view_with_csv(h
     frame = shown[tab.acc_table]
     assert list(frame["Job"]) == [job.id]
     row = frame.iloc[0]
-    assert row["Est. peak GB"] == 10.0 and row["Peak GB"] == 8.0 and row["Peak ratio"] == 0.8
+    assert row["Est. GB"] == 10.0 and row["GB"] == 8.0 and row["GB ratio"] == 0.8
     assert row["Flavor"] == "t4-small" and row["Method"] == "sft" and row["Est. min"] == 0.1
-    assert row["Min"] is not None and row["Time ratio"] is not None and row["Cost ratio"] is not None
+    assert row["Min"] is not None and row["Min ratio"] is not None and row["$ ratio"] is not None
     assert "1 finished job(s)" in shown[tab.acc_note] and "peak GPU memory 0.80x" in shown[tab.acc_note]
     assert shown[tab.acc_plot].visible
     assert set(shown[tab.acc_plot].value["columns"]) == {"job", "measure", "ratio"}
     path = shown[tab.acc_csv].value["path"]  # a FileData once Gradio has it
     with open(path, newline="") as fh:
         rows = list(csv.DictReader(fh))
-    assert [r["Job"] for r in rows] == [job.id] and rows[0]["Peak ratio"] == "0.8"
+    assert [r["Job"] for r in rows] == [job.id] and rows[0]["GB ratio"] == "0.8"
     with open(path) as fh:
         text = fh.read()
     assert plain.id not in text and hub.alice not in text
@@ -491,8 +519,40 @@ LOGS_TAIL_SHOWN_JS = """() => {
 }"""
 
 
+# the words of the cells under a selector that the browser broke across lines ("Mode l", "$0.0 0")
+BROKEN_WORDS_JS = """(selector) => {
+  const broken = [];
+  for (const cell of document.querySelectorAll(selector)) {
+    const walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      const re = /\\S+/g;
+      let m;
+      while ((m = re.exec(node.textContent)) !== null) {
+        const range = document.createRange();
+        range.setStart(node, m.index);
+        range.setEnd(node, m.index + m[0].length);
+        const tops = new Set([...range.getClientRects()].filter((r) => r.width > 0).map((r) => Math.round(r.top)));
+        if (tops.size > 1) broken.push(m[0]);
+      }
+    }
+  }
+  return broken;
+}"""
+
+
+def headers_in_view(page, selector: str, width: int) -> list[str]:
+    """The headers of a table whose cell is entirely inside the window (at `width` px)."""
+    shown = []
+    for th in page.locator(f"{selector} th").all():
+        box = th.bounding_box()
+        if box and box["x"] >= 0 and box["x"] + box["width"] <= width + 1:
+            shown.append(th.inner_text().strip())
+    return shown
+
+
 def open_tab(page, name: str) -> None:
     """Open a tab, from the "More tabs" menu where a narrow screen has put it."""
+    page.get_by_role("tab").first.wait_for()
     tab = page.get_by_role("tab", name=name)
     if tab.count() and tab.first.is_visible():
         tab.first.click()
@@ -538,6 +598,9 @@ def test_my_jobs_in_a_browser_running_usage_progress_then_finished(hub, app_url,
     page.locator("#job-logs").scroll_into_view_if_needed()
     tail = wait_for(lambda: page.evaluate(LOGS_TAIL_SHOWN_JS), timeout=5)
     assert "step" in tail, tail
+    # the table's first columns are the job, its stage and its cost; no key or number is broken in the details
+    assert headers_in_view(page, "#jobs-table", width)[:3] == ["Job", "Stage", "Cost ($)"]
+    assert page.evaluate(BROKEN_WORDS_JS, "#job-details td, #jobs-table th, #jobs-table td, #job-versus td") == []
     os.makedirs(SCREENSHOTS, exist_ok=True)
     page.screenshot(path=os.path.join(SCREENSHOTS, f"my-jobs-running-usage{suffix}.png"), full_page=True)
     page.locator("#job-details").get_by_text("COMPLETED").first.wait_for(timeout=30_000)
@@ -552,4 +615,5 @@ def test_my_jobs_in_a_browser_running_usage_progress_then_finished(hub, app_url,
     page.get_by_role("button", name="Show estimate accuracy").click()
     page.get_by_text("1 finished job(s)").wait_for()
     page.get_by_role("button", name="Download CSV").wait_for()
+    assert page.evaluate(BROKEN_WORDS_JS, "#estimate-accuracy th, #job-details td") == []
     page.screenshot(path=os.path.join(SCREENSHOTS, f"my-jobs-finished-estimate{suffix}.png"), full_page=True)
