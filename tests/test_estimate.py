@@ -380,3 +380,24 @@ def test_the_tab_prefills_from_the_dataset_tab_and_renders_table_and_verdict(qwe
     assert table["Fits"].isin(["✓", "✗"]).all() and table["Flavor"].str.endswith("★").sum() == 1
     assert verdict.startswith(f"**Fits on {flavor}**") and timeout in verdict
     assert "15,806 rows" in verdict and info["memory_gb_per_gpu"]["peak"] > 0
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("width", [1280, 420])
+def test_the_estimate_table_shows_flavor_fit_cost_and_hours_first_on_any_screen(qwen_hub, app_url, page, width):
+    from tests.conftest import SCREENSHOTS
+    from tests.test_jobs_tab import BROKEN_WORDS_JS, headers_in_view, open_tab
+
+    page.set_viewport_size({"width": width, "height": 900})
+    page.goto(app_url)
+    open_tab(page, "Estimate")
+    page.get_by_role("button", name="Estimate", exact=True).click()
+    page.locator("#estimate-table").get_by_text("★").first.wait_for(timeout=20_000)
+    assert headers_in_view(page, "#estimate-table", width)[:4] == ["Flavor", "Fits", "Cost ($)", "Hours"]
+    assert page.evaluate(BROKEN_WORDS_JS, "#estimate-table th, #estimate-table td") == []
+    # the chosen method is readable in its dropdown (not cut to "SFT (supervised fi")
+    clipped = "(e) => e.scrollWidth > e.clientWidth + 1"
+    assert not page.locator("#estimate-method input").first.evaluate(clipped)
+    os.makedirs(SCREENSHOTS, exist_ok=True)
+    name = "estimate-table" + ("" if width > 700 else "-phone") + ".png"
+    page.screenshot(path=os.path.join(SCREENSHOTS, name), full_page=True)

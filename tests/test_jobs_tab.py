@@ -246,9 +246,37 @@ def test_log_streams_have_their_own_concurrency_pool():
     with gr.Blocks() as demo:
         tab = jobs_tab.build_tab()
     streams = [f for f in demo.fns.values() if getattr(f.fn, "__name__", None) == "on_follow"]
-    assert len(streams) == 3  # row click, job id + Enter, Open button
+    assert len(streams) == 4  # row click, job id + Enter, Open button, another tab's `open_job`
     assert all(f.concurrency_limit == 20 and f.concurrency_id == "logs" for f in streams)
     assert {tab.table, tab.note, tab.timer, tab.orgs, tab.only_app} <= set(demo.blocks.values())
+
+
+def test_another_tab_opens_a_job_like_a_click_on_its_row():
+    """`open_job` (the Train tab's "Watch it in My jobs") fills the Job id and opens the panel: details, then the
+    log and usage streams, as the row click does; a bad id changes nothing."""
+    import gradio as gr
+
+    from trainer_space.ui import jobs_tab
+
+    with gr.Blocks() as demo:
+        tab = jobs_tab.build_tab()
+        source = gr.Textbox()
+        watch = gr.Button()
+        watch.click(tab.open_job, [source], tab.open_job_outputs)
+    job_id = "0123456789abcdef01234567"
+    first = tab.open_job(f" {job_id} ")
+    assert set(first) == set(tab.open_job_outputs) and first[tab.job_id] == job_id
+    assert first[tab.open_request]["id"] == job_id
+    time.sleep(0.01)
+    assert tab.open_job(job_id)[tab.open_request] != first[tab.open_request]  # the same job again opens again
+    assert tab.open_job("../api/whoami") == {} and tab.open_job("") == {}
+    # the request opens the job: on_open, then the live logs and usage after it, as for a row click
+    fns = list(demo.fns.values())
+    opening = [f for f in fns if getattr(f.fn, "__name__", "") == "on_open"
+               and (tab.open_request._id, "change") in f.targets]  # fmt: skip
+    assert len(opening) == 1 and opening[0].inputs == [tab.job_id]
+    chained = {getattr(f.fn, "__name__", "") for f in fns if f.trigger_after == opening[0]._id}
+    assert {"on_follow", "on_usage"} <= chained
 
 
 def test_links_and_embed_only_from_safe_label_values():
@@ -467,23 +495,81 @@ def test_estimate_vs_measured_of_a_finished_job_and_the_accuracy_view_with_csv(h
     frame = shown[tab.acc_table]
     assert list(frame["Job"]) == [job.id]
     row = frame.iloc[0]
-    assert row["Est. peak GB"] == 10.0 and row["Peak GB"] == 8.0 and row["Peak ratio"] == 0.8
+    assert row["Est. GB"] == 10.0 and row["GB"] == 8.0 and row["GB ratio"] == 0.8
     assert row["Flavor"] == "t4-small" and row["Method"] == "sft" and row["Est. min"] == 0.1
-    assert row["Min"] is not None and row["Time ratio"] is not None and row["Cost ratio"] is not None
+    assert row["Min"] is not None and row["Min ratio"] is not None and row["$ ratio"] is not None
     assert "1 finished job(s)" in shown[tab.acc_note] and "peak GPU memory 0.80x" in shown[tab.acc_note]
     assert shown[tab.acc_plot].visible
     assert set(shown[tab.acc_plot].value["columns"]) == {"job", "measure", "ratio"}
     path = shown[tab.acc_csv].value["path"]  # a FileData once Gradio has it
     with open(path, newline="") as fh:
         rows = list(csv.DictReader(fh))
-    assert [r["Job"] for r in rows] == [job.id] and rows[0]["Peak ratio"] == "0.8"
+    assert [r["Job"] for r in rows] == [job.id] and rows[0]["GB ratio"] == "0.8"
     with open(path) as fh:
         text = fh.read()
     assert plain.id not in text and hub.alice not in text
 
 
+LOGS_TAIL_SHOWN_JS = """() => {
+  const box = document.querySelector('#job-logs .cm-scroller');
+  const lines = document.querySelectorAll('#job-logs .cm-content .cm-line');
+  if (!box || !lines.length) return null;
+  const a = box.getBoundingClientRect(), b = lines[lines.length - 1].getBoundingClientRect();
+  return b.top >= a.top - 1 && b.bottom <= a.bottom + 1 && lines[lines.length - 1].textContent;
+}"""
+
+
+# the words of the cells under a selector that the browser broke across lines ("Mode l", "$0.0 0")
+BROKEN_WORDS_JS = """(selector) => {
+  const broken = [];
+  for (const cell of document.querySelectorAll(selector)) {
+    const walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      const re = /\\S+/g;
+      let m;
+      while ((m = re.exec(node.textContent)) !== null) {
+        const range = document.createRange();
+        range.setStart(node, m.index);
+        range.setEnd(node, m.index + m[0].length);
+        const tops = new Set([...range.getClientRects()].filter((r) => r.width > 0).map((r) => Math.round(r.top)));
+        if (tops.size > 1) broken.push(m[0]);
+      }
+    }
+  }
+  return broken;
+}"""
+
+
+def headers_in_view(page, selector: str, width: int) -> list[str]:
+    """The headers of a table whose cell is entirely inside the window (at `width` px)."""
+    shown = []
+    for th in page.locator(f"{selector} th").all():
+        box = th.bounding_box()
+        if box and box["x"] >= 0 and box["x"] + box["width"] <= width + 1:
+            shown.append(th.inner_text().strip())
+    return shown
+
+
+def open_tab(page, name: str) -> None:
+    """Open a tab, from the "More tabs" menu where a narrow screen has put it."""
+    page.get_by_role("tab").first.wait_for()
+    tab = page.get_by_role("tab", name=name)
+    if tab.count() and tab.first.is_visible():
+        tab.first.click()
+        return
+    page.get_by_role("button", name="More tabs").click()
+    page.locator(".overflow-dropdown button", has_text=name).first.click()
+
+
+def row_of(page, job_id: str) -> str:
+    """The text of the job's row in the jobs table (its cells, from the job id to the next job's id)."""
+    text = page.locator("#jobs-table").inner_text()
+    return text.split(job_id, 1)[1].split("\n\n")[0] if job_id in text else ""
+
+
 @pytest.mark.browser
-def test_my_jobs_in_a_browser_running_usage_progress_then_finished(hub, app_url, page):
+@pytest.mark.parametrize("width", [1280, 420])
+def test_my_jobs_in_a_browser_running_usage_progress_then_finished(hub, app_url, page, width):
     from tests.hub_standin import metric_sample
 
     now = time.time()
@@ -497,19 +583,37 @@ def test_my_jobs_in_a_browser_running_usage_progress_then_finished(hub, app_url,
                for i in range(40)]  # fmt: skip
     job = submit_with_estimate(hub, lines=lines, line_interval_s=0.125, metrics=metrics, metrics_interval_s=0.25,
                                schedule_s=1.0)  # fmt: skip
+    page.set_viewport_size({"width": width, "height": 900})
+    suffix = "" if width > 700 else "-phone"
     sign_in(page, app_url)
-    page.get_by_role("tab", name="My jobs").click()
+    open_tab(page, "My jobs")
     page.get_by_text(job.id).locator("visible=true").first.click()
     page.locator("#job-details").get_by_text(f"Job {job.id}").wait_for()
     page.locator("#job-progress").get_by_text("left").wait_for(timeout=20_000)
     page.locator("#job-usage-note").get_by_text("Peaks over").wait_for(timeout=20_000)
     page.locator("#job-versus").get_by_text("live metrics").wait_for(timeout=20_000)
+    # the log box shows its latest lines (not only line numbers): the last line is drawn inside the box once a
+    # visitor scrolls to it (CodeMirror measures its lines only where the window shows them; a full-page screenshot
+    # of a box below the fold shows numbers beside lines it has never measured)
+    page.locator("#job-logs").scroll_into_view_if_needed()
+    tail = wait_for(lambda: page.evaluate(LOGS_TAIL_SHOWN_JS), timeout=5)
+    assert "step" in tail, tail
+    # the table's first columns are the job, its stage and its cost; no key or number is broken in the details
+    assert headers_in_view(page, "#jobs-table", width)[:3] == ["Job", "Stage", "Cost ($)"]
+    assert page.evaluate(BROKEN_WORDS_JS, "#job-details td, #jobs-table th, #jobs-table td, #job-versus td") == []
     os.makedirs(SCREENSHOTS, exist_ok=True)
-    page.screenshot(path=os.path.join(SCREENSHOTS, "my-jobs-running-usage.png"), full_page=True)
+    page.screenshot(path=os.path.join(SCREENSHOTS, f"my-jobs-running-usage{suffix}.png"), full_page=True)
     page.locator("#job-details").get_by_text("COMPLETED").first.wait_for(timeout=30_000)
+    ended = time.monotonic()
+    # the job's end shows at once everywhere: its row in the table, and the usage is no longer "live"
+    page.locator("#job-usage-note").get_by_text("The job has ended").wait_for(timeout=3_000)
+    wait_for(lambda: "COMPLETED" in row_of(page, job.id), timeout=3)
+    assert time.monotonic() - ended < 3  # not the table's 5 s timer, nor a metrics read running out
+    assert "Usage (live)" not in page.locator("#job-usage-note").inner_text()
     page.locator("#job-progress").get_by_text("Training finished").wait_for(timeout=20_000)
     page.get_by_text("Estimate accuracy").first.click()
     page.get_by_role("button", name="Show estimate accuracy").click()
     page.get_by_text("1 finished job(s)").wait_for()
     page.get_by_role("button", name="Download CSV").wait_for()
-    page.screenshot(path=os.path.join(SCREENSHOTS, "my-jobs-finished-estimate.png"), full_page=True)
+    assert page.evaluate(BROKEN_WORDS_JS, "#estimate-accuracy th, #job-details td") == []
+    page.screenshot(path=os.path.join(SCREENSHOTS, f"my-jobs-finished-estimate{suffix}.png"), full_page=True)

@@ -13,8 +13,10 @@ from ..jobs.config import ExportConfig, TrainingConfig
 from ..settings import get_settings
 from . import api, local_oauth
 from .common import CONCURRENCY, DEFAULT_CONCURRENCY, concurrency, install_log_redaction, ui_errors
+from .estimate_tab import CSS as _estimate_css
 from .estimate_tab import EstimateTab
 from .export_tab import ExportTab
+from .jobs_tab import CSS as _jobs_css
 from .train_tab import TrainTab
 
 TITLE = "TRL Trainer"
@@ -41,6 +43,8 @@ CSS = """
   .form > div {min-width: 140px !important}
 }
 """
+# ---- the tabs' own CSS (issue 16: My jobs and Estimate on a phone) ----
+CSS += _jobs_css + _estimate_css
 
 
 # Embedded in a frame, sign-in is in the hands of the browser's third-party cookie rules (Safari and others block

@@ -35,7 +35,16 @@ INTRO = (
     "from the model's Hub metadata and `config.json` only (no weights are downloaded). The cheapest flavor that "
     "fits with a 10% margin is recommended, with a timeout of the estimate plus 30%."
 )
-COLUMNS = ["Flavor", "GPUs", "VRAM per GPU (GB)", "Peak per GPU (GB)", "Fits", "Hours", "Cost ($)", "$ / hour"]
+# what decides first (a phone shows the first four): the flavor, whether it fits, what it costs, how long it runs
+COLUMNS = ["Flavor", "Fits", "Cost ($)", "Hours", "Peak GB / GPU", "GB / GPU", "GPUs", "$ / hour"]
+# The tab's CSS (the app adds it to its own): headers on one line, numbers never broken, the table scrolls sideways
+CSS = """
+#estimate-table th, #estimate-table th * {white-space: nowrap !important; word-break: keep-all !important}
+#estimate-table td, #estimate-table td * {word-break: keep-all !important; overflow-wrap: normal !important}
+@media (max-width: 720px) {
+  #estimate-method {min-width: 100% !important}
+}
+"""
 
 
 def flavor_table(result: EstimateResult) -> pd.DataFrame:
@@ -45,12 +54,12 @@ def flavor_table(result: EstimateResult) -> pd.DataFrame:
         name = ("this machine" if f.flavor.is_local else f.flavor.name) + (
             " ★" if f.flavor.name == result.recommended else ""
         )
+        fits = "✓" if f.fits else "✗"
         rows.append(
-            [name, f.flavor.gpus, round(f.flavor.vram_gb, 1), round(f.peak_gib, 1), "✓" if f.fits else "✗",
-             round(f.hours, 2), round(f.cost_usd, 2), round(f.flavor.usd_per_hour, 2)]
+            [name, fits, round(f.cost_usd, 2), round(f.hours, 2), round(f.peak_gib, 1), round(f.flavor.vram_gb, 1),
+             f.flavor.gpus, round(f.flavor.usd_per_hour, 2)]
             if f.flavor.is_gpu else
-            [name, 0, round(f.flavor.ram_gb, 1), round(f.peak_gib, 1), "✓" if f.fits else "✗", round(f.hours, 2), 0.0,
-             0.0]
+            [name, fits, 0.0, round(f.hours, 2), round(f.peak_gib, 1), round(f.flavor.ram_gb, 1), 0, 0.0]
         )  # fmt: skip
     return pd.DataFrame(rows, columns=COLUMNS)
 
@@ -173,7 +182,8 @@ def build_tab(dataset_tab: Any | None = None) -> EstimateTab:
         dataset = gr.Textbox(label="Dataset", value=DEFAULT_DATASET, scale=2)
         split = gr.Textbox(label="Split", value="train", scale=1)
     with gr.Row():
-        method = gr.Dropdown([(s.label, m) for m, s in METHODS.items()], value="sft", label="Method")
+        method = gr.Dropdown([(s.label, m) for m, s in METHODS.items()], value="sft", label="Method",
+                             elem_id="estimate-method")  # fmt: skip
         peft = gr.Radio(list(PEFT_MODES), value="lora", label="Fine-tuning")
         fsdp = gr.Checkbox(label="Shard with FSDP (several GPUs)", value=False)
     with gr.Row():
@@ -191,7 +201,8 @@ def build_tab(dataset_tab: Any | None = None) -> EstimateTab:
         )
     button = gr.Button("Estimate", variant="primary")
     verdict = gr.Markdown()
-    table = gr.Dataframe(headers=COLUMNS, label="Every GPU flavor", interactive=False, wrap=True)
+    table = gr.Dataframe(headers=COLUMNS, label="Every GPU flavor", interactive=False, wrap=True,
+                         elem_id="estimate-table")  # fmt: skip
     with gr.Row():
         recommended_flavor = gr.Textbox(label="Recommended flavor", interactive=False)
         timeout = gr.Textbox(label="Timeout to submit with", interactive=False)

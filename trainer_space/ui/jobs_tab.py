@@ -16,6 +16,7 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
+from ..errors import InvalidInput
 from ..hub.session import TERMINAL_STAGES
 from ..jobs import monitor
 from ..jobs.accuracy import ACCURACY_COLUMNS, JobEstimate, accuracy_summary, compare, estimate_accuracy
@@ -29,14 +30,37 @@ from ..validation import validate_job_id
 from .api import split_names
 from .common import CONCURRENCY, concurrency, is_signed_in, reader_for, ui_errors, ui_errors_gen
 
-COLUMNS = ["id", "kind", "model", "stage", "backend", "flavor", "started", "duration_min", "cost_usd"]
-HEADERS = ["Job", "Kind", "Model / output", "Stage", "Where", "Flavor", "Started", "Minutes", "Cost so far ($)"]
+# what a phone shows first (its width holds about three): the job, its stage, its cost so far
+COLUMNS = ["id", "stage", "cost_usd", "kind", "model", "backend", "flavor", "started", "duration_min"]
+HEADERS = ["Job", "Stage", "Cost ($)", "Kind", "Model / output", "Where", "Flavor", "Started", "Minutes"]
 STAGES = ["SCHEDULING", "RUNNING", "COMPLETED", "ERROR", "CANCELED"]
 LOG_LINES = 500  # lines kept in the live log view
 LOG_CONCURRENCY = CONCURRENCY["logs"]  # log streams served at once, in their own pool: they never hold up others
 USAGE_CONCURRENCY = 20  # live usage streams served at once (their own pool; each lasts TRAINER_SPACE_USAGE_FOLLOW_S)
-ACCURACY_HEADERS = ["Job", "Finished", "Where", "Flavor", "Method", "Model", "Est. peak GB", "Peak GB",
-                    "Peak ratio", "Est. min", "Min", "Time ratio", "Est. $", "$", "Cost ratio"]  # fmt: skip
+ACCURACY_HEADERS = ["Job", "Finished", "Where", "Flavor", "Method", "Model", "Est. GB", "GB", "GB ratio",
+                    "Est. min", "Min", "Min ratio", "Est. $", "$", "$ ratio"]  # fmt: skip
+# The tab's CSS (the app adds it to its own). Tables: headers on one line, no word broken inside a number (they
+# scroll sideways instead). Job details: keys and numbers never broken ("Mode l", "$0.0 0"); on a phone each row of
+# two key/value pairs becomes two rows of one pair.
+CSS = """
+#jobs-table th, #jobs-table th *, #estimate-accuracy th, #estimate-accuracy th * {
+  white-space: nowrap !important; word-break: keep-all !important}
+#jobs-table td, #jobs-table td *, #jobs-table textarea, #estimate-accuracy td, #estimate-accuracy td * {
+  word-break: keep-all !important; overflow-wrap: normal !important}
+#job-details td, #job-details th {word-break: keep-all !important; overflow-wrap: normal !important}
+#job-details td:nth-child(odd) {white-space: nowrap}
+#job-versus td, #job-versus th {word-break: keep-all !important; overflow-wrap: normal !important}
+@media (max-width: 720px) {
+  #jobs-table th, #jobs-table td {font-size: 12px !important}
+  #jobs-table th *, #jobs-table td * {font-size: 12px !important}
+  #job-details table {display: block; width: 100%}
+  #job-details tbody {display: block}
+  #job-details tr {display: grid; grid-template-columns: 7.5em minmax(0, 1fr); border: 0 !important}
+  #job-details td {border-width: 0 0 1px 0 !important; padding: 4px 6px !important}
+  #job-details td {overflow-wrap: anywhere !important}
+  #job-details td:nth-child(odd) {overflow-wrap: normal !important}
+}
+"""
 # diagnosis kind -> the tab whose button the action opens (tab labels as composed in ui/__init__.py)
 ACTION_TABS = {
     "dataset_columns": "Dataset",
@@ -262,6 +286,7 @@ class JobsTab:
     job_id: gr.Textbox
     open_button: gr.Button
     opened: gr.State  # the id of the job the panel shows
+    open_request: gr.State  # set by `open_job` (another tab): opens that job like a click on its row
     where: gr.State  # {"namespace", "stage"} of the open job, as last read
     panel: gr.Column
     details: gr.Markdown
@@ -293,6 +318,23 @@ class JobsTab:
     acc_table: gr.Dataframe
     acc_plot: gr.ScatterPlot
     acc_csv: gr.DownloadButton
+
+    @property
+    def open_job_outputs(self) -> list[Any]:
+        """The outputs of `open_job`, for another tab's event."""
+        return [self.job_id, self.open_request]
+
+    def open_job(self, job_id: str) -> dict[Any, Any]:
+        """Open a job in My jobs from another tab (the Train tab's "Watch it in My jobs"): the job id goes into the
+        Job id box and the panel opens on it with its details, live logs, usage and progress, as a click on its row
+        does. Wire it as `event(jobs.open_job, [job_id_component], jobs.open_job_outputs)`; switching to the tab is
+        the caller's. An empty or invalid id changes nothing."""
+        job_id = (job_id or "").strip()
+        try:
+            job_id = validate_job_id(job_id)
+        except InvalidInput:
+            return {}
+        return {self.job_id: job_id, self.open_request: {"id": job_id, "at": time.time()}}
 
     @property
     def panel_outputs(self) -> list[Any]:
@@ -341,6 +383,14 @@ class JobsTab:
         if rows:
             note += ". Click a row for details and logs."
         return {self.table: jobs_frame(rows), self.note: note, self.timer: gr.Timer(active=running)}
+
+    def on_table_if_ended(self, where: dict[str, str] | None, orgs: str, only_this_app: bool,
+                          stages: list[str] | None, oauth_token: gr.OAuthToken | None = None) -> dict[Any, Any]:  # fmt: skip
+        """The table again once the open job has ended, so that its row no longer says RUNNING (no Hub call, and
+        nothing changed, while it runs: the table's own timer refreshes it then)."""
+        if not where or where.get("stage") not in TERMINAL_STAGES:
+            return {}
+        return self.on_table(orgs, only_this_app, stages, oauth_token)
 
     def on_table_load(self, orgs: str, only_this_app: bool, oauth_token: gr.OAuthToken | None = None):
         """The table with no stage filter (the app's `demo.load` calls this one)."""
@@ -513,6 +563,7 @@ def build_tab() -> JobsTab:
         job_id = gr.Textbox(label="Job id", placeholder="Click a row above, or paste a job id", scale=4)
         open_btn = gr.Button("Open", scale=0, min_width=100)
     opened = gr.State("")
+    open_request = gr.State(None)
     where = gr.State(None)
     with gr.Column(visible=False, elem_id="job-panel") as panel:
         details = gr.Markdown(elem_id="job-details")
@@ -558,7 +609,8 @@ def build_tab() -> JobsTab:
                                   y_title="ratio (1 = exact)", height=260, visible=False)  # fmt: skip
     tab = JobsTab(
         orgs=orgs, stages=stages, only_app=only_app, refresh=refresh, note=note, table=table, timer=timer,
-        job_id=job_id, open_button=open_btn, opened=opened, where=where, panel=panel, details=details,
+        job_id=job_id, open_button=open_btn, opened=opened, open_request=open_request, where=where, panel=panel,
+        details=details,
         cancel=cancel_btn, confirm_row=confirm_row, confirm_text=confirm_text, yes=yes, keep=keep,
         diagnosis=diagnosis, action=action_btn, action_target=action_target, fix=fix, log_note=log_note,
         stop=stop_btn, logs=logs, trackio=trackio, facts=facts, progress_state=progress_state, progress=progress,
@@ -583,6 +635,7 @@ def build_tab() -> JobsTab:
     follows = []
     usage = ui_errors_gen(tab.on_usage)
     usages = []
+    ends = []  # the panel refreshed once the log stream has ended
     usage_stream = {"api_visibility": "private", "concurrency_limit": USAGE_CONCURRENCY, "concurrency_id": "usage",
                     "show_progress": "hidden"}  # fmt: skip
     for opening in (
@@ -591,24 +644,37 @@ def build_tab() -> JobsTab:
         ),
         job_id.submit(open_handler, [job_id], tab.open_outputs, api_visibility="private", **hub),
         open_btn.click(open_handler, [job_id], tab.open_outputs, api_visibility="private", **hub),
+        open_request.change(open_handler, [job_id], tab.open_outputs, api_visibility="private", **hub),
     ):
         stream = opening.success(
             follow, [opened, where, facts], [logs, log_note, stop_btn, progress_state, progress],
             api_visibility="private", concurrency_limit=LOG_CONCURRENCY, concurrency_id="logs",
             show_progress="hidden",
         )  # fmt: skip
-        stream.then(refresh_handler, [opened, where], tab.panel_outputs, api_visibility="private",
-                    show_progress="hidden", **hub).then(tab.on_measures, *measures, api_visibility="private",
-                                                        show_progress="hidden")  # fmt: skip
+        refreshed = stream.then(refresh_handler, [opened, where], tab.panel_outputs, api_visibility="private",
+                                show_progress="hidden", **hub)  # fmt: skip
+        refreshed.then(tab.on_measures, *measures, api_visibility="private", show_progress="hidden")
+        # the logs end when the job does: its row in the table says so at once
+        refreshed.then(ui_errors(tab.on_table_if_ended), [where, orgs, only_app, stages], table_outputs,
+                       api_visibility="private", show_progress="hidden", **hub)  # fmt: skip
+        ends.append(refreshed)
         follows.append(stream)
         live = opening.success(usage, [opened, where, usage_state], tab.usage_outputs, **usage_stream)
         live.then(tab.on_measures, *measures, api_visibility="private", show_progress="hidden")
         usages.append(live)
+    # ... and its usage stream stops at once, saying it has ended (the open job's stage is known: no metrics read;
+    # a job still running, its logs cut short, is followed again)
+    for refreshed in ends:
+        again = refreshed.then(usage, [opened, where, usage_state], tab.usage_outputs, cancels=list(usages),
+                               **usage_stream)  # fmt: skip
+        again.then(tab.on_measures, *measures, api_visibility="private", show_progress="hidden")
+        usages.append(again)
     resumed = usage_follow.click(usage, [opened, where, usage_state], tab.usage_outputs, cancels=usages,
                                  **usage_stream)  # fmt: skip
     resumed.then(tab.on_measures, *measures, api_visibility="private", show_progress="hidden")
     usages.append(resumed)
-    for trigger in (table.select, job_id.submit, open_btn.click):  # a new job replaces the streams of the last one
+    # a new job replaces the streams of the last one
+    for trigger in (table.select, job_id.submit, open_btn.click, open_request.change):
         trigger(None, None, None, cancels=follows + usages, api_visibility="private")
     acc_button.click(ui_errors(tab.on_accuracy), None, [acc_note, acc_table, acc_plot, acc_csv],
                      api_visibility="private", **hub)  # fmt: skip
