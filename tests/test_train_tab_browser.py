@@ -46,7 +46,7 @@ def test_preview_and_submit_show_their_steps_disable_the_buttons_and_lead_to_the
     _visible(page.get_by_role("button", name="Submit training job")).click()
     _visible(page.get_by_role("button", name="Yes, start it")).click()
     _visible(page.get_by_text("Submitted:")).wait_for(timeout=60_000)
-    (post,) = hub.requests_to("/api/jobs/alice", "POST")
+    (job,) = hub.jobs.values()
     watch = _visible(page.get_by_role("button", name="Watch it in My jobs →"))
     watch.wait_for()
     page.screenshot(path=os.path.join(SCREENSHOTS, "train-submitted.png"), full_page=True)
@@ -56,3 +56,9 @@ def test_preview_and_submit_show_their_steps_disable_the_buttons_and_lead_to_the
     with page.expect_download() as download:
         _visible(page.get_by_role("button", name="Download train.py")).click()
     assert Path(download.value.path()).read_bytes() == TEMPLATE.read_bytes()
+
+    watch.click()  # My jobs opens, on this job
+    page.get_by_role("tab", name="My jobs", selected=True).wait_for()
+    _visible(page.locator("#job-details").get_by_text(job.id)).wait_for()
+    _visible(page.locator("#job-details").get_by_text("RUNNING", exact=True)).wait_for()
+    page.screenshot(path=os.path.join(SCREENSHOTS, "train-watch-in-my-jobs.png"), full_page=True)

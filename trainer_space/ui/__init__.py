@@ -150,7 +150,7 @@ def build_app() -> gr.Blocks:
             gr.LoginButton(scale=0, min_width=270, size="md")
         banner = gr.Markdown(elem_id="signed-in")
         gr.HTML(EMBEDDED_NOTE, padding=False, elem_id="embedded-note")
-        with gr.Tabs():
+        with gr.Tabs() as tabs:
             with gr.Tab("Dataset", id="dataset"):
                 data = dataset_tab.build_tab()
             with gr.Tab("Estimate", id="estimate"):
@@ -187,6 +187,10 @@ def build_app() -> gr.Blocks:
             [*train.fields.values(), *export.fields.values()],
             api_visibility="private",
         )
+        # Train -> My jobs: the job just created, open in its tab
+        train.watch_button.click(
+            lambda: gr.Tabs(selected="jobs"), None, tabs, api_visibility="private", queue=False, show_progress="hidden"
+        ).then(jobs.open_job, [train.job_id], jobs.open_job_outputs, api_visibility="private", show_progress="hidden")
         api.register()
         demo.load(_whoami_banner, None, banner, api_visibility="private")
         demo.load(None, None, None, js=_SHOW_EMBEDDED_NOTE_JS, api_visibility="private")
