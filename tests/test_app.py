@@ -235,20 +235,6 @@ def test_the_app_fits_a_phone_screen(hub, app_url, page):
 
 
 @pytest.mark.browser
-def test_inside_a_frame_the_app_offers_its_own_tab(hub, app_url, page):
-    page.goto(app_url)
-    page.get_by_role("button", name="Sign in with Hugging Face").wait_for()
-    assert not page.locator("#embedded-note").is_visible()  # at top level, no note
-    page.set_content(f'<iframe src="{app_url}" style="width:1200px;height:800px"></iframe>')
-    frame = page.frame_locator("iframe")
-    link = frame.get_by_role("link", name="open the app in its own tab")
-    link.wait_for()
-    assert link.get_attribute("href") == app_url and link.get_attribute("target") == "_blank"
-    os.makedirs(SCREENSHOTS, exist_ok=True)
-    page.screenshot(path=os.path.join(SCREENSHOTS, "embedded.png"))
-
-
-@pytest.mark.browser
 def test_gguf_export_asks_to_confirm_the_worst_case_in_a_browser(hub, app_url, page):
     import json
 

@@ -47,18 +47,36 @@ CSS = """
 CSS += _jobs_css + _estimate_css
 
 
-# Embedded in a frame, sign-in is in the hands of the browser's third-party cookie rules (Safari and others block
-# the Space's session cookie there): the note appears only inside a frame and opens the app in its own tab.
+# Embedded in another page (an iframe, or Gradio's <gradio-app> web component), Hugging Face's sign-in page cannot
+# open in place (it refuses frames; the web component would send the host page to its own /login/huggingface), and
+# browsers may keep the app's session cookie from embedded pages. So there, "Sign in" opens the app in its own tab
+# and a note says so; the embed picks up the sign-in on reload only where the browser shares the app's cookies.
 EMBEDDED_NOTE = (
-    "<p>You are using the app inside another page. If signing in does not stick there (your browser blocks "
-    'cookies in embedded frames), <a id="open-app" target="_blank" rel="noopener">open the app in its own tab</a>.'
-    "</p>"
+    "<p>You are using the app inside another page: <b>signing in opens the app in its own tab</b> (Hugging Face's "
+    'sign-in page cannot be shown here). <a id="open-app" target="_blank" rel="noopener">Open the app in its own '
+    "tab</a> and work there; this copy picks up your sign-in after a reload only if your browser shares cookies "
+    "with embedded pages.</p>"
 )
-_SHOW_EMBEDDED_NOTE_JS = """() => {
-  if (window.self === window.top) return;
+_EMBEDDED_JS = """() => {
+  const inFrame = window.self !== window.top;
+  const component = window.__gradio_mode__ !== 'app' && document.querySelector('gradio-app');
+  if (!inFrame && !component) return;
+  let appUrl = window.location.href;
+  if (!inFrame) {
+    const src = component.getAttribute('src');
+    const space = component.getAttribute('space');
+    appUrl = src ? new URL(src, window.location.href).href : space ? 'https://huggingface.co/spaces/' + space : '';
+  }
   const note = document.getElementById('embedded-note');
   const link = document.getElementById('open-app');
-  if (note && link) { link.href = window.location.href; note.classList.add('shown'); }
+  if (note && link && appUrl) { link.href = appUrl; note.classList.add('shown'); }
+  document.addEventListener('click', (event) => {
+    if (!appUrl || !event.target.closest('#login-button')) return;
+    if (!/Sign in/.test(event.target.closest('#login-button').innerText)) return;  // "Logout" works in place
+    event.stopImmediatePropagation();
+    event.preventDefault();
+    window.open(appUrl, '_blank', 'noopener');
+  }, true);
 }"""
 
 
@@ -147,7 +165,7 @@ def build_app() -> gr.Blocks:
     with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
         with gr.Row(equal_height=False, elem_id="header"):
             gr.Markdown(f"# {TITLE}\n{INTRO}", elem_id="intro")
-            gr.LoginButton(scale=0, min_width=270, size="md")
+            gr.LoginButton(scale=0, min_width=270, size="md", elem_id="login-button")
         banner = gr.Markdown(elem_id="signed-in")
         gr.HTML(EMBEDDED_NOTE, padding=False, elem_id="embedded-note")
         with gr.Tabs() as tabs:
@@ -193,7 +211,7 @@ def build_app() -> gr.Blocks:
         ).then(jobs.open_job, [train.job_id], jobs.open_job_outputs, api_visibility="private", show_progress="hidden")
         api.register()
         demo.load(_whoami_banner, None, banner, api_visibility="private")
-        demo.load(None, None, None, js=_SHOW_EMBEDDED_NOTE_JS, api_visibility="private")
+        demo.load(None, None, None, js=_EMBEDDED_JS, api_visibility="private")
         # the jobs table loads with the page, again whenever the tab is opened, and itself while jobs run
         gr.on(
             [demo.load, jobs_ui.select],
