@@ -28,7 +28,7 @@ from ..jobs.config import TrainingConfig
 from ..jobs.preflight import estimate_config
 from ..settings import get_settings
 from ..validation import validate_float, validate_int
-from .common import concurrency, reader_for, ui_errors
+from .common import concurrency, reader_for, steps_to, ui_errors, while_busy
 
 INTRO = (
     "How much GPU memory the job needs at its peak, how long it runs and what it costs, on every Jobs flavor — "
@@ -142,15 +142,18 @@ class EstimateTab:
         data["split"] = (data["split"] or "").strip() or "train"
         return TrainingConfig.from_dict(data, required=("model",))
 
-    def on_estimate(self, values: dict[Any, Any], oauth_token: gr.OAuthToken | None = None) -> dict[Any, Any]:
+    def on_estimate(
+        self, values: dict[Any, Any], oauth_token: gr.OAuthToken | None = None, progress: gr.Progress = gr.Progress()
+    ) -> dict[Any, Any]:
         cfg = self.config(values)
         rows, mean = values[self.num_rows], values[self.mean_tokens]  # blank or 0: measure / assume
-        result = estimate_config(
-            reader_for(oauth_token),
-            cfg,
-            num_rows=validate_int(rows, "Rows", 1, 10_000_000_000) if rows else None,
-            mean_tokens=validate_float(mean, "Mean tokens per row", 1.0, 262_144.0) if mean else None,
-        )
+        with steps_to(progress, expected=2):
+            result = estimate_config(
+                reader_for(oauth_token),
+                cfg,
+                num_rows=validate_int(rows, "Rows", 1, 10_000_000_000) if rows else None,
+                mean_tokens=validate_float(mean, "Mean tokens per row", 1.0, 262_144.0) if mean else None,
+            )
         verdict = result.verdict()
         if result.notes:
             verdict += "\n\n" + "\n".join(f"- {n}" for n in result.notes)
@@ -215,12 +218,11 @@ def build_tab(dataset_tab: Any | None = None) -> EstimateTab:
         recommended_flavor=recommended_flavor, timeout=timeout, info=info,
     )  # fmt: skip
     inputs = {*tab.config_fields.values(), num_rows, mean_tokens}
-    button.click(
-        ui_errors(tab.on_estimate),
-        inputs,
-        [table, verdict, info, recommended_flavor, timeout],
-        api_visibility="private",
-        **concurrency("plan"),
+    outputs = [table, verdict, info, recommended_flavor, timeout]
+    while_busy(button.click, [button], ui_errors(tab.on_estimate), inputs, outputs, **concurrency("plan"))
+    gr.Markdown(
+        "**Next:** the recommended flavor, its timeout and these settings are carried to **Train**.",
+        elem_classes="next-step",
     )
     if dataset_tab is not None:  # prefill from the Dataset tab (whatever of these it offers)
         for name, target in (("dataset", dataset), ("split", split), ("method", method), ("model", model),
