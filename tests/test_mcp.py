@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -58,7 +59,8 @@ def run_mcp(app_url: str, token: str | None, steps, authorization: str | None = 
             await session.initialize()
             return await steps(Mcp(session))
 
-    return asyncio.run(main())
+    with ThreadPoolExecutor(1) as pool:  # its own thread: a browser test's event loop may be running in this one
+        return pool.submit(asyncio.run, main()).result()
 
 
 def test_every_tool_is_listed_under_its_api_name_with_every_parameter_described(hub, app_url):

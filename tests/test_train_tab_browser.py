@@ -23,11 +23,12 @@ def _visible(locator):
 def test_preview_and_submit_show_their_steps_disable_the_buttons_and_lead_to_the_job(
     hub, app_url, page, tokenizer_files
 ):
-    add_qwen(hub, tokenizer_files)
+    add_qwen(hub, tokenizer_files, repo_id="alice/slow-model")  # its own id: no earlier test's cache answers
     hub.add_dataset("alice/chat", {"train": ROWS}, num_rows={"train": 2000})
     hub.plan_next_job(lines=["training"] * 200, line_interval_s=0.5)
     sign_in(page, app_url)
     page.get_by_role("tab", name="Train").click()
+    _visible(page.get_by_label("Model (Hub id, or a model folder on this machine)")).fill("alice/slow-model")
     _visible(page.get_by_label("Dataset", exact=True)).fill("alice/chat")
     _visible(page.get_by_label("Hardware")).fill("a10g-small")
     hub.fault("/api/models", mode="delay", delay_s=1.5, times=4)  # a slow Hub: each model read takes 1.5 s
