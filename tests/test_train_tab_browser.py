@@ -7,7 +7,10 @@ import hashlib
 import os
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import SCREENSHOTS, add_qwen, sign_in
+from tests.test_jobs_tab import open_tab
 
 ROWS = [
     {"messages": [{"role": "user", "content": f"question {i}"}, {"role": "assistant", "content": f"answer {i}"}]}
@@ -20,25 +23,37 @@ def _visible(locator):
     return locator.locator("visible=true").first
 
 
+@pytest.mark.parametrize("width", [1280, 420])
 def test_preview_and_submit_show_their_steps_disable_the_buttons_and_lead_to_the_job(
-    hub, app_url, page, tokenizer_files
+    hub, app_url, browser, tokenizer_files, width
 ):
-    add_qwen(hub, tokenizer_files, repo_id="alice/slow-model")  # its own id: no earlier test's cache answers
+    context = browser.new_context(viewport={"width": width, "height": 950})
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    try:
+        _the_train_tab(hub, app_url, page, tokenizer_files, width)
+    finally:
+        context.close()
+
+
+def _the_train_tab(hub, app_url, page, tokenizer_files, width: int) -> None:
+    model = f"alice/slow-model-{width}"  # its own id: no earlier test's cache answers for it
+    add_qwen(hub, tokenizer_files, repo_id=model)
     hub.add_dataset("alice/chat", {"train": ROWS}, num_rows={"train": 2000})
     hub.plan_next_job(lines=["training"] * 200, line_interval_s=0.5)
     sign_in(page, app_url)
-    page.get_by_role("tab", name="Train").click()
-    _visible(page.get_by_label("Model (Hub id, or a model folder on this machine)")).fill("alice/slow-model")
+    open_tab(page, "Train")
+    _visible(page.get_by_label("Model (Hub id, or a model folder on this machine)")).fill(model)
     _visible(page.get_by_label("Dataset", exact=True)).fill("alice/chat")
     _visible(page.get_by_label("Hardware")).fill("a10g-small")
     hub.fault("/api/models", mode="delay", delay_s=1.5, times=4)  # a slow Hub: each model read takes 1.5 s
     preview = _visible(page.get_by_role("button", name="Preview"))
     preview.click()
-    step = _visible(page.get_by_text("Reading the model…"))
-    step.wait_for()  # the step the action is at, not a bare spinner
+    # the step the action is at, not a bare spinner
+    page.wait_for_function("() => document.body.innerText.includes('Reading the model…')")
     assert preview.is_disabled() and _visible(page.get_by_role("button", name="Submit training job")).is_disabled()
     os.makedirs(SCREENSHOTS, exist_ok=True)
-    page.screenshot(path=os.path.join(SCREENSHOTS, "train-preview-in-progress.png"), full_page=True)
+    page.screenshot(path=os.path.join(SCREENSHOTS, f"train-preview-in-progress-{width}.png"), full_page=True)
     _visible(page.get_by_text("Ready to submit")).wait_for(timeout=60_000)
     page.wait_for_function("() => [...document.querySelectorAll('button')].some(b => b.innerText === 'Preview' "
                            "&& !b.disabled)")  # fmt: skip
@@ -50,7 +65,7 @@ def test_preview_and_submit_show_their_steps_disable_the_buttons_and_lead_to_the
     (job,) = hub.jobs.values()
     watch = _visible(page.get_by_role("button", name="Watch it in My jobs →"))
     watch.wait_for()
-    page.screenshot(path=os.path.join(SCREENSHOTS, "train-submitted.png"), full_page=True)
+    page.screenshot(path=os.path.join(SCREENSHOTS, f"train-submitted-{width}.png"), full_page=True)
 
     page.get_by_text("Reproduce without the app").first.click()
     assert hashlib.sha256(TEMPLATE.read_bytes()).hexdigest() in page.content()
@@ -59,7 +74,7 @@ def test_preview_and_submit_show_their_steps_disable_the_buttons_and_lead_to_the
     assert Path(download.value.path()).read_bytes() == TEMPLATE.read_bytes()
 
     watch.click()  # My jobs opens, on this job
-    page.get_by_role("tab", name="My jobs", selected=True).wait_for()
+    _visible(page.locator("#job-details")).wait_for()  # My jobs is the open tab
     _visible(page.locator("#job-details").get_by_text(job.id)).wait_for()
     _visible(page.locator("#job-details").get_by_text("RUNNING", exact=True)).wait_for()
-    page.screenshot(path=os.path.join(SCREENSHOTS, "train-watch-in-my-jobs.png"), full_page=True)
+    page.screenshot(path=os.path.join(SCREENSHOTS, f"train-watch-in-my-jobs-{width}.png"), full_page=True)
