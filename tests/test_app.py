@@ -269,3 +269,22 @@ def test_sessions_kept_in_memory_are_bounded():
     options = launch_options()
     assert options["state_session_capacity"] == get_settings().session_capacity == 300
     assert options["max_threads"] >= 100  # one per concurrency slot of every kind of work
+
+
+def test_every_tab_ends_with_the_next_step():
+    import gradio as gr
+
+    from trainer_space.ui import build_app
+
+    demo = build_app()
+    tabs = [b for b in demo.blocks.values() if isinstance(b, gr.Tab)]
+    assert [t.label for t in tabs] == ["Dataset", "Estimate", "Train", "My jobs", "GGUF export"]  # workflow order
+    for tab in tabs:
+        hints = [c for c in _descendants(tab) if "next-step" in (getattr(c, "elem_classes", None) or [])]
+        assert len(hints) == 1 and "**Next:**" in hints[0].value, tab.label
+
+
+def _descendants(block):
+    for child in getattr(block, "children", []):
+        yield child
+        yield from _descendants(child)

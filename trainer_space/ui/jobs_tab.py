@@ -607,6 +607,11 @@ def build_tab() -> JobsTab:
         acc_table = gr.Dataframe(headers=ACCURACY_HEADERS, interactive=False, wrap=True, max_height=320)
         acc_plot = gr.ScatterPlot(x="job", y="ratio", color="measure", title="Measured / estimated, per job",
                                   y_title="ratio (1 = exact)", height=260, visible=False)  # fmt: skip
+    gr.Markdown(
+        "**Next:** a finished training job's model (its output repo, or folder here) goes to **GGUF export** for "
+        "llama.cpp and Ollama; a failed job's diagnosis carries its fix back to **Train**.",
+        elem_classes="next-step",
+    )
     tab = JobsTab(
         orgs=orgs, stages=stages, only_app=only_app, refresh=refresh, note=note, table=table, timer=timer,
         job_id=job_id, open_button=open_btn, opened=opened, open_request=open_request, where=where, panel=panel,
