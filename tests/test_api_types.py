@@ -38,3 +38,11 @@ def test_every_answer_has_exactly_the_keys_of_its_type(hub, app_url, tokenizer_f
     assert set(client.predict(job["job_id"], api_name="/cancel_job")) == keys(api_types.JobStage)
     export = client.predict("Qwen/Qwen2.5-0.5B", ["Q8_0"], api_name="/export_gguf")
     assert set(export) == keys(api_types.ExportSubmission)
+
+
+def test_clients_see_each_answers_type(app_url):
+    endpoints = Client(app_url, verbose=False).view_api(print_info=False, return_format="dict")["named_endpoints"]
+    for name, typed in [("/inspect_dataset", api_types.Inspection), ("/submit_training", api_types.TrainingSubmission),
+                        ("/list_jobs", api_types.JobList), ("/cancel_job", api_types.JobStage)]:  # fmt: skip
+        (answer,) = endpoints[name]["returns"]
+        assert set(answer["type"]["properties"]) == keys(typed), name

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_type_hints
 
 import gradio as gr
 
@@ -61,6 +61,9 @@ def described(summary: str, returns: str, **params: str) -> Callable[[F], F]:
     def wrap(fn: F) -> F:
         lines = [summary, "", "Args:", *(f"    {k}: {v}" for k, v in params.items()), "", "Returns:", f"    {returns}"]
         fn.__doc__ = "\n".join(lines)
+        # the annotations evaluated (this module's `from __future__ import annotations` leaves strings): Gradio
+        # reads the answer's type from the signature, and a string would show as `Any` to clients
+        fn.__annotations__ = get_type_hints(fn)
         return fn
 
     return wrap
