@@ -11,7 +11,7 @@ from ..data.inspection import DatasetInspection
 from ..data.mapping import default_rewards
 from ..jobs.config import ExportConfig, TrainingConfig
 from ..settings import get_settings
-from . import api, local_oauth
+from . import api, cross_site, local_oauth
 from .common import CONCURRENCY, DEFAULT_CONCURRENCY, concurrency, install_log_redaction, ui_errors
 from .estimate_tab import CSS as _estimate_css
 from .estimate_tab import EstimateTab
@@ -61,21 +61,29 @@ _EMBEDDED_JS = """() => {
   const inFrame = window.self !== window.top;
   const component = window.__gradio_mode__ !== 'app' && document.querySelector('gradio-app');
   if (!inFrame && !component) return;
+  if (inFrame) {  // a Space's own page on huggingface.co frames the app: Gradio's sign-in works there as it is
+    const ancestors = window.location.ancestorOrigins;
+    const top = ancestors && ancestors.length ? ancestors[ancestors.length - 1] : document.referrer;
+    if (/^https:\\/\\/([a-z0-9-]+\\.)*huggingface\\.co(\\/|$)/.test(top || '')) return;
+  }
   let appUrl = window.location.href;
-  if (!inFrame) {
-    const src = component.getAttribute('src');
-    const space = component.getAttribute('space');
-    appUrl = src ? new URL(src, window.location.href).href : space ? 'https://huggingface.co/spaces/' + space : '';
+  if (!inFrame) {  // <gradio-app src="https://..." | src="owner/space" | space="owner/space" | host="...">
+    const src = component.getAttribute('src') || '';
+    const space = component.getAttribute('space') || (/^[\\w.-]+\\/[\\w.-]+$/.test(src) ? src : '');
+    const host = component.getAttribute('host');
+    appUrl = space ? 'https://huggingface.co/spaces/' + space
+      : src ? new URL(src, window.location.href).href : host ? 'https://' + host.replace(/^https?:\\/\\//, '') : '';
   }
   const note = document.getElementById('embedded-note');
   const link = document.getElementById('open-app');
-  if (note && link && appUrl) { link.href = appUrl; note.classList.add('shown'); }
+  if (note) note.classList.add('shown');
+  if (link) { if (appUrl) link.href = appUrl; else link.removeAttribute('href'); }
   document.addEventListener('click', (event) => {
-    if (!appUrl || !event.target.closest('#login-button')) return;
-    if (!/Sign in/.test(event.target.closest('#login-button').innerText)) return;  // "Logout" works in place
+    const button = event.target.closest('#login-button');
+    if (!button || !/Sign in/.test(button.innerText)) return;  // "Logout" works in place
     event.stopImmediatePropagation();
     event.preventDefault();
-    window.open(appUrl, '_blank', 'noopener');
+    if (appUrl) window.open(appUrl, '_blank', 'noopener');
   }, true);
 }"""
 
@@ -160,6 +168,7 @@ def build_app() -> gr.Blocks:
     """Build the Blocks (no network, no heavy imports)."""
     install_log_redaction()
     local_oauth.install()
+    cross_site.install()
     from . import dataset_tab, estimate_tab, export_tab, jobs_tab, train_tab
 
     with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:

@@ -55,24 +55,26 @@ def bearer_token(authorization: Any) -> str | None:
 
 
 def caller_token(oauth_token: gr.OAuthToken | None, authorization: str | None) -> gr.OAuthToken | None:
-    """The caller's token: the signed-in visitor's (the app's session, or gradio_client's `oauth_token=`), else the
-    `Authorization: Bearer` header of an API or MCP call. Never the Space's own token."""
-    if _token(oauth_token) is not None:
-        return oauth_token
+    """The caller's token: the `Authorization: Bearer` header of an API or MCP call when it sends one (a token the
+    caller names explicitly wins over a browser session it happens to carry), else the signed-in visitor's (the
+    app's session, or gradio_client's `oauth_token=`). Never the Space's own token."""
     token = bearer_token(authorization)
-    return gr.OAuthToken(token=token, scope="", expires_at=0) if token else None
+    if token:
+        return gr.OAuthToken(token=token, scope="", expires_at=0)
+    return oauth_token if _token(oauth_token) is not None else None
 
 
 def _token_in(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
-    """The caller's token among a handler's arguments: a `gr.OAuthToken` (signed-in visitors), else the
-    `authorization` header of an API endpoint (API and MCP callers)."""
+    """The caller's token among a handler's arguments, as `caller_token` picks it: the `authorization` header of an
+    API endpoint when it holds a Bearer token, else a `gr.OAuthToken` (signed-in visitors)."""
+    index = _header_index(fn)
+    header = kwargs.get("authorization", args[index] if index is not None and index < len(args) else None)
+    if bearer_token(header):
+        return bearer_token(header)
     for value in (*args, *kwargs.values()):
         if isinstance(value, gr.OAuthToken) and _token(value) is not None:
             return _token(value)
-    if "authorization" in kwargs:
-        return bearer_token(kwargs["authorization"])
-    index = _header_index(fn)
-    return bearer_token(args[index]) if index is not None and index < len(args) else None
+    return None
 
 
 @functools.cache
