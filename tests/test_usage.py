@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.hub_standin import metric_sample
 from trainer_space.jobs.progress import Progress, latest_progress, peak_gpu_memory, progress_report
 from trainer_space.jobs.usage import GIB, MAX_POINTS, Usage
@@ -51,3 +53,22 @@ def test_progress_reports_bar_eta_and_no_progress_plainly():
     ended = progress_report(Progress(step=20, total=40, t=1100), "ERROR", started_at=900, now=5000)
     assert ended.fraction == 0.5 and not ended.stalled and "Ended (error) at step 20 of 40" in ended.text
     assert Progress.from_json(latest.to_json()) == latest
+
+
+def test_hostile_progress_lines_are_no_progress_and_hostile_cells_are_inert_in_the_csv():
+    import pandas as pd
+
+    from trainer_space.jobs.config import TrainingConfig
+    from trainer_space.jobs.progress import parse_progress, peak_gpu_memory, progress_report
+    from trainer_space.ui.jobs_tab import spreadsheet_safe
+
+    for line in ("TRAINER_SPACE_PROGRESS " + "[" * 100_000, "TRAINER_SPACE_PROGRESS " + '{"a":' * 5000):
+        assert parse_progress(line) is None
+    assert peak_gpu_memory(["TRAINER_SPACE_PROGRESS " + "[" * 100_000]) is None
+    ancient = parse_progress('TRAINER_SPACE_PROGRESS {"step": 3, "total": 10, "t": -1}')
+    report = progress_report(ancient, "RUNNING", started_at=1000.0, now=1060.0)
+    assert not report.stalled  # the job's own clock is kept between its start and now
+    frame = pd.DataFrame([{"job": "=cmd|' /C calc'!A0", "model": "+a10g", "ratio": -1.5, "x": "@sum(1)"}])
+    assert spreadsheet_safe(frame).iloc[0].tolist() == ["'=cmd|' /C calc'!A0", "'+a10g", -1.5, "'@sum(1)"]
+    with pytest.raises(Exception, match="nested too deeply"):
+        TrainingConfig.from_dict("[" * 45_000 + "]" * 45_000)

@@ -10,6 +10,7 @@ Hub's durations, the cost from running time x the flavor's price.
 from __future__ import annotations
 
 import json
+import statistics
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -222,8 +223,8 @@ def accuracy_summary(rows: list[dict[str, Any]]) -> str:
         return "No finished training job with an estimate yet: every job you run from this app adds one row."
 
     def median(key: str) -> float | None:
-        values = sorted(r[key] for r in rows if r.get(key) is not None)
-        return values[len(values) // 2] if values else None
+        values = [r[key] for r in rows if r.get(key) is not None]
+        return statistics.median(values) if values else None
 
     parts = []
     for key, what in (("peak_ratio", "peak GPU memory"), ("time_ratio", "time"), ("cost_ratio", "cost")):

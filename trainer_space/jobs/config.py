@@ -202,6 +202,8 @@ class _Config(BaseModel):
                 data = json.loads(data or "{}")
             except json.JSONDecodeError as err:
                 raise InvalidInput(f"The config is not valid JSON: {err.msg} (line {err.lineno}).") from None
+            except RecursionError:
+                raise InvalidInput("The config is not valid JSON: it is nested too deeply.") from None
         if not isinstance(data, dict):
             raise InvalidInput("The config must be a JSON object.")
         data = {k: v for k, v in data.items() if k not in ignore}

@@ -81,15 +81,18 @@ def _progress(data: Any) -> Progress | None:
     )
 
 
+MAX_LINE = 4096  # characters: a real progress line is about 200
+
+
 def parse_progress(line: str) -> Progress | None:
     """The progress a log line reports (None for any other line). The prefix may follow other text on the same
     line (a progress bar redrawn without a newline)."""
     at = line.find(PREFIX)
-    if at < 0:
+    if at < 0 or len(line) - at > MAX_LINE:  # a job prints what it likes: a huge or deeply nested line is not one
         return None
     try:
         data, _ = _DECODER.raw_decode(line, at + len(PREFIX))
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     return _progress(data)
 
@@ -167,7 +170,8 @@ def progress_report(
         ended = "Training finished" if progress.done else f"Ended ({stage.lower()})"
         return ProgressReport(progress.fraction, 0.0 if progress.done else None, f"{ended} at {steps}{rate}.")
     eta = progress.eta_now(now)
-    age = now - progress.t if progress.t else 0.0
+    # the job's own clock, kept between its start and now (a job may print any time at all)
+    age = now - min(max(progress.t, started_at or 0.0), now) if progress.t else 0.0
     if age > stall_after_s:
         return ProgressReport(
             progress.fraction, None, f"No progress for {age / 60:.0f} minutes while RUNNING (last at {steps}): the "

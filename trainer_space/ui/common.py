@@ -179,7 +179,7 @@ class VisitorGate:
 
 
 REQUESTS = VisitorGate("requests", per_visitor=6, anonymous=24)
-STREAMS = VisitorGate("log streams", per_visitor=3, anonymous=0)
+STREAMS = VisitorGate("log streams", per_visitor=6, anonymous=0)  # a job open in two tabs: logs and usage each
 
 
 def _acts_for_a_visitor(fn: Callable[..., Any]) -> bool:

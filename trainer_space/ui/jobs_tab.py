@@ -263,6 +263,12 @@ def accuracy_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return frame
 
 
+def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """Text cells a spreadsheet would run as a formula (`=`, `+`, `-`, `@`, tab, carriage return first) get a
+    leading quote in the CSV: job labels and model ids come from the job, and a job may name them as it likes."""
+    return frame.map(lambda v: "'" + v if isinstance(v, str) and v[:1] in ("=", "+", "-", "@", "\t", "\r") else v)
+
+
 def accuracy_points(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """Long form for the chart: one point per job and measure (ratio measured / estimate)."""
     points = [
@@ -523,7 +529,7 @@ class JobsTab:
         path = None
         if rows:
             with tempfile.NamedTemporaryFile("w", suffix=".csv", prefix="estimate-accuracy-", delete=False) as fh:
-                frame.to_csv(fh, index=False)
+                spreadsheet_safe(frame).to_csv(fh, index=False)
                 path = fh.name
         return {
             self.acc_note: accuracy_summary(rows),
