@@ -261,7 +261,9 @@ def test_the_flow_in_a_browser_on_this_machine(world, app, browser) -> None:
     _visible(page.get_by_role("button", name="Cancel job")).click()
     _visible(page.get_by_role("button", name="Yes, cancel")).click()
     page.locator("#job-details").get_by_text("CANCELED").wait_for()
-    # restart the app: both jobs are found as they ended
+    # restart the app: both jobs are found as they ended (the page is left first: a Gradio page whose server went
+    # away reloads itself, which would abort the navigation below)
+    page.goto("about:blank")
     app.stop()
     app.start()
     page.goto(app.url)
