@@ -14,7 +14,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-MACHINE_TOKEN = "hf_MachineOwnToken1111111111111111"  # the Space's own token, as the suite's environment has it
+MACHINE_TOKEN = "hf_FAKE_MACHINE_TOKEN_NOT_REAL_1111"  # the Space's own token, as the suite's environment has it
 
 
 @dataclass

@@ -165,7 +165,7 @@ def test_more_unfinished_jobs_than_the_limit_need_a_confirmation(hub):
 
 
 # ------------------------------------------------------------------------------------------ redaction
-SECRET = "hf_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789"
+SECRET = "hf_FAKE_TEST_TOKEN_NOT_REAL_0000000000"  # token-shaped (the redactor must catch it), obviously fake
 
 
 def test_job_log_lines_are_redacted_in_the_api_and_the_ui(hub, app_url):
@@ -302,7 +302,7 @@ def test_one_visitors_401_does_not_poison_the_price_cache(hub):
 
 
 # ------------------------------------------------------------------------------------------ the machine's token
-MACHINE_TOKEN = "hf_MachineOwnToken0000000000000000"
+MACHINE_TOKEN = "hf_FAKE_MACHINE_TOKEN_NOT_REAL_0000"
 
 
 def test_implicit_tokens_are_impossible_in_the_apps_process(hub, tmp_path):
