@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 
+TOKENS_URL = "https://huggingface.co/settings/tokens"  # where a visitor creates a token
+
 
 class TrainerSpaceError(Exception):
     """Base class: `str(err)` is the message shown to the visitor."""

@@ -23,7 +23,7 @@ from ..hub.session import HubSession
 from ..settings import get_settings
 from ..steps import step
 from ..validation import format_timeout, is_local_ref, parse_timeout, validate_repo_id
-from .backends import JOB_DIR, LOCAL, JobLaunch, job_backend
+from .backends import JOB_DIR, JobLaunch
 from .backends.base import LLAMA_CPP_DIR
 from .backends.hf_jobs import job_request
 from .backends.local import local_command, local_spec, this_machine
@@ -32,7 +32,7 @@ from .preflight import Check, PreflightFailed, Status, check_account, check_outp
 from .reproduce import hf_run_command, job_spec, python_run_snippet
 from .spec import APP_LABEL, Template, job_name, label_value, load_template, template_constants
 from .spending import CostGuard, bounded_timeout, cost_check, guard
-from .submission import KEY_LABEL, Submitted, submission_key, submit_local_once, submit_once
+from .submission import KEY_LABEL, Submitted, create_once, submission_key
 
 TEMPLATE = "export_gguf.py"
 GB = 1e9
@@ -310,7 +310,7 @@ def plan_export(session: HubSession, cfg: ExportConfig, *, dry_run: bool = True)
         cost = replace(cost, timeout_s=timeout_s)
     if not local:  # this machine costs nothing and is not one of the visitor's Jobs
         checks.append(cost_check(cost))
-        checks.append(check_running(session, None, confirmed=cfg.allow_many_running, dry_run=dry_run))
+        checks.append(check_running(session, None, confirmed=cfg.allow_many_running, dry_run=dry_run)[0])
     cfg = cfg.with_changes(
         backend=cfg.resolved_backend, quantizations=quants, output_repo=output_repo, flavor=flavor_name,
         timeout=format_timeout(timeout_s), push_to_hub=pushing,
@@ -378,11 +378,6 @@ def submit_export(session: HubSession, cfg: ExportConfig, *, dry_run: bool = Fal
         return ExportSubmission(plan)
     if plan.failed:
         raise PreflightFailed(list(plan.failed))
-    explicit = bool(plan.config.idempotency_key)
-    if plan.config.is_local:
-        step("starting the export on this machine")
-        how = submit_local_once(job_backend(LOCAL, session), plan.launch, key=plan.key, explicit=explicit)
-    else:
-        step("creating the job on Hugging Face")
-        how = submit_once(session, job_request(plan.launch), key=plan.key, explicit=explicit)
+    how = create_once(session, plan.launch, key=plan.key, explicit=bool(plan.config.idempotency_key),
+                      local=plan.config.is_local, what="export")  # fmt: skip
     return ExportSubmission(plan, how.job, how)

@@ -446,6 +446,13 @@ class JobWhere:
         return asdict(self)
 
 
+def located(session: HubSession, job_id: str, known: dict[str, str] | None) -> JobWhere:
+    """Where a job lives: as the panel last saw it (`known`, a `JobWhere.to_json()`), else asked of the backends."""
+    if known and {"backend", "namespace", "stage"} <= set(known):
+        return JobWhere(known["backend"], known["namespace"], known["stage"])
+    return where_is(session, job_id)
+
+
 def where_is(session: HubSession, job_id: str) -> JobWhere:
     """Where one of the visitor's jobs lives, on whichever backend holds it."""
     _, job = find_job(job_backends(session), validate_job_id(job_id))

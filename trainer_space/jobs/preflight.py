@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any
 
+from huggingface_hub import JobInfo
+
 from ..catalog import DEFAULT_FLAVOR, MIN_TIMEOUT_S, QUICK_TEST_ROWS, QUICK_TEST_STEPS, submit_timeout_s
 from ..data import detect
 from ..data.inspection import DatasetInspection, inspect_dataset, revalidate
@@ -403,17 +405,19 @@ def check_timeout(cfg: TrainingConfig, timeout_s: int, needed_s: int | None, est
     return Check("timeout", Status.OK, f"{what}{timeout} covers the estimate plus 30% ({format_timeout(needed_s)}).")
 
 
-def check_running(session: HubSession, namespace: str | None, *, confirmed: bool, dry_run: bool) -> Check:
+def check_running(
+    session: HubSession, namespace: str | None, *, confirmed: bool, dry_run: bool
+) -> tuple[Check, tuple[JobInfo, ...] | None]:
     """How many unfinished jobs the visitor has in the job's namespace (a real submission past the limit needs
-    `allow_many_running`)."""
+    `allow_many_running`), and those jobs (None when they could not be read) for the checks that need them too."""
     try:
-        unfinished = len(session.unfinished_jobs(namespace=namespace))
+        unfinished = tuple(session.unfinished_jobs(namespace=namespace))
     except TrainerSpaceError as err:
-        return Check("running jobs", Status.WARN, f"Could not count your unfinished jobs: {err.message}")
-    check = running_check(unfinished, get_settings().max_running_jobs, confirmed=confirmed)
+        return Check("running jobs", Status.WARN, f"Could not count your unfinished jobs: {err.message}"), None
+    check = running_check(len(unfinished), get_settings().max_running_jobs, confirmed=confirmed)
     if check.status == Status.WARN and not confirmed and not dry_run:
-        return replace(check, status=Status.ERROR)
-    return check
+        return replace(check, status=Status.ERROR), unfinished
+    return check, unfinished
 
 
 @dataclass(frozen=True)
@@ -426,6 +430,7 @@ class Preflight:
     timeout_s: int
     cost: CostGuard
     reward_funcs: tuple[str, ...] = ()  # GRPO: the chosen rewards, else the data's default
+    unfinished: tuple[JobInfo, ...] | None = None  # the visitor's unfinished Jobs (None: local, or not readable)
 
     @property
     def failed(self) -> tuple[Check, ...]:
@@ -498,11 +503,13 @@ def run_preflight(
         timeout_s = bounded_timeout(timeout_s, estimate_s, cost.usd_per_hour, cost.cap_usd)
         cost = replace(cost, timeout_s=timeout_s)
     checks.append(check_timeout(cfg, timeout_s, fit.needed_timeout_s, estimate_s))
+    unfinished = None
     if not cfg.is_local:  # this machine costs nothing and is not one of the visitor's Jobs
         checks.append(cost_check(cost))
         step("counting your running jobs")
-        checks.append(check_running(session, cfg.namespace, confirmed=cfg.allow_many_running, dry_run=dry_run))
-    return Preflight(tuple(checks), fit, fit.flavor, timeout_s, cost, tuple(reward_funcs))
+        running, unfinished = check_running(session, cfg.namespace, confirmed=cfg.allow_many_running, dry_run=dry_run)
+        checks.append(running)
+    return Preflight(tuple(checks), fit, fit.flavor, timeout_s, cost, tuple(reward_funcs), unfinished)
 
 
 class PreflightFailed(TrainerSpaceError):

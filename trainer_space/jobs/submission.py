@@ -33,6 +33,9 @@ from huggingface_hub import JobInfo
 from ..errors import HubUnavailable, JobNotCreated, JobOutcomeUnknown, RateLimited, TrainerSpaceError
 from ..hub.session import TERMINAL_STAGES, HubSession, JobRequest
 from ..settings import get_settings
+from ..steps import step
+from .backends import LOCAL, JobLaunch, job_backend
+from .backends.hf_jobs import job_request
 
 KEY_LABEL = "trainer-space-key"
 REUSE_WINDOW_S = 600  # a derived key returns a job created this recently even when it has ended
@@ -178,3 +181,13 @@ def submit_local_once(backend: Any, launch: Any, *, key: str, explicit: bool) ->
             if (job.labels or {}).get(KEY_LABEL) == key and _reusable(job, after=after, any_stage=explicit):
                 return Submitted(job, "existing", key, _existing_note(job, explicit))
         return Submitted(backend.submit(launch), "created", key)
+
+
+def create_once(session: HubSession, launch: JobLaunch, *, key: str, explicit: bool, local: bool,
+                what: str = "job") -> Submitted:  # fmt: skip
+    """Create a planned job at most once for `key`: on this machine (the Local backend) or on Hugging Face Jobs."""
+    if local:
+        step(f"starting the {what} on this machine")
+        return submit_local_once(job_backend(LOCAL, session), launch, key=key, explicit=explicit)
+    step("creating the job on Hugging Face")
+    return submit_once(session, job_request(launch), key=key, explicit=explicit)

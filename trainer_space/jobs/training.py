@@ -15,14 +15,12 @@ from typing import Any
 from huggingface_hub import JobInfo
 
 from ..catalog import QUICK_TEST_ROWS
-from ..errors import TrainerSpaceError
 from ..hub.hardware import LOCAL_FLAVOR, get_flavor
 from ..hub.session import HubSession
 from ..settings import get_settings
-from ..steps import step
 from ..validation import format_timeout, is_local_ref
 from .accuracy import JobEstimate
-from .backends import JOB_DIR, LOCAL, JobLaunch, job_backend
+from .backends import JOB_DIR, JobLaunch
 from .backends.hf_jobs import job_request
 from .backends.local import local_command, local_spec, this_machine
 from .config import CONFIG_ENV, TrainingConfig
@@ -30,7 +28,7 @@ from .preflight import Check, EstimateCheck, PreflightFailed, Status, run_prefli
 from .reproduce import hf_run_command, job_spec, python_run_snippet
 from .spec import APP_LABEL, Template, job_name, label_value, load_template, space_subdomain
 from .spending import CostGuard
-from .submission import KEY_LABEL, Submitted, submission_key, submit_local_once, submit_once
+from .submission import KEY_LABEL, Submitted, create_once, submission_key
 from .trl_options import as_argument
 
 TEMPLATE = "train.py"
@@ -179,15 +177,11 @@ class TrainingPlan:
         return job_spec(job_request(self.launch), self.template)
 
 
-def check_output_shared(session: HubSession, cfg: TrainingConfig, key: str) -> Check | None:
-    """A warning when another unfinished job of the visitor's (not this very submission) pushes to the same output
-    repo: both would write checkpoints and the final model there."""
-    if cfg.is_local or not cfg.push_to_hub or not cfg.output_repo:
-        return None
-    try:
-        unfinished = session.unfinished_jobs(namespace=cfg.namespace)
-    except TrainerSpaceError:
-        return None  # the running-jobs check says it could not count them
+def check_output_shared(cfg: TrainingConfig, unfinished: tuple[JobInfo, ...] | None, key: str) -> Check | None:
+    """A warning when another unfinished job of the visitor's (`unfinished`, as the pre-flight read them; not this
+    very submission) pushes to the same output repo: both would write checkpoints and the final model there."""
+    if unfinished is None or not cfg.push_to_hub or not cfg.output_repo:
+        return None  # a local job, or the running-jobs check says it could not read them
     repo = label_value(cfg.output_repo)
     others = [
         j for j in unfinished if (j.labels or {}).get("output") == repo and (j.labels or {}).get(KEY_LABEL) != key
@@ -225,8 +219,7 @@ def plan_training(session: HubSession, cfg: TrainingConfig, *, dry_run: bool = T
     template = load_template(TEMPLATE)
     visitor = username or "local"
     key = submission_key(visitor, cfg.namespace or visitor, "train", cfg.job_json(), cfg.idempotency_key)
-    step("checking your other jobs' output repos")
-    shared = check_output_shared(session, cfg, key)
+    shared = check_output_shared(cfg, preflight.unfinished, key)
     if shared is not None:
         preflight = replace(preflight, checks=(*preflight.checks, shared))
     launch = JobLaunch(
@@ -316,11 +309,6 @@ def submit_training(
         if raise_on_failed:
             raise PreflightFailed(list(plan.failed))
         return Submission(plan)
-    explicit = bool(plan.config.idempotency_key)
-    if plan.config.is_local:
-        step("starting the job on this machine")
-        how = submit_local_once(job_backend(LOCAL, session), plan.launch, key=plan.key, explicit=explicit)
-    else:
-        step("creating the job on Hugging Face")
-        how = submit_once(session, job_request(plan.launch), key=plan.key, explicit=explicit)
+    how = create_once(session, plan.launch, key=plan.key, explicit=bool(plan.config.idempotency_key),
+                      local=plan.config.is_local)  # fmt: skip
     return Submission(plan, how.job, how)

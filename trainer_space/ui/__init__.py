@@ -231,7 +231,8 @@ def build_app() -> gr.Blocks:
             show_progress="hidden",
             **concurrency("hub"),
         )
+    endpoints = {e.__name__ for e in api.ENDPOINTS}
     for fn in demo.fns.values():  # Gradio's own events (the LoginButton's status check) are not tools or API
-        if fn.api_visibility == "public" and fn.name not in {e.__name__ for e in api.ENDPOINTS}:
+        if fn.api_visibility == "public" and fn.name not in endpoints:
             fn.api_visibility = "private"
     return demo

@@ -16,7 +16,7 @@ import gradio as gr
 
 from ..catalog import DEFAULT_BATCH_SIZE, DEFAULT_GRAD_ACCUM, DEFAULT_MAX_LENGTH, METHOD_NAMES
 from ..data.inspection import inspect_dataset as inspect
-from ..errors import InvalidInput, InvalidToken, NotSignedIn, TrainerSpaceError
+from ..errors import TOKENS_URL, InvalidInput, InvalidToken, NotSignedIn, TrainerSpaceError
 from ..jobs import monitor
 from ..jobs.config import ExportConfig, TrainingConfig
 from ..jobs.export import submit_export
@@ -39,7 +39,6 @@ from .api_types import (
 from .common import caller_token, concurrency, reader_for, ui_errors
 
 F = TypeVar("F", bound=Callable[..., Any])
-TOKENS_URL = "https://huggingface.co/settings/tokens"
 HOW_TO_SEND = (
     "send your Hugging Face token as the `Authorization: Bearer hf_...` header (MCP clients: in the server's "
     'headers; gradio_client: `Client(url, oauth_token="hf_...")`)'

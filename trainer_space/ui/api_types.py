@@ -92,8 +92,8 @@ class SubmissionOutcome(TypedDict, total=False):
     note: str
 
 
-class TrainingSubmission(TypedDict):
-    """`/submit_training`: the resolved config, pre-flight checks, cost, commands and (unless a dry run) the job."""
+class _Submission(TypedDict):
+    """What `/submit_training` and `/export_gguf` both answer."""
 
     backend: str
     output_dir: str | None
@@ -106,37 +106,26 @@ class TrainingSubmission(TypedDict):
     spec: dict[str, Any]
     output_repo: str | None
     output_url: str | None
-    trackio_url: str | None
     preflight: list[Check]
-    estimate: dict[str, Any] | None
     config: dict[str, Any]
     submitted: bool
     cost: Cost | None
     submission: SubmissionOutcome
 
 
-class ExportSubmission(TypedDict):
+class TrainingSubmission(_Submission):
+    """`/submit_training`: the resolved config, pre-flight checks, cost, commands and (unless a dry run) the job."""
+
+    trackio_url: str | None
+    estimate: dict[str, Any] | None
+
+
+class ExportSubmission(_Submission):
     """`/export_gguf`: the resolved export, pre-flight checks, cost, commands and (unless a dry run) the job."""
 
-    backend: str
-    output_dir: str | None
-    job_id: str | None
-    url: str | None
-    flavor: str | None
-    timeout: str | None
-    command: str
-    python: str
-    spec: dict[str, Any]
-    output_repo: str | None
-    output_url: str | None
     quantizations: list[str]
     model_gb_16bit: float
     notes: list[str]
-    preflight: list[Check]
-    config: dict[str, Any]
-    submitted: bool
-    cost: Cost | None
-    submission: SubmissionOutcome
 
 
 class JobRow(TypedDict):

@@ -17,6 +17,7 @@ from ..errors import Busy, InvalidInput, TrainerSpaceError, hide_paths, redact, 
 from ..hub.cache import visitor_key
 from ..hub.session import HubSession
 from ..jobs.preflight import Check
+from ..jobs.spec import TEMPLATES_DIR, load_template
 from ..settings import get_settings
 from ..steps import reporting
 
@@ -69,12 +70,8 @@ def _token_in(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, A
     API endpoint when it holds a Bearer token, else a `gr.OAuthToken` (signed-in visitors)."""
     index = _header_index(fn)
     header = kwargs.get("authorization", args[index] if index is not None and index < len(args) else None)
-    if bearer_token(header):
-        return bearer_token(header)
-    for value in (*args, *kwargs.values()):
-        if isinstance(value, gr.OAuthToken) and _token(value) is not None:
-            return _token(value)
-    return None
+    signed_in = next((v for v in (*args, *kwargs.values()) if isinstance(v, gr.OAuthToken)), None)
+    return _token(caller_token(signed_in, header))
 
 
 @functools.cache
@@ -359,8 +356,6 @@ def while_busy(trigger: Callable[..., Any], buttons: list[gr.Button], fn: Callab
 
 def template_download(name: str) -> None:
     """The exact job template, to download beside the reproduce commands, with the sha256 the job checks."""
-    from ..jobs.spec import TEMPLATES_DIR, load_template
-
     template = load_template(name)
     gr.Markdown(
         f"The job runs the app's template `{name}` unchanged (sha256 `{template.sha256}`, checked by the job). "

@@ -136,13 +136,14 @@ class DatasetTab:
                 self.stats: None}  # fmt: skip
 
     def editor_updates(self, result: DatasetInspection | None, method: str) -> dict[Any, Any]:
-        """A dropdown per field (visible for the method, prefilled), the transforms, the mapping, verdict, code."""
+        """A dropdown per field (visible for the method, prefilled), the transforms, the mapping, verdict, code, and
+        the verdicts table with the method checked with its proposed mapping (its handlers output `verdicts` too)."""
         shown = detect.METHOD_FIELDS[method]
         if result is None:
             out = {d: gr.update(choices=[NONE], value=NONE, visible=f in shown) for f, d in self.fields.items()}
             return out | {self.transforms: [], self.mapping_json: None, self.mapping_verdict: "", self.mapping_code: "",
                           self.mapping_box: gr.update(visible=False)}  # fmt: skip
-        report = result.methods[method]
+        report, mapped = result.methods[method], mapped_report(result, method)
         ready = report.verdict == detect.Verdict.READY and report.mapping is None
         start = detect.editor_mapping(report, result.columns)
         choices = [NONE, *result.columns]
@@ -153,9 +154,10 @@ class DatasetTab:
         return out | {
             self.transforms: list(start.transforms),
             self.mapping_json: report.mapping.to_json() if report.mapping else None,
-            self.mapping_verdict: report_markdown(mapped_report(result, method) or report),
+            self.mapping_verdict: report_markdown(mapped or report),
             self.mapping_code: report.mapping_code or "",
             self.mapping_box: gr.update(visible=True, open=not ready, label=mapping_label(report)),
+            self.verdicts: gr.update(value=verdict_frame(result, mapped), visible=True),
         }
 
     def on_inspect(
@@ -186,7 +188,6 @@ class DatasetTab:
                 self.config: gr.update(choices=result.configs, value=result.config),
                 self.split: gr.update(choices=result.split_names(), value=result.split),
                 self.summary: summary_markdown(result),
-                self.verdicts: gr.update(value=verdict_frame(result, mapped_report(result, method)), visible=True),
                 self.preview: gr.update(value=preview_frame(result), visible=True),
             }
             | self.editor_updates(result, method)
@@ -194,9 +195,7 @@ class DatasetTab:
         )
 
     def on_method(self, method: str, result: DatasetInspection | None) -> dict[Any, Any]:
-        method = validate_method(method)
-        out = self.editor_updates(result, method)
-        return out | ({self.verdicts: verdict_frame(result, mapped_report(result, method))} if result else {})
+        return self.editor_updates(result, validate_method(method))
 
     def on_mapping_edit(self, method: str, result: DatasetInspection | None, transforms: list[str],
                         *values: str) -> dict[Any, Any]:  # fmt: skip

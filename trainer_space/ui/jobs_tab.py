@@ -472,8 +472,7 @@ class JobsTab:
             return
         session = reader_for(oauth_token)
         job_id = validate_job_id(job_id)
-        known = where if where and {"backend", "namespace", "stage"} <= set(where) else None
-        found = monitor.JobWhere(**known) if known else monitor.where_is(session, job_id)
+        found = monitor.located(session, job_id, where)
         stage = found.stage
         if stage not in TERMINAL_STAGES:
             yield {self.log_note: f"Following the logs of {job_id} live ({stage.lower()}) …",
@@ -501,8 +500,7 @@ class JobsTab:
             return
         session = reader_for(oauth_token)
         job_id = validate_job_id(job_id)
-        known = where if where and {"backend", "namespace", "stage"} <= set(where) else None
-        found = monitor.JobWhere(**known) if known else monitor.where_is(session, job_id)
+        found = monitor.located(session, job_id, where)
         state = Usage.from_json(usage)
         limit = get_settings().usage_follow_s
         last: monitor.UsageView | None = None

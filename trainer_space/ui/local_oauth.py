@@ -21,13 +21,12 @@ from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse
 
+from ..errors import TOKENS_URL, InvalidToken, TrainerSpaceError
+from ..hub.session import HubSession
+from ..settings import on_a_space
+
 LOCAL_TOKEN_ENV = "TRAINER_SPACE_LOCAL_TOKEN"
 SESSION_S = 8 * 3600
-TOKENS_URL = "https://huggingface.co/settings/tokens"
-
-
-def on_a_space() -> bool:
-    return bool(os.environ.get("SYSTEM") == "spaces" or os.environ.get("SPACE_ID"))
 
 
 def install() -> None:
@@ -43,9 +42,6 @@ def install() -> None:
 
 def sign_in(token: str) -> tuple[dict[str, Any] | None, str]:
     """The session's `oauth_info` for a token Hugging Face accepts, else (None, what went wrong)."""
-    from ..errors import InvalidToken, TrainerSpaceError
-    from ..hub.session import HubSession
-
     token = token.strip()
     if not token:
         return None, "Paste a token first."
