@@ -241,7 +241,9 @@ def test_the_flow_in_a_browser_on_this_machine(world, app, browser) -> None:
     (first,) = _job_ids(app)
     # My jobs: the logs stream until it completes
     page.get_by_role("tab", name="My jobs").click()
-    _visible(page.get_by_text(first)).click()
+    # by its id, not a click on its row: a selected table cell is selected again when the table gains a row, which
+    # reopens that job (a Gradio Dataframe behaviour, noted in the closing note) and raced the second job below
+    _open(page, first)
     page.locator("#job-details").get_by_text("COMPLETED").wait_for(timeout=240_000)
     _visible(page.get_by_text("model saved to")).wait_for()
     _shot(page, "job-completed")
