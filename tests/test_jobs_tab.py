@@ -8,6 +8,7 @@ from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
+import gradio as gr
 import pytest
 from gradio_client import Client
 
@@ -217,7 +218,7 @@ def test_opening_an_ended_job_reads_it_once_and_never_refreshes_it(hub, tab):
     assert where == {"backend": "hf-jobs", "namespace": "alice", "stage": "ERROR"}
     (view,) = list(tab.on_follow(job.id, where, token))
     assert view[tab.logs].endswith(OOM_LINE) and "error" in view[tab.log_note]
-    assert tab.on_refresh(job.id, where, token) == {}  # stream ended, timer ticks: nothing to do
+    assert tab.on_refresh(job.id, where, token) == gr.skip()  # stream ended, timer ticks: nothing to do
     calls = [(r.method, r.path.rsplit("/", 1)[-1], r.query) for r in hub.requests_to("/api/jobs/")[before:]]
     # one inspect, the diagnosis's 200-line tail, the view's 500-line tail: nothing looked up twice
     assert calls == [("GET", job.id, ""), ("GET", "logs", "tail=200"), ("GET", "logs", "tail=500")]
@@ -234,7 +235,7 @@ def test_a_running_jobs_panel_is_refreshed_until_it_ends(hub, tab):
     assert refreshed[tab.where] == {"backend": "hf-jobs", "namespace": "alice", "stage": "COMPLETED"}
     assert "COMPLETED" in refreshed[tab.details] and tab.trackio not in refreshed  # the iframe is left alone
     before = len(hub.requests)
-    assert tab.on_refresh(job.id, refreshed[tab.where], token) == {}
+    assert tab.on_refresh(job.id, refreshed[tab.where], token) == gr.skip()
     assert len(hub.requests) == before
 
 
@@ -269,7 +270,7 @@ def test_another_tab_opens_a_job_like_a_click_on_its_row():
     assert first[tab.open_request]["id"] == job_id
     time.sleep(0.01)
     assert tab.open_job(job_id)[tab.open_request] != first[tab.open_request]  # the same job again opens again
-    assert tab.open_job("../api/whoami") == {} and tab.open_job("") == {}
+    assert tab.open_job("../api/whoami") == gr.skip() and tab.open_job("") == gr.skip()
     # the request opens the job: on_open, then the live logs and usage after it, as for a row click
     fns = list(demo.fns.values())
     opening = [f for f in fns if getattr(f.fn, "__name__", "") == "on_open"

@@ -460,7 +460,7 @@ class ExportConfig(_Submitted):
 
     backend: BackendField = Field(None, description="Where the export runs: 'hf-jobs' or 'local'.")
     model: ExportSource = Field(description="A model or LoRA adapter repo to convert (or, locally, its folder).")
-    quantizations: QuantsField = Field((), description="Quantization types (default Q4_K_M).")
+    quantizations: QuantsField = Field(default_factory=list, description="Quantization types (default Q4_K_M).")
     output_repo: OutputRepo = Field(None, description="Where the GGUF files go (default <you>/<model>-GGUF).")
     private: BoolField = Field(True, description="Make the output repo private.")
     flavor: FlavorField = Field(

@@ -340,6 +340,24 @@ def fixed_config(
         return config
 
 
+def export_handoff(details: JobDetails) -> ExportConfig | None:
+    """The GGUF export of a completed training job's model: its output repo (Jobs, or a local job that pushed),
+    else its output folder on this machine, on the backend it ran on. None for anything else (a running or failed
+    job, a reward model: llama.cpp has nothing to run for a classifier, a job of another app)."""
+    cfg = details.config
+    if details.kind != "train" or details.stage != "COMPLETED" or not isinstance(cfg, TrainingConfig):
+        return None
+    if cfg.method == "reward":
+        return None
+    source = details.output_repo if cfg.push_to_hub else details.output_dir
+    if not source:
+        return None
+    try:
+        return ExportConfig.from_dict({"model": source, "backend": details.backend, "push_to_hub": cfg.push_to_hub})
+    except InvalidInput:  # a folder that is gone, a repo id the export cannot take: nothing to hand over
+        return None
+
+
 @dataclass(frozen=True)
 class JobStatus:
     """`/job_status`: one job's details and, once it has ended, its diagnosis and the fixed config."""

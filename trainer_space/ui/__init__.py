@@ -10,6 +10,7 @@ from ..data.detect import mapped_fields
 from ..data.inspection import DatasetInspection
 from ..data.mapping import default_rewards
 from ..jobs.config import ExportConfig, TrainingConfig
+from ..jobs.export import default_quant
 from ..settings import get_settings
 from . import api, cross_site, local_oauth
 from .common import CONCURRENCY, DEFAULT_CONCURRENCY, concurrency, install_log_redaction, ui_errors
@@ -28,6 +29,13 @@ INTRO = (
 )
 CSS = """
 #intro p {margin: 0.2em 0}
+@media (max-width: 720px) {.tab-container button {padding-left: 5px !important; padding-right: 5px !important}}
+@media (max-width: 720px) {.json-node, .json-node * {overflow-wrap: anywhere !important; word-break: break-all}}
+@media (max-width: 720px) {
+  [id^="confirm-"] {flex-wrap: wrap !important}
+  [id^="confirm-"] > *:first-child {flex: 1 1 100% !important; min-width: 100% !important}
+  [id^="confirm-"] > button {flex: 1 1 40% !important; min-width: 0 !important}
+}
 #header {align-items: flex-start}
 #job-details thead {display: none}
 #embedded-note {display: none !important}
@@ -35,6 +43,8 @@ CSS = """
 #embedded-note p {margin: 0}
 #embedded-note a {padding: 0}
 #verdicts span.text {word-break: normal !important; overflow-wrap: normal !important}
+#token-stats th, #token-stats td {word-break: keep-all !important; overflow-wrap: normal !important}
+#token-stats table {display: block; overflow-x: auto}
 @media (max-width: 720px) {#verdicts span.text {font-size: 11px}}
 @media (max-width: 720px) {
   #header {flex-direction: column-reverse}
@@ -150,7 +160,7 @@ _CARRIED_ESTIMATE = ("backend", "model", "method", "peft", "max_length", "num_tr
 def _carry_estimate(train: TrainTab, est: EstimateTab, values: dict):
     """Estimate tab -> Train tab: the recommended flavor, the timeout and the settings it was computed for."""
     if not values[est.recommended_flavor]:
-        return {}
+        return gr.skip()
     out = {train.fields[name]: values[est.config_fields[name]] for name in _CARRIED_ESTIMATE}
     return out | {train.fields["flavor"]: values[est.recommended_flavor], train.fields["timeout"]: values[est.timeout]}
 
@@ -158,10 +168,18 @@ def _carry_estimate(train: TrainTab, est: EstimateTab, values: dict):
 def _apply_fix(train: TrainTab, export: ExportTab, fix: dict | None):
     """My jobs diagnosis -> the job's tab: its whole config, with the proposed changes applied."""
     if not fix:
-        return {}
+        return gr.skip()
     if fix.get("kind") == "export_gguf":
         return export.form_values(ExportConfig.from_dict(fix["config"]))
     return train.form_values(TrainingConfig.from_dict(fix["config"]))
+
+
+def _hand_to_export(export: ExportTab, source: dict | None):
+    """My jobs -> GGUF export: a completed training job's model (its output repo, or folder here), on its backend."""
+    if not source:
+        return gr.skip()
+    values = export.form_values(ExportConfig.from_dict(source))
+    return values | {export.quants: values[export.quants] or [default_quant()]}
 
 
 def build_app() -> gr.Blocks:
@@ -214,10 +232,18 @@ def build_app() -> gr.Blocks:
             [*train.fields.values(), *export.fields.values()],
             api_visibility="private",
         )
-        # Train -> My jobs: the job just created, open in its tab
-        train.watch_button.click(
-            lambda: gr.Tabs(selected="jobs"), None, tabs, api_visibility="private", queue=False, show_progress="hidden"
-        ).then(jobs.open_job, [train.job_id], jobs.open_job_outputs, api_visibility="private", show_progress="hidden")
+        # Train and GGUF export -> My jobs: the job just created, open in its tab
+        for source in (train, export):
+            source.watch_button.click(
+                lambda: gr.Tabs(selected="jobs"), None, tabs, api_visibility="private", queue=False,
+                show_progress="hidden",
+            ).then(jobs.open_job, [source.job_id], jobs.open_job_outputs, api_visibility="private",
+                   show_progress="hidden")  # fmt: skip
+        # My jobs -> GGUF export: a completed training job's model
+        jobs.export_button.click(
+            lambda: gr.Tabs(selected="gguf"), None, tabs, api_visibility="private", queue=False, show_progress="hidden"
+        ).then(ui_errors(functools.partial(_hand_to_export, export)), [jobs.export_source],
+               list(export.fields.values()), api_visibility="private", show_progress="hidden")  # fmt: skip
         api.register()
         demo.load(_whoami_banner, None, banner, api_visibility="private")
         demo.load(None, None, None, js=_EMBEDDED_JS, api_visibility="private")

@@ -16,6 +16,7 @@ import gradio as gr
 from ..errors import Busy, InvalidInput, TrainerSpaceError, hide_paths, redact, redact_data
 from ..hub.cache import visitor_key
 from ..hub.session import HubSession
+from ..jobs.backends import LOCAL
 from ..jobs.preflight import Check
 from ..jobs.spec import TEMPLATES_DIR, load_template
 from ..settings import get_settings
@@ -339,18 +340,22 @@ def steps_to(progress: gr.Progress, expected: int = 8) -> Any:
 def while_busy(trigger: Callable[..., Any], buttons: list[gr.Button], fn: Callable[..., Any], inputs: Any,
                outputs: Any, *, trigger_mode: str | None = None, **kwargs: Any) -> Any:  # fmt: skip
     """`trigger(fn, inputs, outputs)` with `buttons` disabled until it ends (with or without an error), so a visitor
-    sees the action is under way and cannot start it twice. Returns the event of `fn`, for chaining."""
+    sees the action is under way and cannot start it twice. Returns the event of `fn`, for chaining.
 
-    def disabled() -> list[Any]:
-        return [gr.update(interactive=False) for _ in buttons]
+    The buttons come back on success and on failure alike: Gradio's page runs a `.then()` step only after a success
+    (an error dispatches `.failure()` steps alone), so both are wired."""
 
-    def enabled() -> list[Any]:
-        return [gr.update(interactive=True) for _ in buttons]
+    def disabled() -> dict[Any, Any]:  # by component: one button is one output, never a list shown as its label
+        return {b: gr.update(interactive=False) for b in buttons}
+
+    def enabled() -> dict[Any, Any]:
+        return {b: gr.update(interactive=True) for b in buttons}
 
     quick = {"queue": False, "show_progress": "hidden", "api_visibility": "private"}
     start = trigger(disabled, None, buttons, **quick, **({"trigger_mode": trigger_mode} if trigger_mode else {}))
     event = start.then(fn, inputs, outputs, api_visibility="private", **kwargs)
-    event.then(enabled, None, buttons, **quick)
+    event.success(enabled, None, buttons, **quick)
+    event.failure(enabled, None, buttons, **quick)
     return event
 
 
@@ -362,3 +367,23 @@ def template_download(name: str) -> None:
         "Download it next to where you run these commands:"
     )
     gr.DownloadButton(f"Download {name}", value=str(TEMPLATES_DIR / name), size="sm", elem_classes="template-file")
+
+
+# ---------------------------------------------------------------------------------------------- pushing to the Hub
+def push_choice(backend: str | None, oauth_token: gr.OAuthToken | None = None) -> dict[str, Any]:
+    """The "Push to the Hub" checkbox for where the job runs and who is signed in: always on (and fixed) for
+    Hugging Face Jobs, whose disk is gone when they end; off and explained on this machine when nobody is signed in
+    (there is no account to push with); the visitor's choice otherwise."""
+    if (backend or get_settings().default_backend) != LOCAL:
+        return gr.update(value=True, interactive=False, info="Always, on Hugging Face Jobs: their disk is gone "
+                         "when they end.")  # fmt: skip
+    if not is_signed_in(oauth_token):
+        return gr.update(value=False, interactive=False, info="Sign in with Hugging Face to push; signed out, the "
+                         "outputs stay in a folder on this machine.")  # fmt: skip
+    return gr.update(interactive=True, info="Off: the outputs stay in a folder on this machine.")
+
+
+def wire_push_choice(backend: gr.Radio, push: gr.Checkbox) -> None:
+    """Keep a tab's push checkbox true to its backend and the visitor's sign-in (on load and on every change)."""
+    options = {"api_visibility": "private", "show_progress": "hidden", "queue": False}
+    gr.on([backend.change, gr.context.Context.root_block.load], push_choice, [backend], [push], **options)

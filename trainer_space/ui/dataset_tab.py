@@ -59,12 +59,17 @@ def mapped_report(result: DatasetInspection, method: str) -> detect.MethodReport
 
 
 def summary_markdown(result: DatasetInspection) -> str:
-    rows = f"{result.num_rows:,} rows" if result.num_rows is not None else "row count unknown"
+    rows = (
+        f"{result.num_rows:,} row{'s' * (result.num_rows != 1)}" if result.num_rows is not None else "row count unknown"
+    )
+    columns = f"{len(result.columns)} column{'s' * (len(result.columns) != 1)}"
+    local = result.source == "local"
+    answered = f"read from this machine in {result.elapsed_s:.2f} s" if local else (
+        f"answered in {result.elapsed_s:.2f} s ({result.source})")  # fmt: skip
     head = (
         f"**{result.dataset}** · "
-        + ("" if result.source == "local" else f"config `{result.config}` · ")
-        + f"split `{result.split}` · {rows} · "
-        f"{len(result.columns)} columns · answered in {result.elapsed_s:.2f} s ({result.source})"
+        + ("" if local else f"config `{result.config}` · ")
+        + f"split `{result.split}` · {rows} · {columns} · {answered}"
     )
     return "\n".join([head, *(f"- {n}" for n in result.notes)])
 
@@ -263,10 +268,15 @@ def build_tab() -> DatasetTab:
         method = gr.Dropdown(label="Method", choices=[(s.title, m) for m, s in METHODS.items()], value="sft", scale=1)
         inspect_btn = gr.Button("Inspect", variant="primary", scale=0, min_width=120)
     state = gr.State(None)
-    summary = gr.Markdown("Name a dataset and press **Inspect**: nothing is downloaded, the dataset viewer answers.")
+    summary = gr.Markdown(
+        "Name a Hub dataset or a file on this machine and press **Inspect**: nothing is downloaded (the dataset viewer "
+        "answers for Hub datasets)."
+        if get_settings().local_enabled
+        else "Name a dataset and press **Inspect**: nothing is downloaded, the dataset viewer answers."
+    )
     verdicts = gr.Dataframe(
         headers=["Method", "Verdict", "Reason"], interactive=False, wrap=True, label="Verdicts", visible=False,
-        column_widths=["15%", "25%", "60%"], elem_id="verdicts",
+        column_widths=["24%", "28%", "48%"], elem_id="verdicts",
     )  # fmt: skip
     with gr.Accordion("Column mapping for the selected method", open=True, visible=False) as mapping_box:
         gr.Markdown("Pick the source column for each field; the verdict below is re-checked on every change.")
@@ -293,7 +303,7 @@ def build_tab() -> DatasetTab:
         label="First example as the model sees it", lines=8, max_lines=30, interactive=False, visible=False
     )
     rendered_note = gr.Markdown()
-    stats_text = gr.Markdown()
+    stats_text = gr.Markdown(elem_id="token-stats")
     stats = gr.State(None)
     tab = DatasetTab(
         dataset=dataset, config=config, split=split, method=method, inspect_button=inspect_btn, inspection=state,

@@ -21,6 +21,7 @@ from .common import (
     template_download,
     ui_errors,
     while_busy,
+    wire_push_choice,
 )
 
 INTRO = (
@@ -75,6 +76,8 @@ class ExportTab:
     command: gr.Code
     details: gr.JSON
     confirm: Confirmation
+    watch_button: gr.Button  # "Watch it in My jobs", once an export job was created
+    job_id: gr.State  # the export job created last (for My jobs)
 
     @property
     def fields(self) -> dict[str, gr.components.Component]:
@@ -94,7 +97,9 @@ class ExportTab:
 
     def _outputs(self, sub: ExportSubmission) -> dict[Any, Any]:
         data = sub.to_json()
-        return {self.summary: summary_markdown(sub), self.command: data["command"], self.details: data}
+        job = sub.job.id if sub.job is not None else None
+        return {self.summary: summary_markdown(sub), self.command: data["command"], self.details: data,
+                self.job_id: job, self.watch_button: gr.update(visible=job is not None)}  # fmt: skip
 
     def on_preview(
         self, values: dict[Any, Any], oauth_token: gr.OAuthToken | None = None, progress: gr.Progress = gr.Progress()
@@ -152,14 +157,16 @@ def build_tab() -> ExportTab:
         submit = gr.Button("Export to GGUF", variant="primary")
     confirm = confirmation_row("export")
     summary = gr.Markdown(min_height=90)  # room for the steps while an action runs
+    watch = gr.Button("Watch it in My jobs →", variant="primary", visible=False, elem_id="watch-export")
+    job_id = gr.State(None)
     with gr.Accordion("Reproduce without the app", open=False):
         template_download(TEMPLATE)
-        command = gr.Code(label="Equivalent command", language="shell")
-    details = gr.JSON(label="Job details", visible=True)
+        command = gr.Code(label="Equivalent command", language="shell", wrap_lines=True)
+        details = gr.JSON(label="Job details")
     tab = ExportTab(backend, push, pre_tokenizer, model, output_repo, quants, private, flavor, max_cost, allow_unfit,
-                    summary, command, details, confirm)  # fmt: skip
+                    summary, command, details, confirm, watch, job_id)  # fmt: skip
     inputs = set(tab.fields.values())
-    outputs = [summary, command, details]
+    outputs = [summary, command, details, job_id, watch]
     plan = concurrency("plan")
     # buttons disabled while an action runs; clicks during it are dropped; the submission key does the rest
     buttons = [preview, submit, confirm.yes]
@@ -169,6 +176,7 @@ def build_tab() -> ExportTab:
                [*outputs, confirm.row, confirm.text, confirm.pending], trigger_mode="once", **plan)  # fmt: skip
     while_busy(confirm.yes.click, buttons, ui_errors(tab.on_confirm), [confirm.pending],
                [*outputs, confirm.row, confirm.pending], trigger_mode="once", **plan)  # fmt: skip
+    wire_push_choice(backend, push)
     gr.Markdown(
         "**Next:** the export runs as a job: follow it in **My jobs**; its files, model card and Ollama Modelfile "
         "land in the output repo (`ollama run hf.co/<repo>` once it is public, or with your token).",

@@ -20,7 +20,7 @@ from ..errors import InvalidInput
 from ..hub.session import TERMINAL_STAGES
 from ..jobs import monitor
 from ..jobs.accuracy import ACCURACY_COLUMNS, JobEstimate, accuracy_summary, compare, estimate_accuracy
-from ..jobs.backends import BACKEND_LABELS
+from ..jobs.backends import HF_JOBS, LOCAL
 from ..jobs.diagnosis import Diagnosis
 from ..jobs.monitor import JobDetails
 from ..jobs.progress import Progress, latest_progress, progress_report
@@ -32,7 +32,8 @@ from .common import CONCURRENCY, concurrency, is_signed_in, reader_for, ui_error
 
 # what a phone shows first (its width holds about three): the job, its stage, its cost so far
 COLUMNS = ["id", "stage", "cost_usd", "kind", "model", "backend", "flavor", "started", "duration_min"]
-HEADERS = ["Job", "Stage", "Cost ($)", "Kind", "Model / output", "Where", "Flavor", "Started", "Minutes"]
+HEADERS = ["Job", "Stage", "Cost ($)", "Kind", "Model / output", "Where", "Flavor", "Started (UTC)", "Minutes"]
+WHERE = {LOCAL: "here", HF_JOBS: "HF Jobs"}  # short: the table's nine columns fit a desktop screen
 STAGES = ["SCHEDULING", "RUNNING", "COMPLETED", "ERROR", "CANCELED"]
 LOG_LINES = 500  # lines kept in the live log view
 LOG_CONCURRENCY = CONCURRENCY["logs"]  # log streams served at once, in their own pool: they never hold up others
@@ -88,8 +89,8 @@ OPEN_TAB_JS = """(target) => {
 
 
 def jobs_frame(rows: list[monitor.JobRow]) -> pd.DataFrame:
-    values = [{k: BACKEND_LABELS.get(r.backend, r.backend) if k == "backend" else getattr(r, k) for k in COLUMNS}
-              for r in rows]  # fmt: skip
+    shown = {"backend": lambda r: WHERE.get(r.backend, r.backend), "started": lambda r: r.started.removesuffix(" UTC")}
+    values = [{k: shown[k](r) if k in shown else getattr(r, k) for k in COLUMNS} for r in rows]
     frame = pd.DataFrame(values, columns=COLUMNS)
     frame.columns = HEADERS
     return frame
@@ -305,6 +306,8 @@ class JobsTab:
     action: gr.Button
     action_target: gr.Textbox
     fix: gr.State  # {"kind", "config"}: the failed job's whole config with the fix applied, for its tab
+    export_button: gr.Button  # "Export to GGUF →": a completed training job's model, to the GGUF export tab
+    export_source: gr.State  # the ExportConfig (JSON) of that model (monitor.export_handoff)
     log_note: gr.Markdown
     stop: gr.Button
     logs: gr.Code
@@ -339,13 +342,14 @@ class JobsTab:
         try:
             job_id = validate_job_id(job_id)
         except InvalidInput:
-            return {}
+            return gr.skip()
         return {self.job_id: job_id, self.open_request: {"id": job_id, "at": time.time()}}
 
     @property
     def panel_outputs(self) -> list[Any]:
         return [self.opened, self.panel, self.details, self.cancel, self.confirm_row, self.diagnosis, self.action,
-                self.action_target, self.trackio, self.fix, self.where, self.facts]  # fmt: skip
+                self.action_target, self.trackio, self.fix, self.where, self.facts, self.export_button,
+                self.export_source]  # fmt: skip
 
     @property
     def open_outputs(self) -> list[Any]:
@@ -395,7 +399,7 @@ class JobsTab:
         """The table again once the open job has ended, so that its row no longer says RUNNING (no Hub call, and
         nothing changed, while it runs: the table's own timer refreshes it then)."""
         if not where or where.get("stage") not in TERMINAL_STAGES:
-            return {}
+            return gr.skip()
         return self.on_table(orgs, only_this_app, stages, oauth_token)
 
     def on_table_load(self, orgs: str, only_this_app: bool, oauth_token: gr.OAuthToken | None = None):
@@ -428,6 +432,9 @@ class JobsTab:
             self.fix: {"kind": d.kind, "config": status.fix.to_json()} if status.fix else None,
             self.where: {"backend": d.backend, "namespace": d.namespace, "stage": d.stage},
         }
+        handoff = monitor.export_handoff(d)
+        out[self.export_button] = gr.Button(visible=handoff is not None)
+        out[self.export_source] = handoff.to_json() if handoff is not None else None
         facts = job_facts(d)
         out[self.facts] = facts
         if not running:
@@ -447,7 +454,7 @@ class JobsTab:
         Nothing (no Hub call) when no job is open or the open job had already ended: an ended job does not change.
         """
         if not job_id or (where and where.get("stage") in TERMINAL_STAGES):
-            return {}
+            return gr.skip()
         return self.on_open(job_id, oauth_token, embed=False)
 
     def on_follow(self, job_id: str, where: dict[str, str] | None, oauth_token: gr.OAuthToken | None = None,
@@ -539,9 +546,13 @@ class JobsTab:
     def on_stop(self) -> dict[Any, Any]:
         return {self.log_note: "Stopped following. Open the job again to resume.", self.stop: gr.Button(visible=False)}
 
-    def on_ask_cancel(self, job_id: str) -> dict[Any, Any]:
+    def on_ask_cancel(self, job_id: str, where: dict[str, str] | None = None) -> dict[Any, Any]:
         job_id = validate_job_id(job_id)
-        text = f"**Cancel job `{job_id}`?** It stops billing; the last pushed checkpoint stays on the Hub."
+        if (where or {}).get("backend") == LOCAL:
+            what = "Its processes on this machine are stopped; what it saved so far stays in its folder."
+        else:
+            what = "Billing stops at once; the checkpoints it already pushed stay in its output repo."
+        text = f"**Cancel job `{job_id}`?** {what}"
         return {self.confirm_row: gr.Row(visible=True), self.confirm_text: text}
 
     def on_cancel(self, job_id: str, oauth_token: gr.OAuthToken | None = None) -> dict[Any, Any]:
@@ -580,8 +591,11 @@ def build_tab() -> JobsTab:
         diagnosis = gr.Markdown(visible=False, elem_id="job-diagnosis", container=True)
         with gr.Row():
             action_btn = gr.Button(visible=False, variant="primary", scale=0, min_width=220)
+            export_btn = gr.Button("Export to GGUF →", visible=False, variant="primary", scale=0, min_width=200,
+                                   elem_id="export-job")  # fmt: skip
         action_target = gr.Textbox(visible=False)
         fix = gr.State(None)
+        export_source = gr.State(None)
         facts = gr.State(None)
         progress_state = gr.State(None)
         progress = gr.HTML(elem_id="job-progress")
@@ -621,7 +635,8 @@ def build_tab() -> JobsTab:
         job_id=job_id, open_button=open_btn, opened=opened, open_request=open_request, where=where, panel=panel,
         details=details,
         cancel=cancel_btn, confirm_row=confirm_row, confirm_text=confirm_text, yes=yes, keep=keep,
-        diagnosis=diagnosis, action=action_btn, action_target=action_target, fix=fix, log_note=log_note,
+        diagnosis=diagnosis, action=action_btn, action_target=action_target, fix=fix, export_button=export_btn,
+        export_source=export_source, log_note=log_note,
         stop=stop_btn, logs=logs, trackio=trackio, facts=facts, progress_state=progress_state, progress=progress,
         versus=versus, usage_state=usage_state, usage_note=usage_note, usage_follow=usage_follow,
         gpu_mem_plot=gpu_mem_plot, gpu_util_plot=gpu_util_plot, host_plot=host_plot, acc_button=acc_button,
@@ -689,7 +704,8 @@ def build_tab() -> JobsTab:
                      api_visibility="private", **hub)  # fmt: skip
     stop_btn.click(tab.on_stop, None, [log_note, stop_btn], cancels=follows, api_visibility="private")
 
-    cancel_btn.click(ui_errors(tab.on_ask_cancel), [opened], [confirm_row, confirm_text], api_visibility="private")
+    cancel_btn.click(ui_errors(tab.on_ask_cancel), [opened, where], [confirm_row, confirm_text],
+                     api_visibility="private")  # fmt: skip
     keep.click(lambda: gr.Row(visible=False), None, confirm_row, api_visibility="private")
     yes.click(ui_errors(tab.on_cancel), [opened], [confirm_row, cancel_btn], api_visibility="private", **hub).success(
         refresh_handler, [opened, where], tab.panel_outputs, api_visibility="private", **hub

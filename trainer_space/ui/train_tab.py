@@ -47,6 +47,7 @@ from .common import (
     template_download,
     ui_errors,
     while_busy,
+    wire_push_choice,
 )
 
 NEXT_STEP = (
@@ -272,8 +273,8 @@ def build_tab() -> TrainTab:
     job_id = gr.State(None)
     with gr.Accordion("Reproduce without the app", open=False):
         template_download(TEMPLATE)
-        command = gr.Code(label="hf CLI", language="shell")
-        python = gr.Code(label="Python", language="python")
+        command = gr.Code(label="hf CLI", language="shell", wrap_lines=True)
+        python = gr.Code(label="Python", language="python", wrap_lines=True)
         spec = gr.JSON(label="Job spec (token shown as $HF_TOKEN)")
 
     fields = {
@@ -305,5 +306,6 @@ def build_tab() -> TrainTab:
                [*outputs, confirm.row, confirm.pending], trigger_mode="once", **plan)  # fmt: skip
     while_busy(preset_btn.click, buttons, ui_errors(tab.on_preset), [method, model],
                [peft, lr, batch, accum, max_length, grad_ckpt, result_md], **plan)  # fmt: skip
+    wire_push_choice(backend, push)
     gr.Markdown(NEXT_STEP, elem_classes="next-step")
     return tab
