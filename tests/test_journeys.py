@@ -131,6 +131,8 @@ def test_a_typo_then_its_fix_on_every_tab(hub_app, hub, world, browser, width) -
         j.click("Preview")
         j.wait_text("Ready to submit")
         j.settled()
+        # the estimate was made for this machine: on Jobs, the flavor is a Jobs flavor (not "local" at $0.00)
+        assert "Fits on local" not in j.page.inner_text("body")
         j.shot("train")
         # My jobs: a job id with a typo, then the right one
         from huggingface_hub import HfApi

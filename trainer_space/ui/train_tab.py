@@ -32,7 +32,7 @@ from ..catalog import (
 from ..data.mapping import REWARD_FUNCS
 from ..errors import InvalidInput
 from ..estimate.model_facts import get_model_facts
-from ..hub.hardware import FALLBACK_FLAVORS
+from ..hub.hardware import FALLBACK_FLAVORS, LOCAL_FLAVOR
 from ..jobs.backends import BACKEND_LABELS, HF_JOBS, LOCAL
 from ..jobs.config import TrainingConfig
 from ..jobs.training import TEMPLATE, Submission, submit_training
@@ -185,6 +185,11 @@ class TrainTab:
         }  # fmt: skip
 
 
+def _jobs_flavor(backend: str, flavor: str | None) -> Any:
+    """Flavor and timeout when "Run on" changes: an estimate for this machine does not carry over to Jobs."""
+    return ("", "") if backend == HF_JOBS and flavor == LOCAL_FLAVOR else gr.skip()
+
+
 def build_tab() -> TrainTab:
     gr.Markdown(
         "Everything is checked before a job is created: your sign-in and its rights, the model and dataset "
@@ -248,7 +253,8 @@ def build_tab() -> TrainTab:
         namespace = gr.Textbox(label="Run the job in (default: your account; or an org)")
     with gr.Row():
         flavor = gr.Dropdown(
-            [f.name for f in FALLBACK_FLAVORS if f.is_gpu], value=DEFAULT_FLAVOR, label="Hardware",
+            [f.name for f in FALLBACK_FLAVORS if f.is_gpu], value=DEFAULT_FLAVOR,
+            label="Hardware (empty: the cheapest flavor where it fits)",
             allow_custom_value=True,
         )  # fmt: skip
         timeout = gr.Textbox(label="Timeout (e.g. 90m, 2h)", value="", placeholder="empty: the estimate + 30%")
@@ -307,5 +313,9 @@ def build_tab() -> TrainTab:
     while_busy(preset_btn.click, buttons, ui_errors(tab.on_preset), [method, model],
                [peft, lr, batch, accum, max_length, grad_ckpt, result_md], **plan)  # fmt: skip
     wire_push_choice(backend, push)
+    # "local" (this machine, carried from an estimate made for it) is no Jobs flavor, and that estimate's timeout is a
+    # CPU's: on Jobs, both empty (the cheapest flavor where it fits, and its estimate + 30%)
+    backend.change(_jobs_flavor, [backend, flavor], [flavor, timeout], api_visibility="private", queue=False,
+                   show_progress="hidden")  # fmt: skip
     gr.Markdown(NEXT_STEP, elem_classes="next-step")
     return tab
