@@ -14,8 +14,14 @@ import tempfile
 from pathlib import Path
 
 TEMPLATES = ("train.py", "export_gguf.py")
-SAVED = Path(os.environ.setdefault("TRAINER_SPACE_TEST_JOB_LOGS", tempfile.mkdtemp(prefix="successful-job-logs-")))
+SAVED_ENV = "TRAINER_SPACE_TEST_JOB_LOGS"  # the folder of this session's saved template logs (made on first use)
 CORPUS = Path(__file__).parent / "successful_job_logs"  # real logs kept in the repository (a local job's included)
+
+
+def _saved() -> Path:
+    if not os.environ.get(SAVED_ENV):
+        os.environ[SAVED_ENV] = tempfile.mkdtemp(prefix="successful-job-logs-")
+    return Path(os.environ[SAVED_ENV])
 
 
 def _template_of(argv: object) -> str | None:
@@ -36,7 +42,7 @@ def record_template_runs() -> None:
         if template and done.returncode == 0 and done.stdout is not None:
             out, err = done.stdout, done.stderr or ""
             text = out + err if isinstance(out, str) else (out + err).decode("utf-8", "replace")
-            fd, _ = tempfile.mkstemp(prefix=f"{template}-", suffix=".log", dir=SAVED)
+            fd, _ = tempfile.mkstemp(prefix=f"{template}-", suffix=".log", dir=_saved())
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 fh.write(text)
         return done
@@ -47,7 +53,9 @@ def record_template_runs() -> None:
 
 def template_logs() -> dict[str, str]:
     """name -> text of the template runs saved this session."""
-    return {p.name: p.read_text(encoding="utf-8", errors="replace") for p in sorted(SAVED.glob("*.log"))}
+    saved = os.environ.get(SAVED_ENV)
+    logs = sorted(Path(saved).glob("*.log")) if saved else []
+    return {p.name: p.read_text(encoding="utf-8", errors="replace") for p in logs}
 
 
 def completed_local_logs(*roots: Path) -> dict[str, str]:

@@ -331,6 +331,7 @@ def llama_cpp_dir(log: Any) -> str:
     return str(llama_cpp_converter())
 
 
+PREPARING = "Preparing the job's Python environment (once: a few minutes; progress in the log)"
 INTERRUPTED = "The app stopped while this job was running; it was stopped when the app started again."
 
 
@@ -527,6 +528,12 @@ class LocalBackend:
                                      daemon=True).start()  # fmt: skip
                 self._lock.wait(timeout=0.5)
 
+    def _note(self, job_id: str, message: str) -> None:
+        """Say what a queued job is doing (its status message), unless the app is closing."""
+        with self._lock:
+            if not self._closed:
+                self.store.update(job_id, message=message)
+
     def _prepare_and_start(self, row: dict[str, Any]) -> None:
         """The job's environment (minutes, the first time: never under the backend's lock, so that cancel, submit
         and other jobs' ends are answered meanwhile), then its process."""
@@ -537,9 +544,7 @@ class LocalBackend:
             python = job_python(
                 tuple(launch["dependencies"]),
                 log,
-                on_prepare=lambda: self.store.update(
-                    job_id, message="Preparing the job's Python environment (once: a few minutes; progress in the log)"
-                ),
+                on_prepare=lambda: self._note(job_id, PREPARING),
             )
             tools = {"llama.cpp": llama_cpp_dir(log)} if "llama.cpp" in launch.get("tools", []) else {}
         except Exception as err:  # the job fails with the reason in its log and its status
@@ -548,7 +553,7 @@ class LocalBackend:
             log.close()
             with self._lock:
                 self._preparing.pop(job_id, None)
-                if self.store.get(job_id)["stage"] == "SCHEDULING":
+                if not self._closed and self.store.get(job_id)["stage"] == "SCHEDULING":  # closed: tried again next run
                     self.store.update(job_id, stage="ERROR", started_at=_now(), finished_at=_now(),
                                       message=message[:1000])  # fmt: skip
                 self._lock.notify_all()
