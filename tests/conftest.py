@@ -11,6 +11,7 @@ import sys
 import tempfile
 
 from tests.hub_standin import HubStandIn, free_port
+from tests.job_logs import record_template_runs
 from tests.leakscan import LEAKS, LIVE_STATES, MACHINE_TOKEN, LogScanner, scan_response
 
 _PORT = free_port()
@@ -66,6 +67,12 @@ def _scan_client_responses() -> None:
 
 
 _scan_client_responses()
+record_template_runs()  # every successful job's log feeds the diagnosis' precision test (tests/job_logs.py)
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """Tests marked `after_jobs` read what every other test left (the logs of successful jobs): they run last."""
+    items.sort(key=lambda item: item.get_closest_marker("after_jobs") is not None)
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from trainer_space.jobs.diagnosis import RULES, bigger_gpu_flavor, bigger_ram_flavor, diagnose, last_error_line
+from trainer_space.jobs.diagnosis import (
+    RULES,
+    bigger_gpu_flavor,
+    bigger_ram_flavor,
+    diagnose,
+    find_failure,
+    last_error_line,
+)
 
 TRAIN = {
     "trainer-space": "train",
@@ -318,6 +325,26 @@ PRE_TOKENIZER = [
             "ReadTimeout",
             id="network-timeout-is-not-a-jobs-timeout",
         ),
+        pytest.param(
+            "ERROR",
+            "Preparing the job's Python environment failed: no network to pypi.org (pip could not connect). To fix "
+            "it: let pip reach a package index, or set TRAINER_SPACE_LOCAL_PYTHON to a Python that already has them.",
+            ["Looking in indexes: https://pypi.org/simple", "ERROR: No matching distribution found for trl==1.16.0"],
+            TRAIN,
+            "environment",
+            "no network to pypi.org",
+            id="local-environment",
+        ),
+        pytest.param(
+            "ERROR",
+            "The app stopped while this job was running; it was stopped when the app started again. It pushed "
+            "nothing and saved no checkpoint in its folder: submit it again to start over.",
+            ["Failed to load CPU gemm_4bit_forward from kernels-community: No module named 'kernels'."],
+            TRAIN,
+            "interrupted",
+            "The app stopped",
+            id="restart-of-the-app",
+        ),
     ],
 )
 def test_each_failure_gets_its_kind(stage, message, lines, labels, kind, evidence):
@@ -331,7 +358,7 @@ def test_each_failure_gets_its_kind(stage, message, lines, labels, kind, evidenc
 def test_every_rule_kind_is_tested():
     tested = {"oom", "timeout", "auth", "gated", "missing_package", "chat_template", "dataset_columns"}
     tested |= {"qlora_unavailable", "disk_full", "gguf_pre_tokenizer", "gguf_unsupported_architecture", "ram_oom"}
-    tested |= {"payment", "unknown_model_type"}
+    tested |= {"payment", "unknown_model_type", "environment", "interrupted"}
     assert {r.kind for r in RULES} == tested
 
 
@@ -344,6 +371,47 @@ def test_canceled_is_a_note_without_action():
     d = diagnose("CANCELED", "Job canceled by user", ["step 3"], TRAIN)
     assert d.kind == "canceled" and d.action == "" and d.action_hint == {}
     assert "alice/out" in d.explanation  # pushed checkpoints stay
+
+
+LOCAL = {"trainer-space": "train", "method": "sft", "model": "/data/tiny"}  # a local job that pushes nothing
+LOCAL_ARGS = {"output_dir": "/home/me/.cache/trainer-space/jobs/abc/output", "push_to_hub": "false"}
+
+
+def test_a_local_job_is_told_in_its_own_words():
+    """No billing, no Hub, no Hugging Face Jobs for a job on this machine that pushed nothing: its folder instead."""
+    d = diagnose("CANCELED", "Canceled", ["step 3"], LOCAL, flavor="local", args=LOCAL_ARGS, backend="local")
+    assert "billing" not in d.explanation and "Hub" not in d.explanation
+    assert "its processes on this machine were stopped" in d.explanation and LOCAL_ARGS["output_dir"] in d.explanation
+    d = diagnose("ERROR", "Job timeout exceeded (600s)", [], LOCAL, flavor="local", args=LOCAL_ARGS, backend="local")
+    assert d.kind == "timeout" and "resume_from_hub" not in d.action_hint and d.action_hint["timeout_s"] == 900
+    assert "Hugging Face Jobs" not in d.explanation and LOCAL_ARGS["output_dir"] in d.explanation
+    assert "--resume_from_checkpoint" in d.action and "resume_from_hub" not in d.action
+    pushed = diagnose("ERROR", "Job timeout exceeded (600s)", [], TRAIN, flavor="local", backend="local")
+    assert pushed.action_hint["resume_from_hub"] is True  # a local job that pushed: from the Hub
+
+
+def test_an_interrupted_local_job_is_told_what_is_true():
+    from trainer_space.jobs.backends.local import interrupted_message
+
+    row = {"kind": "train", "job_dir": "/nowhere/jobs/abc", "labels": "{}", "command": '["train.py", "--max_steps=9"]'}
+    message = interrupted_message(row)
+    assert "pushed nothing and saved no checkpoint" in message and "resume_from_hub" not in message
+    d = diagnose("ERROR", message, ["Failed to load CPU gemm_4bit_forward from kernels-community: No module named "
+                                    "'kernels'."], LOCAL, flavor="local", backend="local")  # fmt: skip
+    assert d.kind == "interrupted" and "resume_from_hub" not in d.action_hint and "start over" in d.action
+    pushing = {**row, "labels": '{"output": "alice/out"}', "command": '["train.py", "--push_to_hub=true"]'}
+    d = diagnose("ERROR", interrupted_message(pushing), [], TRAIN, flavor="local", backend="local")
+    assert d.action_hint == {"resume_from_hub": True} and "alice/out" in d.action
+
+
+def test_the_cancel_question_is_true_for_the_backend():
+    from trainer_space.jobs.monitor import cancel_prompt
+
+    hub_job = cancel_prompt("j1", backend="hf-jobs", output_repo="alice/out")
+    assert "Billing stops" in hub_job and "alice/out stay on the Hub" in hub_job
+    here = cancel_prompt("j2", backend="local", output_dir="/home/me/jobs/j2/output")
+    assert "billing" not in here.lower().replace("nothing is billed", "") and "Hub" not in here
+    assert "/home/me/jobs/j2/output" in here and "processes on this machine" in here
 
 
 def test_oom_proposes_concrete_fixes_from_the_jobs_settings():
@@ -394,6 +462,21 @@ def test_final_error_wins_over_an_earlier_harmless_one():
     assert diagnose("ERROR", FAILED, lines, TRAIN).kind == "qlora_unavailable"
 
 
+KERNELS_NOTE = (
+    "Failed to load CPU gemm_4bit_forward from kernels-community: No module named 'kernels'. Please make sure you "
+    "already `pip install kernels` and the kernels >= 0.11.1"
+)  # bitsandbytes on a CPU, in every local job's log: harmless
+
+
+def test_a_harmless_note_is_never_the_cause_but_a_real_failure_beside_it_is():
+    lines = [KERNELS_NOTE, "{'loss': 2.1}", "Killed"]
+    d = diagnose("ERROR", "Job failed with exit code: 137", lines, TRAIN, flavor="local")
+    assert d.kind == "ram_oom"
+    assert diagnose("ERROR", FAILED, [KERNELS_NOTE, "{'loss': 2.1}"], TRAIN).kind == "error"
+    real = [KERNELS_NOTE, "Traceback (most recent call last):", "ModuleNotFoundError: No module named 'liger_kernel'"]
+    assert diagnose("ERROR", FAILED, real, TRAIN).action_hint == {"package": "liger-kernel"}
+
+
 def test_gated_names_the_repo_to_request():
     d = diagnose("ERROR", FAILED, GATED, TRAIN, endpoint="https://hub.example")
     assert d.action_hint == {"repo_id": "meta-llama/Llama-3.2-1B", "url": "https://hub.example/meta-llama/Llama-3.2-1B"}
@@ -433,3 +516,37 @@ def test_last_error_line_and_flavor_ladders():
 def test_to_json_has_the_api_fields():
     data = diagnose("ERROR", "Job timeout exceeded (60s)", [], TRAIN).to_json()
     assert {"kind", "title", "explanation", "action", "action_hint"} <= set(data)
+
+
+# ---------------------------------------------------------------------------------------------- precision
+@pytest.mark.after_jobs
+def test_no_failure_is_found_in_the_log_of_any_successful_job(request, tmp_path_factory):
+    """Precision, beside the recall tests above: the diagnosis over the whole log of every successful job the suite
+    ran (template runs in tests/templates, local jobs in tests/test_local*.py) and over the real logs kept in
+    tests/successful_job_logs/ finds no failure. As the log of a job a restart of the app interrupted, or of one
+    that failed without saying why, it says that and nothing else."""
+    import os
+    from pathlib import Path
+
+    from tests.job_logs import completed_local_logs, corpus_logs, template_logs
+
+    live = template_logs() | completed_local_logs(
+        tmp_path_factory.getbasetemp(), Path(os.environ["TRAINER_SPACE_HOME"])
+    )
+    ran_jobs = [i for i in request.session.items if "templates" in i.nodeid or "test_local" in i.nodeid]
+    assert live or not ran_jobs, "jobs ran but none of their logs was collected (tests/job_logs.py)"
+    logs = corpus_logs() | live
+    assert len(corpus_logs()) >= 3
+    blamed = {}
+    for name, text in logs.items():
+        lines = text.splitlines()
+        found = find_failure(lines, labels=TRAIN, flavor="local")
+        if found is not None:
+            blamed[name] = f"{found.kind}: {found.evidence}"
+            continue
+        restart = "The app stopped while this job was running; it was stopped when the app started again. It pushed " \
+                  "nothing and saved no checkpoint in its folder: submit it again to start over."  # fmt: skip
+        assert diagnose("ERROR", restart, lines[-200:], TRAIN, flavor="local").kind == "interrupted", name
+        generic = diagnose("ERROR", FAILED, lines[-200:], TRAIN, flavor="local")
+        assert generic.kind == "error", name
+    assert not blamed, f"{len(blamed)} of {len(logs)} successful logs blamed: {blamed}"

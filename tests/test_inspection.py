@@ -92,6 +92,25 @@ def test_calls_are_concurrent_and_sent_once(hub) -> None:
     assert [len(viewer_calls(hub, e)) for e in ("splits", "size", "first-rows")] == [1, 1, 1]
 
 
+def test_who_answered_is_said_as_it_is(hub, tmp_path) -> None:
+    """A Hub dataset is answered by the dataset viewer; a file on this machine is read here, and nothing says the
+    viewer answered for it (nor the prompt before an inspection, where files can be named)."""
+    from trainer_space.data.inspection import inspect_prompt
+
+    hub.add_dataset("alice/qa", {"train": QA})
+    assert inspect_dataset(ANON, dataset="alice/qa").answered_by == "the dataset viewer"
+    path = tmp_path / "qa.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in QA) + "\n")
+    asked = len(hub.requests_to("/datasets-server/"))
+    here = inspect_dataset(ANON, dataset=str(path))
+    assert here.source == "local" and "viewer" not in here.answered_by and "this machine" in here.answered_by
+    assert len(hub.requests_to("/datasets-server/")) == asked  # the viewer was not asked
+    assert "file is read here" in inspect_prompt(True) and "the dataset viewer answers for a Hub dataset" in (
+        inspect_prompt(True)
+    )
+    assert "file" not in inspect_prompt(False)
+
+
 def test_visitor_token_is_sent_to_the_viewer_only_when_given(hub) -> None:
     hub.add_dataset("alice/qa", {"train": QA})
     inspect_dataset(ANON, dataset="alice/qa")

@@ -200,36 +200,6 @@ def test_hugging_face_jobs_cannot_read_this_machine(world) -> None:
         submit_training(ANON, jobs)
 
 
-def test_without_a_configured_python_an_environment_is_prepared_once_with_uv(tmp_path, monkeypatch) -> None:
-    """No TRAINER_SPACE_LOCAL_PYTHON: uv makes a venv and installs every template's pins, the torch build chosen
-    for this machine (`--torch-backend auto`); the progress goes to the job's log; the next job reuses it."""
-    import dataclasses
-    import io
-    import subprocess
-
-    from trainer_space.jobs.backends import local
-
-    settings = dataclasses.replace(get_settings(), local_python=None, home=tmp_path)
-    monkeypatch.setattr(local, "get_settings", lambda: settings)
-    calls: list[list[str]] = []
-
-    def fake_run(argv, **kwargs):
-        calls.append(argv)
-        return subprocess.CompletedProcess(argv, 0)
-
-    monkeypatch.setattr(local.subprocess, "run", fake_run)
-    log = io.StringIO()
-    deps = local.local_dependencies()
-    python = local.job_python(deps, log)
-    assert python.startswith(str(tmp_path / "envs")) and python.endswith("/bin/python")
-    venv, install = calls
-    assert venv[-4:-1] == ["venv", "--python", "3.12"]
-    assert install[install.index("--torch-backend") + 1] == "auto" and set(deps) <= set(install)
-    assert any(d.startswith("torch==") for d in deps) and any(d.startswith("trl==") for d in deps)
-    assert "Preparing the job's Python environment" in log.getvalue()
-    assert local.job_python(deps, io.StringIO()) == python and len(calls) == 2  # prepared once
-
-
 def test_a_job_past_its_timeout_is_stopped_and_says_so(world) -> None:
     cfg = local_cfg(world, max_steps=100_000, num_train_epochs=100, timeout="90m").with_changes(timeout=None)
     sub = submit_training(ANON, cfg)
@@ -269,8 +239,21 @@ def test_local_k_quants_need_llama_quantize_and_say_what_to_install(world, monke
     (refused,) = plan.failed
     assert refused.name == "quantizer" and "Q4_K_M need llama.cpp's llama-quantize" in refused.message
     assert "F16" not in refused.message.split("need")[0]
+    assert "python -m trainer_space.jobs.backends.llama_cpp --build" in refused.message
+    assert "TRAINER_SPACE_LLAMA_CPP_DIR" in refused.message
     ok = export.plan_export(ANON, cfg.with_changes(quantizations=["F16", "Q8_0"]))
     assert not ok.failed and "--llama_cpp_dir" in ok.launch.args
+    # what this machine can make, and the default to preselect: one it can make (was Q4_K_M, then refused)
+    here = export.quant_options("local")
+    assert here.available == ("Q8_0", "F16", "BF16") and here.default == "Q8_0"
+    assert set(here.unavailable) == set(export.quant_types()) - set(here.available)
+    assert "--build" in here.unavailable["Q4_K_M"] and "TRAINER_SPACE_LLAMA_CPP_DIR" in here.unavailable["Q4_K_M"]
+    default = export.plan_export(ANON, cfg.with_changes(quantizations=[]))
+    assert not default.failed and default.config.quantizations == ["Q8_0"]
+    jobs = export.quant_options("hf-jobs")
+    assert jobs.default == "Q4_K_M" and jobs.available == tuple(export.quant_types()) and not jobs.unavailable
+    monkeypatch.setattr(export, "quantizer", lambda: "/opt/llama.cpp/llama-quantize")
+    assert export.quant_options("local").default == "Q4_K_M" and not export.quant_options("local").unavailable
 
 
 def test_local_metrics_sample_the_jobs_process_group_in_the_hubs_format() -> None:
@@ -301,3 +284,71 @@ def test_local_metrics_sample_the_jobs_process_group_in_the_hubs_format() -> Non
         busy.kill()
         busy.wait()
     assert group_metrics(busy.pid, None, max_samples=1, max_seconds=1) == []  # ended: nothing
+
+
+def test_local_cpu_usage_is_never_negative_when_processes_leave_the_group() -> None:
+    """A busy child works about a second, then exits while its parent waits (as a GGUF export's converter does): the
+    sample around its exit counts what the group used, never minus what the child took with it (was -300%)."""
+    import subprocess
+    import sys
+
+    from trainer_space.jobs.backends.local import _start_ticks, group_metrics
+
+    busy = "import time\nt = time.time()\nwhile time.time() - t < 1.5: pass"
+    parent = f"import subprocess, sys, time\nsubprocess.run([sys.executable, '-c', {busy!r}])\ntime.sleep(30)"
+    group = subprocess.Popen([sys.executable, "-c", parent], start_new_session=True)
+    try:
+        time.sleep(0.2)
+        samples = group_metrics(group.pid, _start_ticks(group.pid), max_samples=8, max_seconds=5, interval_s=0.5)
+    finally:
+        group.kill()
+        group.wait()
+    cpu = [s["cpu_usage_pct"] for s in samples]
+    assert len(cpu) == 8 and max(cpu) > 30, cpu  # the child's work was seen
+    assert min(cpu) >= 0, cpu
+
+
+def test_log_lines_leave_without_terminal_colour_codes(world) -> None:
+    """Colours and cursor codes in a job's log (tqdm, rich, coloured warnings) would show as boxes in the page and
+    as escapes in API answers: every way out (the tail, the live view) drops them, and keeps the text."""
+    engine = local_backend()
+    launch = JobLaunch(kind="train", template=load_template("train.py"), labels={}, args=("--help",), timeout_s=600)
+    job = engine.submit(launch)
+    wait_stage(job.id, {"COMPLETED"})
+    log = Path(engine.store.get(job.id)["job_dir"]) / "log.txt"
+    with open(log, "a") as fh:
+        fh.write(
+            "\x1b[1m\x1b[31mWARNING\x1b[0m: coloured \x1b]8;;https://x\x1b\\link\x1b]8;;\x1b\\ 50%|\x1b[32m██\x1b[0m|\n"
+        )
+    tail = monitor.job_log_tail(ANON, job.id, 5).lines
+    (view,) = list(monitor.follow_logs(ANON, job.id))
+    for lines in (tail, view.lines):
+        assert "WARNING: coloured link 50%|██|" in lines and not any("\x1b" in line for line in lines)
+
+
+def test_signed_out_a_local_job_says_it_pushes_nothing(world, hub) -> None:
+    """ "Push to the Hub" asked while signed out: the plan says the job pushes nothing and where its outputs stay
+    (it was silently ignored), and `push_choice` lets the form turn the toggle off with that sentence."""
+    from trainer_space.jobs.config import ExportConfig
+    from trainer_space.jobs.export import plan_export
+    from trainer_space.jobs.training import plan_training, push_choice
+
+    plan = plan_training(ANON, local_cfg(world, push_to_hub=True))
+    push = {c.name: c for c in plan.checks}["push to the Hub"]
+    assert push.status.value == "warn" and "pushes nothing to the Hub" in push.message and "Sign in" in push.message
+    assert not plan.pushes and not plan.config.push_to_hub and plan.ok
+    unasked = plan_training(ANON, local_cfg(world, push_to_hub=False))
+    assert "push to the Hub" not in {c.name for c in unasked.checks}
+    assert (
+        not plan_training(HubSession(hub.alice), local_cfg(world, push_to_hub=True, output_repo="alice/x"))
+        .checks[-1]
+        .name.startswith("push")
+    )
+    choice = push_choice(ANON, "local")
+    assert (
+        not choice.available and "pushes nothing to the Hub" in choice.note and str(get_settings().home) in choice.note
+    )
+    assert push_choice(HubSession(hub.alice), "local").available and push_choice(ANON, "hf-jobs").available
+    export = plan_export(ANON, ExportConfig.from_dict({"model": str(world.model), "quantizations": ["F16"],
+                                                      "backend": "local", "push_to_hub": True}))  # fmt: skip
+    assert "pushes nothing to the Hub" in {c.name: c for c in export.checks}["push to the Hub"].message

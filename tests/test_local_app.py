@@ -23,7 +23,7 @@ from gradio_client import Client
 
 from tests.conftest import SCREENSHOTS
 from tests.hub_standin import free_port
-from tests.test_local import chat_rows
+from tests.test_local import alive, chat_rows
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -170,14 +170,30 @@ def test_failure_paths_and_an_app_killed_mid_job(world, app) -> None:
     long = client.predict(train_config(world, max_steps=100_000, num_train_epochs=100), False,
                           api_name="/submit_training")  # fmt: skip
     wait_job(client, long["job_id"], {"RUNNING"})
-    pid = json.loads(json.dumps(long))["job_id"]
+    pid = _job_row(app, long["job_id"])["pid"]
     app.kill()
+    assert alive(pid)  # orphaned: it keeps running without the app
     app.start()  # the same home: the jobs database and logs
+    # no page opened, no API call: the app's start-up stops the orphan and marks the job (it waited for the first
+    # page, ~40 s, before)
+    deadline = time.time() + 15
+    while (alive(pid) or _job_row(app, long["job_id"])["stage"] != "ERROR") and time.time() < deadline:
+        time.sleep(0.2)
+    assert not alive(pid) and _job_row(app, long["job_id"])["stage"] == "ERROR"
     client = Client(app.url, verbose=False)
     status = client.predict(long["job_id"], api_name="/job_status")
     assert status["stage"] == "ERROR" and "The app stopped while this job was running" in status["message"]
-    assert status["diagnosis"] is not None
-    del pid
+    # signed out, it pushed nothing: no resume_from_hub, but what is true of its folder
+    assert "resume_from_hub" not in status["message"] and "saved no checkpoint" in status["message"]
+    assert status["diagnosis"]["kind"] == "interrupted" and "resume_from_hub" not in status["diagnosis"]["action_hint"]
+
+
+def _job_row(app, job_id: str) -> dict[str, Any]:
+    import sqlite3
+
+    with sqlite3.connect(app.home / "jobs.sqlite3") as db:
+        db.row_factory = sqlite3.Row
+        return dict(db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone())
 
 
 def _visible(locator):

@@ -56,6 +56,25 @@ class SplitRef:
     split: str
 
 
+SOURCES = {
+    "viewer": "the dataset viewer",
+    "streaming": "`datasets` streaming (the dataset viewer has no data for it)",
+    "local": "the file on this machine, read here",
+}
+
+
+def inspect_prompt(local_files: bool) -> str:
+    """What the Dataset tab says before an inspection, true for what can be inspected: Hub datasets through the
+    dataset viewer (nothing downloaded) and, on the visitor's own machine (`local_files`), files read here."""
+    if not local_files:
+        return "Name a dataset and press **Inspect**: nothing is downloaded, the dataset viewer answers."
+    return (
+        "Name a Hub dataset or a file on this machine (.jsonl, .json, .csv, .parquet, or a folder saved with "
+        "`datasets`) and press **Inspect**: the dataset viewer answers for a Hub dataset (nothing is downloaded); a "
+        "file is read here."
+    )
+
+
 @dataclass
 class DatasetInspection:
     """What one inspection found: rows, columns, row count and a verdict per training method."""
@@ -70,7 +89,7 @@ class DatasetInspection:
     features: dict[str, Any]
     splits: list[SplitRef]
     methods: dict[str, MethodReport]
-    source: str = "viewer"  # "viewer" or "streaming"
+    source: str = "viewer"  # "viewer", "streaming" or "local" (a file or folder on this machine)
     truncated_cells: int = 0
     cut_rows: frozenset[int] = frozenset()  # rows with a cell the viewer cut: left out of `sample`
     notes: list[str] = field(default_factory=list)
@@ -81,6 +100,11 @@ class DatasetInspection:
         """The rows the verdicts are made on: whole rows only (all rows when every one was cut)."""
         whole = [r for i, r in enumerate(self.rows) if i not in self.cut_rows]
         return whole or list(self.rows)
+
+    @property
+    def answered_by(self) -> str:
+        """Who answered, in words for the page: the dataset viewer, `datasets` streaming, or the file here."""
+        return SOURCES.get(self.source, self.source)
 
     @property
     def configs(self) -> list[str]:

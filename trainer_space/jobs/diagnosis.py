@@ -21,9 +21,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, NamedTuple
 
 from ..hub.hardware import FALLBACK_FLAVORS, Flavor
+from .backends.local_env import FAILED as ENVIRONMENT_FAILED
+from .backends.local_env import split_failure
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+# terminal escapes: colours and cursor moves (CSI), titles and links (OSC), and the two-character ones
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[()][0-9A-Za-z]|\x1b[@-Z\\-_]")
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 # module name -> pip package, where they differ
 _PIP_NAMES = {
@@ -64,6 +67,16 @@ class JobContext:
     args: dict[str, str]  # the job template's `--key value` arguments
     flavors: tuple[Flavor, ...]
     endpoint: str
+    backend: str = "hf-jobs"  # or "local": this machine (no billing, its outputs in its folder)
+
+    @property
+    def local(self) -> bool:
+        return self.backend == "local" or self.flavor == "local"
+
+    @property
+    def output_dir(self) -> str | None:
+        """A local job's output folder on this machine."""
+        return self.args.get("output_dir") if self.local else None
 
     @property
     def kind(self) -> str:
@@ -162,14 +175,12 @@ def last_error_line(lines: Iterable[str]) -> str | None:
 # ---------------------------------------------------------------------------------------------- builders
 def _canceled(ctx: JobContext) -> Diagnosis:
     kept = f" Checkpoints already pushed to {ctx.output_repo} stay on the Hub." if ctx.output_repo else ""
-    return Diagnosis(
-        "canceled",
-        "Canceled",
-        "The job was canceled, and billing stopped then." + kept,
-        "",
-        {},
-        ctx.message,
-    )
+    if ctx.local:
+        folder = f" Its folder keeps what it saved ({ctx.output_dir})." if ctx.output_dir else ""
+        what = "The job was canceled: its processes on this machine were stopped." + kept + folder
+    else:
+        what = "The job was canceled, and billing stopped then." + kept
+    return Diagnosis("canceled", "Canceled", what, "", {}, ctx.message)
 
 
 def _timeout(ctx: JobContext, found: Found) -> Diagnosis:
@@ -179,12 +190,24 @@ def _timeout(ctx: JobContext, found: Found) -> Diagnosis:
     if previous:
         hint["timeout_s"] = int(math.ceil(previous * 1.3 / 900) * 900)
     ran = f" after {_duration(previous)}" if previous else ""
+    who = "The app" if ctx.local else "Hugging Face Jobs"
     if ctx.kind == "export_gguf":
         return Diagnosis(
             "timeout",
             "Timed out",
-            f"Hugging Face Jobs stopped the export{ran}: it reached its timeout before finishing.",
+            f"{who} stopped the export{ran}: it reached its timeout before finishing.",
             "Resubmit the export with a longer timeout (the estimate plus 30%), or fewer quantization types.",
+            hint,
+            found.line,
+        )
+    if ctx.local and not ctx.output_repo:  # it pushed nothing: its checkpoints are in its folder
+        return Diagnosis(
+            "timeout",
+            "Timed out",
+            f"{who} stopped the job{ran}: it reached its timeout before training finished. It pushed nothing; the "
+            f"checkpoints it saved are in its folder ({ctx.output_dir or 'output/'}).",
+            "Resubmit with a longer timeout (the estimate plus 30%). To continue from its last checkpoint instead, "
+            "run train.py by hand with its arguments and --resume_from_checkpoint=<that checkpoint folder>.",
             hint,
             found.line,
         )
@@ -193,7 +216,7 @@ def _timeout(ctx: JobContext, found: Found) -> Diagnosis:
     return Diagnosis(
         "timeout",
         "Timed out",
-        f"Hugging Face Jobs stopped the job{ran}: it reached its timeout before training finished. "
+        f"{who} stopped the job{ran}: it reached its timeout before training finished. "
         f"Checkpoints pushed before that are on the Hub{where}.",
         "Resubmit with a longer timeout (the estimate plus 30%) and resume from the last checkpoint on the Hub "
         "(`--resume_from_hub`).",
@@ -464,6 +487,24 @@ def _unknown_model_type(ctx: JobContext, found: Found) -> Diagnosis:
     )
 
 
+def _environment(ctx: JobContext, found: Found) -> Diagnosis:
+    cause, fix = split_failure(ctx.message) or (ctx.message, "see the job's log")
+    return Diagnosis(
+        "environment",
+        "Job environment not prepared",
+        f"The job never started: preparing its Python environment failed: {cause}.",
+        f"To fix it: {fix}. Then submit it again.",
+        {"setting": "TRAINER_SPACE_LOCAL_PYTHON"},
+        found.line,
+    )
+
+
+def _interrupted(ctx: JobContext, found: Found) -> Diagnosis:
+    first, _, rest = ctx.message.partition("again. ")
+    hint: dict[str, Any] = {"resume_from_hub": True} if "resume_from_hub" in rest else {}
+    return Diagnosis("interrupted", "Stopped by a restart of the app", first + "again.", rest, hint, ctx.message)
+
+
 def _generic(ctx: JobContext, found: Found | None = None) -> Diagnosis:
     line = last_error_line(ctx.lines) or ctx.message or "The job ended with an error."
     exit_code = re.search(r"exit code:?\s*(-?\d+)", ctx.message)
@@ -479,6 +520,8 @@ def _generic(ctx: JobContext, found: Found | None = None) -> Diagnosis:
 
 # ---------------------------------------------------------------------------------------------- rules
 RULES: tuple[Rule, ...] = (
+    Rule("environment", (re.escape(ENVIRONMENT_FAILED),), _environment, "message"),
+    Rule("interrupted", (r"^The app stopped while this job was running",), _interrupted, "message"),
     Rule("timeout", (r"(?i)\btime ?out\b", r"(?i)\btimed out\b", r"DeadlineExceeded"), _timeout, "message"),
     Rule("timeout", (r"DeadlineExceeded",), _timeout, "log"),
     Rule(
@@ -589,14 +632,28 @@ RULES: tuple[Rule, ...] = (
 )
 
 
+# Lines that successful jobs print and that read like failures: never evidence of one (tests/test_diagnosis.py runs
+# the diagnosis over every successful job's log and requires "no failure found").
+HARMLESS = (
+    # bitsandbytes >= 0.49 on a CPU: its optional `kernels` package is missing, it falls back to its own code
+    re.compile(r"from kernels-community: No module named 'kernels'"),
+)
+
+
 def _normalise(lines: Iterable[str]) -> tuple[str, ...]:
-    """Strip colours and split progress-bar carriage returns, keeping one entry per visible line."""
+    """Strip colours and split progress-bar carriage returns, keeping one entry per visible line (harmless ones
+    left out)."""
     out: list[str] = []
     for raw in lines:
         for part in _ANSI.sub("", str(raw)).replace("\r", "\n").split("\n"):
-            if part.strip():
+            if part.strip() and not any(h.search(part) for h in HARMLESS):
                 out.append(part.rstrip())
     return tuple(out)
+
+
+def strip_ansi(text: str) -> str:
+    """`text` without terminal escape codes (colours, cursor moves), which a page or an API client shows as boxes."""
+    return _ANSI.sub("", text)
 
 
 def _search(rule: Rule, ctx: JobContext, lines: tuple[str, ...]) -> Found | None:
@@ -622,6 +679,15 @@ def _first_match(ctx: JobContext) -> Diagnosis | None:
     return None
 
 
+def find_failure(log: Iterable[str], message: str | None = None, labels: dict[str, str] | None = None,
+                 **context: Any) -> Diagnosis | None:  # fmt: skip
+    """The failure a job's log (and status message) shows, by the rules; None: no failure found in them.
+
+    A successful job's log must give None (the precision the tests check over every successful job they run):
+    a harmless line (a library's warning or note) is never taken for the failure."""
+    return diagnose("ERROR", message, list(log), labels, **context, specific=True)
+
+
 def diagnose(
     stage: str,
     message: str | None,
@@ -632,6 +698,8 @@ def diagnose(
     args: dict[str, str] | None = None,
     flavors: tuple[Flavor, ...] | None = None,
     endpoint: str = DEFAULT_ENDPOINT,
+    backend: str | None = None,
+    specific: bool = False,
 ) -> Diagnosis | None:
     """Explain a finished job; None while it runs, or when it completed (or was deleted).
 
@@ -644,6 +712,8 @@ def diagnose(
         args: the job template's arguments (`peft_mode`, `per_device_train_batch_size`, ...), for concrete fixes.
         flavors: the flavor catalogue with prices (default: the built-in one).
         endpoint: the Hub's URL, for links.
+        backend: where it ran, "hf-jobs" or "local" (default: "local" for the flavor "local").
+        specific: only a failure a rule recognises (None rather than the generic "failed" one).
     """
     labels = dict(labels or {})
     stage = (stage or "").upper()
@@ -656,9 +726,11 @@ def diagnose(
         args=dict(args or {}),
         flavors=tuple(flavors or FALLBACK_FLAVORS),
         endpoint=endpoint.rstrip("/"),
+        backend=backend or "hf-jobs",
     )
     if stage == "CANCELED":
         return _canceled(ctx)
     if stage != "ERROR":
         return None
-    return _first_match(ctx) or _generic(ctx)
+    found = _first_match(ctx)
+    return found if found is not None or specific else _generic(ctx)

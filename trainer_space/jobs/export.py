@@ -33,6 +33,7 @@ from .reproduce import hf_run_command, job_spec, python_run_snippet
 from .spec import APP_LABEL, Template, job_name, label_value, load_template, template_constants
 from .spending import CostGuard, bounded_timeout, cost_check, guard
 from .submission import KEY_LABEL, Submitted, create_once, submission_key
+from .training import SIGNED_OUT_PUSH
 
 TEMPLATE = "export_gguf.py"
 GB = 1e9
@@ -45,8 +46,48 @@ def quant_types() -> dict[str, dict[str, Any]]:
     return template_constants(TEMPLATE)["QUANT_TYPES"]
 
 
-def default_quant() -> str:
-    return template_constants(TEMPLATE)["DEFAULT_QUANT"]
+def default_quant(backend: str | None = None) -> str:
+    """The default quantization type: the template's (Q4_K_M), or the one `backend` can make here when it cannot
+    (`quant_options`)."""
+    return quant_options(backend).default if backend else template_constants(TEMPLATE)["DEFAULT_QUANT"]
+
+
+@dataclass(frozen=True)
+class QuantOptions:
+    """What a backend can make here: the types (in the template's order), the default to preselect, and for each
+    type it cannot make, why and how to get it."""
+
+    backend: str
+    available: tuple[str, ...]
+    default: str
+    unavailable: dict[str, str]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"backend": self.backend, "available": list(self.available), "default": self.default,
+                "unavailable": dict(self.unavailable)}  # fmt: skip
+
+
+GET_LLAMA_QUANTIZE = (
+    "Build it with `python -m trainer_space.jobs.backends.llama_cpp --build` (about 10 minutes; needs cmake and a C++ "
+    "compiler), or put yours on PATH or in TRAINER_SPACE_LLAMA_CPP_DIR"
+)  # how to get llama.cpp's llama-quantize on this machine (what local K-quants need)
+
+
+def quant_options(backend: str | None = None) -> QuantOptions:
+    """The quantization types `backend` ("hf-jobs" or "local"; default: the configured one) can make here, and the
+    default to use. Hugging Face Jobs: all of them (llama.cpp's image has llama-quantize), default Q4_K_M. This
+    machine: all with `llama-quantize` (default Q4_K_M), else the types the converter makes itself (F16, BF16,
+    Q8_0; default Q8_0), the K-quants said unavailable with how to get llama-quantize."""
+    backend = backend or get_settings().default_backend
+    types = tuple(quant_types())
+    best = template_constants(TEMPLATE)["DEFAULT_QUANT"]
+    if backend != "local" or quantizer() is not None:
+        return QuantOptions(backend, types, best, {})
+    converter = set(template_constants(TEMPLATE)["CONVERTER_TYPES"])
+    available = tuple(q for q in types if q in converter)
+    return QuantOptions(backend, available, "Q8_0" if "Q8_0" in available else available[0],
+                        {q: f"needs llama.cpp's llama-quantize, which is not on this machine. {GET_LLAMA_QUANTIZE}."
+                         for q in types if q not in converter})  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -226,8 +267,8 @@ def quantizer() -> str | None:
     found = shutil.which("llama-quantize")
     if found:
         return found
-    settings = get_settings()
-    for folder in (Path(settings.llama_cpp_dir) if settings.llama_cpp_dir else None, llama_cpp_bin_dir()):
+    configured = Path(get_settings().llama_cpp_dir) if get_settings().llama_cpp_dir else None
+    for folder in (configured, configured / "build" / "bin" if configured else None, llama_cpp_bin_dir()):
         if folder is not None and (folder / "llama-quantize").is_file():
             return str(folder / "llama-quantize")
     return None
@@ -249,10 +290,9 @@ def check_local_export(size: ModelSize, quants: list[str]) -> list[Check]:
     if k_quants and quantizer() is None:
         checks.append(Check(
             "quantizer", Status.ERROR,
-            f"{', '.join(k_quants)} need llama.cpp's llama-quantize, which is not on this machine. Build llama.cpp "
-            "(https://github.com/ggml-org/llama.cpp: cmake -B build && cmake --build build --target llama-quantize) "
-            "and put llama-quantize on PATH or set TRAINER_SPACE_LLAMA_CPP_DIR; or pick "
-            f"{', '.join(sorted(converter_types))}, which the converter makes itself.",
+            f"{', '.join(k_quants)} need llama.cpp's llama-quantize, which is not on this machine. "
+            f"{GET_LLAMA_QUANTIZE}. Or pick {', '.join(sorted(converter_types))}, which the converter makes itself "
+            "(Q8_0 is the smallest), or run the export on Hugging Face Jobs.",
         ))  # fmt: skip
     return checks
 
@@ -285,12 +325,15 @@ def plan_export(session: HubSession, cfg: ExportConfig, *, dry_run: bool = True)
     if pushing:
         output_repo = cfg.output_repo or default_output_repo(session.username, cfg.model)
         checks.append(check_output_repo(session, output_repo, "GGUF files, card and Modelfile go to"))
-    quants = list(cfg.quantizations or (default_quant(),))
+    quants = list(cfg.quantizations or (default_quant(cfg.resolved_backend),))
     notes: list[str] = []
     flavor: Flavor | None = None
     if local:
         flavor_name = LOCAL_FLAVOR
         checks += check_local_export(size, quants)
+        if cfg.push_to_hub and not pushing:  # asked while signed out: said, not silently ignored
+            folder = str(get_settings().home / "jobs" / "<job id>" / "output")
+            checks.append(Check("push to the Hub", Status.WARN, SIGNED_OUT_PUSH.format(folder=folder)))
     else:
         flavors, _ = session.hardware()
         recommended, notes = recommend_cpu_flavor(size.bytes_16bit, flavors)

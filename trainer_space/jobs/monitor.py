@@ -28,7 +28,7 @@ from ..validation import format_timeout, validate_int, validate_job_id
 from .accuracy import JobEstimate
 from .backends import HF_JOBS, JobBackend, backend_of, find_job, job_backend, job_backends, list_all
 from .config import ExportConfig, TrainingConfig
-from .diagnosis import Diagnosis, diagnose
+from .diagnosis import Diagnosis, diagnose, strip_ansi
 from .progress import format_seconds
 from .spec import APP_LABEL, space_subdomain
 from .usage import Usage
@@ -220,6 +220,10 @@ class JobDetails:
             "Cancel it if you would rather not wait, or try another flavor."
         )
 
+    def cancel_prompt(self) -> str:
+        """The question before canceling this job, true for where it runs (`cancel_prompt`)."""
+        return cancel_prompt(self.id, backend=self.backend, output_repo=self.output_repo, output_dir=self.output_dir)
+
     def to_json(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in fields(self)}
         out["config"] = self.config.to_json() if self.config is not None else None
@@ -306,6 +310,7 @@ def diagnose_job(
         args=job_args(job),
         flavors=flavors,
         endpoint=get_settings().endpoint,
+        backend=backend_of(job),
     )
 
 
@@ -384,9 +389,15 @@ def job_status(session: HubSession, job_id: str) -> JobStatus:
     return JobStatus(details, diagnosis, fixed_config(details.config, diagnosis))
 
 
+def safe_line(line: str) -> str:
+    """A log line as the app shows it (UI and API): a token the job printed (its own HF_TOKEN, any other) becomes
+    `hf_***`, and terminal colour codes are dropped (a page shows them as boxes)."""
+    return redact(strip_ansi(str(line)))
+
+
 def safe_lines(lines: list[str]) -> list[str]:
-    """Log lines as the app shows them: a token the job printed (its own HF_TOKEN, any other) becomes `hf_***`."""
-    return [redact(str(line)) for line in lines]
+    """`safe_line` of each line."""
+    return [safe_line(line) for line in lines]
 
 
 @dataclass(frozen=True)
@@ -413,6 +424,19 @@ class JobStage:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def cancel_prompt(job_id: str, *, backend: str, output_repo: str | None = None, output_dir: str | None = None) -> str:
+    """The question before a cancel (Markdown), true for the backend: on Hugging Face Jobs billing stops; on this
+    machine its processes stop (nothing is billed). What stays: checkpoints already pushed (a job that pushes), and
+    for a local job its folder."""
+    kept = f" Checkpoints already pushed to {output_repo} stay on the Hub." if output_repo else ""
+    if backend == HF_JOBS:
+        what = "Billing stops at once." + kept
+    else:
+        folder = f" ({output_dir})" if output_dir else ""
+        what = f"Its processes on this machine are stopped (nothing is billed).{kept} Its folder{folder} keeps what it saved."
+    return f"**Cancel job `{job_id}`?** {what}"
 
 
 def cancel(session: HubSession, job_id: str) -> JobStage:
@@ -505,7 +529,7 @@ def follow_logs(
             except queue.Empty:
                 item = None
             while item is not None and item is not _END and not isinstance(item, Exception):
-                buffer.append(redact(str(item)))
+                buffer.append(safe_line(item))
                 dirty = True
                 item = out.get_nowait() if not out.empty() else None
             if isinstance(item, Exception):

@@ -170,11 +170,50 @@ class TrainingPlan:
     def ok(self) -> bool:
         return not self.failed
 
+    @property
+    def pushes(self) -> bool:
+        """Whether the job pushes to the Hub (a signed-out local job never does, whatever was asked)."""
+        return self.config.push_to_hub
+
     def spec(self) -> dict[str, Any]:
         """The job as it will be sent, with the script shown by name and hash and the token as $HF_TOKEN."""
         if self.config.is_local:
             return local_spec(self.launch)
         return job_spec(job_request(self.launch), self.template)
+
+
+@dataclass(frozen=True)
+class PushChoice:
+    """Whether a job on `backend` can push to the Hub for this visitor, and the sentence that says why (the UI shows
+    it beside the push toggle, off and disabled when it cannot)."""
+
+    available: bool
+    note: str
+
+
+SIGNED_OUT_PUSH = (
+    "Signed out: a job on this machine keeps its outputs here ({folder}) and pushes nothing to the Hub. Sign in to "
+    "push them."
+)
+
+
+def push_choice(session: HubSession, backend: str) -> PushChoice:
+    """Can a job on `backend` ("local" or "hf-jobs") push for this visitor? Hugging Face Jobs always push (the job's
+    disk does not outlive it); a local job pushes only with a signed-in visitor's token."""
+    folder = str(get_settings().home / "jobs" / "<job id>" / "output")
+    if backend != "local":
+        return PushChoice(True, "A job on Hugging Face Jobs pushes its checkpoints and model to your output repo.")
+    if not session.is_signed_in:
+        return PushChoice(False, SIGNED_OUT_PUSH.format(folder=folder))
+    return PushChoice(True, f"Outputs stay on this machine ({folder}); ticked, they are also pushed with your token.")
+
+
+def check_push(asked: bool, cfg: TrainingConfig) -> Check | None:
+    """A local job asked to push while nobody is signed in: said, rather than silently not pushing."""
+    if not cfg.is_local or not asked or cfg.push_to_hub:
+        return None
+    folder = str(get_settings().home / "jobs" / "<job id>" / "output")
+    return Check("push to the Hub", Status.WARN, SIGNED_OUT_PUSH.format(folder=folder))
 
 
 def check_output_shared(cfg: TrainingConfig, unfinished: tuple[JobInfo, ...] | None, key: str) -> Check | None:
@@ -209,9 +248,13 @@ def plan_training(session: HubSession, cfg: TrainingConfig, *, dry_run: bool = T
         username = session.username if session.is_signed_in else None
     else:
         username = session.require("run jobs on Hugging Face").visitor.name
+    asked_push = cfg.push_to_hub
     cfg = resolve(cfg, username)
     output_repo = cfg.output_repo if cfg.push_to_hub else None
     preflight = run_preflight(session, cfg, output_repo=output_repo, dry_run=dry_run)
+    push = check_push(asked_push, cfg)
+    if push is not None:
+        preflight = replace(preflight, checks=(*preflight.checks, push))
     cfg = cfg.with_changes(
         flavor=preflight.flavor, timeout=format_timeout(preflight.timeout_s), reward_funcs=list(preflight.reward_funcs)
     )

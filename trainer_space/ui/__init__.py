@@ -9,6 +9,7 @@ import gradio as gr
 from ..data.detect import mapped_fields
 from ..data.inspection import DatasetInspection
 from ..data.mapping import default_rewards
+from ..jobs.backends.local import start_local_backend
 from ..jobs.config import ExportConfig, TrainingConfig
 from ..jobs.export import default_quant
 from ..settings import get_settings
@@ -185,6 +186,7 @@ def _hand_to_export(export: ExportTab, source: dict | None):
 def build_app() -> gr.Blocks:
     """Build the Blocks (no network, no heavy imports)."""
     install_log_redaction()
+    start_local_backend()  # off Spaces: a job the last run left running is stopped now, not at the first page
     local_oauth.install()
     cross_site.install()
     from . import dataset_tab, estimate_tab, export_tab, jobs_tab, train_tab

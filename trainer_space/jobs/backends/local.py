@@ -16,14 +16,12 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import shutil
 import signal
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -37,13 +35,14 @@ from typing import Any
 
 from huggingface_hub import JobInfo
 
-from ...errors import InvalidInput, JobNotFound
+from ...errors import JobNotFound
 from ...hub.hardware import Flavor
 from ...hub.session import TERMINAL_STAGES
 from ...settings import get_settings
 from ...validation import validate_job_id
 from ..spec import GPUS_ENV
 from .base import JOB_DIR, LLAMA_CPP_DIR, LOCAL, JobLaunch
+from .local_env import EnvironmentNotReady, prepare_environment, template_needs
 
 LOCAL_FLAVOR = "local"
 LOCAL_OWNER = "local"
@@ -105,10 +104,11 @@ def _stop_group(pid: int, ticks: int | None, grace_s: float = STOP_GRACE_S) -> N
         os.killpg(pid, signal.SIGKILL)
 
 
-def _group_usage(pgid: int) -> tuple[int, int] | None:
-    """(CPU clock ticks used, resident bytes) of every process in the process group `pgid` (None: none left)."""
-    ticks = rss = 0
-    found = False
+def _group_usage(pgid: int) -> tuple[dict[tuple[int, int], int], int] | None:
+    """The CPU clock ticks used by each process of the process group `pgid` (keyed by pid and start time, so a
+    reused pid is another process) and their resident bytes together (None: none left)."""
+    ticks: dict[tuple[int, int], int] = {}
+    rss = 0
     page = os.sysconf("SC_PAGE_SIZE")
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -118,10 +118,15 @@ def _group_usage(pgid: int) -> tuple[int, int] | None:
         except (OSError, IndexError):
             continue
         if len(fields) > 21 and fields[2] == str(pgid) and fields[0] != "Z":
-            found = True
-            ticks += int(fields[11]) + int(fields[12])  # utime + stime
+            ticks[(int(entry.name), int(fields[19]))] = int(fields[11]) + int(fields[12])  # utime + stime
             rss += int(fields[21]) * page
-    return (ticks, rss) if found else None
+    return (ticks, rss) if ticks else None
+
+
+def cpu_ticks_between(before: dict[tuple[int, int], int], after: dict[tuple[int, int], int]) -> int:
+    """CPU ticks the group used between two readings: each process's own increase (one that started meanwhile:
+    all of its ticks). A process that left the group meanwhile takes its ticks with it: never counted as negative."""
+    return sum(max(0, used - before.get(key, 0)) for key, used in after.items())
 
 
 def _gpu_usage() -> dict[str, dict[str, int]]:
@@ -175,7 +180,7 @@ def group_metrics(pid: int, ticks: int | None, *, max_samples: int, max_seconds:
         usage = _group_usage(pid)
         if usage is None:
             break
-        cpu = 100.0 * (usage[0] - prev_ticks) / hz / max(now - prev_t, 1e-6)
+        cpu = 100.0 * cpu_ticks_between(prev_ticks, usage[0]) / hz / max(now - prev_t, 1e-6)
         prev_ticks, prev_t = usage[0], now
         samples.append({
             "cpu_usage_pct": round(cpu, 1), "cpu_millicores": (os.cpu_count() or 1) * 1000,
@@ -294,61 +299,23 @@ def job_info(row: dict[str, Any]) -> JobInfo:
 
 
 # ---------------------------------------------------------------------------------------------- environments
-def _uv() -> list[str] | None:
-    if shutil.which("uv"):
-        return ["uv"]
-    try:
-        import uv  # noqa: F401  (the PyPI wheel ships the binary)
-
-        return [sys.executable, "-m", "uv"]
-    except ImportError:
-        return None
-
-
 def local_dependencies() -> tuple[str, ...]:
-    """What local jobs need: every job template's PEP 723 pins together (one environment serves them all; the
-    GGUF converter also needs torch, numpy and sentencepiece, which the training template pins)."""
-    from ..spec import load_template
-
-    deps = {d for name in ("train.py", "export_gguf.py") for d in load_template(name).dependencies}
-    return tuple(sorted(deps))
+    """What local jobs need: every job template's PEP 723 pins together (`local_env.template_needs`)."""
+    return template_needs()[0]
 
 
-def job_python(dependencies: tuple[str, ...], log: Any) -> str:
-    """A Python that has the template's pinned dependencies.
+def job_python(dependencies: tuple[str, ...], log: Any, on_prepare: Any = None) -> str:
+    """A Python that has the templates' pinned dependencies: `TRAINER_SPACE_LOCAL_PYTHON` when set, else an
+    environment prepared once from the machine's package registries (`local_env.prepare_environment`: the app's own
+    interpreter and its pip, the torch build for this machine). Progress goes to `log` (the job's log file);
+    `on_prepare()` is called when the environment is not ready yet (it takes minutes).
 
-    `TRAINER_SPACE_LOCAL_PYTHON` when set; else an environment prepared once per dependency set with uv under
-    `TRAINER_SPACE_HOME/envs/`, `--torch-backend auto` picking the torch build for this machine (CUDA or CPU).
-    Progress is written to `log` (the job's log file).
-    """
+    Raises EnvironmentNotReady (its cause and the setting that fixes it)."""
     settings = get_settings()
     if settings.local_python:
         return settings.local_python
-    digest = hashlib.sha256("\n".join(sorted(dependencies)).encode()).hexdigest()[:16]
-    env_dir = settings.home / "envs" / digest
-    python = env_dir / "bin" / "python"
-    if (env_dir / ".ready").is_file():
-        return str(python)
-    uv = _uv()
-    if uv is None:
-        raise InvalidInput(
-            "Local jobs need a Python environment with the template's dependencies: install uv (`pip install uv`) "
-            "and the app prepares one, or set TRAINER_SPACE_LOCAL_PYTHON to a Python that has them."
-        )
-    env_dir.parent.mkdir(parents=True, exist_ok=True)
-    log.write(f"Preparing the job's Python environment in {env_dir} (once; a few minutes) ...\n")
-    log.flush()
-    steps = [
-        [*uv, "venv", "--python", "3.12", str(env_dir)],
-        [*uv, "pip", "install", "--python", str(python), "--torch-backend", "auto", *dependencies],
-    ]
-    for argv in steps:
-        code = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, timeout=3600).returncode
-        if code != 0:
-            raise InvalidInput(f"Preparing the job's environment failed ({' '.join(argv[:3])} ...): see the log.")
-    env_dir.mkdir(exist_ok=True)
-    (env_dir / ".ready").write_text("ok\n")
-    return str(python)
+    cuda = this_machine().gpus > 0
+    return prepare_environment(dependencies, template_needs()[1], log, cuda=cuda, on_prepare=on_prepare)
 
 
 def llama_cpp_dir(log: Any) -> str:
@@ -362,6 +329,31 @@ def llama_cpp_dir(log: Any) -> str:
     log.write(f"Fetching llama.cpp's converter into {cache_root()} (once) ...\n")
     log.flush()
     return str(llama_cpp_converter())
+
+
+PREPARING = "Preparing the job's Python environment (once: a few minutes; progress in the log)"
+INTERRUPTED = "The app stopped while this job was running; it was stopped when the app started again."
+
+
+def interrupted_message(row: dict[str, Any]) -> str:
+    """What is true of a job the app's restart interrupted, and how to continue: from the checkpoint it pushed (a
+    job that pushes), from a checkpoint in its folder (by hand), or from the start."""
+    command = json.loads(row["command"] or "[]")
+    if row["kind"] != "train":
+        return f"{INTERRUPTED} Submit it again."
+    output = Path(row["job_dir"]) / "output"
+    repo = json.loads(row["labels"] or "{}").get("output")
+    if repo and "--push_to_hub=true" in command:
+        return (f"{INTERRUPTED} Submit it again with resume_from_hub to continue from the last checkpoint it pushed "
+                f"to {repo} (none pushed yet: it starts over).")  # fmt: skip
+    checkpoints = sorted(output.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]) if
+                         p.name.split("-")[-1].isdigit() else -1)  # fmt: skip
+    if not checkpoints:
+        return f"{INTERRUPTED} It pushed nothing and saved no checkpoint in its folder: submit it again to start over."
+    last = checkpoints[-1]
+    return (f"{INTERRUPTED} It pushed nothing; its folder keeps {len(checkpoints)} checkpoint(s), the last {last}. To "
+            f"continue from it, run {command[0] if command else 'train.py'} by hand in {row['job_dir']} with its "
+            f"arguments and --resume_from_checkpoint={last}; or submit it again to start over.")  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------- the backend
@@ -384,6 +376,7 @@ class LocalBackend:
         self.store = LocalStore(self.home / "jobs.sqlite3")
         self._running: dict[str, _Running] = {}
         self._secrets: dict[str, dict[str, str]] = {}  # job id -> env secrets, in memory until the job starts
+        self._preparing: dict[str, bool] = {}  # job id -> canceled, while its environment is being prepared
         self._lock = threading.Condition()
         self._closed = False
         self._recover()
@@ -405,11 +398,7 @@ class LocalBackend:
         for row in self.store.all(["RUNNING"]):
             if row["pid"]:
                 _stop_group(row["pid"], row["start_ticks"], grace_s=2.0)
-            self.store.update(
-                row["id"], stage="ERROR", finished_at=_now(),
-                message="The app stopped while this job was running; it was stopped when the app started again. "
-                "Submit it again (with resume_from_hub to continue from a pushed checkpoint).",
-            )  # fmt: skip
+            self.store.update(row["id"], stage="ERROR", finished_at=_now(), message=interrupted_message(row))
 
     def close(self) -> None:
         """Stop scheduling (running jobs keep running; the next start of the app marks them)."""
@@ -495,7 +484,9 @@ class LocalBackend:
             raise JobNotFound(job_id)
         with self._lock:
             running = self._running.get(job_id)
-            if row["stage"] == "SCHEDULING" and running is None:
+            if job_id in self._preparing:  # its environment is being prepared: it never starts (the environment
+                self._preparing[job_id] = True  # is kept for the next job)
+            if self.store.get(job_id)["stage"] == "SCHEDULING" and running is None:
                 self.store.update(job_id, stage="CANCELED", finished_at=_now(), message="Canceled before it started")
             elif running is not None:
                 running.canceled = True
@@ -529,24 +520,55 @@ class LocalBackend:
                 if self._closed:
                     return
                 self._reap()
-                free = self.max_jobs - len(self._running)
-                queued = [r for r in reversed(self.store.all(["SCHEDULING"]))][: max(free, 0)]
-                for row in queued:
-                    self._start(row)
+                free = self.max_jobs - len(self._running) - len(self._preparing)
+                waiting = [r for r in reversed(self.store.all(["SCHEDULING"])) if r["id"] not in self._preparing]
+                for row in waiting[: max(free, 0)]:
+                    self._preparing[row["id"]] = False
+                    threading.Thread(target=self._prepare_and_start, args=(row,), name=f"prepare-{row['id'][:8]}",
+                                     daemon=True).start()  # fmt: skip
                 self._lock.wait(timeout=0.5)
 
-    def _start(self, row: dict[str, Any]) -> None:
-        job_dir = Path(row["job_dir"])
-        log = open(job_dir / "log.txt", "a", encoding="utf-8", buffering=1)  # noqa: SIM115 (closed by the child's end)
+    def _note(self, job_id: str, message: str) -> None:
+        """Say what a queued job is doing (its status message), unless the app is closing."""
+        with self._lock:
+            if not self._closed:
+                self.store.update(job_id, message=message)
+
+    def _prepare_and_start(self, row: dict[str, Any]) -> None:
+        """The job's environment (minutes, the first time: never under the backend's lock, so that cancel, submit
+        and other jobs' ends are answered meanwhile), then its process."""
+        job_id, job_dir = row["id"], Path(row["job_dir"])
+        log = open(job_dir / "log.txt", "a", encoding="utf-8", buffering=1)  # noqa: SIM115 (closed below)
         try:
             launch = json.loads((job_dir / "launch.json").read_text())
-            python = job_python(tuple(launch["dependencies"]), log)
+            python = job_python(
+                tuple(launch["dependencies"]),
+                log,
+                on_prepare=lambda: self._note(job_id, PREPARING),
+            )
             tools = {"llama.cpp": llama_cpp_dir(log)} if "llama.cpp" in launch.get("tools", []) else {}
-        except Exception as err:  # environment preparation failed: the job fails with the reason in its log
-            log.write(f"ERROR: {err}\n")
+        except Exception as err:  # the job fails with the reason in its log and its status
+            message = err.message if isinstance(err, EnvironmentNotReady) else f"Preparing the job failed: {err}"
+            log.write(f"ERROR: {message}\n")
             log.close()
-            self.store.update(row["id"], stage="ERROR", started_at=_now(), finished_at=_now(), message=str(err)[:500])
+            with self._lock:
+                self._preparing.pop(job_id, None)
+                if not self._closed and self.store.get(job_id)["stage"] == "SCHEDULING":  # closed: tried again next run
+                    self.store.update(job_id, stage="ERROR", started_at=_now(), finished_at=_now(),
+                                      message=message[:1000])  # fmt: skip
+                self._lock.notify_all()
             return
+        with self._lock:
+            canceled = self._preparing.pop(job_id, False)
+            if self._closed or canceled:  # closed: it starts with the next run of the app
+                log.close()
+            else:
+                self._start(row, python, tools, log)
+            self._lock.notify_all()
+
+    def _start(self, row: dict[str, Any], python: str, tools: dict[str, str], log: Any) -> None:
+        """Start the job's process group (under the lock)."""
+        job_dir = Path(row["job_dir"])
         command = [a.replace(LLAMA_CPP_DIR, tools.get("llama.cpp", "")) for a in json.loads(row["command"])]
         argv = [python, str(job_dir / command[0]), *command[1:]]  # with GPUs, train.py starts one process per GPU
         env = {k: v for k, v in os.environ.items() if k not in _NOT_INHERITED}
@@ -565,7 +587,7 @@ class LocalBackend:
             start_new_session=True,
         )  # fmt: skip
         log.close()  # the child holds its own copy
-        self.store.update(row["id"], stage="RUNNING", started_at=_now(), pid=process.pid,
+        self.store.update(row["id"], stage="RUNNING", message=None, started_at=_now(), pid=process.pid,
                           start_ticks=_start_ticks(process.pid))  # fmt: skip
         timeout_s = int(row["timeout_s"] or 1800)
         self._running[row["id"]] = _Running(process, time.monotonic() + timeout_s, timeout_s)
@@ -648,6 +670,16 @@ def local_backend() -> LocalBackend:
         if _BACKEND is None or _BACKEND.home != get_settings().home:
             _BACKEND = LocalBackend()
         return _BACKEND
+
+
+def start_local_backend() -> threading.Thread | None:
+    """Start the Local backend now, in the background (off Spaces, where it is enabled): jobs a previous run of the
+    app left running are stopped and marked at start-up, not at the first page, and without delaying it."""
+    if not get_settings().local_enabled:
+        return None
+    thread = threading.Thread(target=local_backend, name="local-jobs-recovery", daemon=True)
+    thread.start()
+    return thread
 
 
 def gpu_env(launch: JobLaunch) -> dict[str, str]:
