@@ -19,7 +19,7 @@ import pytest
 from tests.conftest import add_qwen
 from tests.journey import Journey
 from tests.test_local import chat_rows
-from tests.test_local_app import LocalApp, kill_jobs_under
+from tests.test_local_app import LocalApp, _job_ids, kill_jobs_under
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 WIDTHS = [1280, 420]
@@ -247,13 +247,6 @@ def local_app(tmp_path):
         kill_jobs_under(app.home)
 
 
-def _job_ids(app: LocalApp) -> list[str]:
-    import sqlite3
-
-    with sqlite3.connect(app.home / "jobs.sqlite3") as db:
-        return [r[0] for r in db.execute("SELECT id FROM jobs ORDER BY created_at")]
-
-
 @pytest.mark.parametrize("width", WIDTHS)
 def test_a_newcomer_trains_on_this_machine_and_exports_the_model(local_app, machine, browser, width) -> None:
     with _journey(browser, local_app, "newcomer", width) as j:
@@ -338,9 +331,25 @@ def test_the_app_restarted_mid_job_says_what_happened(local_app, machine, browse
         j.fill("max_length (tokens)", "64")
         j.click("Submit training job")
         j.wait_text("Submitted to this machine")
-        (job,) = _job_ids(local_app)
+        (canceled,) = _job_ids(local_app)
         j.click("Watch it in My jobs →")
         details = j.page.locator("#job-details")
+        j.visible(details.get_by_text("RUNNING", exact=True)).wait_for(timeout=120_000)
+        # a first job canceled here: the question says what a cancel means on this machine
+        j.click("Cancel job")
+        question = j.visible(j.page.locator("#confirm-cancel")).inner_text()
+        assert "nothing is billed" in question and "Billing" not in question
+        j.click("Yes, cancel")
+        j.visible(details.get_by_text("CANCELED", exact=True)).wait_for()
+        j.settled()
+        # a second one runs when the app dies
+        j.tab("Train")
+        j.fill("Max steps (0: use epochs)", "100001")
+        j.click("Submit training job")
+        j.wait_text("Submitted to this machine")
+        job = _job_ids(local_app)[-1]
+        j.click("Watch it in My jobs →")
+        j.visible(details.get_by_text(job)).wait_for()
         j.visible(details.get_by_text("RUNNING", exact=True)).wait_for(timeout=120_000)
         j.shot("running")
         # the app dies; its job runs on, orphaned, until the app starts again and stops it (no page needed)
@@ -362,5 +371,8 @@ def test_the_app_restarted_mid_job_says_what_happened(local_app, machine, browse
         text = j.page.inner_text("body")
         assert "The app stopped while this job was running" in text
         assert "resume_from_hub" not in text  # nothing was pushed: no Hub checkpoint to resume from
+        table = j.page.locator("#jobs-table")
+        for shown in (canceled, job, "CANCELED", "ERROR"):
+            j.visible(table.get_by_text(shown)).wait_for()
         j.shot("after-restart")
         j.finish()

@@ -1,5 +1,6 @@
 """The app as a user starts it on their own machine (`python app.py`, no Hugging Face variables, no token): the
-whole flow on the Local backend through gradio_client and in Chromium, an app killed mid-job, a restart.
+whole flow on the Local backend through gradio_client, an app killed mid-job, a restart (the same in Chromium:
+tests/test_journeys.py).
 
 The app runs in a subprocess; its jobs run `job_templates/train.py` / `export_gguf.py` with this test Python
 (TRAINER_SPACE_LOCAL_PYTHON) on CPU, with a tiny random model and a JSONL file written here.
@@ -21,7 +22,6 @@ import httpx
 import pytest
 from gradio_client import Client
 
-from tests.conftest import SCREENSHOTS
 from tests.hub_standin import free_port
 from tests.test_local import alive, chat_rows
 
@@ -196,121 +196,8 @@ def _job_row(app, job_id: str) -> dict[str, Any]:
         return dict(db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone())
 
 
-def _visible(locator):
-    return locator.locator("visible=true").first
-
-
-def _shot(page, name: str) -> None:
-    os.makedirs(SCREENSHOTS, exist_ok=True)
-    page.screenshot(path=os.path.join(SCREENSHOTS, f"local-{name}.png"), full_page=True)
-
-
-def _fill(page, label: str, value: str) -> None:
-    box = _visible(page.get_by_label(label, exact=True))
-    box.fill(value)
-    box.press("Tab")
-
-
-def _open(page, job_id: str) -> None:
-    """Open a job by its id (the table re-renders while jobs run: typing the id is steadier than clicking)."""
-    _fill(page, "Job id", job_id)
-    _visible(page.get_by_role("button", name="Open")).click()
-    page.locator("#job-details").get_by_role("code").get_by_text(job_id).wait_for()
-
-
 def _job_ids(app) -> list[str]:
     import sqlite3
 
     with sqlite3.connect(app.home / "jobs.sqlite3") as db:
         return [r[0] for r in db.execute("SELECT id FROM jobs ORDER BY created_at")]
-
-
-@pytest.mark.browser
-def test_the_flow_in_a_browser_on_this_machine(world, app, browser) -> None:
-    context = browser.new_context(viewport={"width": 1300, "height": 950})
-    page = context.new_page()
-    page.set_default_timeout(30_000)
-    page.goto(app.url)
-    # Dataset: a local JSONL file, inspected like a Hub dataset
-    _fill(page, "Dataset", str(world.data))
-    _visible(page.get_by_role("button", name="Inspect")).click()
-    _visible(page.get_by_text("conversational language modelling")).wait_for()
-    _shot(page, "dataset")
-    # Estimate: this machine beside the Jobs flavors
-    page.get_by_role("tab", name="Estimate").click()
-    _fill(page, "Model", str(world.model))
-    _visible(page.get_by_role("button", name="Estimate")).click()
-    _visible(page.get_by_text("Fits on this machine")).wait_for()
-    _shot(page, "estimate")
-    # Train on this machine: a 3-step SFT LoRA job
-    page.get_by_role("tab", name="Train").click()
-    _fill(page, "Model (Hub id, or a model folder on this machine)", str(world.model))
-    _fill(page, "Max steps (0: use epochs)", "3")
-    _fill(page, "Batch size per GPU", "2")
-    _fill(page, "Gradient accumulation", "1")
-    _fill(page, "max_length (tokens)", "64")
-    _visible(page.get_by_role("button", name="Preview")).click()
-    _visible(page.get_by_text("Ready to submit")).wait_for()
-    _visible(page.get_by_role("button", name="Submit training job")).click()
-    _visible(page.get_by_text("Submitted to this machine")).wait_for()
-    _shot(page, "train-submitted")
-    (first,) = _job_ids(app)
-    # My jobs: the logs stream until it completes
-    page.get_by_role("tab", name="My jobs").click()
-    # by its id, not a click on its row: a selected table cell is selected again when the table gains a row, which
-    # reopens that job (a Gradio Dataframe behaviour, noted in the closing note) and raced the second job below
-    _open(page, first)
-    page.locator("#job-details").get_by_text("COMPLETED").wait_for(timeout=240_000)
-    _visible(page.get_by_text("model saved to")).wait_for()
-    _shot(page, "job-completed")
-    # a second, long job, cancelled mid-run
-    page.get_by_role("tab", name="Train").click()
-    _fill(page, "Max steps (0: use epochs)", "100000")
-    _visible(page.get_by_role("button", name="Submit training job")).click()
-    _visible(page.get_by_text("Submitted to this machine")).wait_for()
-    second = _job_ids(app)[-1]
-    page.get_by_role("tab", name="My jobs").click()
-    _open(page, second)
-    try:
-        page.locator("#job-details").get_by_text("RUNNING", exact=True).wait_for(timeout=120_000)
-    except Exception:
-        _shot(page, "debug")
-        raise
-    _visible(page.get_by_role("button", name="Cancel job")).click()
-    _visible(page.get_by_role("button", name="Yes, cancel")).click()
-    page.locator("#job-details").get_by_text("CANCELED").wait_for()
-    # restart the app: both jobs are found as they ended (the page is left first: a Gradio page whose server went
-    # away reloads itself, which would abort the navigation below)
-    page.goto("about:blank")
-    app.stop()
-    app.start()
-    page.goto(app.url)
-    page.get_by_role("tab", name="My jobs").click()
-    table = page.locator("#jobs-table")
-    for text in (first, second, "COMPLETED", "CANCELED"):
-        _visible(table.get_by_text(text)).wait_for()
-    _shot(page, "after-restart")
-    stages = {
-        j["id"]: j["stage"] for j in Client(app.url, verbose=False).predict("", False, api_name="/list_jobs")["jobs"]
-    }
-    assert stages == {first: "COMPLETED", second: "CANCELED"}
-    # GGUF export of the trained adapter, on this machine, kept here (F16: the converter alone)
-    page.get_by_role("tab", name="GGUF export").click()
-    output = app.home / "jobs" / first / "output"
-    _fill(page, "Model or LoRA adapter repo", str(output))
-    _visible(page.locator("label", has_text="Q4_K_M —").locator("input")).uncheck()
-    _visible(page.locator("label", has_text="F16 —").locator("input")).check()
-    _visible(page.get_by_label("Upload to the Hub")).uncheck()
-    _fill(page, "Expert: llama.cpp pre-tokenizer", "qwen2")
-    _visible(page.get_by_role("button", name="Export to GGUF")).click()
-    _visible(page.get_by_text("Submitted to this machine")).wait_for()
-    export = _job_ids(app)[-1]
-    page.get_by_role("tab", name="My jobs").click()
-    _open(page, export)
-    page.locator("#job-details").get_by_text("COMPLETED").wait_for(timeout=400_000)
-    _shot(page, "export-completed")
-    (gguf,) = (app.home / "jobs" / export / "output").glob("*.gguf")
-    from gguf import GGUFReader
-
-    assert GGUFReader(gguf).tensors
-    context.close()

@@ -53,8 +53,11 @@ class JobRow:
 
 
 def _short(name: str) -> str:
-    """A model for the jobs table: a Hub id as it is, a local folder by its last two parts."""
-    return "…/" + "/".join(Path(name).parts[-2:]) if name.startswith("/") else name
+    """A model for the jobs table: a Hub id as it is, a local folder by its last two parts (a long one, such as a
+    job's id, cut to its first 8 characters)."""
+    if not name.startswith("/"):
+        return name
+    return "…/" + "/".join(p if len(p) <= 16 else p[:8] + "…" for p in Path(name).parts[-2:])
 
 
 def running_seconds(job: JobInfo, now: datetime | None = None) -> float:

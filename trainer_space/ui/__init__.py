@@ -11,13 +11,12 @@ from ..data.inspection import DatasetInspection
 from ..data.mapping import default_rewards
 from ..jobs.backends.local import start_local_backend
 from ..jobs.config import ExportConfig, TrainingConfig
-from ..jobs.export import default_quant
 from ..settings import get_settings
 from . import api, cross_site, local_oauth
 from .common import CONCURRENCY, DEFAULT_CONCURRENCY, concurrency, install_log_redaction, ui_errors
 from .estimate_tab import CSS as _estimate_css
 from .estimate_tab import EstimateTab
-from .export_tab import ExportTab
+from .export_tab import ExportTab, quant_choices
 from .jobs_tab import CSS as _jobs_css
 from .train_tab import TrainTab
 
@@ -179,8 +178,9 @@ def _hand_to_export(export: ExportTab, source: dict | None):
     """My jobs -> GGUF export: a completed training job's model (its output repo, or folder here), on its backend."""
     if not source:
         return gr.skip()
-    values = export.form_values(ExportConfig.from_dict(source))
-    return values | {export.quants: values[export.quants] or [default_quant()]}
+    cfg = ExportConfig.from_dict(source)
+    values = export.form_values(cfg)
+    return values | {export.quants: gr.update(**quant_choices(cfg.resolved_backend, values[export.quants]))}
 
 
 def build_app() -> gr.Blocks:

@@ -19,6 +19,7 @@ from ..hub.session import HubSession
 from ..jobs.backends import LOCAL
 from ..jobs.preflight import Check
 from ..jobs.spec import TEMPLATES_DIR, load_template
+from ..jobs.training import push_choice as training_push_choice
 from ..settings import get_settings
 from ..steps import reporting
 
@@ -371,16 +372,16 @@ def template_download(name: str) -> None:
 
 # ---------------------------------------------------------------------------------------------- pushing to the Hub
 def push_choice(backend: str | None, oauth_token: gr.OAuthToken | None = None) -> dict[str, Any]:
-    """The "Push to the Hub" checkbox for where the job runs and who is signed in: always on (and fixed) for
-    Hugging Face Jobs, whose disk is gone when they end; off and explained on this machine when nobody is signed in
-    (there is no account to push with); the visitor's choice otherwise."""
-    if (backend or get_settings().default_backend) != LOCAL:
-        return gr.update(value=True, interactive=False, info="Always, on Hugging Face Jobs: their disk is gone "
-                         "when they end.")  # fmt: skip
-    if not is_signed_in(oauth_token):
-        return gr.update(value=False, interactive=False, info="Sign in with Hugging Face to push; signed out, the "
-                         "outputs stay in a folder on this machine.")  # fmt: skip
-    return gr.update(interactive=True, info="Off: the outputs stay in a folder on this machine.")
+    """The "Push to the Hub" checkbox for where the job runs and who is signed in (`training.push_choice`): always on
+    (and fixed) for Hugging Face Jobs, whose disk is gone when they end; off, fixed and explained on this machine
+    when nobody is signed in; the visitor's choice otherwise."""
+    backend = backend or get_settings().default_backend
+    choice = training_push_choice(reader_for(oauth_token), backend)
+    if backend != LOCAL:
+        return gr.update(value=True, interactive=False, info=choice.note)
+    if not choice.available:
+        return gr.update(value=False, interactive=False, info=choice.note)
+    return gr.update(interactive=True, info=choice.note)
 
 
 def wire_push_choice(backend: gr.Radio, push: gr.Checkbox) -> None:

@@ -15,7 +15,15 @@ import pandas as pd
 
 from ..catalog import DEFAULT_MAX_LENGTH, METHODS
 from ..data import detect
-from ..data.inspection import DatasetInspection, fetch_sample, inspect_dataset, preview_row, revalidate, trainer_rows
+from ..data.inspection import (
+    DatasetInspection,
+    fetch_sample,
+    inspect_dataset,
+    inspect_prompt,
+    preview_row,
+    revalidate,
+    trainer_rows,
+)
 from ..data.mapping import FIELDS, TRANSFORMS, DatasetMapping
 from ..data.tokens import render_example, token_stats
 from ..errors import InvalidInput
@@ -65,7 +73,7 @@ def summary_markdown(result: DatasetInspection) -> str:
     columns = f"{len(result.columns)} column{'s' * (len(result.columns) != 1)}"
     local = result.source == "local"
     answered = f"read from this machine in {result.elapsed_s:.2f} s" if local else (
-        f"answered in {result.elapsed_s:.2f} s ({result.source})")  # fmt: skip
+        f"answered in {result.elapsed_s:.2f} s by {result.answered_by}")  # fmt: skip
     head = (
         f"**{result.dataset}** · "
         + ("" if local else f"config `{result.config}` · ")
@@ -268,12 +276,7 @@ def build_tab() -> DatasetTab:
         method = gr.Dropdown(label="Method", choices=[(s.title, m) for m, s in METHODS.items()], value="sft", scale=1)
         inspect_btn = gr.Button("Inspect", variant="primary", scale=0, min_width=120)
     state = gr.State(None)
-    summary = gr.Markdown(
-        "Name a Hub dataset or a file on this machine and press **Inspect**: nothing is downloaded (the dataset viewer "
-        "answers for Hub datasets)."
-        if get_settings().local_enabled
-        else "Name a dataset and press **Inspect**: nothing is downloaded, the dataset viewer answers."
-    )
+    summary = gr.Markdown(inspect_prompt(get_settings().local_enabled))
     verdicts = gr.Dataframe(
         headers=["Method", "Verdict", "Reason"], interactive=False, wrap=True, label="Verdicts", visible=False,
         column_widths=["24%", "28%", "48%"], elem_id="verdicts",

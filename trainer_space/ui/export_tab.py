@@ -9,7 +9,7 @@ import gradio as gr
 
 from ..jobs.backends import BACKEND_LABELS, HF_JOBS, LOCAL
 from ..jobs.config import ExportConfig
-from ..jobs.export import TEMPLATE, ExportSubmission, default_quant, quant_types, submit_export
+from ..jobs.export import TEMPLATE, ExportSubmission, quant_options, quant_types, submit_export
 from ..settings import get_settings
 from .common import (
     Confirmation,
@@ -130,20 +130,35 @@ class ExportTab:
         return self._outputs(sub) | self.confirm.done()
 
 
+def quant_choices(backend: str, chosen: list[str] | None = None) -> dict[str, Any]:
+    """The types `backend` can make here (`export.quant_options`), the visitor's choice kept where it can be made,
+    else its default; the types it cannot make are named with how to get them."""
+    options, described = quant_options(backend), quant_types()
+    kept = [q for q in chosen or [] if q in options.available]
+    note = ""
+    if options.unavailable:
+        first = next(iter(options.unavailable.values()))
+        note = f"{', '.join(options.unavailable)}: {first}"
+    return {
+        "choices": [(f"{name} — {described[name]['description']}", name) for name in options.available],
+        "value": kept or [options.default],
+        "info": note or None,
+    }
+
+
 def build_tab() -> ExportTab:
     gr.Markdown(INTRO)
     settings = get_settings()
     backend = gr.Radio(
         [(BACKEND_LABELS[b], b) for b in (LOCAL, HF_JOBS)], value=settings.default_backend, label="Run on",
         visible=settings.local_enabled,
-        info="This machine: F16, BF16 and Q8_0 with llama.cpp's converter (K-quants need llama-quantize here).",
+        info="This machine: what llama.cpp's converter makes (and K-quants with llama-quantize); Jobs: every type.",
     )  # fmt: skip
-    choices = [(f"{name} — {info['description']}", name) for name, info in quant_types().items()]
     with gr.Row():
         model = gr.Textbox(label="Model or LoRA adapter repo", placeholder="you/qwen-capybara-sft, or a folder here",
                            scale=3)  # fmt: skip
         output_repo = gr.Textbox(label="Output repo (default: <you>/<model>-GGUF)", scale=2)
-    quants = gr.CheckboxGroup(choices=choices, value=[default_quant()], label="Quantizations")
+    quants = gr.CheckboxGroup(label="Quantizations", **quant_choices(settings.default_backend))
     with gr.Row():
         push = gr.Checkbox(label="Upload to the Hub", value=True)
         private = gr.Checkbox(label="Private output repo", value=True)
@@ -177,6 +192,8 @@ def build_tab() -> ExportTab:
     while_busy(confirm.yes.click, buttons, ui_errors(tab.on_confirm), [confirm.pending],
                [*outputs, confirm.row, confirm.pending], trigger_mode="once", **plan)  # fmt: skip
     wire_push_choice(backend, push)
+    backend.change(lambda b, q: gr.update(**quant_choices(b, q)), [backend, quants], quants, api_visibility="private",
+                   queue=False, show_progress="hidden")  # fmt: skip
     gr.Markdown(
         "**Next:** the export runs as a job: follow it in **My jobs**; its files, model card and Ollama Modelfile "
         "land in the output repo (`ollama run hf.co/<repo>` once it is public, or with your token).",

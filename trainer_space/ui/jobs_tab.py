@@ -198,6 +198,9 @@ def job_facts(details: JobDetails) -> dict[str, Any]:
         "running_s": details.running_s,
         "started_ts": details.started_ts,
         "read_at": time.time(),
+        "backend": details.backend,
+        "output_repo": details.output_repo if details.config is None or details.config.push_to_hub else None,
+        "output_dir": details.output_dir,
     }
 
 
@@ -546,13 +549,10 @@ class JobsTab:
     def on_stop(self) -> dict[Any, Any]:
         return {self.log_note: "Stopped following. Open the job again to resume.", self.stop: gr.Button(visible=False)}
 
-    def on_ask_cancel(self, job_id: str, where: dict[str, str] | None = None) -> dict[Any, Any]:
-        job_id = validate_job_id(job_id)
-        if (where or {}).get("backend") == LOCAL:
-            what = "Its processes on this machine are stopped; what it saved so far stays in its folder."
-        else:
-            what = "Billing stops at once; the checkpoints it already pushed stay in its output repo."
-        text = f"**Cancel job `{job_id}`?** {what}"
+    def on_ask_cancel(self, job_id: str, facts: dict[str, Any] | None = None) -> dict[Any, Any]:
+        job_id, facts = validate_job_id(job_id), facts or {}
+        text = monitor.cancel_prompt(job_id, backend=facts.get("backend") or HF_JOBS,
+                                     output_repo=facts.get("output_repo"), output_dir=facts.get("output_dir"))  # fmt: skip
         return {self.confirm_row: gr.Row(visible=True), self.confirm_text: text}
 
     def on_cancel(self, job_id: str, oauth_token: gr.OAuthToken | None = None) -> dict[Any, Any]:
@@ -704,7 +704,7 @@ def build_tab() -> JobsTab:
                      api_visibility="private", **hub)  # fmt: skip
     stop_btn.click(tab.on_stop, None, [log_note, stop_btn], cancels=follows, api_visibility="private")
 
-    cancel_btn.click(ui_errors(tab.on_ask_cancel), [opened, where], [confirm_row, confirm_text],
+    cancel_btn.click(ui_errors(tab.on_ask_cancel), [opened, facts], [confirm_row, confirm_text],
                      api_visibility="private")  # fmt: skip
     keep.click(lambda: gr.Row(visible=False), None, confirm_row, api_visibility="private")
     yes.click(ui_errors(tab.on_cancel), [opened], [confirm_row, cancel_btn], api_visibility="private", **hub).success(
