@@ -12,6 +12,7 @@
 #     "bitsandbytes==0.50.2",
 #     "sentencepiece==0.2.3",
 #     "protobuf==7.36.2",
+#     "math-verify==0.9.0",
 # ]
 #
 # # torch from PyTorch's CUDA 12.6 index (driver >= 525), not PyPI's CUDA 13.0 build (driver >= 580): see TORCH_BUILD
@@ -71,7 +72,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -160,9 +161,10 @@ class RewardFunc:
 REWARD_FUNCS: dict[str, RewardFunc] = {  # the job builds them by these names (train.py: build_reward_funcs)
     "accuracy": RewardFunc(
         ("answer",),
-        "1.0 when the completion's final answer (\\boxed{...}, <answer>...</answer>, the text after '####', else its "
-        "last number) equals the `answer` field's (numbers compared as numbers; a text answer may end the "
-        "completion), else 0.0",
+        "TRL's accuracy_reward (math-verify: LaTeX and numbers compared symbolically, \\frac{1}{2} = 0.5) on the "
+        "completion's final answer (\\boxed{...}, <answer>...</answer>, the text after '####', else its last number) "
+        "and the `answer` field's (a GSM8K solution's '####'): 1.0 when equal, else 0.0; a text answer that is no math "
+        "(Paris) matches when the completion's final answer is or ends with it",
     ),
     "think_format": RewardFunc(
         (), "TRL's think_format_reward: 1.0 when the completion is '<think>...</think>' then the answer"
@@ -403,6 +405,128 @@ def is_conversational(example: dict[str, Any]) -> bool:
 # ----- END SPLICED from trainer_space/data/mapping.py
 
 
+# ----- BEGIN SPLICED from trainer_space/data/trl_rules.py (edit it there, then: python -m trainer_space.data.splice)
+# TRL 1.16 / transformers 5.23 defaults of the options these rules read (the tests compare them with the dataclasses)
+TRL_DEFAULTS: dict[str, Any] = {
+    "per_device_eval_batch_size": 8,
+    "num_generations_eval": None,
+    "generation_batch_size": None,
+    "steps_per_generation": None,
+    "padding_free": False,
+    "packing": False,
+    "eval_steps": None,
+    "save_steps": 500,
+}
+# What the trainers do with a row longer than max_length (the others truncate it)
+OVER_LENGTH_DROPPED = {"reward": "the reward trainer drops pairs whose chosen or rejected (with the prompt) is longer"}
+
+
+def _option(options: Mapping[str, Any], name: str) -> Any:
+    value = options.get(name, TRL_DEFAULTS.get(name))
+    return value.value if hasattr(value, "value") else value  # an enum (IntervalStrategy) as its value
+
+
+def grpo_generation_batch(options: Mapping[str, Any], world_size: int) -> int:
+    """Completions GRPO generates at once: `generation_batch_size`, else batch x processes x steps per generation
+    (`steps_per_generation`, else the gradient accumulation), as `GRPOConfig.__post_init__` derives it."""
+    given = _option(options, "generation_batch_size")
+    if given:
+        return int(given)
+    steps = _option(options, "steps_per_generation") or _option(options, "gradient_accumulation_steps") or 1
+    return int(_option(options, "per_device_train_batch_size")) * max(1, world_size) * int(steps)
+
+
+def padding_free_changes(method: str, given: Mapping[str, Any]) -> dict[str, Any]:
+    """What the job adds so `padding_free` works: TRL 1.16's SFT refuses padding-free without packing when
+    `max_length` is set (and the app always sets it), so padding-free SFT packs, with BFD (TRL's padding-free
+    packing), unless `packing` was given."""
+    if method == "sft" and _truthy(given.get("padding_free")) and "packing" not in given:
+        return {"packing": True}
+    return {}
+
+
+def _truthy(value: Any) -> bool:
+    return str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+def config_problems(
+    method: str, options: Mapping[str, Any], world_size: int, *, evaluates: bool, given: Collection[str] = ()
+) -> list[str]:
+    """What TRL would refuse in this final config, each with the fix; `options` are TRL field values (the missing
+    ones TRL's defaults), `world_size` the training processes (GPUs), `given` the options the caller set."""
+    problems: list[str] = []
+    world = max(1, world_size)
+    if method == "grpo":
+        n = int(_option(options, "num_generations"))
+        batch, accum = (
+            int(_option(options, "per_device_train_batch_size")),
+            _option(options, "gradient_accumulation_steps"),
+        )
+        if {"generation_batch_size", "steps_per_generation"} <= set(given):
+            problems.append("set generation_batch_size or steps_per_generation, not both (TRL refuses the pair)")
+        generation = grpo_generation_batch(options, world)
+        if n < 2:
+            problems.append(f"GRPO needs at least 2 generations per prompt (num_generations={n})")
+        elif generation % n:
+            problems.append(
+                f"GRPO generates {generation} completions at once (batch {batch} x {world} GPU(s) x "
+                f"{_option(options, 'steps_per_generation') or accum} steps) and that must be a multiple of "
+                f"num_generations ({n}): make batch x gradient accumulation a multiple of {n}"
+            )
+        n_eval = int(_option(options, "num_generations_eval") or n)
+        eval_batch = int(_option(options, "per_device_eval_batch_size"))
+        if evaluates and n_eval >= 2 and (eval_batch * world) % n_eval:
+            fix = n_eval // math.gcd(n_eval, world)
+            every = _option(options, "eval_steps") or _option(options, "save_steps")
+            problems.append(
+                f"with evaluation on, GRPO's eval batch ({eval_batch} x {world} GPU(s)) must be a multiple of the "
+                f"generations per prompt ({n_eval}): the job would crash at its first evaluation (step {every}) and "
+                f"lose that step's checkpoint. Set per_device_eval_batch_size to {fix} or a multiple of it "
+                f'(advanced: {{"per_device_eval_batch_size": {fix}}}), or lower num_generations'
+            )
+    if method == "sft":
+        max_length = _option(options, "max_length")
+        if _truthy(_option(options, "padding_free")) and not _truthy(_option(options, "packing")) and max_length:
+            problems.append(
+                f"padding_free without packing: TRL 1.16 does not enforce max_length ({max_length}) then, and refuses "
+                "it. Remove packing: false (padding-free SFT then packs with BFD, TRL's padding-free packing), or "
+                "remove padding_free"
+            )
+    return problems
+
+
+def grpo_prompt_problem(rows: int, generation_batch: int, num_generations: int) -> str | None:
+    """Why GRPO would train 0 steps on `rows` prompts: each generation batch draws whole groups of distinct prompts
+    (`RepeatSampler` drops an incomplete one), so fewer prompts than one batch's share means no step at all."""
+    prompts = generation_batch // max(1, num_generations)
+    if rows >= prompts:
+        return None
+    return (
+        f"GRPO draws {prompts} different prompts per generation batch ({generation_batch} completions, "
+        f"{num_generations} per prompt) and the training set has {rows}: it would train 0 steps and push an untrained "
+        "model. Lower the batch size x gradient accumulation, or train on more rows"
+    )
+
+
+def dropped_rows_problem(method: str, dropped: int, total: int, max_length: int) -> tuple[bool, str] | None:
+    """(fatal, message) when the trainer of `method` drops rows longer than max_length (fatal: none remain)."""
+    rule = OVER_LENGTH_DROPPED.get(method)
+    if rule is None or dropped <= 0:
+        return None
+    if dropped >= total:
+        return True, (
+            f"all {total} pairs are longer than max_length={max_length} and {rule}: nothing would be left to train "
+            "on. Raise max_length"
+        )
+    return False, (
+        f"{dropped} of {total} pairs ({dropped / total:.0%}) are longer than max_length={max_length}: {rule}, not "
+        "truncated, so the data left leans toward short answers. Raise max_length to keep them"
+    )
+
+
+# ----- END SPLICED from trainer_space/data/trl_rules.py
+
+
 class JobError(SystemExit):
     """A problem with the job's inputs: reported as one line starting with "ERROR:", exit code 2."""
 
@@ -513,46 +637,91 @@ def one_line(value: Any, limit: int = 200) -> str:
 
 
 # ----------------------------------------------------------------------------- GRPO rewards
-_BOXED = re.compile(r"\\boxed\{([^{}]*)\}")
 _ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
-_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+_LATEX_SPAN = re.compile(r"\$([^$]+)\$|\\\((.+?)\\\)", re.DOTALL)
+_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:/\d+(?:\.\d+)?)?")
 
 
-def extract_answer(text: str) -> str:
-    """The final answer of a completion (or a GSM8K-style solution): boxed, tagged, after '####', last number."""
-    for pattern in (_BOXED, _ANSWER_TAG):
-        if found := pattern.findall(text):
-            return found[-1].strip()
-    if "####" in text:
-        return text.rsplit("####", 1)[1].strip()
+def last_boxed(text: str) -> str | None:
+    """The content of the last `\boxed{...}` (nested braces kept whole), or None."""
+    start = text.rfind("\\boxed{")
+    if start < 0:
+        return None
+    depth, i = 0, start + len("\\boxed")
+    for j in range(i, len(text)):
+        depth += {"{": 1, "}": -1}.get(text[j], 0)
+        if depth == 0:
+            return text[i + 1 : j].strip()
+    return None  # unbalanced: no answer
+
+
+def marked_answer(text: str) -> str | None:
+    """The answer a text marks as final: the last `\boxed{}`, else the last <answer> tag, else what follows the last
+    '####' (GSM8K); None when none. A tag or '####' holding words and a number gives the number ("5 cm" -> "5"),
+    one holding only words keeps them."""
+    boxed = last_boxed(text)
+    if boxed is not None:
+        return boxed
+    if found := _ANSWER_TAG.findall(text):
+        span = found[-1].strip()
+    elif "####" in text:
+        span = (text.rsplit("####", 1)[1].strip().splitlines() or [""])[0].strip()
+    else:
+        return None
+    inner = last_boxed(span)
+    if inner is not None or "\\" in span or "$" in span:
+        return inner if inner is not None else span.strip("$ ")
+    numbers = _NUMBER.findall(span)
+    return numbers[-1] if numbers else span
+
+
+def final_answer(text: str) -> str:
+    """A completion's final answer: the marked one (`marked_answer`), else its last $...$, else its last number,
+    else the text itself."""
+    marked = marked_answer(text)
+    if marked is not None:
+        return marked
+    if found := _LATEX_SPAN.findall(text):
+        return next(part for part in found[-1] if part).strip()
     numbers = _NUMBER.findall(text)
     return numbers[-1] if numbers else text.strip()
 
 
+def gold_answer(text: str) -> str:
+    """The `answer` field's answer: the marked one (a GSM8K solution's '####'), else the whole field."""
+    marked = marked_answer(text)
+    return marked if marked is not None else text.strip()
+
+
 def normalise_answer(text: str) -> str:
-    """Lower-case, drop $ and a final period; numbers in a canonical form ("1,000.0" -> "1000")."""
-    text = text.strip().lower().replace("$", "").rstrip(".").strip()
-    try:
-        number = float(text.replace(",", ""))
-    except ValueError:
-        return " ".join(text.split())
-    return str(int(number)) if number.is_integer() else repr(number)
+    """Lower-case, drop $ and a final period, collapse spaces (text answers)."""
+    return " ".join(text.strip().lower().replace("$", "").rstrip(".").split())
 
 
 def _completion_texts(completions: list[Any]) -> list[str]:
     return [c if isinstance(c, str) else "".join(str(m.get("content") or "") for m in c) for c in completions]
 
 
-def answers_match(completion: str, gold: str) -> bool:
-    """Numbers compare as numbers; a text answer matches when the completion's final answer is or ends with it."""
-    predicted, expected = normalise_answer(extract_answer(completion)), normalise_answer(extract_answer(gold))
+def text_answers_match(completion: str, gold: str) -> bool:
+    """A text answer (one math-verify cannot read): the completion's final answer is, or ends with, the gold's."""
+    predicted, expected = normalise_answer(final_answer(completion)), normalise_answer(gold_answer(gold))
     return predicted == expected or (bool(expected) and predicted.endswith(" " + expected))
 
 
 def accuracy_reward(completions: list[Any], answer: list[Any], **kwargs: Any) -> list[float]:
-    """1.0 when the completion's final answer matches the `answer` field, else 0.0 (see REWARD_FUNCS)."""
+    """TRL's `accuracy_reward` (math-verify: LaTeX and numbers compared symbolically) on each side's final answer
+    (`final_answer`: `\boxed{}`, <answer> tags, GSM8K's '####', a last number), given to it as `\boxed{...}`;
+    a gold answer math-verify cannot read (text such as "Paris") is compared as text (see REWARD_FUNCS)."""
+    from trl.rewards import accuracy_reward as trl_accuracy
+
     texts = _completion_texts(completions)
-    return [float(answers_match(text, str(gold))) for text, gold in zip(texts, answer, strict=True)]
+    golds = [gold_answer(str(gold)) for gold in answer]
+    boxed = [[{"content": f"\\boxed{{{final_answer(text)}}}"}] for text in texts]
+    scores = trl_accuracy(boxed, [f"${gold}$" if "\\" in gold else gold for gold in golds])
+    return [
+        float(score) if score is not None else float(text_answers_match(text, gold))
+        for text, gold, score in zip(texts, golds, scores, strict=True)
+    ]
 
 
 def think_format_reward(completions: list[Any], **kwargs: Any) -> list[float]:

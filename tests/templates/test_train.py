@@ -245,20 +245,79 @@ def test_conversational_detection_and_sample_prompts() -> None:
     ("text", "answer"),
     [
         ("so it is \\boxed{42}.", "42"),
+        ("so \\boxed{\\frac{3}{2}} it is", "\\frac{3}{2}"),  # nested braces kept whole
+        ("first \\boxed{1} then \\boxed{-\\frac{7}{3}}", "-\\frac{7}{3}"),  # the last one
         ("<answer> Paris </answer>", "Paris"),
+        ("<answer>It is 5 cm.</answer>", "5"),
         ("Natalia sold 48 clips... #### 72", "72"),
+        ("#### 1,000\nDone.", "1,000"),
+        ("the answer is $\\sqrt{2}$.", "\\sqrt{2}"),
         ("2 + 2 = 4", "4"),
+        ("it is -7/3", "-7/3"),
         ("bonjour", "bonjour"),
     ],
 )
-def test_extract_answer(text: str, answer: str) -> None:
-    assert train.extract_answer(text) == answer
+def test_final_answer(text: str, answer: str) -> None:
+    assert train.final_answer(text) == answer
+
+
+# (completion, gold answer, reward): TRL's math-verify compares LaTeX and numbers symbolically; the app adds GSM8K's
+# "####", <answer> tags, plain final numbers and text answers
+ACCURACY_TABLE = [
+    # the three false positives of the old reward (both sides fell back to their last number): all wrong
+    ("So \\boxed{\\frac{3}{2}}", "\\frac{1}{2}", 0.0),
+    ("So \\boxed{-\\frac{7}{3}}", "\\frac{7}{3}", 0.0),
+    ("So \\boxed{\\sqrt{2}}", "2", 0.0),
+    # fractions: equal values in other forms are right
+    ("So \\boxed{\\frac{1}{2}}", "\\frac{1}{2}", 1.0),
+    ("So \\boxed{0.5}", "\\frac{1}{2}", 1.0),
+    ("So \\boxed{\\dfrac{2}{4}}", "1/2", 1.0),
+    ("<answer>1/2</answer>", "0.5", 1.0),
+    # nested braces and roots
+    ("\\boxed{\\frac{\\sqrt{3}}{2}}", "\\frac{\\sqrt{3}}{2}", 1.0),
+    ("\\boxed{\\frac{\\sqrt{3}}{3}}", "\\frac{\\sqrt{3}}{2}", 0.0),
+    ("\\boxed{2\\sqrt{2}}", "\\sqrt{8}", 1.0),
+    # negatives
+    ("\\boxed{-3}", "-3", 1.0),
+    ("\\boxed{3}", "-3", 0.0),
+    ("The answer is -3.", "-3", 1.0),
+    # units
+    ("\\boxed{5 \\text{ cm}}", "5", 1.0),
+    ("<answer>5 cm</answer>", "5", 1.0),
+    ("It costs 18 dollars.", "18", 1.0),
+    # GSM8K: gold solutions end with '#### <number>', completions may too
+    ("She has 48 / 2 = 24 left. #### 72", "Natalia sold 48/2 = 24 clips in May.\n#### 72", 1.0),
+    ("#### 71", "Natalia sold 48/2 = 24 clips in May.\n#### 72", 0.0),
+    ("The answer is 1,000.", "1000", 1.0),
+    ("I think 999", "1000", 0.0),
+    ("#### 1000", "1000.0", 1.0),
+    # <answer> tags
+    ("<think>2+2</think><answer>4</answer>", "4", 1.0),
+    ("<answer>\\boxed{\\frac{1}{3}}</answer>", "\\frac{1}{3}", 1.0),
+    ("<answer>5</answer> or maybe 4", "4", 0.0),
+    # text answers (math-verify cannot read them): the final answer is, or ends with, the gold text
+    ("It is Paris.", "Paris", 1.0),
+    ("<answer>paris</answer>", "Paris", 1.0),
+    ("It is Lyon.", "Paris", 0.0),
+]
+
+
+@pytest.mark.parametrize(("completion", "gold", "reward"), ACCURACY_TABLE)
+def test_accuracy_reward_table(completion: str, gold: str, reward: float) -> None:
+    assert train.accuracy_reward([completion], answer=[gold]) == [reward]
 
 
 def test_accuracy_reward_for_text_and_conversational_completions() -> None:
     completions = ["The answer is 1,000.", "I think 999", [{"role": "assistant", "content": "#### 1000"}]]
     assert train.accuracy_reward(completions, answer=["1000", "1000", "1000.0"]) == [1.0, 0.0, 1.0]
     assert train.accuracy_reward(["It is Paris."], answer=["paris"]) == [1.0]
+
+
+def test_accuracy_comes_from_trl_with_math_verify_in_the_job() -> None:
+    """The job's accuracy is TRL's `accuracy_reward` (math-verify), and the header installs math-verify."""
+    header = pep723_header(TRAIN_SCRIPT.read_text())
+    assert any(dep.startswith("math-verify==") for dep in header["dependencies"])
+    assert "trl.rewards import accuracy_reward" in TRAIN_SCRIPT.read_text()
 
 
 def test_length_reward_prefers_the_target_length() -> None:
