@@ -28,8 +28,22 @@ TRL_DEFAULTS: dict[str, Any] = {
     "eval_steps": None,
     "save_steps": 500,
 }
-# What the trainers do with a row longer than max_length (the others truncate it)
-OVER_LENGTH_DROPPED = {"reward": "the reward trainer drops pairs whose chosen or rejected (with the prompt) is longer"}
+# The rows a trainer drops at max_length (the rest are truncated): (what they are, the rule, the consequence)
+OVER_LENGTH_DROPPED = {
+    "reward": (
+        "pairs",
+        "the reward trainer drops a pair whose chosen or rejected answer (with the prompt) is longer, it does not "
+        "truncate it",
+        "the pairs left lean toward short answers",
+    ),
+    "dpo": ("examples", "the DPO trainer drops an example whose prompt alone fills it", "their answers are not learnt"),
+    "kto": ("examples", "the KTO trainer drops an example whose prompt alone fills it", "their answers are not learnt"),
+    "sft": (
+        "examples",
+        "the SFT trainer drops an example left with no trained token (its prompt alone fills it)",
+        "their answers are not learnt",
+    ),
+}
 
 
 def _option(options: Mapping[str, Any], name: str) -> Any:
@@ -120,18 +134,19 @@ def grpo_prompt_problem(rows: int, generation_batch: int, num_generations: int) 
 
 
 def dropped_rows_problem(method: str, dropped: int, total: int, max_length: int) -> tuple[bool, str] | None:
-    """(fatal, message) when the trainer of `method` drops rows longer than max_length (fatal: none remain)."""
-    rule = OVER_LENGTH_DROPPED.get(method)
-    if rule is None or dropped <= 0:
+    """(fatal, message) when the trainer of `method` drops `dropped` of `total` rows at max_length (fatal: none
+    remain); None when it drops none."""
+    if method not in OVER_LENGTH_DROPPED or dropped <= 0 or total <= 0:
         return None
+    what, rule, consequence = OVER_LENGTH_DROPPED[method]
     if dropped >= total:
         return True, (
-            f"all {total} pairs are longer than max_length={max_length} and {rule}: nothing would be left to train "
+            f"all {total} {what} are too long for max_length={max_length} ({rule}): nothing would be left to train "
             "on. Raise max_length"
         )
     return False, (
-        f"{dropped} of {total} pairs ({dropped / total:.0%}) are longer than max_length={max_length}: {rule}, not "
-        "truncated, so the data left leans toward short answers. Raise max_length to keep them"
+        f"{dropped} of {total} {what} ({dropped / total:.0%}) are too long for max_length={max_length} ({rule}): "
+        f"{consequence}. Raise max_length to keep them"
     )
 
 
