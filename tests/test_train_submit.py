@@ -13,7 +13,7 @@ from trainer_space.hub.session import WHOAMI_CACHE, HubSession
 from trainer_space.jobs.accuracy import ESTIMATE_ENV
 from trainer_space.jobs.config import CONFIG_ENV, TrainingConfig
 from trainer_space.jobs.preflight import PreflightFailed
-from trainer_space.jobs.spec import SCRIPT_ENV, SCRIPT_SHA_ENV, load_template
+from trainer_space.jobs.spec import SCRIPT_SHA_ENV, load_template, script_chunks
 from trainer_space.jobs.training import submit_training as _submit
 
 
@@ -106,7 +106,7 @@ def test_submit_sends_the_exact_job_field_by_field(hub):
     assert body["secrets"] == {"HF_TOKEN": hub.alice}
     assert body["environment"][SCRIPT_SHA_ENV] == template.sha256
     assert set(body["environment"]) == {
-        SCRIPT_ENV,
+        *script_chunks(template),  # the script's base64 in pieces of 64,000 characters (a string may hold 128 KiB)
         SCRIPT_SHA_ENV,
         CONFIG_ENV,
         "PYTHONUNBUFFERED",
