@@ -452,6 +452,10 @@ def test_padding_free_packs_and_is_refused_only_without_packing(hub):
     assert check["status"] == "ok" and "packs the examples" in check["message"]
     _failed(hub, hub.alice, _cfg(advanced={"padding_free": True, "packing": False}), "training settings",
             "padding_free without packing")  # fmt: skip
+    dpo = _cfg(method="dpo", dataset="alice/pairs-dpo", advanced={"padding_free": True})
+    hub.add_dataset("alice/pairs-dpo", {"train": [{"prompt": "Hi?", "chosen": "Hello.", "rejected": "No."}] * 10})
+    check = _checks(submit_training(HubSession(hub.alice), dpo, dry_run=True))["training settings"]
+    assert check["status"] == "warn" and "changes nothing" in check["message"]  # TRL 1.16 ignores it for DPO
 
 
 def test_reward_pairs_over_max_length_are_counted_and_refused_when_none_remain(hub):

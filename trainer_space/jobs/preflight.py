@@ -301,6 +301,13 @@ def check_trl_config(cfg: TrainingConfig, inspection: DatasetInspection | None, 
             message = message[:1].upper() + message[1:]
         message += "." + (f" Evaluation is on: {why}." if why else "")
         return Check("training settings", Status.ERROR, message)
+    if cfg.method == "dpo" and cfg.advanced.get("padding_free"):
+        return Check(
+            "training settings",
+            Status.WARN,
+            "padding_free: TRL 1.16's DPO trainer has it turned off for now (it pads, with a warning): the option "
+            "changes nothing.",
+        )
     if packs:
         return Check(
             "training settings",
