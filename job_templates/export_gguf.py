@@ -14,7 +14,8 @@ Runs inside llama.cpp's official image (``LLAMA_CPP_IMAGE`` below), which ships 
 ``/app/llama-completion``. The header above lists only what the job adds on top of that image (never
 torch: the image's CPU build must stay). Everything runs on CPU; no GPU is needed.
 
-Steps: download (or merge an adapter) -> disk/RAM check -> convert to 16-bit GGUF -> quantize -> read every
+Steps: quantizer check -> disk check, then download of the final weights only (or merge an adapter) -> RAM check
+-> convert to 16-bit GGUF -> quantize -> read every
 file back -> generate a few tokens where a llama.cpp runtime exists -> Modelfile + card -> one Hub commit.
 
 Examples::
@@ -31,6 +32,7 @@ Exit codes: 0 done, 2 a problem the user can fix (arguments, token, disk, RAM, t
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import os
 import re
@@ -41,6 +43,7 @@ import tempfile
 import threading
 import tomllib
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -202,23 +205,68 @@ def _import_gguf(llama_cpp_dir: Path):
     return gguf
 
 
-def _download(repo_id: str, dest: Path, token: str | None) -> Path:
-    """Snapshot the files conversion needs (no .bin weights when safetensors exist)."""
-    from huggingface_hub import HfApi, snapshot_download
+WEIGHT_SUFFIXES = (".safetensors", ".bin")
+# What the disk must still hold once a repo's files are on it, from its folder and the 16-bit size of its weights
+DiskPlan = Callable[[Path, int], int]
 
-    files = HfApi(token=token).list_repo_files(repo_id)
+
+def download_plan(files: dict[str, int]) -> list[str]:
+    """The files conversion needs among a repo's top-level files (`files`: name -> size): the final weights only,
+    never a trainer's `last-checkpoint/` or `checkpoint-*/` copy; `.bin` weights only without safetensors."""
     patterns = list(DOWNLOAD_PATTERNS)
     if not any(name.endswith(".safetensors") for name in files):
         patterns += ["pytorch_model*.bin", "adapter_model.bin"]
-    return Path(snapshot_download(repo_id, local_dir=dest, allow_patterns=patterns, token=token))
+    return sorted(n for n in files if "/" not in n and any(fnmatch.fnmatchcase(n, p) for p in patterns))
 
 
-def fetch(model: str, dest: Path, token: str | None) -> Path:
-    """A local directory as is, else a download of the Hub repo into ``dest``."""
+def checkpoint_bytes_16bit(folder: Path, weight_bytes: int) -> int:
+    """The 16-bit size of weights of `weight_bytes` on disk: half for an fp32 checkpoint (its config says)."""
+    config = folder / "config.json"
+    meta = json.loads(config.read_text()) if config.is_file() else {}
+    dtype = str(meta.get("dtype") or meta.get("torch_dtype") or "")
+    return weight_bytes // 2 if dtype.removeprefix("torch.") == "float32" else weight_bytes
+
+
+def check_disk(need: int, where: Path, what: str) -> None:
+    """Refuse (exit 2) before a download when the disk cannot hold `need` bytes."""
+    where.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(where).free
+    print(f"{what}: disk needed ~{human_size(need)}, free {human_size(free)}", flush=True)
+    if free < need:
+        raise ExportError(
+            f"not enough disk in {where}: {what} needs ~{human_size(need)} (download, 16-bit copy and outputs), free "
+            f"{human_size(free)}. Pick a CPU flavor with more disk (`hf jobs hardware` lists them; plan ~3x the "
+            "16-bit size) or request fewer quantizations",
+            2,
+        )
+
+
+def _download(repo_id: str, dest: Path, token: str | None, plan: DiskPlan | None = None) -> Path:
+    """Download what conversion needs: the small files first, then, once the disk is known to hold the weights and
+    everything made from them (`plan`), the final weights (sizes from the repo's file list)."""
+    from huggingface_hub import HfApi, snapshot_download
+    from huggingface_hub.hf_api import RepoFile
+
+    tree = HfApi(token=token).list_repo_tree(repo_id, recursive=False)
+    files = {entry.path: entry.size for entry in tree if isinstance(entry, RepoFile)}
+    names = download_plan(files)
+    weights = [n for n in names if n.endswith(WEIGHT_SUFFIXES)]
+    light = [n for n in names if n not in weights]
+    folder = Path(snapshot_download(repo_id, local_dir=dest, allow_patterns=light, token=token)) if light else dest
+    weight_bytes = sum(files[n] for n in weights)
+    later = plan(folder, checkpoint_bytes_16bit(folder, weight_bytes)) if plan else 0
+    check_disk(weight_bytes + later, dest, f"{repo_id} ({human_size(weight_bytes)} of weights)")
+    if weights:
+        folder = Path(snapshot_download(repo_id, local_dir=dest, allow_patterns=weights, token=token))
+    return folder
+
+
+def fetch(model: str, dest: Path, token: str | None, plan: DiskPlan | None = None) -> Path:
+    """A local directory as is, else a download of the Hub repo into ``dest`` (disk checked first, see `_download`)."""
     if Path(model).is_dir():
         return Path(model)
     print(f"Downloading {model} ...", flush=True)
-    return _download(model, dest, token)
+    return _download(model, dest, token, plan)
 
 
 def safetensors_params(model_dir: Path) -> int:
@@ -300,9 +348,18 @@ def reward_model_reason(model_dir: Path) -> str | None:
     return f"a classification model ({heads[0]}: a reward model's score head)" if heads else None
 
 
-def resolve_input(cfg: ExportConfig, work: Path, token: str | None) -> ResolvedInput:
-    """Return a full HF model directory; an adapter (``adapter_config.json``) is merged onto its base."""
-    model_dir = fetch(cfg.model, work / "input", token)
+def resolve_input(cfg: ExportConfig, work: Path, token: str | None, quants: list[str] | None = None) -> ResolvedInput:
+    """Return a full HF model directory; an adapter (``adapter_config.json``) is merged onto its base. Downloads
+    check the disk first: a model's weights plus the GGUF files made from them, a base's plus the merged copy."""
+    quants = quants or [DEFAULT_QUANT]
+
+    def outputs(folder: Path, bytes16: int) -> int:
+        return estimate_disk_bytes(bytes16, quants, pick_outtype(cfg.outtype, folder))
+
+    def input_plan(folder: Path, bytes16: int) -> int:
+        return 0 if (folder / "adapter_config.json").is_file() else outputs(folder, bytes16)  # the base comes next
+
+    model_dir = fetch(cfg.model, work / "input", token, input_plan)
     reason = reward_model_reason(model_dir)
     if reason:
         raise ExportError(
@@ -320,7 +377,7 @@ def resolve_input(cfg: ExportConfig, work: Path, token: str | None) -> ResolvedI
     if not base:
         raise ExportError("adapter_config.json has no base_model_name_or_path: cannot tell which base to merge", 2)
     print(f"{cfg.model} is a LoRA adapter: merging it onto {base}", flush=True)
-    base_dir = fetch(base, work / "base", token)
+    base_dir = fetch(base, work / "base", token, lambda folder, bytes16: bytes16 + outputs(folder, bytes16))
     need, free = int(model_bytes_16bit(base_dir) * 1.3), _available_ram()  # the merge holds it in 16 bit
     if free is not None and free < need:
         raise ExportError(
@@ -818,11 +875,15 @@ def run(cfg: ExportConfig, work: Path) -> Path:
     quants = parse_quant_types(cfg.quantizations)
     if cfg.pre_tokenizer and not re.fullmatch(r"[a-z0-9][a-z0-9._-]*", cfg.pre_tokenizer):
         raise ExportError(f"--pre_tokenizer {cfg.pre_tokenizer!r} is not a llama.cpp pre-tokenizer name", 2)
+    quantize_bin = Path(cfg.quantize_bin or Path(cfg.llama_cpp_dir) / "llama-quantize")
+    needs_quantizer = [q for q in quants if q not in CONVERTER_TYPES]
+    if needs_quantizer and not quantize_bin.is_file():  # first: before any download, merge or conversion
+        raise missing_quantizer(quantize_bin, needs_quantizer[0])
     token = os.environ.get("HF_TOKEN") or None
     repo_id, user = _target_repo(cfg, token)
     out_dir = Path(cfg.output_dir or (work / "output" if cfg.push else "gguf-output"))
     out_dir.mkdir(parents=True, exist_ok=True)
-    resolved = resolve_input(cfg, work, token)
+    resolved = resolve_input(cfg, work, token, quants)
     outtype = pick_outtype(cfg.outtype, resolved.model_dir)
     check_resources(model_bytes_16bit(resolved.model_dir), quants, outtype, work)
     name = Path(cfg.model.rstrip("/")).name

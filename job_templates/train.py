@@ -12,6 +12,7 @@
 #     "bitsandbytes==0.50.2",
 #     "sentencepiece==0.2.3",
 #     "protobuf==7.36.2",
+#     "math-verify==0.9.0",
 # ]
 #
 # # torch from PyTorch's CUDA 12.6 index (driver >= 525), not PyPI's CUDA 13.0 build (driver >= 580): see TORCH_BUILD
@@ -71,8 +72,8 @@ import os
 import re
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -160,9 +161,10 @@ class RewardFunc:
 REWARD_FUNCS: dict[str, RewardFunc] = {  # the job builds them by these names (train.py: build_reward_funcs)
     "accuracy": RewardFunc(
         ("answer",),
-        "1.0 when the completion's final answer (\\boxed{...}, <answer>...</answer>, the text after '####', else its "
-        "last number) equals the `answer` field's (numbers compared as numbers; a text answer may end the "
-        "completion), else 0.0",
+        "TRL's accuracy_reward (math-verify: LaTeX and numbers compared symbolically, \\frac{1}{2} = 0.5) on the "
+        "completion's final answer (\\boxed{...}, <answer>...</answer>, the text after '####', else its last number) "
+        "and the `answer` field's (a GSM8K solution's '####'): 1.0 when equal, else 0.0; a text answer that is no math "
+        "(Paris) matches when the completion's final answer is or ends with it",
     ),
     "think_format": RewardFunc(
         (), "TRL's think_format_reward: 1.0 when the completion is '<think>...</think>' then the answer"
@@ -403,6 +405,143 @@ def is_conversational(example: dict[str, Any]) -> bool:
 # ----- END SPLICED from trainer_space/data/mapping.py
 
 
+# ----- BEGIN SPLICED from trainer_space/data/trl_rules.py (edit it there, then: python -m trainer_space.data.splice)
+# TRL 1.16 / transformers 5.23 defaults of the options these rules read (the tests compare them with the dataclasses)
+TRL_DEFAULTS: dict[str, Any] = {
+    "per_device_eval_batch_size": 8,
+    "num_generations_eval": None,
+    "generation_batch_size": None,
+    "steps_per_generation": None,
+    "padding_free": False,
+    "packing": False,
+    "eval_steps": None,
+    "save_steps": 500,
+}
+# The rows a trainer drops at max_length (the rest are truncated): (what they are, the rule, the consequence)
+OVER_LENGTH_DROPPED = {
+    "reward": (
+        "pairs",
+        "the reward trainer drops a pair whose chosen or rejected answer (with the prompt) is longer, it does not "
+        "truncate it",
+        "the pairs left lean toward short answers",
+    ),
+    "dpo": ("examples", "the DPO trainer drops an example whose prompt alone fills it", "their answers are not learnt"),
+    "kto": ("examples", "the KTO trainer drops an example whose prompt alone fills it", "their answers are not learnt"),
+    "sft": (
+        "examples",
+        "the SFT trainer drops an example left with no trained token (its prompt alone fills it)",
+        "their answers are not learnt",
+    ),
+}
+
+
+def _option(options: Mapping[str, Any], name: str) -> Any:
+    value = options.get(name, TRL_DEFAULTS.get(name))
+    return value.value if hasattr(value, "value") else value  # an enum (IntervalStrategy) as its value
+
+
+def grpo_generation_batch(options: Mapping[str, Any], world_size: int) -> int:
+    """Completions GRPO generates at once: `generation_batch_size`, else batch x processes x steps per generation
+    (`steps_per_generation`, else the gradient accumulation), as `GRPOConfig.__post_init__` derives it."""
+    given = _option(options, "generation_batch_size")
+    if given:
+        return int(given)
+    steps = _option(options, "steps_per_generation") or _option(options, "gradient_accumulation_steps") or 1
+    return int(_option(options, "per_device_train_batch_size")) * max(1, world_size) * int(steps)
+
+
+def padding_free_changes(method: str, given: Mapping[str, Any]) -> dict[str, Any]:
+    """What the job adds so `padding_free` works: TRL 1.16's SFT refuses padding-free without packing when
+    `max_length` is set (and the app always sets it), so padding-free SFT packs, with BFD (TRL's padding-free
+    packing), unless `packing` was given."""
+    if method == "sft" and _truthy(given.get("padding_free")) and "packing" not in given:
+        return {"packing": True}
+    return {}
+
+
+def _truthy(value: Any) -> bool:
+    return str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+def config_problems(
+    method: str, options: Mapping[str, Any], world_size: int, *, evaluates: bool, given: Collection[str] = ()
+) -> list[str]:
+    """What TRL would refuse in this final config, each with the fix; `options` are TRL field values (the missing
+    ones TRL's defaults), `world_size` the training processes (GPUs), `given` the options the caller set."""
+    problems: list[str] = []
+    world = max(1, world_size)
+    if method == "grpo":
+        n = int(_option(options, "num_generations"))
+        batch, accum = (
+            int(_option(options, "per_device_train_batch_size")),
+            _option(options, "gradient_accumulation_steps"),
+        )
+        if {"generation_batch_size", "steps_per_generation"} <= set(given):
+            problems.append("set generation_batch_size or steps_per_generation, not both (TRL refuses the pair)")
+        generation = grpo_generation_batch(options, world)
+        if n < 2:
+            problems.append(f"GRPO needs at least 2 generations per prompt (num_generations={n})")
+        elif generation % n:
+            problems.append(
+                f"GRPO generates {generation} completions at once (batch {batch} x {world} GPU(s) x "
+                f"{_option(options, 'steps_per_generation') or accum} steps) and that must be a multiple of "
+                f"num_generations ({n}): make batch x gradient accumulation a multiple of {n}"
+            )
+        n_eval = int(_option(options, "num_generations_eval") or n)
+        eval_batch = int(_option(options, "per_device_eval_batch_size"))
+        if evaluates and n_eval >= 2 and (eval_batch * world) % n_eval:
+            fix = n_eval // math.gcd(n_eval, world)
+            every = _option(options, "eval_steps") or _option(options, "save_steps")
+            problems.append(
+                f"with evaluation on, GRPO's eval batch ({eval_batch} x {world} GPU(s)) must be a multiple of the "
+                f"generations per prompt ({n_eval}): the job would crash at its first evaluation (step {every}) and "
+                f"lose that step's checkpoint. Set per_device_eval_batch_size to {fix} or a multiple of it "
+                f'(advanced: {{"per_device_eval_batch_size": {fix}}}), or lower num_generations'
+            )
+    if method == "sft":
+        max_length = _option(options, "max_length")
+        if _truthy(_option(options, "padding_free")) and not _truthy(_option(options, "packing")) and max_length:
+            problems.append(
+                f"padding_free without packing: TRL 1.16 does not enforce max_length ({max_length}) then, and refuses "
+                "it. Remove packing: false (padding-free SFT then packs with BFD, TRL's padding-free packing), or "
+                "remove padding_free"
+            )
+    return problems
+
+
+def grpo_prompt_problem(rows: int, generation_batch: int, num_generations: int) -> str | None:
+    """Why GRPO would train 0 steps on `rows` prompts: each generation batch draws whole groups of distinct prompts
+    (`RepeatSampler` drops an incomplete one), so fewer prompts than one batch's share means no step at all."""
+    prompts = generation_batch // max(1, num_generations)
+    if rows >= prompts:
+        return None
+    return (
+        f"GRPO draws {prompts} different prompts per generation batch ({generation_batch} completions, "
+        f"{num_generations} per prompt) and the training set has {rows}: it would train 0 steps and push an untrained "
+        "model. Lower the batch size x gradient accumulation, or train on more rows"
+    )
+
+
+def dropped_rows_problem(method: str, dropped: int, total: int, max_length: int) -> tuple[bool, str] | None:
+    """(fatal, message) when the trainer of `method` drops `dropped` of `total` rows at max_length (fatal: none
+    remain); None when it drops none."""
+    if method not in OVER_LENGTH_DROPPED or dropped <= 0 or total <= 0:
+        return None
+    what, rule, consequence = OVER_LENGTH_DROPPED[method]
+    if dropped >= total:
+        return True, (
+            f"all {total} {what} are too long for max_length={max_length} ({rule}): nothing would be left to train "
+            "on. Raise max_length"
+        )
+    return False, (
+        f"{dropped} of {total} {what} ({dropped / total:.0%}) are too long for max_length={max_length} ({rule}): "
+        f"{consequence}. Raise max_length to keep them"
+    )
+
+
+# ----- END SPLICED from trainer_space/data/trl_rules.py
+
+
 class JobError(SystemExit):
     """A problem with the job's inputs: reported as one line starting with "ERROR:", exit code 2."""
 
@@ -513,46 +652,91 @@ def one_line(value: Any, limit: int = 200) -> str:
 
 
 # ----------------------------------------------------------------------------- GRPO rewards
-_BOXED = re.compile(r"\\boxed\{([^{}]*)\}")
 _ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
-_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+_LATEX_SPAN = re.compile(r"\$([^$]+)\$|\\\((.+?)\\\)", re.DOTALL)
+_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:/\d+(?:\.\d+)?)?")
 
 
-def extract_answer(text: str) -> str:
-    """The final answer of a completion (or a GSM8K-style solution): boxed, tagged, after '####', last number."""
-    for pattern in (_BOXED, _ANSWER_TAG):
-        if found := pattern.findall(text):
-            return found[-1].strip()
-    if "####" in text:
-        return text.rsplit("####", 1)[1].strip()
+def last_boxed(text: str) -> str | None:
+    """The content of the last `\boxed{...}` (nested braces kept whole), or None."""
+    start = text.rfind("\\boxed{")
+    if start < 0:
+        return None
+    depth, i = 0, start + len("\\boxed")
+    for j in range(i, len(text)):
+        depth += {"{": 1, "}": -1}.get(text[j], 0)
+        if depth == 0:
+            return text[i + 1 : j].strip()
+    return None  # unbalanced: no answer
+
+
+def marked_answer(text: str) -> str | None:
+    """The answer a text marks as final: the last `\boxed{}`, else the last <answer> tag, else what follows the last
+    '####' (GSM8K); None when none. A tag or '####' holding words and a number gives the number ("5 cm" -> "5"),
+    one holding only words keeps them."""
+    boxed = last_boxed(text)
+    if boxed is not None:
+        return boxed
+    if found := _ANSWER_TAG.findall(text):
+        span = found[-1].strip()
+    elif "####" in text:
+        span = (text.rsplit("####", 1)[1].strip().splitlines() or [""])[0].strip()
+    else:
+        return None
+    inner = last_boxed(span)
+    if inner is not None or "\\" in span or "$" in span:
+        return inner if inner is not None else span.strip("$ ")
+    numbers = _NUMBER.findall(span)
+    return numbers[-1] if numbers else span
+
+
+def final_answer(text: str) -> str:
+    """A completion's final answer: the marked one (`marked_answer`), else its last $...$, else its last number,
+    else the text itself."""
+    marked = marked_answer(text)
+    if marked is not None:
+        return marked
+    if found := _LATEX_SPAN.findall(text):
+        return next(part for part in found[-1] if part).strip()
     numbers = _NUMBER.findall(text)
     return numbers[-1] if numbers else text.strip()
 
 
+def gold_answer(text: str) -> str:
+    """The `answer` field's answer: the marked one (a GSM8K solution's '####'), else the whole field."""
+    marked = marked_answer(text)
+    return marked if marked is not None else text.strip()
+
+
 def normalise_answer(text: str) -> str:
-    """Lower-case, drop $ and a final period; numbers in a canonical form ("1,000.0" -> "1000")."""
-    text = text.strip().lower().replace("$", "").rstrip(".").strip()
-    try:
-        number = float(text.replace(",", ""))
-    except ValueError:
-        return " ".join(text.split())
-    return str(int(number)) if number.is_integer() else repr(number)
+    """Lower-case, drop $ and a final period, collapse spaces (text answers)."""
+    return " ".join(text.strip().lower().replace("$", "").rstrip(".").split())
 
 
 def _completion_texts(completions: list[Any]) -> list[str]:
     return [c if isinstance(c, str) else "".join(str(m.get("content") or "") for m in c) for c in completions]
 
 
-def answers_match(completion: str, gold: str) -> bool:
-    """Numbers compare as numbers; a text answer matches when the completion's final answer is or ends with it."""
-    predicted, expected = normalise_answer(extract_answer(completion)), normalise_answer(extract_answer(gold))
+def text_answers_match(completion: str, gold: str) -> bool:
+    """A text answer (one math-verify cannot read): the completion's final answer is, or ends with, the gold's."""
+    predicted, expected = normalise_answer(final_answer(completion)), normalise_answer(gold_answer(gold))
     return predicted == expected or (bool(expected) and predicted.endswith(" " + expected))
 
 
 def accuracy_reward(completions: list[Any], answer: list[Any], **kwargs: Any) -> list[float]:
-    """1.0 when the completion's final answer matches the `answer` field, else 0.0 (see REWARD_FUNCS)."""
+    """TRL's `accuracy_reward` (math-verify: LaTeX and numbers compared symbolically) on each side's final answer
+    (`final_answer`: `\boxed{}`, <answer> tags, GSM8K's '####', a last number), given to it as `\boxed{...}`;
+    a gold answer math-verify cannot read (text such as "Paris") is compared as text (see REWARD_FUNCS)."""
+    from trl.rewards import accuracy_reward as trl_accuracy
+
     texts = _completion_texts(completions)
-    return [float(answers_match(text, str(gold))) for text, gold in zip(texts, answer, strict=True)]
+    golds = [gold_answer(str(gold)) for gold in answer]
+    boxed = [[{"content": f"\\boxed{{{final_answer(text)}}}"}] for text in texts]
+    scores = trl_accuracy(boxed, [f"${gold}$" if "\\" in gold else gold for gold in golds])
+    return [
+        float(score) if score is not None else float(text_answers_match(text, gold))
+        for text, gold, score in zip(texts, golds, scores, strict=True)
+    ]
 
 
 def think_format_reward(completions: list[Any], **kwargs: Any) -> list[float]:
@@ -719,6 +903,16 @@ def check_max_length(
         return
     if max_length < MIN_MAX_LENGTH:
         raise JobError(f"max_length={max_length} is too small to train on anything (minimum {MIN_MAX_LENGTH} tokens)")
+    if method == "reward":  # the trainer drops the pairs longer than max_length: count them before the model loads
+        sample = ds.select(range(min(256, len(ds))))
+        over = sum(n > max_length for n in pair_lengths(tokenizer, sample))
+        problem = dropped_rows_problem(method, over, len(sample), max_length)
+        if problem is not None:
+            fatal, message = problem
+            if fatal and len(sample) == len(ds):
+                raise JobError(message)
+            sampled = f"(the first {len(sample)} of {len(ds)} rows measured) " if len(sample) < len(ds) else ""
+            log(f"WARNING: {sampled}{message}")
     rows = ds.select(range(min(64, len(ds))))
     key = "prompt" if "prompt" in ds.column_names else ds.column_names[0]
     lengths = sorted(len(tokenizer(render(row[key], tokenizer), add_special_tokens=False)["input_ids"]) for row in rows)
@@ -728,6 +922,23 @@ def check_max_length(
             f"WARNING: max_length={max_length} while the 95th percentile `{key}` length is {p95} tokens "
             f"(max {lengths[-1]}, {len(lengths)} rows sampled): most examples will be truncated"
         )
+
+
+def pair_lengths(tokenizer: PreTrainedTokenizerBase, rows: Iterable[dict[str, Any]]) -> list[int]:
+    """Tokens of the longer of prompt + chosen and prompt + rejected, as the reward trainer tokenizes each pair (chat
+    template for conversations, the EOS appended to text)."""
+    lengths = []
+    for row in rows:
+        prompt, chosen, rejected = preference_parts(row)
+        sizes = []
+        for answer in (chosen, rejected):
+            if isinstance(answer, list):
+                text = render([*(prompt or []), *answer], tokenizer)
+            else:
+                text = f"{prompt or ''}{answer}{tokenizer.eos_token or ''}"
+            sizes.append(len(tokenizer(text, add_special_tokens=False)["input_ids"]))
+        lengths.append(max(sizes))
+    return lengths
 
 
 def check_environment(
@@ -807,16 +1018,24 @@ def gpu_problem(expected: int) -> str | None:
     with warnings.catch_warnings(record=True) as caught:  # torch warns why CUDA is unusable (e.g. an old driver)
         warnings.simplefilter("always")
         found = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    build = f"torch {torch.__version__} (CUDA {torch.version.cuda or 'none: a CPU build'})"
+    build = f"torch {torch.__version__} (CUDA {torch.version.cuda})"
     if found != expected:
         why = "; ".join(dict.fromkeys(" ".join(str(w.message).split()) for w in caught if "CUDA" in str(w.message)))
+        stop = (
+            "The job stops now, before downloading the model or the data, instead of training on the CPU until its "
+            "timeout. "
+        )
+        seen = f"this job's flavor has {expected} GPU(s) but PyTorch sees {found}{f' ({why[:400]})' if why else ''}. "
+        if torch.version.cuda is None:  # no driver can help a CPU build
+            return (
+                f"{seen}torch {torch.__version__} is a CPU build, without CUDA: the job's environment did not install "
+                f"the CUDA {TORCH_BUILD['cuda']} build its header names. {stop}Run the script with `uv run` (it reads "
+                "the header's [tool.uv] sources), or install PyTorch's CUDA build"
+            )
         driver = nvidia_driver() or "unknown (no NVIDIA driver is visible)"
         return (
-            f"this job's flavor has {expected} GPU(s) but PyTorch sees {found}{f' ({why[:400]})' if why else ''}. "
-            f"{build} needs an NVIDIA driver >= {TORCH_BUILD['min_driver']}; this machine's driver: {driver}. "
-            "The job stops now, before downloading the model or the data, instead of training on the CPU until "
-            "its timeout. Run it again on another GPU flavor; if it happens again, report the flavor's driver to "
-            "Hugging Face"
+            f"{seen}{build} needs an NVIDIA driver >= {TORCH_BUILD['min_driver']}; this machine's driver: {driver}. "
+            f"{stop}Run it again on another GPU flavor; if it happens again, report the flavor's driver to Hugging Face"
         )
     arch_list = torch.cuda.get_arch_list() if found else []
     for index in range(found):
@@ -1092,28 +1311,78 @@ def job_defaults(method: str, fsdp: bool, on_cuda: bool, bf16_ok: bool) -> dict[
     return defaults
 
 
+def hardware() -> tuple[bool, bool]:
+    """(CUDA usable, bf16 supported): T4 (sm75) only emulates bf16, so fp16 there."""
+    import torch
+
+    on_cuda = torch.cuda.is_available()
+    return on_cuda, on_cuda and torch.cuda.get_device_capability()[0] >= 8
+
+
+def make_parser(given: dict[str, Any]) -> Any:
+    """TrlParser over (our arguments, the method's config class, ModelConfig), with the job's defaults."""
+    import trl
+
+    on_cuda, bf16_ok = hardware()
+    method = given["method"]
+    parser = trl.TrlParser((TrainScriptArguments, getattr(trl, CONFIG_CLASSES[method]), trl.ModelConfig))
+    parser.set_defaults(**job_defaults(method, _true(given.get("fsdp", False)), on_cuda, bf16_ok))
+    return parser
+
+
 def parse_args(
     argv: list[str] | None = None,
 ) -> tuple[TrainScriptArguments, TrainingArguments, ModelConfig, set[str]]:
     """(script_args, training_args, model_args, explicit keys) via TrlParser, method config chosen by --method."""
     argv = list(sys.argv[1:] if argv is None else argv)
     given = given_options(argv)
-    import torch
-    import trl
-
-    on_cuda = torch.cuda.is_available()
-    bf16_ok = on_cuda and torch.cuda.get_device_capability()[0] >= 8  # T4 (sm75) only emulates bf16: fp16 there
-    method = given["method"]
-    parser = trl.TrlParser((TrainScriptArguments, getattr(trl, CONFIG_CLASSES[method]), trl.ModelConfig))
-    parser.set_defaults(**job_defaults(method, _true(given.get("fsdp", False)), on_cuda, bf16_ok))
+    parser = make_parser(given)
     argv = spread_lists(parser, argv)
     try:
         script_args, training_args, model_args = parser.parse_args_and_config(argv)
     except ValueError as exc:  # TRL / transformers config validation (e.g. GRPO batch vs num_generations)
         raise JobError(f"invalid training arguments: {exc}") from None
     explicit = set(given)
-    apply_peft_mode(script_args, model_args, explicit, on_cuda, bf16_ok)
+    apply_peft_mode(script_args, model_args, explicit, *hardware())
     return script_args, training_args, model_args, explicit
+
+
+def as_flag(name: str, value: Any) -> str:
+    """One `--name=value` argument for a config value the job decided (an enum as its value, a bool as true/false)."""
+    value = getattr(value, "value", value)
+    return f"--{name}={str(value).lower() if isinstance(value, bool) else value}"
+
+
+def final_config(
+    argv: list[str], parsed: dict[str, Any], training_args: TrainingArguments, method: str, explicit: set[str],
+    train_rows: int,
+) -> TrainingArguments:  # fmt: skip
+    """The config the trainer really gets, checked before the model loads.
+
+    What the job changed on the parsed config (`parsed`: its values as TRL first built them; evaluation turned on for
+    an eval set, the output repo's owner, Trackio, packing for padding-free) is checked by the shared rules (each
+    with its fix), then TRL builds the config again from the job's arguments plus those changes, so every check of
+    TRL's config class runs on the final values; then GRPO's prompts are counted against its generation batch.
+    """
+    names = [f.name for f in fields(training_args) if f.init and f.name in parsed]
+    changes = {k: getattr(training_args, k) for k in names if getattr(training_args, k) != parsed[k]}
+    options = {**parsed, **changes}
+    evaluates = str(getattr(options.get("eval_strategy"), "value", options.get("eval_strategy"))) != "no"
+    problems = config_problems(method, options, training_args.world_size, evaluates=evaluates, given=explicit)
+    if problems:
+        raise JobError("; ".join(problems))
+    parser = make_parser(given_options(argv))
+    try:
+        _, final, _ = parser.parse_args_and_config(
+            spread_lists(parser, [*argv, *(as_flag(k, v) for k, v in changes.items())])
+        )
+    except ValueError as exc:
+        raise JobError(f"invalid training arguments once the job set {', '.join(changes)}: {exc}") from None
+    if method == "grpo":
+        problem = grpo_prompt_problem(train_rows, final.generation_batch_size, final.num_generations)
+        if problem:
+            raise JobError(problem)
+    return final
 
 
 def apply_peft_mode(
@@ -1134,6 +1403,15 @@ def apply_peft_mode(
         model_args.dtype = "bfloat16" if bf16_ok else "float16"
     if model_args.load_in_4bit and "bnb_4bit_quant_storage" not in explicit:
         model_args.bnb_4bit_quant_storage = model_args.dtype  # lets FSDP shard the 4-bit weights
+
+
+def use_padding_free(method: str, training_args: TrainingArguments, explicit: set[str]) -> None:
+    """`padding_free` SFT packs (BFD, TRL's padding-free packing) unless `packing` was given (`padding_free_changes`):
+    TRL refuses padding-free without packing while `max_length` is set."""
+    given = {name: getattr(training_args, name, None) for name in explicit}
+    for name, value in padding_free_changes(method, given).items():
+        setattr(training_args, name, value)
+        log(f"padding_free: packing the examples ({name}={value}, BFD: padding-free and max_length kept)")
 
 
 def configure_run(
@@ -1247,15 +1525,23 @@ def trained_stop_rows(trainer: Trainer, method: str, token_id: int, limit: int =
     return found, checked
 
 
-def check_stop_trained(trainer: Trainer, method: str, max_length: int | None) -> None:
+def check_stop_trained(trainer: Trainer, method: str, max_length: int | None, documents: bool = False) -> None:
     """The EOS the job trains with is in the trained part of the examples: an error when in none, a warning when
-    some lose it (cut by max_length): the model would not learn to stop."""
+    some lose it (cut by max_length): the model would not learn to stop. Plain-text documents (`documents`: SFT on
+    a `text` column, continued pre-training) are truncated on purpose: their count is said, never refused."""
     tokenizer = getattr(trainer.processing_class, "tokenizer", trainer.processing_class)
     counts = trained_stop_rows(trainer, method, tokenizer.eos_token_id)
     if not counts or not counts[1]:
         return
     found, checked = counts
     token = tokenizer.eos_token
+    if documents:
+        if found < checked:
+            log(
+                f"{checked - found} of the first {checked} documents are longer than max_length={max_length}: each is "
+                f"truncated to its first {max_length} tokens (continued pre-training), the rest of it is not trained on"
+            )
+        return
     if found == 0:
         raise JobError(
             f"none of the first {checked} training examples has {token} (the token that ends an answer) in the part "
@@ -1267,6 +1553,25 @@ def check_stop_trained(trainer: Trainer, method: str, max_length: int | None) ->
             f"WARNING: {checked - found} of the first {checked} training examples lose {token} (the end of the answer) "
             f"to truncation at max_length={max_length}: on those the model does not learn to stop"
         )
+
+
+def check_kept_rows(trainer: Trainer, method: str, train_rows: int, test: Dataset | None) -> None:
+    """Rows the trainer dropped at max_length (`dropped_rows_problem`), counted and said: an error when none remain
+    (train or eval), a warning with the count otherwise. Packed data has another count: not checked."""
+    max_length = getattr(trainer.args, "max_length", None)
+    if max_length is None or getattr(trainer.args, "packing", False):
+        return
+    sets = [("training", trainer.train_dataset, train_rows)]
+    if test is not None and isinstance(trainer.eval_dataset, type(trainer.train_dataset)):
+        sets.append(("eval", trainer.eval_dataset, len(test)))
+    for name, kept, total in sets:
+        problem = dropped_rows_problem(method, total - len(kept), total, max_length)
+        if problem is None:
+            continue
+        fatal, message = problem
+        if fatal:
+            raise JobError(f"{name} set: {message}")
+        log(f"WARNING: {name} set: {message}")
 
 
 def upcast_trainable(model: Any) -> int:
@@ -1477,12 +1782,15 @@ def samples_and_card(
 
 
 def main(
-    args: TrainScriptArguments, training_args: TrainingArguments, model_args: ModelConfig, explicit: set[str]
-) -> None:
+    args: TrainScriptArguments, training_args: TrainingArguments, model_args: ModelConfig, explicit: set[str],
+    argv: list[str],
+) -> None:  # fmt: skip
     """Check everything, load data, train, save, sample, write the card, push."""
     import torch
 
+    parsed = dict(vars(training_args))  # as TRL first built it: what the job changes is checked again (final_config)
     check_environment(args, training_args, model_args, torch.cuda.is_available())
+    use_padding_free(args.method, training_args, explicit)
     user = resolve_hub(args, training_args)
     reward_names = parse_reward_names(args.reward_funcs) if args.method == "grpo" else []
     train, test, mapping, reward_names = load_data(args, reward_names)
@@ -1498,6 +1806,7 @@ def main(
                 f"training and saving with {stop_token} as EOS, so the model stops after its answer"
             )
     trackio_url = configure_run(args, training_args, explicit, test is not None, user)
+    training_args = final_config(argv, parsed, training_args, args.method, explicit, len(train))
     training_args.model_init_kwargs = model_init_kwargs(training_args, model_args)
 
     resume = training_args.resume_from_checkpoint
@@ -1509,7 +1818,8 @@ def main(
             resume = download_last_checkpoint(training_args.hub_model_id, dest, training_args.hub_token)
 
     trainer = build_trainer(args, training_args, model_args, train, test, reward_names, stop_token)
-    check_stop_trained(trainer, args.method, getattr(training_args, "max_length", None))
+    check_kept_rows(trainer, args.method, len(train), test)
+    check_stop_trained(trainer, args.method, getattr(training_args, "max_length", None), "text" in train.column_names)
     trainer.add_callback(progress_callback())
     trainer.train(resume_from_checkpoint=resume)
     if not training_args.push_to_hub:  # push_to_hub() saves the model itself (save_model() would push twice)
@@ -1540,7 +1850,7 @@ def cli(argv: list[str] | None = None) -> None:
             if launch:
                 log(f"{gpus} GPUs: one training process per GPU ({' '.join(launch[1:5])} ...)")
                 os.execv(launch[0], launch)
-        main(*parse_args(argv))
+        main(*parse_args(argv), argv=argv)
     except (JobError, MappingError) as exc:
         print(f"ERROR: {exc}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -13,13 +15,16 @@ import pytest
 
 from trainer_space.jobs.reproduce import hf_run_command, python_run_snippet
 from trainer_space.jobs.spec import (
+    ARG_MAX,
     GPUS_ENV,
-    SCRIPT_ENV,
+    MAX_ARG_STRLEN,
+    SCRIPT_SHA_ENV,
     Template,
     job_name,
     load_template,
     parse_pep723,
     pip_script_request,
+    script_vars,
     template_constants,
     uv_script_request,
 )
@@ -73,7 +78,8 @@ def test_boot_refuses_a_script_that_does_not_match_its_hash(tmp_path):
     request = uv_script_request(_template(), [], flavor="t4-small", timeout_s=3600, labels={})
     import base64
 
-    request.env[SCRIPT_ENV] = base64.b64encode(b"print('tampered')").decode()
+    (name,) = script_vars(request)
+    request.env[name] = base64.b64encode(b"print('tampered')").decode()
     out = _run(request, tmp_path)
     assert out.returncode != 0
     assert "tampered" not in out.stdout
@@ -121,7 +127,8 @@ def test_equivalent_commands_are_copyable_and_never_hold_a_token():
     assert 'os.environ["HF_TOKEN"]' in py and "hf_" not in py.replace("HF_TOKEN", "") and "name='train-sft-x'" in py
     request = pip_script_request(t, args, image="img:1", flavor="cpu-upgrade", timeout_s=5400, labels={"a": "b"})
     run = hf_run_command(request, t)
-    assert run.startswith("hf jobs run") and '"$(base64 -w0 echo.py)"' in run and "--timeout 90m" in run
+    assert run.startswith("hf jobs run") and "--timeout 90m" in run
+    assert "base64 < echo.py | tr -d '\\n' | cut -c 1-64000" in run and "-w0" not in run  # no GNU-only flag
     compile(python_run_snippet(request, t), "<snippet>", "exec")
 
 
@@ -181,3 +188,74 @@ def test_the_job_torch_is_pytorchs_cuda_12_build_as_the_template_says():
     assert "linux" in source["marker"]  # elsewhere (a laptop running the script) PyPI's torch
     assert "torch==2.13.0" in meta["dependencies"]
     assert build["cuda"].startswith("12.") and build["min_driver"] == "525.60.13"
+
+
+# ----------------------------------------------------------------------------- how the script reaches the job
+def _big_template(size: int) -> Template:
+    """A script of about `size` bytes: the echo script padded with comments (incompressible enough)."""
+    import random
+
+    rng = random.Random(0)
+    pad = "".join(f"# {rng.getrandbits(256):064x}\n" for _ in range(size // 67))
+    return _template(ECHO_SCRIPT + pad, "big.py")
+
+
+def _exec_strings(request) -> list[bytes]:
+    """What the kernel copies at exec: every argument and every `NAME=value` environment string."""
+    return [a.encode() for a in request.command] + [f"{k}={v}".encode() for k, v in request.env.items()]
+
+
+@pytest.mark.parametrize("name", ["train.py", "export_gguf.py"])
+def test_what_carries_the_script_stays_far_from_the_kernels_limits(name):
+    """Linux refuses to start a process (E2BIG, "Argument list too long") when one argument or environment string
+    exceeds MAX_ARG_STRLEN (128 KiB) or all of them ARG_MAX (2 MiB with the usual 8 MiB stack). The script travels
+    base64-encoded in 64 KiB variables, so no string nears the first; this fails when the whole request nears a
+    quarter of the second (the template grown about 5x), long before a job would."""
+    template = load_template(name)
+    request = uv_script_request(template, ["--method=sft"] * 40, flavor="a10g-small", timeout_s=3600,
+                                labels={}, env={"TRAINER_SPACE_CONFIG": "{" + "x" * 4000 + "}"})  # fmt: skip
+    strings = _exec_strings(request)
+    assert max(len(s) for s in strings) <= MAX_ARG_STRLEN // 2
+    assert sum(len(s) + 1 for s in strings) <= ARG_MAX // 4, f"{name}: the request nears ARG_MAX"
+    assert len(script_vars(request)) >= (1 if len(template.text) < 48_000 else 2)
+
+
+def test_a_script_far_beyond_one_strings_limit_still_starts(tmp_path):
+    """A 400 KB script (about 530 KB of base64: four times the 128 KiB per-string limit) starts and runs: the exec
+    would fail with "Argument list too long" if any one variable carried it whole."""
+    _fake_bin(tmp_path, "uv", f'shift 2; exec {sys.executable} "$@"\n')
+    template = _big_template(400_000)
+    request = uv_script_request(template, ["--x", "y"], flavor="t4-small", timeout_s=3600, labels={})
+    assert len(script_vars(request)) == -(-len(base64_size(template)) // 64_000) >= 8
+    out = _run(request, tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout.split("ARGS=")[1]) == ["--x", "y"]
+    assert request.env[SCRIPT_SHA_ENV] == template.sha256
+
+
+def base64_size(template: Template) -> str:
+    import base64
+
+    return base64.b64encode(template.text.encode()).decode()
+
+
+@pytest.mark.parametrize("wrap", [None, 76], ids=["bsd-base64", "gnu-base64"])
+def test_the_copyable_command_builds_the_same_variables_on_linux_and_macos(tmp_path, wrap):
+    """The command's `base64 < file | tr -d '\\n' | cut -c A-B` gives the app's exact variables whether base64 wraps
+    its lines (GNU, at 76) or not (macOS): the script's chunks, byte for byte."""
+    import base64
+
+    template = _big_template(150_000)
+    (tmp_path / "big.py").write_text(template.text)
+    request = uv_script_request(template, [], flavor="t4-small", timeout_s=3600, labels={})
+    real = base64.b64encode(template.text.encode()).decode()
+    lines = [real[i : i + wrap] for i in range(0, len(real), wrap)] if wrap else [real]
+    (tmp_path / "encoded").write_text("\n".join(lines) + "\n")
+    _fake_bin(tmp_path, "base64", f"cat {tmp_path / 'encoded'}\n")  # this platform's base64, reading stdin
+    cli = hf_run_command(request, template)
+    for name in script_vars(request):
+        (expression,) = re.findall(rf'--env {name}="(\$\([^)]*\))"', cli)
+        env = {**os.environ, "PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}"}
+        shown = subprocess.run(["bash", "-c", f'printf %s "{expression}"'], cwd=tmp_path, env=env,
+                               capture_output=True, text=True, check=True).stdout  # fmt: skip
+        assert shown == request.env[name], name

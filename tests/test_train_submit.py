@@ -13,7 +13,7 @@ from trainer_space.hub.session import WHOAMI_CACHE, HubSession
 from trainer_space.jobs.accuracy import ESTIMATE_ENV
 from trainer_space.jobs.config import CONFIG_ENV, TrainingConfig
 from trainer_space.jobs.preflight import PreflightFailed
-from trainer_space.jobs.spec import SCRIPT_ENV, SCRIPT_SHA_ENV, load_template
+from trainer_space.jobs.spec import SCRIPT_SHA_ENV, load_template, script_chunks
 from trainer_space.jobs.training import submit_training as _submit
 
 
@@ -106,7 +106,7 @@ def test_submit_sends_the_exact_job_field_by_field(hub):
     assert body["secrets"] == {"HF_TOKEN": hub.alice}
     assert body["environment"][SCRIPT_SHA_ENV] == template.sha256
     assert set(body["environment"]) == {
-        SCRIPT_ENV,
+        *script_chunks(template),  # the script's base64 in pieces of 64,000 characters (a string may hold 128 KiB)
         SCRIPT_SHA_ENV,
         CONFIG_ENV,
         "PYTHONUNBUFFERED",
@@ -312,8 +312,9 @@ def test_submit_training_api(hub, app_url):
 
 
 def _grpo(dataset: str, **kw) -> TrainingConfig:
-    return _cfg(method="grpo", dataset=dataset, timeout="48h", per_device_train_batch_size=8,
-                gradient_accumulation_steps=1, **kw)  # fmt: skip
+    base = {"method": "grpo", "dataset": dataset, "timeout": "48h", "per_device_train_batch_size": 8,
+            "gradient_accumulation_steps": 1}  # fmt: skip
+    return _cfg(**{**base, **kw})
 
 
 def test_grpo_accuracy_without_an_answer_column_is_refused_naming_the_mapping(hub):
@@ -406,3 +407,68 @@ def test_blackwell_flavors_are_not_picked_and_refused_when_chosen(hub):
                 "RTX PRO 6000 GPUs (compute capability 12.0), which the job's PyTorch build (CUDA 12.6")  # fmt: skip
     finally:
         hardware.clear_cache()
+
+
+# ----------------------------------------------------------------------------- TRL's rules on the final config
+# (data/trl_rules.py: the same rules the job checks again, right before its trainer is built)
+def test_grpo_whose_eval_batch_does_not_fit_its_groups_is_refused_before_anything_is_paid(hub):
+    """The issue's job: num_generations 16, batch 4 x accumulation 4, gsm8k's `test` split. TRL checked the config
+    before the job turned evaluation on, and the job crashed at its first evaluation (step 100)."""
+    hub.add_dataset("alice/gsm", {"train": MATH, "test": MATH[:5]}, num_rows={"train": 2000, "test": 5})
+    issue = {"num_generations": 16, "per_device_train_batch_size": 4, "gradient_accumulation_steps": 4}
+    _failed(hub, hub.alice, _grpo("alice/gsm", **issue), "training settings",
+            "the job would crash at its first evaluation (step 100)")  # fmt: skip
+    with pytest.raises(PreflightFailed) as info:
+        submit_training(HubSession(hub.alice), _grpo("alice/gsm", **issue), dry_run=False)
+    message = {c.name: c.message for c in info.value.failed}["training settings"]
+    assert "eval batch (8 x 1 GPU(s))" in message and '"per_device_eval_batch_size": 16' in message
+    assert "the dataset has a 'test' split" in message
+    # an eval fraction turns evaluation on too
+    _failed(hub, hub.alice, _grpo("alice/math", eval_split_fraction=0.1, **issue), "training settings",
+            "eval_split_fraction=0.1")  # fmt: skip
+
+    def settings(cfg: TrainingConfig) -> dict:
+        return _checks(submit_training(HubSession(hub.alice), cfg, dry_run=True)).get("training settings", {})
+
+    assert settings(_grpo("alice/gsm", **issue, advanced={"per_device_eval_batch_size": 16})) == {}  # the fix
+    assert settings(_grpo("alice/gsm", **issue, flavor="a10g-largex2")) == {}  # 2 GPUs: a global eval batch of 16
+    assert settings(_grpo("alice/math", **issue)) == {}  # no eval set: no evaluation
+
+
+def test_grpo_with_fewer_prompts_than_one_generation_batch_is_refused(hub):
+    """20 prompts, 8 x 8 completions per generation batch (32 prompts): 0 steps and an untrained model pushed."""
+    cfg = _grpo("alice/math", num_generations=2, gradient_accumulation_steps=8)
+    hub.add_dataset("alice/few", {"train": MATH})
+    _failed(hub, hub.alice, _grpo("alice/few", num_generations=2, gradient_accumulation_steps=8),
+            "training settings", "GRPO draws 32 different prompts per generation batch")  # fmt: skip
+    result = submit_training(HubSession(hub.alice), cfg, dry_run=True)  # 2,000 rows
+    assert "training settings" not in _checks(result)  # 2,000 rows: enough
+
+
+def test_padding_free_packs_and_is_refused_only_without_packing(hub):
+    """TRL 1.16 refuses padding-free without packing while max_length is set (the app always sets it)."""
+    result = submit_training(HubSession(hub.alice), _cfg(advanced={"padding_free": True}), dry_run=True)
+    check = _checks(result)["training settings"]
+    assert check["status"] == "ok" and "packs the examples" in check["message"]
+    _failed(hub, hub.alice, _cfg(advanced={"padding_free": True, "packing": False}), "training settings",
+            "padding_free without packing")  # fmt: skip
+    dpo = _cfg(method="dpo", dataset="alice/pairs-dpo", advanced={"padding_free": True})
+    hub.add_dataset("alice/pairs-dpo", {"train": [{"prompt": "Hi?", "chosen": "Hello.", "rejected": "No."}] * 10})
+    check = _checks(submit_training(HubSession(hub.alice), dpo, dry_run=True))["training settings"]
+    assert check["status"] == "warn" and "changes nothing" in check["message"]  # TRL 1.16 ignores it for DPO
+
+
+def test_reward_pairs_over_max_length_are_counted_and_refused_when_none_remain(hub):
+    """The reward trainer drops (never truncates) pairs longer than max_length: said with the count, an error when
+    every measured pair would go."""
+    short = [{"prompt": f"Question {i}?", "chosen": "Yes.", "rejected": "No."} for i in range(10)]
+    long = [{**r, "rejected": "No, " + "really not " * 30} for r in short]
+    hub.add_dataset("alice/pairs", {"train": short + long})
+    hub.add_dataset("alice/long-pairs", {"train": long})
+    result = submit_training(HubSession(hub.alice), _cfg(method="reward", dataset="alice/pairs", max_length=32),
+                             dry_run=True)  # fmt: skip
+    check = _checks(result)["lengths"]
+    assert check["status"] == "warn" and "10 of 20 pairs (50%) are too long for max_length=32" in check["message"]
+    assert "drops a pair" in check["message"] and "not truncate" in check["message"]
+    _failed(hub, hub.alice, _cfg(method="reward", dataset="alice/long-pairs", max_length=32), "lengths",
+            "all 10 pairs are too long for max_length=32")  # fmt: skip

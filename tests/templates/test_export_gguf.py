@@ -255,8 +255,52 @@ def test_missing_quantizer_fails_clearly_before_converting(tmp_path: Path) -> No
 
 def test_refuses_to_start_without_a_token(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
     monkeypatch.delenv("HF_TOKEN", raising=False)
-    assert export.main(["--model", "alice/tiny"]) == 2
+    assert export.main(["--model", "alice/tiny", "--quantizations", "Q8_0"]) == 2
     assert capsys.readouterr().err.startswith("ERROR: HF_TOKEN is not set")
+
+
+def test_the_quantizer_is_checked_first(hub, monkeypatch: pytest.MonkeyPatch, capsys, tmp_path: Path) -> None:
+    """A K-quant without llama-quantize stops before any download or merge (it used to stop after both)."""
+    hub.add_model("alice/tiny", files={"config.json": "{}", "model.safetensors": b"x" * 1000})
+    monkeypatch.setenv("HF_TOKEN", hub.alice)
+    argv = ["--model", "alice/tiny", "--quantizations", "Q4_K_M", "--push", "false", "--llama_cpp_dir",
+            str(tmp_path / "no-llama"), "--work_dir", str(tmp_path / "w")]  # fmt: skip
+    assert export.main(argv) == 2
+    assert "Q4_K_M needs llama.cpp's llama-quantize" in capsys.readouterr().err
+    assert not (tmp_path / "w" / "input").exists() and not hub.requests_to("/alice/tiny/resolve", "GET")
+
+
+def test_only_the_final_weights_are_downloaded() -> None:
+    """A full fine-tune pushed with `hub_strategy=checkpoint` also holds `last-checkpoint/` (and maybe
+    `checkpoint-*/`): only the top-level files conversion needs are fetched."""
+    files = {"config.json": 1, "model.safetensors": 10, "tokenizer.json": 1, "chat_template.jinja": 1,
+             "README.md": 1, "training_args.bin": 1, "last-checkpoint/model.safetensors": 10,
+             "last-checkpoint/config.json": 1, "checkpoint-100/model.safetensors": 10, "optimizer.pt": 5}  # fmt: skip
+    assert export.download_plan(files) == ["chat_template.jinja", "config.json", "model.safetensors", "tokenizer.json"]
+    legacy = {"config.json": 1, "pytorch_model.bin": 10, "last-checkpoint/pytorch_model.bin": 10}
+    assert export.download_plan(legacy) == ["config.json", "pytorch_model.bin"]
+
+
+def test_the_disk_is_checked_before_the_weights_are_downloaded(
+    hub, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Sizes come from the repo's file list: a disk too small for the weights plus the GGUF files stops the job
+    before the weights are downloaded (it used to check after the download)."""
+    weights = b"\0" * 4_000_000  # an fp32 checkpoint: 2 MB at 16 bits
+    hub.add_model("alice/big", files={"config.json": '{"dtype": "float32"}', "model.safetensors": weights,
+                                      "last-checkpoint/model.safetensors": weights})  # fmt: skip
+    free = shutil.disk_usage(tmp_path)._replace(free=5_000_000)  # < 4 MB download + 2 MB F16 + 1.06 MB Q8_0
+    monkeypatch.setattr(export.shutil, "disk_usage", lambda _: free)
+    cfg = export.ExportConfig(model="alice/big", outtype="f16", push=False)
+    with pytest.raises(export.ExportError) as err:
+        export.resolve_input(cfg, tmp_path / "w", hub.alice, ["F16", "Q8_0"])
+    assert err.value.exit_code == 2 and "not enough disk" in str(err.value) and "alice/big" in str(err.value)
+    assert (tmp_path / "w" / "input" / "config.json").is_file()  # the small files, read for the dtype
+    assert not (tmp_path / "w" / "input" / "model.safetensors").exists()  # not the weights
+    free = free._replace(free=8_000_000)
+    resolved = export.resolve_input(cfg, tmp_path / "w", hub.alice, ["F16", "Q8_0"])
+    assert (resolved.model_dir / "model.safetensors").stat().st_size == len(weights)
+    assert not (resolved.model_dir / "last-checkpoint").exists()
 
 
 def test_bad_arguments_exit_2(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:

@@ -101,3 +101,111 @@ def test_accepted_shape_trains_with_the_proposed_mapping(
     if method == "grpo":  # the job's default is the one the Space's plan shows for the same mapped data
         (expected,) = default_rewards(mapped_fields(rows, report.mapping))
         assert f"using the default for this data: {expected}" in capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------------- the final config, with real shapes
+def _argv(method: str, model: Path, data: Path, out: Path, *extra: str) -> list[str]:
+    return ["--method", method, "--peft_mode", "lora", "--model_name_or_path", str(model), "--dataset_name", str(data),
+            "--output_dir", str(out), "--max_steps", "2", "--per_device_train_batch_size", "2", "--logging_steps", "1",
+            "--report_to", "none", "--push_to_hub", "false", "--num_sample_generations", "1",
+            "--dataloader_pin_memory", "false", *extra]  # fmt: skip
+
+
+@pytest.fixture
+def no_job_env(monkeypatch) -> None:
+    for key in ("HF_TOKEN", "RANK", "LOCAL_RANK", train.GPUS_ENV):
+        monkeypatch.delenv(key, raising=False)
+
+
+@pytest.mark.slow
+def test_grpo_with_evaluation_on(tiny_model: Path, tmp_path: Path, no_job_env, capsys) -> None:
+    """GRPO prompts with answers and a `test` split (gsm8k's shape): the job turns evaluation on, TRL rebuilds the
+    config with it, and the evaluation runs (it crashed at step 100 when the eval batch did not fit the groups)."""
+    from datasets import Dataset, DatasetDict
+
+    rows = SHAPES["grpo_prompt_answer"]["rows"] * 4
+    DatasetDict({"train": Dataset.from_list(rows), "test": Dataset.from_list(rows[:4])}).save_to_disk(
+        str(tmp_path / "gsm")
+    )
+    out = tmp_path / "out"
+    train.cli(_argv("grpo", tiny_model, tmp_path / "gsm", out, "--num_generations", "2", "--max_completion_length",
+                    "8", "--eval_steps", "1", "--per_device_eval_batch_size", "2"))  # fmt: skip
+    state = json.loads((out / "trainer_state.json").read_text())
+    assert state["global_step"] == 2
+    evaluations = [e for e in state["log_history"] if any(k.startswith("eval_") for k in e)]
+    assert evaluations and any("eval_rewards/accuracy_reward/mean" in e for e in evaluations), state["log_history"]
+    assert "data: 8 training rows, 4 eval rows" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_reward_pairs_over_max_length_are_counted_then_refused_when_none_remain(
+    tiny_model: Path, tmp_path: Path, no_job_env, capsys
+) -> None:
+    """The reward trainer drops pairs longer than max_length (it does not truncate them): the job counts them before
+    the model loads and after TRL tokenized them, trains on the rest, and refuses when none would remain."""
+    from datasets import Dataset
+
+    short = SHAPES["preference_explicit"]["rows"]
+    long = [{**r, "rejected": r["rejected"] + " and so on" * 12} for r in short]
+    Dataset.from_list((short + long) * 2).save_to_disk(str(tmp_path / "half"))
+    Dataset.from_list(long * 4).save_to_disk(str(tmp_path / "all"))
+    n = len(short) * 2
+    out = tmp_path / "out"
+    train.cli(_argv("reward", tiny_model, tmp_path / "half", out, "--max_length", "48"))
+    said = capsys.readouterr().out
+    assert f"WARNING: {n} of {2 * n} pairs (50%) are too long for max_length=48" in said  # before the model loads
+    assert f"WARNING: training set: {n} of {2 * n} pairs (50%) are too long" in said  # TRL's own count
+    assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 2
+    with pytest.raises(SystemExit) as exit_info:
+        train.cli(_argv("reward", tiny_model, tmp_path / "all", tmp_path / "none", "--max_length", "48"))
+    assert exit_info.value.code == 2
+    (line,) = [x for x in capsys.readouterr().err.splitlines() if x.startswith("ERROR:")]
+    assert f"all {len(long) * 4} pairs are too long for max_length=48" in line
+    assert not (tmp_path / "none").exists()  # refused before the model loaded
+
+
+@pytest.mark.slow
+def test_full_fine_tune_pushed_with_its_checkpoint_exports_to_gguf(hub, tiny_model: Path, tmp_path: Path) -> None:
+    """A full fine-tune as the app makes it (pushed to the Hub with `last-checkpoint/` beside the final weights) is
+    exported to GGUF from the Hub: only the final weights are downloaded, and the GGUF reads back."""
+    import subprocess
+    import sys
+
+    from tests.templates.conftest import REPO_ROOT, TRAIN_SCRIPT, job_env
+    from trainer_space.jobs.backends.llama_cpp import llama_cpp_converter
+
+    repo = "alice/tiny-full-sft"
+    cmd = [sys.executable, str(TRAIN_SCRIPT), "--method", "sft", "--model_name_or_path", str(tiny_model),
+           "--dataset_name", str(_text_dir(tmp_path)), "--output_dir", str(tmp_path / "trained"), "--max_steps", "2",
+           "--save_steps", "1", "--per_device_train_batch_size", "2", "--report_to", "none", "--push_to_hub", "true",
+           "--hub_model_id", repo, "--hub_always_push", "true", "--num_sample_generations", "0",
+           "--dataloader_pin_memory", "false"]  # fmt: skip
+    done = subprocess.run(cmd, cwd=REPO_ROOT, env=job_env(tmp_path, offline=False, token=hub.alice),
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    pushed = hub.files(repo)
+    assert "model.safetensors" in pushed and "last-checkpoint/model.safetensors" in pushed
+
+    converter = llama_cpp_converter()
+    work = tmp_path / "work"
+    env = {**job_env(tmp_path, offline=False, token=hub.alice), "PYTHONPATH": str(converter / "gguf-py")}
+    script = REPO_ROOT / "job_templates" / "export_gguf.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--llama_cpp_dir", str(converter), "--model", repo, "--quantizations", "F16",
+         "--pre_tokenizer", "qwen2", "--push", "false", "--output_dir", str(tmp_path / "gguf"),
+         "--work_dir", str(work)],
+        capture_output=True, text=True, timeout=600, env=env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    downloaded = sorted(str(p.relative_to(work / "input")) for p in (work / "input").rglob("*") if p.is_file())
+    assert "model.safetensors" in downloaded
+    assert not [p for p in downloaded if p.startswith(("last-checkpoint", "checkpoint-"))], downloaded
+    assert (tmp_path / "gguf" / "tiny-full-sft-F16.gguf").stat().st_size > 0
+
+
+def _text_dir(tmp_path: Path) -> Path:
+    from datasets import Dataset
+
+    rows = [{"text": f"{r['prompt']} {r['completion']}"} for r in SHAPES["prompt_completion"]["rows"]] * REPEAT
+    Dataset.from_list(rows).save_to_disk(str(tmp_path / "text"))
+    return tmp_path / "text"

@@ -245,20 +245,79 @@ def test_conversational_detection_and_sample_prompts() -> None:
     ("text", "answer"),
     [
         ("so it is \\boxed{42}.", "42"),
+        ("so \\boxed{\\frac{3}{2}} it is", "\\frac{3}{2}"),  # nested braces kept whole
+        ("first \\boxed{1} then \\boxed{-\\frac{7}{3}}", "-\\frac{7}{3}"),  # the last one
         ("<answer> Paris </answer>", "Paris"),
+        ("<answer>It is 5 cm.</answer>", "5"),
         ("Natalia sold 48 clips... #### 72", "72"),
+        ("#### 1,000\nDone.", "1,000"),
+        ("the answer is $\\sqrt{2}$.", "\\sqrt{2}"),
         ("2 + 2 = 4", "4"),
+        ("it is -7/3", "-7/3"),
         ("bonjour", "bonjour"),
     ],
 )
-def test_extract_answer(text: str, answer: str) -> None:
-    assert train.extract_answer(text) == answer
+def test_final_answer(text: str, answer: str) -> None:
+    assert train.final_answer(text) == answer
+
+
+# (completion, gold answer, reward): TRL's math-verify compares LaTeX and numbers symbolically; the app adds GSM8K's
+# "####", <answer> tags, plain final numbers and text answers
+ACCURACY_TABLE = [
+    # the three false positives of the old reward (both sides fell back to their last number): all wrong
+    ("So \\boxed{\\frac{3}{2}}", "\\frac{1}{2}", 0.0),
+    ("So \\boxed{-\\frac{7}{3}}", "\\frac{7}{3}", 0.0),
+    ("So \\boxed{\\sqrt{2}}", "2", 0.0),
+    # fractions: equal values in other forms are right
+    ("So \\boxed{\\frac{1}{2}}", "\\frac{1}{2}", 1.0),
+    ("So \\boxed{0.5}", "\\frac{1}{2}", 1.0),
+    ("So \\boxed{\\dfrac{2}{4}}", "1/2", 1.0),
+    ("<answer>1/2</answer>", "0.5", 1.0),
+    # nested braces and roots
+    ("\\boxed{\\frac{\\sqrt{3}}{2}}", "\\frac{\\sqrt{3}}{2}", 1.0),
+    ("\\boxed{\\frac{\\sqrt{3}}{3}}", "\\frac{\\sqrt{3}}{2}", 0.0),
+    ("\\boxed{2\\sqrt{2}}", "\\sqrt{8}", 1.0),
+    # negatives
+    ("\\boxed{-3}", "-3", 1.0),
+    ("\\boxed{3}", "-3", 0.0),
+    ("The answer is -3.", "-3", 1.0),
+    # units
+    ("\\boxed{5 \\text{ cm}}", "5", 1.0),
+    ("<answer>5 cm</answer>", "5", 1.0),
+    ("It costs 18 dollars.", "18", 1.0),
+    # GSM8K: gold solutions end with '#### <number>', completions may too
+    ("She has 48 / 2 = 24 left. #### 72", "Natalia sold 48/2 = 24 clips in May.\n#### 72", 1.0),
+    ("#### 71", "Natalia sold 48/2 = 24 clips in May.\n#### 72", 0.0),
+    ("The answer is 1,000.", "1000", 1.0),
+    ("I think 999", "1000", 0.0),
+    ("#### 1000", "1000.0", 1.0),
+    # <answer> tags
+    ("<think>2+2</think><answer>4</answer>", "4", 1.0),
+    ("<answer>\\boxed{\\frac{1}{3}}</answer>", "\\frac{1}{3}", 1.0),
+    ("<answer>5</answer> or maybe 4", "4", 0.0),
+    # text answers (math-verify cannot read them): the final answer is, or ends with, the gold text
+    ("It is Paris.", "Paris", 1.0),
+    ("<answer>paris</answer>", "Paris", 1.0),
+    ("It is Lyon.", "Paris", 0.0),
+]
+
+
+@pytest.mark.parametrize(("completion", "gold", "reward"), ACCURACY_TABLE)
+def test_accuracy_reward_table(completion: str, gold: str, reward: float) -> None:
+    assert train.accuracy_reward([completion], answer=[gold]) == [reward]
 
 
 def test_accuracy_reward_for_text_and_conversational_completions() -> None:
     completions = ["The answer is 1,000.", "I think 999", [{"role": "assistant", "content": "#### 1000"}]]
     assert train.accuracy_reward(completions, answer=["1000", "1000", "1000.0"]) == [1.0, 0.0, 1.0]
     assert train.accuracy_reward(["It is Paris."], answer=["paris"]) == [1.0]
+
+
+def test_accuracy_comes_from_trl_with_math_verify_in_the_job() -> None:
+    """The job's accuracy is TRL's `accuracy_reward` (math-verify), and the header installs math-verify."""
+    header = pep723_header(TRAIN_SCRIPT.read_text())
+    assert any(dep.startswith("math-verify==") for dep in header["dependencies"])
+    assert "trl.rewards import accuracy_reward" in TRAIN_SCRIPT.read_text()
 
 
 def test_length_reward_prefers_the_target_length() -> None:
@@ -413,6 +472,8 @@ RUNS = {
         ["--method", "reward", "--peft_mode", "lora", "--dataset_mapping", '{"transforms": ["extract_prompt"]}'],
     ),
     "kto-full": ("unpaired", ["--method", "kto", "--dataset_mapping", '{"transforms": ["label_to_bool"]}']),
+    # TRL 1.16 refuses padding-free without packing while max_length is set (and the app always sets it)
+    "sft-text-padding-free-lora": ("text", ["--peft_mode", "lora", "--padding_free", "true"]),
     # implicit prompts (hh-rlhf): READY as they are, no mapping; the samples take the prompt from the pair
     "dpo-implicit-lora": ("implicit_preference", ["--method", "dpo", "--peft_mode", "lora"]),
     "reward-implicit-full": ("implicit_preference", ["--method", "reward"]),
@@ -443,6 +504,8 @@ def test_method_trains_on_cpu(run_id: str, run_train, tiny_model: Path, datasets
         assert logged(out, "eval_loss")
     if method == "grpo":
         assert logged(out, "rewards/accuracy_reward/mean") and logged(out, "rewards/length_reward/mean")
+    if "--padding_free" in args:
+        assert "padding_free: packing the examples (packing=True" in proc.stdout
     if "trackio" in args:  # offline Trackio (no Space when not pushing): metrics in TRACKIO_DIR, project = out dir
         assert (tmp_path / "trackio" / "out.db").exists()
     if dataset == "implicit_preference":  # the prompt comes from the pair: samples exist and show it
@@ -560,6 +623,7 @@ def test_a_missing_column_stops_the_process_before_the_model_loads(
     assert "Loading weights" not in proc.stdout + proc.stderr
 
 
+QUESTION_AS_PROMPT = '{"columns": {"prompt": "question"}}'
 ERRORS = {
     "missing-split": ("text", ["--dataset_train_split", "validation"], "available splits: ['train']"),
     "no-chat-template": ("messages", ["--model_name_or_path", "{base}"], "has no chat template"),
@@ -577,6 +641,23 @@ ERRORS = {
     ),
     "grpo-batch-vs-generations": (  # TRL's own config check, reported the same way
         "question_answer", ["--method", "grpo", "--reward_funcs", "length"], "divisible by num_generations (8)"
+    ),
+    "grpo-eval-batch-vs-generations": (  # the issue's job: it crashed at its first evaluation, after step 100
+        "question_answer",
+        ["--method", "grpo", "--reward_funcs", "length", "--dataset_mapping", QUESTION_AS_PROMPT, "--num_generations", "16",
+         "--per_device_train_batch_size",
+         "4", "--gradient_accumulation_steps", "4", "--eval_split_fraction", "0.25"],
+        "crash at its first evaluation (step 100)",
+    ),
+    "grpo-fewer-prompts-than-a-generation-batch": (  # it trained 0 steps and pushed an untrained adapter
+        "question_answer",
+        ["--method", "grpo", "--reward_funcs", "length", "--dataset_mapping", QUESTION_AS_PROMPT, "--num_generations", "2",
+         "--gradient_accumulation_steps",
+         "8", "--max_train_samples", "6"],
+        "train 0 steps",
+    ),
+    "padding-free-without-packing": (
+        "text", ["--padding_free", "true", "--packing", "false"], "padding_free without packing"
     ),
     "kto-batch-of-one": ("unpaired", ["--method", "kto", "--per_device_train_batch_size", "1"], "KTO needs"),
     "mapping-source-missing": ("text", ["--dataset_mapping", '{"columns": {"prompt": "q"}}'], "prompt <- 'q'"),
@@ -681,8 +762,12 @@ def test_gpu_guard_stops_a_cpu_only_machine_before_any_download(monkeypatch, cap
     assert exit_info.value.code == 2 and time.monotonic() - start < 30
     err = capsys.readouterr().err
     (line,) = [x for x in err.splitlines() if x.startswith("ERROR:")]
-    assert "this job's flavor has 1 GPU(s) but PyTorch sees 0" in line
-    assert "needs an NVIDIA driver >= 525.60.13" in line and "before downloading the model or the data" in line
+    assert (
+        "this job's flavor has 1 GPU(s) but PyTorch sees 0" in line
+        and "before downloading the model or the data" in line
+    )
+    # this machine's torch is a CPU build: no driver would help, the job installed the wrong torch
+    assert "is a CPU build, without CUDA" in line and "uv run" in line and "NVIDIA driver" not in line
     assert not (tmp_path / "out").exists()
     monkeypatch.setenv(train.GPUS_ENV, "0")  # a CPU flavor: nothing to check
     assert train.gpu_problem(0) is None
@@ -700,8 +785,10 @@ def test_gpu_guard_names_the_driver_warning_and_unsupported_gpus(monkeypatch) ->
         return False
 
     monkeypatch.setattr(torch.cuda, "is_available", old_driver)
+    monkeypatch.setattr(torch.version, "cuda", "12.6")  # the header's CUDA build, on a driver too old for it
     monkeypatch.setattr(train, "nvidia_driver", lambda: "535.129.03")
     problem = train.gpu_problem(4)
+    assert "needs an NVIDIA driver >= 525.60.13" in problem and "CPU build" not in problem
     assert (
         "has 4 GPU(s) but PyTorch sees 0 (CUDA initialization: The NVIDIA driver on your system is too old" in problem
     )
@@ -776,6 +863,27 @@ def test_the_end_of_turn_token_must_be_in_the_trained_part(
     (line,) = [x for x in capsys.readouterr().err.splitlines() if x.startswith("ERROR:")]
     assert "none of the first 8 training examples has <|im_end|> (the token that ends an answer)" in line
     assert not (tmp_path / "out" / "trainer_state.json").exists()
+
+
+@pytest.mark.slow
+def test_documents_longer_than_max_length_are_truncated_not_refused(
+    capsys, monkeypatch, tiny_model: Path, tmp_path: Path
+) -> None:
+    """Continued pre-training on plain text: documents longer than max_length lose their end (and its EOS) on
+    purpose. The job says how many and trains; it used to refuse them all after the download."""
+    from datasets import Dataset
+
+    long_text = "The sea is wide and blue and deep. " * 6
+    Dataset.from_list([{"text": long_text}] * 8).save_to_disk(str(tmp_path / "docs"))
+    for key in ("HF_TOKEN", "RANK", "LOCAL_RANK", train.GPUS_ENV):
+        monkeypatch.delenv(key, raising=False)
+    argv = ["--model_name_or_path", str(tiny_model), "--dataset_name", str(tmp_path / "docs"),
+            "--output_dir", str(tmp_path / "out"), "--report_to", "none", "--push_to_hub", "false",
+            "--per_device_train_batch_size", "2", "--max_length", "16", "--max_steps", "1",
+            "--num_sample_generations", "0", "--dataloader_pin_memory", "false"]  # fmt: skip
+    train.cli(argv)
+    assert "8 of the first 8 documents are longer than max_length=16: each is truncated" in capsys.readouterr().out
+    assert json.loads((tmp_path / "out" / "trainer_state.json").read_text())["global_step"] == 1
 
 
 @pytest.mark.slow

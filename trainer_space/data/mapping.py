@@ -77,9 +77,10 @@ class RewardFunc:
 REWARD_FUNCS: dict[str, RewardFunc] = {  # the job builds them by these names (train.py: build_reward_funcs)
     "accuracy": RewardFunc(
         ("answer",),
-        "1.0 when the completion's final answer (\\boxed{...}, <answer>...</answer>, the text after '####', else its "
-        "last number) equals the `answer` field's (numbers compared as numbers; a text answer may end the "
-        "completion), else 0.0",
+        "TRL's accuracy_reward (math-verify: LaTeX and numbers compared symbolically, \\frac{1}{2} = 0.5) on the "
+        "completion's final answer (\\boxed{...}, <answer>...</answer>, the text after '####', else its last number) "
+        "and the `answer` field's (a GSM8K solution's '####'): 1.0 when equal, else 0.0; a text answer that is no math "
+        "(Paris) matches when the completion's final answer is or ends with it",
     ),
     "think_format": RewardFunc(
         (), "TRL's think_format_reward: 1.0 when the completion is '<think>...</think>' then the answer"

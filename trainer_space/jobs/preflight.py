@@ -19,8 +19,15 @@ from ..data import detect
 from ..data.inspection import DatasetInspection, inspect_dataset, revalidate
 from ..data.mapping import REWARD_FUNCS, default_rewards, reward_problems
 from ..data.tokens import token_stats
+from ..data.trl_rules import (
+    config_problems,
+    dropped_rows_problem,
+    grpo_generation_batch,
+    grpo_prompt_problem,
+    padding_free_changes,
+)
 from ..errors import TrainerSpaceError
-from ..estimate.model import DEFAULT_MEAN_TOKENS, EstimateResult, FlavorEstimate, recommend
+from ..estimate.model import DEFAULT_MEAN_TOKENS, SAVE_STEPS, EstimateResult, FlavorEstimate, recommend
 from ..estimate.service import estimate
 from ..hub.hardware import LOCAL_FLAVOR, Flavor, get_flavor
 from ..hub.session import HubSession
@@ -232,6 +239,12 @@ def check_lengths(
         f"{what} averages {stats.mean:,.0f} tokens (p95 {stats.p95:,}, longest {stats.max:,}) "
         f"over {stats.rows} rows, with the tokenizer of {cfg.model}"
     )
+    dropped = dropped_rows_problem(cfg.method, stats.over_max_length, stats.rows, cfg.max_length)
+    if cfg.method == "reward" and dropped is not None:  # pairs are dropped, not truncated
+        fatal, message = dropped
+        hint = f" (about {stats.p95:,} keeps 95% of them; it costs memory: see the estimate)" if not fatal else ""
+        status = Status.ERROR if fatal else Status.WARN
+        return Check("lengths", status, f"{measured}: {message}{hint}."), stats.mean
     if cfg.spec.truncates and stats.over_max_length:
         return Check(
             "lengths",
@@ -241,6 +254,68 @@ def check_lengths(
             "estimate), or accept the truncation.",
         ), stats.mean
     return Check("lengths", Status.OK, f"{measured}; the time estimate uses it."), stats.mean
+
+
+def evaluation_reason(cfg: TrainingConfig, inspection: DatasetInspection | None) -> str | None:
+    """Why the job will evaluate (it does whenever it has an eval set), or None when it will not."""
+    if cfg.eval_split_fraction:
+        return f"eval_split_fraction={cfg.eval_split_fraction:g} holds out rows for it"
+    if inspection is not None and cfg.split != "test" and "test" in inspection.split_names(inspection.config):
+        return "the dataset has a 'test' split, which the job evaluates on"
+    return None
+
+
+def training_rows(cfg: TrainingConfig, inspection: DatasetInspection | None) -> int | None:
+    """The rows the job trains on (the quick test's first rows, less the held-out share), when known."""
+    rows = inspection.num_rows if inspection is not None else None
+    if cfg.quick_test:
+        rows = min(rows, QUICK_TEST_ROWS) if rows else QUICK_TEST_ROWS
+    if rows and cfg.eval_split_fraction:
+        rows -= max(1, round(rows * cfg.eval_split_fraction))  # as the job's split_for_eval
+    return rows
+
+
+def check_trl_config(cfg: TrainingConfig, inspection: DatasetInspection | None, gpus: int) -> Check | None:
+    """What TRL would refuse in the job's final config (`data/trl_rules.py`; the job checks it again, on its real
+    config, before its model loads): GRPO's generation and eval batches vs num_generations, its prompts vs one
+    generation batch, padding-free vs packing. None when there is nothing to say."""
+    options: dict[str, Any] = {
+        "per_device_train_batch_size": cfg.per_device_train_batch_size,
+        "gradient_accumulation_steps": cfg.gradient_accumulation_steps,
+        "save_steps": SAVE_STEPS,
+        **({"num_generations": cfg.num_generations} if cfg.spec.generates else {"max_length": cfg.max_length}),
+        **cfg.advanced,
+    }
+    packs = padding_free_changes(cfg.method, cfg.advanced)
+    options |= packs
+    why = evaluation_reason(cfg, inspection)
+    world = max(1, gpus)
+    problems = config_problems(cfg.method, options, world, evaluates=why is not None, given=set(cfg.advanced))
+    rows = training_rows(cfg, inspection)
+    if cfg.spec.generates and rows and not problems:
+        problem = grpo_prompt_problem(rows, grpo_generation_batch(options, world), cfg.num_generations)
+        problems += [problem] if problem else []
+    if problems:
+        message = "; ".join(problems)
+        if "_" not in message.split(" ", 1)[0]:  # a sentence, not an option's name
+            message = message[:1].upper() + message[1:]
+        message += "." + (f" Evaluation is on: {why}." if why else "")
+        return Check("training settings", Status.ERROR, message)
+    if cfg.method == "dpo" and cfg.advanced.get("padding_free"):
+        return Check(
+            "training settings",
+            Status.WARN,
+            "padding_free: TRL 1.16's DPO trainer has it turned off for now (it pads, with a warning): the option "
+            "changes nothing.",
+        )
+    if packs:
+        return Check(
+            "training settings",
+            Status.OK,
+            "padding_free: the job packs the examples (packing with BFD, TRL's padding-free packing), so max_length "
+            "holds; set packing false to refuse that.",
+        )
+    return None
 
 
 # advanced options that change neither memory nor time (the estimate models `beta` itself); any other is named
@@ -490,11 +565,15 @@ def run_preflight(
         hardware = check_hardware(session, fit.flavor)
         if hardware is not None:
             checks.append(hardware)
+    flavor = get_flavor(fit.flavor, session.hardware()[0])
+    gpus = this_machine().gpus if cfg.is_local else (flavor.gpus if flavor is not None else 1)
+    settings = check_trl_config(cfg, inspection if dataset_check.status != Status.ERROR else None, gpus)
+    if settings is not None:
+        checks.append(settings)
     estimate_s = fit.chosen.time.total if fit.chosen is not None else None
     timeout_s = cfg.timeout_s or submit_timeout_s(estimate_s)
     if cfg.quick_test and cfg.timeout_s is None:
         timeout_s = max(timeout_s, MIN_TIMEOUT_S)
-    flavor = get_flavor(fit.flavor, session.hardware()[0])
     cost = guard(
         flavor, fit.flavor, timeout_s=timeout_s, needed_timeout_s=fit.needed_timeout_s,
         estimate_usd=fit.chosen.cost_usd if fit.chosen is not None else None, max_cost_usd=cfg.max_cost_usd,

@@ -1,9 +1,11 @@
 """Turn a job template plus its arguments into a Jobs request, and into copyable equivalents.
 
-The job receives the template's exact text (base64 in an environment variable, checked against its
-sha256 before it runs) so it runs exactly the version the app shows, with no upload step and no
-dependency on the Space being public. Arguments travel as positional parameters of `bash -c`
-(`"$@"`), so no visitor text is ever parsed by a shell.
+The job receives the template's exact text (base64, in environment variables of 64,000 characters each, checked
+against its sha256 before it runs) so it runs exactly the version the app shows, with no upload step and no
+dependency on the Space being public. Linux refuses to start a process when one argument or environment string is
+over 128 KiB (MAX_ARG_STRLEN) or all of them over ARG_MAX (2 MiB with the usual stack): split, the script has no
+cliff near its size (`tests/test_jobspec.py` fails when the whole request nears a quarter of ARG_MAX). Arguments
+travel as positional parameters of `bash -c` (`"$@"`), so no visitor text is ever parsed by a shell.
 """
 
 from __future__ import annotations
@@ -24,7 +26,10 @@ from ..hub.session import JobRequest
 TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "job_templates"
 APP_LABEL = "trainer-space"  # label key set on every job this app submits; its value is the job kind
 UV_IMAGE = "ghcr.io/astral-sh/uv:python3.12-bookworm"
-SCRIPT_ENV = "TRAINER_SPACE_SCRIPT"
+SCRIPT_ENV = "TRAINER_SPACE_SCRIPT"  # the script's base64 in SCRIPT_ENV_0, SCRIPT_ENV_1, ... (SCRIPT_CHUNK each)
+SCRIPT_CHUNK = 64_000  # characters: with its name, under half of one string's limit
+MAX_ARG_STRLEN = 128 * 1024  # Linux: the longest argument or environment string exec accepts
+ARG_MAX = 2 * 1024 * 1024  # Linux: all of them together, with the usual 8 MiB stack (a quarter of it)
 SCRIPT_SHA_ENV = "TRAINER_SPACE_SCRIPT_SHA256"
 GPUS_ENV = "TRAINER_SPACE_GPUS"  # the flavor's GPU count: train.py checks it at start and runs one process per GPU
 JOB_NAME_MAX = 63
@@ -102,11 +107,29 @@ def _boot_script(template: Template) -> str:
     return "set -euo pipefail; " + _decode_script(template) + f'exec uv run --quiet /tmp/{template.name} "$@"'
 
 
+def script_chunks(template: Template) -> dict[str, str]:
+    """The template's base64 text, cut into SCRIPT_CHUNK-character environment variables (in order)."""
+    encoded = base64.b64encode(template.text.encode()).decode()
+    return {
+        f"{SCRIPT_ENV}_{i}": encoded[at : at + SCRIPT_CHUNK]
+        for i, at in enumerate(range(0, len(encoded), SCRIPT_CHUNK))
+    }
+
+
+def is_script_var(name: str) -> bool:
+    """Whether an environment variable carries a piece of the script."""
+    return name.startswith(f"{SCRIPT_ENV}_") and name[len(SCRIPT_ENV) + 1 :].isdigit()
+
+
+def script_vars(request: JobRequest) -> list[str]:
+    """The variables carrying a request's script, in order."""
+    return sorted((k for k in request.env if is_script_var(k)), key=lambda k: int(k.rsplit("_", 1)[1]))
+
+
 def _decode_script(template: Template) -> str:
     path = f"/tmp/{template.name}"
-    return (
-        f'printf %s "${SCRIPT_ENV}" | base64 -d > {path}; echo "${SCRIPT_SHA_ENV}  {path}" | sha256sum -c --quiet -; '
-    )
+    pieces = " ".join(f'"${name}"' for name in script_chunks(template))
+    return f'printf %s {pieces} | base64 -d > {path}; echo "${SCRIPT_SHA_ENV}  {path}" | sha256sum -c --quiet -; '
 
 
 def _script_request(template: Template, image: str, boot: str, args: list[str], *, env: dict[str, str], flavor: str,
@@ -137,7 +160,7 @@ def job_name(*parts: str) -> str:
 
 def _script_env(template: Template, env: dict[str, str] | None) -> dict[str, str]:
     return {
-        SCRIPT_ENV: base64.b64encode(template.text.encode()).decode(),
+        **script_chunks(template),
         SCRIPT_SHA_ENV: template.sha256,
         "PYTHONUNBUFFERED": "1",
         **(env or {}),
