@@ -39,7 +39,7 @@ class Journey:
         self.page, self.name, self.width, self.app_log = page, name, width, app_log
         self.errors: list[str] = []
         self.shots = 0
-        page.on("pageerror", lambda err: self.errors.append(str(err)))
+        page.on("pageerror", lambda err: self.errors.append(f"{err} | {(err.stack or '')[:600]}"))
 
     # ------------------------------------------------------------------ navigation
     def visible(self, locator):
@@ -58,6 +58,7 @@ class Journey:
         self.visible(self.page.get_by_label(label, exact=exact)).fill(str(value))
 
     def click(self, name: str, *, exact: bool = True) -> None:
+        assert not self.errors, f"page errors before clicking {name!r}: {self.errors}"
         self.visible(self.page.get_by_role("button", name=name, exact=exact)).click()
 
     def wait_value(self, label: str, value: str, timeout: float = 30) -> None:

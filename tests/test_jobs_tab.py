@@ -406,8 +406,8 @@ def test_live_usage_is_charted_with_peaks_and_the_stream_is_bounded(hub, tab, mo
     assert round(state["peaks"]["gpu_mem_gb"] * 1024**3 / 1e9, 1) == 12.0  # the planned peak (GB -> GiB) is kept
     assert state["peaks"]["gpu_util_pct"] == 63 and state["peaks"]["cpu_pct"] == 23
     mem = last[tab.gpu_mem_plot]
-    assert mem.visible and list(mem.value["columns"]) == ["time", "gpu", "memory_gb"]
-    assert {row[1] for row in mem.value["data"]} == {"GPU 0"}
+    assert "usage-off" not in last[tab.plot_boxes[0]].elem_classes and list(mem.columns) == ["time", "gpu", "memory_gb"]
+    assert set(mem["gpu"]) == {"GPU 0"}
     # estimate vs measured while it runs: the live GPU peak beside the estimate, with the ratio
     facts = tab.on_open(job.id, token)[tab.facts]
     versus = tab.on_measures(facts, None, state)[tab.versus]

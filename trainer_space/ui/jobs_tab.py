@@ -51,6 +51,7 @@ CSS = """
 #job-details td, #job-details th {word-break: keep-all !important; overflow-wrap: normal !important}
 #job-details td:nth-child(odd) {white-space: nowrap}
 #job-versus td, #job-versus th {word-break: keep-all !important; overflow-wrap: normal !important}
+.usage-off {display: none !important}
 @media (max-width: 720px) {
   #jobs-table th, #jobs-table td {font-size: 12px !important}
   #jobs-table th *, #jobs-table td * {font-size: 12px !important}
@@ -325,6 +326,7 @@ class JobsTab:
     gpu_mem_plot: gr.LinePlot
     gpu_util_plot: gr.LinePlot
     host_plot: gr.LinePlot
+    plot_boxes: tuple[gr.Column, gr.Column, gr.Column]  # shown or hidden in place of the plots (see build_tab)
     acc_button: gr.Button
     acc_note: gr.Markdown
     acc_table: gr.Dataframe
@@ -358,11 +360,12 @@ class JobsTab:
     def open_outputs(self) -> list[Any]:
         """Opening a job also resets the views of the last one (progress, usage, estimate vs measured)."""
         return [*self.panel_outputs, self.progress_state, self.progress, self.versus, self.usage_state,
-                self.usage_note, self.gpu_mem_plot, self.gpu_util_plot, self.host_plot]  # fmt: skip
+                self.usage_note, self.gpu_mem_plot, self.gpu_util_plot, self.host_plot, *self.plot_boxes]  # fmt: skip
 
     @property
     def usage_outputs(self) -> list[Any]:
-        return [self.usage_state, self.usage_note, self.gpu_mem_plot, self.gpu_util_plot, self.host_plot]
+        return [self.usage_state, self.usage_note, self.gpu_mem_plot, self.gpu_util_plot, self.host_plot,
+                *self.plot_boxes]  # fmt: skip
 
     def _usage_update(self, usage: Usage, note: str) -> dict[Any, Any]:
         mem, util, host = usage_frames(usage)
@@ -370,9 +373,13 @@ class JobsTab:
         return {
             self.usage_state: usage.to_json(),
             self.usage_note: note,
-            self.gpu_mem_plot: gr.LinePlot(mem, visible=has_gpu),
-            self.gpu_util_plot: gr.LinePlot(util, visible=has_gpu),
-            self.host_plot: gr.LinePlot(host, visible=bool(usage.samples)),
+            self.gpu_mem_plot: mem,
+            self.gpu_util_plot: util,
+            self.host_plot: host,
+            **{
+                box: gr.Column(elem_classes=_plot_classes(shown))
+                for box, shown in zip(self.plot_boxes, (has_gpu, has_gpu, bool(usage.samples)), strict=True)
+            },
         }
 
     # ------------------------------------------------------------------ table
@@ -605,11 +612,17 @@ def build_tab() -> JobsTab:
             usage_note = gr.Markdown(elem_id="job-usage-note")
             usage_follow = gr.Button("Follow usage", scale=0, size="sm", min_width=140)
         with gr.Row(elem_id="job-usage"):
-            plot = dict(x="time", height=220, x_title="", visible=False)
-            gpu_mem_plot = gr.LinePlot(y="memory_gb", color="gpu", title="GPU memory (GB)", y_title="GB", **plot)
-            gpu_util_plot = gr.LinePlot(y="utilization", color="gpu", title="GPU utilisation (%)", y_title="%",
-                                        y_lim=[0, 100], **plot)  # fmt: skip
-            host_plot = gr.LinePlot(y="percent", color="series", title="CPU and RAM (%)", y_title="%", **plot)
+            # a plot hidden by `visible` (its own or a parent's) is unmounted while its resize observer still runs,
+            # a page error in Gradio's plot: each plot stays mounted, in a column that CSS hides (`_plot_classes`)
+            plot = dict(x="time", height=220, x_title="")
+            box = dict(min_width=240, elem_classes=_plot_classes(False))
+            with gr.Column(**box) as gpu_mem_box:
+                gpu_mem_plot = gr.LinePlot(y="memory_gb", color="gpu", title="GPU memory (GB)", y_title="GB", **plot)
+            with gr.Column(**box) as gpu_util_box:
+                gpu_util_plot = gr.LinePlot(y="utilization", color="gpu", title="GPU utilisation (%)", y_title="%",
+                                            y_lim=[0, 100], **plot)  # fmt: skip
+            with gr.Column(**box) as host_box:
+                host_plot = gr.LinePlot(y="percent", color="series", title="CPU and RAM (%)", y_title="%", **plot)
         with gr.Row(equal_height=True):
             log_note = gr.Markdown()
             stop_btn = gr.Button("Stop following", scale=0, size="sm", min_width=140, visible=False)
@@ -639,7 +652,8 @@ def build_tab() -> JobsTab:
         export_source=export_source, log_note=log_note,
         stop=stop_btn, logs=logs, trackio=trackio, facts=facts, progress_state=progress_state, progress=progress,
         versus=versus, usage_state=usage_state, usage_note=usage_note, usage_follow=usage_follow,
-        gpu_mem_plot=gpu_mem_plot, gpu_util_plot=gpu_util_plot, host_plot=host_plot, acc_button=acc_button,
+        gpu_mem_plot=gpu_mem_plot, gpu_util_plot=gpu_util_plot, host_plot=host_plot,
+        plot_boxes=(gpu_mem_box, gpu_util_box, host_box), acc_button=acc_button,
         acc_note=acc_note, acc_table=acc_table, acc_plot=acc_plot, acc_csv=acc_csv,
     )  # fmt: skip
 
@@ -714,6 +728,11 @@ def build_tab() -> JobsTab:
     action_btn.click(None, [action_target], None, js=OPEN_TAB_JS, api_visibility="private")
     logs.change(None, None, None, js=SCROLL_LOGS_JS, api_visibility="private")  # follow the tail
     return tab
+
+
+def _plot_classes(shown: bool) -> list[str]:
+    """A usage chart's column, shown or hidden by CSS (`usage-off`), never unmounted."""
+    return ["usage-plot"] + ([] if shown else ["usage-off"])
 
 
 def _pick_row(evt: gr.SelectData) -> str:
