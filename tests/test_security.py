@@ -183,6 +183,59 @@ def test_job_log_lines_are_redacted_in_the_api_and_the_ui(hub, app_url):
     assert SECRET not in json.dumps([v.lines for v in views]) and hub.alice not in json.dumps([v.lines for v in views])
 
 
+def encodings_of(token: str) -> list[str]:
+    """The visitor's token as a job might print it: base64 (alone, and inside a longer base64 text at each of the
+    three byte alignments, as `echo "HF_TOKEN=$HF_TOKEN" | base64` prints it), URL-safe base64, URL-encoded (every
+    byte), without its `hf_` prefix, hex."""
+    import base64
+    import urllib.parse
+
+    raw = token.encode()
+    return [
+        base64.b64encode(raw).decode(),
+        *(base64.b64encode(prefix + raw + b"\n").decode() for prefix in (b"HF_TOKEN=", b"TOKEN=", b"T=")),
+        base64.urlsafe_b64encode(b"\xfb\xff" + raw).decode(),
+        "".join(f"%{b:02X}" for b in raw),
+        urllib.parse.quote(f"Bearer {token}"),
+        token.removeprefix("hf_"),
+        raw.hex(),
+    ]
+
+
+def test_the_visitors_token_printed_encoded_is_redacted_in_the_api_and_the_ui(hub, app_url):
+    import base64
+
+    from trainer_space.ui import jobs_tab
+    from trainer_space.ui.common import ui_errors_gen
+
+    printed = encodings_of(hub.alice)
+    hub.plan_next_job(lines=[f"line {i}: {text}" for i, text in enumerate(printed)])
+    session = HubSession(hub.alice)
+    job = session.submit_job(JobRequest(image="python:3.12", command=["true"]))
+    deadline = time.time() + 10
+    while session.inspect_job(job.id).status.stage != "COMPLETED" and time.time() < deadline:
+        time.sleep(0.1)
+    body = Client(app_url, oauth_token=hub.alice, verbose=False).predict(job.id, 50, api_name="/job_logs")
+    with gr.Blocks():
+        tab = jobs_tab.build_tab()
+    follow = ui_errors_gen(tab.on_follow)  # the UI's log view, as the tab wires it
+    views = list(follow(job.id, None, gr.OAuthToken(token=hub.alice, scope="", expires_at=0)))
+    shown = {"api": "\n".join(body["lines"]), "ui": views[-1][tab.logs]}
+    for where, text in shown.items():
+        assert len(text.splitlines()) == len(printed), (where, text)
+        for line in text.splitlines():  # what is left of an encoding holds too little of the token to recover it
+            assert "hf_***" in line, (where, line)
+        for encoded in printed:
+            assert encoded not in text, (where, encoded)
+        for chunk in text.replace("hf_***", " ").split():  # no base64 run decodes to the token's tail either
+            padded = chunk + "=" * (-len(chunk) % 4)
+            try:
+                decoded = base64.b64decode(padded, altchars=b"-_" if "-" in chunk or "_" in chunk else None)
+            except ValueError:
+                continue
+            assert hub.alice[3:15].encode() not in decoded, (where, chunk)
+
+
 def test_a_token_pasted_into_a_form_field_is_refused_and_never_echoed_or_sent(hub, app_url, caplog):
     client = Client(app_url, oauth_token=hub.alice, verbose=False)
     n = len(hub.requests)
