@@ -104,6 +104,18 @@ def test_an_explicit_key_returns_its_job_whatever_the_config(hub):
     assert _submit(hub, idempotency_key="my-run-0002").how.outcome == "created"
 
 
+def test_the_key_is_compared_by_the_app_not_only_by_the_hubs_label_filter(hub):
+    """A Hub that ignores `?label=` answers every job of the namespace: another config is still another job."""
+    hub.state.ignore_label_filters = True
+    first = _submit(hub)
+    other = _submit(hub, output_repo="alice/another-out")
+    assert other.how.outcome == "created" and other.job.id != first.job.id and len(hub.jobs) == 2
+    again = _submit(hub, output_repo="alice/another-out")
+    assert again.how.outcome == "existing" and again.job.id == other.job.id and len(hub.jobs) == 2
+    explicit = _submit(hub, idempotency_key="my-run-0003", learning_rate=1e-4)
+    assert explicit.how.outcome == "created" and len(hub.jobs) == 3
+
+
 def test_concurrent_double_submissions_make_one_job(hub):
     results, errors_seen = [], []
 

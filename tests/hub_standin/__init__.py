@@ -29,6 +29,7 @@ Fixture API (`hub` in tests/conftest.py)::
     hub.fault("/api/jobs/alice", mode="drop_after", method="POST")  # faults: see FailRule (status, after, drop,
     hub.slow_down(token, delay_s=2.0)         #   drop_after, delay, hang), per token; slow_down: one visitor's calls
     hub.cut_logs(after_events=2)              # the next log stream is cut after 2 events (the client reconnects)
+    hub.state.ignore_label_filters = True     # job lists ignore `?label=` (every job of the namespace comes back)
     hub.requests                              # list of RecordedRequest (method, path, query, headers, body, json())
     hub.jobs                                  # {job_id: Job}; job.spec is the exact body the client sent
 """

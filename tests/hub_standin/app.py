@@ -97,7 +97,9 @@ def build_app(state: HubState) -> Starlette:
         if isinstance(user, Response):
             return user
         stages = request.query_params.getlist("stage")
-        labels = [lbl.split("=", 1) for lbl in request.query_params.getlist("label")]
+        labels = (
+            [] if state.ignore_label_filters else [lbl.split("=", 1) for lbl in request.query_params.getlist("label")]
+        )
         out = []
         for job in sorted(state.jobs.values(), key=lambda j: j.created, reverse=True):
             if job.namespace != ns:

@@ -415,6 +415,7 @@ class HubState:
             self.requests: list[RecordedRequest] = []
             self.hardware: list[dict[str, Any]] = hardware_json()
             self.viewer_delay_s = 0.0
+            self.ignore_label_filters = False  # a Hub that ignores `?label=` on job lists (answers every job)
             self.cut_logs: list[int] = []  # the next log streams are cut after this many events each
 
     # ---- users

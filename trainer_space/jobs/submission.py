@@ -102,6 +102,8 @@ def find_keyed_job(
     created after `since` (default: within the reuse window): any stage with `since`, else only a completed one."""
     jobs = session.jobs_with_labels({KEY_LABEL: key}, namespace=namespace)
     for job in jobs:  # newest first
+        if (job.labels or {}).get(KEY_LABEL) != key:
+            continue  # the Hub filters by label; the key is compared here too, whatever the Hub answered
         if since is not None and _created_ts(job) >= since:
             return job
         if _reusable(job, after=time.time() - REUSE_WINDOW_S, any_stage=any_stage):
