@@ -140,6 +140,68 @@ def test_the_owners_ceiling_bounds_every_cap(hub, monkeypatch):
     assert check["status"] == "error" and "$1,680.00" in check["message"]
 
 
+def _export(hub, **changes):
+    from trainer_space.jobs.config import ExportConfig
+    from trainer_space.jobs.export import submit_export
+
+    hub.add_model("alice/qwen-sft", files={"config.json": json.dumps({"architectures": ["Qwen2ForCausalLM"]})},
+                  safetensors={"parameters": {"BF16": 494_032_768}, "total": 494_032_768})  # fmt: skip
+    dry = changes.pop("dry_run", True)
+    return submit_export(HubSession(hub.alice), ExportConfig.from_dict({"model": "alice/qwen-sft", **changes}),
+                         dry_run=dry)  # fmt: skip
+
+
+def _refused_for_its_price(hub, cfg: dict, export: dict, *said: str) -> None:
+    """A dry run says why in its cost check; a real training submission and a real export are refused, no POST."""
+    from trainer_space.jobs.preflight import PreflightFailed
+
+    for check in (_checks(submit_training(HubSession(hub.alice), TrainingConfig.from_dict(cfg), dry_run=True)),
+                  {c["name"]: c for c in _export(hub, **export).to_json()["preflight"]}):  # fmt: skip
+        assert check["cost"]["status"] == "error", check["cost"]
+        for text in said:
+            assert text in check["cost"]["message"], check["cost"]["message"]
+    with pytest.raises(PreflightFailed, match="cost: .*" + said[0]):
+        submit_training(HubSession(hub.alice), TrainingConfig.from_dict({**cfg, "allow_many_running": True}),
+                        dry_run=False)  # fmt: skip
+    with pytest.raises(PreflightFailed, match="cost: .*" + said[0]):
+        _export(hub, **export, dry_run=False)
+    assert hub.requests_to("/api/jobs", "POST") == []
+
+
+def test_a_flavor_without_a_price_from_the_hub_is_refused_for_paid_work(hub):
+    """rtx-pro-6000 is a flavor name Jobs accept, but the Hub's list (here) gives it no price: never $0."""
+    from trainer_space.hub import hardware
+
+    hardware.clear_cache()
+    _refused_for_its_price(hub, {**CFG, "flavor": "rtx-pro-6000", "timeout": "168h"},
+                           {"flavor": "rtx-pro-6000x8", "timeout": "168h"},
+                           "lists no price for", "Pick a flavor the Hub prices")  # fmt: skip
+    for item in hub.state.hardware:  # listed, but at $0: not a price either
+        if item["name"] == "l4x1":
+            item["unitCostUSD"] = item["unitCostMicroUSD"] = 0
+    hardware.clear_cache()
+    _refused_for_its_price(hub, {**CFG, "flavor": "l4x1"}, {"flavor": "l4x1"}, "lists no price for l4x1")
+    hardware.clear_cache()
+
+
+def test_when_the_hubs_prices_cannot_be_read_estimates_say_so_and_paid_work_waits(hub):
+    from trainer_space.hub import hardware
+    from trainer_space.ui import api
+
+    hardware.clear_cache()
+    hub.fail_next(500, "/api/jobs/hardware", times=10**6)
+    try:
+        estimate = api.estimate("Qwen/Qwen2.5-0.5B", num_rows=1000)
+        assert estimate["prices"] == "built-in"
+        assert any("built-in table" in n and "not billed" in n for n in estimate["notes"]), estimate["notes"]
+        a10g = next(f for f in estimate["flavors"] if f["flavor"] == "a10g-small")
+        assert a10g["usd_per_hour"] == 1.0  # the built-in figure, shown for the estimate
+        _refused_for_its_price(hub, CFG, {"flavor": "cpu-upgrade"}, "could not be read", "Try again in a minute")
+    finally:
+        hub.state.fail_rules.clear()
+        hardware.clear_cache()
+
+
 def test_a_cap_lowers_the_default_timeout_when_the_estimate_still_fits(hub):
     base = submit_training(HubSession(hub.alice), TrainingConfig.from_dict(CFG), dry_run=True)
     assert base.plan.config.timeout == "30m" and base.plan.cost.cap_usd == 0.5

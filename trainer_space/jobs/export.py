@@ -303,10 +303,10 @@ def plan_export(session: HubSession, cfg: ExportConfig, *, dry_run: bool = True)
     needed_s = export_timeout_s(size.bytes_16bit, len(quants))
     timeout_s = (parse_timeout(cfg.timeout) if cfg.timeout else None) or needed_s
     price = flavor.usd_per_hour if flavor else 0.0
-    cost = guard(flavor, flavor_name, timeout_s=timeout_s, needed_timeout_s=needed_s,
-                 estimate_usd=estimate_s / 3600 * price, max_cost_usd=cfg.max_cost_usd)  # fmt: skip
+    cost = guard(flavor_name, session.hardware() if not local else ((), True), timeout_s=timeout_s,
+                 needed_timeout_s=needed_s, estimate_usd=estimate_s / 3600 * price, max_cost_usd=cfg.max_cost_usd)  # fmt: skip
     if not cfg.timeout:
-        timeout_s = bounded_timeout(timeout_s, estimate_s, price, cost.cap_usd)
+        timeout_s = bounded_timeout(timeout_s, estimate_s, cost.usd_per_hour, cost.cap_usd)
         cost = replace(cost, timeout_s=timeout_s)
     if not local:  # this machine costs nothing and is not one of the visitor's Jobs
         checks.append(cost_check(cost))

@@ -494,9 +494,8 @@ def run_preflight(
     timeout_s = cfg.timeout_s or submit_timeout_s(estimate_s)
     if cfg.quick_test and cfg.timeout_s is None:
         timeout_s = max(timeout_s, MIN_TIMEOUT_S)
-    flavor = get_flavor(fit.flavor, session.hardware()[0])
     cost = guard(
-        flavor, fit.flavor, timeout_s=timeout_s, needed_timeout_s=fit.needed_timeout_s,
+        fit.flavor, session.hardware(), timeout_s=timeout_s, needed_timeout_s=fit.needed_timeout_s,
         estimate_usd=fit.chosen.cost_usd if fit.chosen is not None else None, max_cost_usd=cfg.max_cost_usd,
     )  # fmt: skip
     if cfg.timeout_s is None:  # the default timeout is bounded by the cap

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..catalog import DEFAULT_TIMEOUT_S
-from ..hub.hardware import Flavor
+from ..hub.hardware import LOCAL_FLAVOR, Flavor, billed_price, get_flavor
 from ..settings import get_settings
 from ..validation import format_timeout
 from .checks import Check, Status
@@ -56,6 +56,7 @@ class CostGuard:
     ceiling_usd: float
     estimate_usd: float | None = None
     cap_given: bool = False  # the visitor set max_cost_usd (else the default derived from the estimate)
+    unpriced: str = ""  # why the flavor has no price from the Hub (then nothing paid is submitted on it)
 
     @property
     def worst_usd(self) -> float:
@@ -76,6 +77,7 @@ class CostGuard:
             "cap_usd": self.cap_usd,
             "cap": "yours" if self.cap_given else "default (from the estimate)",
             "ceiling_usd": self.ceiling_usd,
+            "price_known": not self.unpriced,
         }
 
     def summary(self) -> str:
@@ -102,23 +104,32 @@ def bounded_timeout(wanted_s: int, estimate_s: float | None, usd_per_hour: float
 
 
 def guard(
-    flavor: Flavor | None,
     flavor_name: str,
+    hardware: tuple[tuple[Flavor, ...], bool],
     *,
     timeout_s: int,
     needed_timeout_s: int | None,
     estimate_usd: float | None,
     max_cost_usd: float | None,
 ) -> CostGuard:
-    """The cost guard of a job on `flavor` with `timeout_s` (the cap: the visitor's, else the default)."""
+    """The cost guard of a job on `flavor_name` with `timeout_s` (the cap: the visitor's, else the default), priced
+    from the Hub's list (`hardware`: the flavors and whether they came from the Hub); a flavor without a price
+    from the Hub shows its built-in figure, if any, and carries why it cannot be submitted (`cost_check`)."""
     ceiling = get_settings().max_cost_usd
-    price = flavor.usd_per_hour if flavor is not None else 0.0
+    flavors, from_hub = hardware
+    price, unpriced = (0.0, "") if flavor_name == LOCAL_FLAVOR else billed_price(flavor_name, flavors, from_hub)
+    if price is None:
+        shown = get_flavor(flavor_name, flavors)
+        price = shown.usd_per_hour if shown is not None else 0.0
     cap = max_cost_usd if max_cost_usd is not None else default_cap(needed_timeout_s, price, ceiling)
-    return CostGuard(flavor_name, price, timeout_s, cap, ceiling, estimate_usd, max_cost_usd is not None)
+    return CostGuard(flavor_name, price, timeout_s, cap, ceiling, estimate_usd, max_cost_usd is not None, unpriced)
 
 
 def cost_check(cost: CostGuard) -> Check:
-    """ERROR when the cap is above the ceiling, or the estimate or the worst case is above the cap."""
+    """ERROR when the flavor has no price from the Hub, the cap is above the ceiling, or the estimate or the worst
+    case is above the cap."""
+    if cost.unpriced:
+        return Check("cost", Status.ERROR, cost.unpriced)
     if cost.cap_usd > cost.ceiling_usd:
         return Check(
             "cost",

@@ -72,6 +72,7 @@ class Estimate(TypedDict):
     recommended: str | None
     timeout: str | None
     notes: list[str]
+    prices: Literal["hub", "built-in"]  # "built-in": the Hub's list could not be read (estimates only)
 
 
 class Cost(TypedDict):
@@ -83,6 +84,7 @@ class Cost(TypedDict):
     cap_usd: float
     cap: str
     ceiling_usd: float
+    price_known: bool  # false: the Hub gives no price for the flavor (or its list could not be read): not submitted
 
 
 class SubmissionOutcome(TypedDict, total=False):
