@@ -164,10 +164,65 @@ def test_a_late_504_after_the_job_was_created_is_recovered(hub, monkeypatch):
     assert time.monotonic() - started < 15
 
 
+def _create_deadline(monkeypatch, seconds: float) -> None:
+    """The time the Hub may take to apply a create whose answer never came (5 minutes by default), shortened."""
+    changed = dataclasses.replace(get_settings(), create_deadline_s=seconds)
+    monkeypatch.setattr(submission, "get_settings", lambda: changed)
+
+
+def test_a_slow_create_is_never_called_not_created_and_its_retry_finds_the_job(hub, monkeypatch):
+    """The Hub takes 20 s to answer the create and applies it then; the app stops waiting after 1 s."""
+    _timeouts(monkeypatch, hub_timeout_s=1.0)
+    _create_deadline(monkeypatch, 40)
+    hub.fault("/api/jobs/alice", method="POST", mode="delay", delay_s=20)
+    started = time.monotonic()
+    with pytest.raises(errors.JobOutcomeUnknown) as info:
+        _submit(hub)
+    first_s = time.monotonic() - started
+    message = info.value.message
+    assert "has not confirmed the job" in message and "may still create it" in message, message
+    assert "not created" not in message and "label" in message and first_s < 8, (first_s, message)
+    with pytest.raises(errors.JobOutcomeUnknown, match="Not submitted again: the Hub has not confirmed"):
+        _submit(hub)  # a retry meanwhile sends nothing
+    assert len(_posts(hub)) == 1
+    wait_for(lambda: len(hub.jobs) == 1, timeout_s=30)  # the Hub applies the create 20 s after it came
+    retry = _submit(hub)
+    assert retry.how.outcome == "recovered" and "created the job" in retry.how.note
+    assert retry.job.id in hub.jobs and len(hub.jobs) == 1 and len(_posts(hub)) == 1
+    assert _submit(hub).how.outcome == "existing" and len(hub.jobs) == 1
+
+
 @pytest.mark.parametrize(
     "fault, said",
     [
-        ({"mode": "drop"}, "answered with an error"),  # dropped before the Hub did anything
+        ({"mode": "hang", "delay_s": 75}, "did not answer in time"),
+        ({"mode": "drop"}, "connection lost"),  # dropped before the Hub did anything: the app cannot tell
+    ],
+)
+def test_a_create_without_an_answer_is_settled_only_after_its_deadline_then_the_retry_creates_one(
+    hub, monkeypatch, fault, said
+):
+    """The Hub hangs 75 s on the create (or drops the connection) and never applies it; the app's create deadline
+    is 3 s here."""
+    _timeouts(monkeypatch, hub_timeout_s=1.0)
+    _create_deadline(monkeypatch, 3)
+    hub.fault("/api/jobs/alice", method="POST", **fault)
+    started = time.monotonic()
+    with pytest.raises(errors.JobOutcomeUnknown) as info:
+        _submit(hub)
+    assert "not created" not in info.value.message and said in info.value.message
+    with pytest.raises(errors.JobOutcomeUnknown, match="Not submitted again"):
+        _submit(hub)
+    assert len(_posts(hub)) == 1 and hub.jobs == {}
+    time.sleep(max(0.0, 3.2 - (time.monotonic() - started)))
+    retry = _submit(hub)  # after the deadline the Hub, read again, has no job with the key: now it is created
+    assert retry.how.outcome == "created" and len(hub.jobs) == 1 and len(_posts(hub)) == 2
+    assert _submit(hub).how.outcome == "existing" and len(hub.jobs) == 1
+
+
+@pytest.mark.parametrize(
+    "fault, said",
+    [
         ({"mode": "status", "status": 502}, "answered with an error"),
         ({"mode": "status", "status": 503}, "answered with an error"),
     ],
@@ -247,9 +302,13 @@ def test_the_api_tells_the_truth_after_a_dropped_create(hub, app_url):
     again = client.predict(CFG, False, api_name="/submit_training")
     assert again["job_id"] == result["job_id"] and again["submission"]["outcome"] == "existing"
     assert len(hub.jobs) == 1
-    hub.fault("/api/jobs/alice", method="POST", mode="drop")
+    hub.fault("/api/jobs/alice", method="POST", mode="status", status=503)
     with pytest.raises(Exception, match="The job was not created"):
         client.predict({**CFG, "learning_rate": 1e-4}, False, api_name="/submit_training")
+    hub.fault("/api/jobs/alice", method="POST", mode="drop")  # no answer at all: never "not created" at once
+    with pytest.raises(Exception, match="The Hub has not confirmed the job") as info:
+        client.predict({**CFG, "learning_rate": 2e-4}, False, api_name="/submit_training")
+    assert "not created" not in str(info.value)
     assert len(hub.jobs) == 1
 
 

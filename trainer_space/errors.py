@@ -135,12 +135,14 @@ class RateLimited(TrainerSpaceError):
 
 class HubUnavailable(TrainerSpaceError):
     """The Hub (or the viewer) did not answer properly. For reads nothing changed; a write may have happened
-    (`maybe_applied`: the request left, and the answer was lost or was a 5xx), which the caller settles."""
+    (`maybe_applied`: the request left, and the answer was lost or was a 5xx), which the caller settles. `answered`:
+    the Hub answered with an error status (other than 504); else no answer came (a timeout, a dropped connection, a
+    gateway timeout), and a write may still be applied after the caller stopped waiting."""
 
     title = "Hub unavailable"
 
-    def __init__(self, detail: str = "", *, maybe_applied: bool = False) -> None:
-        self.detail, self.maybe_applied = detail, maybe_applied
+    def __init__(self, detail: str = "", *, maybe_applied: bool = False, answered: bool = False) -> None:
+        self.detail, self.maybe_applied, self.answered = detail, maybe_applied, answered
         super().__init__(
             "The Hugging Face Hub did not answer properly. Nothing was changed; try again in a few minutes "
             "(status: https://status.huggingface.co)." + (f" ({detail})" if detail else "")
@@ -289,13 +291,13 @@ def from_hub_error(
         if status == 429:
             return RateLimited(err.response.headers.get("Retry-After"))
         if status >= 500:
-            return HubUnavailable(f"HTTP {status}", maybe_applied=True)
+            return HubUnavailable(f"HTTP {status}", maybe_applied=True, answered=status != 504)
         return InvalidInput(f"The Hub refused the request ({status}): {detail or 'no detail'}")
     status = getattr(err, "hub_status", None)  # hub/http.py gave up retrying a read within its time budget
     if status == 429:
         return RateLimited(getattr(err, "retry_after", None))
     if status is not None:
-        return HubUnavailable(f"HTTP {status}, still failing after retries")
+        return HubUnavailable(f"HTTP {status}, still failing after retries", answered=True)
     # network failures (httpx2 transport errors, timeouts): the Hub did not answer. A request that never connected
     # changed nothing; one that was sent and then timed out or lost its connection may have been carried out.
     name = getattr(err, "network_error", None) or type(err).__name__

@@ -26,6 +26,8 @@ class Settings:
     retry_budget_s: float  # total time one idempotent read may spend, retries and waits included
     max_cost_usd: float  # the Space owner's ceiling on one job's worst-case cost (timeout x price)
     max_running_jobs: int  # a visitor with this many unfinished jobs confirms before starting another
+    max_total_cost_usd: float  # the worst case of a visitor's unfinished jobs in a namespace plus a new one
+    create_deadline_s: float  # a create whose answer was lost may still be applied by the Hub until this long after
     session_capacity: int  # Gradio sessions kept in memory (their State); the oldest are dropped past it
     on_space: bool  # running as a Hugging Face Space: only HF Jobs, never strangers' jobs on the Space's machine
     local_enabled: bool  # the Local backend (this machine) is offered
@@ -79,6 +81,8 @@ def get_settings() -> Settings:
         retry_budget_s=_number("TRAINER_SPACE_RETRY_BUDGET", 30, 0, 600),
         max_cost_usd=_number("TRAINER_SPACE_MAX_COST_USD", 100, 0.01, 1_000_000),
         max_running_jobs=int(_number("TRAINER_SPACE_MAX_RUNNING_JOBS", 3, 1, 1000)),
+        max_total_cost_usd=_number("TRAINER_SPACE_MAX_TOTAL_COST_USD", 300, 0.01, 10_000_000),
+        create_deadline_s=_number("TRAINER_SPACE_CREATE_DEADLINE_S", 300, 1, 3600),
         session_capacity=int(_number("TRAINER_SPACE_SESSION_CAPACITY", 300, 10, 100_000)),
         on_space=space,
         local_enabled=local,

@@ -417,7 +417,11 @@ class RecordAndFail:
             await self.app(scope, replay, dated)
             return
         if rule.mode in ("delay", "hang"):
+            generation = self.state.generation
             await asyncio.sleep(rule.delay_s)
+            if generation != self.state.generation:  # the test that asked for it has ended: not applied to the next
+                await error(503, "stand-in reset meanwhile")(scope, replay, dated)
+                return
             if rule.mode == "delay":
                 await self.app(scope, replay, dated)
                 return

@@ -28,7 +28,15 @@ from .backends.base import LLAMA_CPP_DIR
 from .backends.hf_jobs import job_request
 from .backends.local import local_command, local_spec, this_machine
 from .config import CONFIG_ENV, ExportConfig
-from .preflight import Check, PreflightFailed, Status, check_account, check_output_repo, check_running
+from .preflight import (
+    Check,
+    PreflightFailed,
+    Status,
+    check_account,
+    check_output_repo,
+    check_running,
+    check_total,
+)
 from .reproduce import hf_run_command, job_spec, python_run_snippet
 from .spec import APP_LABEL, Template, job_name, label_value, load_template, template_constants
 from .spending import CostGuard, bounded_timeout, cost_check, guard
@@ -310,7 +318,9 @@ def plan_export(session: HubSession, cfg: ExportConfig, *, dry_run: bool = True)
         cost = replace(cost, timeout_s=timeout_s)
     if not local:  # this machine costs nothing and is not one of the visitor's Jobs
         checks.append(cost_check(cost))
-        checks.append(check_running(session, None, confirmed=cfg.allow_many_running, dry_run=dry_run)[0])
+        running, unfinished = check_running(session, None, confirmed=cfg.allow_many_running, dry_run=dry_run)
+        total, cost = check_total(session, None, cost, unfinished)
+        checks += [running] if total is None else [running, total]
     cfg = cfg.with_changes(
         backend=cfg.resolved_backend, quantizations=quants, output_repo=output_repo, flavor=flavor_name,
         timeout=format_timeout(timeout_s), push_to_hub=pushing,
@@ -379,5 +389,5 @@ def submit_export(session: HubSession, cfg: ExportConfig, *, dry_run: bool = Fal
     if plan.failed:
         raise PreflightFailed(list(plan.failed))
     how = create_once(session, plan.launch, key=plan.key, explicit=bool(plan.config.idempotency_key),
-                      local=plan.config.is_local, what="export")  # fmt: skip
+                      local=plan.config.is_local, what="export", worst_usd=plan.cost.worst_usd)  # fmt: skip
     return ExportSubmission(plan, how.job, how)

@@ -23,6 +23,7 @@ from ..hub.session import JobRequest
 
 TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "job_templates"
 APP_LABEL = "trainer-space"  # label key set on every job this app submits; its value is the job kind
+KEY_LABEL = "trainer-space-key"  # the label carrying a job's submission key (jobs/submission.py)
 UV_IMAGE = "ghcr.io/astral-sh/uv:python3.12-bookworm"
 SCRIPT_ENV = "TRAINER_SPACE_SCRIPT"
 SCRIPT_SHA_ENV = "TRAINER_SPACE_SCRIPT_SHA256"

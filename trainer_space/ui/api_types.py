@@ -85,6 +85,9 @@ class Cost(TypedDict):
     cap: str
     ceiling_usd: float
     price_known: bool  # false: the Hub gives no price for the flavor (or its list could not be read): not submitted
+    unfinished_usd: float | None  # the worst case of the caller's unfinished jobs in the namespace (None: unknown)
+    total_usd: float | None  # those plus this job: it must stay under total_cap_usd
+    total_cap_usd: float
 
 
 class SubmissionOutcome(TypedDict, total=False):

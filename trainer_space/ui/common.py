@@ -319,6 +319,7 @@ def confirm_markdown(what: str, cost: dict[str, Any], checks: Iterable[Check]) -
         + ". Billed per minute to the job's namespace, only while it runs."
     ]
     lines += [f"⚠ {c.message}" for c in checks if c.name == "running jobs" and c.status.value == "warn"]
+    lines += [c.message for c in checks if c.name == "total cost"]
     return "\n\n".join(lines)
 
 
