@@ -40,9 +40,13 @@ def _world(hub, tokenizer_files, monkeypatch):
 
 
 def _timeouts(monkeypatch, **changes) -> None:
-    """Shorter timeouts / budget for the HTTP transport (the real defaults are seconds, not tenths)."""
+    """Shorter timeouts / budget for the HTTP transport (the real defaults are seconds, not tenths), and for the
+    calls that pass their own timeout (repo info, downloads, the dataset viewer)."""
+    from trainer_space.hub import session, viewer
+
     fast = dataclasses.replace(get_settings(), **changes)
-    monkeypatch.setattr(http, "get_settings", lambda: fast)
+    for module in (http, session, viewer):
+        monkeypatch.setattr(module, "get_settings", lambda: fast)
 
 
 def _submit(hub, token=None, **changes):
@@ -376,6 +380,56 @@ def test_a_hanging_hub_answers_within_the_read_timeout(hub, monkeypatch):
     with pytest.raises(errors.HubUnavailable, match="did not answer in time"):
         session.list_jobs()
     assert time.monotonic() - started < 3
+
+
+def _finished_job(hub) -> str:
+    session = HubSession(hub.alice)
+    job = session.submit_job(JobRequest(image="python:3.12", command=["true"], flavor="t4-small"))
+    wait_for(lambda: session.inspect_job(job.id).status.stage == "COMPLETED")
+    return job.id
+
+
+def test_one_budget_for_all_the_reads_of_a_job_logs_request(hub, monkeypatch):
+    """/job_logs reads the logs up to 3 times; against a Hub answering 503 they share one retry budget: the request
+    ends within about the budget plus one read timeout, not three budgets."""
+    from trainer_space.ui import api
+
+    _timeouts(monkeypatch, retry_budget_s=3.0, hub_timeout_s=1.0)
+    job_id = _finished_job(hub)
+    hub.fail_next(503, f"/api/jobs/alice/{job_id}/logs", times=10**6)
+    started = time.monotonic()
+    with pytest.raises(Exception, match="HTTP 503, still failing after retries"):
+        api.job_logs(job_id, 20, oauth_token=_oauth(hub.alice))
+    took = time.monotonic() - started
+    print(f"/job_logs against a 503 Hub, budget 3 s + read timeout 1 s: {took:.1f} s")
+    assert took < 3.0 + 1.0 + 1.0, took
+
+
+def test_one_budget_for_all_the_reads_of_a_dry_run_against_a_hanging_hub(hub, monkeypatch):
+    """Every read of a dry run (model, dataset viewer, tokenizer, unfinished jobs, ...) hangs: together they take
+    about the budget plus one read timeout, and the answer says what failed."""
+    from trainer_space.ui import api
+
+    _timeouts(monkeypatch, retry_budget_s=3.0, hub_timeout_s=1.0, viewer_timeout_s=1.0)
+    _ = HubSession(hub.alice).username  # signed in; from here on the Hub hangs on every other read
+    for prefix in ("/api/models", "/api/datasets", "/datasets-server", "/api/jobs/alice", "/Qwen", "/datasets/"):
+        hub.fault(prefix, method="GET", mode="hang", delay_s=30, times=10**6)
+    started = time.monotonic()
+    try:
+        answer = api.submit_training(CFG, True, oauth_token=_oauth(hub.alice))
+        said = json.dumps(answer["preflight"])
+    except Exception as err:  # a check that cannot be made at all: said as an error
+        said = str(err)
+    took = time.monotonic() - started
+    print(f"dry run against a hanging Hub, budget 3 s + read timeout 1 s: {took:.1f} s")
+    assert took < 3.0 + 1.0 + 2.0, took
+    assert "did not answer" in said or "still failing" in said, said
+
+
+def _oauth(token: str):
+    import gradio as gr
+
+    return gr.OAuthToken(token=token, scope="", expires_at=0)
 
 
 def test_a_cut_log_stream_is_resumed(hub):

@@ -214,7 +214,9 @@ def get_flavors(*, use_hub: bool = True) -> tuple[tuple[Flavor, ...], bool]:
         settings = get_settings()
         items = HfApi(endpoint=settings.endpoint).list_jobs_hardware(token=False)
         flavors = tuple(sorted((flavor_from_hub(i) for i in items), key=lambda f: (f.usd_per_hour, f.name)))
-    except Exception:  # the Hub is unreachable or answered oddly: fall back, never go blank
+    except Exception as err:  # the Hub is unreachable or answered oddly: fall back, never go blank
+        if getattr(err, "budget_spent", False):  # not asked at all (this request's reads had failed): not cached
+            return _fallback(), False
         flavors = ()
     if flavors:
         return _CACHE.put("flavors", (flavors, True))

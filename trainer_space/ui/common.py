@@ -15,6 +15,7 @@ import gradio as gr
 
 from ..errors import Busy, InvalidInput, TrainerSpaceError, hide_paths, redact, redact_data
 from ..hub.cache import visitor_key
+from ..hub.http import request_budget
 from ..hub.session import HubSession
 from ..jobs.preflight import Check
 from ..jobs.spec import TEMPLATES_DIR, load_template
@@ -190,8 +191,9 @@ def _acts_for_a_visitor(fn: Callable[..., Any]) -> bool:
 
 
 def ui_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """The UI boundary of a handler: a per-visitor limit (handlers that act for a visitor), results scrubbed of
-    tokens, service errors turned into `gr.Error` (a message, never a stack trace)."""
+    """The UI boundary of a handler: a per-visitor limit (handlers that act for a visitor), one retry budget for all
+    its Hub reads (`hub/http.py`), results scrubbed of tokens, service errors turned into `gr.Error` (a message,
+    never a stack trace)."""
     gated = _acts_for_a_visitor(fn)
 
     @functools.wraps(fn)
@@ -200,7 +202,8 @@ def ui_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             key = REQUESTS.enter(token) if gated else None
             try:
-                return scrub(fn(*args, **kwargs), token)
+                with request_budget():  # one retry budget for all the Hub reads of this request
+                    return scrub(fn(*args, **kwargs), token)
             finally:
                 if key is not None:
                     REQUESTS.leave(key)
