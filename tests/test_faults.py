@@ -27,6 +27,8 @@ from trainer_space.jobs.config import TrainingConfig
 from trainer_space.jobs.training import submit_training
 from trainer_space.settings import get_settings
 
+ANONYMOUS_INSPECTIONS = 4  # the share of the inspection pool signed-out visitors may hold at once
+
 CFG = {"method": "sft", "model": "Qwen/Qwen2.5-0.5B", "dataset": "alice/chat", "flavor": "a10g-small"}
 
 
@@ -530,6 +532,34 @@ def test_datasets_without_viewer_data_cannot_hold_up_inspections(hub, monkeypatc
     while inspection.streams_in_flight() and time.time() < deadline:  # abandoned reads stop on their own
         time.sleep(0.2)
     assert inspection.streams_in_flight() == 0
+
+
+def test_signed_out_visitors_cannot_fill_the_inspection_pool(hub, app_url):
+    """30 signed-out inspections of a dataset whose viewer hangs: they hold at most their small share of the
+    inspection pool (the others are refused at once), and a signed-in visitor's inspection is served meanwhile."""
+    hub.add_dataset("anon/slow", {"train": CHAT})
+    for path in ("splits", "size", "first-rows"):
+        hub.fault(f"/datasets-server/{path}?dataset=anon%2Fslow", mode="hang", delay_s=20, times=10**6)
+    anonymous = Client(app_url, verbose=False)
+    bob = Client(app_url, oauth_token=hub.bob, verbose=False)
+    bob.predict("alice/chat", "train", "", "sft", api_name="/inspect_dataset")  # connected and warm
+    jobs = [anonymous.submit("anon/slow", "train", "", "sft", api_name="/inspect_dataset") for _ in range(30)]
+    time.sleep(1.5)  # the flood is in: what it may hold hangs on the viewer
+    started = time.monotonic()
+    assert bob.predict("alice/chat", "train", "", "sft", api_name="/inspect_dataset")["num_rows"] == 5000
+    bob_s = time.monotonic() - started
+    outcomes = []
+    for job in jobs:
+        try:
+            job.result(timeout=60)
+            outcomes.append("ok")
+        except Exception as err:
+            outcomes.append(str(err))
+    refused = [o for o in outcomes if "Signed-out visitors already have" in o]
+    print(f"signed-in inspection during 30 signed-out ones on a hanging viewer: {bob_s:.2f} s; refused {len(refused)}")
+    assert bob_s < 2.0, bob_s
+    assert len(refused) >= 30 - ANONYMOUS_INSPECTIONS, outcomes
+    assert "dataset inspections in progress" in refused[0] and "sign in" in refused[0].lower(), refused[0]
 
 
 def test_one_visitor_cannot_take_every_worker(hub, app_url):

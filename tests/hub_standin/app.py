@@ -392,7 +392,9 @@ class RecordAndFail:
             )
         )
         auth = headers.get("authorization", "")
-        rule = self.state.match_failure(method, path, auth[7:] if auth.lower().startswith("bearer ") else None)
+        query = scope.get("query_string", b"").decode("latin-1")
+        where = f"{path}?{query}" if query else path  # a rule's prefix may name a query too (one dataset's viewer)
+        rule = self.state.match_failure(method, where, auth[7:] if auth.lower().startswith("bearer ") else None)
 
         replayed = False
 
