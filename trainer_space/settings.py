@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import urlsplit
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 DEFAULT_VIEWER_URL = "https://datasets-server.huggingface.co"
@@ -39,6 +40,7 @@ class Settings:
     scheduling_alert_s: float = 900.0  # a job SCHEDULING longer than this is flagged in My jobs
     stall_alert_s: float = 600.0  # a RUNNING job with no progress line for this long is said to make no progress
     usage_follow_s: float = 600.0  # one live usage stream in My jobs lasts at most this long (then a click resumes)
+    public_origins: tuple[str, ...] = ()  # the app's own origins behind a proxy that rewrites Host (cross-site guard)
 
 
 def _url(name: str, default: str) -> str:
@@ -61,6 +63,19 @@ def _number(name: str, default: float, low: float, high: float) -> float:
     if not low <= value <= high:
         raise ValueError(f"{name} must be between {low:g} and {high:g}, got {value:g}")
     return value
+
+
+def origins(name: str) -> tuple[str, ...]:
+    """Comma-separated origins (`https://host[:port]`, lower-cased), or ValueError naming the variable."""
+    out = []
+    for raw in (os.environ.get(name) or "").split(","):
+        if not raw.strip():
+            continue
+        parsed = urlsplit(raw.strip())
+        if parsed.scheme not in ("http", "https") or not parsed.netloc or parsed.path.strip("/") or parsed.query:
+            raise ValueError(f"{name} must be origins like https://trainer.example.org, got {raw.strip()!r}")
+        out.append(f"{parsed.scheme}://{parsed.netloc}".lower())
+    return tuple(out)
 
 
 @lru_cache(maxsize=1)
@@ -94,4 +109,5 @@ def get_settings() -> Settings:
         scheduling_alert_s=60 * _number("TRAINER_SPACE_SCHEDULING_ALERT_MIN", 15, 0.01, 10_000),
         stall_alert_s=60 * _number("TRAINER_SPACE_STALL_ALERT_MIN", 10, 0.01, 10_000),
         usage_follow_s=_number("TRAINER_SPACE_USAGE_FOLLOW_S", 600, 1, 3600),
+        public_origins=origins("TRAINER_SPACE_PUBLIC_ORIGIN"),
     )
