@@ -117,6 +117,14 @@ NAMES = {
     "allow_unfit": ["allow_unfit"], "allow_many_running": ["allow_many_running"],
     "idempotency_key": ["idempotency_key"],
 }  # fmt: skip
+
+
+def _not_a_timeout(value) -> bool:
+    """Whether a number is no valid timeout (whole seconds from 1 minute to 7 days are: 60 is one)."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return not (number and 60 <= value <= 7 * 86400)
+
+
 KINDS = {
     "dataset": BAD_ID, "model": BAD_ID, "output_repo": BAD_ID, "split": NOT_TEXT, "config": NOT_TEXT,
     "method": st.one_of(NOT_TEXT, st.text(min_size=1, max_size=10).filter(lambda s: s.strip().lower() not in
@@ -128,7 +136,8 @@ KINDS = {
     "job_id": st.one_of(NOT_TEXT, st.text(max_size=7)), "tail": BAD_NUMBER,
     "quantizations": st.one_of(st.integers(min_value=1), st.lists(st.integers(), min_size=1), st.just("Q99_X")),
     "private": BAD_FLAG, "flavor": st.one_of(NOT_TEXT, st.just("gpu-9000")), "dry_run": BAD_FLAG,
-    "timeout": st.one_of(NOT_TEXT, st.just("7 weeks"), st.just("10d")), "max_cost_usd": BAD_NUMBER,
+    "timeout": st.one_of(NOT_TEXT.filter(_not_a_timeout), st.just("7 weeks"), st.just("10d")),
+    "max_cost_usd": BAD_NUMBER,
     "allow_unfit": BAD_FLAG, "allow_many_running": BAD_FLAG,
     "idempotency_key": st.one_of(NOT_TEXT, st.just("short"), st.just("has spaces in it")),
 }  # fmt: skip
