@@ -68,7 +68,8 @@ class _Pending:
     deadline: str  # `until` as the visitor reads it (UTC)
 
 
-_PENDING: dict[str, _Pending] = {}
+_PENDING: dict[str, _Pending] = {}  # by key (each key's own lock orders its reads and writes)
+_PENDING_GUARD = threading.Lock()  # the dict itself, shared by every key
 
 
 def derived_key(visitor: str, namespace: str, kind: str, job: dict[str, Any]) -> str:
@@ -155,7 +156,8 @@ def submit_once(
             ) from None
         if existing is not None:
             if pending is not None:
-                _PENDING.pop(key, None)
+                _forget(key)
+                OPEN.add(session.username, namespace, key, worst_usd or 0.0, for_s=LISTED_WITHIN_S, job_id=existing.id)
                 note = "The Hub did not confirm your earlier submission in time, but it created the job: this is it."
                 return Submitted(existing, "recovered", key, note)
             return Submitted(existing, "existing", key, _existing_note(existing, explicit))
@@ -166,7 +168,7 @@ def submit_once(
                     f"still create it, so nothing new was sent. Look at My jobs for it; submit again after "
                     f"{pending.deadline}: the job is returned if the Hub has it by then, else it is created."
                 )
-            _PENDING.pop(key, None)  # the Hub, read after the create's deadline, lists no job with the key
+            _forget(key)  # the Hub, read after the create's deadline, lists no job with the key
             OPEN.forget(session.username, namespace, key)
         with OPEN.lock(session.username, namespace):
             if worst_usd is not None:
@@ -248,8 +250,11 @@ def _settle(session: HubSession, namespace: str, key: str, sent_at: float, err: 
         )
     deadline_s = get_settings().create_deadline_s
     deadline = datetime.fromtimestamp(sent_at + deadline_s, UTC).strftime("%H:%M:%S UTC")
-    _forget_expired()
-    _PENDING[key] = _Pending(sent_at, time.monotonic() + deadline_s - (time.time() - sent_at), deadline)
+    with _PENDING_GUARD:
+        now = time.monotonic()
+        for expired in [k for k, p in _PENDING.items() if p.until <= now]:
+            del _PENDING[expired]
+        _PENDING[key] = _Pending(sent_at, now + deadline_s - (time.time() - sent_at), deadline)
     OPEN.add(session.username, namespace, key, worst_usd, for_s=deadline_s)  # it counts against the total meanwhile
     raise JobOutcomeUnknown(
         f"The Hub has not confirmed the job ({err.detail}) and does not list it yet: it may still create it, until "
@@ -261,13 +266,13 @@ def _settle(session: HubSession, namespace: str, key: str, sent_at: float, err: 
 
 def forget_pending() -> None:
     """Forget every create in flight or unconfirmed, and the jobs created here (tests: a fresh Hub each)."""
-    _PENDING.clear()
+    with _PENDING_GUARD:
+        _PENDING.clear()
     OPEN.clear()
 
 
-def _forget_expired() -> None:
-    now = time.monotonic()
-    for key in [k for k, p in _PENDING.items() if p.until <= now]:
+def _forget(key: str) -> None:
+    with _PENDING_GUARD:
         _PENDING.pop(key, None)
 
 
