@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -230,12 +231,16 @@ class OpenCreations:
 
     def __init__(self) -> None:
         self._guard = threading.Lock()
-        self._locks: dict[tuple[str, str], threading.Lock] = {}
+        self._locks: weakref.WeakValueDictionary[tuple[str, str], threading.Lock] = weakref.WeakValueDictionary()
         self._open: dict[tuple[str, str], dict[str, _Open]] = {}
 
     def lock(self, visitor: str, namespace: str) -> threading.Lock:
+        """The visitor's lock in `namespace` (kept while someone holds it)."""
         with self._guard:
-            return self._locks.setdefault((visitor, namespace), threading.Lock())
+            lock = self._locks.get((visitor, namespace))
+            if lock is None:
+                lock = self._locks[(visitor, namespace)] = threading.Lock()
+            return lock
 
     def add(self, visitor: str, namespace: str, key: str, worst_usd: float, *, for_s: float,
             job_id: str | None = None) -> None:  # fmt: skip
@@ -258,6 +263,8 @@ class OpenCreations:
             entries = self._open.get((visitor, namespace), {})
             for key in [k for k, e in entries.items() if e.until <= now]:
                 del entries[key]
+            if not entries:
+                self._open.pop((visitor, namespace), None)
             return [e.worst_usd for k, e in entries.items() if k not in seen and e.job_id not in seen]
 
 
