@@ -86,7 +86,10 @@ def hub_server() -> HubStandIn:
 def hub(hub_server: HubStandIn, request) -> HubStandIn:
     """A fresh Hub stand-in state per test, with users alice and bob (and the machine's own token, which nothing
     may send). After the test, everything the stand-in received is scanned for tokens out of place."""
+    from trainer_space.jobs.submission import forget_pending
+
     hub_server.reset()
+    forget_pending()  # the app's memory of the previous test's Hub: its unconfirmed and just-created jobs
     hub_server.add_user("space-owner", token=MACHINE_TOKEN)
     yield hub_server
     leaks = LEAKS.scan_hub(hub_server, request.node.nodeid)

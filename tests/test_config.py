@@ -177,3 +177,17 @@ def test_export_config() -> None:
         ExportConfig.from_dict({"model": "alice/m", "quantizations": ["Q9"]})
     with pytest.raises(InvalidInput, match="Unknown config field"):
         ExportConfig.from_dict({"model": "alice/m", "dry_run_please": True})
+
+
+@pytest.mark.parametrize("field", ["per_device_train_batch_size", "learning_rate", "max_cost_usd", "timeout",
+                                   "lora_dropout", "max_steps"])  # fmt: skip
+def test_a_huge_number_is_refused_by_field_as_a_value_and_in_json_text(field: str) -> None:
+    with pytest.raises(InvalidInput, match=rf"\({field}\)|{field}|Timeout"):
+        parse(**{field: 10**309})
+    digits = "9" * 5001  # past Python's 4,300-digit limit for int(text): json.loads raises ValueError on it
+    base = {"method": "sft", "model": "Qwen/Qwen2.5-0.5B", "dataset": "trl-lib/Capybara"}
+    text = json.dumps(base)[:-1] + f', "{field}": {digits}}}'
+    with pytest.raises(InvalidInput, match="number"):
+        TrainingConfig.from_dict(text)
+    with pytest.raises(InvalidInput, match="number"):
+        parse(advanced=f'{{"seed": {digits}}}')

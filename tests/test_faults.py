@@ -27,6 +27,8 @@ from trainer_space.jobs.config import TrainingConfig
 from trainer_space.jobs.training import submit_training
 from trainer_space.settings import get_settings
 
+ANONYMOUS_INSPECTIONS = 4  # the share of the inspection pool signed-out visitors may hold at once
+
 CFG = {"method": "sft", "model": "Qwen/Qwen2.5-0.5B", "dataset": "alice/chat", "flavor": "a10g-small"}
 
 
@@ -40,9 +42,13 @@ def _world(hub, tokenizer_files, monkeypatch):
 
 
 def _timeouts(monkeypatch, **changes) -> None:
-    """Shorter timeouts / budget for the HTTP transport (the real defaults are seconds, not tenths)."""
+    """Shorter timeouts / budget for the HTTP transport (the real defaults are seconds, not tenths), and for the
+    calls that pass their own timeout (repo info, downloads, the dataset viewer)."""
+    from trainer_space.hub import session, viewer
+
     fast = dataclasses.replace(get_settings(), **changes)
-    monkeypatch.setattr(http, "get_settings", lambda: fast)
+    for module in (http, session, viewer):
+        monkeypatch.setattr(module, "get_settings", lambda: fast)
 
 
 def _submit(hub, token=None, **changes):
@@ -104,6 +110,18 @@ def test_an_explicit_key_returns_its_job_whatever_the_config(hub):
     assert _submit(hub, idempotency_key="my-run-0002").how.outcome == "created"
 
 
+def test_the_key_is_compared_by_the_app_not_only_by_the_hubs_label_filter(hub):
+    """A Hub that ignores `?label=` answers every job of the namespace: another config is still another job."""
+    hub.state.ignore_label_filters = True
+    first = _submit(hub)
+    other = _submit(hub, output_repo="alice/another-out")
+    assert other.how.outcome == "created" and other.job.id != first.job.id and len(hub.jobs) == 2
+    again = _submit(hub, output_repo="alice/another-out")
+    assert again.how.outcome == "existing" and again.job.id == other.job.id and len(hub.jobs) == 2
+    explicit = _submit(hub, idempotency_key="my-run-0003", learning_rate=1e-4)
+    assert explicit.how.outcome == "created" and len(hub.jobs) == 3
+
+
 def test_concurrent_double_submissions_make_one_job(hub):
     results, errors_seen = [], []
 
@@ -152,10 +170,65 @@ def test_a_late_504_after_the_job_was_created_is_recovered(hub, monkeypatch):
     assert time.monotonic() - started < 15
 
 
+def _create_deadline(monkeypatch, seconds: float) -> None:
+    """The time the Hub may take to apply a create whose answer never came (5 minutes by default), shortened."""
+    changed = dataclasses.replace(get_settings(), create_deadline_s=seconds)
+    monkeypatch.setattr(submission, "get_settings", lambda: changed)
+
+
+def test_a_slow_create_is_never_called_not_created_and_its_retry_finds_the_job(hub, monkeypatch):
+    """The Hub takes 20 s to answer the create and applies it then; the app stops waiting after 1 s."""
+    _timeouts(monkeypatch, hub_timeout_s=1.0)
+    _create_deadline(monkeypatch, 40)
+    hub.fault("/api/jobs/alice", method="POST", mode="delay", delay_s=20)
+    started = time.monotonic()
+    with pytest.raises(errors.JobOutcomeUnknown) as info:
+        _submit(hub)
+    first_s = time.monotonic() - started
+    message = info.value.message
+    assert "has not confirmed the job" in message and "may still create it" in message, message
+    assert "not created" not in message and "label" in message and first_s < 8, (first_s, message)
+    with pytest.raises(errors.JobOutcomeUnknown, match="Not submitted again: the Hub has not confirmed"):
+        _submit(hub)  # a retry meanwhile sends nothing
+    assert len(_posts(hub)) == 1
+    wait_for(lambda: len(hub.jobs) == 1, timeout_s=30)  # the Hub applies the create 20 s after it came
+    retry = _submit(hub)
+    assert retry.how.outcome == "recovered" and "created the job" in retry.how.note
+    assert retry.job.id in hub.jobs and len(hub.jobs) == 1 and len(_posts(hub)) == 1
+    assert _submit(hub).how.outcome == "existing" and len(hub.jobs) == 1
+
+
 @pytest.mark.parametrize(
     "fault, said",
     [
-        ({"mode": "drop"}, "answered with an error"),  # dropped before the Hub did anything
+        ({"mode": "hang", "delay_s": 75}, "did not answer in time"),
+        ({"mode": "drop"}, "connection lost"),  # dropped before the Hub did anything: the app cannot tell
+    ],
+)
+def test_a_create_without_an_answer_is_settled_only_after_its_deadline_then_the_retry_creates_one(
+    hub, monkeypatch, fault, said
+):
+    """The Hub hangs 75 s on the create (or drops the connection) and never applies it; the app's create deadline
+    is 3 s here."""
+    _timeouts(monkeypatch, hub_timeout_s=1.0)
+    _create_deadline(monkeypatch, 3)
+    hub.fault("/api/jobs/alice", method="POST", **fault)
+    started = time.monotonic()
+    with pytest.raises(errors.JobOutcomeUnknown) as info:
+        _submit(hub)
+    assert "not created" not in info.value.message and said in info.value.message
+    with pytest.raises(errors.JobOutcomeUnknown, match="Not submitted again"):
+        _submit(hub)
+    assert len(_posts(hub)) == 1 and hub.jobs == {}
+    time.sleep(max(0.0, 3.2 - (time.monotonic() - started)))
+    retry = _submit(hub)  # after the deadline the Hub, read again, has no job with the key: now it is created
+    assert retry.how.outcome == "created" and len(hub.jobs) == 1 and len(_posts(hub)) == 2
+    assert _submit(hub).how.outcome == "existing" and len(hub.jobs) == 1
+
+
+@pytest.mark.parametrize(
+    "fault, said",
+    [
         ({"mode": "status", "status": 502}, "answered with an error"),
         ({"mode": "status", "status": 503}, "answered with an error"),
     ],
@@ -235,9 +308,13 @@ def test_the_api_tells_the_truth_after_a_dropped_create(hub, app_url):
     again = client.predict(CFG, False, api_name="/submit_training")
     assert again["job_id"] == result["job_id"] and again["submission"]["outcome"] == "existing"
     assert len(hub.jobs) == 1
-    hub.fault("/api/jobs/alice", method="POST", mode="drop")
+    hub.fault("/api/jobs/alice", method="POST", mode="status", status=503)
     with pytest.raises(Exception, match="The job was not created"):
         client.predict({**CFG, "learning_rate": 1e-4}, False, api_name="/submit_training")
+    hub.fault("/api/jobs/alice", method="POST", mode="drop")  # no answer at all: never "not created" at once
+    with pytest.raises(Exception, match="The Hub has not confirmed the job") as info:
+        client.predict({**CFG, "learning_rate": 2e-4}, False, api_name="/submit_training")
+    assert "not created" not in str(info.value)
     assert len(hub.jobs) == 1
 
 
@@ -305,6 +382,56 @@ def test_a_hanging_hub_answers_within_the_read_timeout(hub, monkeypatch):
     with pytest.raises(errors.HubUnavailable, match="did not answer in time"):
         session.list_jobs()
     assert time.monotonic() - started < 3
+
+
+def _finished_job(hub) -> str:
+    session = HubSession(hub.alice)
+    job = session.submit_job(JobRequest(image="python:3.12", command=["true"], flavor="t4-small"))
+    wait_for(lambda: session.inspect_job(job.id).status.stage == "COMPLETED")
+    return job.id
+
+
+def test_one_budget_for_all_the_reads_of_a_job_logs_request(hub, monkeypatch):
+    """/job_logs reads the logs up to 3 times; against a Hub answering 503 they share one retry budget: the request
+    ends within about the budget plus one read timeout, not three budgets."""
+    from trainer_space.ui import api
+
+    _timeouts(monkeypatch, retry_budget_s=3.0, hub_timeout_s=1.0)
+    job_id = _finished_job(hub)
+    hub.fail_next(503, f"/api/jobs/alice/{job_id}/logs", times=10**6)
+    started = time.monotonic()
+    with pytest.raises(Exception, match="HTTP 503, still failing after retries"):
+        api.job_logs(job_id, 20, oauth_token=_oauth(hub.alice))
+    took = time.monotonic() - started
+    print(f"/job_logs against a 503 Hub, budget 3 s + read timeout 1 s: {took:.1f} s")
+    assert took < 3.0 + 1.0 + 1.0, took
+
+
+def test_one_budget_for_all_the_reads_of_a_dry_run_against_a_hanging_hub(hub, monkeypatch):
+    """Every read of a dry run (model, dataset viewer, tokenizer, unfinished jobs, ...) hangs: together they take
+    about the budget plus one read timeout, and the answer says what failed."""
+    from trainer_space.ui import api
+
+    _timeouts(monkeypatch, retry_budget_s=3.0, hub_timeout_s=1.0, viewer_timeout_s=1.0)
+    _ = HubSession(hub.alice).username  # signed in; from here on the Hub hangs on every other read
+    for prefix in ("/api/models", "/api/datasets", "/datasets-server", "/api/jobs/alice", "/Qwen", "/datasets/"):
+        hub.fault(prefix, method="GET", mode="hang", delay_s=30, times=10**6)
+    started = time.monotonic()
+    try:
+        answer = api.submit_training(CFG, True, oauth_token=_oauth(hub.alice))
+        said = json.dumps(answer["preflight"])
+    except Exception as err:  # a check that cannot be made at all: said as an error
+        said = str(err)
+    took = time.monotonic() - started
+    print(f"dry run against a hanging Hub, budget 3 s + read timeout 1 s: {took:.1f} s")
+    assert took < 3.0 + 1.0 + 2.0, took
+    assert "did not answer" in said or "still failing" in said, said
+
+
+def _oauth(token: str):
+    import gradio as gr
+
+    return gr.OAuthToken(token=token, scope="", expires_at=0)
 
 
 def test_a_cut_log_stream_is_resumed(hub):
@@ -405,6 +532,34 @@ def test_datasets_without_viewer_data_cannot_hold_up_inspections(hub, monkeypatc
     while inspection.streams_in_flight() and time.time() < deadline:  # abandoned reads stop on their own
         time.sleep(0.2)
     assert inspection.streams_in_flight() == 0
+
+
+def test_signed_out_visitors_cannot_fill_the_inspection_pool(hub, app_url):
+    """30 signed-out inspections of a dataset whose viewer hangs: they hold at most their small share of the
+    inspection pool (the others are refused at once), and a signed-in visitor's inspection is served meanwhile."""
+    hub.add_dataset("anon/slow", {"train": CHAT})
+    for path in ("splits", "size", "first-rows"):
+        hub.fault(f"/datasets-server/{path}?dataset=anon%2Fslow", mode="hang", delay_s=20, times=10**6)
+    anonymous = Client(app_url, verbose=False)
+    bob = Client(app_url, oauth_token=hub.bob, verbose=False)
+    bob.predict("alice/chat", "train", "", "sft", api_name="/inspect_dataset")  # connected and warm
+    jobs = [anonymous.submit("anon/slow", "train", "", "sft", api_name="/inspect_dataset") for _ in range(30)]
+    time.sleep(1.5)  # the flood is in: what it may hold hangs on the viewer
+    started = time.monotonic()
+    assert bob.predict("alice/chat", "train", "", "sft", api_name="/inspect_dataset")["num_rows"] == 5000
+    bob_s = time.monotonic() - started
+    outcomes = []
+    for job in jobs:
+        try:
+            job.result(timeout=60)
+            outcomes.append("ok")
+        except Exception as err:
+            outcomes.append(str(err))
+    refused = [o for o in outcomes if "Signed-out visitors already have" in o]
+    print(f"signed-in inspection during 30 signed-out ones on a hanging viewer: {bob_s:.2f} s; refused {len(refused)}")
+    assert bob_s < 2.0, bob_s
+    assert len(refused) >= 30 - ANONYMOUS_INSPECTIONS, outcomes
+    assert "dataset inspections in progress" in refused[0] and "sign in" in refused[0].lower(), refused[0]
 
 
 def test_one_visitor_cannot_take_every_worker(hub, app_url):

@@ -1,13 +1,16 @@
 """Property-based fuzz (hypothesis) over every endpoint's inputs: a wrong type, a huge or non-finite number, an
 over-long text, one argument (or config field) at a time. Whatever comes in: never "Unexpected error", never a
 traceback in the log for an expected error, every refusal names the field, and nothing reaches the Hub before the
-input is valid. Example counts stay modest: the suite runs in CI.
+input is valid. Example counts stay modest in CI (25 per test, 250 inputs); `TRAINER_SPACE_FUZZ_EXAMPLES` raises them
+for a long run (500 per test: 5,000 inputs), and the number of inputs tried is printed at the end (`-s`).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+import os
 
 import gradio as gr
 import pytest
@@ -18,13 +21,22 @@ from trainer_space.jobs.config import ExportConfig, TrainingConfig
 from trainer_space.ui import api
 
 EXAMPLES = settings(
-    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture], derandomize=True
+    max_examples=int(os.environ.get("TRAINER_SPACE_FUZZ_EXAMPLES") or 25),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    derandomize=True,
 )
+TRIED = {"inputs": 0, "refused": 0}  # reported by the last test
+# integers past the largest float (float() overflows on them) and a JSON text whose integer has more digits than
+# Python reads (json.loads raises ValueError on it)
+HUGE = st.one_of(st.just(10**309), st.just(-(10**309)), st.integers(min_value=10**308, max_value=10**400))
+HUGE_DIGITS = "9" * 5001
 
 # values that are never valid for the kind of argument (truthy: "" / 0 / None mean "default" for optional ones)
 LONG_TEXT = st.integers(3000, 6000).map(lambda n: "x" * n)
 NOT_TEXT = st.one_of(
     st.integers(min_value=1),
+    HUGE,
     st.integers(max_value=-1),
     st.floats(min_value=0.5, allow_nan=False),
     st.just(math.nan),
@@ -37,6 +49,7 @@ NOT_TEXT = st.one_of(
 BAD_ID = st.one_of(NOT_TEXT, st.text(alphabet=" <>|\\\"'{}$;", min_size=1, max_size=20))
 BAD_NUMBER = st.one_of(
     st.integers(min_value=10**12),
+    HUGE,
     st.integers(max_value=-1),
     st.just(math.nan),
     st.just(math.inf),
@@ -62,9 +75,11 @@ def check_call(hub, caplog, fn, kwargs: dict, names: list[str]) -> None:
     """Call an endpoint: an answer, or a refusal that is expected, names the field and sent nothing to the Hub."""
     before = len(hub.requests)
     caplog.clear()
+    TRIED["inputs"] += 1
     try:
         result = fn(**kwargs)
     except gr.Error as err:
+        TRIED["refused"] += 1
         message = str(err.message)
         assert err.title != "Unexpected error", (fn.__name__, kwargs, message)
         assert err.print_exception is False
@@ -102,6 +117,14 @@ NAMES = {
     "allow_unfit": ["allow_unfit"], "allow_many_running": ["allow_many_running"],
     "idempotency_key": ["idempotency_key"],
 }  # fmt: skip
+
+
+def _not_a_timeout(value) -> bool:
+    """Whether a number is no valid timeout (whole seconds from 1 minute to 7 days are: 60 is one)."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return not (number and 60 <= value <= 7 * 86400)
+
+
 KINDS = {
     "dataset": BAD_ID, "model": BAD_ID, "output_repo": BAD_ID, "split": NOT_TEXT, "config": NOT_TEXT,
     "method": st.one_of(NOT_TEXT, st.text(min_size=1, max_size=10).filter(lambda s: s.strip().lower() not in
@@ -113,7 +136,8 @@ KINDS = {
     "job_id": st.one_of(NOT_TEXT, st.text(max_size=7)), "tail": BAD_NUMBER,
     "quantizations": st.one_of(st.integers(min_value=1), st.lists(st.integers(), min_size=1), st.just("Q99_X")),
     "private": BAD_FLAG, "flavor": st.one_of(NOT_TEXT, st.just("gpu-9000")), "dry_run": BAD_FLAG,
-    "timeout": st.one_of(NOT_TEXT, st.just("7 weeks"), st.just("10d")), "max_cost_usd": BAD_NUMBER,
+    "timeout": st.one_of(NOT_TEXT.filter(_not_a_timeout), st.just("7 weeks"), st.just("10d")),
+    "max_cost_usd": BAD_NUMBER,
     "allow_unfit": BAD_FLAG, "allow_many_running": BAD_FLAG,
     "idempotency_key": st.one_of(NOT_TEXT, st.just("short"), st.just("has spaces in it")),
 }  # fmt: skip
@@ -153,9 +177,17 @@ def test_training_config_fields(quiet, caplog, field, value):
                [field, *([TrainingConfig.LABELS[field]] if field in TrainingConfig.LABELS else [])])  # fmt: skip
 
 
+def _with_huge_integer(field: str) -> str:
+    """A training config as JSON text whose `field` is an integer of 5,001 digits."""
+    return json.dumps(TRAINING_BASE)[:-1] + f', "{field}": {HUGE_DIGITS}}}'
+
+
+HUGE_TEXT = st.sampled_from(sorted(TrainingConfig.model_fields)).map(_with_huge_integer)
+
+
 @EXAMPLES
-@given(config=st.one_of(NOT_TEXT, st.text(max_size=40), st.dictionaries(st.text(max_size=12), FIELD_VALUES,
-                                                                          max_size=3)))  # fmt: skip
+@given(config=st.one_of(NOT_TEXT, st.text(max_size=40), HUGE_TEXT,
+                        st.dictionaries(st.text(max_size=12), FIELD_VALUES, max_size=3)))  # fmt: skip
 def test_any_training_config_shape(quiet, caplog, config):
     """Anything as the config: refused with what is wrong (a field, "config", "required" or "unknown")."""
     check_call(quiet, caplog, api.submit_training, {"config": config, "dry_run": True, "oauth_token": token(quiet)},
@@ -168,8 +200,17 @@ def test_export_config_fields(quiet, caplog, field, value):
     cfg = {"model": "alice/none", field: value}
     from trainer_space.errors import InvalidInput
 
+    TRIED["inputs"] += 1
     try:
         ExportConfig.from_dict(cfg)
     except InvalidInput as err:
         label = ExportConfig.LABELS.get(field, field)
         assert field in err.message or label in err.message, err.message
+
+
+def test_zz_report_the_inputs_tried():
+    """The figure of this run (run last in file order: `-p no:randomly`)."""
+    print(
+        f"\nfuzz: {TRIED['inputs']:,} inputs, {TRIED['refused']:,} refused with a message, 0 unexpected errors, "
+        "0 tracebacks logged"
+    )

@@ -140,6 +140,68 @@ def test_the_owners_ceiling_bounds_every_cap(hub, monkeypatch):
     assert check["status"] == "error" and "$1,680.00" in check["message"]
 
 
+def _export(hub, **changes):
+    from trainer_space.jobs.config import ExportConfig
+    from trainer_space.jobs.export import submit_export
+
+    hub.add_model("alice/qwen-sft", files={"config.json": json.dumps({"architectures": ["Qwen2ForCausalLM"]})},
+                  safetensors={"parameters": {"BF16": 494_032_768}, "total": 494_032_768})  # fmt: skip
+    dry = changes.pop("dry_run", True)
+    return submit_export(HubSession(hub.alice), ExportConfig.from_dict({"model": "alice/qwen-sft", **changes}),
+                         dry_run=dry)  # fmt: skip
+
+
+def _refused_for_its_price(hub, cfg: dict, export: dict, *said: str) -> None:
+    """A dry run says why in its cost check; a real training submission and a real export are refused, no POST."""
+    from trainer_space.jobs.preflight import PreflightFailed
+
+    for check in (_checks(submit_training(HubSession(hub.alice), TrainingConfig.from_dict(cfg), dry_run=True)),
+                  {c["name"]: c for c in _export(hub, **export).to_json()["preflight"]}):  # fmt: skip
+        assert check["cost"]["status"] == "error", check["cost"]
+        for text in said:
+            assert text in check["cost"]["message"], check["cost"]["message"]
+    with pytest.raises(PreflightFailed, match="cost: .*" + said[0]):
+        submit_training(HubSession(hub.alice), TrainingConfig.from_dict({**cfg, "allow_many_running": True}),
+                        dry_run=False)  # fmt: skip
+    with pytest.raises(PreflightFailed, match="cost: .*" + said[0]):
+        _export(hub, **export, dry_run=False)
+    assert hub.requests_to("/api/jobs", "POST") == []
+
+
+def test_a_flavor_without_a_price_from_the_hub_is_refused_for_paid_work(hub):
+    """rtx-pro-6000 is a flavor name Jobs accept, but the Hub's list (here) gives it no price: never $0."""
+    from trainer_space.hub import hardware
+
+    hardware.clear_cache()
+    _refused_for_its_price(hub, {**CFG, "flavor": "rtx-pro-6000", "timeout": "168h"},
+                           {"flavor": "rtx-pro-6000x8", "timeout": "168h"},
+                           "lists no price for", "Pick a flavor the Hub prices")  # fmt: skip
+    for item in hub.state.hardware:  # listed, but at $0: not a price either
+        if item["name"] == "l4x1":
+            item["unitCostUSD"] = item["unitCostMicroUSD"] = 0
+    hardware.clear_cache()
+    _refused_for_its_price(hub, {**CFG, "flavor": "l4x1"}, {"flavor": "l4x1"}, "lists no price for l4x1")
+    hardware.clear_cache()
+
+
+def test_when_the_hubs_prices_cannot_be_read_estimates_say_so_and_paid_work_waits(hub):
+    from trainer_space.hub import hardware
+    from trainer_space.ui import api
+
+    hardware.clear_cache()
+    hub.fail_next(500, "/api/jobs/hardware", times=10**6)
+    try:
+        estimate = api.estimate("Qwen/Qwen2.5-0.5B", num_rows=1000)
+        assert estimate["prices"] == "built-in"
+        assert any("built-in table" in n and "not billed" in n for n in estimate["notes"]), estimate["notes"]
+        a10g = next(f for f in estimate["flavors"] if f["flavor"] == "a10g-small")
+        assert a10g["usd_per_hour"] == 1.0  # the built-in figure, shown for the estimate
+        _refused_for_its_price(hub, CFG, {"flavor": "cpu-upgrade"}, "could not be read", "Try again in a minute")
+    finally:
+        hub.state.fail_rules.clear()
+        hardware.clear_cache()
+
+
 def test_a_cap_lowers_the_default_timeout_when_the_estimate_still_fits(hub):
     base = submit_training(HubSession(hub.alice), TrainingConfig.from_dict(CFG), dry_run=True)
     assert base.plan.config.timeout == "30m" and base.plan.cost.cap_usd == 0.5
@@ -181,6 +243,59 @@ def test_job_log_lines_are_redacted_in_the_api_and_the_ui(hub, app_url):
     assert body["lines"] == ["token is hf_***", "again hf_***", "hf_hub_download and hf_transfer stay"]
     views = list(monitor.follow_logs(session, job.id, where=monitor.JobWhere("hf-jobs", "alice", "COMPLETED")))
     assert SECRET not in json.dumps([v.lines for v in views]) and hub.alice not in json.dumps([v.lines for v in views])
+
+
+def encodings_of(token: str) -> list[str]:
+    """The visitor's token as a job might print it: base64 (alone, and inside a longer base64 text at each of the
+    three byte alignments, as `echo "HF_TOKEN=$HF_TOKEN" | base64` prints it), URL-safe base64, URL-encoded (every
+    byte), without its `hf_` prefix, hex."""
+    import base64
+    import urllib.parse
+
+    raw = token.encode()
+    return [
+        base64.b64encode(raw).decode(),
+        *(base64.b64encode(prefix + raw + b"\n").decode() for prefix in (b"HF_TOKEN=", b"TOKEN=", b"T=")),
+        base64.urlsafe_b64encode(b"\xfb\xff" + raw).decode(),
+        "".join(f"%{b:02X}" for b in raw),
+        urllib.parse.quote(f"Bearer {token}"),
+        token.removeprefix("hf_"),
+        raw.hex(),
+    ]
+
+
+def test_the_visitors_token_printed_encoded_is_redacted_in_the_api_and_the_ui(hub, app_url):
+    import base64
+
+    from trainer_space.ui import jobs_tab
+    from trainer_space.ui.common import ui_errors_gen
+
+    printed = encodings_of(hub.alice)
+    hub.plan_next_job(lines=[f"line {i}: {text}" for i, text in enumerate(printed)])
+    session = HubSession(hub.alice)
+    job = session.submit_job(JobRequest(image="python:3.12", command=["true"]))
+    deadline = time.time() + 10
+    while session.inspect_job(job.id).status.stage != "COMPLETED" and time.time() < deadline:
+        time.sleep(0.1)
+    body = Client(app_url, oauth_token=hub.alice, verbose=False).predict(job.id, 50, api_name="/job_logs")
+    with gr.Blocks():
+        tab = jobs_tab.build_tab()
+    follow = ui_errors_gen(tab.on_follow)  # the UI's log view, as the tab wires it
+    views = list(follow(job.id, None, gr.OAuthToken(token=hub.alice, scope="", expires_at=0)))
+    shown = {"api": "\n".join(body["lines"]), "ui": views[-1][tab.logs]}
+    for where, text in shown.items():
+        assert len(text.splitlines()) == len(printed), (where, text)
+        for line in text.splitlines():  # what is left of an encoding holds too little of the token to recover it
+            assert "hf_***" in line, (where, line)
+        for encoded in printed:
+            assert encoded not in text, (where, encoded)
+        for chunk in text.replace("hf_***", " ").split():  # no base64 run decodes to the token's tail either
+            padded = chunk + "=" * (-len(chunk) % 4)
+            try:
+                decoded = base64.b64decode(padded, altchars=b"-_" if "-" in chunk or "_" in chunk else None)
+            except ValueError:
+                continue
+            assert hub.alice[3:15].encode() not in decoded, (where, chunk)
 
 
 def test_a_token_pasted_into_a_form_field_is_refused_and_never_echoed_or_sent(hub, app_url, caplog):

@@ -48,3 +48,18 @@ def test_ids_that_could_reach_a_url_or_shell_are_refused():
     assert validate_job_id(" 0123456789abcdef01234567 ") == "0123456789abcdef01234567"
     with pytest.raises(InvalidInput, match="not a job id"):
         validate_job_id("abc/../def")
+
+
+HUGE = 10**309  # past the largest float: float(HUGE) raises OverflowError, not ValueError
+
+
+@pytest.mark.parametrize("value", [HUGE, -HUGE, 10**5000], ids=["1e309", "-1e309", "1e5000"])
+def test_numbers_of_any_size_are_refused_by_field(value):
+    from trainer_space.validation import validate_timeout
+
+    with pytest.raises(InvalidInput, match="Batch size must be"):
+        validate_int(value, "Batch size", 1, 1024)
+    with pytest.raises(InvalidInput, match="LoRA dropout must be"):
+        validate_float(value, "LoRA dropout", 0.0, 0.9)
+    with pytest.raises(InvalidInput, match="The timeout must be between 1 minute and 7 days"):
+        validate_timeout(value)

@@ -6,7 +6,9 @@ The service layer raises these; the UI turns them into `gr.Error` at one boundar
 
 from __future__ import annotations
 
+import base64
 import re
+import urllib.parse
 
 TOKENS_URL = "https://huggingface.co/settings/tokens"  # where a visitor creates a token
 
@@ -133,12 +135,14 @@ class RateLimited(TrainerSpaceError):
 
 class HubUnavailable(TrainerSpaceError):
     """The Hub (or the viewer) did not answer properly. For reads nothing changed; a write may have happened
-    (`maybe_applied`: the request left, and the answer was lost or was a 5xx), which the caller settles."""
+    (`maybe_applied`: the request left, and the answer was lost or was a 5xx), which the caller settles. `answered`:
+    the Hub answered with an error status (other than 504); else no answer came (a timeout, a dropped connection, a
+    gateway timeout), and a write may still be applied after the caller stopped waiting."""
 
     title = "Hub unavailable"
 
-    def __init__(self, detail: str = "", *, maybe_applied: bool = False) -> None:
-        self.detail, self.maybe_applied = detail, maybe_applied
+    def __init__(self, detail: str = "", *, maybe_applied: bool = False, answered: bool = False) -> None:
+        self.detail, self.maybe_applied, self.answered = detail, maybe_applied, answered
         super().__init__(
             "The Hugging Face Hub did not answer properly. Nothing was changed; try again in a few minutes "
             "(status: https://status.huggingface.co)." + (f" ({detail})" if detail else "")
@@ -171,12 +175,50 @@ class JobOutcomeUnknown(TrainerSpaceError):
 TOKEN_PATTERN = re.compile(r"hf_(?=[A-Za-z0-9_]*[A-Z0-9])[A-Za-z0-9_]{10,}")
 
 
-def redact(text: str, *secrets: str | None) -> str:
-    """`text` with anything shaped like a Hugging Face token (and each of `secrets`) replaced by `hf_***`."""
+MIN_SECRET = 8  # a shorter "secret" would redact ordinary text
+
+
+def _base64_runs(raw: bytes) -> list[str]:
+    """The base64 characters that encode `raw` wherever it sits in a longer base64 text: at each of the three byte
+    alignments, without the first and last characters (they also carry the neighbours' bits), in both alphabets."""
+    runs = []
+    for shift in range(3):
+        encoded = base64.b64encode(b"\0" * shift + raw).decode()
+        run = encoded[-(-8 * shift // 6) : (8 * (shift + len(raw))) // 6]
+        runs += [run, run.translate(_URLSAFE)]
+    return runs
+
+
+_URLSAFE = str.maketrans("+/", "-_")
+
+
+def secret_forms(*secrets: str | None) -> tuple[str, ...]:
+    """Each secret and the common encodings a job (or a library) may print it in: base64 (alone or inside a longer
+    base64 text, standard or URL-safe), URL-encoded (as `quote` writes it, and every byte as %XX), hex, and a
+    Hugging Face token without its `hf_` prefix. Longest first, so that a longer form is replaced whole."""
+    forms: set[str] = set()
     for secret in secrets:
-        if secret and len(secret) >= 8:
-            text = text.replace(secret, "hf_***")
+        if not secret or len(secret) < MIN_SECRET:
+            continue
+        raw = secret.encode()
+        forms |= {secret, urllib.parse.quote(secret, safe=""), raw.hex(), *_base64_runs(raw)}
+        forms |= {"".join(f"%{b:02{case}}" for b in raw) for case in "Xx"}
+        if secret.startswith("hf_") and len(secret) - 3 >= MIN_SECRET:
+            forms.add(secret[3:])
+    return tuple(sorted((f for f in forms if len(f) >= MIN_SECRET), key=len, reverse=True))
+
+
+def _redact(text: str, forms: tuple[str, ...]) -> str:
+    for form in forms:
+        if form in text:
+            text = text.replace(form, "hf_***")
     return TOKEN_PATTERN.sub("hf_***", text)
+
+
+def redact(text: str, *secrets: str | None) -> str:
+    """`text` with anything shaped like a Hugging Face token, and each of `secrets` in any of its common encodings
+    (`secret_forms`), replaced by `hf_***`."""
+    return _redact(text, secret_forms(*secrets))
 
 
 # an absolute local path ("/home/user/app/...", "/tmp/trainer-space-x/tokenizer.json"): not one inside a URL or a
@@ -196,12 +238,16 @@ def looks_like_token(text: object) -> bool:
 
 def redact_data(value: object, *secrets: str | None) -> object:
     """`redact` applied to every string inside JSON-like data (dicts, lists, tuples), keys included."""
+    return _redact_data(value, secret_forms(*secrets))
+
+
+def _redact_data(value: object, forms: tuple[str, ...]) -> object:
     if isinstance(value, str):
-        return redact(value, *secrets)
+        return _redact(value, forms)
     if isinstance(value, dict):
-        return {redact_data(k, *secrets): redact_data(v, *secrets) for k, v in value.items()}
+        return {_redact_data(k, forms): _redact_data(v, forms) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return type(value)(redact_data(v, *secrets) for v in value)
+        return type(value)(_redact_data(v, forms) for v in value)
     return value
 
 
@@ -245,13 +291,13 @@ def from_hub_error(
         if status == 429:
             return RateLimited(err.response.headers.get("Retry-After"))
         if status >= 500:
-            return HubUnavailable(f"HTTP {status}", maybe_applied=True)
+            return HubUnavailable(f"HTTP {status}", maybe_applied=True, answered=status != 504)
         return InvalidInput(f"The Hub refused the request ({status}): {detail or 'no detail'}")
     status = getattr(err, "hub_status", None)  # hub/http.py gave up retrying a read within its time budget
     if status == 429:
         return RateLimited(getattr(err, "retry_after", None))
     if status is not None:
-        return HubUnavailable(f"HTTP {status}, still failing after retries")
+        return HubUnavailable(f"HTTP {status}, still failing after retries", answered=True)
     # network failures (httpx2 transport errors, timeouts): the Hub did not answer. A request that never connected
     # changed nothing; one that was sent and then timed out or lost its connection may have been carried out.
     name = getattr(err, "network_error", None) or type(err).__name__

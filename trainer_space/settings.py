@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import urlsplit
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 DEFAULT_VIEWER_URL = "https://datasets-server.huggingface.co"
@@ -26,6 +27,8 @@ class Settings:
     retry_budget_s: float  # total time one idempotent read may spend, retries and waits included
     max_cost_usd: float  # the Space owner's ceiling on one job's worst-case cost (timeout x price)
     max_running_jobs: int  # a visitor with this many unfinished jobs confirms before starting another
+    max_total_cost_usd: float  # the worst case of a visitor's unfinished jobs in a namespace plus a new one
+    create_deadline_s: float  # a create whose answer was lost may still be applied by the Hub until this long after
     session_capacity: int  # Gradio sessions kept in memory (their State); the oldest are dropped past it
     on_space: bool  # running as a Hugging Face Space: only HF Jobs, never strangers' jobs on the Space's machine
     local_enabled: bool  # the Local backend (this machine) is offered
@@ -37,6 +40,7 @@ class Settings:
     scheduling_alert_s: float = 900.0  # a job SCHEDULING longer than this is flagged in My jobs
     stall_alert_s: float = 600.0  # a RUNNING job with no progress line for this long is said to make no progress
     usage_follow_s: float = 600.0  # one live usage stream in My jobs lasts at most this long (then a click resumes)
+    public_origins: tuple[str, ...] = ()  # the app's own origins behind a proxy that rewrites Host (cross-site guard)
 
 
 def _url(name: str, default: str) -> str:
@@ -61,6 +65,19 @@ def _number(name: str, default: float, low: float, high: float) -> float:
     return value
 
 
+def origins(name: str) -> tuple[str, ...]:
+    """Comma-separated origins (`https://host[:port]`, lower-cased), or ValueError naming the variable."""
+    out = []
+    for raw in (os.environ.get(name) or "").split(","):
+        if not raw.strip():
+            continue
+        parsed = urlsplit(raw.strip())
+        if parsed.scheme not in ("http", "https") or not parsed.netloc or parsed.path.strip("/") or parsed.query:
+            raise ValueError(f"{name} must be origins like https://trainer.example.org, got {raw.strip()!r}")
+        out.append(f"{parsed.scheme}://{parsed.netloc}".lower())
+    return tuple(out)
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The process-wide settings (environment only, no secrets)."""
@@ -79,6 +96,8 @@ def get_settings() -> Settings:
         retry_budget_s=_number("TRAINER_SPACE_RETRY_BUDGET", 30, 0, 600),
         max_cost_usd=_number("TRAINER_SPACE_MAX_COST_USD", 100, 0.01, 1_000_000),
         max_running_jobs=int(_number("TRAINER_SPACE_MAX_RUNNING_JOBS", 3, 1, 1000)),
+        max_total_cost_usd=_number("TRAINER_SPACE_MAX_TOTAL_COST_USD", 300, 0.01, 10_000_000),
+        create_deadline_s=_number("TRAINER_SPACE_CREATE_DEADLINE_S", 300, 1, 3600),
         session_capacity=int(_number("TRAINER_SPACE_SESSION_CAPACITY", 300, 10, 100_000)),
         on_space=space,
         local_enabled=local,
@@ -90,4 +109,5 @@ def get_settings() -> Settings:
         scheduling_alert_s=60 * _number("TRAINER_SPACE_SCHEDULING_ALERT_MIN", 15, 0.01, 10_000),
         stall_alert_s=60 * _number("TRAINER_SPACE_STALL_ALERT_MIN", 10, 0.01, 10_000),
         usage_follow_s=_number("TRAINER_SPACE_USAGE_FOLLOW_S", 600, 1, 3600),
+        public_origins=origins("TRAINER_SPACE_PUBLIC_ORIGIN"),
     )

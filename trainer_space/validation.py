@@ -133,7 +133,8 @@ def validate_method(value: Any) -> str:
     """A method name ("SFT", " dpo ") or InvalidInput listing the methods."""
     method = value.strip().lower() if isinstance(value, str) else ""
     if method not in METHODS:
-        raise InvalidInput(f"Unknown method '{redact(str(value)[:40])}'. Choose one of {', '.join(METHODS)}.")
+        shown = redact(value[:40]) if isinstance(value, str) else type(value).__name__  # str() of a huge int fails
+        raise InvalidInput(f"Unknown method '{shown}'. Choose one of {', '.join(METHODS)}.")
     return method
 
 
@@ -159,7 +160,7 @@ def _number(value: Any) -> float | None:
         return None
     try:
         number = float(value)
-    except ValueError:
+    except (ValueError, OverflowError):  # an int past the largest float (about 1e308) overflows: too large anyway
         return None
     return number if math.isfinite(number) else None
 
@@ -227,7 +228,9 @@ def parse_timeout(value: Any) -> int:
     """ "2h" / "90m" / "3.5h" / "3600" / 3600 -> seconds (ValueError for anything else)."""
     if isinstance(value, bool):
         raise ValueError("not a duration: use e.g. 90m or 2h")
-    if isinstance(value, (int, float)):
+    if isinstance(value, int):
+        return value  # any size: the caller checks the range (math.isfinite would overflow on a huge int)
+    if isinstance(value, float):
         if not math.isfinite(value):
             raise ValueError("not a duration: use e.g. 90m or 2h")
         return int(value)

@@ -28,7 +28,9 @@ Fixture API (`hub` in tests/conftest.py)::
     hub.fail_next(status, path_prefix="/api/jobs", method=None, message="...", times=1, headers=None)
     hub.fault("/api/jobs/alice", mode="drop_after", method="POST")  # faults: see FailRule (status, after, drop,
     hub.slow_down(token, delay_s=2.0)         #   drop_after, delay, hang), per token; slow_down: one visitor's calls
+    hub.fault("/datasets-server/splits?dataset=anon%2Fslow", mode="hang")  # a prefix may include the query
     hub.cut_logs(after_events=2)              # the next log stream is cut after 2 events (the client reconnects)
+    hub.state.ignore_label_filters = True     # job lists ignore `?label=` (every job of the namespace comes back)
     hub.requests                              # list of RecordedRequest (method, path, query, headers, body, json())
     hub.jobs                                  # {job_id: Job}; job.spec is the exact body the client sent
 """

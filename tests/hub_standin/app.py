@@ -97,7 +97,9 @@ def build_app(state: HubState) -> Starlette:
         if isinstance(user, Response):
             return user
         stages = request.query_params.getlist("stage")
-        labels = [lbl.split("=", 1) for lbl in request.query_params.getlist("label")]
+        labels = (
+            [] if state.ignore_label_filters else [lbl.split("=", 1) for lbl in request.query_params.getlist("label")]
+        )
         out = []
         for job in sorted(state.jobs.values(), key=lambda j: j.created, reverse=True):
             if job.namespace != ns:
@@ -390,7 +392,9 @@ class RecordAndFail:
             )
         )
         auth = headers.get("authorization", "")
-        rule = self.state.match_failure(method, path, auth[7:] if auth.lower().startswith("bearer ") else None)
+        query = scope.get("query_string", b"").decode("latin-1")
+        where = f"{path}?{query}" if query else path  # a rule's prefix may name a query too (one dataset's viewer)
+        rule = self.state.match_failure(method, where, auth[7:] if auth.lower().startswith("bearer ") else None)
 
         replayed = False
 
@@ -415,7 +419,11 @@ class RecordAndFail:
             await self.app(scope, replay, dated)
             return
         if rule.mode in ("delay", "hang"):
+            generation = self.state.generation
             await asyncio.sleep(rule.delay_s)
+            if generation != self.state.generation:  # the test that asked for it has ended: not applied to the next
+                await error(503, "stand-in reset meanwhile")(scope, replay, dated)
+                return
             if rule.mode == "delay":
                 await self.app(scope, replay, dated)
                 return

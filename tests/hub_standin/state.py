@@ -317,8 +317,9 @@ class FailRule:
 
     mode: "status" answer `status` instead of handling the request; "after" handle it (a job is created), wait
     `delay_s`, then answer `status`; "drop" close the connection mid-answer without handling the request; "drop_after" handle it,
-    then close the connection mid-answer; "delay" wait `delay_s`, then handle it normally; "hang" wait `delay_s`
-    (default: longer than any client timeout), then answer `status`.
+    then close the connection mid-answer; "delay" wait `delay_s`, then handle it normally (a create is applied then,
+    whether or not the client still waits: a slow Hub); "hang" wait `delay_s` (default: longer than any client
+    timeout), then answer `status` without handling it. A request delayed past a reset of the stand-in is dropped.
     token: only requests carrying this bearer token.
     """
 
@@ -406,6 +407,7 @@ class HubState:
 
     def reset(self) -> None:
         with self.lock:
+            self.generation = getattr(self, "generation", 0) + 1  # a request delayed past a reset is not applied
             self.users: dict[str, User] = {}
             self.repos: dict[tuple[str, str], Repo] = {}
             self.viewer: dict[str, ViewerDataset] = {}
@@ -415,6 +417,7 @@ class HubState:
             self.requests: list[RecordedRequest] = []
             self.hardware: list[dict[str, Any]] = hardware_json()
             self.viewer_delay_s = 0.0
+            self.ignore_label_filters = False  # a Hub that ignores `?label=` on job lists (answers every job)
             self.cut_logs: list[int] = []  # the next log streams are cut after this many events each
 
     # ---- users

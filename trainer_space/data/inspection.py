@@ -23,6 +23,7 @@ from typing import Any
 
 from ..catalog import METHODS
 from ..errors import Busy, GatedRepo, HubUnavailable, InvalidInput, RateLimited, RepoNotFound, TrainerSpaceError
+from ..hub.http import in_request
 from ..hub.session import HubSession
 from ..hub.viewer import Viewer, ViewerError, clean
 from ..steps import step
@@ -161,9 +162,9 @@ def inspect_dataset(
     viewer = session.viewer
     step("asking the dataset viewer for splits, size and first rows")
     guess = SplitRef(config or "default", split or "train")
-    f_splits = _POOL.submit(viewer.get, "splits", dataset=repo_id)
-    f_size = _POOL.submit(viewer.get, "size", dataset=repo_id)
-    f_rows = _POOL.submit(viewer.get, "first-rows", dataset=repo_id, config=guess.config, split=guess.split)
+    f_splits = _POOL.submit(in_request(viewer.get), "splits", dataset=repo_id)  # the request's retry budget
+    f_size = _POOL.submit(in_request(viewer.get), "size", dataset=repo_id)
+    f_rows = _POOL.submit(in_request(viewer.get), "first-rows", dataset=repo_id, config=guess.config, split=guess.split)
     try:
         try:
             splits = _parse_splits(f_splits.result())
@@ -342,7 +343,7 @@ def _streamed(
     _take_stream_slot(visitor)
     stop = threading.Event()
     try:
-        future = _STREAM_POOL.submit(_stream_rows, session, repo_id, config, chosen.split, stop)
+        future = _STREAM_POOL.submit(in_request(_stream_rows), session, repo_id, config, chosen.split, stop)
     except BaseException:
         _release_stream_slot(visitor)
         raise
@@ -486,7 +487,7 @@ def fetch_sample(
         )  # fmt: skip
         return [e.get("row") or {} for e in payload.get("rows") or [] if not e.get("truncated_cells")]
 
-    futures = [_POOL.submit(page, o) for o in offsets]
+    futures = [_POOL.submit(in_request(page), o) for o in offsets]
     for future in futures:
         try:
             rows.extend(future.result())

@@ -645,6 +645,7 @@ class EstimateResult:
             "recommended": self.recommended,
             "timeout": self.timeout,
             "notes": [*self.notes, *self.suggestions],
+            "prices": "hub" if self.prices_from_hub else "built-in",
         }
 
     def verdict(self) -> str:
@@ -752,7 +753,10 @@ def estimate_from_facts(
     if estimates:
         all_notes.extend(n for n in estimates[0].memory.notes if n not in all_notes)
     if not prices_from_hub:
-        all_notes.append("The Hub's hardware list could not be read: flavors and prices come from the built-in table.")
+        all_notes.append(
+            "The Hub's hardware list could not be read: flavors and prices come from the built-in table, for the "
+            "estimate only (not billed prices): paid jobs are submitted once the Hub's prices can be read again."
+        )
     all_notes.append("CPU flavors of Jobs are not listed: TRL fine-tuning runs on a GPU.")
     if any(f.is_local and not f.is_gpu for f in gpu_flavors):
         all_notes.append(

@@ -214,7 +214,9 @@ def get_flavors(*, use_hub: bool = True) -> tuple[tuple[Flavor, ...], bool]:
         settings = get_settings()
         items = HfApi(endpoint=settings.endpoint).list_jobs_hardware(token=False)
         flavors = tuple(sorted((flavor_from_hub(i) for i in items), key=lambda f: (f.usd_per_hour, f.name)))
-    except Exception:  # the Hub is unreachable or answered oddly: fall back, never go blank
+    except Exception as err:  # the Hub is unreachable or answered oddly: fall back, never go blank
+        if getattr(err, "budget_spent", False):  # not asked at all (this request's reads had failed): not cached
+            return _fallback(), False
         flavors = ()
     if flavors:
         return _CACHE.put("flavors", (flavors, True))
@@ -227,6 +229,29 @@ def get_flavor(name: str, flavors: tuple[Flavor, ...] | None = None) -> Flavor |
         if f.name == name:
             return f
     return None
+
+
+def billed_price(name: str, flavors: tuple[Flavor, ...], from_hub: bool) -> tuple[float | None, str]:
+    """The hourly price a job on `name` is billed at, as the Hub lists it, or (None, why it is not known).
+
+    Only the Hub's own list prices paid work: a flavor it does not list, or lists at $0, has no known price, and
+    when the list could not be read the built-in figures are estimates, never a price to bound a job's cost with.
+    """
+    if not from_hub:
+        built_in = get_flavor(name)
+        figure = f" (the built-in figure, ${built_in.usd_per_hour:,.2f}/h, is for estimates only)" if built_in else ""
+        return None, (
+            f"The Hub's price list could not be read just now, so the price of {name} is not known{figure}: nothing "
+            "paid is submitted on a guessed price. Try again in a minute (the list is read again then)."
+        )
+    listed = next((f for f in flavors if f.name == name), None)
+    if listed is None or listed.usd_per_hour <= 0:
+        priced = [f.name for f in flavors if f.usd_per_hour > 0 and f.is_gpu == (listed.is_gpu if listed else True)]
+        return None, (
+            f"The Hub lists no price for {name}, so its worst case cannot be bounded: nothing paid is submitted on it. "
+            f"Pick a flavor the Hub prices ({', '.join(priced[:6])}{', ...' if len(priced) > 6 else ''})."
+        )
+    return listed.usd_per_hour, ""
 
 
 def clear_cache() -> None:

@@ -11,6 +11,7 @@ the field and what is allowed; booleans are true/false (or "true"/"false") and n
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import fields
 from typing import Annotated, Any, ClassVar
 
@@ -67,6 +68,7 @@ from ..validation import (
 from .trl_options import parse_option
 
 CONFIG_ENV = "TRAINER_SPACE_CONFIG"  # the job's environment variable holding its config as JSON
+_DIGITS = sys.get_int_max_str_digits() or 4300  # the longest integer json.loads reads (ValueError beyond)
 
 
 def _mapping(value: Any) -> DatasetMapping | None:
@@ -76,6 +78,10 @@ def _mapping(value: Any) -> DatasetMapping | None:
         mapping = parse_mapping(value)
     except MappingError as err:
         raise PydanticCustomError("invalid", f"is not a valid mapping: {err}") from None
+    except (ValueError, RecursionError):  # JSON text with a number of more than 4,300 digits, or nested too deeply
+        raise PydanticCustomError(
+            "invalid", "is not a valid mapping: a number too large to read, or too deep"
+        ) from None
     return mapping or None
 
 
@@ -129,6 +135,8 @@ def _advanced(value: Any, info: ValidationInfo) -> dict[str, Any]:
             value = json.loads(value)
         except json.JSONDecodeError:
             raise PydanticCustomError("invalid", "must be a JSON object of TRL option names to values") from None
+        except (ValueError, RecursionError):  # a number of more than 4,300 digits, or nesting too deep
+            raise PydanticCustomError("invalid", "has a number too large to read, or is nested too deeply") from None
     if not isinstance(value, dict) or len(value) > 64:
         raise PydanticCustomError("invalid", "must be an object of TRL option names to values (at most 64)")
     for key, item in value.items():
@@ -204,6 +212,10 @@ class _Config(BaseModel):
                 raise InvalidInput(f"The config is not valid JSON: {err.msg} (line {err.lineno}).") from None
             except RecursionError:
                 raise InvalidInput("The config is not valid JSON: it is nested too deeply.") from None
+            except ValueError:  # an integer of more than 4,300 digits (Python's limit for reading one)
+                raise InvalidInput(
+                    f"The config has a number too large to read (more than {_DIGITS:,} digits)."
+                ) from None
         if not isinstance(data, dict):
             raise InvalidInput("The config must be a JSON object.")
         data = {k: v for k, v in data.items() if k not in ignore}

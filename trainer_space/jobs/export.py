@@ -28,7 +28,15 @@ from .backends.base import LLAMA_CPP_DIR
 from .backends.hf_jobs import job_request
 from .backends.local import local_command, local_spec, this_machine
 from .config import CONFIG_ENV, ExportConfig
-from .preflight import Check, PreflightFailed, Status, check_account, check_output_repo, check_running
+from .preflight import (
+    Check,
+    PreflightFailed,
+    Status,
+    check_account,
+    check_output_repo,
+    check_running,
+    check_total,
+)
 from .reproduce import hf_run_command, job_spec, python_run_snippet
 from .spec import APP_LABEL, Template, job_name, label_value, load_template, template_constants
 from .spending import CostGuard, bounded_timeout, cost_check, guard
@@ -346,14 +354,16 @@ def plan_export(session: HubSession, cfg: ExportConfig, *, dry_run: bool = True)
     needed_s = export_timeout_s(size.bytes_16bit, len(quants))
     timeout_s = (parse_timeout(cfg.timeout) if cfg.timeout else None) or needed_s
     price = flavor.usd_per_hour if flavor else 0.0
-    cost = guard(flavor, flavor_name, timeout_s=timeout_s, needed_timeout_s=needed_s,
-                 estimate_usd=estimate_s / 3600 * price, max_cost_usd=cfg.max_cost_usd)  # fmt: skip
+    cost = guard(flavor_name, session.hardware() if not local else ((), True), timeout_s=timeout_s,
+                 needed_timeout_s=needed_s, estimate_usd=estimate_s / 3600 * price, max_cost_usd=cfg.max_cost_usd)  # fmt: skip
     if not cfg.timeout:
-        timeout_s = bounded_timeout(timeout_s, estimate_s, price, cost.cap_usd)
+        timeout_s = bounded_timeout(timeout_s, estimate_s, cost.usd_per_hour, cost.cap_usd)
         cost = replace(cost, timeout_s=timeout_s)
     if not local:  # this machine costs nothing and is not one of the visitor's Jobs
         checks.append(cost_check(cost))
-        checks.append(check_running(session, None, confirmed=cfg.allow_many_running, dry_run=dry_run)[0])
+        running, unfinished = check_running(session, None, confirmed=cfg.allow_many_running, dry_run=dry_run)
+        total, cost = check_total(session, None, cost, unfinished)
+        checks += [running] if total is None else [running, total]
     cfg = cfg.with_changes(
         backend=cfg.resolved_backend, quantizations=quants, output_repo=output_repo, flavor=flavor_name,
         timeout=format_timeout(timeout_s), push_to_hub=pushing,
@@ -422,5 +432,5 @@ def submit_export(session: HubSession, cfg: ExportConfig, *, dry_run: bool = Fal
     if plan.failed:
         raise PreflightFailed(list(plan.failed))
     how = create_once(session, plan.launch, key=plan.key, explicit=bool(plan.config.idempotency_key),
-                      local=plan.config.is_local, what="export")  # fmt: skip
+                      local=plan.config.is_local, what="export", worst_usd=plan.cost.worst_usd)  # fmt: skip
     return ExportSubmission(plan, how.job, how)

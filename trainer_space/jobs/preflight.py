@@ -38,7 +38,7 @@ from .backends.local import this_machine
 from .checks import Check, Status
 from .config import TrainingConfig
 from .spec import load_template, template_constants
-from .spending import CostGuard, bounded_timeout, cost_check, guard, running_check
+from .spending import CostGuard, bounded_timeout, cost_check, guard, open_worst_cases, running_check, total_check
 from .trl_options import unmet_needs
 
 
@@ -495,6 +495,20 @@ def check_running(
     return check, unfinished
 
 
+def check_total(
+    session: HubSession, namespace: str | None, cost: CostGuard, unfinished: tuple[JobInfo, ...] | None
+) -> tuple[Check | None, CostGuard]:
+    """The worst case of the visitor's unfinished jobs in the namespace plus this one, against this Space's total
+    cap (`unfinished`: as the running-jobs check read them; None: not readable, then the create checks it), and the
+    cost guard with that total. The create checks it again, serialized with the create (`jobs/submission.py`)."""
+    if unfinished is None or cost.unpriced:
+        return None, cost
+    ns = namespace or session.username
+    figures = open_worst_cases(session.username, ns, unfinished, session.hardware())
+    check, open_usd = total_check(cost.worst_usd, figures, ns)
+    return check, replace(cost, unfinished_usd=open_usd)
+
+
 @dataclass(frozen=True)
 class Preflight:
     """Every check in order, and the flavor, timeout and cost guard the job will use."""
@@ -575,7 +589,7 @@ def run_preflight(
     if cfg.quick_test and cfg.timeout_s is None:
         timeout_s = max(timeout_s, MIN_TIMEOUT_S)
     cost = guard(
-        flavor, fit.flavor, timeout_s=timeout_s, needed_timeout_s=fit.needed_timeout_s,
+        fit.flavor, session.hardware(), timeout_s=timeout_s, needed_timeout_s=fit.needed_timeout_s,
         estimate_usd=fit.chosen.cost_usd if fit.chosen is not None else None, max_cost_usd=cfg.max_cost_usd,
     )  # fmt: skip
     if cfg.timeout_s is None:  # the default timeout is bounded by the cap
@@ -588,6 +602,9 @@ def run_preflight(
         step("counting your running jobs")
         running, unfinished = check_running(session, cfg.namespace, confirmed=cfg.allow_many_running, dry_run=dry_run)
         checks.append(running)
+        total, cost = check_total(session, cfg.namespace, cost, unfinished)
+        if total is not None:
+            checks.append(total)
     return Preflight(tuple(checks), fit, fit.flavor, timeout_s, cost, tuple(reward_funcs), unfinished)
 
 

@@ -25,6 +25,7 @@ from ..hub.session import JobRequest
 
 TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "job_templates"
 APP_LABEL = "trainer-space"  # label key set on every job this app submits; its value is the job kind
+KEY_LABEL = "trainer-space-key"  # the label carrying a job's submission key (jobs/submission.py)
 UV_IMAGE = "ghcr.io/astral-sh/uv:python3.12-bookworm"
 SCRIPT_ENV = "TRAINER_SPACE_SCRIPT"  # the script's base64 in SCRIPT_ENV_0, SCRIPT_ENV_1, ... (SCRIPT_CHUNK each)
 SCRIPT_CHUNK = 64_000  # characters: with its name, under half of one string's limit

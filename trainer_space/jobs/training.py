@@ -26,9 +26,9 @@ from .backends.local import local_command, local_spec, this_machine
 from .config import CONFIG_ENV, TrainingConfig
 from .preflight import Check, EstimateCheck, PreflightFailed, Status, run_preflight
 from .reproduce import hf_run_command, job_spec, python_run_snippet
-from .spec import APP_LABEL, Template, job_name, label_value, load_template, space_subdomain
+from .spec import APP_LABEL, KEY_LABEL, Template, job_name, label_value, load_template, space_subdomain
 from .spending import CostGuard
-from .submission import KEY_LABEL, Submitted, create_once, submission_key
+from .submission import Submitted, create_once, submission_key
 from .trl_options import as_argument
 
 TEMPLATE = "train.py"
@@ -353,5 +353,5 @@ def submit_training(
             raise PreflightFailed(list(plan.failed))
         return Submission(plan)
     how = create_once(session, plan.launch, key=plan.key, explicit=bool(plan.config.idempotency_key),
-                      local=plan.config.is_local)  # fmt: skip
+                      local=plan.config.is_local, worst_usd=plan.cost.worst_usd)  # fmt: skip
     return Submission(plan, how.job, how)

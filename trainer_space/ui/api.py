@@ -88,13 +88,19 @@ def for_api_callers(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+# the kind of work of each endpoint: its concurrency group (see ui/common.py CONCURRENCY)
+KINDS = {"inspect_dataset": "inspect", "estimate": "plan", "submit_training": "plan", "list_jobs": "hub",
+         "job_status": "hub", "job_logs": "hub", "cancel_job": "hub", "export_gguf": "plan"}  # fmt: skip
+
+
 def endpoint(summary: str, returns: str, **params: str) -> Callable[[F], F]:
     """An API endpoint: described, its errors turned into messages (`ui_errors`), sign-in errors worded for a
     program. Every endpoint takes the caller's token as `oauth_token` (signed in, or gradio_client's `oauth_token=`)
     or as the `Authorization: Bearer` header (`authorization`, filled by Gradio from the request, MCP included)."""
 
     def wrap(fn: F) -> F:
-        return ui_errors(for_api_callers(described(summary, returns, **params)(fn)))  # type: ignore[return-value]
+        wrapped = for_api_callers(described(summary, returns, **params)(fn))
+        return ui_errors(wrapped, kind=KINDS[fn.__name__])  # type: ignore[return-value]
 
     return wrap
 
@@ -334,9 +340,6 @@ def _flag(value: Any, name: str) -> bool:
 
 
 ENDPOINTS = (inspect_dataset, estimate, submit_training, list_jobs, job_status, job_logs, cancel_job, export_gguf)
-# the kind of work of each endpoint: its concurrency group (see ui/common.py CONCURRENCY)
-KINDS = {"inspect_dataset": "inspect", "estimate": "plan", "submit_training": "plan", "list_jobs": "hub",
-         "job_status": "hub", "job_logs": "hub", "cancel_job": "hub", "export_gguf": "plan"}  # fmt: skip
 
 
 def register() -> None:

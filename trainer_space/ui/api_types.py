@@ -72,6 +72,7 @@ class Estimate(TypedDict):
     recommended: str | None
     timeout: str | None
     notes: list[str]
+    prices: Literal["hub", "built-in"]  # "built-in": the Hub's list could not be read (estimates only)
 
 
 class Cost(TypedDict):
@@ -83,6 +84,10 @@ class Cost(TypedDict):
     cap_usd: float
     cap: str
     ceiling_usd: float
+    price_known: bool  # false: the Hub gives no price for the flavor (or its list could not be read): not submitted
+    unfinished_usd: float | None  # the worst case of the caller's unfinished jobs in the namespace (None: unknown)
+    total_usd: float | None  # those plus this job: it must stay under total_cap_usd
+    total_cap_usd: float
 
 
 class SubmissionOutcome(TypedDict, total=False):

@@ -15,6 +15,7 @@ import gradio as gr
 
 from ..errors import Busy, InvalidInput, TrainerSpaceError, hide_paths, redact, redact_data
 from ..hub.cache import visitor_key
+from ..hub.http import request_budget
 from ..hub.session import HubSession
 from ..jobs.backends import LOCAL
 from ..jobs.preflight import Check
@@ -137,6 +138,12 @@ def scrub(value: Any, token: str | None) -> Any:
 # slot is never held longer than a call's budget; a visitor has at most a few calls in flight (ui/common.py).
 CONCURRENCY = {"hub": 32, "inspect": 16, "plan": 12, "tokens": 3, "logs": 20}
 DEFAULT_CONCURRENCY = 8  # the cheap UI events (mapping edits, carrying values between tabs)
+# the part of each pool that all signed-out visitors together may hold at once (more are refused at once): a flood of
+# anonymous calls (inspections of a dataset whose viewer hangs, estimates of a model whose repo hangs) cannot take
+# the slots signed-in visitors need; the "hub" and "logs" kinds need a token anyway (refused at once without)
+ANONYMOUS_SHARE = {"hub": 8, "inspect": 4, "plan": 3, "tokens": 1, "logs": 0}
+KIND_NAMES = {"hub": "Hub requests", "inspect": "dataset inspections", "plan": "plans and estimates",
+              "tokens": "token counts", "logs": "log streams"}  # fmt: skip
 
 
 def concurrency(kind: str) -> dict:
@@ -160,7 +167,8 @@ class VisitorGate:
         with self._lock:
             if self._in_flight.get(key, 0) >= limit:
                 who = "You already have" if token else "Signed-out visitors already have"
-                raise Busy(f"{who} {limit} {self.what} in progress.")
+                share = "" if token else " (their share of this Space; sign in to use your own)"
+                raise Busy(f"{who} {limit} {self.what} in progress{share}.")
             self._in_flight[key] = self._in_flight.get(key, 0) + 1
         return key
 
@@ -179,6 +187,9 @@ class VisitorGate:
 
 REQUESTS = VisitorGate("requests", per_visitor=6, anonymous=24)
 STREAMS = VisitorGate("log streams", per_visitor=6, anonymous=0)  # a job open in two tabs: logs and usage each
+# per kind of work, signed-out visitors' share of its pool (signed-in visitors are bounded by REQUESTS alone)
+SHARES = {kind: VisitorGate(KIND_NAMES[kind], per_visitor=CONCURRENCY[kind], anonymous=n)
+          for kind, n in ANONYMOUS_SHARE.items()}  # fmt: skip
 
 
 def _acts_for_a_visitor(fn: Callable[..., Any]) -> bool:
@@ -191,19 +202,27 @@ def _acts_for_a_visitor(fn: Callable[..., Any]) -> bool:
         return False
 
 
-def ui_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """The UI boundary of a handler: a per-visitor limit (handlers that act for a visitor), results scrubbed of
-    tokens, service errors turned into `gr.Error` (a message, never a stack trace)."""
+def ui_errors(fn: Callable[..., Any], *, kind: str | None = None) -> Callable[..., Any]:
+    """The UI boundary of a handler: a per-visitor limit (handlers that act for a visitor), signed-out visitors'
+    share of the pool of its `kind` of work (`concurrency(kind)`), one retry budget for all its Hub reads
+    (`hub/http.py`), results scrubbed of tokens, service errors turned into `gr.Error` (a message, never a stack
+    trace)."""
     gated = _acts_for_a_visitor(fn)
+    share = SHARES[kind] if kind is not None and gated else None
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         token = _token_in(fn, args, kwargs)
         try:
             key = REQUESTS.enter(token) if gated else None
+            shared = None
             try:
-                return scrub(fn(*args, **kwargs), token)
+                shared = share.enter(None) if share is not None and token is None else None
+                with request_budget():  # one retry budget for all the Hub reads of this request
+                    return scrub(fn(*args, **kwargs), token)
             finally:
+                if shared is not None:
+                    share.leave(shared)
                 if key is not None:
                     REQUESTS.leave(key)
         except Exception as err:
@@ -321,6 +340,7 @@ def confirm_markdown(what: str, cost: dict[str, Any], checks: Iterable[Check]) -
         + ". Billed per minute to the job's namespace, only while it runs."
     ]
     lines += [f"⚠ {c.message}" for c in checks if c.name == "running jobs" and c.status.value == "warn"]
+    lines += [c.message for c in checks if c.name == "total cost"]
     return "\n\n".join(lines)
 
 

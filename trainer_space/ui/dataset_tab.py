@@ -316,7 +316,7 @@ def build_tab() -> DatasetTab:
     )  # fmt: skip
 
     inspect_outputs = [state, config, split, summary, verdicts, preview, *tab.editor, *tab.example_outputs]
-    handler, inspect_inputs = ui_errors(tab.on_inspect), [dataset, config, split, method, state]
+    handler, inspect_inputs = ui_errors(tab.on_inspect, kind="inspect"), [dataset, config, split, method, state]
     buttons = [inspect_btn, render_btn]  # disabled while either runs
     while_busy(inspect_btn.click, buttons, handler, inspect_inputs, inspect_outputs, **concurrency("inspect"))
     for trigger in (dataset.submit, config.input, split.input):
@@ -326,7 +326,8 @@ def build_tab() -> DatasetTab:
     for component in (*fields.values(), transforms):
         component.input(edit, [method, state, transforms, *fields.values()],
                         [mapping_json, mapping_verdict, mapping_code, verdicts], api_visibility="private")  # fmt: skip
-    while_busy(render_btn.click, buttons, ui_errors(tab.on_render), [state, method, mapping_json, model, max_length],
+    while_busy(render_btn.click, buttons, ui_errors(tab.on_render, kind="tokens"),
+               [state, method, mapping_json, model, max_length],
                [rendered, rendered_note, stats_text, stats], **concurrency("tokens"))  # fmt: skip
     gr.Markdown(
         "**Next:** the dataset, split, method and mapping are carried to **Estimate** (what it costs on each GPU) "

@@ -219,7 +219,7 @@ def build_tab(dataset_tab: Any | None = None) -> EstimateTab:
     )  # fmt: skip
     inputs = {*tab.config_fields.values(), num_rows, mean_tokens}
     outputs = [table, verdict, info, recommended_flavor, timeout]
-    while_busy(button.click, [button], ui_errors(tab.on_estimate), inputs, outputs, **concurrency("plan"))
+    while_busy(button.click, [button], ui_errors(tab.on_estimate, kind="plan"), inputs, outputs, **concurrency("plan"))
     gr.Markdown(
         "**Next:** the recommended flavor, its timeout and these settings are carried to **Train**.",
         elem_classes="next-step",

@@ -108,7 +108,7 @@ class TrainTab:
         advanced = (data.get("advanced") or "").strip()
         try:
             data["advanced"] = json.loads(advanced) if advanced else {}
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # not JSON, a number of more than 4,300 digits, nested too deeply
             raise InvalidInput('Advanced options must be a JSON object, e.g. {"weight_decay": 0.01}.') from None
         mapping = data.get("mapping")  # a transforms-only mapping (e.g. unpair_preference) counts too
         data["mapping"] = (
