@@ -290,13 +290,24 @@ def job_details(job: JobInfo, flavors: tuple[Flavor, ...] | None = None) -> JobD
 
 
 def diagnose_job(
-    backend: JobBackend, job: JobInfo, flavors: tuple[Flavor, ...] | None = None, *, tail: int = DIAGNOSIS_TAIL
+    backend: JobBackend,
+    job: JobInfo,
+    flavors: tuple[Flavor, ...] | None = None,
+    *,
+    tail: int = DIAGNOSIS_TAIL,
+    lines: list[str] | None = None,
 ) -> Diagnosis | None:
-    """The diagnosis of a finished job from its status, the last `tail` log lines and its labels (None if running)."""
+    """The diagnosis of a finished job from its status, the last `tail` log lines (read unless `lines` are given)
+    and its labels (None if running)."""
     stage = job.status.stage
     if stage not in TERMINAL_STAGES or stage in ("COMPLETED", "DELETED"):
         return None
-    lines = safe_lines(backend.job_logs(job.id, namespace=job.owner.name, tail=tail)) if stage == "ERROR" else []
+    if stage != "ERROR":
+        lines = []
+    elif lines is None:
+        lines = safe_lines(backend.job_logs(job.id, namespace=job.owner.name, tail=tail))
+    else:
+        lines = lines[-tail:]
     return diagnose(
         stage,
         job.status.message,
