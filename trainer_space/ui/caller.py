@@ -99,9 +99,10 @@ def cancel_mcp_calls_with_their_job() -> None:
     from anyio.to_thread import run_sync
     from gradio.mcp import GradioMCPServer
 
-    if getattr(GradioMCPServer._execute_tool_without_progress, "_cancels_job", False):
-        return
-    with_progress = GradioMCPServer._execute_tool_with_progress
+    waiting = getattr(GradioMCPServer, "_execute_tool_without_progress", None)
+    with_progress = getattr(GradioMCPServer, "_execute_tool_with_progress", None)
+    if waiting is None or with_progress is None or getattr(waiting, "_cancels_job", False):
+        return  # another Gradio (its calls still end by their deadlines), or done already
 
     def cancel(job: Any) -> None:
         if not job.done():
