@@ -27,6 +27,7 @@ def test_every_answer_has_exactly_the_keys_of_its_type(hub, app_url, tokenizer_f
     estimate = client.predict("Qwen/Qwen2.5-0.5B", "alice/pairs", api_name="/estimate")
     assert set(estimate) == keys(api_types.Estimate)
     assert set(estimate["flavors"][0]) == keys(api_types.FlavorEstimate)
+    assert set(estimate["cheapest_jobs_flavor"]) == keys(api_types.CheapestJobsFlavor)
     job = client.predict(cfg, False, api_name="/submit_training")
     assert set(job) == keys(api_types.TrainingSubmission)
     assert set(job["cost"]) == keys(api_types.Cost) and set(job["preflight"][0]) == keys(api_types.Check)
@@ -34,6 +35,13 @@ def test_every_answer_has_exactly_the_keys_of_its_type(hub, app_url, tokenizer_f
     assert set(listed) == keys(api_types.JobList) and set(listed["jobs"][0]) == keys(api_types.JobRow)
     status = client.predict(job["job_id"], api_name="/job_status")
     assert set(status) == keys(api_types.JobStatus)
+    assert set(status["progress"]) == keys(api_types.JobProgress) and set(status["usage"]) == keys(api_types.JobUsage)
+    versus = status["usage"]["vs_estimate"]
+    assert set(versus) == keys(api_types.VersusEstimate) and set(versus["ratio"]) == keys(api_types.Ratios)
+    assert set(versus["estimate"]) == keys(api_types.EstimateFigures)
+    assert set(versus["measured"]) == keys(api_types.MeasuredFigures)
+    accuracy = client.predict(api_name="/estimate_accuracy")
+    assert set(accuracy) == keys(api_types.AccuracyAnswer) and set(accuracy["median_ratio"]) == keys(api_types.Ratios)
     assert set(client.predict(job["job_id"], 5, api_name="/job_logs")) == keys(api_types.LogTail)
     assert set(client.predict(job["job_id"], api_name="/cancel_job")) == keys(api_types.JobStage)
     export = client.predict("Qwen/Qwen2.5-0.5B", ["Q8_0"], api_name="/export_gguf")
@@ -43,6 +51,8 @@ def test_every_answer_has_exactly_the_keys_of_its_type(hub, app_url, tokenizer_f
 def test_clients_see_each_answers_type(app_url):
     endpoints = Client(app_url, verbose=False).view_api(print_info=False, return_format="dict")["named_endpoints"]
     for name, typed in [("/inspect_dataset", api_types.Inspection), ("/submit_training", api_types.TrainingSubmission),
-                        ("/list_jobs", api_types.JobList), ("/cancel_job", api_types.JobStage)]:  # fmt: skip
+                        ("/list_jobs", api_types.JobList), ("/cancel_job", api_types.JobStage),
+                        ("/job_status", api_types.JobStatus), ("/estimate", api_types.Estimate),
+                        ("/estimate_accuracy", api_types.AccuracyAnswer)]:  # fmt: skip
         (answer,) = endpoints[name]["returns"]
         assert set(answer["type"]["properties"]) == keys(typed), name

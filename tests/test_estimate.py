@@ -254,7 +254,8 @@ def test_out_of_range_numbers_are_refused_with_a_clear_message(field, value, mes
 
 def test_to_json_has_exactly_the_api_shape():
     data = estimate_from_facts(QWEN05, EstimateInputs(), FALLBACK_FLAVORS).to_json()
-    assert set(data) == {"model", "params", "tokens", "flavors", "recommended", "timeout", "notes", "prices"}
+    assert set(data) == {"model", "params", "tokens", "backend", "flavors", "recommended", "timeout",
+                         "cheapest_jobs_flavor", "notes", "prices"}  # fmt: skip
     keys = {"flavor", "gpus", "vram_gb", "peak_vram_gb", "fits", "hours", "cost_usd", "usd_per_hour"}
     assert all(set(f) == keys for f in data["flavors"])
     json.dumps(data)

@@ -93,12 +93,13 @@ def check_call(hub, caplog, fn, kwargs: dict, names: list[str]) -> None:
 
 
 VALID = {
-    "inspect_dataset": {"dataset": "alice/none", "split": "train", "config": "", "method": "sft"},
+    "inspect_dataset": {"dataset": "alice/none", "split": "train", "dataset_config": "", "method": "sft"},
     "estimate": {"model": "alice/none", "dataset": None, "method": "sft", "peft": "lora", "max_length": 1024,
-                 "epochs": 1.0, "per_device_batch_size": 4, "gradient_accumulation": 4,
-                 "gradient_checkpointing": True, "num_rows": 100},
+                 "num_train_epochs": 1.0, "per_device_train_batch_size": 4, "gradient_accumulation_steps": 4,
+                 "gradient_checkpointing": True, "num_rows": 100, "backend": ""},
     "list_jobs": {"orgs": "", "only_this_app": False, "stages": ""},
-    "job_status": {"job_id": "0123456789abcdef01234567"},
+    "job_status": {"job_id": "0123456789abcdef01234567", "usage_seconds": 2.0},
+    "estimate_accuracy": {"limit": 20},
     "job_logs": {"job_id": "0123456789abcdef01234567", "tail": 10},
     "cancel_job": {"job_id": "0123456789abcdef01234567"},
     "export_gguf": {"model": "alice/none", "quantizations": ["Q4_K_M"], "output_repo": "", "private": True,
@@ -107,9 +108,11 @@ VALID = {
 }  # fmt: skip
 # what each argument is called in the messages (its name, or the label the config gives it)
 NAMES = {
-    "dataset": ["dataset"], "split": ["split"], "config": ["config"], "method": ["method"], "model": ["model"],
-    "peft": ["peft", "fine-tuning"], "max_length": ["max_length"], "epochs": ["epochs"],
-    "per_device_batch_size": ["batch size"], "gradient_accumulation": ["gradient accumulation"],
+    "dataset": ["dataset"], "split": ["split"], "dataset_config": ["dataset_config"], "method": ["method"],
+    "model": ["model"], "peft": ["peft", "fine-tuning"], "max_length": ["max_length"],
+    "num_train_epochs": ["epochs"], "per_device_train_batch_size": ["batch size"],
+    "gradient_accumulation_steps": ["gradient accumulation"], "backend": ["backend", "run on"],
+    "usage_seconds": ["usage_seconds"], "limit": ["limit"],
     "gradient_checkpointing": ["gradient checkpointing"], "num_rows": ["num_rows"], "orgs": ["orgs"],
     "only_this_app": ["only_this_app"], "stages": ["stages"], "job_id": ["job id"], "tail": ["tail"],
     "quantizations": ["quantizations"], "output_repo": ["output repo", "output_repo"], "private": ["private"],
@@ -126,11 +129,13 @@ def _not_a_timeout(value) -> bool:
 
 
 KINDS = {
-    "dataset": BAD_ID, "model": BAD_ID, "output_repo": BAD_ID, "split": NOT_TEXT, "config": NOT_TEXT,
+    "dataset": BAD_ID, "model": BAD_ID, "output_repo": BAD_ID, "split": NOT_TEXT, "dataset_config": NOT_TEXT,
     "method": st.one_of(NOT_TEXT, st.text(min_size=1, max_size=10).filter(lambda s: s.strip().lower() not in
                                                                           ("sft", "dpo", "grpo", "reward", "kto"))),
     "peft": st.one_of(NOT_TEXT, st.sampled_from(["lora2", "LoRA-x", "none"])), "max_length": BAD_NUMBER,
-    "epochs": BAD_NUMBER, "per_device_batch_size": BAD_NUMBER, "gradient_accumulation": BAD_NUMBER,
+    "num_train_epochs": BAD_NUMBER, "per_device_train_batch_size": BAD_NUMBER,
+    "gradient_accumulation_steps": BAD_NUMBER, "usage_seconds": BAD_NUMBER, "limit": BAD_NUMBER,
+    "backend": st.one_of(NOT_TEXT, st.just("cloud")),
     "gradient_checkpointing": BAD_FLAG, "num_rows": BAD_NUMBER, "orgs": NOT_TEXT.filter(lambda v: v is not True),
     "only_this_app": BAD_FLAG, "stages": NOT_TEXT.filter(lambda v: v is not True),
     "job_id": st.one_of(NOT_TEXT, st.text(max_size=7)), "tail": BAD_NUMBER,

@@ -378,7 +378,7 @@ def test_inspect_dataset_api(hub, tab_url) -> None:
     hub.add_dataset("alice/gated", {"train": QA}, gated=True)
     client = Client(tab_url, verbose=False)
     info = client.view_api(return_format="dict", print_info=False)["named_endpoints"]["/inspect_dataset"]
-    assert [p["parameter_name"] for p in info["parameters"]] == ["dataset", "split", "config", "method"]
+    assert [p["parameter_name"] for p in info["parameters"]] == ["dataset", "split", "dataset_config", "method"]
     body = client.predict("alice/alpaca", "train", "", "sft", api_name="/inspect_dataset")
     assert body["num_rows"] == 52002 and body["methods"]["sft"]["verdict"] == "NEEDS_MAPPING"
     assert body["methods"]["sft"]["mapping"] == {

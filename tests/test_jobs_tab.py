@@ -116,9 +116,9 @@ def test_diagnosis_of_an_out_of_memory_log(hub, alice):
     assert diag["action_hint"] == {"peft": "lora", "per_device_train_batch_size": 4, "gradient_accumulation_steps": 4,
                                    "gradient_checkpointing": True, "flavor": "l4x1"}  # fmt: skip
     assert "switch to LoRA" in diag["action"] and "(8 → 4)" in diag["action"]
-    # the diagnosis read only the tail of the logs, with alice's token
+    # the diagnosis read only the tail of the logs (one read, which the progress report shares), with alice's token
     log_reads = hub.requests_to(f"/api/jobs/alice/{job.id}/logs")
-    assert log_reads and all(r.token == hub.alice and "tail=200" in r.query for r in log_reads)
+    assert len(log_reads) == 1 and all(r.token == hub.alice and "tail=300" in r.query for r in log_reads)
 
 
 def test_gguf_export_job_gets_its_own_diagnosis(hub, alice):

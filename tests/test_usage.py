@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.hub_standin import metric_sample
@@ -72,3 +74,21 @@ def test_hostile_progress_lines_are_no_progress_and_hostile_cells_are_inert_in_t
     assert spreadsheet_safe(frame).iloc[0].tolist() == ["'=cmd|' /C calc'!A0", "'+a10g", -1.5, "'@sum(1)"]
     with pytest.raises(Exception, match="nested too deeply"):
         TrainingConfig.from_dict("[" * 45_000 + "]" * 45_000)
+
+
+def test_the_last_checkpoint_saved_and_pushed_come_from_any_progress_line():
+    from trainer_space.jobs.progress import last_checkpoint
+
+    def line(step: int, checkpoint: object = None) -> str:
+        data = {"step": step, "total": 40, "t": 1000 + step} | ({"checkpoint": checkpoint} if checkpoint else {})
+        return "TRAINER_SPACE_PROGRESS " + json.dumps(data)
+
+    assert last_checkpoint([line(5), line(10)]) is None  # lines that say nothing of checkpoints: none
+    lines = [line(10, {"step": 10, "saved_t": 1010.0, "pushed_t": None}), "Saving checkpoint",
+             line(12, {"step": 10, "saved_t": 1010.0, "pushed_t": 1030.5}), line(20, {"step": 20, "saved_t": 1050.0}),
+             line(21), line(22, {"step": "x", "saved_t": "soon"}), line(23, ["not", "an", "object"])]  # fmt: skip
+    found = last_checkpoint(lines)
+    assert (found.saved_step, found.saved_t) == (20, 1050.0)  # the latest saved: not pushed yet ...
+    assert (found.pushed_step, found.pushed_t) == (10, 1030.5)  # ... the one before is on the Hub
+    report = progress_report(latest_progress(lines), "RUNNING", started_at=900, now=1100, stall_after_s=600)
+    assert report.idle_s == 1100 - 1023 and not report.stalled

@@ -5,7 +5,7 @@ It speaks the Hub's wire format closely enough for `HfApi` to work unchanged:
 * `GET /api/whoami-v2` (several tokens map to several users),
 * jobs: create, list (`stage=` / `label=k=v` filters), inspect (with `durations`), logs as server-sent events
   (full history replayed on every connection, `tail=`), metrics as server-sent events (`event: metric`, no
-  history, 406 once the job has ended), cancel, `GET /api/jobs/hardware`,
+  history, 406 once the job has ended), either stream misbehaving on demand (keep-alive only, endless), cancel, `GET /api/jobs/hardware`,
 * repos: `POST /api/repos/create`, `GET /api/{models|datasets|spaces}/{id}[/revision/{rev}]`, preupload,
   commit (regular, base64 uploads: a real `upload_folder` / `push_to_hub` completes), tree, paths-info,
   and file downloads `/{id}/resolve/{rev}/{path}` (so `hf_hub_download` / `snapshot_download` work),
@@ -25,6 +25,7 @@ Fixture API (`hub` in tests/conftest.py)::
     hub.plan_next_job(lines=[...], final_stage="ERROR", message="...", schedule_s=0.2, line_interval_s=0.1)
     hub.plan_next_job(metrics=[metric_sample(cpu_pct=80, ram_gb=6, gpus=[(95, 11.2, 24.0)]), ...],
                       metrics_interval_s=1.0)  # what GET .../metrics streams while the job runs
+    hub.plan_next_job(logs_stream="keep-alive", metrics_stream="endless")  # streams that never end by themselves
     hub.fail_next(status, path_prefix="/api/jobs", method=None, message="...", times=1, headers=None)
     hub.fault("/api/jobs/alice", mode="drop_after", method="POST")  # faults: see FailRule (status, after, drop,
     hub.slow_down(token, delay_s=2.0)         #   drop_after, delay, hang), per token; slow_down: one visitor's calls

@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from .state import TERMINAL, HubState, RecordedRequest, User, decode_commit_payload
+from .state import TERMINAL, HubState, RecordedRequest, User, decode_commit_payload, iso
 from .viewer import viewer_routes
 
 JOB_FLAVORS = {
@@ -144,6 +144,9 @@ def build_app(state: HubState) -> Starlette:
         tail = request.query_params.get("tail")
         with state.lock:
             cut_after = state.cut_logs.pop(0) if state.cut_logs else None
+        if job.plan.logs_stream != "normal":
+            stamp = iso(job.started)
+            return misbehaving_stream(job.plan.logs_stream, "log", lambda n: {"data": f"line {n}", "timestamp": stamp})
 
         async def events():
             sent = 0
@@ -177,6 +180,8 @@ def build_app(state: HubState) -> Starlette:
         job, err = find_job(request)
         if err:
             return err
+        if job.plan.metrics_stream != "normal":
+            return misbehaving_stream(job.plan.metrics_stream, "metric", job.metric_at)
         if job.stage()[0] in TERMINAL:
             return error(406, "Job is not running")
 
@@ -342,6 +347,24 @@ def build_app(state: HubState) -> Starlette:
     ]
 
     return Starlette(routes=routes, middleware=[Middleware(RecordAndFail, state=state)])
+
+
+def misbehaving_stream(mode: str, event: str, data: Any) -> StreamingResponse:
+    """A stream that never ends while the client listens: only keep-alive comments ("keep-alive", ten a second), or
+    `event` events without end ("endless", `data(n)` for the n-th)."""
+
+    async def events():
+        n = 0
+        while True:
+            if mode == "keep-alive":
+                yield ": keep-alive\n\n"
+                await asyncio.sleep(0.1)
+            else:
+                yield f"event: {event}\ndata: {json.dumps(data(n), separators=(',', ':'))}\n\n"
+                n += 1
+                await asyncio.sleep(0.002)
+
+    return StreamingResponse(events(), media_type="text/event-stream")
 
 
 class Dropped(Exception):

@@ -183,6 +183,11 @@ class JobPlan:
     # the i-th event is metrics[i] (the last one repeated); None: an idle CPU sample with no GPU
     metrics: list[dict[str, Any]] | None = None
     metrics_interval_s: float = 1.0
+    # how the logs and metrics streams misbehave, whatever the job's stage: "normal" (as above), "keep-alive" (only
+    # keep-alive comments, ten a second, for as long as the client listens) or "endless" (events without end, as
+    # fast as the client reads: log lines all stamped with the job's start, so a no-follow read never sees its end)
+    logs_stream: str = "normal"
+    metrics_stream: str = "normal"
 
 
 def metric_sample(

@@ -630,27 +630,46 @@ class EstimateResult:
     notes: tuple[str, ...] = ()
     suggestions: tuple[str, ...] = ()
     prices_from_hub: bool = True
+    local: bool = False  # the recommendation is for this machine (a local job), else for Hugging Face Jobs
 
     @property
     def best(self) -> FlavorEstimate | None:
         return next((f for f in self.flavors if f.flavor.name == self.recommended), None)
 
+    @property
+    def cheapest_jobs(self) -> FlavorEstimate | None:
+        """The cheapest Hugging Face Jobs flavor that fits, whatever the backend (named beside this machine)."""
+        return recommend(tuple(f for f in self.flavors if not f.flavor.is_local))
+
     def to_json(self) -> dict[str, Any]:
         """The `/estimate` API answer."""
+        jobs = self.cheapest_jobs
         return {
             "model": self.model,
             "params": self.params,
             "tokens": self.tokens,
+            "backend": "local" if self.local else "hf-jobs",
             "flavors": [f.to_json() for f in self.flavors],
             "recommended": self.recommended,
             "timeout": self.timeout,
+            "cheapest_jobs_flavor": {
+                "flavor": jobs.flavor.name, "hours": round(jobs.hours, 3), "cost_usd": round(jobs.cost_usd, 2),
+                "timeout": format_timeout(submit_timeout_s(jobs.time.total)),
+            } if jobs else None,
             "notes": [*self.notes, *self.suggestions],
             "prices": "hub" if self.prices_from_hub else "built-in",
-        }
+        }  # fmt: skip
 
     def verdict(self) -> str:
         """One plain-language paragraph for the visitor."""
         best = self.best
+        jobs = self.cheapest_jobs
+        if best is None and self.local and jobs is not None:
+            return (
+                f"**Does not fit on this machine.** On Hugging Face Jobs it fits on **{jobs.flavor.name}** (peak "
+                f"{jobs.peak_gib:.1f} of {jobs.flavor.memory_gb:.4g} GB per GPU), about {_hours(jobs.hours)}, about "
+                f"${jobs.cost_usd:,.2f}: run it there (Run on: Hugging Face Jobs)."
+            )
         if best is None:
             smallest = min(self.flavors, key=lambda f: f.peak_gib, default=None)
             largest = max((f.flavor.vram_gb for f in self.flavors), default=0)
@@ -715,8 +734,9 @@ def suggestions_for(facts: ModelFacts, inp: EstimateInputs, flavors: tuple[Flavo
         tries.append(("Shard the model with FSDP over several GPUs (the Train tab's FSDP option)",
                       replace(inp, fsdp=True)))  # fmt: skip
     out: list[str] = []
-    for label, variant in tries:
-        ests = tuple(estimate_flavor(facts, variant, f) for f in flavors if f.trains)
+    for label, variant in tries:  # 4-bit QLoRA needs a GPU (bitsandbytes): never suggested for a CPU
+        ests = tuple(estimate_flavor(facts, variant, f) for f in flavors if f.trains and (variant.peft != "qlora"
+                                                                                          or f.is_gpu))  # fmt: skip
         if variant.fsdp:
             ests = tuple(e for e in ests if e.flavor.gpus > 1)
         best = recommend(ests)
@@ -775,6 +795,13 @@ def estimate_from_facts(
         timeout = format_timeout(timeout_s)
     where = tuple(f for f in gpu_flavors if f.is_local == local)
     suggestions = suggestions_for(facts, inp, where) if best is None else ()
+    jobs = recommend(tuple(e for e in estimates if not e.flavor.is_local))
+    if best is None and local and jobs is not None:  # the GPU flavor that fits first, before any slower variant here
+        suggestions = (
+            f"Run it on Hugging Face Jobs (backend hf-jobs): fits on {jobs.flavor.name} (peak {jobs.peak_gib:.1f} GB "
+            f"per GPU, about {_hours(jobs.hours)}, ${jobs.cost_usd:,.2f}).",
+            *suggestions,
+        )
     tokens = (best or (estimates[0] if estimates else None)).time.tokens if estimates else 0
     return EstimateResult(
         model=facts.model_id,
@@ -789,4 +816,5 @@ def estimate_from_facts(
         notes=tuple(dict.fromkeys(all_notes)),
         suggestions=suggestions,
         prices_from_hub=prices_from_hub,
+        local=local,
     )

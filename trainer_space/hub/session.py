@@ -11,7 +11,6 @@ the token itself) for a few minutes because whoami is rate limited.
 from __future__ import annotations
 
 import json
-import queue
 import re
 import shutil
 import tempfile
@@ -40,6 +39,7 @@ from ..validation import validate_job_id, validate_namespace, validate_timeout
 from . import http
 from .cache import TTLCache, visitor_key
 from .hardware import FLAVOR_NAMES, Flavor, get_flavors
+from .streams import read_within
 from .viewer import Viewer
 
 http.install()  # every Hub and viewer call bounded in time, reads retried within a budget
@@ -48,6 +48,7 @@ TERMINAL_STAGES = frozenset({"COMPLETED", "CANCELED", "ERROR", "DELETED"})
 WRITE_ROLES = frozenset({"admin", "write", "contributor"})  # org roles that may create repos and run jobs
 TOKEN_SECRET = "HF_TOKEN"
 LOG_READ_ATTEMPTS = 3
+LOG_READ_S = 10.0  # one read of a job's logs (its tail) ends within this, whatever the Hub sends
 METRICS_MAX_SAMPLES = 30  # one read of a job's metrics: at most this many samples ...
 METRICS_MAX_SECONDS = 30.0  # ... or this long (the Hub sends one sample per second), so a viewer never holds a worker
 WHOAMI_CACHE: TTLCache[Visitor] = TTLCache(ttl_s=300.0, max_items=512)
@@ -301,27 +302,38 @@ class HubSession:
         with self._hub_call(job_id=job_id, action="read this job"):
             return self.api.inspect_job(job_id=job_id, namespace=ns, token=self._auth)
 
-    def job_logs(self, job_id: str, *, namespace: str | None = None, tail: int | None = 200) -> list[str]:
-        """The job's log lines so far (the last `tail` ones).
+    def job_logs(
+        self, job_id: str, *, namespace: str | None = None, tail: int | None = 200, deadline_s: float = LOG_READ_S
+    ) -> list[str]:
+        """The job's log lines so far (the last `tail` ones): those read within `deadline_s` seconds.
 
         A stream cut in the middle is read again (the Hub replays the whole tail on each connection), up to
-        `LOG_READ_ATTEMPTS` times, so a dropped connection does not lose the lines.
+        `LOG_READ_ATTEMPTS` times within the deadline, so a dropped connection does not lose the lines. A stream
+        that never ends by itself (keep-alives only, lines without end) is given up at the deadline
+        (`hub/streams.py`: its connection and thread are released).
         """
         validate_job_id(job_id)
         ns = self._namespace(namespace)
+        deadline = time.monotonic() + deadline_s
+        lines: list[str] = []
         for attempt in range(1, LOG_READ_ATTEMPTS + 1):
             try:
                 with self._hub_call(job_id=job_id, action="read this job's logs"):
-                    return list(self.api.fetch_job_logs(job_id=job_id, namespace=ns, tail=tail, token=self._auth))
+                    lines, _ = read_within(
+                        lambda: self.api.fetch_job_logs(job_id=job_id, namespace=ns, tail=tail, token=self._auth),
+                        name=f"logs-{job_id[:8]}", deadline_s=max(0.0, deadline - time.monotonic()),
+                    )  # fmt: skip
+                    return lines
             except HubUnavailable:
-                if attempt == LOG_READ_ATTEMPTS:
+                if attempt == LOG_READ_ATTEMPTS or time.monotonic() >= deadline:
                     raise
-        raise AssertionError("unreachable")
+        return lines
 
     def follow_logs(self, job_id: str, *, namespace: str | None = None, tail: int | None = None) -> Iterator[str]:
         """Log lines as they come (starting with the last `tail` ones), until the job ends.
 
-        huggingface_hub reconnects as needed and skips the lines it already gave.
+        huggingface_hub reconnects as needed and skips the lines it already gave. A blocking iterator: read it
+        through `hub.streams.StreamRead`, whose `close()` ends it at once.
         """
         validate_job_id(job_id)
         ns = self._namespace(namespace)
@@ -339,55 +351,22 @@ class HubSession:
         """The job's live metrics: the samples the Hub sends (one per second) for at most `max_samples` samples or
         `max_seconds` seconds, whichever comes first; [] for a job that is scheduled or has ended (no history).
 
-        Read with huggingface_hub's own `fetch_job_metrics` (its SSE parser), in a thread, so that a silent
-        stream (a scheduled job, a job that just ended) never holds the caller past `max_seconds`. Each sample is
-        the Hub's dict: cpu_usage_pct, cpu_millicores, memory_used_bytes, memory_total_bytes, rx_bps, tx_bps,
+        Read with huggingface_hub's own `fetch_job_metrics` (its SSE parser) in a guarded thread
+        (`hub/streams.py`), so that a silent or keep-alive-only stream (a scheduled job, a job that just ended)
+        never holds the caller, a thread or a connection past `max_seconds`. Each sample is the Hub's dict:
+        cpu_usage_pct, cpu_millicores, memory_used_bytes, memory_total_bytes, rx_bps, tx_bps,
         gpus {id: {utilization, memory_used_bytes, memory_total_bytes}}, replica.
         """
         validate_job_id(job_id)
         ns = self._namespace(namespace)
         max_samples = max(1, min(int(max_samples), METRICS_MAX_SAMPLES))
         max_seconds = max(0.1, min(float(max_seconds), METRICS_MAX_SECONDS))
-        out: queue.Queue = queue.Queue()
-        stop = threading.Event()
-
-        def pump() -> None:
-            stream = self.api.fetch_job_metrics(job_id=job_id, namespace=ns, follow=True, token=self._auth)
-            try:
-                with self._hub_call(job_id=job_id, action="read this job's metrics"):
-                    for sample in stream:
-                        if stop.is_set():
-                            return
-                        out.put(sample)
-                out.put(None)
-            except Exception as err:  # handed to the reader
-                out.put(err)
-            finally:
-                close = getattr(stream, "close", None)
-                if close is not None:
-                    close()
-
-        threading.Thread(target=pump, daemon=True, name=f"metrics-{job_id[:8]}").start()
-        samples: list[dict[str, Any]] = []
-        deadline = time.monotonic() + max_seconds
-        try:
-            while len(samples) < max_samples:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                try:
-                    item = out.get(timeout=left)
-                except queue.Empty:
-                    break
-                if item is None:
-                    break
-                if isinstance(item, Exception):
-                    raise item
-                if isinstance(item, dict):
-                    samples.append(item)
-        finally:
-            stop.set()
-        return samples
+        with self._hub_call(job_id=job_id, action="read this job's metrics"):
+            samples, _ = read_within(
+                lambda: self.api.fetch_job_metrics(job_id=job_id, namespace=ns, follow=True, token=self._auth),
+                name=f"metrics-{job_id[:8]}", deadline_s=max_seconds, max_items=max_samples,
+            )  # fmt: skip
+        return [s for s in samples if isinstance(s, dict)]
 
     def cancel_job(self, job_id: str, *, namespace: str | None = None) -> JobInfo:
         """Cancel a job (the read role in an org cannot). Cancelling is idempotent: when the Hub's answer is lost,

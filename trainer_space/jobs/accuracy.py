@@ -217,17 +217,30 @@ def estimate_accuracy(session: HubSession, *, limit: int = ACCURACY_JOBS) -> lis
     return [{k: v for k, v in r.items() if k != "_created"} for r in rows[:limit]]
 
 
+RATIOS = (("peak_ratio", "peak_gpu_mem", "peak GPU memory"), ("time_ratio", "time", "time"),
+          ("cost_ratio", "cost", "cost"))  # fmt: skip
+
+
+def median_ratios(rows: list[dict[str, Any]]) -> dict[str, float | None]:
+    """The median measured / estimated ratio of each measure over `rows` (None where no row measured it)."""
+    out: dict[str, float | None] = {}
+    for key, name, _ in RATIOS:
+        values = [r[key] for r in rows if r.get(key) is not None]
+        out[name] = round(statistics.median(values), 2) if values else None
+    return out
+
+
 def accuracy_summary(rows: list[dict[str, Any]]) -> str:
     """The median ratios in one sentence (measured / estimated: above 1, the estimate was low)."""
     if not rows:
         return "No finished training job with an estimate yet: every job you run from this app adds one row."
-
-    def median(key: str) -> float | None:
-        values = [r[key] for r in rows if r.get(key) is not None]
-        return statistics.median(values) if values else None
-
-    parts = []
-    for key, what in (("peak_ratio", "peak GPU memory"), ("time_ratio", "time"), ("cost_ratio", "cost")):
-        m = median(key)
-        parts.append(f"{what} {m:.2f}x" if m is not None else f"{what} not measured")
+    medians = median_ratios(rows)
+    parts = [f"{what} {medians[name]:.2f}x" if medians[name] is not None else f"{what} not measured"
+             for _, name, what in RATIOS]  # fmt: skip
     return f"{len(rows)} finished job(s). Median measured / estimated: " + ", ".join(parts) + "."
+
+
+def accuracy_answer(session: HubSession, *, limit: int = ACCURACY_JOBS) -> dict[str, Any]:
+    """`/estimate_accuracy`: the rows, the median ratios and the sentence My jobs' "Estimate accuracy" view shows."""
+    rows = estimate_accuracy(session, limit=limit)
+    return {"jobs": rows, "count": len(rows), "median_ratio": median_ratios(rows), "summary": accuracy_summary(rows)}

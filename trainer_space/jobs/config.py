@@ -240,8 +240,41 @@ class _Config(BaseModel):
         return self.model_dump(mode="json")
 
 
+def resolve_backend(backend: str | None, flavor: str | None) -> str:
+    """Where a config runs: the backend it names; else where its flavor is (a Jobs flavor means Hugging Face Jobs,
+    never a silent local job; 'local' means this machine); else the default backend."""
+    if backend:
+        return backend
+    if flavor:
+        return "local" if flavor == LOCAL_FLAVOR else "hf-jobs"
+    return get_settings().default_backend
+
+
+def _backend_rules(cfg: Any) -> None:
+    """The backend and the flavor agree, and the backend is offered here (raises PydanticCustomError)."""
+    if cfg.resolved_backend == "local" and not get_settings().local_enabled:
+        raise PydanticCustomError(
+            "invalid", "Jobs run on this machine only when the app runs on your own machine: use hf-jobs"
+        )
+    if cfg.backend == "hf-jobs" and cfg.flavor == LOCAL_FLAVOR:
+        raise PydanticCustomError(
+            "invalid", "flavor 'local' is this machine, not a Hugging Face Jobs flavor: drop flavor, or use backend "
+            "'local'",
+        )  # fmt: skip
+
+
 class _Submitted(_Config):
     """The fields every paid submission takes: the spending guard, confirmations and the exactly-once key."""
+
+    def refuse_mixed_flavor(self) -> None:
+        """An API caller's config that names backend 'local' with a Jobs flavor is refused (the forms send their
+        backend choice beside a flavor list that only Jobs uses; a program means what it writes)."""
+        flavor, backend = getattr(self, "flavor", None), getattr(self, "backend", None)
+        if backend == "local" and flavor and flavor != LOCAL_FLAVOR:
+            raise InvalidInput(
+                f"{flavor} is a Hugging Face Jobs flavor, but backend is 'local' (this machine): drop flavor to run "
+                "here, or use backend 'hf-jobs' to run on that flavor."
+            )
 
     max_cost_usd: CostField = Field(
         None,
@@ -353,10 +386,7 @@ class TrainingConfig(_Submitted):
 
     @model_validator(mode="after")
     def _method_rules(self) -> TrainingConfig:
-        if self.backend == "local" and not get_settings().local_enabled:
-            raise PydanticCustomError(
-                "invalid", "Local jobs run only when the app runs on your own machine: use hf-jobs"
-            )
+        _backend_rules(self)
         if self.resolved_backend == "hf-jobs":
             local = [name for name in ("model", "dataset") if is_local_ref(getattr(self, name))]
             if local:
@@ -389,7 +419,7 @@ class TrainingConfig(_Submitted):
     # ------------------------------------------------------------------ derived values
     @property
     def resolved_backend(self) -> str:
-        return self.backend or get_settings().default_backend
+        return resolve_backend(self.backend, self.flavor)
 
     @property
     def is_local(self) -> bool:
@@ -488,7 +518,7 @@ class ExportConfig(_Submitted):
 
     @property
     def resolved_backend(self) -> str:
-        return self.backend or get_settings().default_backend
+        return resolve_backend(self.backend, self.flavor)
 
     @property
     def is_local(self) -> bool:
@@ -496,8 +526,7 @@ class ExportConfig(_Submitted):
 
     @model_validator(mode="after")
     def _where(self) -> ExportConfig:
-        if self.backend == "local" and not get_settings().local_enabled:
-            raise PydanticCustomError("invalid", "Local exports run only when the app runs on your own machine")
+        _backend_rules(self)
         if self.resolved_backend == "hf-jobs" and (is_local_ref(self.model) or not self.push_to_hub):
             raise PydanticCustomError(
                 "invalid",

@@ -6,9 +6,8 @@ No Gradio here: the UI (`ui/jobs_tab.py`) and the API endpoints call these.
 
 from __future__ import annotations
 
-import queue
+import functools
 import re
-import threading
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ from huggingface_hub import JobInfo
 from ..errors import InvalidInput, redact
 from ..hub.hardware import Flavor, get_flavor
 from ..hub.session import TERMINAL_STAGES, HubSession
+from ..hub.streams import StreamRead
 from ..settings import get_settings
 from ..validation import format_timeout, validate_int, validate_job_id
 from .accuracy import JobEstimate
@@ -297,13 +297,24 @@ def job_details(job: JobInfo, flavors: tuple[Flavor, ...] | None = None) -> JobD
 
 
 def diagnose_job(
-    backend: JobBackend, job: JobInfo, flavors: tuple[Flavor, ...] | None = None, *, tail: int = DIAGNOSIS_TAIL
+    backend: JobBackend,
+    job: JobInfo,
+    flavors: tuple[Flavor, ...] | None = None,
+    *,
+    tail: int = DIAGNOSIS_TAIL,
+    lines: list[str] | None = None,
 ) -> Diagnosis | None:
-    """The diagnosis of a finished job from its status, the last `tail` log lines and its labels (None if running)."""
+    """The diagnosis of a finished job from its status, the last `tail` log lines (read unless `lines` are given)
+    and its labels (None if running)."""
     stage = job.status.stage
     if stage not in TERMINAL_STAGES or stage in ("COMPLETED", "DELETED"):
         return None
-    lines = safe_lines(backend.job_logs(job.id, namespace=job.owner.name, tail=tail)) if stage == "ERROR" else []
+    if stage != "ERROR":
+        lines = []
+    elif lines is None:
+        lines = safe_lines(backend.job_logs(job.id, namespace=job.owner.name, tail=tail))
+    else:
+        lines = lines[-tail:]
     return diagnose(
         stage,
         job.status.message,
@@ -460,25 +471,6 @@ class LogView:
     ended: bool
 
 
-_END = object()
-
-
-def _pump(lines: Iterator[str], out: queue.Queue, stop: threading.Event) -> None:
-    """Copy log lines into `out` until the job ends, an error, or `stop` (then the stream is closed)."""
-    try:
-        for line in lines:
-            if stop.is_set():
-                return
-            out.put(line)
-        out.put(_END)
-    except Exception as err:  # handed to the reader, which raises it
-        out.put(err)
-    finally:
-        close = getattr(lines, "close", None)
-        if close is not None:
-            close()
-
-
 @dataclass(frozen=True)
 class JobWhere:
     """Where a job lives (its backend and namespace) and its stage as last read."""
@@ -520,31 +512,21 @@ def follow_logs(
         yield LogView(tuple(safe_lines(backend.job_logs(job_id, namespace=namespace, tail=keep))), True)
         return
     buffer: deque[str] = deque(maxlen=keep)
-    out: queue.Queue = queue.Queue()
-    stop = threading.Event()
-    stream = backend.follow_logs(job_id, namespace=namespace, tail=keep)
-    threading.Thread(target=_pump, args=(stream, out, stop), daemon=True, name=f"logs-{job_id[:8]}").start()
-    try:
+    stream = functools.partial(backend.follow_logs, job_id, namespace=namespace, tail=keep)
+    with StreamRead(stream, name=f"logs-{job_id[:8]}") as read:  # leaving (or a reader that stops) ends the read
         last, dirty = 0.0, False
         while True:
-            try:
-                item = out.get(timeout=0.5)
-            except queue.Empty:
-                item = None
-            while item is not None and item is not _END and not isinstance(item, Exception):
+            item = read.next(timeout=0.5)
+            while item is not StreamRead.TIMEOUT and item is not StreamRead.END:
                 buffer.append(safe_line(item))
                 dirty = True
-                item = out.get_nowait() if not out.empty() else None
-            if isinstance(item, Exception):
-                raise item
-            if item is _END:
+                item = read.next(timeout=0)
+            if item is StreamRead.END:
                 break
             if dirty and time.monotonic() - last >= every_s:
                 last, dirty = time.monotonic(), False
                 yield LogView(tuple(buffer), False)
-        yield LogView(tuple(buffer), True)
-    finally:
-        stop.set()
+    yield LogView(tuple(buffer), True)
 
 
 # ---------------------------------------------------------------------------------------------- live usage

@@ -2,8 +2,12 @@
 
 `job_templates/train.py` prints one such line (a fixed prefix, then one JSON object) on every logging step and at
 the end: step, total steps, tokens per second, the peak GPU memory PyTorch reserved, the ETA it computed and the
-time it wrote the line. My jobs shows a progress bar and ETA from the latest one (never from whatever the last log
-line happens to be), and says plainly when a RUNNING job has reported no progress for a while.
+time it wrote the line. My jobs (and `/job_status`) show a progress bar and ETA from the latest one (never from
+whatever the last log line happens to be), and say plainly when a RUNNING job has reported no progress for a while.
+
+A line may also say where checkpoints stand: `"checkpoint": {"step": 500, "saved_t": <unix s>, "pushed_t": <unix s
+or null>}` (saved on the job's disk; pushed to the Hub, where a resumed job finds it). `last_checkpoint` reads the
+latest of each over every line; jobs whose lines carry none have none.
 """
 
 from __future__ import annotations
@@ -37,6 +41,9 @@ class Progress:
     peak_gpu_mem_gb: float | None = None  # GiB PyTorch reserved on this process's GPU at most (None on CPU)
     loss: float | None = None
     done: bool = False  # the line written when training ended
+    checkpoint_step: int | None = None  # the checkpoint this line reports (None: it reports none)
+    checkpoint_saved_t: float | None = None  # when it was saved on the job's disk
+    checkpoint_pushed_t: float | None = None  # when it was pushed to the Hub (None: not yet)
 
     @property
     def fraction(self) -> float | None:
@@ -69,6 +76,8 @@ def _progress(data: Any) -> Progress | None:
     if step is None or step < 0:
         return None
     total = _number(data.get("total"))
+    checkpoint = data.get("checkpoint") if isinstance(data.get("checkpoint"), dict) else {}
+    saved_step = _number(checkpoint.get("step"))
     return Progress(
         step=int(step),
         total=int(total) if total and total > 0 else None,
@@ -78,6 +87,9 @@ def _progress(data: Any) -> Progress | None:
         peak_gpu_mem_gb=_number(data.get("peak_gpu_mem_gb")),
         loss=_number(data.get("loss")),
         done=data.get("done") is True,
+        checkpoint_step=int(saved_step) if saved_step is not None and saved_step >= 0 else None,
+        checkpoint_saved_t=_number(checkpoint.get("saved_t")),
+        checkpoint_pushed_t=_number(checkpoint.get("pushed_t")),
     )
 
 
@@ -107,6 +119,33 @@ def latest_progress(lines: Iterable[str]) -> Progress | None:
     return latest
 
 
+@dataclass(frozen=True)
+class Checkpoint:
+    """The last checkpoint the progress lines say was saved, and the last they say was pushed to the Hub."""
+
+    saved_step: int | None
+    saved_t: float | None
+    pushed_step: int | None
+    pushed_t: float | None
+
+
+def last_checkpoint(lines: Iterable[str]) -> Checkpoint | None:
+    """The latest checkpoint saved and the latest pushed, as the progress lines report them (None: they report
+    none)."""
+    saved: tuple[int, float | None] | None = None
+    pushed: tuple[int, float | None] | None = None
+    for p in map(parse_progress, lines):
+        if p is None or p.checkpoint_step is None:
+            continue
+        if saved is None or p.checkpoint_step >= saved[0]:
+            saved = (p.checkpoint_step, p.checkpoint_saved_t)
+        if p.checkpoint_pushed_t is not None and (pushed is None or p.checkpoint_step >= pushed[0]):
+            pushed = (p.checkpoint_step, p.checkpoint_pushed_t)
+    if saved is None:
+        return None
+    return Checkpoint(saved[0], saved[1], pushed[0] if pushed else None, pushed[1] if pushed else None)
+
+
 def peak_gpu_memory(lines: Iterable[str]) -> float | None:
     """The largest peak GPU memory (GiB) the progress lines report (None without a GPU or without lines)."""
     peaks = [p.peak_gpu_mem_gb for p in map(parse_progress, lines) if p is not None and p.peak_gpu_mem_gb]
@@ -133,6 +172,7 @@ class ProgressReport:
     eta_s: float | None
     text: str
     stalled: bool = False
+    idle_s: float | None = None  # RUNNING: seconds since the last progress line (or since it started, without one)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -157,13 +197,14 @@ def progress_report(
     if progress is None:
         if stage != "RUNNING":
             return ProgressReport(None, None, "This job reported no training progress.")
-        running_s = now - started_at if started_at is not None else 0.0
+        running_s = max(0.0, now - started_at) if started_at is not None else 0.0
         if running_s > stall_after_s:
             return ProgressReport(
                 None, None, f"No progress for {running_s / 60:.0f} minutes while RUNNING: the job has not reported a "
                 "single training step yet (still installing, downloading or stuck?). Look at its logs.", stalled=True,
+                idle_s=running_s,
             )  # fmt: skip
-        return ProgressReport(None, None, "Starting: no training step reported yet.")
+        return ProgressReport(None, None, "Starting: no training step reported yet.", idle_s=running_s)
     steps = f"step {progress.step}" + (f" of {progress.total}" if progress.total else "")
     rate = f", {progress.tokens_per_s:,.0f} tokens/s" if progress.tokens_per_s else ""
     if stage != "RUNNING" or progress.done:
@@ -175,6 +216,7 @@ def progress_report(
     if age > stall_after_s:
         return ProgressReport(
             progress.fraction, None, f"No progress for {age / 60:.0f} minutes while RUNNING (last at {steps}): the "
-            "job may be stuck. Look at its logs; cancel it if it does not move.", stalled=True,
+            "job may be stuck. Look at its logs; cancel it if it does not move.", stalled=True, idle_s=age,
         )  # fmt: skip
-    return ProgressReport(progress.fraction, eta, f"{steps.capitalize()}{rate}, about {format_seconds(eta)} left.")
+    text = f"{steps.capitalize()}{rate}, about {format_seconds(eta)} left."
+    return ProgressReport(progress.fraction, eta, text, idle_s=age)

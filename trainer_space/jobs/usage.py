@@ -75,6 +75,7 @@ class Peaks:
     ram_gb: float = 0.0
     ram_total_gb: float = 0.0
     samples: int = 0
+    gpus: dict[str, dict[str, float]] = field(default_factory=dict)  # per GPU id: memory_gb, total_gb, utilization
 
     def add(self, s: UsageSample) -> None:
         self.samples += 1
@@ -85,6 +86,9 @@ class Peaks:
             self.gpu_mem_gb = max(self.gpu_mem_gb or 0.0, g.memory_gb)
             self.gpu_total_gb = max(self.gpu_total_gb or 0.0, g.total_gb)
             self.gpu_util_pct = max(self.gpu_util_pct or 0.0, g.utilization)
+            peak = self.gpus.setdefault(g.id, {"memory_gb": 0.0, "total_gb": 0.0, "utilization": 0.0})
+            for key, value in (("memory_gb", g.memory_gb), ("total_gb", g.total_gb), ("utilization", g.utilization)):
+                peak[key] = max(peak[key], value)
 
     @property
     def has_gpu(self) -> bool:
@@ -117,7 +121,10 @@ class Usage:
              "gpus": [[g.id, g.utilization, g.memory_gb, g.total_gb] for g in s.gpus]}
             for s in self.samples
         ]  # fmt: skip
-        return {"points": points, "peaks": vars(self.peaks).copy()}
+        return {
+            "points": points,
+            "peaks": {**vars(self.peaks), "gpus": {k: dict(v) for k, v in self.peaks.gpus.items()}},
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> Usage:
@@ -129,7 +136,11 @@ class Usage:
             usage.samples.append(UsageSample(_num(p.get("t")), _num(p.get("cpu")), _num(p.get("cores")),
                                              _num(p.get("ram")), _num(p.get("ram_total")), gpus))  # fmt: skip
         known = {k: v for k, v in (data.get("peaks") or {}).items() if k in Peaks.__dataclass_fields__}
+        gpus = known.pop("gpus", None)
         usage.peaks = Peaks(**known)
+        if isinstance(gpus, dict):
+            usage.peaks.gpus = {str(k): {n: _num(v.get(n)) for n in ("memory_gb", "total_gb", "utilization")}
+                                for k, v in gpus.items() if isinstance(v, dict)}  # fmt: skip
         return usage
 
     # ------------------------------------------------------------------ series for charts

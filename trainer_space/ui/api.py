@@ -2,7 +2,9 @@
 
 The only place where service results become JSON. Each function is registered with `gr.api` under its own name
 (`/inspect_dataset`, `/estimate`, `/submit_training`, `/list_jobs`, `/job_status`, `/job_logs`, `/cancel_job`,
-`/export_gguf`); the tabs call the service layer directly, never these.
+`/export_gguf`, `/estimate_accuracy`); the tabs call the service layer directly, never these. A parameter is named
+as the training config names the setting (TRL's names), and described in the same words wherever a client reads
+it: the API page, gradio_client's `view_api()` and the MCP tool list.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable
+from inspect import signature
 from typing import Any, TypeVar, get_type_hints
 
 import gradio as gr
@@ -18,12 +21,15 @@ from ..catalog import DEFAULT_BATCH_SIZE, DEFAULT_GRAD_ACCUM, DEFAULT_MAX_LENGTH
 from ..data.inspection import inspect_dataset as inspect
 from ..errors import TOKENS_URL, InvalidInput, InvalidToken, NotSignedIn, TrainerSpaceError
 from ..jobs import monitor
+from ..jobs.accuracy import ACCURACY_JOBS, accuracy_answer
 from ..jobs.config import ExportConfig, TrainingConfig
 from ..jobs.export import submit_export
 from ..jobs.preflight import estimate_config
+from ..jobs.report import USAGE_MAX_S, job_report
 from ..jobs.training import submit_training as submit
-from ..validation import validate_int, validate_job_id, validate_method
+from ..validation import validate_float, validate_int, validate_job_id, validate_method
 from .api_types import (
+    AccuracyAnswer,
     Backend,
     Estimate,
     ExportSubmission,
@@ -36,6 +42,7 @@ from .api_types import (
     Peft,
     TrainingSubmission,
 )
+from .caller import abandonable, cancel_mcp_calls_with_their_job
 from .common import caller_token, concurrency, reader_for, ui_errors
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -53,6 +60,9 @@ class TokenRefused(TrainerSpaceError):
     title = "Token refused"
 
 
+PARAMETERS: dict[str, dict[str, str]] = {}  # endpoint -> parameter -> its description
+
+
 def described(summary: str, returns: str, **params: str) -> Callable[[F], F]:
     """Describe an endpoint for the API page and the MCP tool list: a summary, one line per parameter and what it
     returns (Gradio reads the `Args:` and `Returns:` sections of the docstring)."""
@@ -60,6 +70,7 @@ def described(summary: str, returns: str, **params: str) -> Callable[[F], F]:
     def wrap(fn: F) -> F:
         lines = [summary, "", "Args:", *(f"    {k}: {v}" for k, v in params.items()), "", "Returns:", f"    {returns}"]
         fn.__doc__ = "\n".join(lines)
+        PARAMETERS[fn.__name__] = dict(params)  # the same texts, for the parameters' own schemas (`register`)
         # the annotations evaluated (this module's `from __future__ import annotations` leaves strings): Gradio
         # reads the answer's type from the signature, and a string would show as `Any` to clients
         fn.__annotations__ = get_type_hints(fn)
@@ -90,7 +101,8 @@ def for_api_callers(fn: F) -> F:
 
 # the kind of work of each endpoint: its concurrency group (see ui/common.py CONCURRENCY)
 KINDS = {"inspect_dataset": "inspect", "estimate": "plan", "submit_training": "plan", "list_jobs": "hub",
-         "job_status": "hub", "job_logs": "hub", "cancel_job": "hub", "export_gguf": "plan"}  # fmt: skip
+         "job_status": "hub", "job_logs": "hub", "cancel_job": "hub", "export_gguf": "plan",
+         "estimate_accuracy": "hub"}  # fmt: skip
 
 
 def endpoint(summary: str, returns: str, **params: str) -> Callable[[F], F]:
@@ -120,19 +132,19 @@ METHODS_TEXT = ", ".join(METHOD_NAMES)
     "reason, mapping and mapping_code of the method asked for.",
     dataset="dataset id like `trl-lib/Capybara` (or its Hub URL).",
     split="split to read, e.g. `train` (empty: the dataset's first split).",
-    config="dataset config (subset) name (empty: the default config).",
+    dataset_config="dataset config (subset) name (empty: the default config).",
     method=f"training method whose verdict is returned at the top level: one of {METHODS_TEXT}.",
 )
 def inspect_dataset(
     dataset: str,
     split: str = "train",
-    config: str = "",
+    dataset_config: str = "",
     method: Method = "sft",
     oauth_token: gr.OAuthToken | None = None,
     authorization: gr.Header | None = None,
 ) -> Inspection:
     method = validate_method(method or "sft")
-    split, config = _text(split, "split"), _text(config, "config")
+    split, config = _text(split, "split"), _text(dataset_config, "dataset_config")
     result = inspect(_caller(oauth_token, authorization), dataset=dataset, split=split or None, config=config or None)
     answer = result.to_json()
     return {**answer, "method": method, **answer["methods"][method]}
@@ -140,18 +152,23 @@ def inspect_dataset(
 
 @endpoint(
     "Estimate a training run before paying for it: parameters, tokens, peak GPU memory, hours and dollars on every "
-    "Hugging Face Jobs GPU flavor; the cheapest flavor that fits and the timeout to submit with (estimate + 30%).",
-    "`flavors` (one row per flavor: fits, peak_vram_gb, hours, cost_usd), `recommended`, `timeout` and `notes`.",
+    "Hugging Face Jobs GPU flavor and (off Spaces) on this machine; the flavor to use on the backend asked for, the "
+    "timeout to submit with (estimate + 30%), and always the cheapest Hugging Face Jobs flavor that fits.",
+    "`flavors` (one row per flavor: fits, peak_vram_gb, hours, cost_usd; `local` is this machine), `backend`, "
+    "`recommended` and its `timeout` (for that backend), `cheapest_jobs_flavor` (flavor, hours, cost_usd, timeout) "
+    "and `notes` (what would make it fit, when nothing does).",
     model="model id like `Qwen/Qwen2.5-0.5B`.",
     dataset="dataset id whose size and lengths are used (empty: count `num_rows` rows of `max_length` tokens).",
     method=f"training method: one of {METHODS_TEXT}.",
     peft="`lora` (adapters, bf16), `qlora` (adapters on a 4-bit model) or `full` (every weight).",
     max_length="longest sequence in tokens (32 to 262144); longer examples are cut.",
-    epochs="passes over the dataset (> 0, e.g. 1 or 0.5).",
-    per_device_batch_size="examples per GPU per step (1 to 512).",
-    gradient_accumulation="steps accumulated before each optimizer update (1 to 1024).",
+    num_train_epochs="passes over the dataset (> 0, e.g. 1 or 0.5).",
+    per_device_train_batch_size="examples per GPU per step (1 to 1024).",
+    gradient_accumulation_steps="steps accumulated before each optimizer update (1 to 1024).",
     gradient_checkpointing="recompute activations to save memory (slower, true by default).",
     num_rows="rows to train on (empty: the dataset viewer's count).",
+    backend="where the job would run: `hf-jobs` (Hugging Face Jobs) or `local` (this machine; not on a Space); "
+    "empty: the default (local off Spaces). Either way the cheapest Jobs flavor that fits is named.",
 )
 def estimate(
     model: str,
@@ -159,19 +176,22 @@ def estimate(
     method: Method = "sft",
     peft: Peft = "lora",
     max_length: int = DEFAULT_MAX_LENGTH,
-    epochs: float = 1.0,
-    per_device_batch_size: int = DEFAULT_BATCH_SIZE,
-    gradient_accumulation: int = DEFAULT_GRAD_ACCUM,
+    num_train_epochs: float = 1.0,
+    per_device_train_batch_size: int = DEFAULT_BATCH_SIZE,
+    gradient_accumulation_steps: int = DEFAULT_GRAD_ACCUM,
     gradient_checkpointing: bool = True,
     num_rows: int | None = None,
+    backend: Backend = "",
     oauth_token: gr.OAuthToken | None = None,
     authorization: gr.Header | None = None,
 ) -> Estimate:
     cfg = TrainingConfig.from_dict(
         {
             "method": method or "sft", "model": model, "dataset": dataset or None, "peft": peft or "lora",
-            "max_length": max_length, "num_train_epochs": epochs, "per_device_train_batch_size": per_device_batch_size,
-            "gradient_accumulation_steps": gradient_accumulation, "gradient_checkpointing": gradient_checkpointing,
+            "max_length": max_length, "num_train_epochs": num_train_epochs,
+            "per_device_train_batch_size": per_device_train_batch_size,
+            "gradient_accumulation_steps": gradient_accumulation_steps,
+            "gradient_checkpointing": gradient_checkpointing, "backend": backend or None,
         },
         required=("model",),
     )  # fmt: skip
@@ -199,6 +219,7 @@ def submit_training(
 ) -> TrainingSubmission:
     dry = _flag(dry_run, "dry_run")
     cfg = TrainingConfig.from_dict(config)  # input checked before anything else
+    cfg.refuse_mixed_flavor()
     # sign-in is required by the plan for Hugging Face Jobs (and for a local job that pushes to the Hub)
     return submit(_caller(oauth_token, authorization), cfg, dry_run=dry).to_json()
 
@@ -232,15 +253,25 @@ def list_jobs(
 
 
 @endpoint(
-    "One of the caller's jobs: stage, times, cost so far, links, the config it was submitted with and, once it has "
-    "ended, the diagnosis of a failure (OOM, timeout, auth, format) with the fixed config to submit.",
-    "the job's details, `diagnosis` (title, explanation, action) and `fix` (a config for /submit_training).",
+    "One of the caller's jobs: stage, times, cost so far, links, the config it was submitted with; its progress (step, "
+    "total, percent, tokens/s, ETA, the last checkpoint saved and pushed, how long without progress) and what it "
+    "uses (per-GPU peak memory and utilisation, CPU and RAM peaks, beside the job's estimate with the ratio); once it "
+    "has ended, the diagnosis of a failure (OOM, timeout, auth, format) with the fixed config to submit.",
+    "the job's details, `progress` (training jobs), `usage` (peaks of the live metrics read now, `vs_estimate`), "
+    "`diagnosis` (title, explanation, action) and `fix` (a config for /submit_training).",
     job_id="the job's id (from /submit_training or /list_jobs).",
+    usage_seconds="how long to read a running job's live metrics for `usage` (0 to 10 seconds; 0: none). The Hub "
+    "keeps no history: the peaks are over the samples read now.",
 )
 def job_status(
-    job_id: str, oauth_token: gr.OAuthToken | None = None, authorization: gr.Header | None = None
+    job_id: str,
+    usage_seconds: float = 2.0,
+    oauth_token: gr.OAuthToken | None = None,
+    authorization: gr.Header | None = None,
 ) -> JobStatus:
-    return monitor.job_status(_caller(oauth_token, authorization), validate_job_id(job_id)).to_json()
+    seconds = validate_float(usage_seconds, "usage_seconds", 0.0, USAGE_MAX_S)
+    session = _caller(oauth_token, authorization)
+    return job_report(session, validate_job_id(job_id), usage_seconds=seconds).to_json()
 
 
 @endpoint(
@@ -309,7 +340,23 @@ def export_gguf(
          "allow_many_running": allow_many_running, "idempotency_key": idempotency_key,
          "backend": backend or None, "pre_tokenizer": pre_tokenizer or None}
     )  # fmt: skip
+    cfg.refuse_mixed_flavor()
     return submit_export(_caller(oauth_token, authorization), cfg, dry_run=dry).to_json()
+
+
+@endpoint(
+    "How good the estimates were: the caller's finished training jobs (this app's, carrying their estimate) with the "
+    "estimate beside what each really used (peak GPU memory, minutes, dollars) and the ratios, newest first; and "
+    "the median ratios, as My jobs' Estimate accuracy view shows them.",
+    "`jobs` (one row per job: estimate, measurement, ratio of each), `count`, `median_ratio` (peak_gpu_mem, time, "
+    "cost: measured / estimated, above 1 the estimate was low) and `summary`.",
+    limit=f"how many of the latest finished jobs to read (1 to {ACCURACY_JOBS}; one log read each).",
+)
+def estimate_accuracy(
+    limit: int = ACCURACY_JOBS, oauth_token: gr.OAuthToken | None = None, authorization: gr.Header | None = None
+) -> AccuracyAnswer:
+    limit = validate_int(limit, "limit", 1, ACCURACY_JOBS)
+    return accuracy_answer(_caller(oauth_token, authorization), limit=limit)
 
 
 def split_names(text: Any, field: str = "orgs") -> list[str]:
@@ -339,18 +386,28 @@ def _flag(value: Any, name: str) -> bool:
     raise InvalidInput(f"{name} must be true or false.")
 
 
-ENDPOINTS = (inspect_dataset, estimate, submit_training, list_jobs, job_status, job_logs, cancel_job, export_gguf)
+ENDPOINTS = (inspect_dataset, estimate, submit_training, list_jobs, job_status, job_logs, cancel_job, export_gguf,
+             estimate_accuracy)  # fmt: skip
+# the endpoints that read a job's logs or metrics: their reads stop when their caller goes away (ui/caller.py)
+READERS = frozenset({"job_status", "job_logs", "estimate_accuracy"})
 
 
 def register() -> None:
-    """Register every endpoint under its own name (inside the Blocks), in the concurrency group of its kind; the
-    training config's parameter carries the config's JSON schema (fields, bounds, defaults) for clients and agents."""
+    """Register every endpoint under its own name (inside the Blocks), in the concurrency group of its kind. Each
+    parameter carries its description (and the training config's parameter the config's JSON schema: fields,
+    bounds, defaults), where gradio_client's `view_api()` and MCP clients read it."""
     answer_mcp_in_json()
-    for fn in ENDPOINTS:
-        gr.api(fn, api_name=fn.__name__, **concurrency(KINDS[fn.__name__]))
+    cancel_mcp_calls_with_their_job()
     blocks = gr.context.Context.root_block
-    submit_fn = next(f for f in blocks.fns.values() if f.api_name == "submit_training")
-    submit_fn.inputs[0]._api_info = config_schema()
+    for fn in ENDPOINTS:
+        served = abandonable(fn) if fn.__name__ in READERS else fn
+        gr.api(served, api_name=fn.__name__, **concurrency(KINDS[fn.__name__]))
+        block_fn = next(f for f in blocks.fns.values() if f.api_name == fn.__name__)
+        texts = PARAMETERS[fn.__name__]
+        names = [n for n in signature(fn).parameters if n not in ("oauth_token", "authorization")]
+        for name, component in zip(names, block_fn.inputs, strict=True):
+            info = config_schema() if fn is submit_training and name == "config" else dict(component._api_info)
+            component._api_info = {**info, "description": texts[name], "additional_description": texts[name]}
 
 
 def answer_mcp_in_json() -> None:

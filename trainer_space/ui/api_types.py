@@ -62,15 +62,25 @@ class FlavorEstimate(TypedDict):
     usd_per_hour: float
 
 
+class CheapestJobsFlavor(TypedDict):
+    flavor: str
+    hours: float
+    cost_usd: float
+    timeout: str
+
+
 class Estimate(TypedDict):
-    """`/estimate`: every flavor's fit, hours and cost; the recommended flavor and the timeout to submit with."""
+    """`/estimate`: every flavor's fit, hours and cost (`local`: this machine); the flavor to use on the backend and
+    the timeout to submit with; the cheapest Hugging Face Jobs flavor that fits, whatever the backend."""
 
     model: str
     params: int
     tokens: int
+    backend: Literal[BACKENDS]  # type: ignore[valid-type]
     flavors: list[FlavorEstimate]
     recommended: str | None
     timeout: str | None
+    cheapest_jobs_flavor: CheapestJobsFlavor | None
     notes: list[str]
     prices: Literal["hub", "built-in"]  # "built-in": the Hub's list could not be read (estimates only)
 
@@ -162,8 +172,92 @@ class Diagnosis(TypedDict):
     evidence: str
 
 
+class LastCheckpoint(TypedDict):
+    """The last checkpoint the job's progress lines say was saved (on its disk) and pushed (to the Hub)."""
+
+    saved_step: int | None
+    saved_at: str | None
+    pushed_step: int | None
+    pushed_at: str | None
+
+
+class JobProgress(TypedDict):
+    """A training job's progress, from its latest progress line (what My jobs' progress bar shows)."""
+
+    step: int | None
+    total: int | None
+    percent: float | None
+    tokens_per_s: float | None
+    eta_s: int | None
+    eta: str | None
+    loss: float | None
+    done: bool
+    reported_at: str | None
+    no_progress_min: float | None  # RUNNING: minutes since the last progress line (or since it started)
+    stalled: bool  # no progress for longer than TRAINER_SPACE_STALL_ALERT_MIN
+    last_checkpoint: LastCheckpoint | None
+    text: str
+
+
+class GpuUsage(TypedDict):
+    """One GPU's peaks over the samples read, beside the job's estimate per GPU."""
+
+    id: str
+    memory_peak_gb: float
+    memory_total_gb: float
+    utilization_peak_pct: float
+    estimate_gb: float | None
+    memory_ratio: float | None  # measured / estimate
+
+
+class EstimateFigures(TypedDict):
+    flavor: str
+    gpus: int
+    peak_gpu_mem_gb: float | None
+    hours: float
+    cost_usd: float
+
+
+class MeasuredFigures(TypedDict):
+    peak_gpu_mem_gb: float | None
+    running_s: float | None
+    cost_usd: float | None
+    memory_source: str
+
+
+class Ratios(TypedDict):
+    peak_gpu_mem: float | None
+    time: float | None
+    cost: float | None
+
+
+class VersusEstimate(TypedDict):
+    """The estimate the job carries beside what it used so far (My jobs' "Estimate vs measured")."""
+
+    estimate: EstimateFigures
+    measured: MeasuredFigures
+    ratio: Ratios
+
+
+class JobUsage(TypedDict):
+    """What the job uses: peaks over the live samples read for this answer (the Hub keeps no history)."""
+
+    source: Literal["live metrics", "progress lines"] | None
+    samples: int
+    window_s: float
+    gpus: list[GpuUsage]
+    gpu_memory_peak_gb: float | None
+    gpu_utilization_peak_pct: float | None
+    cpu_peak_pct: float | None
+    ram_peak_gb: float | None
+    ram_total_gb: float | None
+    vs_estimate: VersusEstimate | None
+    note: str
+
+
 class JobStatus(TypedDict):
-    """`/job_status`: one job's details, its config, and once it has ended its diagnosis and the fixed config."""
+    """`/job_status`: one job's details, its config, its progress and usage, and once it has ended its diagnosis
+    and the fixed config."""
 
     id: str
     namespace: str
@@ -194,6 +288,8 @@ class JobStatus(TypedDict):
     scheduling_note: str | None
     diagnosis: Diagnosis | None
     fix: dict[str, Any] | None
+    progress: JobProgress | None
+    usage: JobUsage
 
 
 class LogTail(TypedDict):
@@ -209,3 +305,32 @@ class JobStage(TypedDict):
 
     id: str
     stage: str
+
+
+class AccuracyRow(TypedDict):
+    """One finished training job: its estimate, what it used, and measured / estimated."""
+
+    job: str
+    finished: str
+    where: str
+    flavor: str
+    method: str
+    model: str
+    est_peak_gb: float | None
+    peak_gb: float | None
+    peak_ratio: float | None
+    est_min: float
+    min: float | None
+    time_ratio: float | None
+    est_cost_usd: float
+    cost_usd: float | None
+    cost_ratio: float | None
+
+
+class AccuracyAnswer(TypedDict):
+    """`/estimate_accuracy`: the caller's finished jobs' estimate vs measured, newest first, and the medians."""
+
+    jobs: list[AccuracyRow]
+    count: int
+    median_ratio: Ratios
+    summary: str

@@ -38,6 +38,7 @@ from huggingface_hub import JobInfo
 from ...errors import JobNotFound
 from ...hub.hardware import Flavor
 from ...hub.session import TERMINAL_STAGES
+from ...hub.streams import read_abandoned
 from ...settings import get_settings
 from ...validation import validate_job_id
 from ..spec import GPUS_ENV
@@ -475,6 +476,8 @@ class LocalBackend:
             if ended:
                 if partial:
                     yield _visible_line(partial)
+                return
+            if read_abandoned():  # its reader gave it up (hub/streams.py): no thread left polling the file
                 return
             time.sleep(0.25)
 
