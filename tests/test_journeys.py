@@ -364,14 +364,16 @@ def test_the_app_restarted_mid_job_says_what_happened(local_app, machine, browse
         # what a visitor reads: the job ended with the restart, nothing was pushed, and how to go on
         j.page.goto(local_app.url)
         j.tab("My jobs")
+        table = j.page.locator("#jobs-table")
+        j.visible(table.get_by_text(canceled)).wait_for()  # the table is drawn (a later redraw moves Open down)
         j.fill("Job id", job)
         j.click("Open")
+        j.visible(details.get_by_text(job)).wait_for()
         j.visible(details.get_by_text("ERROR", exact=True)).wait_for()
         j.settled()
         text = j.page.inner_text("body")
         assert "The app stopped while this job was running" in text
         assert "resume_from_hub" not in text  # nothing was pushed: no Hub checkpoint to resume from
-        table = j.page.locator("#jobs-table")
         for shown in (canceled, job, "CANCELED", "ERROR"):
             j.visible(table.get_by_text(shown)).wait_for()
         j.shot("after-restart")
