@@ -287,6 +287,10 @@ def test_a_newcomer_trains_on_this_machine_and_exports_the_model(local_app, mach
         j.visible(details.get_by_text(train)).wait_for()
         j.visible(details.get_by_text("COMPLETED", exact=True)).wait_for(timeout=300_000)
         j.settled()
+        # the log view is a box of its own, scrolled to the job's last line
+        logs = j.visible(j.page.locator("#job-logs"))
+        assert logs.bounding_box()["height"] < 700
+        j.visible(logs.get_by_text("model saved to")).wait_for()
         j.shot("trained")
         # the model it made, exported to GGUF here in one click (a type this machine can make is preselected)
         output = str(local_app.home / "jobs" / train / "output")

@@ -40,7 +40,8 @@ LOG_CONCURRENCY = CONCURRENCY["logs"]  # log streams served at once, in their ow
 USAGE_CONCURRENCY = 20  # live usage streams served at once (their own pool; each lasts TRAINER_SPACE_USAGE_FOLLOW_S)
 ACCURACY_HEADERS = ["Job", "Finished", "Where", "Flavor", "Method", "Model", "Est. GB", "GB", "GB ratio",
                     "Est. min", "Min", "Min ratio", "Est. $", "$", "$ ratio"]  # fmt: skip
-# The tab's CSS (the app adds it to its own). Tables: headers on one line, no word broken inside a number (they
+# The tab's CSS (the app adds it to its own). The log view is a bounded box scrolled to its tail (Gradio sizes it from
+# the longest wrapped lines: a job's log made it thousands of pixels tall, and the scroll to the tail did nothing). Tables: headers on one line, no word broken inside a number (they
 # scroll sideways instead). Job details: keys and numbers never broken ("Mode l", "$0.0 0"); on a phone each row of
 # two key/value pairs becomes two rows of one pair.
 CSS = """
@@ -52,6 +53,7 @@ CSS = """
 #job-details td:nth-child(odd) {white-space: nowrap}
 #job-versus td, #job-versus th {word-break: keep-all !important; overflow-wrap: normal !important}
 .usage-off {display: none !important}
+#job-logs .cm-scroller {min-height: 12em !important; max-height: 26em !important}
 @media (max-width: 720px) {
   #jobs-table th, #jobs-table td {font-size: 12px !important}
   #jobs-table th *, #jobs-table td * {font-size: 12px !important}
