@@ -61,6 +61,19 @@ class Journey:
         assert not self.errors, f"page errors before clicking {name!r}: {self.errors}"
         self.visible(self.page.get_by_role("button", name=name, exact=exact)).click()
 
+    def step(self, button: str, *, fill: dict[str, str] | None = None, expect: str | None = None,
+             refused: str | None = None, timeout: float = 60) -> None:  # fmt: skip
+        """One step of a visitor: fill fields (label -> value), press `button`, wait for the answer (`expect` on the
+        page, or an error toast containing `refused`), then the checks of `settled`."""
+        for label, value in (fill or {}).items():
+            self.fill(label, value)
+        self.click(button)
+        if refused is not None:
+            self.error_toast(refused, timeout=timeout)
+        if expect is not None:
+            self.wait_text(expect, timeout=timeout)
+        self.settled()
+
     def wait_value(self, label: str, value: str, timeout: float = 30) -> None:
         """Wait until the field labelled `label` holds `value` (filled by the app, e.g. from another tab)."""
         box = self.visible(self.page.get_by_label(label, exact=True))

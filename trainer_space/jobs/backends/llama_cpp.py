@@ -12,15 +12,15 @@ and ``llama-completion`` from that tree (about 10 minutes on 2 cores); local exp
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 import subprocess
 import sys
 import tarfile
 import tempfile
-from contextlib import contextmanager
 from pathlib import Path
+
+from filelock import FileLock
 
 LLAMA_CPP_PYTHON_VERSION = "0.3.36"
 LLAMA_CPP_TAG = "b11312"  # commit 0c1e57098, what llama-cpp-python 0.3.36 vendors
@@ -31,18 +31,6 @@ def cache_root() -> Path:
     """Where fetched llama.cpp trees live (``$TRAINER_SPACE_CACHE`` or ``~/.cache/trainer-space``)."""
     default = Path.home() / ".cache" / "trainer-space"
     return Path(os.environ.get("TRAINER_SPACE_CACHE", default))
-
-
-@contextmanager
-def _locked(path: Path):
-    """Hold an exclusive file lock so parallel test runs fetch only once."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _download_sdist(dest: Path) -> Path:
@@ -90,7 +78,7 @@ def llama_cpp_converter() -> Path:
     target = cache_root() / f"llama.cpp-{LLAMA_CPP_PYTHON_VERSION}"
     if (target / "convert_hf_to_gguf.py").is_file():
         return target
-    with _locked(cache_root() / ".llama-cpp.lock"):
+    with FileLock(cache_root() / ".llama-cpp.lock"):  # parallel runs fetch only once
         if (target / "convert_hf_to_gguf.py").is_file():
             return target
         with tempfile.TemporaryDirectory(dir=cache_root(), prefix=".download-") as tmp:

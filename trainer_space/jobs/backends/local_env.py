@@ -15,8 +15,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import platform
@@ -30,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
+
+from filelock import FileLock
 
 from ...errors import TrainerSpaceError
 from ...settings import get_settings
@@ -261,18 +261,6 @@ def environment_dir(dependencies: tuple[str, ...], python_version: str, cuda: bo
     return get_settings().home / "envs" / hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
-@contextlib.contextmanager
-def _locked(path: Path):
-    """One preparation per environment at a time (several queued jobs, or two apps on one home)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def _torch_pin(dependencies: tuple[str, ...]) -> str:
     return next((d for d in dependencies if re.match(r"torch\s*(?:[=<>~!]|$)", d)), "torch")
 
@@ -321,7 +309,7 @@ def prepare_environment(dependencies: tuple[str, ...], requires_python: str, log
         return str(python)
     if on_prepare is not None:
         on_prepare()
-    with _locked(env_dir.with_suffix(".lock")):
+    with FileLock(env_dir.with_suffix(".lock")):  # one preparation per environment at a time
         if (env_dir / ".ready").is_file():  # another job prepared it meanwhile
             return str(python)
         need = CUDA_DISK_GB if cuda else CPU_DISK_GB
