@@ -224,7 +224,13 @@ def test_preflight_timeout_below_estimate(hub):
 
 
 def test_preflight_does_not_fit_is_an_error_unless_allowed(hub):
-    big = {"peft": "full", "flavor": "t4-small", "per_device_train_batch_size": 32, "max_length": 4096}
+    big = {
+        "peft": "full",
+        "flavor": "t4-small",
+        "per_device_train_batch_size": 32,
+        "max_length": 4096,
+        "packing": "off",
+    }  # packed on a T4 (no flash kernel), it would train one row per micro-batch and fit
     result = submit_training(HubSession(hub.alice), _cfg(**big), dry_run=True)
     fit = _checks(result)["estimate"]
     assert fit["status"] == "error" and "Does not fit on t4-small" in fit["message"]
@@ -277,7 +283,7 @@ def test_advanced_beta_is_estimated_and_unmodelled_options_are_named(hub):
     def estimate_check(advanced, peft="full"):
         cfg = _cfg(method="grpo", dataset="alice/math", reward_funcs=["accuracy"], timeout="48h", peft=peft,
                    flavor="a100-large", per_device_train_batch_size=8, gradient_accumulation_steps=1,
-                   advanced=advanced)  # fmt: skip
+                   gradient_checkpointing="on", advanced=advanced)  # fmt: skip
         result = submit_training(HubSession(hub.alice), cfg, dry_run=True)
         return _checks(result)["estimate"]["message"], result["estimate"]["estimate"]
 
@@ -450,7 +456,7 @@ def test_padding_free_packs_and_is_refused_only_without_packing(hub):
     result = submit_training(HubSession(hub.alice), _cfg(advanced={"padding_free": True}), dry_run=True)
     check = _checks(result)["training settings"]
     assert check["status"] == "ok" and "packs the examples" in check["message"]
-    _failed(hub, hub.alice, _cfg(advanced={"padding_free": True, "packing": False}), "training settings",
+    _failed(hub, hub.alice, _cfg(packing="off", advanced={"padding_free": True}), "training settings",
             "padding_free without packing")  # fmt: skip
     dpo = _cfg(method="dpo", dataset="alice/pairs-dpo", advanced={"padding_free": True})
     hub.add_dataset("alice/pairs-dpo", {"train": [{"prompt": "Hi?", "chosen": "Hello.", "rejected": "No."}] * 10})
