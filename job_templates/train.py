@@ -13,6 +13,8 @@
 #     "sentencepiece==0.2.3",
 #     "protobuf==7.36.2",
 #     "math-verify==0.9.0",
+#     "liger-kernel==0.8.5; sys_platform == 'linux'",
+#     "kernels==0.18.3; sys_platform == 'linux'",
 # ]
 #
 # # torch from PyTorch's CUDA 12.6 index (driver >= 525), not PyPI's CUDA 13.0 build (driver >= 580): see TORCH_BUILD
@@ -676,8 +678,11 @@ def packed_micro_batch(batch: int, accumulation: int, choices: Mapping[str, Spee
 
 def speed_summary(choices: Mapping[str, SpeedChoice]) -> str:
     """One line: each setting on or off, with its reason."""
-    names = {"packing": "packing", "attention": "attention", "liger": "Liger kernels"}
-    return "; ".join(f"{names[c.name]} {'on' if c.on else 'off'}: {c.reason}" for c in choices.values())
+    parts = []
+    for c in choices.values():
+        state = "" if c.name == "attention" else " on" if c.on else " off"
+        parts.append(f"{'Liger kernels' if c.name == 'liger' else c.name}{state}: {c.reason}")
+    return "; ".join(parts)
 
 
 # ----- END SPLICED from trainer_space/estimate/speed_rules.py
@@ -1555,6 +1560,96 @@ def use_padding_free(method: str, training_args: TrainingArguments, explicit: se
         log(f"padding_free: packing the examples ({name}={value}, BFD: padding-free and max_length kept)")
 
 
+def model_config_dict(model_args: ModelConfig) -> dict[str, Any] | None:
+    """The model's config.json (a local folder's, else the Hub's: a few kB, no weights); None when unreadable."""
+    name = model_args.model_name_or_path or ""
+    try:
+        path = Path(name) / "config.json"
+        if not path.is_file():
+            from huggingface_hub import hf_hub_download
+
+            path = Path(hf_hub_download(name, "config.json", revision=model_args.model_revision))
+        config = json.loads(path.read_text(encoding="utf-8"))
+        return config if isinstance(config, dict) else None
+    except Exception:  # not found, gated, offline: the tokenizer's load says why, right after
+        return None
+
+
+def load_attention_kernel(name: str) -> str | None:
+    """Load and register a Hub attention kernel (transformers' `kernels` integration); None when it loaded, else why
+    not (no `kernels` package, no network, no build for this GPU)."""
+    try:
+        from transformers.integrations.hub_kernels import load_and_register_attn_kernel
+
+        load_and_register_attn_kernel(name)
+    except Exception as exc:  # the job trains without it: SDPA with one packed row per micro-batch
+        return " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+    return None
+
+
+def use_speed_settings(
+    args: TrainScriptArguments, training_args: TrainingArguments, model_args: ModelConfig, explicit: set[str]
+) -> dict[str, SpeedChoice]:
+    """Turn on what makes this job faster where its method, its GPU and its model allow it (`choose_speed`, shared
+    with the Space's pre-flight), and say each choice in the log: SFT packs (BFD, padding-free) with a flash-attention
+    kernel (else SDPA, one packed row per micro-batch, the same effective batch); Liger kernels on a CUDA GPU. An
+    option given on the command line is never changed; models whose config.json makes a setting unsafe (linear
+    attention, vision towers, ...: `model_hazards`) keep the padded path."""
+    import torch
+
+    use_padding_free(args.method, training_args, explicit)
+    config = model_config_dict(model_args)
+    hazards = model_hazards(config)
+    if config is None:
+        why = "config.json could not be read"
+        hazards = {"packing": why, "attention": why, "liger": why}
+    on_cuda = torch.cuda.is_available()
+    major, minor = torch.cuda.get_device_capability() if on_cuda else (0, 0)
+    half = bool(training_args.bf16 or training_args.fp16)
+    packing_given = bool({"packing", "padding_free"} & explicit)  # as given: packing forced on, or off
+    if packing_given and training_args.packing:
+        hazards = {k: v for k, v in hazards.items() if k != "packing"}
+    packing = "off" if packing_given and not training_args.packing else "auto"
+    liger = "off" if "use_liger_kernel" in explicit else "auto"
+    choices = choose_speed(args.method, packing=packing, liger=liger, gpu=on_cuda, capability=major * 10 + minor,
+                           half_precision=half, hazards=hazards)  # fmt: skip
+    if packing_given:
+        choices["packing"] = SpeedChoice("packing", bool(training_args.packing), None, "as given")
+    if choices["packing"].on:
+        training_args.packing = True
+        if training_args.packing_strategy in ("bfd", "bfd_split"):
+            training_args.padding_free = True
+    if choices["attention"].on and "attn_implementation" not in explicit:
+        failed = load_attention_kernel(choices["attention"].value)
+        if failed is None:
+            model_args.attn_implementation = choices["attention"].value
+        else:
+            reason = f"SDPA with one packed row per micro-batch: the flash kernel did not load ({failed})"
+            choices["attention"] = SpeedChoice("attention", False, "sdpa", reason)
+    elif "attn_implementation" in explicit:
+        choices["attention"] = SpeedChoice("attention", False, model_args.attn_implementation, "as given")
+    attention = str(model_args.attn_implementation or "sdpa")
+    if training_args.packing and not ("flash" in attention or "/" in attention):  # SDPA / eager: a mask per row
+        batch, accumulation = training_args.per_device_train_batch_size, training_args.gradient_accumulation_steps
+        new_batch, new_accumulation = packed_micro_batch(batch, accumulation, choices)
+        if (new_batch, new_accumulation) != (batch, accumulation):
+            training_args.per_device_train_batch_size = new_batch
+            training_args.gradient_accumulation_steps = new_accumulation
+            log(f"packed rows one per micro-batch without a flash kernel: batch {batch} x {accumulation} accumulation "
+                f"-> {new_batch} x {new_accumulation} (the same {batch * accumulation} rows per optimizer step)")  # fmt: skip
+    if choices["liger"].on:
+        training_args.use_liger_kernel = True
+    elif "use_liger_kernel" in explicit:
+        choices["liger"] = SpeedChoice("liger", bool(training_args.use_liger_kernel), None, "as given")
+    checkpointing = "on" if training_args.gradient_checkpointing else "off"
+    why = "as given" if {"gradient_checkpointing", "activation_checkpointing"} & explicit else "TRL's default"
+    if getattr(training_args, "fsdp", None):
+        checkpointing, why = "FSDP's", "FSDP's own activation checkpointing"
+    log(f"speed: {speed_summary(choices)}; gradient checkpointing {checkpointing} ({why}); chunked loss on (TRL's "
+        "fused LM head)")  # fmt: skip
+    return choices
+
+
 def configure_run(
     args: TrainScriptArguments, training_args: TrainingArguments, explicit: set[str], has_eval: bool, user: str | None
 ) -> str | None:
@@ -1639,13 +1734,15 @@ def trained_stop_rows(trainer: Trainer, method: str, token_id: int, limit: int =
     """(rows whose trained tokens end with `token_id`, rows checked), over the trainer's tokenized data.
 
     Trained tokens: SFT's labels that are not masked (-100, after truncation), DPO's chosen and KTO's desirable
-    completions as far as `max_length` keeps them. None when the method learns no stop from its data (GRPO, reward
-    models) or the data is packed.
+    completions as far as `max_length` keeps them; packed SFT rows are split back into their documents
+    (`seq_lengths`). None when the method learns no stop from its data (GRPO, reward models).
     """
     ds = trainer.train_dataset
     args = trainer.args
-    if method not in ("sft", "dpo", "kto") or ds is None or getattr(args, "packing", False):
+    if method not in ("sft", "dpo", "kto") or ds is None:
         return None
+    if getattr(args, "packing", False):
+        return packed_stop_rows(ds, token_id, limit)
     rows = ds.select(range(min(limit, len(ds))))
     max_length = getattr(args, "max_length", None)
     keep_end = getattr(args, "truncation_mode", "keep_start") == "keep_end"
@@ -1663,6 +1760,28 @@ def trained_stop_rows(trainer: Trainer, method: str, token_id: int, limit: int =
             trained = answer[:room]
         checked += 1
         found += token_id in trained[-3:]  # at the end of the answer (ChatML adds a newline after it), not cut off
+    return found, checked
+
+
+def packed_documents(row: dict[str, Any]) -> list[list[int]]:
+    """The trained tokens (labels not -100) of each document of one packed SFT row, split by its `seq_lengths`."""
+    labels = row.get("labels") or row["input_ids"]
+    out, start = [], 0
+    for length in row.get("seq_lengths") or [len(labels)]:
+        out.append([t for t in labels[start : start + length] if t != -100])
+        start += length
+    return out
+
+
+def packed_stop_rows(ds: Dataset, token_id: int, limit: int) -> tuple[int, int] | None:
+    """`trained_stop_rows` over packed rows: (documents whose trained tokens end with `token_id`, documents)."""
+    if "seq_lengths" not in ds.column_names:
+        return None
+    found = checked = 0
+    for row in ds.select(range(min(limit, len(ds)))):
+        for trained in packed_documents(row):
+            checked += 1
+            found += token_id in trained[-3:]
     return found, checked
 
 
@@ -1698,15 +1817,18 @@ def check_stop_trained(trainer: Trainer, method: str, max_length: int | None, do
 
 def check_kept_rows(trainer: Trainer, method: str, train_rows: int, test: Dataset | None) -> None:
     """Rows the trainer dropped at max_length (`dropped_rows_problem`), counted and said: an error when none remain
-    (train or eval), a warning with the count otherwise. Packed data has another count: not checked."""
+    (train or eval), a warning with the count otherwise. Packed rows are counted by the documents they hold."""
     max_length = getattr(trainer.args, "max_length", None)
-    if max_length is None or getattr(trainer.args, "packing", False):
+    if max_length is None:
         return
     sets = [("training", trainer.train_dataset, train_rows)]
     if test is not None and isinstance(trainer.eval_dataset, type(trainer.train_dataset)):
         sets.append(("eval", trainer.eval_dataset, len(test)))
     for name, kept, total in sets:
-        problem = dropped_rows_problem(method, total - len(kept), total, max_length)
+        documents = len(kept)
+        if "seq_lengths" in getattr(kept, "column_names", ()):  # packed: each row holds several documents
+            documents = sum(len(n) for n in kept["seq_lengths"])
+        problem = dropped_rows_problem(method, total - documents, total, max_length)
         if problem is None:
             continue
         fatal, message = problem
@@ -1748,6 +1870,10 @@ def build_trainer(
         extra["reward_funcs"] = build_reward_funcs(reward_names, training_args.max_completion_length)
     if stop_token and hasattr(training_args, "eos_token"):  # SFT and reward modelling set it up themselves
         training_args.eos_token = stop_token
+    if training_args.use_liger_kernel and not training_args.liger_kernel_config:
+        # Liger's fused linear cross-entropy would replace the model's forward: TRL's chunked LM head computes the
+        # loss already (TRL sets this for SFT, DPO, KTO and GRPO), and a reward model's score head must stay
+        training_args.liger_kernel_config = {"fused_linear_cross_entropy": False}
     trainer = getattr(trl, TRAINER_CLASSES[args.method])(
         model=model_args.model_name_or_path,
         args=training_args,
@@ -1931,7 +2057,7 @@ def main(
 
     parsed = dict(vars(training_args))  # as TRL first built it: what the job changes is checked again (final_config)
     check_environment(args, training_args, model_args, torch.cuda.is_available())
-    use_padding_free(args.method, training_args, explicit)
+    use_speed_settings(args, training_args, model_args, explicit)
     user = resolve_hub(args, training_args)
     reward_names = parse_reward_names(args.reward_funcs) if args.method == "grpo" else []
     train, test, mapping, reward_names = load_data(args, reward_names)

@@ -167,8 +167,11 @@ def packed_micro_batch(batch: int, accumulation: int, choices: Mapping[str, Spee
 
 def speed_summary(choices: Mapping[str, SpeedChoice]) -> str:
     """One line: each setting on or off, with its reason."""
-    names = {"packing": "packing", "attention": "attention", "liger": "Liger kernels"}
-    return "; ".join(f"{names[c.name]} {'on' if c.on else 'off'}: {c.reason}" for c in choices.values())
+    parts = []
+    for c in choices.values():
+        state = "" if c.name == "attention" else " on" if c.on else " off"
+        parts.append(f"{'Liger kernels' if c.name == 'liger' else c.name}{state}: {c.reason}")
+    return "; ".join(parts)
 
 
 # ----- END SHARED WITH job_templates/train.py
