@@ -1607,14 +1607,14 @@ def use_speed_settings(
     major, minor = torch.cuda.get_device_capability() if on_cuda else (0, 0)
     half = bool(training_args.bf16 or training_args.fp16)
     packing_given = bool({"packing", "padding_free"} & explicit)  # as given: packing forced on, or off
-    if packing_given and training_args.packing:
+    if packing_given and getattr(training_args, "packing", False):
         hazards = {k: v for k, v in hazards.items() if k != "packing"}
-    packing = "off" if packing_given and not training_args.packing else "auto"
+    packing = "off" if packing_given and not getattr(training_args, "packing", False) else "auto"
     liger = "off" if "use_liger_kernel" in explicit else "auto"
     choices = choose_speed(args.method, packing=packing, liger=liger, gpu=on_cuda, capability=major * 10 + minor,
                            half_precision=half, hazards=hazards)  # fmt: skip
     if packing_given:
-        choices["packing"] = SpeedChoice("packing", bool(training_args.packing), None, "as given")
+        choices["packing"] = SpeedChoice("packing", bool(getattr(training_args, "packing", False)), None, "as given")
     if choices["packing"].on:
         training_args.packing = True
         if training_args.packing_strategy in ("bfd", "bfd_split"):
@@ -1629,7 +1629,9 @@ def use_speed_settings(
     elif "attn_implementation" in explicit:
         choices["attention"] = SpeedChoice("attention", False, model_args.attn_implementation, "as given")
     attention = str(model_args.attn_implementation or "sdpa")
-    if training_args.packing and not ("flash" in attention or "/" in attention):  # SDPA / eager: a mask per row
+    if getattr(training_args, "packing", False) and not (
+        "flash" in attention or "/" in attention
+    ):  # SDPA / eager: a mask per row
         batch, accumulation = training_args.per_device_train_batch_size, training_args.gradient_accumulation_steps
         new_batch, new_accumulation = packed_micro_batch(batch, accumulation, choices)
         if (new_batch, new_accumulation) != (batch, accumulation):
