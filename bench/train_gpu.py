@@ -53,17 +53,27 @@ CPU = QWEN25_05B | {"hidden_size": 128, "intermediate_size": 256, "num_hidden_la
 
 # train.py in-process, then the peak GPU memory of that process written where BENCH_RESULT says
 RUNNER = """
-import json, os, resource, runpy, sys, time
+import json, os, resource, runpy, sys, threading, time
 import torch, transformers
 sys.argv = sys.argv[1:]
 TIMES = {}
 train = transformers.Trainer.train
+def rss():
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 def timed(self, *args, **kwargs):  # the training loop's wall and CPU seconds (CPU time is steadier on a shared CPU)
+    start, peak, done = rss(), [0], threading.Event()
+    def sample():  # the process's resident memory while it trains, every 20 ms
+        while not done.wait(0.02):
+            peak[0] = max(peak[0], rss())
+    threading.Thread(target=sample, daemon=True).start()
     cpu, wall = time.process_time(), time.perf_counter()
     try:
         return train(self, *args, **kwargs)
     finally:
         TIMES.update(cpu_s=time.process_time() - cpu, wall_s=time.perf_counter() - wall)
+        done.set()
+        TIMES.update(train_rss=max(peak[0], rss()), train_rss_growth=max(peak[0], rss()) - start)
 transformers.Trainer.train = timed
 runpy.run_path(sys.argv[0], run_name="__main__")
 peak = torch.cuda.max_memory_allocated() if torch.cuda.is_available() else None
@@ -234,7 +244,8 @@ def run(
         "tokens_per_cpu_s": round(tokens / measured["cpu_s"], 1) if measured.get("cpu_s") else None,
         "s_per_step": round(runtime / max(state["global_step"], 1), 3),
         "max_memory_allocated_gib": round(peak / 2**30, 2) if peak is not None else None,
-        "peak_rss_gib": round(measured["max_rss"] / 2**30, 3),
+        "peak_rss_gib": round(measured.get("train_rss", measured["max_rss"]) / 2**30, 3),
+        "train_rss_growth_mib": round(measured.get("train_rss_growth", 0) / 2**20, 1),
         "train_loss": round(losses[-1], 4) if losses else None,
         "eval_loss": round(evals[-1], 4) if evals else None,
         "speed_line": next((line for line in proc.stdout.splitlines() if line.startswith("speed: ")), ""),
@@ -281,7 +292,7 @@ def print_speed(results: list[dict], device: str) -> None:
             fast = by.get((name, plain["seed"]))
             if fast is None:
                 continue
-            what = "GPU memory allocated" if plain["max_memory_allocated_gib"] is not None else "peak RSS"
+            what = "GPU memory allocated" if plain["max_memory_allocated_gib"] is not None else "peak RSS in training"
             key = "max_memory_allocated_gib" if plain["max_memory_allocated_gib"] is not None else "peak_rss_gib"
             print(f"seed {plain['seed']}: {name} / plain: {rate.replace('_', ' ')} x{fast[rate] / plain[rate]:.2f} "
                   f"(wall tokens/s x{fast['tokens_per_s'] / plain['tokens_per_s']:.2f}), {what} "

@@ -34,6 +34,11 @@ TRL / transformers option is reachable from the command line or a YAML `--config
 `--method`, `--dataset_mapping` (JSON), `--eval_split_fraction`, `--max_train_samples`, `--max_eval_samples`,
 `--reward_funcs` (GRPO, see REWARD_FUNCS), `--resume_from_hub`, `--num_sample_generations`, `--peft_mode`.
 
+Fast by default (`use_speed_settings`, rules shared with the Space in the spliced `speed_rules`): SFT packs its
+examples (BFD, padding-free) with a flash-attention kernel on Ampere+ GPUs, else SDPA with one packed row per
+micro-batch; Liger kernels on CUDA GPUs; models whose config.json makes a setting unsafe keep the padded path. Every
+option given on the command line (`--packing false`, `--use_liger_kernel false`, ...) is kept as given.
+
 Input problems (unusable GPUs, a missing column or split, conversational data for a model without a chat template,
 a tiny `max_length`, QLoRA on CPU, pushing without a repo or token) stop the job in seconds, before the model is
 downloaded, with one line starting with "ERROR:" and exit code 2.
