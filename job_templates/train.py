@@ -1644,6 +1644,8 @@ def use_speed_settings(
             training_args.gradient_accumulation_steps = new_accumulation
             log(f"packed rows one per micro-batch without a flash kernel: batch {batch} x {accumulation} accumulation "
                 f"-> {new_batch} x {new_accumulation} (the same {batch * accumulation} rows per optimizer step)")  # fmt: skip
+        if "per_device_eval_batch_size" not in explicit and training_args.per_device_eval_batch_size > 1:
+            training_args.per_device_eval_batch_size = 1  # eval packs too: one flattened row per batch, one mask
     if choices["liger"].on:
         training_args.use_liger_kernel = True
     elif "use_liger_kernel" in explicit:

@@ -72,6 +72,7 @@ def test_sft_packs_padding_free_in_the_trainers_real_config(run_train, tiny_mode
     args = _trained_args(out)
     assert args.packing and args.padding_free and args.packing_strategy == "bfd"
     assert (args.per_device_train_batch_size, args.gradient_accumulation_steps) == (1, 2)  # SDPA: one row each
+    assert args.per_device_eval_batch_size == 1  # evaluation packs too: one flattened row (one mask) per batch
     assert args.use_liger_kernel is False and args.gradient_checkpointing is True  # CPU; TRL's default (not told)
     log = proc.stdout
     assert "batch 2 x 1 accumulation -> 1 x 2 (the same 2 rows per optimizer step)" in log
