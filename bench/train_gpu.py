@@ -297,7 +297,8 @@ def print_speed(results: list[dict], device: str) -> None:
             print(f"seed {plain['seed']}: {name} / plain: {rate.replace('_', ' ')} x{fast[rate] / plain[rate]:.2f} "
                   f"(wall tokens/s x{fast['tokens_per_s'] / plain['tokens_per_s']:.2f}), {what} "
                   f"x{fast[key] / plain[key]:.2f}, eval loss {fast['eval_loss']} vs {plain['eval_loss']}")  # fmt: skip
-    print(f"speed settings (defaults): {results[-1]['speed_line'] if results else ''}")
+    line = next((r["speed_line"] for r in results if r["run"] == "sft-defaults"), "")
+    print(f"speed settings (defaults): {line}")
 
 
 def main() -> None:
