@@ -114,9 +114,10 @@ def test_auto_epochs_follow_the_data_size(rows: int, epochs: int) -> None:
 
 def test_auto_rule_per_method_size_and_data() -> None:
     sft = auto_settings("sft", "lora", params_b=0.5, rows=600, mean_tokens=300, max_length=1024, packed=True)
-    assert (sft.per_device_train_batch_size, sft.learning_rate) == (8, 2e-4)
     assert packed_rows(600, 300, 1024) == 186  # 600 examples of ~300 tokens fill 186 rows of 1024
-    assert "over 186 packed rows x 3" in sft.reasons[1]
+    # 16 examples per step (about 100 steps over 600 x 3), in packed rows: 16 x 300 tokens fill 5 rows of 1024
+    assert (sft.per_device_train_batch_size, sft.gradient_accumulation_steps, sft.learning_rate) == (5, 1, 2e-4)
+    assert "5 packed rows hold about 16 examples: about 113 steps over 600 rows x 3" in sft.reasons[1]
     assert auto_settings("dpo", "lora", params_b=0.5, rows=600, mean_tokens=300, max_length=1024).num_train_epochs == 3
     assert (
         auto_settings("reward", "full", params_b=0.5, rows=600, mean_tokens=300, max_length=1024).num_train_epochs == 1
@@ -201,4 +202,4 @@ def test_auto_values_are_resolved_by_the_estimate() -> None:
                   num_rows=600, packing="auto")  # fmt: skip
     result = estimate_from_facts(FACTS, job, FALLBACK_FLAVORS)
     assert result.inputs.num_train_epochs == 3 and result.auto.reasons[0] == "auto: 3 epochs because 600 rows"
-    assert result.inputs.per_device_train_batch_size == 8 and result.inputs.learning_rate == 2e-4
+    assert result.inputs.per_device_train_batch_size == 8 and result.inputs.learning_rate == 2e-4  # 16 x 460 tokens

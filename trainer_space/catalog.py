@@ -237,17 +237,17 @@ def auto_settings(
         if spec.generates:
             target = num_generations * GRPO_AUTO_PROMPTS
             why = f"{GRPO_AUTO_PROMPTS} prompts x {num_generations} generations per step"
+        elif rows:
+            target = _pow2_floor(rows * epochs / AUTO_STEPS)
+            target = min(max(target, AUTO_BATCH_RANGE[0]), AUTO_BATCH_RANGE[1])
+            why = f"about {max(1, math.ceil(rows * epochs / target)):,} steps over {rows:,} rows x {epochs:g}"
+            if packed and mean_tokens:  # the same tokens per step in packed rows: the same number of steps
+                examples, target = target, packed_rows(target, mean_tokens, max_length)
+                if per_device_train_batch_size is None:
+                    micro = min(micro, target)
+                why = f"{target} packed row{'s' if target > 1 else ''} hold about {examples} examples: {why}"
         else:
-            units = rows if rows else None
-            if units and packed and mean_tokens:
-                units = packed_rows(units, mean_tokens, max_length)
-            if units:
-                target = _pow2_floor(units * epochs / AUTO_STEPS)
-                target = min(max(target, AUTO_BATCH_RANGE[0]), AUTO_BATCH_RANGE[1])
-                seen = "packed rows" if packed and mean_tokens else "rows"
-                why = f"about {max(1, math.ceil(units * epochs / target)):,} steps over {units:,} {seen} x {epochs:g}"
-            else:
-                target, why = 16, "the row count is unknown"
+            target, why = 16, "the row count is unknown"
         accum = max(1, math.ceil(target / micro))
         if spec.generates:
             while (micro * accum) % num_generations:
