@@ -13,6 +13,8 @@
 #     "sentencepiece==0.2.3",
 #     "protobuf==7.36.2",
 #     "math-verify==0.9.0",
+#     "liger-kernel==0.8.5; sys_platform == 'linux'",
+#     "kernels==0.18.3; sys_platform == 'linux'",
 # ]
 #
 # # torch from PyTorch's CUDA 12.6 index (driver >= 525), not PyPI's CUDA 13.0 build (driver >= 580): see TORCH_BUILD
@@ -31,6 +33,11 @@ One self-contained script (no import of the Space). Arguments follow TRL's own s
 TRL / transformers option is reachable from the command line or a YAML `--config`. Ours on top:
 `--method`, `--dataset_mapping` (JSON), `--eval_split_fraction`, `--max_train_samples`, `--max_eval_samples`,
 `--reward_funcs` (GRPO, see REWARD_FUNCS), `--resume_from_hub`, `--num_sample_generations`, `--peft_mode`.
+
+Fast by default (`use_speed_settings`, rules shared with the Space in the spliced `speed_rules`): SFT packs its
+examples (BFD, padding-free) with a flash-attention kernel on Ampere+ GPUs, else SDPA with one packed row per
+micro-batch; Liger kernels on CUDA GPUs; models whose config.json makes a setting unsafe keep the padded path. Every
+option given on the command line (`--packing false`, `--use_liger_kernel false`, ...) is kept as given.
 
 Input problems (unusable GPUs, a missing column or split, conversational data for a model without a chat template,
 a tiny `max_length`, QLoRA on CPU, pushing without a repo or token) stop the job in seconds, before the model is
@@ -540,6 +547,150 @@ def dropped_rows_problem(method: str, dropped: int, total: int, max_length: int)
 
 
 # ----- END SPLICED from trainer_space/data/trl_rules.py
+
+
+# ----- BEGIN SPLICED from trainer_space/estimate/speed_rules.py (edit it there, then: python -m trainer_space.data.splice)
+SPEED_MODES = ("auto", "off")  # packing and Liger: the job decides (auto), or never
+CHECKPOINTING_MODES = ("auto", "on", "off")  # gradient checkpointing: the estimate decides (auto), or forced
+PACKING_METHODS = frozenset({"sft"})  # TRL 1.16: BFD packing exists for SFT only (DPO's padding_free is disabled)
+FLASH_KERNEL = "kernels-community/flash-attn2"  # transformers' own fallback for flash_attention_2 (`kernels` package)
+FLASH_MIN_CAPABILITY = 80  # flash-attention 2 kernels: Ampere (8.0) or newer, bf16 / fp16 only
+ATTENTION_LAYER_KINDS = frozenset({"full_attention", "sliding_attention", "chunked_attention", "attention", "global",
+                                   "local", "full", "sliding"})  # fmt: skip
+RECURRENT_MODEL_TYPES = frozenset({
+    "mamba", "mamba2", "falcon_mamba", "falcon_h1", "jamba", "bamba", "zamba", "zamba2", "nemotron_h",
+    "granitemoehybrid", "lfm2", "lfm2_moe", "recurrent_gemma", "rwkv", "xlstm", "minimax", "qwen3_next", "qwen3_5",
+    "qwen3_5_moe", "qwen3_5_text", "qwen3_5_moe_text", "kimi_linear", "olmo_hybrid", "bailing_hybrid",
+})  # fmt: skip
+RECURRENT_KEYS = ("hybrid_override_pattern", "attn_layer_period", "linear_conv_kernel_dim", "linear_num_value_heads",
+                  "mamba_d_state", "mamba_expand", "ssm_state_size", "attn_type_list")  # fmt: skip
+TOWER_KEYS = ("vision_config", "vision_tower", "visual", "audio_config", "vision_encoder", "mm_vision_tower")
+
+
+@dataclass(frozen=True)
+class SpeedChoice:
+    """One speed setting of one job: on or off (`value`: what is passed to TRL / transformers), and why."""
+
+    name: str
+    on: bool
+    value: Any
+    reason: str
+
+
+def _layer_kinds(cfg: Mapping[str, Any]) -> set[str]:
+    kinds: set[str] = set()
+    for key in ("layer_types", "layers_block_type", "block_types"):
+        value = cfg.get(key)
+        if isinstance(value, (list, tuple)):
+            kinds |= {str(v).lower() for v in value}
+    return kinds
+
+
+def model_hazards(config: Mapping[str, Any] | None) -> dict[str, str]:
+    """Speed settings unsafe for the model of this `config.json` (its text config too), each with the reason.
+
+    Keys: "packing" (padding-free batches), "attention" (a flash-attention kernel), "liger" (Liger kernels).
+    """
+    if not isinstance(config, Mapping):
+        return {}
+    parts = [config, *(config[k] for k in ("text_config", "llm_config", "language_config")
+                       if isinstance(config.get(k), Mapping))]  # fmt: skip
+    hazards: dict[str, str] = {}
+    model_type = " ".join(str(p.get("model_type") or "") for p in parts).split()
+    odd_layers = sorted(set().union(*(_layer_kinds(p) for p in parts)) - ATTENTION_LAYER_KINDS)
+    recurrent_keys = [k for p in parts for k in RECURRENT_KEYS if p.get(k) is not None]
+    recurrent_types = [t for t in model_type if t in RECURRENT_MODEL_TYPES]
+    if odd_layers or recurrent_keys or recurrent_types:
+        what = (f"layer types {', '.join(odd_layers)}" if odd_layers
+                else f"model type {recurrent_types[0]}" if recurrent_types else f"config key {recurrent_keys[0]}")  # fmt: skip
+        hazards["packing"] = (
+            f"linear attention or recurrent layers ({what}): their convolutions and states would run across the "
+            "packed documents, mixing samples"
+        )
+    towers = [k for k in TOWER_KEYS if config.get(k) is not None]
+    if towers:
+        why = f"a vision or audio tower ({towers[0]}): multimodal models keep the padded path"
+        hazards |= {"packing": hazards.get("packing", why), "attention": why, "liger": why}
+    if any(p.get("alibi") or (isinstance(p.get("attn_config"), Mapping) and p["attn_config"].get("alibi"))
+           for p in parts) or any(t in ("bloom", "mpt") for t in model_type):  # fmt: skip
+        hazards.setdefault("packing", "ALiBi position biases, built from the attention mask that padding-free drops")
+    if config.get("auto_map"):
+        why = "custom modelling code (auto_map): nobody checked that it honours packed position ids"
+        hazards.setdefault("packing", why)
+        hazards.setdefault("attention", why)
+    return hazards
+
+
+def choose_speed(
+    method: str,
+    *,
+    packing: str = "auto",
+    liger: str = "auto",
+    gpu: bool,
+    capability: int | None = None,
+    half_precision: bool = True,
+    hazards: Mapping[str, str] | None = None,
+) -> dict[str, SpeedChoice]:
+    """The job's packing, attention and Liger choices ("auto" or "off" each), on a CUDA GPU (`gpu`) of compute
+    `capability` (80 = 8.0; None: unknown) training in bf16 / fp16 (`half_precision`), for a model with `hazards`."""
+    hazards = hazards or {}
+    out: dict[str, SpeedChoice] = {}
+    if packing == "off":
+        out["packing"] = SpeedChoice("packing", False, False, "turned off (padded batches)")
+    elif method not in PACKING_METHODS:
+        out["packing"] = SpeedChoice("packing", False, False, f"TRL 1.16 packs SFT only, not {method}")
+    elif "packing" in hazards:
+        out["packing"] = SpeedChoice("packing", False, False, f"unsafe for this model: {hazards['packing']}")
+    else:
+        out["packing"] = SpeedChoice("packing", True, "bfd", "BFD packing, padding-free: no token is padding")
+    kernel_ok = gpu and half_precision and (capability or 0) >= FLASH_MIN_CAPABILITY
+    if not out["packing"].on:
+        out["attention"] = SpeedChoice("attention", False, "sdpa", "SDPA (the model's default)")
+    elif "attention" in hazards:
+        out["attention"] = SpeedChoice(
+            "attention", False, "sdpa", f"SDPA with one packed row per micro-batch: {hazards['attention']}"
+        )
+    elif kernel_ok:
+        out["attention"] = SpeedChoice(
+            "attention", True, FLASH_KERNEL, f"flash-attention 2 ({FLASH_KERNEL}): each document attends to itself only"
+        )
+    else:
+        why = ("no CUDA GPU" if not gpu else "not 16-bit" if not half_precision
+               else "a GPU older than Ampere" if capability else "GPU generation unknown")  # fmt: skip
+        out["attention"] = SpeedChoice(
+            "attention", False, "sdpa",
+            f"SDPA with a block-diagonal mask from position_ids, one packed row per micro-batch ({why}: no flash "
+            "kernel)",
+        )  # fmt: skip
+    if liger == "off":
+        out["liger"] = SpeedChoice("liger", False, False, "turned off")
+    elif not gpu:
+        out["liger"] = SpeedChoice("liger", False, False, "no CUDA GPU: Liger's Triton kernels need one")
+    elif "liger" in hazards:
+        out["liger"] = SpeedChoice("liger", False, False, f"unsafe for this model: {hazards['liger']}")
+    else:
+        out["liger"] = SpeedChoice("liger", True, True, "Liger's Triton kernels for RMSNorm, RoPE and SwiGLU")
+    return out
+
+
+def packed_micro_batch(batch: int, accumulation: int, choices: Mapping[str, SpeedChoice]) -> tuple[int, int]:
+    """(per-device batch, gradient accumulation) the job trains with: packed rows without a flash kernel go one per
+    micro-batch (SDPA's mask spans the whole flattened micro-batch), with the same effective batch."""
+    if choices["packing"].on and not choices["attention"].on and batch > 1:
+        return 1, accumulation * batch
+    return batch, accumulation
+
+
+def speed_summary(choices: Mapping[str, SpeedChoice]) -> str:
+    """One line: each setting on or off, with its reason."""
+    parts = []
+    for c in choices.values():
+        state = "" if c.name == "attention" else " on" if c.on else " off"
+        parts.append(f"{'Liger kernels' if c.name == 'liger' else c.name}{state}: {c.reason}")
+    return "; ".join(parts)
+
+
+# ----- END SPLICED from trainer_space/estimate/speed_rules.py
 
 
 class JobError(SystemExit):
@@ -1414,6 +1565,100 @@ def use_padding_free(method: str, training_args: TrainingArguments, explicit: se
         log(f"padding_free: packing the examples ({name}={value}, BFD: padding-free and max_length kept)")
 
 
+def model_config_dict(model_args: ModelConfig) -> dict[str, Any] | None:
+    """The model's config.json (a local folder's, else the Hub's: a few kB, no weights); None when unreadable."""
+    name = model_args.model_name_or_path or ""
+    try:
+        path = Path(name) / "config.json"
+        if not path.is_file():
+            from huggingface_hub import hf_hub_download
+
+            path = Path(hf_hub_download(name, "config.json", revision=model_args.model_revision))
+        config = json.loads(path.read_text(encoding="utf-8"))
+        return config if isinstance(config, dict) else None
+    except Exception:  # not found, gated, offline: the tokenizer's load says why, right after
+        return None
+
+
+def load_attention_kernel(name: str) -> str | None:
+    """Load and register a Hub attention kernel (transformers' `kernels` integration); None when it loaded, else why
+    not (no `kernels` package, no network, no build for this GPU)."""
+    try:
+        from transformers.integrations.hub_kernels import load_and_register_attn_kernel
+
+        load_and_register_attn_kernel(name)
+    except Exception as exc:  # the job trains without it: SDPA with one packed row per micro-batch
+        return " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+    return None
+
+
+def use_speed_settings(
+    args: TrainScriptArguments, training_args: TrainingArguments, model_args: ModelConfig, explicit: set[str]
+) -> dict[str, SpeedChoice]:
+    """Turn on what makes this job faster where its method, its GPU and its model allow it (`choose_speed`, shared
+    with the Space's pre-flight), and say each choice in the log: SFT packs (BFD, padding-free) with a flash-attention
+    kernel (else SDPA, one packed row per micro-batch, the same effective batch); Liger kernels on a CUDA GPU. An
+    option given on the command line is never changed; models whose config.json makes a setting unsafe (linear
+    attention, vision towers, ...: `model_hazards`) keep the padded path."""
+    import torch
+
+    use_padding_free(args.method, training_args, explicit)
+    config = model_config_dict(model_args)
+    hazards = model_hazards(config)
+    if config is None:
+        why = "config.json could not be read"
+        hazards = {"packing": why, "attention": why, "liger": why}
+    on_cuda = torch.cuda.is_available()
+    major, minor = torch.cuda.get_device_capability() if on_cuda else (0, 0)
+    half = bool(training_args.bf16 or training_args.fp16)
+    packing_given = bool({"packing", "padding_free"} & explicit)  # as given: packing forced on, or off
+    if packing_given and getattr(training_args, "packing", False):
+        hazards = {k: v for k, v in hazards.items() if k != "packing"}
+    packing = "off" if packing_given and not getattr(training_args, "packing", False) else "auto"
+    liger = "off" if "use_liger_kernel" in explicit else "auto"
+    choices = choose_speed(args.method, packing=packing, liger=liger, gpu=on_cuda, capability=major * 10 + minor,
+                           half_precision=half, hazards=hazards)  # fmt: skip
+    if packing_given:
+        choices["packing"] = SpeedChoice("packing", bool(getattr(training_args, "packing", False)), None, "as given")
+    if choices["packing"].on:
+        training_args.packing = True
+        if training_args.packing_strategy in ("bfd", "bfd_split"):
+            training_args.padding_free = True
+    if choices["attention"].on and "attn_implementation" not in explicit:
+        failed = load_attention_kernel(choices["attention"].value)
+        if failed is None:
+            model_args.attn_implementation = choices["attention"].value
+        else:
+            reason = f"SDPA with one packed row per micro-batch: the flash kernel did not load ({failed})"
+            choices["attention"] = SpeedChoice("attention", False, "sdpa", reason)
+    elif "attn_implementation" in explicit:
+        choices["attention"] = SpeedChoice("attention", False, model_args.attn_implementation, "as given")
+    attention = str(model_args.attn_implementation or "sdpa")
+    if getattr(training_args, "packing", False) and not (
+        "flash" in attention or "/" in attention
+    ):  # SDPA / eager: a mask per row
+        batch, accumulation = training_args.per_device_train_batch_size, training_args.gradient_accumulation_steps
+        new_batch, new_accumulation = packed_micro_batch(batch, accumulation, choices)
+        if (new_batch, new_accumulation) != (batch, accumulation):
+            training_args.per_device_train_batch_size = new_batch
+            training_args.gradient_accumulation_steps = new_accumulation
+            log(f"packed rows one per micro-batch without a flash kernel: batch {batch} x {accumulation} accumulation "
+                f"-> {new_batch} x {new_accumulation} (the same {batch * accumulation} rows per optimizer step)")  # fmt: skip
+        if "per_device_eval_batch_size" not in explicit and training_args.per_device_eval_batch_size > 1:
+            training_args.per_device_eval_batch_size = 1  # eval packs too: one flattened row per batch, one mask
+    if choices["liger"].on:
+        training_args.use_liger_kernel = True
+    elif "use_liger_kernel" in explicit:
+        choices["liger"] = SpeedChoice("liger", bool(training_args.use_liger_kernel), None, "as given")
+    checkpointing = "on" if training_args.gradient_checkpointing else "off"
+    why = "as given" if {"gradient_checkpointing", "activation_checkpointing"} & explicit else "TRL's default"
+    if getattr(training_args, "fsdp", None):
+        checkpointing, why = "FSDP's", "FSDP's own activation checkpointing"
+    log(f"speed: {speed_summary(choices)}; gradient checkpointing {checkpointing} ({why}); chunked loss on (TRL's "
+        "fused LM head)")  # fmt: skip
+    return choices
+
+
 def configure_run(
     args: TrainScriptArguments, training_args: TrainingArguments, explicit: set[str], has_eval: bool, user: str | None
 ) -> str | None:
@@ -1498,13 +1743,15 @@ def trained_stop_rows(trainer: Trainer, method: str, token_id: int, limit: int =
     """(rows whose trained tokens end with `token_id`, rows checked), over the trainer's tokenized data.
 
     Trained tokens: SFT's labels that are not masked (-100, after truncation), DPO's chosen and KTO's desirable
-    completions as far as `max_length` keeps them. None when the method learns no stop from its data (GRPO, reward
-    models) or the data is packed.
+    completions as far as `max_length` keeps them; packed SFT rows are split back into their documents
+    (`seq_lengths`). None when the method learns no stop from its data (GRPO, reward models).
     """
     ds = trainer.train_dataset
     args = trainer.args
-    if method not in ("sft", "dpo", "kto") or ds is None or getattr(args, "packing", False):
+    if method not in ("sft", "dpo", "kto") or ds is None:
         return None
+    if getattr(args, "packing", False):
+        return packed_stop_rows(ds, token_id, limit)
     rows = ds.select(range(min(limit, len(ds))))
     max_length = getattr(args, "max_length", None)
     keep_end = getattr(args, "truncation_mode", "keep_start") == "keep_end"
@@ -1522,6 +1769,28 @@ def trained_stop_rows(trainer: Trainer, method: str, token_id: int, limit: int =
             trained = answer[:room]
         checked += 1
         found += token_id in trained[-3:]  # at the end of the answer (ChatML adds a newline after it), not cut off
+    return found, checked
+
+
+def packed_documents(row: dict[str, Any]) -> list[list[int]]:
+    """The trained tokens (labels not -100) of each document of one packed SFT row, split by its `seq_lengths`."""
+    labels = row.get("labels") or row["input_ids"]
+    out, start = [], 0
+    for length in row.get("seq_lengths") or [len(labels)]:
+        out.append([t for t in labels[start : start + length] if t != -100])
+        start += length
+    return out
+
+
+def packed_stop_rows(ds: Dataset, token_id: int, limit: int) -> tuple[int, int] | None:
+    """`trained_stop_rows` over packed rows: (documents whose trained tokens end with `token_id`, documents)."""
+    if "seq_lengths" not in ds.column_names:
+        return None
+    found = checked = 0
+    for row in ds.select(range(min(limit, len(ds)))):
+        for trained in packed_documents(row):
+            checked += 1
+            found += token_id in trained[-3:]
     return found, checked
 
 
@@ -1557,15 +1826,18 @@ def check_stop_trained(trainer: Trainer, method: str, max_length: int | None, do
 
 def check_kept_rows(trainer: Trainer, method: str, train_rows: int, test: Dataset | None) -> None:
     """Rows the trainer dropped at max_length (`dropped_rows_problem`), counted and said: an error when none remain
-    (train or eval), a warning with the count otherwise. Packed data has another count: not checked."""
+    (train or eval), a warning with the count otherwise. Packed rows are counted by the documents they hold."""
     max_length = getattr(trainer.args, "max_length", None)
-    if max_length is None or getattr(trainer.args, "packing", False):
+    if max_length is None:
         return
     sets = [("training", trainer.train_dataset, train_rows)]
     if test is not None and isinstance(trainer.eval_dataset, type(trainer.train_dataset)):
         sets.append(("eval", trainer.eval_dataset, len(test)))
     for name, kept, total in sets:
-        problem = dropped_rows_problem(method, total - len(kept), total, max_length)
+        documents = len(kept)
+        if "seq_lengths" in getattr(kept, "column_names", ()):  # packed: each row holds several documents
+            documents = sum(len(n) for n in kept["seq_lengths"])
+        problem = dropped_rows_problem(method, total - documents, total, max_length)
         if problem is None:
             continue
         fatal, message = problem
@@ -1607,6 +1879,10 @@ def build_trainer(
         extra["reward_funcs"] = build_reward_funcs(reward_names, training_args.max_completion_length)
     if stop_token and hasattr(training_args, "eos_token"):  # SFT and reward modelling set it up themselves
         training_args.eos_token = stop_token
+    if training_args.use_liger_kernel and not training_args.liger_kernel_config:
+        # Liger's fused linear cross-entropy would replace the model's forward: TRL's chunked LM head computes the
+        # loss already (TRL sets this for SFT, DPO, KTO and GRPO), and a reward model's score head must stay
+        training_args.liger_kernel_config = {"fused_linear_cross_entropy": False}
     trainer = getattr(trl, TRAINER_CLASSES[args.method])(
         model=model_args.model_name_or_path,
         args=training_args,
@@ -1790,7 +2066,7 @@ def main(
 
     parsed = dict(vars(training_args))  # as TRL first built it: what the job changes is checked again (final_config)
     check_environment(args, training_args, model_args, torch.cuda.is_available())
-    use_padding_free(args.method, training_args, explicit)
+    use_speed_settings(args, training_args, model_args, explicit)
     user = resolve_hub(args, training_args)
     reward_names = parse_reward_names(args.reward_funcs) if args.method == "grpo" else []
     train, test, mapping, reward_names = load_data(args, reward_names)

@@ -237,10 +237,10 @@ def test_the_verdict_is_plain_language():
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        ("per_device_train_batch_size", 0, "Batch size"),
+        ("per_device_train_batch_size", -3, "Batch size"),
         ("per_device_train_batch_size", 2000, "Batch size"),
         ("max_length", 8, "max_length"),
-        ("num_train_epochs", 0, "Epochs"),
+        ("num_train_epochs", -1, "Epochs"),
         ("num_train_epochs", 101, "Epochs"),
         ("gradient_accumulation_steps", 1.5, "whole number"),
         ("method", "ppo", r"\(method\) must be one of"),
@@ -296,7 +296,7 @@ def test_estimate_falls_back_to_the_built_in_prices_and_says_so(qwen_hub):
 def test_bad_numbers_are_refused_before_any_hub_call(qwen_hub):
     n = len(qwen_hub.requests)
     with pytest.raises(InvalidInput, match="Batch size"):
-        estimate(model="Qwen/Qwen2.5-0.5B", per_device_train_batch_size=0)
+        estimate(model="Qwen/Qwen2.5-0.5B", per_device_train_batch_size=-3)
     assert len(qwen_hub.requests) == n
 
 
@@ -326,7 +326,7 @@ def test_estimate_api_answers_fast_through_gradio_client(qwen_hub):
         assert data["recommended"] in {f["flavor"] for f in data["flavors"] if f["fits"]}
         assert data["timeout"] and data["tokens"] == 15_806 * 512
         with pytest.raises(Exception, match="Batch size"):
-            client.predict("Qwen/Qwen2.5-0.5B", None, "sft", "lora", 1024, 1, 0, 4, True, 100, api_name="/estimate")
+            client.predict("Qwen/Qwen2.5-0.5B", None, "sft", "lora", 1024, 1, -3, 4, True, 100, api_name="/estimate")
     finally:
         demo.close()
 

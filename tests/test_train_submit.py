@@ -224,7 +224,13 @@ def test_preflight_timeout_below_estimate(hub):
 
 
 def test_preflight_does_not_fit_is_an_error_unless_allowed(hub):
-    big = {"peft": "full", "flavor": "t4-small", "per_device_train_batch_size": 32, "max_length": 4096}
+    big = {
+        "peft": "full",
+        "flavor": "t4-small",
+        "per_device_train_batch_size": 32,
+        "max_length": 4096,
+        "packing": "off",
+    }  # packed on a T4 (no flash kernel), it would train one row per micro-batch and fit
     result = submit_training(HubSession(hub.alice), _cfg(**big), dry_run=True)
     fit = _checks(result)["estimate"]
     assert fit["status"] == "error" and "Does not fit on t4-small" in fit["message"]
@@ -277,7 +283,7 @@ def test_advanced_beta_is_estimated_and_unmodelled_options_are_named(hub):
     def estimate_check(advanced, peft="full"):
         cfg = _cfg(method="grpo", dataset="alice/math", reward_funcs=["accuracy"], timeout="48h", peft=peft,
                    flavor="a100-large", per_device_train_batch_size=8, gradient_accumulation_steps=1,
-                   advanced=advanced)  # fmt: skip
+                   gradient_checkpointing="on", advanced=advanced)  # fmt: skip
         result = submit_training(HubSession(hub.alice), cfg, dry_run=True)
         return _checks(result)["estimate"]["message"], result["estimate"]["estimate"]
 
@@ -450,7 +456,7 @@ def test_padding_free_packs_and_is_refused_only_without_packing(hub):
     result = submit_training(HubSession(hub.alice), _cfg(advanced={"padding_free": True}), dry_run=True)
     check = _checks(result)["training settings"]
     assert check["status"] == "ok" and "packs the examples" in check["message"]
-    _failed(hub, hub.alice, _cfg(advanced={"padding_free": True, "packing": False}), "training settings",
+    _failed(hub, hub.alice, _cfg(packing="off", advanced={"padding_free": True}), "training settings",
             "padding_free without packing")  # fmt: skip
     dpo = _cfg(method="dpo", dataset="alice/pairs-dpo", advanced={"padding_free": True})
     hub.add_dataset("alice/pairs-dpo", {"train": [{"prompt": "Hi?", "chosen": "Hello.", "rejected": "No."}] * 10})
@@ -472,3 +478,47 @@ def test_reward_pairs_over_max_length_are_counted_and_refused_when_none_remain(h
     assert "drops a pair" in check["message"] and "not truncate" in check["message"]
     _failed(hub, hub.alice, _cfg(method="reward", dataset="alice/long-pairs", max_length=32), "lengths",
             "all 10 pairs are too long for max_length=32")  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- auto and speed settings (issue 24)
+QWEN3_NEXT_LIKE = {**QWEN_05B, "model_type": "qwen3_next", "layer_types": ["linear_attention", "full_attention"] * 12}
+
+
+def test_auto_settings_are_chosen_from_the_data_said_and_sent_to_the_job(hub):
+    """Epochs, batch, accumulation and learning rate left empty: the rule's values, with why, in the pre-flight, the
+    job's config and its arguments; gradient checkpointing off where the flavor holds the job without it."""
+    result = submit_training(HubSession(hub.alice), _cfg(), dry_run=True)
+    settings = _checks(result)["settings"]["message"]
+    assert "auto: 3 epochs because 5,000 rows" in settings  # 15,000 examples seen: within 100 to 25,000
+    assert "auto: learning rate 0.0002 (SFT, lora, 0.49B parameters)" in settings
+    speed = _checks(result)["speed"]["message"]
+    assert "Packing on: BFD packing, padding-free" in speed and "flash-attention 2" in speed  # an A10G is Ampere
+    assert "Liger kernels on" in speed and "gradient checkpointing off: the job fits without it" in speed
+    cfg = result["config"]
+    assert cfg["num_train_epochs"] == 3 and cfg["learning_rate"] == 2e-4 and cfg["gradient_checkpointing"] == "off"
+    assert cfg["packing"] == "auto" and cfg["use_liger_kernel"] == "auto"  # the job decides them on its own GPU
+    args = arg_values(result["spec"]["command"])
+    assert args.get("--gradient_checkpointing") == "false" and "--packing" not in args
+    assert args["--per_device_train_batch_size"] == str(cfg["per_device_train_batch_size"])
+
+
+def test_speed_settings_off_and_forced_reach_the_job(hub):
+    result = submit_training(
+        HubSession(hub.alice), _cfg(packing="off", use_liger_kernel="off", gradient_checkpointing=True), dry_run=True
+    )
+    speed = _checks(result)["speed"]["message"]
+    assert "Packing off: turned off" in speed and "Liger kernels off: turned off" in speed
+    assert "gradient checkpointing on (as you set it)" in speed
+    args = arg_values(result["spec"]["command"])
+    assert args["--packing"] == "false" and args["--use_liger_kernel"] == "false"
+    assert args["--gradient_checkpointing"] == "true"
+
+
+def test_a_linear_attention_model_keeps_the_padded_path_and_the_preflight_says_why(hub, tokenizer_files):
+    safetensors = {"parameters": {"BF16": 494_032_768}, "total": 494_032_768}
+    hub.add_model("alice/next-like", files={**tokenizer_files, "config.json": json.dumps(QWEN3_NEXT_LIKE)},
+                  safetensors=safetensors)  # fmt: skip
+    result = submit_training(HubSession(hub.alice), _cfg(model="alice/next-like"), dry_run=True)
+    speed = _checks(result)["speed"]["message"]
+    assert "Packing off: unsafe for this model: linear attention or recurrent layers" in speed, speed
+    assert "mixing samples" in speed

@@ -50,7 +50,7 @@ def test_defaults_and_json_text_are_accepted():
         ({"flavor": "tpu-v5"}, r"Hardware \(flavor\) must be one of"),
         ({"timeout": "forever"}, "not a duration"),
         ({"timeout": "10s"}, "between 1 minute and 7 days"),
-        ({"per_device_train_batch_size": 0}, r"Batch size \(per_device_train_batch_size\) must be between 1 and"),
+        ({"per_device_train_batch_size": -3}, r"Batch size \(per_device_train_batch_size\) must be between 1 and"),
         ({"learning_rate": 1}, r"Learning rate \(learning_rate\) must be between"),
         ({"max_length": 8}, "max_length must be between 32"),
         ({"split": "train; rm -rf /"}, r"Split \(split\) must be a split name"),
@@ -74,7 +74,9 @@ def test_template_args_cover_the_config():
         reward_funcs="accuracy,length",
         mapping={"columns": {"prompt": "question", "answer": "answer"}, "transforms": ["prompt_to_messages"]},
         quick_test=True,
-        advanced={"weight_decay": 0.1, "use_liger_kernel": True},
+        advanced={"weight_decay": 0.1, "lr_scheduler_type": "cosine"},
+        use_liger_kernel="off",
+        packing="off",
     )
     args = template_args(cfg, "alice/out", "alice/trackio", "out")
     pairs = arg_values(args)
@@ -86,7 +88,10 @@ def test_template_args_cover_the_config():
     assert pairs["--reward_funcs"] == "accuracy,length"
     assert pairs["--hub_model_id"] == "alice/out" and pairs["--push_to_hub"] == "true"
     assert pairs["--trackio_space_id"] == "alice/trackio"
-    assert args[-2:] == ["--use_liger_kernel=true", "--weight_decay=0.1"]
+    assert args[-2:] == ["--lr_scheduler_type=cosine", "--weight_decay=0.1"]
+    assert pairs["--use_liger_kernel"] == "false"  # turned off: the job keeps it off
+    assert "--packing" not in pairs  # GRPO's config has no packing (the job would refuse the flag)
+    assert "--gradient_checkpointing" not in pairs  # auto, not resolved by a plan: the job keeps TRL's default (on)
 
 
 def test_default_names():

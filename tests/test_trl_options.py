@@ -169,7 +169,6 @@ def test_advanced_values_are_typed_and_normalised() -> None:
 @pytest.mark.parametrize(
     ("method", "advanced", "package"),
     [
-        ("sft", {"use_liger_kernel": True}, "liger-kernel"),
         ("sft", {"attn_implementation": "flash_attention_2"}, "flash-attn"),
         ("grpo", {"use_vllm": True}, "vllm"),
     ],

@@ -141,3 +141,126 @@ def preset(method: str, params_b: float | None = None, peft: str | None = None) 
         gradient_checkpointing=size >= 1.0,
         peft=peft,
     )
+
+
+# ----------------------------------------------------------------------------- auto settings
+# Epochs: OpenAI's fine-tuning API chooses `n_epochs: "auto"` from the dataset's size; its data-preparation guide
+# (the chat fine-tuning cookbook) gives the rule: 3 epochs, raised so at least 100 examples are seen (at most 25
+# epochs) and lowered so at most 25,000 are (at least 1). Preference methods overfit sooner (Zephyr, Tulu 2: 1 to 3
+# epochs of DPO); reward models train one epoch (InstructGPT, Ouyang et al. 2022, sec. C.2: more overfits); GRPO one
+# pass over its prompts (TRL's GRPO examples).
+AUTO_EPOCHS = 3
+AUTO_MIN_SEEN, AUTO_MAX_SEEN = 100, 25_000
+AUTO_MAX_EPOCHS = {"sft": 25, "dpo": 3, "kto": 3, "reward": 1, "grpo": 1}
+# Effective batch (sequences per optimizer step; packed rows for packed SFT): a power of two giving about 100
+# optimizer steps over the run, between 8 and 64 (OpenAI's auto batch is ~0.2% of the examples, at most 256; ours
+# keeps small sets above 8 so a step averages a few examples, and large ones under 64, TRL's usual 16-64).
+AUTO_STEPS = 100
+AUTO_BATCH_RANGE = (8, 64)
+# Micro-batch (per GPU) from a token budget by model size: 8 x 1024 tokens below 1B, 4 x 1024 below 4B, 2 x 1024
+# below 14B, 1 x 1024 above (what the presets used); whether it fits, and with or without gradient checkpointing,
+# is the estimate's to say.
+AUTO_TOKEN_BUDGET = ((1.0, 8192), (4.0, 4096), (14.0, 2048), (math.inf, 1024))
+# Learning rate: the method's rate (MethodSpec.lr_full / lr_lora), halved for large models: QLoRA (Dettmers et al.
+# 2023, app. B.2) uses 2e-4 for 7B and 13B adapters and 1e-4 for 33B and 65B; Alpaca full fine-tuning 2e-5 at 7B and
+# 1e-5 at 13B.
+AUTO_LR_HALVED_FROM_B = {"full": 13.0, "lora": 30.0, "qlora": 30.0}
+GRPO_AUTO_PROMPTS = 2  # prompts per optimizer step (x num_generations completions)
+PACKED_FILL = 0.95  # BFD packing fills a packed row to about 95% of max_length (best-fit decreasing)
+
+
+@dataclass(frozen=True)
+class AutoSettings:
+    """Epochs, batch, accumulation and learning rate of a job: the visitor's where given, else the rule's, with the
+    reason of each ("auto: 3 epochs because 600 rows")."""
+
+    num_train_epochs: float
+    per_device_train_batch_size: int
+    gradient_accumulation_steps: int
+    learning_rate: float
+    reasons: tuple[str, ...]
+
+
+def _pow2_floor(value: float) -> int:
+    return 1 << max(0, math.floor(math.log2(max(value, 1.0))))
+
+
+def packed_rows(rows: int, mean_tokens: float, max_length: int) -> int:
+    """Rows of `max_length` tokens that BFD packing makes of `rows` examples of `mean_tokens` on average."""
+    return max(1, math.ceil(rows * min(mean_tokens, max_length) / (max_length * PACKED_FILL)))
+
+
+def auto_settings(
+    method: str,
+    peft: str,
+    *,
+    params_b: float | None,
+    rows: int | None,
+    mean_tokens: float | None,
+    max_length: int,
+    packed: bool = False,
+    num_generations: int = GRPO_NUM_GENERATIONS,
+    num_train_epochs: float | None = None,
+    per_device_train_batch_size: int | None = None,
+    gradient_accumulation_steps: int | None = None,
+    learning_rate: float | None = None,
+) -> AutoSettings:
+    """The rule (written above, and in the README): each value the visitor left empty is chosen from the method, the
+    PEFT mode, the model size (billions), the training rows and their mean length; `packed`: SFT packs its rows."""
+    spec = method_spec(method)
+    reasons: list[str] = []
+    size = params_b or 1.0
+    epochs = num_train_epochs
+    if epochs is None:
+        cap = AUTO_MAX_EPOCHS[method]
+        if not rows:
+            epochs = 1.0
+            reasons.append("auto: 1 epoch (the row count is unknown)")
+        else:
+            epochs = float(AUTO_EPOCHS)
+            if rows * epochs < AUTO_MIN_SEEN:
+                epochs = float(min(AUTO_MAX_EPOCHS["sft"], math.ceil(AUTO_MIN_SEEN / rows)))
+            elif rows * epochs > AUTO_MAX_SEEN:
+                epochs = float(max(1, AUTO_MAX_SEEN // rows))
+            epochs = min(epochs, float(cap))
+            why = f"because {rows:,} rows" + (f" ({spec.title} trains at most {cap})" if epochs == cap < 3 else "")
+            reasons.append(f"auto: {epochs:g} epoch{'s' if epochs != 1 else ''} {why}")
+    budget = next(tokens for limit, tokens in AUTO_TOKEN_BUDGET if size < limit)
+    micro = per_device_train_batch_size
+    if micro is None:
+        micro = max(1, min(16, budget // max(max_length, 1)) // spec.sequences_per_example)
+        micro = max(micro, spec.min_batch_size)
+        if spec.generates:
+            micro = math.gcd(max(micro, 2), num_generations) or 1
+    accum = gradient_accumulation_steps
+    if accum is None:
+        if spec.generates:
+            target = num_generations * GRPO_AUTO_PROMPTS
+            why = f"{GRPO_AUTO_PROMPTS} prompts x {num_generations} generations per step"
+        elif rows:
+            target = _pow2_floor(rows * epochs / AUTO_STEPS)
+            target = min(max(target, AUTO_BATCH_RANGE[0]), AUTO_BATCH_RANGE[1])
+            why = f"about {max(1, math.ceil(rows * epochs / target)):,} steps over {rows:,} rows x {epochs:g}"
+            if packed and mean_tokens:  # the same tokens per step in packed rows: the same number of steps
+                examples, target = target, packed_rows(target, mean_tokens, max_length)
+                if per_device_train_batch_size is None:
+                    micro = min(micro, target)
+                why = f"{target} packed row{'s' if target > 1 else ''} hold about {examples} examples: {why}"
+        else:
+            target, why = 16, "the row count is unknown"
+        accum = max(1, math.ceil(target / micro))
+        if spec.generates:
+            while (micro * accum) % num_generations:
+                accum += 1
+        reasons.append(f"auto: batch {micro} x {accum} accumulation = {micro * accum} per step ({why})")
+    elif per_device_train_batch_size is None:
+        reasons.append(f"auto: batch {micro} per GPU ({budget:,}-token budget for a {size:.2g}B model)")
+    lr = learning_rate
+    if lr is None:
+        lr = spec.learning_rate(peft)
+        halved = size >= AUTO_LR_HALVED_FROM_B[peft]
+        lr = lr / 2 if halved else lr
+        reasons.append(
+            f"auto: learning rate {lr:g} ({spec.title}, {peft}, {size:.2g}B parameters{': halved for its size' if halved else ''})"
+        )
+    return AutoSettings(float(epochs), int(micro), int(accum), float(lr), tuple(reasons))

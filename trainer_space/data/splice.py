@@ -3,8 +3,9 @@
     python -m trainer_space.data.splice          # rewrite job_templates/train.py's copies
     python -m trainer_space.data.splice --check  # exit 1 when a copy is stale (the tests do the same)
 
-Two modules are shared with the job: `data/mapping.py` (the dataset mapping) and `data/trl_rules.py` (what TRL
-refuses in a final config, and what becomes of rows past max_length). The shared part of each lies between its
+Three modules are shared with the job: `data/mapping.py` (the dataset mapping), `data/trl_rules.py` (what TRL
+refuses in a final config, and what becomes of rows past max_length) and `estimate/speed_rules.py` (which speed
+settings a job turns on for its model and GPU). The shared part of each lies between its
 BEGIN/END SHARED markers; train.py holds it between BEGIN/END SPLICED markers naming the module. Generated from the
 same text, the `datasets.map` snippet (`data/snippet.py`) uses the mapping's part too.
 """
@@ -17,6 +18,7 @@ from pathlib import Path
 HERE = Path(__file__).parent
 MAPPING_PATH = HERE / "mapping.py"
 RULES_PATH = HERE / "trl_rules.py"
+SPEED_PATH = HERE.parent / "estimate" / "speed_rules.py"  # read as text (not imported): the speed settings' rules
 TRAIN_PATH = HERE.resolve().parents[1] / "job_templates" / "train.py"
 SHARED_BEGIN = "# ----- BEGIN SHARED WITH job_templates/train.py"
 SHARED_END = "# ----- END SHARED WITH job_templates/train.py"
@@ -27,6 +29,8 @@ SOURCES = [
     (MAPPING_PATH, SPLICED_BEGIN, SPLICED_END),
     (RULES_PATH, "# ----- BEGIN SPLICED from trainer_space/data/trl_rules.py",
      "# ----- END SPLICED from trainer_space/data/trl_rules.py"),
+    (SPEED_PATH, "# ----- BEGIN SPLICED from trainer_space/estimate/speed_rules.py",
+     "# ----- END SPLICED from trainer_space/estimate/speed_rules.py"),
 ]  # fmt: skip
 
 

@@ -10,8 +10,12 @@ Assumptions follow what job_templates/train.py runs (TRL 1.16 defaults unless it
   (fp16 on T4): "mixed precision", AdamW (torch) with its two moments in the parameters' dtype;
 * LoRA / QLoRA load the frozen base in bf16 (fp16 on T4); LoRA adapters on "all-linear", r=16, dropout 0.05,
   kept in float32 by PEFT (TRL casts QLoRA adapters to bf16); QLoRA = bitsandbytes NF4 with double quantisation;
-* gradient checkpointing on by default (TRL sets it for every trainer); no packing, padding to the longest
-  sequence of a batch; SDPA attention (no seq^2 attention matrix is kept);
+* the speed settings (`speed_rules.py`), decided per flavor as the job decides them: SFT packs (BFD, padding-free:
+  no padding token is computed) with a flash-attention kernel on Ampere or newer GPUs, else SDPA with one packed row
+  per micro-batch and a (tokens x tokens) mask; other methods pad each batch to its longest row (the width follows the
+  measured length distribution: `padded_width`); Liger kernels on GPUs; gradient checkpointing where the job needs it
+  to fit ("auto": off when the flavor holds the job without it), or as the visitor forced it; SDPA / flash attention
+  keep no seq^2 attention matrix;
 * several GPUs: one process per GPU (DDP, full replica per GPU); `--fsdp` shards (FULL_SHARD) when asked.
 
 Every constant below names its source. Those marked "measured" were read off transformers 5.23 / PEFT 0.21 on
@@ -34,13 +38,17 @@ from ..catalog import (
     GRPO_NUM_GENERATIONS,
     LORA_DROPOUT,
     LORA_R,
+    AutoSettings,
     MethodSpec,
+    auto_settings,
     method_spec,
+    packed_rows,
     submit_timeout_s,
 )
 from ..hub.hardware import Flavor
 from ..validation import format_timeout
 from .model_facts import ModelFacts
+from .speed_rules import SpeedChoice, choose_speed, packed_micro_batch
 
 GIB = 1024**3
 
@@ -75,6 +83,13 @@ NF4_BYTES = (4 + 0.127) / 8
 # and the gated MLP keeps four I-wide tensors (gate, up, act(gate), product) = 8 I bytes.
 ACT_H = {"mixed": 26, "half": 16}
 ACT_Q, ACT_KV, ACT_MLP_GATED, ACT_MLP_PLAIN, ACT_HEAD = 4, 4, 8, 6, 4
+# Liger's SwiGLU (LigerSiLUMulFunction) saves only gate and up and recomputes silu(gate) in backward; the product is
+# still saved as the down projection's input: 3 I-wide 16-bit tensors instead of 4 (derived from its autograd
+# function; RMSNorm and RoPE savings are not counted). Assumption until measured on a GPU (bench/train_gpu.py).
+ACT_MLP_GATED_LIGER = 6
+# Packed rows without a flash kernel: SDPA gets a boolean (tokens x tokens) block-diagonal mask, expanded to the
+# computation's dtype by the kernel: 1 + 2 bytes per pair of tokens, alive through forward and backward.
+PACKED_MASK_BYTES = 3
 # Per token outside the layers (embedding output, final norm): measured 10 h (fp32 stream) / 8 h (16 bit).
 ACT_OUTSIDE_H = {"mixed": 10, "half": 8}
 # With gradient checkpointing each layer keeps only its input (the residual stream: 4 or 2 bytes x h), and one
@@ -119,8 +134,14 @@ SCALING_PER_DOUBLING = 0.9
 # QLoRA dequantises every NF4 weight on each use (forward, recompute and backward): we assume it trains 1.4x
 # slower than LoRA in bf16. Assumption.
 QLORA_SLOWDOWN = 1.4
-# padding: without packing every batch is padded to its longest row (TRL default packing=False); assumption.
+# padding: without packing every batch is padded to its longest row (TRL default packing=False). Without a measured
+# length distribution we assume 15% padding; with one, the expected longest of b rows is approximated from the mean
+# and the 95th percentile: mean + (p95 - mean) x (1 - 1/b) (uniform lengths 20-900, b=4: 757 vs 724 exact).
 PADDING_OVERHEAD = 1.15
+# Liger kernels (RMSNorm, RoPE, SwiGLU fused in Triton): +10% throughput. Assumption: the Liger paper (Hsu et al.
+# 2024, arXiv 2410.10989) reports +20% end to end with its fused cross-entropy, which TRL's own chunked LM head
+# replaces here; bench/train_gpu.py measures it when a GPU is lent.
+LIGER_THROUGHPUT = 1.10
 # GRPO generation with transformers' generate (TRL's default use_vllm=False): each decoding step reads all
 # weights once (memory-bound) and pays Python/kernel-launch time per layer in eager mode; we assume 0.8 ms per
 # layer per step (~40 tokens/s per sequence for a 32-layer model). Assumptions.
@@ -153,10 +174,10 @@ class EstimateInputs:
     method: str = "sft"
     peft: str = "lora"
     max_length: int = DEFAULT_MAX_LENGTH
-    num_train_epochs: float = 1.0
-    per_device_train_batch_size: int = DEFAULT_BATCH_SIZE
-    gradient_accumulation_steps: int = DEFAULT_GRAD_ACCUM
-    gradient_checkpointing: bool = True
+    num_train_epochs: float | None = 1.0  # None: auto (catalog.auto_settings)
+    per_device_train_batch_size: int | None = DEFAULT_BATCH_SIZE  # None: auto
+    gradient_accumulation_steps: int | None = DEFAULT_GRAD_ACCUM  # None: auto
+    gradient_checkpointing: bool | str = True  # True/"on", False/"off", or "auto": off where the flavor fits without
     num_rows: int = DEFAULT_ROWS
     mean_tokens: float = DEFAULT_MEAN_TOKENS
     max_steps: int | None = None
@@ -167,6 +188,19 @@ class EstimateInputs:
     max_completion_length: int = GRPO_MAX_COMPLETION_LENGTH
     beta: float | None = None  # None: TRL's default for the method
     fsdp: bool = False
+    learning_rate: float | None = None  # None: auto (not used by the arithmetic; resolved with the other autos)
+    packing: str = "off"  # "auto": SFT packs where the model allows it (the Train tab's default); "off": TRL's default
+    use_liger_kernel: str = "off"  # "auto": Liger kernels on CUDA GPUs (the Train tab's default)
+    p95_tokens: float | None = None  # measured 95th percentile of the row lengths (padding of unpacked batches)
+    # what the job does on one flavor (set by `resolve_for_flavor`): packed rows, a flash kernel, Liger kernels
+    packed: bool = False
+    flash: bool = False
+    liger: bool = False
+
+    @property
+    def checkpointing(self) -> bool:
+        """Gradient checkpointing on (an unresolved "auto" counts as on: the safe side)."""
+        return self.gradient_checkpointing not in (False, "off")
 
     @property
     def spec(self) -> MethodSpec:
@@ -227,13 +261,14 @@ class MemoryBreakdown:
         )
 
     copies_in_backward: bool = True  # without checkpointing the linears keep the autocast copies for backward
+    mask: float = 0.0  # packed rows under SDPA: the (tokens x tokens) mask, alive through forward and backward
 
     @property
     def dynamic(self) -> float:
         """The largest of the step's moments: end of forward, loss backward, layer backward, generation."""
-        forward = self.autocast_copies + self.activations + self.logits_forward
+        forward = self.autocast_copies + self.activations + self.logits_forward + self.mask
         copies = self.autocast_copies if self.copies_in_backward else 0.0
-        backward = copies + self.activations + max(self.logits, self.recompute)
+        backward = copies + self.activations + max(self.logits, self.recompute) + self.mask
         return max(forward, backward, self.generation)
 
     @property
@@ -255,7 +290,7 @@ class MemoryBreakdown:
     def as_gib(self) -> dict[str, float]:
         terms = ("weights", "gradients", "optimizer", "autocast_copies", "adapter", "activations", "recompute")
         terms += ("logits", "logits_forward")
-        terms += ("reference", "generation", "ddp_buckets", "quant_scratch")
+        terms += ("reference", "generation", "ddp_buckets", "quant_scratch", "mask")
         out = {t: round(getattr(self, t) / GIB, 3) for t in terms}
         out |= {"overhead": round(self.overhead / GIB, 3), "peak": round(self.peak_gib, 3)}
         return out
@@ -266,10 +301,11 @@ def lora_params(facts: ModelFacts, r: int) -> int:
     return int(r * facts.breakdown.lora_targets)
 
 
-def activation_bytes_per_token_layer(facts: ModelFacts, stream: str) -> float:
+def activation_bytes_per_token_layer(facts: ModelFacts, stream: str, liger: bool = False) -> float:
     """Saved activations of one decoder layer per token (see ACT_* above)."""
     a = facts.arch
-    mlp = (ACT_MLP_GATED if a.gated_mlp else ACT_MLP_PLAIN) * a.mlp_width_per_token
+    gated = ACT_MLP_GATED_LIGER if liger else ACT_MLP_GATED
+    mlp = (gated if a.gated_mlp else ACT_MLP_PLAIN) * a.mlp_width_per_token
     return ACT_H[stream] * a.hidden_size + ACT_Q * a.q_dim + ACT_KV * a.kv_dim + mlp + ACT_HEAD * a.num_heads
 
 
@@ -365,10 +401,10 @@ def memory_breakdown(
         seq_len = inp.max_length
         logit_tokens = 0 if score_head else seqs * seq_len
     tokens = seqs * seq_len  # the worst batch: a row at max_length sets the padded width
-    per_layer = activation_bytes_per_token_layer(facts, stream)
+    per_layer = activation_bytes_per_token_layer(facts, stream, inp.liger)
     if inp.peft != "full":
         per_layer += lora_activation_bytes_per_token_layer(facts, inp.lora_dropout)
-    checkpointing = inp.gradient_checkpointing or inp.fsdp  # the template turns on FSDP's own checkpointing
+    checkpointing = inp.checkpointing or inp.fsdp  # the template turns on FSDP's own checkpointing
     if checkpointing:
         kept = a.num_layers * (4 if stream == "mixed" else 2) * a.hidden_size
         recompute = tokens * CKPT_RECOMPUTE_LAYERS * per_layer
@@ -378,6 +414,8 @@ def memory_breakdown(
     logits, logits_forward = lm_head_bytes(
         facts, logit_tokens, trained=inp.peft == "full", stream=stream, fused=fused_lm_head
     )
+    # packed rows under SDPA: the block-diagonal mask over the micro-batch's flattened tokens
+    mask = float(tokens) ** 2 * PACKED_MASK_BYTES if inp.packed and not inp.flash else 0.0
 
     # ---- GRPO generation: KV cache of the whole generation batch plus sampling logits
     generation = 0.0
@@ -419,6 +457,7 @@ def memory_breakdown(
         quant_scratch=quant_scratch,
         notes=tuple(notes),
         copies_in_backward=not checkpointing,
+        mask=mask,
     )
 
 
@@ -475,7 +514,7 @@ def flops_per_token(facts: ModelFacts, inp: EstimateInputs, seq_len: float) -> f
     a = facts.arch
     n = body_params(facts)
     passes = 3 if inp.peft == "full" else 2  # forward = 1, backward = 2 (full) or 1 (activation grads only)
-    recompute = inp.gradient_checkpointing or inp.fsdp
+    recompute = inp.checkpointing or inp.fsdp
     head = 0.0 if inp.spec.score_head else a.vocab_size * a.hidden_size
     attn = 2 * a.num_layers * a.q_dim * seq_len  # per forward, causal
     flops = (passes + recompute) * 2 * n + (8 if inp.peft == "full" else 6) * head + (3 + recompute) * attn
@@ -488,6 +527,8 @@ def achieved_flops(facts: ModelFacts, inp: EstimateInputs, flavor: Flavor) -> fl
     """FLOP/s the job achieves on `flavor`: peak x MFU x multi-GPU scaling (/ QLoRA dequantisation)."""
     gpus = max(flavor.gpus, 1)
     efficiency = mfu_for(facts.active_params) * SCALING_PER_DOUBLING ** math.log2(gpus)
+    if inp.liger:
+        efficiency *= LIGER_THROUGHPUT
     if inp.peft == "qlora":
         efficiency /= QLORA_SLOWDOWN
     return max(flavor.tflops, 1.0) * 1e12 * gpus * efficiency
@@ -512,6 +553,17 @@ def seconds_per_step(facts: ModelFacts, inp: EstimateInputs, flavor: Flavor, *, 
     return flops / achieved_flops(facts, inp, flavor) + optimizer_step_seconds(facts, inp, flavor)
 
 
+def padded_width(inp: EstimateInputs, mean: float) -> float:
+    """Tokens each row of an unpacked batch is padded to: the expected longest of the micro-batch's rows (from the
+    95th percentile when measured, else PADDING_OVERHEAD), never past max_length."""
+    batch = inp.per_device_train_batch_size or 1
+    if batch <= 1:
+        return mean
+    if inp.p95_tokens and inp.p95_tokens > mean:
+        return min(float(inp.max_length), mean + (min(inp.p95_tokens, inp.max_length) - mean) * (1 - 1 / batch))
+    return min(float(inp.max_length), mean * PADDING_OVERHEAD)
+
+
 def time_breakdown(facts: ModelFacts, inp: EstimateInputs, flavor: Flavor) -> TimeBreakdown:
     """Wall-clock time of the whole job on `flavor`."""
     a = facts.arch
@@ -526,21 +578,28 @@ def time_breakdown(facts: ModelFacts, inp: EstimateInputs, flavor: Flavor) -> Ti
         seq = min(mean, prompt_budget) + completion  # completions assumed to run to max_completion_length
         padded = seq
         per_row = inp.num_generations  # every prompt yields num_generations completions
+    elif inp.packed:  # BFD: rows of ~max_length real tokens, no padding; steps count packed rows
+        seq = padded = mean
+        per_row = packed_rows(1_000_000, mean, inp.max_length) / 1_000_000  # packed rows per example
     else:
         seq = mean
-        padded = mean * (PADDING_OVERHEAD if inp.per_device_train_batch_size > 1 else 1.0)
+        padded = padded_width(inp, mean)
         per_row = 1
+    # attention context: each document on its own (flash kernel, or a padded row), or the whole packed row (SDPA)
+    context = inp.max_length if inp.packed and not inp.flash else padded
     if inp.max_steps:
         steps = inp.max_steps
-        units = steps * global_batch  # rows, or completions for GRPO
+        units = steps * global_batch  # rows (packed rows), or completions for GRPO
         rows = max(math.ceil(units / per_row), 1)
     else:
         rows = inp.num_rows
         units = rows * per_row * inp.num_train_epochs
         steps = max(math.ceil(units / global_batch), 1)
     sequences = units * pairs
+    if inp.packed:  # a packed row holds max_length / mean documents' tokens
+        sequences = rows * (inp.num_train_epochs if not inp.max_steps else 1) * pairs
     tokens = sequences * seq
-    flops = sequences * padded * flops_per_token(facts, inp, padded)
+    flops = sequences * padded * flops_per_token(facts, inp, context)
     train = flops / achieved_flops(facts, inp, flavor) + steps * optimizer_step_seconds(facts, inp, flavor)
     bandwidth = max(flavor.bandwidth_gbs, 1.0) * 1e9
 
@@ -584,6 +643,13 @@ class FlavorEstimate:
     flavor: Flavor
     memory: MemoryBreakdown
     time: TimeBreakdown
+    inputs: EstimateInputs | None = None  # what the job does on this flavor (speed settings and checkpointing resolved)
+    speed: dict[str, SpeedChoice] | None = None  # the job's packing, attention and Liger choices on this flavor
+
+    @property
+    def gradient_checkpointing(self) -> bool:
+        """Whether the job checkpoints on this flavor (auto: only when it does not fit without)."""
+        return self.inputs.checkpointing if self.inputs is not None else True
 
     @property
     def peak_gib(self) -> float:
@@ -631,6 +697,8 @@ class EstimateResult:
     suggestions: tuple[str, ...] = ()
     prices_from_hub: bool = True
     local: bool = False  # the recommendation is for this machine (a local job), else for Hugging Face Jobs
+    auto: AutoSettings | None = None  # epochs, batch, accumulation, learning rate (the visitor's, or the rule's)
+    hazards: tuple[tuple[str, str], ...] = ()  # speed settings unsafe for the model (its config.json): (setting, why)
 
     @property
     def best(self) -> FlavorEstimate | None:
@@ -693,11 +761,59 @@ def _hours(hours: float) -> str:
     return f"{hours * 60:.0f} min" if hours < 1 else f"{hours:.1f} h"
 
 
+def flavor_speed(facts: ModelFacts, inp: EstimateInputs, flavor: Flavor) -> dict[str, SpeedChoice]:
+    """The packing, attention and Liger choices the job makes on `flavor` (`speed_rules.choose_speed`)."""
+    return choose_speed(
+        inp.method, packing=inp.packing, liger=inp.use_liger_kernel, gpu=flavor.is_gpu,
+        capability=flavor.compute_capability, half_precision=flavor.is_gpu, hazards=facts.hazards,
+    )  # fmt: skip
+
+
+def resolve_for_flavor(facts: ModelFacts, inp: EstimateInputs, flavor: Flavor) -> EstimateInputs:
+    """`inp` as the job runs it on `flavor`: speed settings on or off, packed rows one per micro-batch without a
+    flash kernel (the same effective batch); gradient checkpointing still as asked ("auto" resolved by the caller)."""
+    speed = flavor_speed(facts, inp, flavor)
+    batch, accum = inp.per_device_train_batch_size or 1, inp.gradient_accumulation_steps or 1
+    batch, accum = packed_micro_batch(batch, accum, speed)
+    return replace(
+        inp, packed=speed["packing"].on, flash=speed["attention"].on, liger=speed["liger"].on,
+        per_device_train_batch_size=batch, gradient_accumulation_steps=accum,
+    )  # fmt: skip
+
+
 def estimate_flavor(facts: ModelFacts, inp: EstimateInputs, flavor: Flavor) -> FlavorEstimate:
+    """Memory and time of the job on `flavor`, with its speed settings; gradient checkpointing "auto" is off when the
+    job fits on the flavor without it (about a third less compute), else on."""
     if not flavor.is_gpu and inp.precision == "auto":  # on a CPU the template loads and trains in float32
         inp = replace(inp, precision="mixed")
     gpus = max(flavor.gpus, 1)
-    return FlavorEstimate(flavor, memory_breakdown(facts, inp, gpus=gpus), time_breakdown(facts, inp, flavor))
+    speed = flavor_speed(facts, inp, flavor)
+    run = resolve_for_flavor(facts, inp, flavor)
+    if run.gradient_checkpointing == "auto":
+        off = replace(run, gradient_checkpointing=False)
+        memory = memory_breakdown(facts, off, gpus=gpus)
+        fits = flavor.trains and memory.peak <= SAFETY * flavor.memory_gb * GIB
+        run = off if fits else replace(run, gradient_checkpointing=True)
+    return FlavorEstimate(
+        flavor, memory_breakdown(facts, run, gpus=gpus), time_breakdown(facts, run, flavor), run, speed
+    )
+
+
+def resolve_auto(facts: ModelFacts, inp: EstimateInputs) -> tuple[EstimateInputs, AutoSettings]:
+    """Epochs, batch, accumulation and learning rate left to "auto" (None), chosen by `catalog.auto_settings` from
+    the method, PEFT mode, model size and the rows and their lengths."""
+    packs = choose_speed(inp.method, packing=inp.packing, gpu=False, hazards=facts.hazards)["packing"].on
+    auto = auto_settings(
+        inp.method, inp.peft, params_b=facts.params / 1e9, rows=inp.num_rows if inp.num_rows else None,
+        mean_tokens=inp.mean_tokens, max_length=inp.max_length, packed=packs, num_generations=inp.num_generations,
+        num_train_epochs=inp.num_train_epochs, per_device_train_batch_size=inp.per_device_train_batch_size,
+        gradient_accumulation_steps=inp.gradient_accumulation_steps, learning_rate=inp.learning_rate,
+    )  # fmt: skip
+    resolved = replace(
+        inp, num_train_epochs=auto.num_train_epochs, per_device_train_batch_size=auto.per_device_train_batch_size,
+        gradient_accumulation_steps=auto.gradient_accumulation_steps, learning_rate=auto.learning_rate,
+    )  # fmt: skip
+    return resolved, auto
 
 
 def recommend(estimates: tuple[FlavorEstimate, ...]) -> FlavorEstimate | None:
@@ -709,7 +825,7 @@ def recommend(estimates: tuple[FlavorEstimate, ...]) -> FlavorEstimate | None:
 def suggestions_for(facts: ModelFacts, inp: EstimateInputs, flavors: tuple[Flavor, ...]) -> tuple[str, ...]:
     """Settings that would make the job fit somewhere, cheapest variant first (only used when nothing fits)."""
     tries: list[tuple[str, EstimateInputs]] = []
-    if not inp.gradient_checkpointing:
+    if not inp.checkpointing:
         tries.append(("Turn on gradient checkpointing", replace(inp, gradient_checkpointing=True)))
     if inp.per_device_train_batch_size > 1:
         b, ga = 1, inp.per_device_train_batch_size * inp.gradient_accumulation_steps
@@ -763,6 +879,7 @@ def estimate_from_facts(
 
     `local`: recommend this machine (the flavor named "local", when listed) rather than a Jobs flavor.
     """
+    inp, auto = resolve_auto(facts, inp)
     gpu_flavors = tuple(f for f in flavors if f.trains)
     if inp.fsdp:
         gpu_flavors = tuple(f for f in gpu_flavors if f.gpus > 1) or gpu_flavors
@@ -817,4 +934,6 @@ def estimate_from_facts(
         suggestions=suggestions,
         prices_from_hub=prices_from_hub,
         local=local,
+        auto=auto,
+        hazards=tuple(facts.hazards.items()),
     )

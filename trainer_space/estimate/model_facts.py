@@ -22,6 +22,7 @@ from ..errors import GatedRepo, InvalidInput, InvalidToken, MissingPermission, R
 from ..hub.cache import TTLCache
 from ..hub.session import HubSession
 from ..validation import looks_like_path, validate_local_path, validate_repo_id
+from .speed_rules import model_hazards
 
 # bytes per parameter of the dtypes the Hub reports in `safetensors.parameters`
 DTYPE_BYTES: dict[str, float] = {
@@ -111,6 +112,8 @@ class ModelFacts:
     checkpoint_bytes: int  # download size of the weights
     gated: bool = False
     notes: tuple[str, ...] = field(default_factory=tuple)
+    # speed settings unsafe for this model, read from its config.json (`speed_rules.model_hazards`): setting -> why
+    hazards: dict[str, str] = field(default_factory=dict)
 
     @property
     def active_params(self) -> int:
@@ -362,6 +365,7 @@ def facts_from_config(
         checkpoint_bytes=checkpoint_bytes_of(safetensors_params, params, config),
         gated=gated,
         notes=tuple(notes),
+        hazards=model_hazards(config),
     )
 
 

@@ -29,8 +29,6 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from ..catalog import (
-    DEFAULT_BATCH_SIZE,
-    DEFAULT_GRAD_ACCUM,
     DEFAULT_MAX_LENGTH,
     DEFAULT_METHOD,
     DEFAULT_PEFT,
@@ -49,6 +47,7 @@ from ..catalog import (
 from ..data.mapping import REWARD_FUNCS, DatasetMapping, MappingError, parse_mapping
 from ..errors import InvalidInput, looks_like_token
 from ..estimate.model import EstimateInputs
+from ..estimate.speed_rules import CHECKPOINTING_MODES, SPEED_MODES
 from ..hub.hardware import FLAVOR_NAMES, LOCAL_FLAVOR
 from ..settings import BACKENDS, get_settings
 from ..validation import (
@@ -166,6 +165,25 @@ AdvancedField = Annotated[
         }
     ),
 ]
+
+
+def _checkpointing(value: Any) -> str:
+    """auto / on / off; true and false (the field was a boolean before "auto") read as on and off."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    text = value.strip().lower() if isinstance(value, str) else None
+    text = {"true": "on", "false": "off"}.get(text, text)
+    if text not in CHECKPOINTING_MODES:
+        raise PydanticCustomError("invalid", f"must be one of: {', '.join(CHECKPOINTING_MODES)} (or true / false)")
+    return text
+
+
+CheckpointingField = Annotated[
+    str,
+    PlainValidator(_checkpointing),
+    WithJsonSchema({"anyOf": [{"type": "string", "enum": list(CHECKPOINTING_MODES)}, {"type": "boolean"}]}),
+]
+SpeedField = choice_field(SPEED_MODES)
 MethodField = choice_field(tuple(METHODS))
 PeftField = choice_field(PEFT_MODES)
 FlavorField = choice_field((*sorted(FLAVOR_NAMES), LOCAL_FLAVOR), optional=True)
@@ -303,7 +321,8 @@ class TrainingConfig(_Submitted):
         "lora_r": "LoRA rank", "lora_alpha": "LoRA alpha", "lora_dropout": "LoRA dropout",
         "learning_rate": "Learning rate", "num_train_epochs": "Epochs", "max_steps": "Max steps",
         "per_device_train_batch_size": "Batch size", "gradient_accumulation_steps": "Gradient accumulation",
-        "max_length": "max_length", "gradient_checkpointing": "Gradient checkpointing",
+        "max_length": "max_length", "gradient_checkpointing": "Gradient checkpointing", "packing": "Packing",
+        "use_liger_kernel": "Liger kernels",
         "eval_split_fraction": "Eval fraction", "reward_funcs": "GRPO rewards",
         "num_generations": "Generations per prompt", "max_completion_length": "Completion length",
         "private": "Private", "trackio_space": "Trackio Space", "trackio_project": "Trackio project",
@@ -349,18 +368,38 @@ class TrainingConfig(_Submitted):
     lora_alpha: int_field(1, 4096) = Field(LORA_ALPHA, description="LoRA alpha.")
     lora_dropout: float_field(0.0, 0.9) = Field(LORA_DROPOUT, description="LoRA dropout.")
     learning_rate: float_field(1e-9, 1e-2, optional=True) = Field(
-        None, description="Learning rate; null or 0 picks the preset for the method and PEFT mode."
+        None,
+        description="Learning rate; null or 0: auto (the method's rate for the PEFT mode, halved for large models).",
     )
-    num_train_epochs: float_field(0.01, 100) = Field(1.0, description="Epochs over the dataset.")
+    num_train_epochs: float_field(0.01, 100, optional=True) = Field(
+        None, description="Epochs over the dataset; null or 0: auto (3, so 100 to 25,000 examples are seen; DPO/KTO "
+        "at most 3, reward and GRPO 1)."
+    )  # fmt: skip
     max_steps: int_field(1, 1_000_000, optional=True) = Field(
         None, description="Stop after this many optimizer steps (null or 0: use epochs)."
     )
-    per_device_train_batch_size: int_field(1, 1024) = Field(DEFAULT_BATCH_SIZE, description="Batch size per GPU.")
-    gradient_accumulation_steps: int_field(1, 1024) = Field(DEFAULT_GRAD_ACCUM, description="Gradient accumulation.")
+    per_device_train_batch_size: int_field(1, 1024, optional=True) = Field(
+        None, description="Batch size per GPU; null or 0: auto (a token budget by model size)."
+    )
+    gradient_accumulation_steps: int_field(1, 1024, optional=True) = Field(
+        None, description="Gradient accumulation; null or 0: auto (about 100 optimizer steps, 8 to 64 per step)."
+    )
     max_length: int_field(*MAX_LENGTH_RANGE) = Field(
         DEFAULT_MAX_LENGTH, description="Tokens per example (longer are cut)."
     )
-    gradient_checkpointing: BoolField = Field(True, description="Recompute activations to save memory.")
+    gradient_checkpointing: CheckpointingField = Field(
+        "auto",
+        description="Recompute activations to save memory (about a third more compute): auto (only where the job "
+        "does not fit without it, as the estimate says), on or off.",
+    )
+    packing: SpeedField = Field(
+        "auto",
+        description="SFT: pack examples into full rows without padding (TRL's BFD packing, padding-free, with a "
+        "flash-attention kernel on Ampere+ GPUs): auto (where the model allows it), or off.",
+    )
+    use_liger_kernel: SpeedField = Field(
+        "auto", description="Liger's Triton kernels (RMSNorm, RoPE, SwiGLU) on CUDA GPUs: auto, or off."
+    )
     eval_split_fraction: float_field(0.0, 0.5) = Field(0.0, description="Hold out this share of rows for evaluation.")
     reward_funcs: RewardsField = Field(
         default_factory=list,
@@ -401,16 +440,14 @@ class TrainingConfig(_Submitted):
                     "A Hugging Face Job must push to the Hub (its disk is gone when it ends): push_to_hub true",
                 )
         spec = method_spec(self.method)
-        if (
-            spec.generates
-            and (self.per_device_train_batch_size * self.gradient_accumulation_steps) % self.num_generations
-        ):
+        batch, accum = self.per_device_train_batch_size, self.gradient_accumulation_steps
+        if spec.generates and batch is not None and accum is not None and (batch * accum) % self.num_generations:
             raise PydanticCustomError(
                 "invalid",
                 "GRPO needs batch size x gradient accumulation to be a multiple of the generations per prompt "
                 f"({self.num_generations}): e.g. batch {self.num_generations} x accumulation 1, or 4 x 2 for 8",
             )
-        if self.per_device_train_batch_size < spec.min_batch_size:
+        if batch is not None and batch < spec.min_batch_size:
             raise PydanticCustomError(
                 "invalid", f"{spec.title} needs a batch size of at least {spec.min_batch_size} per GPU"
             )
@@ -432,6 +469,11 @@ class TrainingConfig(_Submitted):
     @property
     def resolved_learning_rate(self) -> float:
         return self.learning_rate if self.learning_rate is not None else self.spec.learning_rate(self.peft)
+
+    @property
+    def resolved_epochs(self) -> float:
+        """Epochs (an unresolved auto: 1; the plan resolves it from the data first)."""
+        return self.num_train_epochs if self.num_train_epochs is not None else 1.0
 
     @property
     def timeout_s(self) -> int | None:

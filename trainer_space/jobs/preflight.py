@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from huggingface_hub import JobInfo
 
-from ..catalog import DEFAULT_FLAVOR, MIN_TIMEOUT_S, QUICK_TEST_ROWS, QUICK_TEST_STEPS, submit_timeout_s
+from ..catalog import DEFAULT_FLAVOR, MIN_TIMEOUT_S, QUICK_TEST_ROWS, QUICK_TEST_STEPS, auto_settings, submit_timeout_s
 from ..data import detect
 from ..data.inspection import DatasetInspection, inspect_dataset, revalidate
 from ..data.mapping import REWARD_FUNCS, default_rewards, reward_problems
@@ -29,6 +29,7 @@ from ..data.trl_rules import (
 from ..errors import TrainerSpaceError
 from ..estimate.model import DEFAULT_MEAN_TOKENS, SAVE_STEPS, EstimateResult, FlavorEstimate, recommend
 from ..estimate.service import estimate
+from ..estimate.speed_rules import PACKING_METHODS, choose_speed, speed_summary
 from ..hub.hardware import LOCAL_FLAVOR, Flavor, get_flavor
 from ..hub.session import HubSession
 from ..settings import get_settings
@@ -218,14 +219,15 @@ def check_dataset(session: HubSession, cfg: TrainingConfig) -> tuple[Check, Data
 
 def check_lengths(
     session: HubSession, cfg: TrainingConfig, inspection: DatasetInspection | None
-) -> tuple[Check | None, float | None]:
+) -> tuple[Check | None, float | None, float | None]:
     """Token lengths of the inspected rows with the model's tokenizer: the estimate's mean, and truncation.
 
     Measured on the rows the inspection already holds (no extra viewer call); the tokenizer is the one the job
-    loads. Returns (check, mean tokens per row), or (None, None) when there is nothing to measure.
+    loads. Returns (check, mean tokens per row, their 95th percentile), or (None, None, None) when there is nothing to
+    measure.
     """
     if inspection is None or not inspection.sample:
-        return None, None
+        return None, None, None
     try:
         stats = token_stats(
             session, rows=inspection.sample, method=cfg.method, mapping=cfg.mapping, model=cfg.model,
@@ -233,7 +235,11 @@ def check_lengths(
         )  # fmt: skip
     except TrainerSpaceError as err:
         why = f"Could not count tokens: {err.message.rstrip('.')}."
-        return Check("lengths", Status.WARN, f"{why} The estimate assumes {DEFAULT_MEAN_TOKENS} tokens per row."), None
+        return (
+            Check("lengths", Status.WARN, f"{why} The estimate assumes {DEFAULT_MEAN_TOKENS} tokens per row."),
+            None,
+            None,
+        )
     what = stats.measured[:1].upper() + stats.measured[1:]
     measured = (
         f"{what} averages {stats.mean:,.0f} tokens (p95 {stats.p95:,}, longest {stats.max:,}) "
@@ -244,16 +250,20 @@ def check_lengths(
         fatal, message = dropped
         hint = f" (about {stats.p95:,} keeps 95% of them; it costs memory: see the estimate)" if not fatal else ""
         status = Status.ERROR if fatal else Status.WARN
-        return Check("lengths", status, f"{measured}: {message}{hint}."), stats.mean
+        return Check("lengths", status, f"{measured}: {message}{hint}."), stats.mean, stats.p95
     if cfg.spec.truncates and stats.over_max_length:
-        return Check(
-            "lengths",
-            Status.WARN,
-            f"{measured}. {stats.share_over:.0%} of them are longer than max_length={cfg.max_length} and will be "
-            f"truncated: raise max_length to about {stats.p95:,} to keep 95% whole (it costs memory: see the "
-            "estimate), or accept the truncation.",
-        ), stats.mean
-    return Check("lengths", Status.OK, f"{measured}; the time estimate uses it."), stats.mean
+        return (
+            Check(
+                "lengths",
+                Status.WARN,
+                f"{measured}. {stats.share_over:.0%} of them are longer than max_length={cfg.max_length} and will be "
+                f"truncated: raise max_length to about {stats.p95:,} to keep 95% whole (it costs memory: see the "
+                "estimate), or accept the truncation.",
+            ),
+            stats.mean,
+            stats.p95,
+        )
+    return Check("lengths", Status.OK, f"{measured}; the time estimate uses it."), stats.mean, stats.p95
 
 
 def evaluation_reason(cfg: TrainingConfig, inspection: DatasetInspection | None) -> str | None:
@@ -286,11 +296,15 @@ def check_trl_config(cfg: TrainingConfig, inspection: DatasetInspection | None, 
         **({"num_generations": cfg.num_generations} if cfg.spec.generates else {"max_length": cfg.max_length}),
         **cfg.advanced,
     }
-    packs = padding_free_changes(cfg.method, cfg.advanced)
+    given = set(cfg.advanced)
+    if cfg.packing == "off" and cfg.method in PACKING_METHODS:  # the job passes packing=false
+        options["packing"] = False
+        given.add("packing")
+    packs = padding_free_changes(cfg.method, {k: options[k] for k in given})
     options |= packs
     why = evaluation_reason(cfg, inspection)
     world = max(1, gpus)
-    problems = config_problems(cfg.method, options, world, evaluates=why is not None, given=set(cfg.advanced))
+    problems = config_problems(cfg.method, options, world, evaluates=why is not None, given=given)
     rows = training_rows(cfg, inspection)
     if cfg.spec.generates and rows and not problems:
         problem = grpo_prompt_problem(rows, grpo_generation_batch(options, world), cfg.num_generations)
@@ -383,7 +397,12 @@ class EstimateCheck:
 
 
 def estimate_config(
-    session: HubSession, cfg: TrainingConfig, *, num_rows: int | None = None, mean_tokens: float | None = None
+    session: HubSession,
+    cfg: TrainingConfig,
+    *,
+    num_rows: int | None = None,
+    mean_tokens: float | None = None,
+    p95_tokens: float | None = None,
 ) -> EstimateResult:
     """The estimate of a training config on every GPU flavor and, off Spaces, on this machine (rows counted by the
     viewer when not given); the recommendation is for the config's backend."""
@@ -395,7 +414,7 @@ def estimate_config(
         num_rows = read_rows(cfg.dataset or "", cfg.split, limit=1)[1] or None
     return estimate(
         session,
-        cfg.estimate_inputs(),
+        replace(cfg.estimate_inputs(), p95_tokens=p95_tokens),
         model=cfg.model,
         dataset=cfg.dataset if num_rows is None and not is_local_ref(cfg.dataset) else None,
         split=cfg.split,
@@ -411,11 +430,12 @@ def check_estimate(
     cfg: TrainingConfig,
     inspection: DatasetInspection | None = None,
     mean_tokens: float | None = None,
+    p95_tokens: float | None = None,
 ) -> EstimateCheck:
     """Does the job fit on its flavor (the config's, else the cheapest that fits), and what timeout does it need?"""
     try:  # the inspection already asked the viewer for the row count
         rows = inspection.num_rows if inspection is not None else None
-        result = estimate_config(session, cfg, num_rows=rows, mean_tokens=mean_tokens)
+        result = estimate_config(session, cfg, num_rows=rows, mean_tokens=mean_tokens, p95_tokens=p95_tokens)
     except TrainerSpaceError as err:
         flavor = cfg.flavor or DEFAULT_FLAVOR
         return EstimateCheck(Check("estimate", Status.WARN, f"No estimate: {err.message}"), None, None, flavor, None)
@@ -448,6 +468,74 @@ def check_estimate(
         message += " To submit anyway, tick 'Submit even if it does not fit' (allow_unfit: true)."
         check = Check("estimate", Status.ERROR, message)
     return EstimateCheck(check, result, chosen, flavor, needed)
+
+
+@dataclass(frozen=True)
+class ResolvedSettings:
+    """What "auto" became for this job: the config changes (epochs, batch, accumulation, learning rate, gradient
+    checkpointing) and the two checks that say why (the rule's reasons; the speed settings on the chosen flavor)."""
+
+    changes: dict[str, Any]
+    auto_check: Check | None
+    speed_check: Check | None
+
+
+def resolved_settings(
+    cfg: TrainingConfig, fit: EstimateCheck, inspection: DatasetInspection | None, mean_tokens: float | None
+) -> ResolvedSettings:
+    """The auto settings from the estimate (or, without one, from the rule with what is known of the data), and the
+    speed settings the job will use on the chosen flavor, each with its reason; models where a setting is unsafe are
+    named (their config.json decides: `speed_rules.model_hazards`)."""
+    result = fit.result
+    auto = result.auto if result is not None else None
+    if auto is None:
+        packed = choose_speed(cfg.method, packing=cfg.packing, gpu=False)["packing"].on
+        auto = auto_settings(
+            cfg.method, cfg.peft, params_b=None, rows=inspection.num_rows if inspection is not None else None,
+            mean_tokens=mean_tokens, max_length=cfg.max_length, packed=packed, num_generations=cfg.num_generations,
+            num_train_epochs=cfg.num_train_epochs, per_device_train_batch_size=cfg.per_device_train_batch_size,
+            gradient_accumulation_steps=cfg.gradient_accumulation_steps, learning_rate=cfg.learning_rate,
+        )  # fmt: skip
+    changes: dict[str, Any] = {
+        "num_train_epochs": auto.num_train_epochs,
+        "per_device_train_batch_size": auto.per_device_train_batch_size,
+        "gradient_accumulation_steps": auto.gradient_accumulation_steps,
+        "learning_rate": auto.learning_rate,
+    }
+    reasons = [r for r in auto.reasons if not (cfg.steps_limit and "epoch" in r.split(" ", 3)[2])]
+    if cfg.steps_limit:
+        reasons.insert(0, f"{cfg.steps_limit} steps ({'quick test' if cfg.quick_test else 'max_steps'})")
+    auto_check = Check("settings", Status.OK, "; ".join(reasons) + ".") if reasons else None
+    chosen = fit.chosen
+    lines: list[str] = []
+    if chosen is not None and chosen.speed is not None:
+        lines.append(speed_summary(chosen.speed))
+        run = chosen.inputs
+        if run is not None and (run.per_device_train_batch_size, run.gradient_accumulation_steps) != (
+            auto.per_device_train_batch_size, auto.gradient_accumulation_steps
+        ):  # fmt: skip
+            lines.append(
+                f"packed rows go one per micro-batch there (batch {run.per_device_train_batch_size} x "
+                f"{run.gradient_accumulation_steps} accumulation, the same effective batch)"
+            )
+    if cfg.gradient_checkpointing == "auto" and not cfg.fsdp:
+        on = chosen.gradient_checkpointing if chosen is not None else True
+        changes["gradient_checkpointing"] = "on" if on else "off"
+        device = "per GPU" if chosen is not None and chosen.flavor.is_gpu else "of RAM"
+        if chosen is None:
+            lines.append("gradient checkpointing on: no estimate to say the job fits without it")
+        elif on:
+            lines.append(f"gradient checkpointing on: needed to fit (peak {chosen.peak_gib:.1f} GB {device} with it)")
+        else:
+            lines.append(
+                f"gradient checkpointing off: the job fits without it (peak {chosen.peak_gib:.1f} of "
+                f"{chosen.flavor.memory_gb:.0f} GB {device}), about a quarter less compute per step"
+            )
+    elif not cfg.fsdp:
+        lines.append(f"gradient checkpointing {cfg.gradient_checkpointing} (as you set it)")
+    text = "; ".join(lines)
+    speed_check = Check("speed", Status.OK, text[:1].upper() + text[1:] + ".") if lines else None
+    return ResolvedSettings(changes, auto_check, speed_check)
 
 
 def check_timeout(cfg: TrainingConfig, timeout_s: int, needed_s: int | None, estimate_s: float | None) -> Check:
@@ -520,6 +608,7 @@ class Preflight:
     cost: CostGuard
     reward_funcs: tuple[str, ...] = ()  # GRPO: the chosen rewards, else the data's default
     unfinished: tuple[JobInfo, ...] | None = None  # the visitor's unfinished Jobs (None: local, or not readable)
+    settings: dict[str, Any] = field(default_factory=dict)  # auto values resolved: epochs, batch, lr, checkpointing
 
     @property
     def failed(self) -> tuple[Check, ...]:
@@ -567,14 +656,17 @@ def run_preflight(
     if advanced is not None:
         checks.append(advanced)
     step("counting tokens")
-    lengths, mean_tokens = (
-        check_lengths(session, cfg, inspection) if dataset_check.status != Status.ERROR else (None, None)
+    lengths, mean_tokens, p95_tokens = (
+        check_lengths(session, cfg, inspection) if dataset_check.status != Status.ERROR else (None, None, None)
     )
     if lengths is not None:
         checks.append(lengths)
     step("estimating memory, time and cost")
-    fit = check_estimate(session, cfg, inspection, mean_tokens)
+    fit = check_estimate(session, cfg, inspection, mean_tokens, p95_tokens)
     checks.append(fit.check)
+    resolved = resolved_settings(cfg, fit, inspection, mean_tokens)
+    cfg = cfg.with_changes(**resolved.changes)
+    checks += [c for c in (resolved.auto_check, resolved.speed_check) if c is not None]
     if not cfg.is_local:
         hardware = check_hardware(session, fit.flavor)
         if hardware is not None:
@@ -605,7 +697,7 @@ def run_preflight(
         total, cost = check_total(session, cfg.namespace, cost, unfinished)
         if total is not None:
             checks.append(total)
-    return Preflight(tuple(checks), fit, fit.flavor, timeout_s, cost, tuple(reward_funcs), unfinished)
+    return Preflight(tuple(checks), fit, fit.flavor, timeout_s, cost, tuple(reward_funcs), unfinished, resolved.changes)
 
 
 class PreflightFailed(TrainerSpaceError):

@@ -14,7 +14,8 @@ from typing import Any
 
 from huggingface_hub import JobInfo
 
-from ..catalog import QUICK_TEST_ROWS
+from ..catalog import DEFAULT_BATCH_SIZE, DEFAULT_GRAD_ACCUM, QUICK_TEST_ROWS
+from ..estimate.speed_rules import PACKING_METHODS
 from ..hub.hardware import LOCAL_FLAVOR, get_flavor
 from ..hub.session import HubSession
 from ..settings import get_settings
@@ -78,17 +79,21 @@ def template_args(cfg: TrainingConfig) -> list[str]:
     options["peft_mode"] = cfg.peft
     if cfg.peft != "full":
         options |= {"lora_r": cfg.lora_r, "lora_alpha": cfg.lora_alpha, "lora_dropout": f"{cfg.lora_dropout:g}"}
-    options |= {"learning_rate": f"{cfg.resolved_learning_rate:g}", "num_train_epochs": f"{cfg.num_train_epochs:g}"}
+    options |= {"learning_rate": f"{cfg.resolved_learning_rate:g}", "num_train_epochs": f"{cfg.resolved_epochs:g}"}
     if cfg.steps_limit:
         options["max_steps"] = cfg.steps_limit
     if cfg.quick_test:
         options["max_train_samples"] = QUICK_TEST_ROWS
     options |= {
-        "per_device_train_batch_size": cfg.per_device_train_batch_size,
-        "gradient_accumulation_steps": cfg.gradient_accumulation_steps,
+        "per_device_train_batch_size": cfg.per_device_train_batch_size or DEFAULT_BATCH_SIZE,
+        "gradient_accumulation_steps": cfg.gradient_accumulation_steps or DEFAULT_GRAD_ACCUM,
     }
-    if not cfg.fsdp:  # under FSDP the template uses FSDP's own activation checkpointing instead
-        options["gradient_checkpointing"] = cfg.gradient_checkpointing
+    if not cfg.fsdp and cfg.gradient_checkpointing != "auto":  # under FSDP: FSDP's own activation checkpointing
+        options["gradient_checkpointing"] = cfg.gradient_checkpointing == "on"  # auto (unresolved): TRL's default, on
+    if cfg.packing == "off" and cfg.method in PACKING_METHODS:  # auto: the job packs where its rules allow
+        options["packing"] = False
+    if cfg.use_liger_kernel == "off":  # auto: the job turns them on where it has a CUDA GPU
+        options["use_liger_kernel"] = False
     if spec.generates:
         options |= {"num_generations": cfg.num_generations, "max_completion_length": cfg.max_completion_length}
     else:
@@ -256,8 +261,9 @@ def plan_training(session: HubSession, cfg: TrainingConfig, *, dry_run: bool = T
     if push is not None:
         preflight = replace(preflight, checks=(*preflight.checks, push))
     cfg = cfg.with_changes(
-        flavor=preflight.flavor, timeout=format_timeout(preflight.timeout_s), reward_funcs=list(preflight.reward_funcs)
-    )
+        flavor=preflight.flavor, timeout=format_timeout(preflight.timeout_s), reward_funcs=list(preflight.reward_funcs),
+        **preflight.settings,  # "auto" resolved: epochs, batch, accumulation, learning rate, gradient checkpointing
+    )  # fmt: skip
     flavor = this_machine() if cfg.is_local else get_flavor(preflight.flavor, session.hardware()[0])
     template = load_template(TEMPLATE)
     visitor = username or "local"

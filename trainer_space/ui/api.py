@@ -17,7 +17,7 @@ from typing import Any, TypeVar, get_type_hints
 
 import gradio as gr
 
-from ..catalog import DEFAULT_BATCH_SIZE, DEFAULT_GRAD_ACCUM, DEFAULT_MAX_LENGTH, METHOD_NAMES
+from ..catalog import DEFAULT_MAX_LENGTH, METHOD_NAMES
 from ..data.inspection import inspect_dataset as inspect
 from ..errors import TOKENS_URL, InvalidInput, InvalidToken, NotSignedIn, TrainerSpaceError
 from ..jobs import monitor
@@ -31,6 +31,7 @@ from ..validation import validate_float, validate_int, validate_job_id, validate
 from .api_types import (
     AccuracyAnswer,
     Backend,
+    Checkpointing,
     Estimate,
     ExportSubmission,
     Inspection,
@@ -40,6 +41,7 @@ from .api_types import (
     LogTail,
     Method,
     Peft,
+    Speed,
     TrainingSubmission,
 )
 from .caller import abandonable, cancel_mcp_calls_with_their_job
@@ -162,10 +164,13 @@ def inspect_dataset(
     method=f"training method: one of {METHODS_TEXT}.",
     peft="`lora` (adapters, bf16), `qlora` (adapters on a 4-bit model) or `full` (every weight).",
     max_length="longest sequence in tokens (32 to 262144); longer examples are cut.",
-    num_train_epochs="passes over the dataset (> 0, e.g. 1 or 0.5).",
-    per_device_train_batch_size="examples per GPU per step (1 to 1024).",
-    gradient_accumulation_steps="steps accumulated before each optimizer update (1 to 1024).",
-    gradient_checkpointing="recompute activations to save memory (slower, true by default).",
+    num_train_epochs="passes over the dataset (> 0, e.g. 1 or 0.5); empty or 0: auto (from the dataset's size).",
+    per_device_train_batch_size="examples per GPU per step (1 to 1024); empty or 0: auto (from the model's size).",
+    gradient_accumulation_steps="steps accumulated before each optimizer update (1 to 1024); empty or 0: auto.",
+    gradient_checkpointing="recompute activations to save memory (slower): `auto` (only where the job does not fit "
+    "without it), `on` or `off` (true / false also read).",
+    packing="SFT: pack examples into full rows without padding: `auto` (where the model allows it) or `off`.",
+    use_liger_kernel="Liger's kernels on CUDA GPUs (less memory, faster): `auto` or `off`.",
     num_rows="rows to train on (empty: the dataset viewer's count).",
     backend="where the job would run: `hf-jobs` (Hugging Face Jobs) or `local` (this machine; not on a Space); "
     "empty: the default (local off Spaces). Either way the cheapest Jobs flavor that fits is named.",
@@ -176,12 +181,14 @@ def estimate(
     method: Method = "sft",
     peft: Peft = "lora",
     max_length: int = DEFAULT_MAX_LENGTH,
-    num_train_epochs: float = 1.0,
-    per_device_train_batch_size: int = DEFAULT_BATCH_SIZE,
-    gradient_accumulation_steps: int = DEFAULT_GRAD_ACCUM,
-    gradient_checkpointing: bool = True,
+    num_train_epochs: float | None = None,
+    per_device_train_batch_size: int | None = None,
+    gradient_accumulation_steps: int | None = None,
+    gradient_checkpointing: Checkpointing | bool = "auto",
     num_rows: int | None = None,
     backend: Backend = "",
+    packing: Speed = "auto",
+    use_liger_kernel: Speed = "auto",
     oauth_token: gr.OAuthToken | None = None,
     authorization: gr.Header | None = None,
 ) -> Estimate:
@@ -192,6 +199,7 @@ def estimate(
             "per_device_train_batch_size": per_device_train_batch_size,
             "gradient_accumulation_steps": gradient_accumulation_steps,
             "gradient_checkpointing": gradient_checkpointing, "backend": backend or None,
+            "packing": packing or "auto", "use_liger_kernel": use_liger_kernel or "auto",
         },
         required=("model",),
     )  # fmt: skip

@@ -9,11 +9,14 @@ from __future__ import annotations
 from typing import Any, Literal, TypedDict
 
 from ..catalog import METHOD_NAMES, PEFT_MODES
+from ..estimate.speed_rules import CHECKPOINTING_MODES, SPEED_MODES
 from ..settings import BACKENDS
 
 Method = Literal[METHOD_NAMES]  # type: ignore[valid-type]
 Peft = Literal[PEFT_MODES]  # type: ignore[valid-type]
 Backend = Literal[(*BACKENDS, "")]  # type: ignore[valid-type]
+Speed = Literal[SPEED_MODES]  # type: ignore[valid-type]
+Checkpointing = Literal[CHECKPOINTING_MODES]  # type: ignore[valid-type]
 VerdictName = Literal["READY", "NEEDS_MAPPING", "INCOMPATIBLE"]
 
 

@@ -114,7 +114,7 @@ class EstimateTab:
     epochs: gr.Number
     batch: gr.Number
     grad_accum: gr.Number
-    grad_ckpt: gr.Checkbox
+    grad_ckpt: gr.Radio
     num_rows: gr.Number
     mean_tokens: gr.Number
     button: gr.Button
@@ -196,7 +196,7 @@ def build_tab(dataset_tab: Any | None = None) -> EstimateTab:
         epochs = gr.Number(label="Epochs", value=1, minimum=0.01)
         batch = gr.Number(label="Batch size per GPU", value=DEFAULT_BATCH_SIZE, precision=0, minimum=1)
         grad_accum = gr.Number(label="Gradient accumulation", value=DEFAULT_GRAD_ACCUM, precision=0, minimum=1)
-        grad_ckpt = gr.Checkbox(label="Gradient checkpointing", value=True)
+        grad_ckpt = gr.Radio(["auto", "on", "off"], value="auto", label="Gradient checkpointing")
     with gr.Row():
         num_rows = gr.Number(label="Rows (0: count them with the dataset viewer)", value=0, precision=0, minimum=0)
         mean_tokens = gr.Number(

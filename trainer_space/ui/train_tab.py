@@ -13,10 +13,8 @@ from typing import Any
 import gradio as gr
 
 from ..catalog import (
-    DEFAULT_BATCH_SIZE,
     DEFAULT_DATASET,
     DEFAULT_FLAVOR,
-    DEFAULT_GRAD_ACCUM,
     DEFAULT_MAX_LENGTH,
     DEFAULT_MODEL,
     GRPO_MAX_COMPLETION_LENGTH,
@@ -32,6 +30,7 @@ from ..catalog import (
 from ..data.mapping import REWARD_FUNCS
 from ..errors import InvalidInput
 from ..estimate.model_facts import get_model_facts
+from ..estimate.speed_rules import CHECKPOINTING_MODES, SPEED_MODES
 from ..hub.hardware import FALLBACK_FLAVORS, LOCAL_FLAVOR
 from ..jobs.backends import BACKEND_LABELS, HF_JOBS, LOCAL
 from ..jobs.config import TrainingConfig
@@ -54,6 +53,8 @@ NEXT_STEP = (
     "**Next:** follow the job in **My jobs** (logs, GPU use, cost so far); when it has finished, turn the model "
     "into GGUF files for llama.cpp and Ollama in **GGUF export**."
 )
+# number fields whose 0 means "auto" (the plan chooses them from the data: see the pre-flight's "settings" line)
+AUTO_NUMBERS = ("num_train_epochs", "per_device_train_batch_size", "gradient_accumulation_steps")
 # config fields that the confirmation step sets, not the form
 CONFIRMATION_FIELDS = frozenset({"allow_many_running", "idempotency_key"})
 
@@ -122,7 +123,8 @@ class TrainTab:
         data |= {
             "mapping": data["mapping"] or {},
             "advanced": json.dumps(data["advanced"]) if data["advanced"] else "{}",
-            "learning_rate": data["learning_rate"] or 0,  # the form's "0: preset"
+            "learning_rate": data["learning_rate"] or 0,  # the form's "0: auto"
+            **{k: data[k] or 0 for k in AUTO_NUMBERS},  # "0: auto"
             "max_steps": data["max_steps"] or 0,
             "max_cost_usd": data["max_cost_usd"] or 0,  # the form's "0: from the estimate"
         }
@@ -180,7 +182,7 @@ class TrainTab:
             f["peft"]: p.peft, f["learning_rate"]: p.learning_rate,
             f["per_device_train_batch_size"]: p.per_device_train_batch_size,
             f["gradient_accumulation_steps"]: p.gradient_accumulation_steps, f["max_length"]: p.max_length,
-            f["gradient_checkpointing"]: p.gradient_checkpointing,
+            f["gradient_checkpointing"]: "on" if p.gradient_checkpointing else "auto",
             self.result: f"Preset for {method} on a {params_b:.2f}B model: {p.peft}, lr {p.learning_rate:g}.",
         }  # fmt: skip
 
@@ -217,16 +219,21 @@ def build_tab() -> TrainTab:
         split = gr.Textbox(label="Split", value="train")
     mapping = gr.JSON(label="Column mapping (from the Dataset tab; empty when the dataset is READY)", value={})
     with gr.Row():
-        lr = gr.Number(label="Learning rate (0: preset for the method)", value=0)
-        epochs = gr.Number(label="Epochs", value=1, minimum=0.01)
+        lr = gr.Number(label="Learning rate (0: auto)", value=0)
+        epochs = gr.Number(label="Epochs (0: auto)", value=0, minimum=0)
         max_steps = gr.Number(label="Max steps (0: use epochs)", value=0, precision=0, minimum=0)
-        batch = gr.Number(label="Batch size per GPU", value=DEFAULT_BATCH_SIZE, precision=0, minimum=1)
-        accum = gr.Number(label="Gradient accumulation", value=DEFAULT_GRAD_ACCUM, precision=0, minimum=1)
+        batch = gr.Number(label="Batch size per GPU (0: auto)", value=0, precision=0, minimum=0)
+        accum = gr.Number(label="Gradient accumulation (0: auto)", value=0, precision=0, minimum=0)
         max_length = gr.Number(
             label="max_length (tokens)", value=DEFAULT_MAX_LENGTH, precision=0, minimum=MAX_LENGTH_RANGE[0]
         )
+    with gr.Group(), gr.Row():  # Speed: auto = what the pre-flight's "speed" line says for this model and flavor
+        packing = gr.Radio(list(SPEED_MODES), value="auto", label="Speed: packing (SFT, padding-free)")
+        liger = gr.Radio(list(SPEED_MODES), value="auto", label="Speed: Liger kernels (GPU)")
+        grad_ckpt = gr.Radio(list(CHECKPOINTING_MODES), value="auto", label="Speed: gradient checkpointing")
+    gr.Markdown("*auto*: the settings and the speed options are chosen from the data, the model and the hardware; "
+                "Preview says what each became and why.", elem_classes="hint")  # fmt: skip
     with gr.Row():
-        grad_ckpt = gr.Checkbox(label="Gradient checkpointing", value=True)
         quick_test = gr.Checkbox(label="Quick test (20 steps on 200 rows) — a cheap first run", value=False)
         preset_btn = gr.Button("Preset for this method and model size", size="sm")
     with gr.Accordion("LoRA, evaluation, rewards", open=False):
@@ -293,6 +300,7 @@ def build_tab() -> TrainTab:
         "quick_test": quick_test, "fsdp": fsdp, "resume_from_hub": resume, "advanced": advanced,
         "num_generations": num_generations, "max_completion_length": max_completion, "namespace": namespace,
         "backend": backend, "push_to_hub": push, "max_cost_usd": max_cost, "allow_unfit": allow_unfit,
+        "packing": packing, "use_liger_kernel": liger,
     }  # fmt: skip
     assert set(fields) == set(TrainingConfig.model_fields) - CONFIRMATION_FIELDS, "every config field has its component"
     tab = TrainTab(
