@@ -313,7 +313,7 @@ def test_the_api_tells_the_truth_after_a_dropped_create(hub, app_url):
         client.predict({**CFG, "learning_rate": 1e-4}, False, api_name="/submit_training")
     hub.fault("/api/jobs/alice", method="POST", mode="drop")  # no answer at all: never "not created" at once
     with pytest.raises(Exception, match="The Hub has not confirmed the job") as info:
-        client.predict({**CFG, "learning_rate": 2e-4}, False, api_name="/submit_training")
+        client.predict({**CFG, "learning_rate": 3e-4}, False, api_name="/submit_training")
     assert "not created" not in str(info.value)
     assert len(hub.jobs) == 1
 

@@ -204,6 +204,16 @@ def local_app(tmp_path):
         kill_jobs_under(app.home)
 
 
+def _new_jobs(app: LocalApp, known: list[str], timeout: float = 30) -> list[str]:
+    """The jobs the app has created besides `known` (waiting for the first, as a submission's answer may come
+    before the page's text changes)."""
+    deadline = time.monotonic() + timeout
+    while not (new := [j for j in _job_ids(app) if j not in known]):
+        assert time.monotonic() < deadline, "no new job was created"
+        time.sleep(0.2)
+    return new
+
+
 @pytest.mark.parametrize("width", WIDTHS)
 def test_a_newcomer_trains_on_this_machine_and_exports_the_model(local_app, machine, browser, width) -> None:
     with _journey(browser, local_app, "newcomer", width) as j:
@@ -229,7 +239,7 @@ def test_a_newcomer_trains_on_this_machine_and_exports_the_model(local_app, mach
         j.step("Preview", expect="Ready to submit")
         j.step("Submit training job", expect="Submitted to this machine")
         j.shot("submitted")
-        (train,) = _job_ids(local_app)
+        (train,) = _new_jobs(local_app, [])
         j.click("Watch it in My jobs →")
         details = j.page.locator("#job-details")
         j.visible(details.get_by_text(train)).wait_for()
@@ -246,7 +256,7 @@ def test_a_newcomer_trains_on_this_machine_and_exports_the_model(local_app, mach
         j.wait_value("Model or LoRA adapter repo", output)
         j.fill("Expert: llama.cpp pre-tokenizer", "qwen2")  # the tiny tokenizer is one llama.cpp does not know
         j.step("Export to GGUF", expect="Submitted to this machine")
-        export = _job_ids(local_app)[-1]
+        (export,) = _new_jobs(local_app, [train])
         j.click("Watch it in My jobs →")
         j.visible(details.get_by_text(export)).wait_for()
         j.visible(details.get_by_text("COMPLETED", exact=True)).wait_for(timeout=400_000)
@@ -281,7 +291,7 @@ def test_the_app_restarted_mid_job_says_what_happened(local_app, machine, browse
         j.fill("max_length (tokens)", "64")
         j.click("Submit training job")
         j.wait_text("Submitted to this machine")
-        (canceled,) = _job_ids(local_app)
+        (canceled,) = _new_jobs(local_app, [])
         j.click("Watch it in My jobs →")
         details = j.page.locator("#job-details")
         j.visible(details.get_by_text("RUNNING", exact=True)).wait_for(timeout=120_000)
@@ -297,7 +307,7 @@ def test_the_app_restarted_mid_job_says_what_happened(local_app, machine, browse
         j.fill("Max steps (0: use epochs)", "100001")
         j.click("Submit training job")
         j.wait_text("Submitted to this machine")
-        job = _job_ids(local_app)[-1]
+        (job,) = _new_jobs(local_app, [canceled])  # the page still says the first was submitted: wait for it
         j.click("Watch it in My jobs →")
         j.visible(details.get_by_text(job)).wait_for()
         j.visible(details.get_by_text("RUNNING", exact=True)).wait_for(timeout=120_000)
