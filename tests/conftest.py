@@ -86,10 +86,19 @@ def hub_server() -> HubStandIn:
 def hub(hub_server: HubStandIn, request) -> HubStandIn:
     """A fresh Hub stand-in state per test, with users alice and bob (and the machine's own token, which nothing
     may send). After the test, everything the stand-in received is scanned for tokens out of place."""
+    from trainer_space.data.tokens import TOKENIZER_CACHE
+    from trainer_space.estimate.model_facts import FACTS_CACHE
+    from trainer_space.hub import hardware
+    from trainer_space.hub.session import WHOAMI_CACHE
     from trainer_space.jobs.submission import forget_pending
 
     hub_server.reset()
     forget_pending()  # the app's memory of the previous test's Hub: its unconfirmed and just-created jobs
+    # and what it read from that Hub: a hardware list that failed (the built-in table, no price, for a minute), the
+    # visitor's account, a model's facts, a tokenizer. Each test starts from what its own Hub answers.
+    hardware.clear_cache()
+    for cache in (WHOAMI_CACHE, FACTS_CACHE, TOKENIZER_CACHE):
+        cache.clear()
     hub_server.add_user("space-owner", token=MACHINE_TOKEN)
     yield hub_server
     leaks = LEAKS.scan_hub(hub_server, request.node.nodeid)

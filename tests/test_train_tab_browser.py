@@ -54,7 +54,11 @@ def _the_train_tab(hub, app_url, page, tokenizer_files, width: int) -> None:
     assert preview.is_disabled() and _visible(page.get_by_role("button", name="Submit training job")).is_disabled()
     os.makedirs(SCREENSHOTS, exist_ok=True)
     page.screenshot(path=os.path.join(SCREENSHOTS, f"train-preview-in-progress-{width}.png"), full_page=True)
-    _visible(page.get_by_text("Ready to submit")).wait_for(timeout=60_000)
+    try:
+        _visible(page.get_by_text("Ready to submit")).wait_for(timeout=60_000)
+    except Exception as err:  # say what the visitor saw instead
+        page.screenshot(path=os.path.join(SCREENSHOTS, f"train-preview-not-ready-{width}.png"), full_page=True)
+        raise AssertionError(f"no 'Ready to submit'; the page said:\n{page.inner_text('body')[:4000]}") from err
     page.wait_for_function("() => [...document.querySelectorAll('button')].some(b => b.innerText === 'Preview' "
                            "&& !b.disabled)")  # fmt: skip
     assert _visible(page.get_by_role("button", name="Watch it in My jobs →")).count() == 0  # no job yet

@@ -20,7 +20,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextvars import ContextVar
+from contextvars import ContextVar, copy_context
 from typing import Any, Generic, TypeVar
 
 import httpx2
@@ -160,7 +160,9 @@ class StreamRead(Generic[T]):
         self.gone = CALLER_GONE.get()
         self.guard = StreamGuard()
         self.items: queue.Queue[Any] = queue.Queue()
-        self.thread = threading.Thread(target=self._run, args=(produce,), daemon=True, name=READ_THREAD_PREFIX + name)
+        # the reading thread runs in the caller's context: its reads share the request's retry budget (hub/http.py)
+        self.thread = threading.Thread(target=copy_context().run, args=(self._run, produce), daemon=True,
+                                       name=READ_THREAD_PREFIX + name)  # fmt: skip
         self.thread.start()
 
     def _run(self, produce: Callable[[], Iterable[T]]) -> None:
