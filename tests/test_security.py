@@ -17,6 +17,7 @@ from pathlib import Path
 import gradio as gr
 import pytest
 from gradio_client import Client
+from huggingface_hub import JobInfo
 
 from tests.conftest import add_qwen
 from tests.test_train_submit import CHAT
@@ -230,16 +231,21 @@ def test_more_unfinished_jobs_than_the_limit_need_a_confirmation(hub):
 SECRET = "hf_FAKE_TEST_TOKEN_NOT_REAL_0000000000"  # token-shaped (the redactor must catch it), obviously fake
 
 
-def test_job_log_lines_are_redacted_in_the_api_and_the_ui(hub, app_url):
-    from trainer_space.jobs import monitor
-
-    hub.plan_next_job(lines=[f"token is {SECRET}", f"again {hub.alice}", "hf_hub_download and hf_transfer stay"])
+def _finished_job_logs(hub, app_url) -> tuple[HubSession, JobInfo, dict]:
+    """A job of alice's that printed the planned lines and completed, and its last 50 lines through /job_logs."""
     session = HubSession(hub.alice)
     job = session.submit_job(JobRequest(image="python:3.12", command=["true"]))
     deadline = time.time() + 10
     while session.inspect_job(job.id).status.stage != "COMPLETED" and time.time() < deadline:
         time.sleep(0.1)
-    body = Client(app_url, oauth_token=hub.alice, verbose=False).predict(job.id, 50, api_name="/job_logs")
+    return session, job, Client(app_url, oauth_token=hub.alice, verbose=False).predict(job.id, 50, api_name="/job_logs")
+
+
+def test_job_log_lines_are_redacted_in_the_api_and_the_ui(hub, app_url):
+    from trainer_space.jobs import monitor
+
+    hub.plan_next_job(lines=[f"token is {SECRET}", f"again {hub.alice}", "hf_hub_download and hf_transfer stay"])
+    session, job, body = _finished_job_logs(hub, app_url)
     assert body["lines"] == ["token is hf_***", "again hf_***", "hf_hub_download and hf_transfer stay"]
     views = list(monitor.follow_logs(session, job.id, where=monitor.JobWhere("hf-jobs", "alice", "COMPLETED")))
     assert SECRET not in json.dumps([v.lines for v in views]) and hub.alice not in json.dumps([v.lines for v in views])
@@ -272,12 +278,7 @@ def test_the_visitors_token_printed_encoded_is_redacted_in_the_api_and_the_ui(hu
 
     printed = encodings_of(hub.alice)
     hub.plan_next_job(lines=[f"line {i}: {text}" for i, text in enumerate(printed)])
-    session = HubSession(hub.alice)
-    job = session.submit_job(JobRequest(image="python:3.12", command=["true"]))
-    deadline = time.time() + 10
-    while session.inspect_job(job.id).status.stage != "COMPLETED" and time.time() < deadline:
-        time.sleep(0.1)
-    body = Client(app_url, oauth_token=hub.alice, verbose=False).predict(job.id, 50, api_name="/job_logs")
+    _, job, body = _finished_job_logs(hub, app_url)
     with gr.Blocks():
         tab = jobs_tab.build_tab()
     follow = ui_errors_gen(tab.on_follow)  # the UI's log view, as the tab wires it
