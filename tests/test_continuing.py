@@ -181,3 +181,31 @@ def test_a_second_continuation_while_one_runs_is_refused(hub):
     first = continue_job(alice, old)
     with pytest.raises(PreflightFailed, match=f"{first.job.id} already continues"):
         continue_job(alice, old, flavor="l40sx1")
+
+
+def test_continue_job_through_a_real_mcp_client(hub, app_url):
+    from tests.test_mcp import run_mcp
+
+    old = ended_job(hub, lines=lines_to(300, 1000, pushed=300))
+    hub.add_checkpoint(OUT, step=300, max_steps=1000)
+    empty = ended_job(hub, lines=lines_to(50, 1000, pushed=None), output_repo="alice/elsewhere")
+
+    async def steps(mcp):
+        planned = await mcp.call("continue_job", job_id=old, dry_run=True)
+        made = await mcp.call("continue_job", job_id=old, dry_run=False)
+        again = await mcp.call("continue_job", job_id=old, dry_run=False)
+        nothing = await mcp.call("continue_job", job_id=empty, dry_run=True)
+        refused = await mcp.call("continue_job", job_id=empty, dry_run=False)
+        bad = await mcp.call("continue_job", job_id=old, flavor="gpu-9000")
+        return planned, made, again, nothing, refused, bad
+
+    planned, made, again, nothing, refused, bad = run_mcp(app_url, hub.alice, steps)
+    assert planned == (False, planned[1]) and planned[1]["eligible"] and planned[1]["steps_left"] == 700
+    assert planned[1]["submitted"] is False and planned[1]["worst_case_usd"] >= planned[1]["cost_usd"]
+    error, answer = made
+    assert not error and answer["submitted"] and answer["submission"]["outcome"] == "created"
+    assert hub.jobs[answer["new_job_id"]].spec["labels"][CONTINUES_LABEL] == old
+    assert again[1]["new_job_id"] == answer["new_job_id"] and again[1]["submission"]["outcome"] == "existing"
+    assert not nothing[0] and nothing[1]["eligible"] is False and nothing[1]["resubmit"]["method"] == "sft"
+    assert refused[0] and "No checkpoint to continue from" in refused[1] and "Traceback" not in refused[1]
+    assert bad[0] and "gpu-9000" in bad[1] and "is not a flavor" in bad[1]
