@@ -452,3 +452,27 @@ def continue_job(
     how = create_once(session, plan.launch, key=plan.key, explicit=False, local=plan.config.is_local,
                       worst_usd=plan.cost.worst_usd)  # fmt: skip
     return replace(found, job=how.job, how=how)
+
+
+@dataclass(frozen=True)
+class JobActions:
+    """What My jobs offers on one job: its links, Continue (an ended training job) and Stop after the next
+    checkpoint (an unfinished one)."""
+
+    job_id: str
+    stage: str
+    backend: str
+    links: JobLinks
+    can_continue: bool
+    can_stop: bool
+
+
+def job_actions(session: HubSession, job_id: str) -> JobActions:
+    """The job's links and which of Continue / Stop after the next checkpoint apply (the checkpoint itself is read
+    when the visitor asks to continue)."""
+    _, job = find_job(job_backends(session), validate_job_id(job_id))
+    train = isinstance(job_config(job), TrainingConfig)
+    stage = job.status.stage
+    return JobActions(job.id, stage, backend_of(job), job_links(session, job) if train else JobLinks(None, ()),
+                      can_continue=train and stage in CONTINUABLE_STAGES,
+                      can_stop=train and stage not in TERMINAL_STAGES)  # fmt: skip
