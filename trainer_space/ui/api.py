@@ -385,7 +385,8 @@ def estimate_accuracy(
     "repo's last-checkpoint; this machine: the job's folder), on the same flavor or the one given; after out of "
     "memory, the cheapest flavor with more GPU memory that the estimate says fits. The steps left give the time, cost "
     "and timeout; the same pre-flight and spending guard as /submit_training; the same continuation asked twice "
-    "creates one job. The new job is labelled `continues=<job_id>` (/job_status shows the links both ways).",
+    "creates one job. The new job is labelled `continues=<job_id>` (in /job_status's `labels`; My jobs shows the links "
+    "both ways).",
     "`eligible` and `reason`; `checkpoint` (step, max_steps, where), `steps_left`, `time_left_s`, `cost_usd`, "
     "`worst_case_usd`, `flavor` (and why), `preflight`, `cost`; once submitted `new_job_id`; without a checkpoint, "
     "`resubmit`: the job's config with the diagnosis' fix, for /submit_training.",
