@@ -209,3 +209,31 @@ def test_continue_job_through_a_real_mcp_client(hub, app_url):
     assert not nothing[0] and nothing[1]["eligible"] is False and nothing[1]["resubmit"]["method"] == "sft"
     assert refused[0] and "No checkpoint to continue from" in refused[1] and "Traceback" not in refused[1]
     assert bad[0] and "gpu-9000" in bad[1] and "is not a flavor" in bad[1]
+
+
+def test_my_jobs_panel_plans_offers_the_resubmission_and_stops(hub):
+    """The panel's handlers as My jobs calls them (the browser journey clicks through the same)."""
+    from types import SimpleNamespace
+
+    import gradio as gr
+
+    from trainer_space.ui.continue_panel import build_continue_panel
+
+    with gr.Blocks():
+        panel = build_continue_panel()
+    token = SimpleNamespace(token=hub.alice)
+    empty = ended_job(hub, lines=lines_to(50, 1000, pushed=None))
+    shown = panel.on_show(empty, token)
+    assert shown[panel.open_continue].visible is True and shown[panel.stop].visible is False
+    planned = panel.on_plan(empty, None, token)
+    assert "No checkpoint to continue from" in planned[panel.plan] and planned[panel.confirm].visible is False
+    assert json.loads(planned[panel.resubmit].value)["method"] == "sft" and planned[panel.resubmit].visible
+    hub.add_checkpoint(OUT, step=300, max_steps=1000)
+    planned = panel.on_plan(empty, "l4x1", token)
+    assert planned[panel.flavor].value == "l4x1" and "a10g-small" in dict(map(reversed, planned[panel.flavor].choices))
+    assert planned[panel.confirm].value == "Continue from step 300" and planned[panel.confirm].visible
+    assert "700 steps left on l4x1" in planned[panel.plan]
+    made = panel.on_confirm(empty, "l4x1", token)
+    assert made[panel.new_job] in made[panel.links] and made[panel.watch].visible
+    shown = panel.on_show(made[panel.new_job], token)
+    assert empty in shown[panel.links] and shown[panel.stop].visible is True  # the new job runs: it can be stopped

@@ -100,14 +100,16 @@ class ContinuePanel:
 
     def on_plan(self, job_id: str, flavor: str | None = None, oauth_token: gr.OAuthToken | None = None):
         """Continue…: read the checkpoint, plan the new job on the flavor picked (or the suggested one)."""
-        found = plan_continue(reader_for(oauth_token), validate_job_id(job_id), flavor=flavor or None)
+        session = reader_for(oauth_token)
+        found = plan_continue(session, validate_job_id(job_id), flavor=flavor or None)
+        prices = {f.name: f for f in session.hardware()[0]}
+        choices = [(f"{n} · {prices[n].pretty_name}, ${prices[n].usd_per_hour:,.2f}/h" if n in prices else n, n)
+                   for n in found.flavors]  # fmt: skip
         local = found.backend == "local"
         resubmit = json.dumps(found.resubmit.to_json(), indent=1) if found.resubmit else ""
         return {
             self.box: gr.Column(visible=True),
-            self.flavor: gr.Dropdown(
-                choices=list(found.flavors), value=found.flavor, visible=found.eligible and not local
-            ),
+            self.flavor: gr.Dropdown(choices=choices, value=found.flavor, visible=found.eligible and not local),
             self.plan: plan_markdown(found),
             self.resubmit: gr.Code(resubmit, visible=found.resubmit is not None),
             self.confirm: gr.Button(
@@ -175,7 +177,9 @@ def wire_continue_panel(panel: ContinuePanel, tab: Any) -> None:
     panel.open_continue.click(ui_errors(panel.on_plan), [tab.opened], panel.plan_outputs, **private, **plan)
     panel.flavor.input(ui_errors(panel.on_plan), [tab.opened, panel.flavor], panel.plan_outputs, **private, **plan)
     panel.confirm.click(ui_errors(panel.on_confirm), [tab.opened, panel.flavor],
-                        [panel.result, panel.confirm, panel.watch, panel.new_job, panel.links], **private, **plan)  # fmt: skip
+                        [panel.result, panel.confirm, panel.watch, panel.new_job, panel.links], **private, **plan
+                        ).success(ui_errors(tab.on_table), [tab.orgs, tab.only_app, tab.stages],
+                                  [tab.table, tab.note, tab.timer], show_progress="hidden", **private, **hub)  # fmt: skip
     panel.close.click(lambda: gr.Column(visible=False), None, panel.box, **private)
     panel.watch.click(tab.open_job, [panel.new_job], tab.open_job_outputs, **private)
     panel.stop.click(ui_errors(panel.on_stop), [tab.opened], [panel.links, panel.stop], **private, **hub)
