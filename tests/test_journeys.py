@@ -389,7 +389,7 @@ def test_a_timed_out_job_continues_and_a_running_one_stops_after_its_checkpoint(
         j.shot("watching-the-continuation")
         # a running job: stop after its next checkpoint; the app cancels it right after that one is pushed
         t0 = time.time()
-        steps = [progress_line(s, 1000, t=t0) for s in range(10, 200, 10)]
+        steps = [progress_line(s, 1000, t=t0) for s in range(5, 200, 5)]  # 16 s to open it and ask
         lines = [*steps, progress_line(200, 1000, checkpoint=(200, False)), *steps[:4],
                  progress_line(240, 1000, checkpoint=(200, True)), *(["training"] * 300)]  # fmt: skip
         running = _ended_job_with_a_checkpoint(hub, world, f"alice/stop-{width}", stage="COMPLETED", lines=lines,

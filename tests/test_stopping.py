@@ -35,14 +35,17 @@ def running_job(hub, lines: list[str], **plan) -> str:
 
 def test_it_cancels_right_after_the_next_pushed_checkpoint_not_a_saved_one_nor_an_earlier_one(hub):
     lines = [progress_line(100, 1000, checkpoint=(100, True))]  # pushed before the request: does not count
-    lines += [progress_line(s, 1000) for s in range(110, 200, 10)]
+    lines += [progress_line(s, 1000) for s in range(101, 161)]  # six seconds for the request to be made
     lines += [progress_line(200, 1000, checkpoint=(200, False))]  # saved, upload still running
-    lines += [progress_line(s, 1000) for s in range(210, 240, 10)]
+    lines += [progress_line(s, 1000) for s in range(201, 205)]
     at = len(lines)
-    lines += [progress_line(240, 1000, checkpoint=(200, True))]  # the upload of checkpoint 200 finished
-    lines += [progress_line(s, 1000) for s in range(250, 1000, 10)]
+    lines += [progress_line(205, 1000, checkpoint=(200, True))]  # the upload of checkpoint 200 finished
+    lines += [progress_line(s, 1000) for s in range(206, 1000)]
     job_id = running_job(hub, lines)
-    time.sleep(INTERVAL * 1.5)  # the first (pushed) checkpoint line is out
+    deadline = time.time() + 10
+    while len(hub.jobs[job_id].log_events()) < 2:  # the first (pushed) checkpoint line is out
+        assert time.time() < deadline
+        time.sleep(0.02)
     alice = HubSession(hub.alice)
     request = request_stop(alice, job_id)
     assert request.waiting and request.after_step == 100 and request.waits_for == "pushed"
@@ -78,3 +81,21 @@ def test_ended_and_foreign_jobs_are_refused(hub):
 
     with pytest.raises(JobNotFound):
         request_stop(HubSession(hub.bob), job_id)
+
+
+def test_many_requests_at_once_start_one_watcher(hub):
+    import threading
+
+    job_id = running_job(hub, [progress_line(s, 1000) for s in range(10, 1000, 10)])
+    alice = HubSession(hub.alice)
+    answers: list = []
+    callers = [threading.Thread(target=lambda: answers.append(request_stop(alice, job_id))) for _ in range(6)]
+    for caller in callers:
+        caller.start()
+    for caller in callers:
+        caller.join(timeout=30)
+    assert len(answers) == 6 and all(a is answers[0] for a in answers)
+    watchers = [t for t in threading.enumerate() if t.name == f"stop-after-checkpoint-{job_id[:8]}"]
+    assert len(watchers) == 1
+    HubSession(hub.alice).cancel_job(job_id, namespace="alice")  # the job ends: its watcher ends with it
+    assert answers[0].wait(timeout=20) and answers[0].state == "ended"
