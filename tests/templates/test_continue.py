@@ -5,6 +5,7 @@ job's folder and finishes with the global step going on from the checkpoint."""
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -98,3 +99,62 @@ def test_a_local_job_stopped_after_a_checkpoint_continues_from_it_and_finishes(w
     assert logged == list(range(1, STEPS + 1))  # the first steps came with the checkpoint
     assert job_links(ANON, local_backend().find_job(first.id)).continued_by == (second.id,)
     assert job_links(ANON, done).continues == first.id
+
+
+def test_a_pushing_job_stopped_right_after_a_pushed_checkpoint_resumes_from_the_hub(hub, tmp_path: Path) -> None:
+    """Hugging Face Jobs' path for real on CPU: the template pushes its checkpoints to the Hub stand-in and says when
+    each upload finished; the process is stopped the moment a line says a checkpoint was pushed (what Stop after the
+    next checkpoint does), the repo holds that checkpoint, and a run with --resume_from_hub goes on from its step."""
+    import signal
+    import subprocess
+    import sys
+
+    from tests.templates.conftest import REPO_ROOT, TRAIN_SCRIPT, job_env
+    from tests.tiny_model import build_tiny_model
+
+    model = build_tiny_model(tmp_path / "tiny")
+    data = tmp_path / "chat.jsonl"
+    rows = [{"messages": [{"role": "user", "content": f"What is {i} + 1?"},
+                          {"role": "assistant", "content": str(i + 1)}]} for i in range(80)]  # fmt: skip
+    data.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    repo, total = "alice/tiny-stopped", 20
+    args = [
+        sys.executable, str(TRAIN_SCRIPT), "--method", "sft", "--model_name_or_path", str(model),
+        "--dataset_name", str(data), "--peft_mode", "lora", "--push_to_hub", "true", "--hub_model_id", repo,
+        "--report_to", "none", "--logging_steps", "1", "--save_steps", "4", "--per_device_train_batch_size", "2",
+        "--max_length", "64", "--num_sample_generations", "0", "--dataloader_pin_memory", "false",
+        "--max_steps", str(total),
+    ]  # fmt: skip
+    env = job_env(tmp_path, offline=False, token=hub.alice)
+    first = subprocess.Popen([*args, "--output_dir", str(tmp_path / "first")], cwd=REPO_ROOT, env=env, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    seen: list[str] = []
+    pushed = None
+    try:
+        for line in first.stdout:
+            seen.append(line)
+            progress = parse_progress(line)
+            if progress is not None and progress.checkpoint_pushed_t is not None:
+                pushed = progress.checkpoint_step
+                os.killpg(first.pid, signal.SIGKILL)  # canceled right after the pushed line
+                break
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
+        first.wait(timeout=30)
+    assert pushed is not None, "".join(seen[-40:])
+    reached = max(p.step for p in map(parse_progress, seen) if p is not None)
+    assert reached < total  # stopped mid-run
+    assert json.loads(hub.files(repo)["last-checkpoint/trainer_state.json"])["global_step"] == pushed
+
+    second = subprocess.run([*args, "--output_dir", str(tmp_path / "second"), "--resume_from_hub", "true"],
+                            cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert second.returncode == 0, second.stderr[-4000:]
+    assert f"resuming from {repo}/last-checkpoint" in second.stdout
+    steps = [p.step for p in map(parse_progress, second.stdout.splitlines()) if p is not None]
+    assert steps[0] == pushed + 1 and steps[-1] == total
+    state = json.loads((tmp_path / "second" / "trainer_state.json").read_text())
+    assert state["global_step"] == total
+    assert [e["step"] for e in state["log_history"] if "loss" in e][:pushed] == list(range(1, pushed + 1))
+    reported = last_checkpoint(second.stdout.splitlines())
+    assert reported.pushed_step == total  # the last checkpoint of the continuation was pushed too
