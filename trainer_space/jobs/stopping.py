@@ -30,6 +30,7 @@ from .progress import last_checkpoint, parse_progress
 
 LOG_TAIL = 2000  # lines read at the request for the last checkpoint already saved
 DEFAULT_WAIT_S = 24 * 3600  # a job whose timeout is unknown is watched this long at most
+SCHEDULING_WAIT_S = 6 * 3600  # a job still waiting for hardware is watched this much longer than its timeout
 REOPEN_PAUSE_S = 2.0  # between two reads of the log when a stream ends while the job still runs
 KEEP_FINISHED = 500  # finished requests kept for My jobs (the oldest are forgotten first)
 RESTART_NOTE = (
@@ -117,6 +118,8 @@ def request_stop(session: HubSession, job_id: str) -> StopRequest:
     after = saved.saved_step if saved is not None and saved.saved_step is not None else -1
     timeout = job_timeout_s(job)
     left = timeout - running_seconds(job) if timeout else DEFAULT_WAIT_S
+    if job.status.stage == "SCHEDULING":  # its timeout counts once it runs: the wait for hardware comes first
+        left += SCHEDULING_WAIT_S
     now = time.time()
     request = StopRequest(job.id, backend_of(job), now, after, _waits_for(backend_of(job), cfg),
                           deadline=now + max(60.0, left) + 120.0)  # fmt: skip
