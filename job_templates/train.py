@@ -68,7 +68,8 @@ of this script, in this script's own environment). Add `--fsdp` when the model d
         --method sft --fsdp ... (same arguments)
 
 Resume a killed job: run the same command with `--resume_from_hub true` (checkpoints are pushed to
-`<hub_model_id>/last-checkpoint` while training).
+`<hub_model_id>/last-checkpoint` while training), or, on the same machine, `--resume_from_dir <its output_dir>`.
+Progress lines say when each checkpoint is saved and when its upload to the Hub finished (`"checkpoint"`).
 """
 
 from __future__ import annotations
@@ -745,6 +746,13 @@ class TrainScriptArguments:
     resume_from_hub: bool = field(
         default=False, metadata={"help": "Resume from <hub_model_id>/last-checkpoint when the repo has one."}
     )
+    resume_from_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "Resume from the last checkpoint-N folder inside this folder (an earlier run's output_dir on "
+            "this machine); the job stops when it holds none."
+        },
+    )
     num_sample_generations: int = field(
         default=3, metadata={"help": "Generations from held-out prompts printed at the end and put in the card."}
     )
@@ -1251,6 +1259,19 @@ def download_last_checkpoint(repo_id: str, dest: Path, token: str | None) -> str
         return None
     log(f"resume_from_hub: resuming from {repo_id}/last-checkpoint")
     return str(checkpoint)
+
+
+def last_local_checkpoint(folder: Path) -> str:
+    """The `checkpoint-N` folder with the largest N in `folder` (an earlier run's output_dir on this machine)."""
+    found = [
+        (int(p.name.split("-", 1)[1]), p) for p in folder.glob("checkpoint-*")
+        if p.name.split("-", 1)[1].isdigit() and (p / "trainer_state.json").is_file()
+    ]  # fmt: skip
+    if not found:
+        raise JobError(f"--resume_from_dir: {folder} holds no checkpoint-N folder with a trainer_state.json")
+    step, path = max(found)
+    log(f"resume_from_dir: resuming from {path} (step {step})")
+    return str(path)
 
 
 # ----------------------------------------------------------------------------- samples and model card
@@ -1920,9 +1941,11 @@ def progress_line(
     loss: float | None = None,
     done: bool = False,
     now: float | None = None,
+    checkpoint: dict[str, Any] | None = None,
 ) -> str:
     """One machine-readable progress line: PROGRESS_PREFIX then JSON (step, total, tokens_per_s, peak_gpu_mem_gb
-    in GiB, eta_s from the pace of the `steps_done` steps of this run, loss, done, t: when it was written)."""
+    in GiB, eta_s from the pace of the `steps_done` steps of this run, loss, done, t: when it was written), and the
+    `checkpoint` it reports, if any: {"step": N, "saved_t": unix s, "pushed_t": unix s or null}."""
     eta = None
     if done:
         eta = 0.0
@@ -1942,11 +1965,17 @@ def progress_line(
         "done": done,
         "t": round(time.time() if now is None else now, 3),
     }
+    if checkpoint is not None:
+        payload["checkpoint"] = checkpoint
     return PROGRESS_PREFIX + json.dumps(payload, separators=(",", ":"))
 
 
 def progress_callback() -> Any:
-    """A TrainerCallback printing `progress_line`s on the main process: at every logging step and at the end."""
+    """A TrainerCallback printing `progress_line`s on the main process: at every logging step, at the end, when a
+    checkpoint is saved, and when its upload to the Hub (hub_strategy=checkpoint: transformers pushes it in the
+    background, `trainer.push_in_progress`) has finished. Set `.trainer` to the trainer to report uploads."""
+    import threading
+
     from transformers import TrainerCallback
 
     class ProgressCallback(TrainerCallback):
@@ -1956,11 +1985,18 @@ def progress_callback() -> Any:
             self.first_tokens: tuple[float, float] | None = None  # (time, num_tokens) at the first log
             self.tokens_per_s: float | None = None
             self.loss: float | None = None
+            self.trainer: Any = None
+            self.state: Any = None  # the trainer's state, for lines printed from an upload's thread
+            self.args: Any = None
+            self.push_step: int | None = None  # the step whose checkpoint upload began (on_push_begin)
+            self.seen: set[int] = set()  # the upload futures already followed
+            self.lock = threading.Lock()
 
         def on_train_begin(self, args, state, control, **kwargs):
             self.start, self.start_step = time.time(), state.global_step
+            self.state, self.args = state, args
 
-        def _emit(self, args, state, done: bool = False) -> None:
+        def _emit(self, args, state, done: bool = False, checkpoint: dict[str, Any] | None = None) -> None:
             if not state.is_world_process_zero:
                 return
             peak = None
@@ -1972,9 +2008,10 @@ def progress_callback() -> Any:
             line = progress_line(
                 state.global_step, state.max_steps or None, elapsed_s=time.time() - start,
                 steps_done=state.global_step - self.start_step, tokens_per_s=self.tokens_per_s,
-                peak_gpu_mem_gb=peak, loss=self.loss, done=done,
+                peak_gpu_mem_gb=peak, loss=self.loss, done=done, checkpoint=checkpoint,
             )  # fmt: skip
-            print(line, flush=True)
+            with self.lock:  # an upload's thread prints too
+                print(line, flush=True)
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             logs = logs or {}
@@ -1989,6 +2026,33 @@ def progress_callback() -> Any:
                 self.tokens_per_s = (tokens - n0) / (now - t0) if now > t0 else None
             if "train_runtime" not in logs:  # the final summary log comes with on_train_end's line
                 self._emit(args, state)
+
+        def on_push_begin(self, args, state, control, **kwargs):
+            self.push_step = state.global_step
+
+        def on_save(self, args, state, control, **kwargs):
+            step, saved_t = state.global_step, round(time.time(), 3)
+            self._emit(args, state, checkpoint={"step": step, "saved_t": saved_t, "pushed_t": None})
+            pushing = getattr(self.trainer, "push_in_progress", None) if self.push_step == step else None
+            jobs = [j for j in getattr(pushing, "jobs", []) if id(j) not in self.seen]
+            if not jobs:
+                return
+            self.seen.update(id(j) for j in jobs)
+            left = [len(jobs)]
+
+            def finished(future: Any) -> None:  # in the upload's thread: a line the moment the last part is done
+                with self.lock:
+                    left[0] -= 1
+                    if left[0]:
+                        return
+                if any(j.cancelled() or j.exception() is not None for j in jobs):
+                    log(f"WARNING: the upload of checkpoint {step} to the Hub failed; the next one is tried")
+                    return
+                pushed = {"step": step, "saved_t": saved_t, "pushed_t": round(time.time(), 3)}
+                self._emit(self.args or args, self.state or state, checkpoint=pushed)
+
+            for job in jobs:
+                job.add_done_callback(finished)
 
         def on_train_end(self, args, state, control, **kwargs):
             self._emit(args, state, done=True)
@@ -2086,6 +2150,8 @@ def main(
     training_args.model_init_kwargs = model_init_kwargs(training_args, model_args)
 
     resume = training_args.resume_from_checkpoint
+    if args.resume_from_dir and not resume:
+        resume = last_local_checkpoint(Path(args.resume_from_dir))
     if args.resume_from_hub and not resume:
         from accelerate import PartialState
 
@@ -2096,7 +2162,9 @@ def main(
     trainer = build_trainer(args, training_args, model_args, train, test, reward_names, stop_token)
     check_kept_rows(trainer, args.method, len(train), test)
     check_stop_trained(trainer, args.method, getattr(training_args, "max_length", None), "text" in train.column_names)
-    trainer.add_callback(progress_callback())
+    progress = progress_callback()
+    progress.trainer = trainer  # to follow its checkpoint uploads
+    trainer.add_callback(progress)
     trainer.train(resume_from_checkpoint=resume)
     if not training_args.push_to_hub:  # push_to_hub() saves the model itself (save_model() would push twice)
         trainer.save_model(training_args.output_dir)

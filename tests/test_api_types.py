@@ -48,11 +48,29 @@ def test_every_answer_has_exactly_the_keys_of_its_type(hub, app_url, tokenizer_f
     assert set(export) == keys(api_types.ExportSubmission)
 
 
+def test_continue_and_stop_answers_have_exactly_the_keys_of_their_types(hub, app_url, tokenizer_files):
+    add_qwen(hub, tokenizer_files)
+    hub.add_dataset("alice/pairs", {"train": [{"prompt": f"q{i}", "completion": f"a{i}"} for i in range(8)]})
+    client = Client(app_url, oauth_token=hub.alice, verbose=False)
+    cfg = {"method": "sft", "model": "Qwen/Qwen2.5-0.5B", "dataset": "alice/pairs", "flavor": "a10g-small"}
+    hub.plan_next_job(lines=["step"] * 200, line_interval_s=0.5)
+    running = client.predict(cfg, False, api_name="/submit_training")["job_id"]
+    stop = client.predict(running, api_name="/stop_after_checkpoint")
+    assert set(stop) == keys(api_types.StopAnswer) and stop["state"] == "waiting"
+    client.predict(running, api_name="/cancel_job")
+    hub.add_checkpoint("alice/Qwen2.5-0.5B-sft", step=3, max_steps=10)
+    answer = client.predict(running, "", "", None, True, api_name="/continue_job")
+    assert set(answer) == keys(api_types.ContinueAnswer) and answer["eligible"], answer["reason"]
+    assert set(answer["checkpoint"]) == keys(api_types.ContinueCheckpoint)
+    assert set(answer["cost"]) == keys(api_types.Cost)
+
+
 def test_clients_see_each_answers_type(app_url):
     endpoints = Client(app_url, verbose=False).view_api(print_info=False, return_format="dict")["named_endpoints"]
     for name, typed in [("/inspect_dataset", api_types.Inspection), ("/submit_training", api_types.TrainingSubmission),
                         ("/list_jobs", api_types.JobList), ("/cancel_job", api_types.JobStage),
                         ("/job_status", api_types.JobStatus), ("/estimate", api_types.Estimate),
-                        ("/estimate_accuracy", api_types.AccuracyAnswer)]:  # fmt: skip
+                        ("/estimate_accuracy", api_types.AccuracyAnswer), ("/continue_job", api_types.ContinueAnswer),
+                        ("/stop_after_checkpoint", api_types.StopAnswer)]:  # fmt: skip
         (answer,) = endpoints[name]["returns"]
         assert set(answer["type"]["properties"]) == keys(typed), name

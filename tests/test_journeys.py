@@ -338,3 +338,72 @@ def test_the_app_restarted_mid_job_says_what_happened(local_app, machine, browse
             j.visible(table.get_by_text(shown)).wait_for()
         j.shot("after-restart")
         j.finish()
+
+
+def _ended_job_with_a_checkpoint(hub, world, repo: str, *, stage: str = "ERROR", lines: list[str] | None = None,
+                                 message: str | None = "Job timeout exceeded (1800s)", **plan) -> str:  # fmt: skip
+    """A training job of the app's (it carries its config) that timed out after pushing checkpoint 300 of 1000."""
+    from tests.hub_standin import progress_line
+    from trainer_space.hub.session import HubSession
+    from trainer_space.jobs.config import TrainingConfig
+    from trainer_space.jobs.training import submit_training
+
+    t0 = time.time() - 400
+    lines = lines or [*(progress_line(s, 1000, t=t0 + s) for s in range(10, 310, 10)),
+                      progress_line(300, 1000, checkpoint=(300, True), t=t0 + 300)]  # fmt: skip
+    hub.plan_next_job(lines=lines, final_stage=stage, message=message, **({"line_interval_s": 0.01} | plan))
+    cfg = TrainingConfig.from_dict({"method": "sft", "model": world.model, "dataset": world.dataset, "peft": "lora",
+                                    "flavor": "a10g-small", "output_repo": repo})  # fmt: skip
+    return submit_training(HubSession(hub.alice), cfg).job.id
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_a_timed_out_job_continues_and_a_running_one_stops_after_its_checkpoint(
+    hub_app, hub, world, browser, width
+) -> None:
+    from tests.hub_standin import progress_line
+
+    old = _ended_job_with_a_checkpoint(hub, world, f"alice/continue-{width}")
+    hub.add_checkpoint(f"alice/continue-{width}", step=300, max_steps=1000)
+    while hub.jobs[old].stage()[0] != "ERROR":
+        time.sleep(0.05)
+    with _journey(browser, hub_app, "continue", width) as j:
+        _sign_in(j)
+        j.tab("My jobs")
+        j.fill("Job id", old)
+        j.click("Open")
+        details = j.page.locator("#job-details")
+        j.visible(details.get_by_text(old)).wait_for()
+        j.step("Continue…", expect="It can continue from its checkpoint at step 300 of 1000")
+        j.wait_text("700 steps left on a10g-small", timeout=30)
+        j.shot("continue-plan")
+        hub.plan_next_job(lines=["training"] * 400, line_interval_s=0.5)
+        j.step("Continue from step 300", expect="it continues")
+        new = next(i for i, job in hub.jobs.items() if (job.spec.get("labels") or {}).get("continues") == old)
+        j.visible(j.page.locator("#job-links").get_by_text(new)).wait_for()  # the old job names its continuation
+        j.shot("continued")
+        j.click("Watch it →")
+        j.visible(details.get_by_text(new)).wait_for()
+        j.visible(j.page.locator("#job-links").get_by_text(old)).wait_for()  # and the new one names the old
+        j.settled()
+        j.shot("watching-the-continuation")
+        # a running job: stop after its next checkpoint; the app cancels it right after that one is pushed
+        t0 = time.time()
+        steps = [progress_line(s, 1000, t=t0) for s in range(5, 200, 5)]  # 16 s to open it and ask
+        lines = [*steps, progress_line(200, 1000, checkpoint=(200, False)), *steps[:4],
+                 progress_line(240, 1000, checkpoint=(200, True)), *(["training"] * 300)]  # fmt: skip
+        running = _ended_job_with_a_checkpoint(hub, world, f"alice/stop-{width}", stage="COMPLETED", lines=lines,
+                                               message=None, line_interval_s=0.4)  # fmt: skip
+        j.fill("Job id", running)
+        j.click("Open")
+        j.visible(details.get_by_text(running)).wait_for()
+        j.step("Stop after next checkpoint", expect="Stopping after the next checkpoint")
+        j.shot("stopping")
+        j.visible(j.page.locator("#job-links").get_by_text("Canceled right after checkpoint 200")).wait_for(
+            timeout=60_000
+        )
+        assert hub.jobs[running].stage()[0] == "CANCELED"
+        j.visible(j.page.get_by_role("button", name="Continue…", exact=True)).wait_for()
+        j.settled()
+        j.shot("stopped")
+        j.finish()

@@ -22,6 +22,8 @@ Fixture API (`hub` in tests/conftest.py)::
     hub.add_model("alice/tiny", files=path_or_dict, gated=False, private=False, safetensors={...})
     hub.add_dataset("alice/data", {"train": rows}, config="default", gated=False, num_rows=None)
     hub.files("alice/out")                    # {path: bytes} of a repo (model by default)
+    hub.add_checkpoint("alice/out", step=300, max_steps=1000)  # last-checkpoint/ as hub_strategy=checkpoint pushes it
+    hub.plan_next_job(lines=[progress_line(300, 1000, checkpoint=(300, True))], ...)  # a job's progress lines
     hub.plan_next_job(lines=[...], final_stage="ERROR", message="...", schedule_s=0.2, line_interval_s=0.1)
     hub.plan_next_job(metrics=[metric_sample(cpu_pct=80, ram_gb=6, gpus=[(95, 11.2, 24.0)]), ...],
                       metrics_interval_s=1.0)  # what GET .../metrics streams while the job runs
@@ -38,6 +40,7 @@ Fixture API (`hub` in tests/conftest.py)::
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -46,6 +49,18 @@ from typing import Any
 
 from .state import FailRule, HubState, JobPlan, RecordedRequest
 from .state import metric_sample as metric_sample  # re-exported for tests
+
+
+def progress_line(step: int, total: int | None, *, checkpoint: tuple[int, bool] | None = None,
+                  t: float | None = None) -> str:  # fmt: skip
+    """A `TRAINER_SPACE_PROGRESS` line as job_templates/train.py prints it; `checkpoint`: (step, pushed) of the
+    checkpoint it reports (saved now; pushed now too, or not yet)."""
+    now = time.time() if t is None else t
+    payload: dict[str, Any] = {"step": step, "total": total, "tokens_per_s": 900.0, "peak_gpu_mem_gb": 11.5,
+                               "eta_s": 60.0, "loss": 1.5, "done": False, "t": now}  # fmt: skip
+    if checkpoint is not None:
+        payload["checkpoint"] = {"step": checkpoint[0], "saved_t": now, "pushed_t": now if checkpoint[1] else None}
+    return "TRAINER_SPACE_PROGRESS " + json.dumps(payload, separators=(",", ":"))
 
 
 def free_port() -> int:
@@ -125,6 +140,23 @@ class HubStandIn:
             if num_rows and split in num_rows:
                 data.num_rows[(config, split)] = num_rows[split]
         return repo
+
+    def add_checkpoint(self, repo_id: str, *, step: int, max_steps: int | None, private: bool = True) -> None:
+        """`last-checkpoint/` in a model repo, as transformers pushes it with hub_strategy="checkpoint" (the repo is
+        created when missing): trainer_state.json with the step reached and the steps in all, and stub weights."""
+        state = {"global_step": step, "max_steps": max_steps, "epoch": 0.5, "log_history": [], "save_steps": 100}
+        files = {
+            "last-checkpoint/trainer_state.json": json.dumps(state).encode(),
+            "last-checkpoint/adapter_config.json": b"{}",
+            "last-checkpoint/adapter_model.safetensors": b"stub",
+            "last-checkpoint/optimizer.pt": b"stub",
+        }
+        repo = self.state.repo(repo_id)
+        if repo is None:
+            self.state.add_repo(repo_id, "model", files, private=private)
+        else:
+            with self.state.lock:
+                repo.commit(f"Training in progress, step {step}, checkpoint", files, [])
 
     def plan_next_job(self, **kwargs: Any) -> JobPlan:
         plan = JobPlan(**kwargs)

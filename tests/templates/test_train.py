@@ -545,8 +545,12 @@ def assert_progress_lines(stdout: str, total: int) -> None:
     from trainer_space.jobs.progress import PREFIX, latest_progress, parse_progress, progress_report
 
     assert PREFIX == train.PROGRESS_PREFIX
-    found = [p for p in map(parse_progress, stdout.splitlines()) if p is not None]
+    every = [p for p in map(parse_progress, stdout.splitlines()) if p is not None]
+    found = [p for p in every if p.checkpoint_step is None]  # the logging steps' lines and the last one
     assert [p.step for p in found] == [*range(1, total + 1), total], stdout[-2000:]
+    saved = [p for p in every if p.checkpoint_step is not None]  # one line per checkpoint saved (save_steps=2)
+    assert [(p.step, p.checkpoint_step, p.checkpoint_pushed_t) for p in saved] == [(total, total, None)]
+    assert saved[0].checkpoint_saved_t and saved[0].checkpoint_saved_t <= found[-1].t
     assert all(p.total == total and p.t and p.peak_gpu_mem_gb is None for p in found)  # CPU: no GPU memory
     assert found[0].eta_s is not None and found[0].eta_s >= 0 and found[0].loss is not None
     last = latest_progress(stdout.splitlines())
@@ -596,6 +600,16 @@ def test_push_to_hub_then_resume_from_hub(hub, tiny_model: Path, datasets_dir: P
     assert "SFTTrainer" in card and "## Sample generations" in card and "LoRA adapter" in card
     checkpoint_state = json.loads(files["last-checkpoint/trainer_state.json"])
     assert checkpoint_state["global_step"] == 2
+    # each checkpoint's lines: saved (not pushed yet), then pushed the moment its upload finished
+    from trainer_space.jobs.progress import last_checkpoint, parse_progress
+
+    reported = [p for p in map(parse_progress, proc.stdout.splitlines()) if p and p.checkpoint_step is not None]
+    for step in (1, 2):
+        mine = [p for p in reported if p.checkpoint_step == step]
+        assert [p.checkpoint_pushed_t is None for p in mine] == [True, False], proc.stdout[-3000:]
+        assert mine[1].checkpoint_pushed_t >= mine[1].checkpoint_saved_t == mine[0].checkpoint_saved_t
+    last = last_checkpoint(proc.stdout.splitlines())
+    assert (last.saved_step, last.pushed_step) == (2, 2)
     assert "last-checkpoint/optimizer.pt" in files
     assert not any(name.startswith(("checkpoint-", "_resume")) for name in files)
 

@@ -202,6 +202,7 @@ Namespace = text_field(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?", descr
 SubmissionKey = text_field(
     r"[A-Za-z0-9][A-Za-z0-9._:-]{7,127}", description="8 to 128 letters, digits, '.', '_', ':' or '-'"
 )
+JobId = text_field(r"[A-Za-z0-9]{8,64}", description="a job id (8 to 64 letters and digits)", max_length=64)
 CostField = float_field(0.01, 1_000_000, optional=True)
 # fields that steer one submission (spending, confirmation, exactly-once) rather than describe the job: the derived
 # submission key leaves them out, so the same job asked for with another cap is still the same job
@@ -328,7 +329,7 @@ class TrainingConfig(_Submitted):
         "private": "Private", "trackio_space": "Trackio Space", "trackio_project": "Trackio project",
         "flavor": "Hardware", "timeout": "Timeout", "quick_test": "Quick test", "fsdp": "FSDP",
         "resume_from_hub": "Resume from the Hub", "advanced": "Advanced options", "namespace": "Namespace",
-        "backend": "Run on", "push_to_hub": "Push to the Hub",
+        "backend": "Run on", "push_to_hub": "Push to the Hub", "continues": "Continues job",
         **{"max_cost_usd": "Cost cap ($)", "allow_unfit": "Submit even if it does not fit"},
     }  # fmt: skip
     REQUIRED: ClassVar[tuple[str, ...]] = ("method", "model", "dataset")
@@ -422,6 +423,11 @@ class TrainingConfig(_Submitted):
     resume_from_hub: BoolField = Field(False, description="Resume from the output repo's last checkpoint.")
     advanced: AdvancedField = Field(default_factory=dict, description="Any other TRL option: name -> value.")
     namespace: Namespace = Field(None, description="Where the job runs (default: you).")
+    continues: JobId = Field(
+        None,
+        description="The job this one continues from its last checkpoint (set by Continue in My jobs and "
+        "/continue_job): on Hugging Face Jobs with resume_from_hub, on this machine from that job's folder.",
+    )
 
     @model_validator(mode="after")
     def _method_rules(self) -> TrainingConfig:

@@ -104,6 +104,8 @@ def template_args(cfg: TrainingConfig) -> list[str]:
         options["reward_funcs"] = ",".join(cfg.reward_funcs)
     if cfg.resume_from_hub:
         options["resume_from_hub"] = True
+    if cfg.continues and cfg.is_local:  # that job's folder on this machine (`jobs/continuing.py`)
+        options["resume_from_dir"] = str(get_settings().home / "jobs" / cfg.continues / "output")
     options["output_dir"] = f"{JOB_DIR}/output" if cfg.is_local else OUTPUT_DIR
     if cfg.push_to_hub:
         options |= {
@@ -135,6 +137,7 @@ def job_labels(cfg: TrainingConfig, timeout_s: int) -> dict[str, str]:
         "trackio": label_value(cfg.trackio_space or ""),
         "project": label_value(cfg.trackio_project or ""),
         "timeout": str(timeout_s),  # JobInfo does not carry the timeout: My jobs reads it from here
+        "continues": cfg.continues or "",  # the job this one continues (`jobs/continuing.py` lists by it)
     }
     return {k: v for k, v in labels.items() if v}
 

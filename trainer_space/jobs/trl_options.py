@@ -185,6 +185,7 @@ RESERVED: dict[str, str] = {
     "load_in_8bit": "not offered: use 'peft': 'qlora' (4-bit)",
     "resume_from_hub": _FIELD.format("resume_from_hub"),
     "resume_from_checkpoint": "set 'resume_from_hub' to resume from the output repo's last checkpoint",
+    "resume_from_dir": "set by the app when you continue a job on this machine ('continues', or Continue in My jobs)",
     "max_train_samples": _FIELD.format("quick_test"),
     "learning_rate": _FIELD.format("learning_rate"),
     "num_train_epochs": _FIELD.format("num_train_epochs"),

@@ -2,7 +2,7 @@
 
 The only place where service results become JSON. Each function is registered with `gr.api` under its own name
 (`/inspect_dataset`, `/estimate`, `/submit_training`, `/list_jobs`, `/job_status`, `/job_logs`, `/cancel_job`,
-`/export_gguf`, `/estimate_accuracy`); the tabs call the service layer directly, never these. A parameter is named
+`/export_gguf`, `/estimate_accuracy`, `/continue_job`, `/stop_after_checkpoint`); the tabs call the service layer directly, never these. A parameter is named
 as the training config names the setting (TRL's names), and described in the same words wherever a client reads
 it: the API page, gradio_client's `view_api()` and the MCP tool list.
 """
@@ -20,18 +20,29 @@ import gradio as gr
 from ..catalog import DEFAULT_MAX_LENGTH, METHOD_NAMES
 from ..data.inspection import inspect_dataset as inspect
 from ..errors import TOKENS_URL, InvalidInput, InvalidToken, NotSignedIn, TrainerSpaceError
+from ..hub.hardware import FLAVOR_NAMES, LOCAL_FLAVOR
 from ..jobs import monitor
 from ..jobs.accuracy import ACCURACY_JOBS, accuracy_answer
 from ..jobs.config import ExportConfig, TrainingConfig
+from ..jobs.continuing import continue_job as continue_from_checkpoint
 from ..jobs.export import submit_export
 from ..jobs.preflight import estimate_config
 from ..jobs.report import USAGE_MAX_S, job_report
+from ..jobs.stopping import request_stop
 from ..jobs.training import submit_training as submit
-from ..validation import validate_float, validate_int, validate_job_id, validate_method
+from ..validation import (
+    format_timeout,
+    validate_float,
+    validate_int,
+    validate_job_id,
+    validate_method,
+    validate_timeout,
+)
 from .api_types import (
     AccuracyAnswer,
     Backend,
     Checkpointing,
+    ContinueAnswer,
     Estimate,
     ExportSubmission,
     Inspection,
@@ -42,6 +53,7 @@ from .api_types import (
     Method,
     Peft,
     Speed,
+    StopAnswer,
     TrainingSubmission,
 )
 from .caller import abandonable, cancel_mcp_calls_with_their_job
@@ -104,7 +116,7 @@ def for_api_callers(fn: F) -> F:
 # the kind of work of each endpoint: its concurrency group (see ui/common.py CONCURRENCY)
 KINDS = {"inspect_dataset": "inspect", "estimate": "plan", "submit_training": "plan", "list_jobs": "hub",
          "job_status": "hub", "job_logs": "hub", "cancel_job": "hub", "export_gguf": "plan",
-         "estimate_accuracy": "hub"}  # fmt: skip
+         "estimate_accuracy": "hub", "continue_job": "plan", "stop_after_checkpoint": "hub"}  # fmt: skip
 
 
 def endpoint(summary: str, returns: str, **params: str) -> Callable[[F], F]:
@@ -367,6 +379,61 @@ def estimate_accuracy(
     return accuracy_answer(_caller(oauth_token, authorization), limit=limit)
 
 
+@endpoint(
+    "Continue one of the caller's stopped training jobs (ended by its timeout, an error such as out of memory or a "
+    "preemption, or a cancel) from its last checkpoint: a new job resumes from it (Hugging Face Jobs: the output "
+    "repo's last-checkpoint; this machine: the job's folder), on the same flavor or the one given; after out of "
+    "memory, the cheapest flavor with more GPU memory that the estimate says fits. The steps left give the time, cost "
+    "and timeout; the same pre-flight and spending guard as /submit_training; the same continuation asked twice "
+    "creates one job. The new job is labelled `continues=<job_id>` (in /job_status's `labels`; My jobs shows the links "
+    "both ways).",
+    "`eligible` and `reason`; `checkpoint` (step, max_steps, where), `steps_left`, `time_left_s`, `cost_usd`, "
+    "`worst_case_usd`, `flavor` (and why), `preflight`, `cost`; once submitted `new_job_id`; without a checkpoint, "
+    "`resubmit`: the job's config with the diagnosis' fix, for /submit_training.",
+    job_id="the id of the job to continue (from /list_jobs).",
+    flavor="Hugging Face Jobs flavor for the new job, e.g. `l4x1` (empty: the old job's; after out of memory the "
+    "cheapest bigger one that fits). A job on this machine continues on this machine.",
+    timeout="the new job's timeout like `90m` or `2h` (empty: the time the steps left need, plus 30%).",
+    max_cost_usd="the most the new job may cost: its worst case (timeout x price) must stay under it (empty: the "
+    "default cap).",
+    dry_run="true: check and plan only (nothing is created); false: create the new job (it costs money on a paid "
+    "flavor).",
+)
+def continue_job(
+    job_id: str,
+    flavor: str = "",
+    timeout: str = "",
+    max_cost_usd: float | None = None,
+    dry_run: bool = True,
+    oauth_token: gr.OAuthToken | None = None,
+    authorization: gr.Header | None = None,
+) -> ContinueAnswer:
+    job_id, dry = validate_job_id(job_id), _flag(dry_run, "dry_run")
+    flavor = _text(flavor, "flavor", 64)
+    if flavor and flavor not in (*FLAVOR_NAMES, LOCAL_FLAVOR):
+        raise InvalidInput(f"flavor '{flavor[:64]}' is not a flavor: e.g. {', '.join(sorted(FLAVOR_NAMES)[:6])}.")
+    timeout = format_timeout(validate_timeout(timeout)) if timeout not in (None, "") else ""
+    cap = None if max_cost_usd in (None, "") else validate_float(max_cost_usd, "max_cost_usd", 0.01, 1_000_000)
+    answer = continue_from_checkpoint(_caller(oauth_token, authorization), job_id, flavor=flavor or None,
+                                      timeout=timeout or None, max_cost_usd=cap, dry_run=dry)  # fmt: skip
+    return answer.to_json()
+
+
+@endpoint(
+    "Stop one of the caller's running training jobs right after its next checkpoint: the app follows the job's "
+    "progress lines and cancels it as soon as a checkpoint saved after this call is pushed to the Hub (saved, for a "
+    "job on this machine that does not push), so no paid work is lost; then /continue_job continues it. Asking again "
+    "returns the same request. The app waits in memory: if it restarts first, the job runs on; ask again.",
+    "`state` (waiting, then canceled / ended / expired / failed), `sentence` (what My jobs shows), `after_step` (the "
+    "last checkpoint before the request), `waits_for` (pushed or saved) and, once canceled, `checkpoint_step`.",
+    job_id="the id of the running training job.",
+)
+def stop_after_checkpoint(
+    job_id: str, oauth_token: gr.OAuthToken | None = None, authorization: gr.Header | None = None
+) -> StopAnswer:
+    return request_stop(_caller(oauth_token, authorization), validate_job_id(job_id)).to_json()
+
+
 def split_names(text: Any, field: str = "orgs") -> list[str]:
     """Comma- or space-separated names ("acme, beta") as a list."""
     if text in (None, ""):
@@ -395,7 +462,7 @@ def _flag(value: Any, name: str) -> bool:
 
 
 ENDPOINTS = (inspect_dataset, estimate, submit_training, list_jobs, job_status, job_logs, cancel_job, export_gguf,
-             estimate_accuracy)  # fmt: skip
+             estimate_accuracy, continue_job, stop_after_checkpoint)  # fmt: skip
 # the endpoints that read a job's logs or metrics: their reads stop when their caller goes away (ui/caller.py)
 READERS = frozenset({"job_status", "job_logs", "estimate_accuracy"})
 

@@ -337,3 +337,56 @@ class AccuracyAnswer(TypedDict):
     count: int
     median_ratio: Ratios
     summary: str
+
+
+class ContinueCheckpoint(TypedDict):
+    step: int
+    max_steps: int | None
+    where: str  # "<repo>/last-checkpoint" on the Hub, or the folder on this machine
+    on_hub: bool
+
+
+class ContinueAnswer(TypedDict):
+    """`/continue_job`: whether the job can continue from its last checkpoint, the new job's plan and figures (steps
+    left, time, cost, worst case) and, once submitted, the new job; without a checkpoint, the config to resubmit."""
+
+    job_id: str
+    stage: str
+    backend: str
+    eligible: bool
+    reason: str
+    summary: str
+    checkpoint: ContinueCheckpoint | None
+    flavor: str | None
+    flavor_note: str
+    flavors: list[str]
+    steps_left: int | None
+    time_left_s: int | None
+    cost_usd: float | None
+    worst_case_usd: float | None
+    timeout: str | None
+    preflight: list[Check]
+    config: dict[str, Any] | None
+    command: str | None
+    cost: Cost | None
+    resubmit: dict[str, Any] | None
+    hint: str
+    submitted: bool
+    new_job_id: str | None
+    new_job_url: str | None
+    submission: SubmissionOutcome | None
+
+
+class StopAnswer(TypedDict):
+    """`/stop_after_checkpoint`: the job's stop request (the app cancels it right after its next checkpoint)."""
+
+    job_id: str
+    backend: str
+    requested_at: float
+    after_step: int
+    waits_for: Literal["pushed", "saved"]
+    deadline: float
+    state: Literal["waiting", "canceled", "ended", "expired", "failed"]
+    detail: str
+    checkpoint_step: int | None
+    sentence: str

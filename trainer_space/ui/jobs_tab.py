@@ -29,6 +29,7 @@ from ..settings import get_settings
 from ..validation import validate_job_id
 from .api import split_names
 from .common import CONCURRENCY, concurrency, is_signed_in, reader_for, ui_errors, ui_errors_gen
+from .continue_panel import build_continue_panel, wire_continue_panel
 
 # what a phone shows first (its width holds about three): the job, its stage, its cost so far
 COLUMNS = ["id", "stage", "cost_usd", "kind", "model", "backend", "flavor", "started", "duration_min"]
@@ -597,6 +598,7 @@ def build_tab() -> JobsTab:
             confirm_text = gr.Markdown()
             yes = gr.Button("Yes, cancel", variant="stop", scale=0, min_width=140)
             keep = gr.Button("Keep running", scale=0, min_width=140)
+        continuing = build_continue_panel()  # Continue… / Stop after next checkpoint, and the jobs' links
         diagnosis = gr.Markdown(visible=False, elem_id="job-diagnosis", container=True)
         with gr.Row():
             action_btn = gr.Button(visible=False, variant="primary", scale=0, min_width=220)
@@ -659,6 +661,7 @@ def build_tab() -> JobsTab:
         acc_note=acc_note, acc_table=acc_table, acc_plot=acc_plot, acc_csv=acc_csv,
     )  # fmt: skip
 
+    wire_continue_panel(continuing, tab)
     hub = concurrency("hub")
     table_handler = ui_errors(tab.on_table)
     table_outputs = [table, note, timer]

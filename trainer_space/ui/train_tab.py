@@ -302,7 +302,10 @@ def build_tab() -> TrainTab:
         "backend": backend, "push_to_hub": push, "max_cost_usd": max_cost, "allow_unfit": allow_unfit,
         "packing": packing, "use_liger_kernel": liger,
     }  # fmt: skip
-    assert set(fields) == set(TrainingConfig.model_fields) - CONFIRMATION_FIELDS, "every config field has its component"
+    # `continues` is set by Continue in My jobs (jobs/continuing.py), never by the form
+    assert set(fields) == set(TrainingConfig.model_fields) - CONFIRMATION_FIELDS - {"continues"}, (
+        "every config field has its component"
+    )
     tab = TrainTab(
         fields, preset_btn, preview_btn, submit_btn, result_md, command, python, spec, confirm, watch, job_id
     )
