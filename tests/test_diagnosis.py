@@ -385,7 +385,7 @@ def test_a_local_job_is_told_in_its_own_words():
     d = diagnose("ERROR", "Job timeout exceeded (600s)", [], LOCAL, flavor="local", args=LOCAL_ARGS, backend="local")
     assert d.kind == "timeout" and "resume_from_hub" not in d.action_hint and d.action_hint["timeout_s"] == 900
     assert "Hugging Face Jobs" not in d.explanation and LOCAL_ARGS["output_dir"] in d.explanation
-    assert "--resume_from_checkpoint" in d.action and "resume_from_hub" not in d.action
+    assert "Continue… in My jobs" in d.action and "resume_from_hub" not in d.action
     pushed = diagnose("ERROR", "Job timeout exceeded (600s)", [], TRAIN, flavor="local", backend="local")
     assert pushed.action_hint["resume_from_hub"] is True  # a local job that pushed: from the Hub
 
@@ -444,8 +444,8 @@ def test_oom_without_known_settings_still_names_the_four_fixes():
 
 def test_timeout_offers_resume_from_the_hub():
     d = diagnose("ERROR", "Job timeout exceeded (3600s)", ["{'loss': 1.2}"], TRAIN)
-    assert d.action.startswith("Resubmit with a longer timeout (the estimate plus 30%)")
-    assert "--resume_from_hub" in d.action
+    assert d.action.startswith("Continue… in My jobs (or /continue_job) starts a new job from the last checkpoint")
+    assert "resubmit with a longer timeout (the estimate plus 30%) and `resume_from_hub`" in d.action
     assert d.action_hint == {"previous_timeout_s": 3600, "timeout_s": 5400, "resume_from_hub": True,
                              "output_repo": "alice/out"}  # fmt: skip
 

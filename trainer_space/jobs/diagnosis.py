@@ -206,8 +206,8 @@ def _timeout(ctx: JobContext, found: Found) -> Diagnosis:
             "Timed out",
             f"{who} stopped the job{ran}: it reached its timeout before training finished. It pushed nothing; the "
             f"checkpoints it saved are in its folder ({ctx.output_dir or 'output/'}).",
-            "Resubmit with a longer timeout (the estimate plus 30%). To continue from its last checkpoint instead, "
-            "run train.py by hand with its arguments and --resume_from_checkpoint=<that checkpoint folder>.",
+            "Continue… in My jobs (or /continue_job) goes on from its last checkpoint in that folder, with a timeout "
+            "for the steps left; or resubmit with a longer timeout (the estimate plus 30%) to start over.",
             hint,
             found.line,
         )
@@ -218,8 +218,9 @@ def _timeout(ctx: JobContext, found: Found) -> Diagnosis:
         "Timed out",
         f"{who} stopped the job{ran}: it reached its timeout before training finished. "
         f"Checkpoints pushed before that are on the Hub{where}.",
-        "Resubmit with a longer timeout (the estimate plus 30%) and resume from the last checkpoint on the Hub "
-        "(`--resume_from_hub`).",
+        "Continue… in My jobs (or /continue_job) starts a new job from the last checkpoint on the Hub, with a "
+        "timeout for the steps left; or resubmit with a longer timeout (the estimate plus 30%) and "
+        "`resume_from_hub`.",
         hint,
         found.line,
     )

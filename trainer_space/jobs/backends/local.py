@@ -345,16 +345,15 @@ def interrupted_message(row: dict[str, Any]) -> str:
     output = Path(row["job_dir"]) / "output"
     repo = json.loads(row["labels"] or "{}").get("output")
     if repo and "--push_to_hub=true" in command:
-        return (f"{INTERRUPTED} Submit it again with resume_from_hub to continue from the last checkpoint it pushed "
-                f"to {repo} (none pushed yet: it starts over).")  # fmt: skip
+        return (f"{INTERRUPTED} Continue… in My jobs goes on from the last checkpoint it pushed to {repo} (or submit "
+                "it again with resume_from_hub; none pushed yet: it starts over).")  # fmt: skip
     checkpoints = sorted(output.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]) if
                          p.name.split("-")[-1].isdigit() else -1)  # fmt: skip
     if not checkpoints:
         return f"{INTERRUPTED} It pushed nothing and saved no checkpoint in its folder: submit it again to start over."
     last = checkpoints[-1]
-    return (f"{INTERRUPTED} It pushed nothing; its folder keeps {len(checkpoints)} checkpoint(s), the last {last}. To "
-            f"continue from it, run {command[0] if command else 'train.py'} by hand in {row['job_dir']} with its "
-            f"arguments and --resume_from_checkpoint={last}; or submit it again to start over.")  # fmt: skip
+    return (f"{INTERRUPTED} It pushed nothing; its folder keeps {len(checkpoints)} checkpoint(s), the last {last}. "
+            "Continue… in My jobs goes on from it; or submit it again to start over.")  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------- the backend
