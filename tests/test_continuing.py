@@ -124,6 +124,29 @@ def test_out_of_memory_continues_on_the_cheapest_bigger_flavor_that_fits(hub):
         plan_continue(alice, old, flavor="cpu-basic")
 
 
+def test_a_flavor_with_another_gpu_count_keeps_the_rows_per_step_or_is_refused(hub):
+    """The checkpoint's step means the same progress only with the same global batch: on 4 GPUs instead of 1 the
+    gradient accumulation is divided by 4; where no whole number keeps it, the plan says which flavors can."""
+    old = ended_job(hub, lines=lines_to(300, 1000, pushed=300), gradient_accumulation_steps=8)
+    hub.add_checkpoint(OUT, step=300, max_steps=1000)
+    alice = HubSession(hub.alice)
+    four = plan_continue(alice, old, flavor="l4x4")
+    checks = {c.name: c for c in four.plan.checks}
+    assert four.plan.config.gradient_accumulation_steps == 2 and checks["batch"].status == "ok"
+    assert "gradient accumulation 8 -> 2" in checks["batch"].message
+    assert plan_continue(alice, old).plan.config.gradient_accumulation_steps == 8  # the same flavor: unchanged
+
+    odd = ended_job(hub, lines=lines_to(300, 1000, pushed=300), gradient_accumulation_steps=2,
+                    output_repo="alice/odd")  # fmt: skip
+    hub.add_checkpoint("alice/odd", step=300, max_steps=1000)
+    refused = plan_continue(alice, odd, flavor="l4x4")
+    assert [c.name for c in refused.plan.failed] == ["batch"]
+    assert "pick a flavor with 1 GPU(s) or a count that divides 2" in refused.plan.failed[0].message
+    with pytest.raises(PreflightFailed):
+        continue_job(alice, odd, flavor="l4x4")
+    assert all(j.spec["flavor"] != "l4x4" for j in hub.jobs.values())  # nothing created
+
+
 @pytest.mark.parametrize(
     ("stage", "message", "expected"),
     [("COMPLETED", None, "completed"), ("CANCELED", None, None), ("ERROR", "Job failed with exit code: 1", None)],

@@ -25,9 +25,9 @@ from typing import Any
 
 from huggingface_hub import JobInfo
 
-from ..catalog import submit_timeout_s
+from ..catalog import DEFAULT_BATCH_SIZE, DEFAULT_GRAD_ACCUM, submit_timeout_s
 from ..errors import InvalidInput, RepoNotFound, TrainerSpaceError
-from ..hub.hardware import LOCAL_FLAVOR, get_flavor
+from ..hub.hardware import LOCAL_FLAVOR, Flavor, get_flavor
 from ..hub.session import TERMINAL_STAGES, HubSession
 from ..validation import format_timeout, validate_job_id, validate_timeout
 from .backends import HF_JOBS, LOCAL, JobBackend, backend_of, find_job, job_backends
@@ -260,8 +260,9 @@ def bigger_fitting_flavor(session: HubSession, cfg: TrainingConfig, current: str
         result = estimate_config(session, cfg.with_changes(flavor=None))
     except TrainerSpaceError as err:
         return None, f"No estimate to pick a bigger flavor ({err.message}): pick one."
+    gpus = now.gpus if now else 1
     fits = [e for e in result.flavors if e.fits and not e.flavor.is_local and e.flavor.vram_gb > floor
-            and runs_training(e.flavor)]  # fmt: skip
+            and runs_training(e.flavor) and same_global_batch(cfg, gpus, e.flavor.gpus) is not None]  # fmt: skip
     if not fits:
         return None, f"No flavor with more GPU memory than {current} fits by the estimate: pick one, or use LoRA."
     best = min(fits, key=lambda e: (e.flavor.usd_per_hour, e.flavor.name))
@@ -269,6 +270,24 @@ def bigger_fitting_flavor(session: HubSession, cfg: TrainingConfig, current: str
         f"It ran out of GPU memory on {current}: {best.flavor.name} is the cheapest flavor with more GPU memory where "
         f"the estimate says it fits (peak {best.peak_gib:.1f} of {best.flavor.memory_gb:.0f} GB)."
     )
+
+
+def same_global_batch(cfg: TrainingConfig, old_gpus: int, new_gpus: int) -> dict[str, int] | None:
+    """The gradient accumulation that keeps the old job's rows per optimizer step on `new_gpus` GPUs ({} when
+    nothing changes), or None when no whole number does. The checkpoint's step only means the same progress with
+    the same global batch: with more rows per step, the resumed job would count its epochs as trained already."""
+    if old_gpus == new_gpus or old_gpus < 1 or new_gpus < 1:
+        return {}
+    accum = cfg.gradient_accumulation_steps or DEFAULT_GRAD_ACCUM
+    rows = accum * old_gpus  # per device batch x this = the global batch, per device batch unchanged
+    if rows % new_gpus:
+        return None
+    return {"gradient_accumulation_steps": rows // new_gpus}
+
+
+def _gpus(name: str | None, flavors: tuple[Flavor, ...]) -> int:
+    flavor = get_flavor(name or "", flavors)
+    return flavor.gpus if flavor is not None else 1
 
 
 def _time_left(plan: TrainingPlan, steps_left: int, pace_s: float | None) -> float | None:
@@ -398,8 +417,24 @@ def plan_continue(
         note = f"The same flavor as job {job.id}." if cfg.flavor else ""
     changes: dict[str, Any] = {"continues": job.id, "idempotency_key": None, "max_cost_usd": max_cost_usd,
                                "allow_unfit": cfg.allow_unfit, "timeout": timeout}  # fmt: skip
+    batch_check = None
     if where != LOCAL:
         changes |= {"resume_from_hub": True, "flavor": chosen}
+        flavors = session.hardware()[0]
+        old_gpus, new_gpus = _gpus(cfg.flavor, flavors), _gpus(chosen, flavors)
+        kept = same_global_batch(cfg, old_gpus, new_gpus)
+        accum = cfg.gradient_accumulation_steps or DEFAULT_GRAD_ACCUM
+        if kept is None:
+            batch_check = Check("batch", Status.ERROR, f"Job {job.id} trained {accum * old_gpus} x "
+                                f"{cfg.per_device_train_batch_size or DEFAULT_BATCH_SIZE} rows per step on {old_gpus} "
+                                f"GPU(s); on {new_gpus} GPUs no whole gradient accumulation keeps that, and the "
+                                "checkpoint's steps would not mean the same progress: pick a flavor with "
+                                f"{old_gpus} GPU(s) or a count that divides {accum * old_gpus}.")  # fmt: skip
+        elif kept:
+            changes |= kept
+            batch_check = Check("batch", Status.OK, f"The same rows per step as job {job.id} on {new_gpus} GPUs "
+                                f"instead of {old_gpus}: gradient accumulation {accum} -> "
+                                f"{kept['gradient_accumulation_steps']}.")  # fmt: skip
     new_cfg = cfg.with_changes(**changes)
     first = plan_training(session, new_cfg, dry_run=True)  # the estimate on that flavor
     steps = steps_left if steps_left is not None else (first.estimate.chosen.time.steps if first.estimate.chosen
@@ -415,8 +450,9 @@ def plan_continue(
     cost = round(needed / 3600 * price, 2) if needed is not None and where != LOCAL else None
     plan = _continuation_checks(plan, plan.launch.timeout_s, needed, cost, given_timeout=bool(timeout))
     other = _other_continuation(session, job, plan.key)
-    if other is not None:
-        plan = replace(plan, checks=(*plan.checks, other))
+    extra = tuple(c for c in (batch_check, other) if c is not None)
+    if extra:
+        plan = replace(plan, checks=(*plan.checks, *extra))
     total = f" of {found.max_steps}" if found.max_steps else ""
     reason = f"It can continue from its checkpoint at step {found.step}{total} ({found.where})."
     return Continuation(**base, eligible=True, reason=reason, checkpoint=found, flavor=plan.config.flavor,
