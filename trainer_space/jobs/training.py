@@ -104,6 +104,10 @@ def template_args(cfg: TrainingConfig) -> list[str]:
         options["reward_funcs"] = ",".join(cfg.reward_funcs)
     if cfg.resume_from_hub:
         options["resume_from_hub"] = True
+    if not cfg.compare:  # base vs tuned: on by default in the job
+        options["compare"] = False
+    elif cfg.compare_prompts:
+        options["compare_prompts"] = json.dumps(cfg.compare_prompts, ensure_ascii=False, separators=(",", ":"))
     options["output_dir"] = f"{JOB_DIR}/output" if cfg.is_local else OUTPUT_DIR
     if cfg.push_to_hub:
         options |= {
