@@ -16,7 +16,7 @@ from tests.conftest import add_qwen
 from tests.leakscan import scan_response
 
 TOOLS = {"inspect_dataset", "estimate", "submit_training", "list_jobs", "job_status", "job_logs", "cancel_job",
-         "export_gguf", "estimate_accuracy"}  # fmt: skip
+         "export_gguf", "estimate_accuracy", "base_vs_tuned"}  # fmt: skip
 ROWS = [
     {"messages": [{"role": "user", "content": f"question {i}"}, {"role": "assistant", "content": f"answer {i}"}]}
     for i in range(12)
