@@ -270,3 +270,48 @@ def test_the_mcp_tool_is_listed_with_its_parameter(hub, app_url) -> None:
     tool, (error, answer) = run_mcp(app_url, hub.alice, steps)
     assert "training job's id" in tool.inputSchema["properties"]["job_id"]["description"]
     assert not error and answer["status"] == "ready" and answer["items"][1]["origin"] == "yours"
+
+
+# ----------------------------------------------------------------------------- My jobs in a browser
+WIDE = {**GOOD, "items": [
+    {"prompt": "user: Explain gradient accumulation in one paragraph.", "origin": "dataset",
+     "base": {"text": "Gradient accumulation is " + "a very long answer that keeps going " * 12
+              + "supercalifragilisticexpialidocious_unbroken_token_" * 4, "stopped": False},
+     "tuned": {"text": "It sums the gradients of several micro-batches before one optimizer step.", "stopped": True}},
+    GOOD["items"][0],
+    {"prompt": "Count to three.", "origin": "yours", "base": {"text": "one two", "stopped": True},
+     "tuned": {"text": "1, 2, 3.", "stopped": True}},
+]}  # fmt: skip
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("width", [1280, 420])
+def test_my_jobs_shows_base_and_tuned_side_by_side(hub, app_url, page, width) -> None:
+    from tests.conftest import sign_in
+    from tests.journey import Journey
+
+    hub.add_model("alice/out", files={compare.COMPARE_FILE: json.dumps(WIDE)}, private=True)
+    _, job_id = _job(hub)
+    page.set_viewport_size({"width": width, "height": 900})
+    journey = Journey(page, "base-vs-tuned", width)
+    sign_in(page, app_url)
+    journey.tab("My jobs")
+    journey.visible(page.get_by_text(job_id)).click()
+    block = page.locator("#base-vs-tuned")
+    block.get_by_text("3 prompts answered by the model before training").wait_for(timeout=20_000)
+    block.get_by_text("Eval loss on 64 eval rows: 2.5000 → 2.0000 (-20%).").wait_for()
+    journey.settled()
+    assert block.get_by_text("(your prompt)").count() == 1
+    assert block.get_by_text("did not stop within 128 new tokens").count() == 2
+    boxes = [page.locator("#base-vs-tuned .bvt-side").nth(i).bounding_box() for i in (0, 1)]
+    if width > 700:  # side by side
+        assert abs(boxes[0]["y"] - boxes[1]["y"]) < 2 and boxes[1]["x"] > boxes[0]["x"] + 100
+    else:  # one above the other, each as wide as the block
+        assert boxes[1]["y"] > boxes[0]["y"] + 20 and abs(boxes[0]["x"] - boxes[1]["x"]) < 2
+    # the long answer wraps inside its box: nothing is clipped or scrolls sideways
+    clipped = page.evaluate("""() => [...document.querySelectorAll('#base-vs-tuned .bvt-text')]
+        .filter((e) => e.scrollWidth > e.clientWidth + 1).length""")
+    assert clipped == 0
+    block.scroll_into_view_if_needed()
+    journey.shot("finished-job")
+    journey.finish()
