@@ -855,7 +855,9 @@ def test_the_end_of_turn_token_must_be_in_the_trained_part(
     proc = run_train("--model_name_or_path", str(tiny_model), "--dataset_name", str(datasets_dir / "messages"),
                      "--output_dir", str(tmp_path / "some"), "--max_length", "16")  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "12 of the first 16 training examples lose <|im_end|> (the end of the answer) to truncation" in proc.stdout
+    # 16 rows, one held out of training for base vs tuned (a tenth at most)
+    assert re.search(r"1[12] of the first 15 training examples lose <\|im_end\|> \(the end of the answer\) to trunc",
+                     proc.stdout), proc.stdout[-3000:]  # fmt: skip
     poems = [{"messages": [{"role": "user", "content": "Write a short poem about the sea."},
                            {"role": "assistant", "content": "The sea is wide and blue and deep."}]}] * 8  # fmt: skip
     Dataset.from_list(poems).save_to_disk(str(tmp_path / "poems"))
