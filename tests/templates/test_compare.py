@@ -135,6 +135,23 @@ def test_a_failing_comparison_never_fails_the_training(
     assert any("not a JSON list" in n for n in data["notes"]) and any("GRPO" in n for n in data["notes"])
 
 
+@pytest.mark.slow
+def test_kto_with_an_eval_fraction_measures_its_loss_before_and_after(
+    run_train, tiny_model: Path, marked_data: Path, tmp_path: Path
+) -> None:
+    from datasets import Dataset
+
+    rows = [{**r, "label": i % 2 == 0} for i, r in enumerate(_rows("prompt_completion"))]
+    Dataset.from_list(rows).save_to_disk(str(tmp_path / "unpaired"))
+    _, data, card = _run(
+        run_train, tiny_model, tmp_path / "unpaired", tmp_path / "out",
+        "--method", "kto", "--eval_split_fraction", "0.2", "--per_device_train_batch_size", "4",
+    )  # fmt: skip
+    assert data["source"] == "eval split" and len(data["items"]) == 2
+    assert data["eval_loss"]["rows"] == 4 and data["eval_loss"]["before"] is not None, data["notes"]
+    assert data["eval_loss"]["after"] is not None and "Eval loss (4 eval rows" in card
+
+
 # ----------------------------------------------------------------------------- pure helpers (fast)
 def test_parse_compare_prompts_bounds_count_and_length() -> None:
     many = json.dumps([f"p{i}" for i in range(9)] + ["x" * 900])
