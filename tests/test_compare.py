@@ -315,3 +315,37 @@ def test_my_jobs_shows_base_and_tuned_side_by_side(hub, app_url, page, width) ->
     block.scroll_into_view_if_needed()
     journey.shot("finished-job")
     journey.finish()
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("width", [1280, 420])
+def test_the_train_tab_takes_your_prompts_one_per_line(hub, app_url, page, tokenizer_files, width) -> None:
+    from tests.conftest import add_qwen, sign_in
+    from tests.journey import Journey
+
+    model = f"alice/compare-model-{width}"
+    add_qwen(hub, tokenizer_files, repo_id=model)
+    rows = [{"messages": [{"role": "user", "content": f"q {i}"}, {"role": "assistant", "content": f"a {i}"}]}
+            for i in range(20)]  # fmt: skip
+    hub.add_dataset("alice/chat", {"train": rows}, num_rows={"train": 2000})
+    page.set_viewport_size({"width": width, "height": 900})
+    journey = Journey(page, "compare-prompts", width)
+    sign_in(page, app_url)
+    journey.tab("Train")
+    journey.fill("Model (Hub id, or a model folder on this machine)", model)
+    journey.fill("Dataset", "alice/chat")
+    journey.fill("Hardware", "a10g-small", exact=False)
+    journey.visible(page.get_by_text("Base vs tuned: the same prompts before and after training")).click()
+    label = (
+        f"Your own prompts, one per line (at most {COMPARE_MAX_PROMPTS}, {COMPARE_MAX_PROMPT_CHARS} characters each)"
+    )
+    journey.fill(label, "\n".join(f"prompt {i}" for i in range(COMPARE_MAX_PROMPTS + 1)))
+    journey.step("Preview", refused="Your prompts (compare_prompts) holds at most 5 prompts")
+    journey.fill(label, "Write one word about the sea.\nCount to three.")
+    journey.step("Preview", expect="Ready to submit")
+    journey.visible(page.get_by_text("Reproduce without the app")).click()
+    journey.visible(
+        page.get_by_text('--compare_prompts=["Write one word about the sea.","Count to three."]')
+    ).wait_for()
+    journey.shot("train-prompts")
+    journey.finish()

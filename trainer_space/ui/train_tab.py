@@ -252,16 +252,16 @@ def build_tab() -> TrainTab:
             max_completion = gr.Number(
                 label="GRPO: tokens per completion", value=GRPO_MAX_COMPLETION_LENGTH, precision=0
             )
-    with gr.Accordion("Base vs tuned: the same prompts before and after training", open=False), gr.Row():
+    with gr.Accordion("Base vs tuned: the same prompts before and after training", open=False):
         compare = gr.Checkbox(
-            label="Compare: answer a few held-out prompts of the dataset before and after training (and the "
-            "eval loss, with an eval split); My jobs shows them side by side",
-            value=True, scale=1,
+            label="Compare base and tuned: the job answers a few held-out prompts of the dataset before and after "
+            "training (and measures the eval loss, with an eval split); My jobs shows them side by side",
+            value=True,
         )  # fmt: skip
         compare_prompts = gr.Textbox(
             label=f"Your own prompts, one per line (at most {COMPARE_MAX_PROMPTS}, "
             f"{COMPARE_MAX_PROMPT_CHARS} characters each)",
-            lines=3, max_lines=COMPARE_MAX_PROMPTS + 1, scale=2, elem_id="compare-prompts",
+            lines=3, max_lines=COMPARE_MAX_PROMPTS + 1, elem_id="compare-prompts",
         )  # fmt: skip
     with gr.Row():
         output_repo = gr.Textbox(label="Output repo (default: <you>/<model>-<method>)", scale=2)
