@@ -32,7 +32,9 @@ One self-contained script (no import of the Space). Arguments follow TRL's own s
 `TrainScriptArguments`, the method's config class (`SFTConfig`, `DPOConfig`, ...) and `ModelConfig`, so every
 TRL / transformers option is reachable from the command line or a YAML `--config`. Ours on top:
 `--method`, `--dataset_mapping` (JSON), `--eval_split_fraction`, `--max_train_samples`, `--max_eval_samples`,
-`--reward_funcs` (GRPO, see REWARD_FUNCS), `--resume_from_hub`, `--num_sample_generations`, `--peft_mode`.
+`--reward_funcs` (GRPO, see REWARD_FUNCS), `--resume_from_hub`, `--num_sample_generations`, `--peft_mode`,
+`--compare` and `--compare_prompts` (base vs tuned: the same prompts answered before and after training, the eval
+loss before and after, into `base_vs_tuned.json` and the card; see `compare_before`).
 
 Fast by default (`use_speed_settings`, rules shared with the Space in the spliced `speed_rules`): SFT packs its
 examples (BFD, padding-free) with a flash-attention kernel on Ampere+ GPUs, else SDPA with one packed row per
@@ -755,7 +757,7 @@ class TrainScriptArguments:
         default=False, metadata={"help": "Resume from <hub_model_id>/last-checkpoint when the repo has one."}
     )
     num_sample_generations: int = field(
-        default=3,
+        default=COMPARE_DEFAULT_ROWS,
         metadata={
             "help": "Held-out prompts answered before and after training (base vs tuned, at most 8; "
             "with --compare false: generations after training, in the card)."
