@@ -32,7 +32,9 @@ One self-contained script (no import of the Space). Arguments follow TRL's own s
 `TrainScriptArguments`, the method's config class (`SFTConfig`, `DPOConfig`, ...) and `ModelConfig`, so every
 TRL / transformers option is reachable from the command line or a YAML `--config`. Ours on top:
 `--method`, `--dataset_mapping` (JSON), `--eval_split_fraction`, `--max_train_samples`, `--max_eval_samples`,
-`--reward_funcs` (GRPO, see REWARD_FUNCS), `--resume_from_hub`, `--num_sample_generations`, `--peft_mode`.
+`--reward_funcs` (GRPO, see REWARD_FUNCS), `--resume_from_hub`, `--num_sample_generations`, `--peft_mode`,
+`--compare` and `--compare_prompts` (base vs tuned: the same prompts answered before and after training, the eval
+loss before and after, into `base_vs_tuned.json` and the card; see `compare_before`).
 
 Fast by default (`use_speed_settings`, rules shared with the Space in the spliced `speed_rules`): SFT packs its
 examples (BFD, padding-free) with a flash-attention kernel on Ampere+ GPUs, else SDPA with one packed row per
@@ -101,6 +103,15 @@ CONFIG_CLASSES = {
 TRAINER_CLASSES = {m: c.replace("Config", "Trainer") for m, c in CONFIG_CLASSES.items()}
 MIN_MAX_LENGTH = 16
 SAMPLE_NEW_TOKENS = 64
+# Base vs tuned (`compare_before` / `compare_after`): the Space reads these literals (jobs/compare.py, jobs/config.py)
+COMPARE_FILE = "base_vs_tuned.json"  # written into output_dir, so it is pushed with the model
+COMPARE_DEFAULT_ROWS = 3  # held-out prompts of the dataset (--num_sample_generations), at most COMPARE_MAX_ROWS
+COMPARE_MAX_ROWS = 8
+COMPARE_MAX_PROMPTS = 5  # the visitor's own prompts (--compare_prompts), each at most COMPARE_MAX_PROMPT_CHARS
+COMPARE_MAX_PROMPT_CHARS = 500
+COMPARE_NEW_TOKENS = 128  # greedy, the same before and after
+COMPARE_MAX_TEXT_CHARS = 1500  # a prompt or an answer kept in the JSON and the card (longer: cut, with "…")
+COMPARE_EVAL_ROWS = 64  # the eval loss before and after is measured on at most this many eval rows
 PROGRESS_PREFIX = "TRAINER_SPACE_PROGRESS "  # one JSON line per logging step, read by My jobs (jobs/progress.py)
 GPUS_ENV = "TRAINER_SPACE_GPUS"  # the flavor's GPU count, set by the Space: checked at start, one process per GPU
 # The torch the header installs: PyTorch's CUDA 12.6 build, which runs on NVIDIA drivers >= 525.60.13 (CUDA 12
@@ -754,7 +765,18 @@ class TrainScriptArguments:
         },
     )
     num_sample_generations: int = field(
-        default=3, metadata={"help": "Generations from held-out prompts printed at the end and put in the card."}
+        default=COMPARE_DEFAULT_ROWS,
+        metadata={
+            "help": "Held-out prompts answered before and after training (base vs tuned, at most 8; "
+            "with --compare false: generations after training, in the card)."
+        },
+    )
+    compare: bool = field(
+        default=True,
+        metadata={"help": f"Base vs tuned: answer the same prompts before and after training, into {COMPARE_FILE}."},
+    )
+    compare_prompts: str | None = field(
+        default=None, metadata={"help": "JSON list of your own prompts for base vs tuned (at most 5, 500 chars each)."}
     )
     peft_mode: Literal["full", "lora", "qlora"] = field(
         default="full", metadata={"help": "full fine-tuning, lora, or qlora (4-bit base, needs a CUDA GPU)."}
@@ -1351,8 +1373,11 @@ def model_card(
     trackio_url: str | None,
     samples: list[tuple[str, str]],
     sample_source: str = "held-out prompts",
+    comparison: str = "",
 ) -> str:
-    """README.md for the trained model: what was trained on what, how, where the metrics are, and how to load it."""
+    """README.md for the trained model: what was trained on what, how, where the metrics are, and how to load it.
+
+    `comparison`: the "Base vs tuned" section (`comparison_card`), in place of the sample generations."""
     adapter = peft_mode != "full"
     on_hub = not Path(base_model).exists()  # a local folder is no Hub id: no link, no base_model metadata
     auto = "AutoModelForSequenceClassification" if method == "reward" else "AutoModelForCausalLM"
@@ -1374,6 +1399,15 @@ def model_card(
     if not (mapping.columns or mapping.transforms):
         mapping_text = "none (columns used as they are)"
     sample_lines = "\n".join(f"{i}. **{p}** → {c}" for i, (p, c) in enumerate(samples, 1)) or "(none)"
+    samples_section = (
+        comparison
+        or f"""## Sample generations ({sample_source}, greedy)
+
+Each generation ends with `[stopped: <token>]` when the model ended its answer itself, or says it did not stop.
+
+{sample_lines}
+"""
+    )
     metrics = f"Training metrics (Trackio): {trackio_url}" if trackio_url else "Training metrics were kept locally."
     return f"""---
 {front}---
@@ -1392,12 +1426,7 @@ TRL's `{TRAINER_CLASSES[method]}` ({method.upper()}, {peft_mode}) on `{dataset}`
 |---|---|
 {table}
 
-## Sample generations ({sample_source}, greedy)
-
-Each generation ends with `[stopped: <token>]` when the model ended its answer itself, or says it did not stop.
-
-{sample_lines}
-
+{samples_section}
 ## How to load
 
 ```python
@@ -1407,6 +1436,269 @@ tokenizer = AutoTokenizer.from_pretrained("{repo_id}")
 {load}
 ```
 """
+
+
+# ----------------------------------------------------------------------------- base vs tuned
+@dataclass
+class Comparison:
+    """Base vs tuned: the same prompts answered before and after training (same greedy decoding), and the eval
+    loss before and after on the same eval rows. Never fails the job: a failure becomes a note."""
+
+    method: str
+    source: str  # where the dataset's prompts come from, in words
+    rows: list[dict[str, Any]] = field(default_factory=list)  # dataset rows (mapped): their prompts, or reward pairs
+    prompts: list[str] = field(default_factory=list)  # the visitor's own prompts
+    base: list[dict[str, Any]] = field(default_factory=list)  # one per row, then one per prompt
+    tuned: list[dict[str, Any]] = field(default_factory=list)
+    eval_before: float | None = None
+    eval_after: float | None = None
+    eval_rows: int = 0
+    notes: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+    chat_template: bool = False
+
+
+def parse_compare_prompts(raw: str | None) -> tuple[list[str], list[str]]:
+    """(prompts, notes): the visitor's prompts from a JSON list, bounded (count, length); never raises."""
+    if raw in (None, ""):
+        return [], []
+    try:
+        items = json.loads(raw)
+    except (ValueError, RecursionError):
+        return [], ["--compare_prompts is not a JSON list of texts: your prompts were not used"]
+    if not isinstance(items, list):
+        return [], ["--compare_prompts is not a JSON list of texts: your prompts were not used"]
+    notes, prompts = [], []
+    for item in items:
+        text = " ".join(item.split()) if isinstance(item, str) else ""
+        if text and text not in prompts:
+            prompts.append(text[:COMPARE_MAX_PROMPT_CHARS])
+    if len(prompts) > COMPARE_MAX_PROMPTS:
+        notes.append(f"only the first {COMPARE_MAX_PROMPTS} of your {len(prompts)} prompts were used")
+        prompts = prompts[:COMPARE_MAX_PROMPTS]
+    if len(prompts) < len(items) and not notes:
+        notes.append("empty, repeated or non-text prompts were left out")
+    return prompts, notes
+
+
+def compare_rows(
+    args: TrainScriptArguments, train: Dataset, test: Dataset | None
+) -> tuple[Dataset, list[dict[str, Any]], str]:
+    """(train, rows, source): `--num_sample_generations` (at most COMPARE_MAX_ROWS) rows of the eval split, else as
+    many held out of training (never more than a tenth of it: a smaller dataset gives fewer rows, or none)."""
+    wanted = max(0, min(args.num_sample_generations, COMPARE_MAX_ROWS))
+    if test is not None:
+        return train, [test[i] for i in range(min(wanted, len(test)))], "eval split"
+    held = min(wanted, len(train) // 10)
+    if held == 0:
+        return train, [], "none (no eval split, and too few rows to hold some out)" if wanted else "none"
+    rows = [train[i] for i in range(len(train) - held, len(train))]
+    log(f"base vs tuned: {held} rows held out of training ({len(train) - held} left)")
+    return train.select(range(len(train) - held)), rows, "held out of training"
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= COMPARE_MAX_TEXT_CHARS else text[: COMPARE_MAX_TEXT_CHARS - 1] + "…"
+
+
+def _answer(model: Any, tokenizer: PreTrainedTokenizerBase, prompt: Any, stops: list[int], pad: Any) -> dict:
+    """One greedy answer: its text (cut to COMPARE_MAX_TEXT_CHARS) and whether the model stopped by itself."""
+    import torch
+
+    text = render(prompt, tokenizer, generation_prompt=True)
+    inputs = tokenizer(text, return_tensors="pt", add_special_tokens=False).to(model.device)
+    with torch.no_grad():
+        output = model.generate(
+            **inputs, max_new_tokens=COMPARE_NEW_TOKENS, do_sample=False, pad_token_id=pad, eos_token_id=stops
+        )
+    new_ids = output[0, inputs["input_ids"].shape[1] :].tolist()
+    stopped = any(i in stops for i in new_ids)
+    if stopped:
+        new_ids = new_ids[: next(n for n, i in enumerate(new_ids) if i in stops)]
+    return {"text": _clip(tokenizer.decode(new_ids, skip_special_tokens=True).strip()), "stopped": stopped}
+
+
+def _scores(model: Any, tokenizer: PreTrainedTokenizerBase, row: dict[str, Any]) -> dict:
+    """A reward model's scores of a held-out pair's chosen and rejected answers."""
+    import torch
+
+    prompt, chosen, rejected = preference_parts(row)
+    scores = []
+    for answer in (chosen, rejected):
+        full = prompt + answer if isinstance(answer, list) else render(prompt, tokenizer) + answer
+        inputs = tokenizer(render(full, tokenizer), return_tensors="pt").to(model.device)
+        with torch.no_grad():
+            scores.append(round(model(**inputs).logits[0, 0].item(), 4))
+    return {"chosen": scores[0], "rejected": scores[1], "prefers_chosen": scores[0] > scores[1]}
+
+
+def _answers(trainer: Trainer, cmp: Comparison) -> list[dict[str, Any]]:
+    """Main process: the model's answers (or a reward model's scores) for every row then every prompt."""
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    tokenizer = trainer.processing_class
+    tokenizer = getattr(tokenizer, "tokenizer", tokenizer)
+    was_training = model.training
+    model.eval()
+    try:
+        if cmp.method == "reward":
+            return [_scores(model, tokenizer, row) for row in cmp.rows]
+        stops = stop_token_ids(model, tokenizer)
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (stops or [None])[0]
+        cmp.chat_template = bool(getattr(tokenizer, "chat_template", None))
+        asked = [sample_prompt(row) or "" for row in cmp.rows]
+        asked += [[{"role": "user", "content": p}] if cmp.chat_template else p for p in cmp.prompts]
+        return [_answer(model, tokenizer, prompt, stops, pad) for prompt in asked]
+    finally:
+        model.train(was_training)
+
+
+def _eval_loss(trainer: Trainer) -> tuple[float | None, int]:
+    """Every process: the loss on the first COMPARE_EVAL_ROWS eval rows, as the trainer computes its eval loss."""
+    dataset = trainer.eval_dataset
+    if dataset is None or isinstance(dataset, dict) or len(dataset) == 0:
+        return None, 0
+    subset = dataset.select(range(min(COMPARE_EVAL_ROWS, len(dataset))))
+    output = trainer.evaluation_loop(
+        trainer.get_eval_dataloader(subset), description="Base vs tuned", prediction_loss_only=True
+    )
+    metrics = getattr(trainer, "_metrics", None)  # TRL's per-mode metrics would join the run's next eval log
+    if isinstance(metrics, dict) and hasattr(metrics.get("eval"), "clear"):
+        metrics["eval"].clear()
+    for callback in trainer.callback_handler.callbacks:  # transformers' progress bar waits for an on_evaluate
+        bar = getattr(callback, "prediction_bar", None)
+        if bar is not None:
+            bar.close()
+            callback.prediction_bar = None
+    loss = output.metrics.get("eval_loss")
+    return (round(float(loss), 4) if loss is not None and math.isfinite(loss) else None), len(subset)
+
+
+def _compare_step(trainer: Trainer, cmp: Comparison, when: Literal["before", "after"]) -> None:
+    """Answer every prompt and measure the eval loss, now; a failure is noted, never raised."""
+    start = time.time()
+    if trainer.args.fsdp:
+        if when == "before":
+            cmp.notes.append("skipped: the model is sharded across GPUs (FSDP)")
+        return
+    if cmp.method != "grpo":  # GRPO's loss is a policy-gradient objective, not a measure of fit to the data
+        try:
+            loss, rows = _eval_loss(trainer)
+            if when == "before":
+                cmp.eval_before, cmp.eval_rows = loss, rows
+            else:
+                cmp.eval_after = loss
+        except Exception as exc:  # a courtesy: never lose a training run over it
+            cmp.notes.append(f"eval loss {when} training failed: {type(exc).__name__}: {str(exc)[:300]}")
+    if trainer.accelerator.is_main_process and (cmp.rows or cmp.prompts):
+        try:
+            setattr(cmp, "base" if when == "before" else "tuned", _answers(trainer, cmp))
+        except Exception as exc:
+            cmp.notes.append(f"answers {when} training failed: {type(exc).__name__}: {str(exc)[:300]}")
+    cmp.seconds[when] = round(time.time() - start, 1)
+    answered = len(cmp.base if when == "before" else cmp.tuned)
+    loss_rows = f", eval loss on {cmp.eval_rows} eval row{'s' * (cmp.eval_rows != 1)}" if cmp.eval_rows else ""
+    log(f"base vs tuned: {answered} prompts answered {when} training{loss_rows} ({cmp.seconds[when]} s)")
+
+
+def compare_before(
+    trainer: Trainer, args: TrainScriptArguments, rows: list[dict[str, Any]], source: str
+) -> Comparison | None:
+    """Base vs tuned, first half: the model as loaded (for LoRA: the base with its untrained adapter, a no-op)."""
+    if not args.compare:
+        return None
+    prompts, notes = parse_compare_prompts(args.compare_prompts)
+    cmp = Comparison(method=args.method, source=source, rows=rows, prompts=prompts, notes=notes)
+    if args.method == "reward":
+        if prompts:
+            cmp.notes.append("your prompts are not used: a reward model scores answers, it does not write them")
+            cmp.prompts = []
+        cmp.notes.append("a reward model's base is the model with a new, untrained score head")
+    if args.method == "grpo":
+        cmp.notes.append("no eval loss: GRPO's loss does not measure fit to the data")
+    _compare_step(trainer, cmp, "before")
+    return cmp
+
+
+def compare_after(trainer: Trainer, cmp: Comparison | None) -> None:
+    """Base vs tuned, second half (every process: the eval loss is measured by all of them)."""
+    if cmp is not None:
+        _compare_step(trainer, cmp, "after")
+
+
+def comparison_json(cmp: Comparison) -> dict[str, Any]:
+    """The comparison as written to COMPARE_FILE (and read by the Space's jobs/compare.py)."""
+    items: list[dict[str, Any]] = []
+    asked = [(one_line(sample_prompt(r) or "", COMPARE_MAX_TEXT_CHARS), "dataset") for r in cmp.rows]
+    asked += [(p, "yours") for p in cmp.prompts]
+    for i, (prompt, origin) in enumerate(asked):
+        item: dict[str, Any] = {"prompt": prompt, "origin": origin}
+        for side, answers in (("base", cmp.base), ("tuned", cmp.tuned)):
+            item[side] = answers[i] if i < len(answers) else None
+        items.append(item)
+    return {
+        "version": 1,
+        "method": cmp.method,
+        "kind": "scores" if cmp.method == "reward" else "answers",
+        "source": cmp.source,
+        "decoding": {"greedy": True, "max_new_tokens": COMPARE_NEW_TOKENS, "chat_template": cmp.chat_template},
+        "items": items,
+        "eval_loss": {"before": cmp.eval_before, "after": cmp.eval_after, "rows": cmp.eval_rows}
+        if cmp.eval_rows
+        else None,
+        "seconds": cmp.seconds,
+        "notes": cmp.notes,
+    }
+
+
+def _card_text(value: Any) -> str:
+    """An answer or prompt for the card: one line, no HTML."""
+    return one_line(value, COMPARE_MAX_TEXT_CHARS).replace("<", "&lt;").replace(">", "&gt;") or "(empty)"
+
+
+def _card_side(value: dict[str, Any] | None, kind: str) -> str:
+    if value is None:
+        return "(not available)"
+    if kind == "scores":
+        prefers = "prefers chosen" if value["prefers_chosen"] else "prefers rejected"
+        return f"chosen {value['chosen']:.3f}, rejected {value['rejected']:.3f} ({prefers})"
+    return _card_text(value["text"]) + ("" if value["stopped"] else " [no stop]")
+
+
+def comparison_card(data: dict[str, Any]) -> str:
+    """The model card's "Base vs tuned" section, from `comparison_json`'s dict."""
+    kind = data["kind"]
+    how = (
+        "A reward model scores the held-out pairs' chosen and rejected answers before and after training."
+        if kind == "scores"
+        else f"The same prompts answered before and after training: greedy, at most {COMPARE_NEW_TOKENS} new tokens"
+        + (", with the chat template" if data["decoding"]["chat_template"] else "")
+        + ". `[no stop]`: the answer did not end by itself."
+    )
+    lines = ["## Base vs tuned", "", how, f"Dataset prompts: {data['source']}. Also in `{COMPARE_FILE}`.", ""]
+    loss = data.get("eval_loss")
+    if loss:
+        fmt = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
+        rows = f"{loss['rows']} eval row{'s' * (loss['rows'] != 1)}"
+        lines += [f"Eval loss ({rows}, as the trainer measures it): {fmt(loss['before'])} → {fmt(loss['after'])}", ""]
+    for i, item in enumerate(data["items"], 1):
+        mark = " (your prompt)" if item["origin"] == "yours" else ""
+        lines += [f"**{i}.{mark}** {_card_text(item['prompt'])}", ""]
+        lines += [f"- Base: {_card_side(item['base'], kind)}", f"- Tuned: {_card_side(item['tuned'], kind)}", ""]
+    if not data["items"]:
+        lines += ["(no prompts)", ""]
+    lines += [f"Note: {n}" for n in data["notes"]]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def write_comparison(cmp: Comparison, output_dir: str) -> dict[str, Any] | None:
+    """Main process: COMPARE_FILE into output_dir; the dict for the card (None when it could not be written)."""
+    try:
+        data = comparison_json(cmp)
+        (Path(output_dir) / COMPARE_FILE).write_text(json.dumps(data, ensure_ascii=False, indent=1), "utf-8")
+        return data
+    except Exception as exc:
+        log(f"WARNING: base vs tuned was not written ({type(exc).__name__})")
+        return None
 
 
 # ----------------------------------------------------------------------------- arguments
@@ -2091,12 +2383,17 @@ def samples_and_card(
     test: Dataset | None,
     train: Dataset,
     trackio_url: str | None,
+    comparison: Comparison | None = None,
 ) -> None:
-    """Main process: print a few generations and write README.md (the model card) into output_dir."""
+    """Main process: write the base vs tuned comparison (or, without one, a few generations) and README.md (the
+    model card) into output_dir. The log says counts only: never a prompt or an answer (the data's text)."""
     training_args = trainer.args
     samples: list[tuple[str, str]] = []
     pool = test if test is not None else train
     rows = [pool[i] for i in range(max(0, len(pool) - args.num_sample_generations), len(pool))]
+    compared = write_comparison(comparison, training_args.output_dir) if comparison is not None else None
+    if compared is not None:
+        rows = []  # the tuned answers are the samples
     if training_args.fsdp:
         log("sample generations skipped: the model is sharded (FSDP)")
     elif rows:
@@ -2104,8 +2401,8 @@ def samples_and_card(
             samples = generate_samples(trainer, args.method, rows, SAMPLE_NEW_TOKENS)
         except Exception as exc:  # samples are a courtesy: never lose a finished training run over them
             log(f"WARNING: sample generation failed ({type(exc).__name__}: {exc}); the model is saved anyway")
-    for i, (prompt, output) in enumerate(samples, 1):
-        log(f"SAMPLE {i}: {prompt} -> {output}")
+    if samples:
+        log(f"{len(samples)} sample generations written to the model card")
     card = model_card(
         method=args.method,
         base_model=model_args.model_name_or_path,
@@ -2117,6 +2414,7 @@ def samples_and_card(
         trackio_url=trackio_url,
         samples=samples,
         sample_source="held-out prompts" if test is not None else "last training prompts",
+        comparison=comparison_card(compared) if compared is not None else "",
     )
     (Path(training_args.output_dir) / "README.md").write_text(card, encoding="utf-8")
 
@@ -2134,6 +2432,7 @@ def main(
     user = resolve_hub(args, training_args)
     reward_names = parse_reward_names(args.reward_funcs) if args.method == "grpo" else []
     train, test, mapping, reward_names = load_data(args, reward_names)
+    train, compare_with, compare_source = compare_rows(args, train, test) if args.compare else (train, [], "")
     tokenizer = load_tokenizer(model_args)
     check_chat_template(tokenizer, train[0], model_args.model_name_or_path, training_args)
     check_max_length(args.method, training_args, tokenizer, train)
@@ -2165,13 +2464,15 @@ def main(
     progress = progress_callback()
     progress.trainer = trainer  # to follow its checkpoint uploads
     trainer.add_callback(progress)
+    comparison = compare_before(trainer, args, compare_with, compare_source)
     trainer.train(resume_from_checkpoint=resume)
     if not training_args.push_to_hub:  # push_to_hub() saves the model itself (save_model() would push twice)
         trainer.save_model(training_args.output_dir)
     trainer.save_state()
+    compare_after(trainer, comparison)
     if trainer.accelerator.is_main_process:
         save_generation_config(trainer)
-        samples_and_card(trainer, args, model_args, mapping, test, train, trackio_url)
+        samples_and_card(trainer, args, model_args, mapping, test, train, trackio_url, comparison)
     if training_args.push_to_hub:
         trainer.create_model_card = lambda *a, **k: None  # keep our card: TRL's would overwrite README.md
         trainer.push_to_hub(commit_message=f"{args.method.upper()} training done")

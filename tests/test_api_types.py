@@ -44,6 +44,8 @@ def test_every_answer_has_exactly_the_keys_of_its_type(hub, app_url, tokenizer_f
     assert set(accuracy) == keys(api_types.AccuracyAnswer) and set(accuracy["median_ratio"]) == keys(api_types.Ratios)
     assert set(client.predict(job["job_id"], 5, api_name="/job_logs")) == keys(api_types.LogTail)
     assert set(client.predict(job["job_id"], api_name="/cancel_job")) == keys(api_types.JobStage)
+    compared = client.predict(job["job_id"], api_name="/base_vs_tuned")  # canceled: no file in its repo
+    assert set(compared) == keys(api_types.BaseVsTunedAnswer) and compared["status"] == "none"
     export = client.predict("Qwen/Qwen2.5-0.5B", ["Q8_0"], api_name="/export_gguf")
     assert set(export) == keys(api_types.ExportSubmission)
 
@@ -71,6 +73,7 @@ def test_clients_see_each_answers_type(app_url):
                         ("/list_jobs", api_types.JobList), ("/cancel_job", api_types.JobStage),
                         ("/job_status", api_types.JobStatus), ("/estimate", api_types.Estimate),
                         ("/estimate_accuracy", api_types.AccuracyAnswer), ("/continue_job", api_types.ContinueAnswer),
-                        ("/stop_after_checkpoint", api_types.StopAnswer)]:  # fmt: skip
+                        ("/stop_after_checkpoint", api_types.StopAnswer),
+                        ("/base_vs_tuned", api_types.BaseVsTunedAnswer)]:  # fmt: skip
         (answer,) = endpoints[name]["returns"]
         assert set(answer["type"]["properties"]) == keys(typed), name

@@ -214,7 +214,8 @@ def test_api_endpoints_are_also_mcp_tools(app_url):
     schema = httpx.get(f"{app_url}gradio_api/mcp/schema", timeout=30).json()
     names = {tool["name"] for tool in schema} if isinstance(schema, list) else set(schema)
     for endpoint in ("inspect_dataset", "estimate", "submit_training", "list_jobs", "job_status", "job_logs",
-                     "cancel_job", "export_gguf", "estimate_accuracy", "continue_job", "stop_after_checkpoint"):  # fmt: skip
+                     "cancel_job", "export_gguf", "estimate_accuracy", "continue_job", "stop_after_checkpoint",
+                     "base_vs_tuned"):  # fmt: skip
         assert any(endpoint in name for name in names), (endpoint, sorted(names))
 
 

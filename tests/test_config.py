@@ -114,7 +114,9 @@ def test_unknown_keys_are_refused_with_the_list_of_valid_ones() -> None:
         parse(per_device_batch_size=4, batch=2)
     assert "Unknown config field(s): batch, per_device_batch_size." in err.value.message
     assert (
-        "Valid fields: advanced, allow_many_running, allow_unfit, backend, continues, dataset," in err.value.message
+        "Valid fields: advanced, allow_many_running, allow_unfit, backend, compare, compare_prompts, continues, "
+        "dataset,"
+        in err.value.message
         and "per_device_train_batch_size" in err.value.message
     )
 

@@ -100,6 +100,7 @@ VALID = {
     "list_jobs": {"orgs": "", "only_this_app": False, "stages": ""},
     "job_status": {"job_id": "0123456789abcdef01234567", "usage_seconds": 2.0},
     "estimate_accuracy": {"limit": 20},
+    "base_vs_tuned": {"job_id": "0123456789abcdef01234567"},
     "job_logs": {"job_id": "0123456789abcdef01234567", "tail": 10},
     "cancel_job": {"job_id": "0123456789abcdef01234567"},
     "continue_job": {"job_id": "0123456789abcdef01234567", "flavor": "", "timeout": "", "max_cost_usd": None,

@@ -95,7 +95,7 @@ def alive(pid: int) -> bool:
 
 def test_a_local_sft_lora_job_trains_and_its_output_generates(world) -> None:
     start = time.perf_counter()
-    sub = submit_training(ANON, local_cfg(world))
+    sub = submit_training(ANON, local_cfg(world, compare_prompts=["Say hello."]))
     assert time.perf_counter() - start < 1.0  # the job runs in the background
     assert sub.job is not None and sub.to_json()["backend"] == "local"
     assert {c.name: c.status.value for c in sub.plan.checks}["this machine"] == "ok"
@@ -105,6 +105,11 @@ def test_a_local_sft_lora_job_trains_and_its_output_generates(world) -> None:
     assert status.details.backend == "local" and status.details.config == sub.plan.config
     out = Path(status.details.output_dir)
     assert (out / "adapter_config.json").is_file() and (out / "README.md").is_file()
+    from trainer_space.jobs.compare import base_vs_tuned
+
+    compared = base_vs_tuned(ANON, job.id)  # read from the job's folder: 4 of its 40 rows held out, and my prompt
+    assert compared.status == "ready" and compared.where == f"output folder {out}", compared
+    assert [i.origin for i in compared.items] == ["dataset"] * 3 + ["yours"] and compared.items[-1].base
 
     import torch
     from peft import PeftModel

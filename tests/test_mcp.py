@@ -16,7 +16,7 @@ from tests.conftest import add_qwen
 from tests.leakscan import scan_response
 
 TOOLS = {"inspect_dataset", "estimate", "submit_training", "list_jobs", "job_status", "job_logs", "cancel_job",
-         "export_gguf", "estimate_accuracy", "continue_job", "stop_after_checkpoint"}  # fmt: skip
+         "export_gguf", "estimate_accuracy", "continue_job", "stop_after_checkpoint", "base_vs_tuned"}  # fmt: skip
 ROWS = [
     {"messages": [{"role": "user", "content": f"question {i}"}, {"role": "assistant", "content": f"answer {i}"}]}
     for i in range(12)

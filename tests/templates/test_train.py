@@ -445,9 +445,11 @@ def assert_trained(proc: subprocess.CompletedProcess, output_dir: Path, method: 
     assert proc.returncode == 0, proc.stderr[-3000:]
     losses = logged(output_dir)
     assert losses and all(isinstance(x, float) for x in losses)
-    assert re.search(r"^SAMPLE 1: .+ -> ", proc.stdout, re.M), proc.stdout[-2000:]
+    assert not re.search(r"^SAMPLE \d", proc.stdout, re.M)  # the log never holds the data's text
     card = (output_dir / "README.md").read_text()
-    assert f"`{train.TRAINER_CLASSES[method]}`" in card and "## Sample generations" in card
+    assert f"`{train.TRAINER_CLASSES[method]}`" in card and "## Base vs tuned" in card
+    compared = json.loads((output_dir / train.COMPARE_FILE).read_text())
+    assert compared["items"] and all(i["base"] and i["tuned"] for i in compared["items"]), compared
 
 
 RUNS = {
@@ -508,9 +510,10 @@ def test_method_trains_on_cpu(run_id: str, run_train, tiny_model: Path, datasets
         assert "padding_free: packing the examples (packing=True" in proc.stdout
     if "trackio" in args:  # offline Trackio (no Space when not pushing): metrics in TRACKIO_DIR, project = out dir
         assert (tmp_path / "trackio" / "out.db").exists()
-    if dataset == "implicit_preference":  # the prompt comes from the pair: samples exist and show it
-        assert re.search(r"^SAMPLE 1: user: What is .+ -> ", proc.stdout, re.M), proc.stdout[-2000:]
-        assert "(none)" not in (out / "README.md").read_text()
+    if dataset == "implicit_preference":  # the prompt comes from the pair: the comparison shows it
+        prompts = [i["prompt"] for i in json.loads((out / train.COMPARE_FILE).read_text())["items"]]
+        assert prompts and all(p.startswith("user: What is") or p.startswith("user: Translate") for p in prompts)
+        assert "(no prompts)" not in (out / "README.md").read_text()
 
 
 @pytest.mark.slow
@@ -531,7 +534,7 @@ def test_sft_text_then_resume_from_a_local_checkpoint(
     assert_progress_lines(proc.stdout, total=2)
     assert (out / "checkpoint-2" / "optimizer.pt").exists()
     assert_loads_back(out, adapter=False)
-    assert "last training prompts" in (out / "README.md").read_text()  # no eval split: samples from train
+    assert "Dataset prompts: held out of training" in (out / "README.md").read_text()  # no eval split
 
     proc = run_train(*common, "--max_steps", "3", "--resume_from_checkpoint", str(out / "checkpoint-2"))
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -597,7 +600,8 @@ def test_push_to_hub_then_resume_from_hub(hub, tiny_model: Path, datasets_dir: P
         assert name in files, sorted(files)
     assert json.loads(files["adapter_config.json"])["base_model_name_or_path"] == str(tiny_model)
     card = files["README.md"].decode()
-    assert "SFTTrainer" in card and "## Sample generations" in card and "LoRA adapter" in card
+    assert "SFTTrainer" in card and "## Base vs tuned" in card and "LoRA adapter" in card
+    assert json.loads(files[train.COMPARE_FILE])["items"]  # pushed with the model
     checkpoint_state = json.loads(files["last-checkpoint/trainer_state.json"])
     assert checkpoint_state["global_step"] == 2
     # each checkpoint's lines: saved (not pushed yet), then pushed the moment its upload finished
@@ -848,8 +852,10 @@ def test_a_base_model_trained_on_chats_learns_and_keeps_the_end_of_turn_token(
     assert tokenizer.eos_token == "<|im_end|>"
     eos_ids = GenerationConfig.from_pretrained(out).eos_token_id  # saved next to the adapter too
     assert (eos_ids if isinstance(eos_ids, list) else [eos_ids])[0] == im_end
-    card = (out / "README.md").read_text()
-    assert re.search(r"^1\. \*\*.+\*\* → .*\[(stopped: <\|im_end\|>|no stop within 64 new tokens)\]$", card, re.M), card
+    card = (out / "README.md").read_text()  # base vs tuned says whether each answer ended by itself
+    assert re.search(r"^- Tuned: .+$", card, re.M), card
+    tuned = [i["tuned"] for i in json.loads((out / train.COMPARE_FILE).read_text())["items"]]
+    assert tuned and all(isinstance(t["stopped"], bool) for t in tuned)
 
 
 @pytest.mark.slow
@@ -863,7 +869,9 @@ def test_the_end_of_turn_token_must_be_in_the_trained_part(
     proc = run_train("--model_name_or_path", str(tiny_model), "--dataset_name", str(datasets_dir / "messages"),
                      "--output_dir", str(tmp_path / "some"), "--max_length", "16")  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "12 of the first 16 training examples lose <|im_end|> (the end of the answer) to truncation" in proc.stdout
+    # 16 rows, one held out of training for base vs tuned (a tenth at most)
+    assert re.search(r"1[12] of the first 15 training examples lose <\|im_end\|> \(the end of the answer\) to trunc",
+                     proc.stdout), proc.stdout[-3000:]  # fmt: skip
     poems = [{"messages": [{"role": "user", "content": "Write a short poem about the sea."},
                            {"role": "assistant", "content": "The sea is wide and blue and deep."}]}] * 8  # fmt: skip
     Dataset.from_list(poems).save_to_disk(str(tmp_path / "poems"))

@@ -433,6 +433,22 @@ class HubSession:
             if tmp is not None:
                 shutil.rmtree(tmp, ignore_errors=True)
 
+    def download_small(self, repo_id: str, filename: str, max_bytes: int) -> bytes:
+        """One file of a model repo of at most `max_bytes` (its size is asked first, then checked again on the
+        bytes), through a throw-away cache: FileNotFoundError when the repo has no such file, ValueError (saying
+        the size) when it is larger."""
+        with self._hub_call(repo_id=repo_id, action="read this model"):
+            found = self.api.get_paths_info(repo_id, [filename], token=self._auth)
+        size = next((getattr(f, "size", None) for f in found if getattr(f, "path", None) == filename), None)
+        if not found:
+            raise FileNotFoundError(f"{repo_id} has no {filename}")
+        if size is not None and size > max_bytes:
+            raise ValueError(f"{filename} is {size:,} bytes, more than the {max_bytes:,} read")
+        data = self.download(repo_id, filename, isolated=True)
+        if len(data) > max_bytes:
+            raise ValueError(f"{filename} is {len(data):,} bytes, more than the {max_bytes:,} read")
+        return data
+
     def download_json(self, repo_id: str, filename: str, **kwargs: Any) -> Any:
         """A JSON file of a model repo, parsed (InvalidInput when it is not JSON)."""
         try:

@@ -64,6 +64,7 @@ from ..validation import (
     source_field,
     text_field,
 )
+from .spec import template_constants
 from .trl_options import parse_option
 
 CONFIG_ENV = "TRAINER_SPACE_CONFIG"  # the job's environment variable holding its config as JSON
@@ -162,6 +163,48 @@ AdvancedField = Annotated[
                     {"type": "array", "items": {"type": ["string", "number"]}},
                 ]
             },
+        }
+    ),
+]
+
+
+_COMPARE = template_constants("train.py")  # the job's own limits: the template is their single source
+COMPARE_MAX_PROMPTS: int = _COMPARE["COMPARE_MAX_PROMPTS"]
+COMPARE_MAX_PROMPT_CHARS: int = _COMPARE["COMPARE_MAX_PROMPT_CHARS"]
+
+
+def _compare_prompts(value: Any) -> list[str]:
+    """The visitor's own prompts for base vs tuned: a list of texts (or one text, a prompt per line); spaces
+    collapsed, empty and repeated ones dropped; at most COMPARE_MAX_PROMPTS of COMPARE_MAX_PROMPT_CHARS each."""
+    if value in (None, ""):
+        return []
+    if isinstance(value, str):
+        if len(value) > 100_000:
+            raise PydanticCustomError("invalid", "is too long")
+        value = value.splitlines()
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise PydanticCustomError("invalid", "must be a list of texts (one prompt each)")
+    prompts = list(dict.fromkeys(" ".join(v.split()) for v in value[:1000] if v.strip()))
+    if len(value) > 1000 or len(prompts) > COMPARE_MAX_PROMPTS:
+        raise PydanticCustomError("invalid", f"holds at most {COMPARE_MAX_PROMPTS} prompts")
+    for n, prompt in enumerate(prompts, 1):
+        if len(prompt) > COMPARE_MAX_PROMPT_CHARS:
+            raise PydanticCustomError("invalid", f"prompt {n} is longer than {COMPARE_MAX_PROMPT_CHARS} characters")
+        if not prompt.isprintable():
+            raise PydanticCustomError("invalid", f"prompt {n} holds control characters")
+        if looks_like_token(prompt):
+            raise PydanticCustomError("invalid", f"prompt {n} {TOKEN_IN_FIELD}")
+    return prompts
+
+
+ComparePromptsField = Annotated[
+    list[str],
+    PlainValidator(_compare_prompts),
+    WithJsonSchema(
+        {
+            "type": "array",
+            "items": {"type": "string", "minLength": 1, "maxLength": COMPARE_MAX_PROMPT_CHARS},
+            "maxItems": COMPARE_MAX_PROMPTS,
         }
     ),
 ]
@@ -330,6 +373,7 @@ class TrainingConfig(_Submitted):
         "flavor": "Hardware", "timeout": "Timeout", "quick_test": "Quick test", "fsdp": "FSDP",
         "resume_from_hub": "Resume from the Hub", "advanced": "Advanced options", "namespace": "Namespace",
         "backend": "Run on", "push_to_hub": "Push to the Hub", "continues": "Continues job",
+        "compare": "Base vs tuned", "compare_prompts": "Your prompts",
         **{"max_cost_usd": "Cost cap ($)", "allow_unfit": "Submit even if it does not fit"},
     }  # fmt: skip
     REQUIRED: ClassVar[tuple[str, ...]] = ("method", "model", "dataset")
@@ -421,6 +465,17 @@ class TrainingConfig(_Submitted):
     quick_test: BoolField = Field(False, description=f"Run {QUICK_TEST_STEPS} steps on {QUICK_TEST_ROWS} rows.")
     fsdp: BoolField = Field(False, description="Shard the model across GPUs with FSDP.")
     resume_from_hub: BoolField = Field(False, description="Resume from the output repo's last checkpoint.")
+    compare: BoolField = Field(
+        True,
+        description="Base vs tuned: before and after training, the job answers a few held-out prompts of the "
+        "dataset (and compare_prompts) with the same greedy decoding, and measures the eval loss when there is an "
+        "eval split; into base_vs_tuned.json and the model card (a few seconds of the job).",
+    )
+    compare_prompts: ComparePromptsField = Field(
+        default_factory=list,
+        description=f"Your own prompts for base vs tuned: at most {COMPARE_MAX_PROMPTS}, each one line of at most "
+        f"{COMPARE_MAX_PROMPT_CHARS} characters (a reward model does not use them: it scores, it does not write).",
+    )
     advanced: AdvancedField = Field(default_factory=dict, description="Any other TRL option: name -> value.")
     namespace: Namespace = Field(None, description="Where the job runs (default: you).")
     continues: JobId = Field(

@@ -106,6 +106,10 @@ def template_args(cfg: TrainingConfig) -> list[str]:
         options["resume_from_hub"] = True
     if cfg.continues and cfg.is_local:  # that job's folder on this machine (`jobs/continuing.py`)
         options["resume_from_dir"] = str(get_settings().home / "jobs" / cfg.continues / "output")
+    if not cfg.compare:  # base vs tuned: on by default in the job
+        options["compare"] = False
+    elif cfg.compare_prompts:
+        options["compare_prompts"] = json.dumps(cfg.compare_prompts, ensure_ascii=False, separators=(",", ":"))
     options["output_dir"] = f"{JOB_DIR}/output" if cfg.is_local else OUTPUT_DIR
     if cfg.push_to_hub:
         options |= {

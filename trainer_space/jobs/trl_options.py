@@ -205,6 +205,8 @@ RESERVED: dict[str, str] = {
     "num_generations": _FIELD.format("num_generations"),
     "max_completion_length": _FIELD.format("max_completion_length"),
     "fsdp": _FIELD.format("fsdp"),
+    "compare": _FIELD.format("compare"),
+    "compare_prompts": _FIELD.format("compare_prompts"),
     "bf16": "picked by the job for its GPU (bf16 from Ampere on, fp16 on T4)",
     "fp16": "picked by the job for its GPU (bf16 from Ampere on, fp16 on T4)",
 }

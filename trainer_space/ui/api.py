@@ -23,6 +23,7 @@ from ..errors import TOKENS_URL, InvalidInput, InvalidToken, NotSignedIn, Traine
 from ..hub.hardware import FLAVOR_NAMES, LOCAL_FLAVOR
 from ..jobs import monitor
 from ..jobs.accuracy import ACCURACY_JOBS, accuracy_answer
+from ..jobs.compare import base_vs_tuned as read_base_vs_tuned
 from ..jobs.config import ExportConfig, TrainingConfig
 from ..jobs.continuing import continue_job as continue_from_checkpoint
 from ..jobs.export import submit_export
@@ -41,6 +42,7 @@ from ..validation import (
 from .api_types import (
     AccuracyAnswer,
     Backend,
+    BaseVsTunedAnswer,
     Checkpointing,
     ContinueAnswer,
     Estimate,
@@ -116,7 +118,8 @@ def for_api_callers(fn: F) -> F:
 # the kind of work of each endpoint: its concurrency group (see ui/common.py CONCURRENCY)
 KINDS = {"inspect_dataset": "inspect", "estimate": "plan", "submit_training": "plan", "list_jobs": "hub",
          "job_status": "hub", "job_logs": "hub", "cancel_job": "hub", "export_gguf": "plan",
-         "estimate_accuracy": "hub", "continue_job": "plan", "stop_after_checkpoint": "hub"}  # fmt: skip
+         "estimate_accuracy": "hub", "continue_job": "plan", "stop_after_checkpoint": "hub",
+         "base_vs_tuned": "hub"}  # fmt: skip
 
 
 def endpoint(summary: str, returns: str, **params: str) -> Callable[[F], F]:
@@ -434,6 +437,22 @@ def stop_after_checkpoint(
     return request_stop(_caller(oauth_token, authorization), validate_job_id(job_id)).to_json()
 
 
+@endpoint(
+    "Base vs tuned: a finished training job's held-out prompts (and the prompts the caller added with "
+    "`compare_prompts`) answered by the model before training and after, with the same greedy decoding, and the eval "
+    "loss before and after when the job had an eval split; a reward model's scores of held-out pairs instead. Read "
+    "from the job's output repo (or, for a local job, its output folder), as My jobs shows it.",
+    "`status` (ready, pending: the job still runs, none: it wrote no comparison, off: submitted with compare false, "
+    "unreadable), `message` (My jobs' sentence), `items` (prompt, origin, base, tuned), `eval_loss` (before, after, "
+    "rows), `notes`, and where it was read.",
+    job_id="the training job's id (from /submit_training or /list_jobs).",
+)
+def base_vs_tuned(
+    job_id: str, oauth_token: gr.OAuthToken | None = None, authorization: gr.Header | None = None
+) -> BaseVsTunedAnswer:
+    return read_base_vs_tuned(_caller(oauth_token, authorization), validate_job_id(job_id)).to_json()
+
+
 def split_names(text: Any, field: str = "orgs") -> list[str]:
     """Comma- or space-separated names ("acme, beta") as a list."""
     if text in (None, ""):
@@ -462,7 +481,7 @@ def _flag(value: Any, name: str) -> bool:
 
 
 ENDPOINTS = (inspect_dataset, estimate, submit_training, list_jobs, job_status, job_logs, cancel_job, export_gguf,
-             estimate_accuracy, continue_job, stop_after_checkpoint)  # fmt: skip
+             estimate_accuracy, continue_job, stop_after_checkpoint, base_vs_tuned)  # fmt: skip
 # the endpoints that read a job's logs or metrics: their reads stop when their caller goes away (ui/caller.py)
 READERS = frozenset({"job_status", "job_logs", "estimate_accuracy"})
 

@@ -390,3 +390,36 @@ class StopAnswer(TypedDict):
     detail: str
     checkpoint_step: int | None
     sentence: str
+
+
+class CompareItem(TypedDict):
+    """One prompt answered by the base model and by the tuned one (a reward model: its scores, in words)."""
+
+    prompt: str
+    origin: Literal["dataset", "yours"]
+    base: str
+    tuned: str
+    base_stopped: bool | None
+    tuned_stopped: bool | None
+
+
+class EvalLossChange(TypedDict):
+    before: float | None
+    after: float | None
+    rows: int
+
+
+class BaseVsTunedAnswer(TypedDict):
+    """`/base_vs_tuned`: a finished training job's answers before and after training, or why there are none."""
+
+    job_id: str
+    status: Literal["ready", "pending", "none", "off", "unreadable"]
+    message: str
+    where: str | None
+    method: str | None
+    kind: Literal["answers", "scores"] | None
+    source: str | None
+    max_new_tokens: int | None
+    items: list[CompareItem]
+    eval_loss: EvalLossChange | None
+    notes: list[str]

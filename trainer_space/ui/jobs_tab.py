@@ -29,6 +29,8 @@ from ..settings import get_settings
 from ..validation import validate_job_id
 from .api import split_names
 from .common import CONCURRENCY, concurrency, is_signed_in, reader_for, ui_errors, ui_errors_gen
+from .compare_view import CSS as COMPARE_CSS
+from .compare_view import build_compare
 from .continue_panel import build_continue_panel, wire_continue_panel
 
 # what a phone shows first (its width holds about three): the job, its stage, its cost so far
@@ -66,6 +68,7 @@ CSS = """
   #job-details td:nth-child(odd) {overflow-wrap: normal !important}
 }
 """
+CSS += COMPARE_CSS  # the Base vs tuned block's (ui/compare_view.py)
 # diagnosis kind -> the tab whose button the action opens (tab labels as composed in ui/__init__.py)
 ACTION_TABS = {
     "dataset_columns": "Dataset",
@@ -604,6 +607,7 @@ def build_tab() -> JobsTab:
             action_btn = gr.Button(visible=False, variant="primary", scale=0, min_width=220)
             export_btn = gr.Button("Export to GGUF →", visible=False, variant="primary", scale=0, min_width=200,
                                    elem_id="export-job")  # fmt: skip
+        base_vs_tuned = build_compare()  # "Base vs tuned" of a finished training job (ui/compare_view.py)
         action_target = gr.Textbox(visible=False)
         fix = gr.State(None)
         export_source = gr.State(None)
@@ -701,6 +705,7 @@ def build_tab() -> JobsTab:
         refreshed.then(ui_errors(tab.on_table_if_ended), [where, orgs, only_app, stages], table_outputs,
                        api_visibility="private", show_progress="hidden", **hub)  # fmt: skip
         ends.append(refreshed)
+        base_vs_tuned.wire(opening, refreshed, inputs=[opened, facts])
         follows.append(stream)
         live = opening.success(usage, [opened, where, usage_state], tab.usage_outputs, **usage_stream)
         live.then(tab.on_measures, *measures, api_visibility="private", show_progress="hidden")

@@ -33,7 +33,7 @@ from ..estimate.model_facts import get_model_facts
 from ..estimate.speed_rules import CHECKPOINTING_MODES, SPEED_MODES
 from ..hub.hardware import FALLBACK_FLAVORS, LOCAL_FLAVOR
 from ..jobs.backends import BACKEND_LABELS, HF_JOBS, LOCAL
-from ..jobs.config import TrainingConfig
+from ..jobs.config import COMPARE_MAX_PROMPT_CHARS, COMPARE_MAX_PROMPTS, TrainingConfig
 from ..jobs.training import TEMPLATE, Submission, submit_training
 from ..settings import get_settings
 from .common import (
@@ -127,6 +127,7 @@ class TrainTab:
             **{k: data[k] or 0 for k in AUTO_NUMBERS},  # "0: auto"
             "max_steps": data["max_steps"] or 0,
             "max_cost_usd": data["max_cost_usd"] or 0,  # the form's "0: from the estimate"
+            "compare_prompts": "\n".join(data["compare_prompts"]),  # one per line
         }
         return {c: "" if data[name] is None else data[name] for name, c in self.fields.items()}
 
@@ -251,6 +252,17 @@ def build_tab() -> TrainTab:
             max_completion = gr.Number(
                 label="GRPO: tokens per completion", value=GRPO_MAX_COMPLETION_LENGTH, precision=0
             )
+    with gr.Accordion("Base vs tuned: the same prompts before and after training", open=False):
+        compare = gr.Checkbox(
+            label="Compare base and tuned: the job answers a few held-out prompts of the dataset before and after "
+            "training (and measures the eval loss, with an eval split); My jobs shows them side by side",
+            value=True,
+        )  # fmt: skip
+        compare_prompts = gr.Textbox(
+            label=f"Your own prompts, one per line (at most {COMPARE_MAX_PROMPTS}, "
+            f"{COMPARE_MAX_PROMPT_CHARS} characters each)",
+            lines=3, max_lines=COMPARE_MAX_PROMPTS + 1, elem_id="compare-prompts",
+        )  # fmt: skip
     with gr.Row():
         output_repo = gr.Textbox(label="Output repo (default: <you>/<model>-<method>)", scale=2)
         push = gr.Checkbox(label="Push to the Hub", value=True)
@@ -300,7 +312,7 @@ def build_tab() -> TrainTab:
         "quick_test": quick_test, "fsdp": fsdp, "resume_from_hub": resume, "advanced": advanced,
         "num_generations": num_generations, "max_completion_length": max_completion, "namespace": namespace,
         "backend": backend, "push_to_hub": push, "max_cost_usd": max_cost, "allow_unfit": allow_unfit,
-        "packing": packing, "use_liger_kernel": liger,
+        "packing": packing, "use_liger_kernel": liger, "compare": compare, "compare_prompts": compare_prompts,
     }  # fmt: skip
     # `continues` is set by Continue in My jobs (jobs/continuing.py), never by the form
     assert set(fields) == set(TrainingConfig.model_fields) - CONFIRMATION_FIELDS - {"continues"}, (
