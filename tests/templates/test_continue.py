@@ -23,7 +23,7 @@ from trainer_space.settings import get_settings
 
 pytestmark = pytest.mark.slow
 ANON = HubSession(None)  # signed out: a local job that pushes nothing, so "saved" is what is waited for
-STEPS = 12
+STEPS = 48  # enough that the stop lands mid-run: a tiny model's step takes milliseconds
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +74,8 @@ def test_a_local_job_stopped_after_a_checkpoint_continues_from_it_and_finishes(w
     lines = local_backend().job_logs(first.id, tail=None)
     assert stop.state == "canceled" and old.status.stage == "CANCELED", (stop.detail, lines[-30:])
     saved = last_checkpoint(lines)
-    assert saved.saved_step == stop.checkpoint_step and saved.pushed_step is None  # saved on this machine only
+    # saved on this machine only; the job may save another before the cancel lands (steps of milliseconds)
+    assert saved.saved_step >= stop.checkpoint_step >= 4 and saved.pushed_step is None
     reached = max(p.step for p in map(parse_progress, lines) if p is not None)
     assert reached < STEPS  # stopped mid-run
 

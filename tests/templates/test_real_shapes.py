@@ -151,13 +151,15 @@ def test_reward_pairs_over_max_length_are_counted_then_refused_when_none_remain(
     Dataset.from_list(long * 4).save_to_disk(str(tmp_path / "all"))
     n = len(short) * 2
     out = tmp_path / "out"
-    train.cli(_argv("reward", tiny_model, tmp_path / "half", out, "--max_length", "48"))
+    # every pair trains (base vs tuned off: it would hold one pair out of these 12)
+    train.cli(_argv("reward", tiny_model, tmp_path / "half", out, "--max_length", "48", "--compare", "false"))
     said = capsys.readouterr().out
     assert f"WARNING: {n} of {2 * n} pairs (50%) are too long for max_length=48" in said  # before the model loads
     assert f"WARNING: training set: {n} of {2 * n} pairs (50%) are too long" in said  # TRL's own count
     assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 2
     with pytest.raises(SystemExit) as exit_info:
-        train.cli(_argv("reward", tiny_model, tmp_path / "all", tmp_path / "none", "--max_length", "48"))
+        train.cli(_argv("reward", tiny_model, tmp_path / "all", tmp_path / "none", "--max_length", "48", "--compare",
+                        "false"))  # fmt: skip
     assert exit_info.value.code == 2
     (line,) = [x for x in capsys.readouterr().err.splitlines() if x.startswith("ERROR:")]
     assert f"all {len(long) * 4} pairs are too long for max_length=48" in line

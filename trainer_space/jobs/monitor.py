@@ -99,8 +99,9 @@ def list_job_rows(
 ) -> list[JobRow]:
     """The visitor's jobs on every backend (Hugging Face Jobs and this machine), newest first, with the cost so far
     (duration x price; free on this machine)."""
-    flavors, _ = session.hardware()
     jobs = list_all(job_backends(session, action="list your jobs"), namespaces=namespaces, stages=stages)
+    # the Hub's price list only where a job runs there: listing this machine's jobs sends nothing to the Hub
+    flavors = session.hardware()[0] if any(backend_of(j) == HF_JOBS for j in jobs) else None
     rows = [job_row(j, flavors) for j in jobs]
     if only_this_app:
         rows = [r for r in rows if r.kind != "other"]
