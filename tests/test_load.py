@@ -1,4 +1,4 @@
-"""Load: 50 visitors with their own tokens use every endpoint at once, through gradio_client against the launched
+"""Load: 50 visitors with their own tokens use every endpoint (all twelve) at once, through gradio_client against the launched
 app, real and dry submissions included: 0 errors, 0 answers carrying another visitor's data; p50 / p95 printed.
 
 Each visitor has a private dataset whose rows name them, a job of their own (training, then a GGUF export), and
@@ -53,7 +53,8 @@ def test_fifty_visitors_on_every_endpoint_at_once(hub, app_url, tokenizer_files,
             for k in range(12)
         ]
         hub.add_dataset(f"{n}/data", {"train": rows}, num_rows={"train": 1000}, private=True)
-        hub.plan_next_job(lines=["log line of a job", "step 1"], schedule_s=5.0)
+        for _ in ("training", "export"):  # the stand-in hands its plans to the jobs in the order they come
+            hub.plan_next_job(lines=["log line of a job", "step 1"], schedule_s=12.0)
 
     def connect(name: str) -> Client:  # 50 clients, the app and the stand-in share one process and 2 cores here:
         return Client(app_url, oauth_token=tokens[name], verbose=False, httpx_kwargs={"timeout": 120})  # patience
@@ -91,6 +92,8 @@ def test_fifty_visitors_on_every_endpoint_at_once(hub, app_url, tokenizer_files,
         call(name, "estimate", "Qwen/Qwen2.5-0.5B", f"{name}/data", "sft", "lora", 1024, 1, 4, 4, True, 1000)
         call(name, "submit_training", cfg, True)
         job = call(name, "submit_training", cfg, False)
+        if job is not None:  # still scheduling (12 s): a stop request waits for its next checkpoint
+            call(name, "stop_after_checkpoint", job["job_id"])
         call(name, "export_gguf", "Qwen/Qwen2.5-0.5B", ["Q4_K_M"], "", True, "", True)
         call(name, "export_gguf", "Qwen/Qwen2.5-0.5B", ["Q4_K_M"], "", True, "", False)
         listed = call(name, "list_jobs", "", True, "")
@@ -99,7 +102,10 @@ def test_fifty_visitors_on_every_endpoint_at_once(hub, app_url, tokenizer_files,
         if job is not None:
             call(name, "job_status", job["job_id"])
             call(name, "job_logs", job["job_id"], 20)
+            call(name, "base_vs_tuned", job["job_id"])
             call(name, "cancel_job", job["job_id"])
+            call(name, "continue_job", job["job_id"], "", "", None, True)  # canceled, no checkpoint: says so
+        call(name, "estimate_accuracy", 20)
 
     started = time.monotonic()
     with ThreadPoolExecutor(VISITORS) as pool:
@@ -113,7 +119,7 @@ def test_fifty_visitors_on_every_endpoint_at_once(hub, app_url, tokenizer_files,
               f"p95={_percentile(values, 0.95):.2f}s max={max(values):.2f}s")  # fmt: skip
     assert failures == [], failures[:10]
     assert foreign == [], foreign[:10]
-    assert requests == VISITORS * 10
+    assert requests == VISITORS * 14
     jobs_by_owner = defaultdict(int)
     for job in hub.jobs.values():
         jobs_by_owner[job.namespace] += 1

@@ -113,7 +113,10 @@ def request_stop(session: HubSession, job_id: str) -> StopRequest:
     cfg = job_config(job)
     if not isinstance(cfg, TrainingConfig):
         raise InvalidInput("Only this app's training jobs report their checkpoints: cancel this job instead.")
-    lines = backend.job_logs(job.id, namespace=job.owner.name, tail=LOG_TAIL)
+    # a job still waiting for hardware has saved nothing (and a read of its logs waits for the Hub's read timeout)
+    lines = (
+        [] if job.status.stage == "SCHEDULING" else backend.job_logs(job.id, namespace=job.owner.name, tail=LOG_TAIL)
+    )
     saved = last_checkpoint(lines)
     after = saved.saved_step if saved is not None and saved.saved_step is not None else -1
     timeout = job_timeout_s(job)
