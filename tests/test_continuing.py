@@ -260,3 +260,29 @@ def test_my_jobs_panel_plans_offers_the_resubmission_and_stops(hub):
     assert made[panel.new_job] in made[panel.links] and made[panel.watch].visible
     shown = panel.on_show(made[panel.new_job], token)
     assert empty in shown[panel.links] and shown[panel.stop].visible is True  # the new job runs: it can be stopped
+
+
+def test_another_visitor_can_neither_continue_stop_nor_read_a_job_through_the_api(hub, app_url):
+    """Bob knows the id of alice's stopped job (and of her running one): each new endpoint answers him as for a job
+    that does not exist, creates nothing, and names nothing of hers."""
+    from gradio_client import Client
+
+    old = ended_job(hub, lines=lines_to(300, 1000, pushed=300))
+    hub.add_checkpoint(OUT, step=300, max_steps=1000)
+    hub.add_model(OUT, files={"base_vs_tuned.json": json.dumps({"items": [{"prompt": "alice's secret prompt"}]})})
+    hub.plan_next_job(lines=["training"] * 200, line_interval_s=0.5)
+    running = submit_training(HubSession(hub.alice), TrainingConfig.from_dict(
+        {"method": "sft", "model": "Qwen/Qwen2.5-0.5B", "dataset": "alice/chat", "flavor": "a10g-small",
+         "peft": "lora", "output_repo": "alice/running"})).job.id  # fmt: skip
+    bob = Client(app_url, oauth_token=hub.bob, verbose=False)
+    jobs_before = set(hub.jobs)
+    for args, api_name in [((old, "", "", None, False), "/continue_job"), ((old, "", "", None, True), "/continue_job"),
+                           ((running,), "/stop_after_checkpoint"), ((old,), "/base_vs_tuned")]:  # fmt: skip
+        with pytest.raises(Exception) as err:
+            bob.predict(*args, api_name=api_name)
+        said = str(err.value)
+        assert "not found" in said.lower() or "no job" in said.lower(), (api_name, said)
+        assert "secret" not in said and OUT not in said and "alice" not in said, (api_name, said)
+    assert set(hub.jobs) == jobs_before  # nothing created
+    assert hub.jobs[running].stage()[0] == "RUNNING"
+    assert not [r for r in hub.requests if OUT in r.path and r.headers.get("authorization", "").endswith(hub.bob)]
