@@ -126,6 +126,26 @@ def add_qwen(hub: HubStandIn, tokenizer_files: dict[str, bytes], repo_id: str = 
     hub.add_model(repo_id, files={**tokenizer_files, "config.json": json.dumps(QWEN_05B)}, safetensors=safetensors)
 
 
+@pytest.fixture
+def qwen_and_chat(hub: HubStandIn, tokenizer_files: dict[str, bytes]) -> HubStandIn:
+    """Qwen2.5-0.5B (its config, the tiny tokenizer) and alice's chat dataset (5,000 rows) on the stand-in."""
+    from tests.test_train_submit import CHAT
+
+    add_qwen(hub, tokenizer_files)
+    hub.add_dataset("alice/chat", {"train": CHAT}, num_rows={"train": 5000})
+    return hub
+
+
+def stop_local_jobs() -> None:
+    """Cancel what a test left running on the local backend of this TRAINER_SPACE_HOME, and close it."""
+    from trainer_space.jobs.backends.local import local_backend
+
+    engine = local_backend()
+    for job in engine.list_jobs(stages=["SCHEDULING", "RUNNING"]):
+        engine.cancel_job(job.id)
+    engine.close()
+
+
 def pytest_terminal_summary(terminalreporter) -> None:
     terminalreporter.write_line(LEAKS.summary())
     for leak in LEAKS.leaks[:20]:

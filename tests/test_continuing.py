@@ -7,11 +7,9 @@ import time
 
 import pytest
 
-from tests.conftest import add_qwen
 from tests.hub_standin import progress_line
-from tests.test_train_submit import CHAT
 from trainer_space.errors import InvalidInput
-from trainer_space.hub.session import WHOAMI_CACHE, HubSession
+from trainer_space.hub.session import HubSession
 from trainer_space.jobs.config import TrainingConfig
 from trainer_space.jobs.continuing import CONTINUES_LABEL, continue_job, job_links, plan_continue
 from trainer_space.jobs.monitor import job_args
@@ -23,12 +21,7 @@ TIMEOUT = "Job timeout exceeded (1800s)"
 OOM = "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 14.58 GiB"
 
 
-@pytest.fixture(autouse=True)
-def _world(hub, tokenizer_files):
-    WHOAMI_CACHE.clear()
-    add_qwen(hub, tokenizer_files)
-    hub.add_dataset("alice/chat", {"train": CHAT}, num_rows={"train": 5000})
-    return hub
+pytestmark = pytest.mark.usefixtures("qwen_and_chat")
 
 
 def ended_job(hub, *, lines: list[str], stage: str = "ERROR", message: str | None = TIMEOUT, **cfg) -> str:

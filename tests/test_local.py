@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import stop_local_jobs
 from trainer_space.errors import InvalidInput, NotSignedIn
 from trainer_space.hub.session import HubSession
 from trainer_space.jobs import monitor
@@ -58,10 +59,7 @@ def world(tmp_path_factory) -> SimpleNamespace:
         try:
             yield SimpleNamespace(root=root, model=model, data=data, bad=bad, broken=broken)
         finally:
-            engine = local_backend()
-            for job in engine.list_jobs(stages=["SCHEDULING", "RUNNING"]):
-                engine.cancel_job(job.id)
-            engine.close()
+            stop_local_jobs()
     get_settings.cache_clear()
 
 

@@ -17,6 +17,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from tests.conftest import stop_local_jobs
 from tests.test_local import chat_rows
 from trainer_space.hub.session import HubSession
 from trainer_space.jobs import monitor
@@ -46,10 +47,7 @@ def newcomer(tmp_path, monkeypatch) -> SimpleNamespace:
     try:
         yield SimpleNamespace(root=tmp_path, home=tmp_path / "home", data=data, model=build_tiny_model(tmp_path / "m"))
     finally:
-        engine = local.local_backend()
-        for job in engine.list_jobs(stages=["SCHEDULING", "RUNNING"]):
-            engine.cancel_job(job.id)
-        engine.close()
+        stop_local_jobs()
         get_settings.cache_clear()
 
 

@@ -19,7 +19,6 @@ import pytest
 from gradio_client import Client
 from huggingface_hub import JobInfo
 
-from tests.conftest import add_qwen
 from tests.test_train_submit import CHAT
 from trainer_space import errors
 from trainer_space.hub.session import WHOAMI_CACHE, HubSession, JobRequest
@@ -32,12 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CFG = {"method": "sft", "model": "Qwen/Qwen2.5-0.5B", "dataset": "alice/chat", "flavor": "a10g-small"}
 
 
-@pytest.fixture(autouse=True)
-def _world(hub, tokenizer_files):
-    WHOAMI_CACHE.clear()
-    add_qwen(hub, tokenizer_files)
-    hub.add_dataset("alice/chat", {"train": CHAT}, num_rows={"train": 5000})
-    return hub
+pytestmark = pytest.mark.usefixtures("qwen_and_chat")
 
 
 def _reader(hub) -> str:

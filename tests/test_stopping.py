@@ -6,11 +6,9 @@ import time
 
 import pytest
 
-from tests.conftest import add_qwen
 from tests.hub_standin import progress_line
-from tests.test_train_submit import CHAT
 from trainer_space.errors import InvalidInput
-from trainer_space.hub.session import WHOAMI_CACHE, HubSession
+from trainer_space.hub.session import HubSession
 from trainer_space.jobs.config import TrainingConfig
 from trainer_space.jobs.stopping import request_stop, stop_state
 from trainer_space.jobs.training import submit_training
@@ -18,12 +16,7 @@ from trainer_space.jobs.training import submit_training
 INTERVAL = 0.1
 
 
-@pytest.fixture(autouse=True)
-def _world(hub, tokenizer_files):
-    WHOAMI_CACHE.clear()
-    add_qwen(hub, tokenizer_files)
-    hub.add_dataset("alice/chat", {"train": CHAT}, num_rows={"train": 5000})
-    return hub
+pytestmark = pytest.mark.usefixtures("qwen_and_chat")
 
 
 def running_job(hub, lines: list[str], **plan) -> str:

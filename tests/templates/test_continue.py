@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import stop_local_jobs
 from trainer_space.hub.session import HubSession
 from trainer_space.jobs.backends.local import local_backend
 from trainer_space.jobs.config import TrainingConfig
@@ -42,10 +43,7 @@ def world(tmp_path_factory):
         try:
             yield {"model": str(model), "data": str(data)}
         finally:
-            engine = local_backend()
-            for job in engine.list_jobs(stages=["SCHEDULING", "RUNNING"]):
-                engine.cancel_job(job.id)
-            engine.close()
+            stop_local_jobs()
     get_settings.cache_clear()
 
 
