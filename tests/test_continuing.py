@@ -14,6 +14,7 @@ from trainer_space.jobs.config import TrainingConfig
 from trainer_space.jobs.continuing import CONTINUES_LABEL, continue_job, job_links, plan_continue
 from trainer_space.jobs.monitor import job_args
 from trainer_space.jobs.preflight import PreflightFailed
+from trainer_space.jobs.report import job_report
 from trainer_space.jobs.training import submit_training
 
 OUT = "alice/Qwen2.5-0.5B-sft"
@@ -79,6 +80,10 @@ def test_a_timed_out_job_continues_from_its_pushed_checkpoint_linked_both_ways_a
     assert job_links(alice, made.job).continues == old
     listed = [r for r in hub.requests_to("/api/jobs/alice", "GET") if "label=" in r.query]
     assert any(f"continues%3D{old}" in r.query or f"continues={old}" in r.query for r in listed)
+    # what a program reads in /job_status: the same links both ways
+    assert job_report(alice, old, usage_seconds=0).to_json()["links"] == {"continues": None,
+                                                                          "continued_by": [made.job.id]}  # fmt: skip
+    assert job_report(alice, made.job.id, usage_seconds=0).to_json()["links"]["continues"] == old
 
 
 def test_the_hub_is_asked_not_the_log_and_the_log_is_a_hint(hub):

@@ -10,6 +10,7 @@ from tests.hub_standin import progress_line
 from trainer_space.errors import InvalidInput
 from trainer_space.hub.session import HubSession
 from trainer_space.jobs.config import TrainingConfig
+from trainer_space.jobs.report import job_report
 from trainer_space.jobs.stopping import request_stop, stop_state
 from trainer_space.jobs.training import submit_training
 
@@ -44,6 +45,8 @@ def test_it_cancels_right_after_the_next_pushed_checkpoint_not_a_saved_one_nor_a
     assert request.waiting and request.after_step == 100 and request.waits_for == "pushed"
     assert "Stopping after the next checkpoint" in stop_state(job_id).sentence()
     assert request_stop(alice, job_id) is request  # idempotent: one watcher per job
+    said = job_report(alice, job_id, usage_seconds=0).to_json()["stop_request"]  # what /job_status says
+    assert said["state"] == "waiting" and said["after_step"] == 100 and "Stopping after" in said["sentence"]
     assert request.wait(timeout=20)
     assert request.state == "canceled" and request.checkpoint_step == 200, request.detail
     job = hub.jobs[job_id]
@@ -51,6 +54,7 @@ def test_it_cancels_right_after_the_next_pushed_checkpoint_not_a_saved_one_nor_a
     assert job.canceled_at is not None and 0 <= job.canceled_at - pushed_at < 3.0  # right after, not at the end
     assert job.stage()[0] == "CANCELED"
     assert "checkpoint 200 was pushed" in stop_state(job_id).sentence()
+    assert job_report(alice, job_id, usage_seconds=0).to_json()["stop_request"]["state"] == "canceled"
     assert hub.alice not in repr(request) + str(request.to_json())
 
 

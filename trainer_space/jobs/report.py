@@ -10,19 +10,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from ..errors import TrainerSpaceError
 from ..hub.session import HubSession
 from ..settings import get_settings
 from ..validation import validate_job_id
 from .accuracy import ACCURACY_TAIL, Comparison, compare, ratio
 from .backends import find_job, job_backends
+from .continuing import job_links
 from .monitor import DIAGNOSIS_TAIL, JobDetails, JobStatus, diagnose_job, fixed_config, job_details, safe_lines
 from .progress import Checkpoint, format_seconds, last_checkpoint, latest_progress, peak_gpu_memory, progress_report
+from .stopping import stop_state
 from .usage import Usage
 
 USAGE_MAX_S = 10.0  # the longest live-metrics read one `/job_status` may ask for
@@ -114,9 +118,12 @@ class JobReport:
     status: JobStatus
     progress: dict[str, Any] | None  # training jobs of this app only
     usage: dict[str, Any]
+    links: dict[str, Any] | None = None  # training jobs: the job it continues, the jobs that continue it
+    stop_request: dict[str, Any] | None = None  # "Stop after the next checkpoint", when one was asked
 
     def to_json(self) -> dict[str, Any]:
-        return {**self.status.to_json(), "progress": self.progress, "usage": self.usage}
+        return {**self.status.to_json(), "progress": self.progress, "usage": self.usage, "links": self.links,
+                "stop_request": self.stop_request}  # fmt: skip
 
 
 def job_report(session: HubSession, job_id: str, *, usage_seconds: float = 2.0) -> JobReport:
@@ -149,8 +156,16 @@ def job_report(session: HubSession, job_id: str, *, usage_seconds: float = 2.0) 
             usd_per_hour=details.usd_per_hour, progress_peak_gb=progress_peak,
             metrics_peak_gb=usage.peaks.gpu_mem_gb if usage.peaks.has_gpu else None,
         )  # fmt: skip
+    links = stop = None
+    if training:  # as My jobs shows them (the caller's own job: find_job read it with the caller's session)
+        with contextlib.suppress(TrainerSpaceError):  # the continuations cannot be listed just now: no links
+            links = job_links(session, job).to_json()
+        request = stop_state(job.id)
+        stop = request.to_json() if request is not None else None
     return JobReport(
         status,
         progress_json(lines, details) if training else None,
         usage_json(usage, details.stage, comparison, window_s=window, progress_peak_gb=progress_peak),
+        links,
+        stop,
     )

@@ -281,7 +281,9 @@ def list_jobs(
     "uses (per-GPU peak memory and utilisation, CPU and RAM peaks, beside the job's estimate with the ratio); once it "
     "has ended, the diagnosis of a failure (OOM, timeout, auth, format) with the fixed config to submit.",
     "the job's details, `progress` (training jobs), `usage` (peaks of the live metrics read now, `vs_estimate`), "
-    "`diagnosis` (title, explanation, action) and `fix` (a config for /submit_training).",
+    "`diagnosis` (title, explanation, action) and `fix` (a config for /submit_training); for training jobs `links` "
+    "(the job it continues, the jobs that continue it: /continue_job) and `stop_request` (a /stop_after_checkpoint "
+    "request's state, or null).",
     job_id="the job's id (from /submit_training or /list_jobs).",
     usage_seconds="how long to read a running job's live metrics for `usage` (0 to 10 seconds; 0: none). The Hub "
     "keeps no history: the peaks are over the samples read now.",

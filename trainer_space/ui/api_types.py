@@ -293,6 +293,15 @@ class JobStatus(TypedDict):
     fix: dict[str, Any] | None
     progress: JobProgress | None
     usage: JobUsage
+    links: JobLinks | None
+    stop_request: StopAnswer | None
+
+
+class JobLinks(TypedDict):
+    """A training job's continuation links (`/continue_job`): the job it continues, and the jobs that continue it."""
+
+    continues: str | None
+    continued_by: list[str]
 
 
 class LogTail(TypedDict):
