@@ -33,7 +33,7 @@ from ..validation import format_timeout, validate_job_id, validate_timeout
 from .backends import HF_JOBS, LOCAL, JobBackend, backend_of, find_job, job_backends
 from .checks import Check, Status
 from .config import TrainingConfig
-from .monitor import diagnose_job, fixed_config, job_config
+from .monitor import diagnose_job, fixed_config, job_config, safe_lines
 from .preflight import PreflightFailed, estimate_config, runs_training
 from .progress import Progress, last_checkpoint, parse_progress
 from .spec import APP_LABEL, KEY_LABEL
@@ -187,7 +187,7 @@ def find_checkpoint(session: HubSession, job: JobInfo, cfg: TrainingConfig) -> F
 def _log_lines(backend: JobBackend, job: JobInfo) -> list[str]:
     """The old job's last log lines (its progress lines: a hint, and its pace); none when they cannot be read."""
     try:
-        return backend.job_logs(job.id, namespace=job.owner.name, tail=LOG_TAIL)
+        return safe_lines(backend.job_logs(job.id, namespace=job.owner.name, tail=LOG_TAIL))
     except TrainerSpaceError:
         return []
 
@@ -376,8 +376,9 @@ def plan_continue(
     choices = (LOCAL_FLAVOR,) if where == LOCAL else flavor_choices(session)
     if flavor and flavor not in choices and where != LOCAL:
         raise InvalidInput(f"Unknown flavor '{flavor}' for a training job: pick one of {', '.join(choices)}.")
-    diagnosis = diagnose_job(backend, job, session.hardware()[0])
     lines = _log_lines(backend, job)
+    # one read of the logs: the diagnosis takes its tail (it reads them itself only when this read failed)
+    diagnosis = diagnose_job(backend, job, session.hardware()[0], lines=lines or None)
     progress = [p for p in map(parse_progress, lines) if p is not None]
     found = find_checkpoint(session, job, cfg)
     reported = last_checkpoint(lines)
